@@ -1,0 +1,1 @@
+//! Datasets, readers and augmentation that feed training.

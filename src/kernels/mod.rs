@@ -1,0 +1,1 @@
+//! f32 math on ndarray + rayon, forward and backward. Knows nothing of graphs or UI.

@@ -1,0 +1,1 @@
+//! Compiled plans, autodiff, optimizers and the trainer thread.
