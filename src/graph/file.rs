@@ -1,0 +1,608 @@
+//! Versioned JSON design files: one node and one edge per line, so designs diff well.
+//!
+//! ```json
+//! {
+//!   "format": "netloom-design",
+//!   "version": 1,
+//!   "name": "inception-naive",
+//!   "nodes": [
+//!     {"name":"input","kind":"input","height":28,"width":28,"channels":192,"position":[0,0]},
+//!     {"name":"conv5x5","kind":"conv2d","filters":32,"kernel":[5,5],"stride":[1,1],"padding":"same","position":[0,120]}
+//!   ],
+//!   "edges": [
+//!     {"from":"input","to":"conv5x5","input":0}
+//!   ]
+//! }
+//! ```
+//! Weights never live here: they go to a separate safetensors file keyed by node name.
+
+use super::{Arity, Edge, Graph, GraphError, LayerKind, Node, NodeId};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The format tag every design file carries.
+pub const FORMAT: &str = "netloom-design";
+/// The newest file version this build reads and the one it writes.
+pub const VERSION: u64 = 1;
+
+/// Why a design file could not be loaded. Every variant names what is wrong
+/// and where, so the message can be shown as is.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("JSON syntax error at line {line}, column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("not a Netloom design: {0}")]
+    NotADesign(String),
+    #[error("design file version {found} is newer than this Netloom reads (version {VERSION})")]
+    UnsupportedVersion { found: u64 },
+    #[error("{}unknown layer kind `{kind}` for node `{node}` (known kinds: {known})", at_line(*.line))]
+    UnknownKind {
+        node: String,
+        kind: String,
+        line: Option<usize>,
+        known: String,
+    },
+    #[error("{}node `{node}`: {message}", at_line(*.line))]
+    BadParameter {
+        node: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{}two nodes are named `{name}`; names must be unique", at_line(*.line))]
+    DuplicateName { name: String, line: Option<usize> },
+    #[error(
+        "edge {index} ({from} → {to}) refers to `{missing}`, which is not a node of this design"
+    )]
+    DanglingEdge {
+        index: usize,
+        from: String,
+        to: String,
+        missing: String,
+    },
+    #[error("input {input} of `{node}` is fed twice, by `{first}` and by `{second}`")]
+    InputFedTwice {
+        node: String,
+        input: usize,
+        first: String,
+        second: String,
+    },
+    #[error("edge {index}: {reason}")]
+    BadEdge { index: usize, reason: String },
+    #[error("the design has a cycle: {}", .0.join(" → "))]
+    Cycle(Vec<String>),
+}
+
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
+}
+
+/// Reads and checks a design file.
+pub fn load(path: &Path) -> Result<Graph, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_json(&text)
+}
+
+/// Parses and checks design JSON: syntax, kinds, parameters, names, edges, cycles.
+pub fn from_json(text: &str) -> Result<Graph, LoadError> {
+    let root: Value = serde_json::from_str(text).map_err(|e| LoadError::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })?;
+    let root = root
+        .as_object()
+        .ok_or_else(|| LoadError::NotADesign("the top level must be a JSON object".into()))?;
+    match root.get("format").and_then(Value::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => {
+            return Err(LoadError::NotADesign(format!(
+                "`format` is `{other}`, expected `{FORMAT}`"
+            )));
+        }
+        None => {
+            return Err(LoadError::NotADesign(format!(
+                "missing `\"format\": \"{FORMAT}\"`"
+            )));
+        }
+    }
+    let version = root
+        .get("version")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| LoadError::NotADesign("missing or non-integer `version`".into()))?;
+    if version > VERSION || version == 0 {
+        return Err(LoadError::UnsupportedVersion { found: version });
+    }
+    let name = root
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("untitled")
+        .to_string();
+    let nodes = root
+        .get("nodes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| LoadError::NotADesign("missing `nodes` array".into()))?;
+    let empty = Vec::new();
+    let edges = match root.get("edges") {
+        None => &empty,
+        Some(v) => v
+            .as_array()
+            .ok_or_else(|| LoadError::NotADesign("`edges` must be an array".into()))?,
+    };
+
+    let mut graph = Graph::new(name);
+    for (index, value) in nodes.iter().enumerate() {
+        let node = parse_node(text, index, value)?;
+        let line = line_of_name(text, &node.name);
+        let id = graph
+            .add_node(node.name.clone(), node.kind, node.position)
+            .map_err(|e| match e {
+                GraphError::DuplicateName(name) => LoadError::DuplicateName {
+                    line: line_of_nth_name(text, &name, 1).or(line),
+                    name,
+                },
+                other => LoadError::BadParameter {
+                    node: node.name.clone(),
+                    line,
+                    message: other.to_string(),
+                },
+            })?;
+        if let Some(n) = graph.node_mut(id) {
+            n.frozen = node.frozen;
+        }
+    }
+    for (index, value) in edges.iter().enumerate() {
+        let edge = parse_edge(&graph, index, value)?;
+        let to = graph.node(edge.to).map(|n| n.kind.arity());
+        let to_name = graph.name_of(edge.to).to_string();
+        match to {
+            Some(Arity::None) => {
+                return Err(LoadError::BadEdge {
+                    index,
+                    reason: format!("`{to_name}` is an input layer and takes no inputs"),
+                });
+            }
+            Some(Arity::One) if edge.input > 0 => {
+                return Err(LoadError::BadEdge {
+                    index,
+                    reason: format!(
+                        "`{to_name}` has a single input (input 0); input {} does not exist",
+                        edge.input
+                    ),
+                });
+            }
+            _ => {}
+        }
+        if edge.from == edge.to {
+            return Err(LoadError::Cycle(vec![to_name.clone(), to_name]));
+        }
+        if let Some(first) = graph
+            .edges()
+            .iter()
+            .find(|e| e.to == edge.to && e.input == edge.input)
+        {
+            return Err(LoadError::InputFedTwice {
+                node: to_name,
+                input: edge.input,
+                first: graph.name_of(first.from).to_string(),
+                second: graph.name_of(edge.from).to_string(),
+            });
+        }
+        graph.push_edge_unchecked(edge);
+    }
+    match graph.topological_order() {
+        Ok(_) => Ok(graph),
+        Err(GraphError::Cycle(names)) => Err(LoadError::Cycle(names)),
+        Err(other) => Err(LoadError::NotADesign(other.to_string())),
+    }
+}
+
+/// serde_json appends " at line L column C"; the variant carries those separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn parse_node(text: &str, index: usize, value: &Value) -> Result<Node, LoadError> {
+    let label = format!("nodes[{index}]");
+    let mut object: Map<String, Value> = value
+        .as_object()
+        .cloned()
+        .ok_or_else(|| LoadError::NotADesign(format!("{label} must be an object")))?;
+    let name = match object.remove("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s,
+        Some(Value::String(_)) => {
+            return Err(LoadError::BadParameter {
+                node: label,
+                line: None,
+                message: "name is empty".into(),
+            });
+        }
+        Some(_) => {
+            return Err(LoadError::BadParameter {
+                node: label,
+                line: None,
+                message: "name must be a string".into(),
+            });
+        }
+        None => {
+            return Err(LoadError::BadParameter {
+                node: label,
+                line: None,
+                message: "missing `name`".into(),
+            });
+        }
+    };
+    let line = line_of_name(text, &name);
+    let bad = |message: String| LoadError::BadParameter {
+        node: name.clone(),
+        line,
+        message,
+    };
+    let position = match object.remove("position") {
+        None => [0.0, 0.0],
+        Some(v) => serde_json::from_value::<[f32; 2]>(v)
+            .map_err(|_| bad("`position` must be [x, y]".into()))?,
+    };
+    let frozen = match object.remove("frozen") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(bad("`frozen` must be true or false".into())),
+    };
+    let kind_tag = match object.get("kind") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(bad("`kind` must be a string".into())),
+        None => return Err(bad("missing `kind`".into())),
+    };
+    let known: Vec<&str> = LayerKind::catalogue().iter().map(|k| k.tag()).collect();
+    if !known.contains(&kind_tag.as_str()) {
+        return Err(LoadError::UnknownKind {
+            node: name,
+            kind: kind_tag,
+            line,
+            known: known.join(", "),
+        });
+    }
+    let kind: LayerKind =
+        serde_json::from_value(Value::Object(object)).map_err(|e| bad(e.to_string()))?;
+    kind.validate().map_err(bad)?;
+    Ok(Node {
+        name,
+        kind,
+        position,
+        frozen,
+    })
+}
+
+fn parse_edge(graph: &Graph, index: usize, value: &Value) -> Result<Edge, LoadError> {
+    let object = value.as_object().ok_or_else(|| LoadError::BadEdge {
+        index,
+        reason: "must be an object like {\"from\": \"a\", \"to\": \"b\", \"input\": 0}".into(),
+    })?;
+    let endpoint = |key: &str| -> Result<String, LoadError> {
+        object
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| LoadError::BadEdge {
+                index,
+                reason: format!("missing `{key}` (a node name)"),
+            })
+    };
+    let from_name = endpoint("from")?;
+    let to_name = endpoint("to")?;
+    let input = match object.get("input") {
+        None => 0,
+        Some(v) => v.as_u64().ok_or_else(|| LoadError::BadEdge {
+            index,
+            reason: "`input` must be a non-negative integer".into(),
+        })? as usize,
+    };
+    let lookup = |name: &str| -> Result<NodeId, LoadError> {
+        graph.find(name).ok_or_else(|| LoadError::DanglingEdge {
+            index,
+            from: from_name.clone(),
+            to: to_name.clone(),
+            missing: name.to_string(),
+        })
+    };
+    Ok(Edge {
+        from: lookup(&from_name)?,
+        to: lookup(&to_name)?,
+        input,
+    })
+}
+
+/// 1-based line of the `n`-th (0-based) `"name": "<name>"` in the text.
+fn line_of_nth_name(text: &str, name: &str, n: usize) -> Option<usize> {
+    let quoted = serde_json::to_string(name).ok()?;
+    let mut found = 0;
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(&quoted) {
+        let at = from + pos;
+        let before = text[..at].trim_end();
+        if let Some(before) = before.strip_suffix(':')
+            && before.trim_end().ends_with("\"name\"")
+        {
+            if found == n {
+                return Some(text[..at].matches('\n').count() + 1);
+            }
+            found += 1;
+        }
+        from = at + quoted.len();
+    }
+    None
+}
+
+fn line_of_name(text: &str, name: &str) -> Option<usize> {
+    line_of_nth_name(text, name, 0)
+}
+
+/// Serialises a design: stable key order, one node and one edge per line.
+pub fn to_json(graph: &Graph) -> String {
+    let graph = graph.compacted();
+    let mut out = String::new();
+    out.push_str("{\n");
+    out.push_str(&format!("  \"format\": \"{FORMAT}\",\n"));
+    out.push_str(&format!("  \"version\": {VERSION},\n"));
+    out.push_str(&format!(
+        "  \"name\": {},\n",
+        serde_json::to_string(&graph.name).unwrap_or_else(|_| "\"untitled\"".into())
+    ));
+    out.push_str("  \"nodes\": [\n");
+    let nodes: Vec<String> = graph.nodes().map(|(_, n)| node_line(n)).collect();
+    out.push_str(&join_lines(&nodes));
+    out.push_str("  ],\n  \"edges\": [\n");
+    let edges: Vec<String> = graph
+        .edges()
+        .iter()
+        .map(|e| {
+            let mut m = Map::new();
+            m.insert("from".into(), Value::from(graph.name_of(e.from)));
+            m.insert("to".into(), Value::from(graph.name_of(e.to)));
+            m.insert("input".into(), Value::from(e.input));
+            Value::Object(m).to_string()
+        })
+        .collect();
+    out.push_str(&join_lines(&edges));
+    out.push_str("  ]\n}\n");
+    out
+}
+
+fn join_lines(lines: &[String]) -> String {
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        out.push_str("    ");
+        out.push_str(line);
+        if i + 1 < lines.len() {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn node_line(node: &Node) -> String {
+    let mut m = Map::new();
+    m.insert("name".into(), Value::from(node.name.as_str()));
+    if let Ok(Value::Object(kind)) = serde_json::to_value(&node.kind) {
+        for (k, v) in kind {
+            m.insert(k, v);
+        }
+    }
+    // Positions are rounded: sub-pixel noise would make every save a diff.
+    m.insert(
+        "position".into(),
+        Value::from(vec![
+            node.position[0].round() as i64,
+            node.position[1].round() as i64,
+        ]),
+    );
+    if node.frozen {
+        m.insert("frozen".into(), Value::from(true));
+    }
+    Value::Object(m).to_string()
+}
+
+/// Writes atomically: a temporary file beside the target, then a rename, so
+/// a crash mid-save never leaves a half-written design.
+pub fn save(graph: &Graph, path: &Path) -> std::io::Result<()> {
+    write_atomically(path, to_json(graph).as_bytes())
+}
+
+/// Writes `bytes` to a sibling temporary file and renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "design".into());
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn design(nodes: &str, edges: &str) -> String {
+        format!(
+            "{{\n  \"format\": \"netloom-design\",\n  \"version\": 1,\n  \"name\": \"t\",\n  \"nodes\": [\n{nodes}\n  ],\n  \"edges\": [\n{edges}\n  ]\n}}\n"
+        )
+    }
+
+    const INPUT: &str = r#"    {"name":"in","kind":"input","height":8,"width":8,"channels":3}"#;
+
+    #[test]
+    fn round_trip_is_stable() {
+        let text = design(
+            &format!(
+                "{INPUT},\n    {{\"name\":\"c\",\"kind\":\"conv2d\",\"filters\":4,\"kernel\":[3,3],\"padding\":\"same\"}}"
+            ),
+            r#"    {"from":"in","to":"c"}"#,
+        );
+        let g = from_json(&text).unwrap();
+        let saved = to_json(&g);
+        let again = from_json(&saved).unwrap();
+        assert_eq!(to_json(&again), saved);
+        assert!(saved.contains(r#"{"name":"c","kind":"conv2d","filters":4,"kernel":[3,3],"stride":[1,1],"padding":"same","position":[0,0]}"#), "{saved}");
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let text = "{\n  \"format\": \"netloom-design\",\n  \"version\": 1,\n  \"nodes\": [ , ]\n}";
+        match from_json(text).unwrap_err() {
+            LoadError::Syntax { line, column, .. } => {
+                assert_eq!(line, 4);
+                assert_eq!(column, 14);
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn unknown_kind_names_node_and_line() {
+        let text = design(
+            &format!("{INPUT},\n    {{\"name\":\"x\",\"kind\":\"conv3d\",\"filters\":4}}"),
+            "",
+        );
+        let err = from_json(&text).unwrap_err();
+        assert!(matches!(err, LoadError::UnknownKind { line: Some(7), .. }));
+        assert!(
+            err.to_string()
+                .starts_with("line 7: unknown layer kind `conv3d` for node `x`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_specific() {
+        let text = design(
+            &format!(
+                "{INPUT},\n    {{\"name\":\"c\",\"kind\":\"conv2d\",\"filters\":4,\"kernel\":[0,3]}}"
+            ),
+            "",
+        );
+        assert_eq!(
+            from_json(&text).unwrap_err().to_string(),
+            "line 7: node `c`: kernel height must be at least 1, got 0"
+        );
+        let text = design(
+            &format!(
+                "{INPUT},\n    {{\"name\":\"p\",\"kind\":\"max_pool2d\",\"kernel\":[2,2],\"stride\":[0,2]}}"
+            ),
+            "",
+        );
+        assert!(
+            from_json(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("stride height must be at least 1")
+        );
+        let text = design(
+            &format!(
+                "{INPUT},\n    {{\"name\":\"c\",\"kind\":\"conv2d\",\"filters\":4,\"kernel\":[3,3],\"strides\":[2,2]}}"
+            ),
+            "",
+        );
+        let msg = from_json(&text).unwrap_err().to_string();
+        assert!(msg.contains("unknown field `strides`"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_names_point_at_the_second() {
+        let text = design(&format!("{INPUT},\n{INPUT}"), "");
+        let err = from_json(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 7: two nodes are named `in`; names must be unique"
+        );
+    }
+
+    #[test]
+    fn dangling_edges_and_double_feeds() {
+        let relu = r#"    {"name":"r","kind":"relu"}"#;
+        let text = design(
+            &format!("{INPUT},\n{relu}"),
+            r#"    {"from":"in","to":"r2","input":0}"#,
+        );
+        assert_eq!(
+            from_json(&text).unwrap_err().to_string(),
+            "edge 0 (in → r2) refers to `r2`, which is not a node of this design"
+        );
+        let text = design(
+            &format!("{INPUT},\n{relu},\n    {{\"name\":\"s\",\"kind\":\"sigmoid\"}}"),
+            "    {\"from\":\"in\",\"to\":\"r\"},\n    {\"from\":\"s\",\"to\":\"r\"}",
+        );
+        assert_eq!(
+            from_json(&text).unwrap_err().to_string(),
+            "input 0 of `r` is fed twice, by `in` and by `s`"
+        );
+    }
+
+    #[test]
+    fn cycles_name_their_nodes() {
+        let text = design(
+            &format!(
+                "{INPUT},\n    {{\"name\":\"a\",\"kind\":\"relu\"}},\n    {{\"name\":\"b\",\"kind\":\"add\"}}"
+            ),
+            "    {\"from\":\"in\",\"to\":\"b\",\"input\":0},\n    {\"from\":\"b\",\"to\":\"a\"},\n    {\"from\":\"a\",\"to\":\"b\",\"input\":1}",
+        );
+        let err = from_json(&text).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("the design has a cycle: "), "{msg}");
+        assert!(msg.contains('a') && msg.contains('b'), "{msg}");
+    }
+
+    #[test]
+    fn newer_versions_and_foreign_files_are_refused() {
+        let text = r#"{"format":"netloom-design","version":9,"nodes":[]}"#;
+        assert!(matches!(
+            from_json(text),
+            Err(LoadError::UnsupportedVersion { found: 9 })
+        ));
+        assert!(matches!(
+            from_json(r#"{"nodes":[]}"#),
+            Err(LoadError::NotADesign(_))
+        ));
+        assert!(matches!(from_json("[1,2]"), Err(LoadError::NotADesign(_))));
+    }
+
+    #[test]
+    fn atomic_save_writes_whole_file() {
+        let dir = std::env::temp_dir().join(format!("netloom-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.json");
+        let text = design(INPUT, "");
+        let g = from_json(&text).unwrap();
+        save(&g, &path).unwrap();
+        let back = load(&path).unwrap();
+        assert_eq!(back.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,484 @@
+//! Output volume of every layer, with errors attached to the node at fault.
+
+use crate::graph::{LayerKind, NodeId, Padding};
+use serde::Serialize;
+use std::fmt;
+
+/// A per-sample tensor shape: an H×W×C volume or a flat vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Shape {
+    Volume { h: u64, w: u64, c: u64 },
+    Vector(u64),
+}
+
+impl Shape {
+    pub fn elements(&self) -> u64 {
+        match *self {
+            Shape::Volume { h, w, c } => h * w * c,
+            Shape::Vector(n) => n,
+        }
+    }
+
+    /// The size of the last axis (features for BatchNorm and Softmax).
+    pub fn channels(&self) -> u64 {
+        match *self {
+            Shape::Volume { c, .. } => c,
+            Shape::Vector(n) => n,
+        }
+    }
+
+    /// `[h, w, c]` or `[n]`, as in JSON output.
+    pub fn dims(&self) -> Vec<u64> {
+        match *self {
+            Shape::Volume { h, w, c } => vec![h, w, c],
+            Shape::Vector(n) => vec![n],
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shape::Volume { h, w, c } => write!(f, "{h}×{w}×{c}"),
+            Shape::Vector(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A standard repair for a shape error, as data the UI can apply in one click.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum FixIt {
+    /// Insert a 1×1 conv (with this stride and filter count) between `from`
+    /// and input `input` of the Add: the ResNet convolutional-block shortcut.
+    InsertProjection {
+        from: NodeId,
+        input: usize,
+        stride: u32,
+        filters: u32,
+    },
+    /// Insert a Flatten between `from` and the Dense layer.
+    InsertFlatten { from: NodeId },
+}
+
+impl FixIt {
+    pub fn describe(&self) -> String {
+        match self {
+            FixIt::InsertProjection {
+                stride, filters, ..
+            } => format!("insert a 1×1 conv, stride {stride}, {filters} filters on the shortcut"),
+            FixIt::InsertFlatten { .. } => "insert a Flatten before the Dense layer".into(),
+        }
+    }
+}
+
+/// Why a node has no output shape.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ShapeError {
+    pub message: String,
+    pub fix: Option<FixIt>,
+}
+
+impl ShapeError {
+    fn new(message: impl Into<String>) -> Self {
+        ShapeError {
+            message: message.into(),
+            fix: None,
+        }
+    }
+}
+
+/// A resolved sliding-window geometry along one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Axis {
+    pub input: u64,
+    pub kernel: u64,
+    pub stride: u64,
+    pub pad_before: u64,
+    pub pad_after: u64,
+    pub output: u64,
+}
+
+/// Resolves padding along one axis: `floor((n + p_total − f)/s) + 1`, or
+/// `ceil(n/s)` for `same`, or the ceil-mode rule (the last window must start
+/// inside the input or its left padding, as PyTorch and Caffe require).
+pub fn resolve_axis(
+    n: u64,
+    kernel: u64,
+    stride: u64,
+    padding: Padding,
+    axis: usize,
+    ceil_mode: bool,
+) -> Result<Axis, String> {
+    let (before, after) = match padding {
+        Padding::Valid => (0, 0),
+        Padding::Explicit(p) => {
+            let p = if axis == 0 {
+                [p[0], p[1]]
+            } else {
+                [p[2], p[3]]
+            };
+            (p[0] as u64, p[1] as u64)
+        }
+        Padding::Same => {
+            let out = n.div_ceil(stride);
+            let total = ((out - 1) * stride + kernel).saturating_sub(n);
+            (total / 2, total - total / 2)
+        }
+    };
+    let padded = n + before + after;
+    let dim = if axis == 0 { "height" } else { "width" };
+    if padded < kernel {
+        return Err(format!(
+            "kernel {dim} {kernel} is larger than the padded input {dim} {padded}"
+        ));
+    }
+    let span = padded - kernel;
+    let mut output = if ceil_mode && padding != Padding::Same {
+        span.div_ceil(stride) + 1
+    } else {
+        span / stride + 1
+    };
+    if ceil_mode && (output - 1) * stride >= n + before {
+        output -= 1;
+    }
+    Ok(Axis {
+        input: n,
+        kernel,
+        stride,
+        pad_before: before,
+        pad_after: after,
+        output,
+    })
+}
+
+/// The output shape of a layer given its input shapes, or the reason it has none.
+/// `inputs` holds one entry per wired input; `None` means unconnected.
+/// Returns the resolved window geometry for conv and pool layers too.
+pub fn output_shape(
+    kind: &LayerKind,
+    inputs: &[(NodeId, Shape)],
+) -> Result<(Shape, Option<[Axis; 2]>), ShapeError> {
+    use LayerKind::*;
+    let single = || -> Result<Shape, ShapeError> {
+        match inputs {
+            [(_, s)] => Ok(*s),
+            _ => Err(ShapeError::new("needs exactly one input")),
+        }
+    };
+    let volume = |what: &str| -> Result<(u64, u64, u64), ShapeError> {
+        match single()? {
+            Shape::Volume { h, w, c } => Ok((h, w, c)),
+            Shape::Vector(n) => Err(ShapeError::new(format!(
+                "{what} needs an H×W×C volume, but its input is a flat vector of {n}"
+            ))),
+        }
+    };
+    let window = |h: u64,
+                  w: u64,
+                  kernel: &[u32; 2],
+                  stride: &[u32; 2],
+                  padding: Padding,
+                  ceil: bool|
+     -> Result<[Axis; 2], ShapeError> {
+        let ah = resolve_axis(h, kernel[0] as u64, stride[0] as u64, padding, 0, ceil)
+            .map_err(ShapeError::new)?;
+        let aw = resolve_axis(w, kernel[1] as u64, stride[1] as u64, padding, 1, ceil)
+            .map_err(ShapeError::new)?;
+        Ok([ah, aw])
+    };
+    match kind {
+        Input {
+            height,
+            width,
+            channels,
+        } => Ok((
+            Shape::Volume {
+                h: *height as u64,
+                w: *width as u64,
+                c: *channels as u64,
+            },
+            None,
+        )),
+        Conv2d {
+            filters,
+            kernel,
+            stride,
+            padding,
+            groups,
+            ..
+        } => {
+            let (h, w, c) = volume("Conv2D")?;
+            if c % *groups as u64 != 0 {
+                return Err(ShapeError::new(format!(
+                    "input channels ({c}) must be divisible by groups ({groups})"
+                )));
+            }
+            let axes = window(h, w, kernel, stride, *padding, false)?;
+            Ok((
+                Shape::Volume {
+                    h: axes[0].output,
+                    w: axes[1].output,
+                    c: *filters as u64,
+                },
+                Some(axes),
+            ))
+        }
+        ZeroPad2d { padding } => {
+            let (h, w, c) = volume("ZeroPad2D")?;
+            let p = padding.map(|v| v as u64);
+            Ok((
+                Shape::Volume {
+                    h: h + p[0] + p[1],
+                    w: w + p[2] + p[3],
+                    c,
+                },
+                None,
+            ))
+        }
+        MaxPool2d {
+            kernel,
+            stride,
+            padding,
+            ceil_mode,
+        }
+        | AvgPool2d {
+            kernel,
+            stride,
+            padding,
+            ceil_mode,
+        } => {
+            let (h, w, c) = volume(kind.display_name())?;
+            let axes = window(h, w, kernel, stride, *padding, *ceil_mode)?;
+            Ok((
+                Shape::Volume {
+                    h: axes[0].output,
+                    w: axes[1].output,
+                    c,
+                },
+                Some(axes),
+            ))
+        }
+        GlobalAvgPool => {
+            let (_, _, c) = volume("GlobalAvgPool")?;
+            Ok((Shape::Vector(c), None))
+        }
+        Flatten => Ok((Shape::Vector(single()?.elements()), None)),
+        Dense { units, .. } => match inputs {
+            [(from, Shape::Volume { h, w, c })] => Err(ShapeError {
+                message: format!(
+                    "Dense needs a flat vector, but its input is a {h}×{w}×{c} volume: add Flatten or GlobalAvgPool before it"
+                ),
+                fix: Some(FixIt::InsertFlatten { from: *from }),
+            }),
+            _ => {
+                single()?;
+                Ok((Shape::Vector(*units as u64), None))
+            }
+        },
+        BatchNorm { .. } | Relu | LeakyRelu { .. } | Sigmoid | Tanh | Softmax | Dropout { .. } => {
+            Ok((single()?, None))
+        }
+        Add => add_shape(inputs).map(|s| (s, None)),
+        Concat => concat_shape(inputs).map(|s| (s, None)),
+    }
+}
+
+fn add_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
+    if inputs.len() < 2 {
+        return Err(ShapeError::new(format!(
+            "Add needs at least 2 inputs, has {}",
+            inputs.len()
+        )));
+    }
+    // The target is the most downsampled, widest input: in a residual block
+    // that is the main path, and the shortcut is what needs projecting.
+    let target = inputs
+        .iter()
+        .map(|(_, s)| *s)
+        .min_by_key(|s| match *s {
+            Shape::Volume { h, w, c } => (h * w, u64::MAX - c),
+            Shape::Vector(n) => (1, u64::MAX - n),
+        })
+        .unwrap_or(inputs[0].1);
+    let Some((index, (from, odd))) = inputs.iter().enumerate().find(|(_, (_, s))| *s != target)
+    else {
+        return Ok(target);
+    };
+    let shapes: Vec<String> = inputs.iter().map(|(_, s)| s.to_string()).collect();
+    let mut error = ShapeError::new(format!(
+        "Add needs identical input shapes, got {}",
+        shapes.join(" + ")
+    ));
+    if let (
+        Shape::Volume { h, w, .. },
+        Shape::Volume {
+            h: th,
+            w: tw,
+            c: tc,
+        },
+    ) = (*odd, target)
+        && h % th == 0
+        && w % tw == 0
+        && h / th == w / tw
+    {
+        error.fix = Some(FixIt::InsertProjection {
+            from: *from,
+            input: index,
+            stride: (h / th) as u32,
+            filters: tc as u32,
+        });
+        error.message.push_str(&format!(
+            "; {}",
+            error.fix.as_ref().map(FixIt::describe).unwrap_or_default()
+        ));
+    }
+    Err(error)
+}
+
+fn concat_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
+    if inputs.len() < 2 {
+        return Err(ShapeError::new(format!(
+            "Concat needs at least 2 inputs, has {}",
+            inputs.len()
+        )));
+    }
+    match inputs[0].1 {
+        Shape::Volume { h, w, .. } => {
+            let mut channels = 0;
+            for (_, s) in inputs {
+                match *s {
+                    Shape::Volume {
+                        h: sh,
+                        w: sw,
+                        c: sc,
+                    } if sh == h && sw == w => channels += sc,
+                    other => {
+                        let shapes: Vec<String> =
+                            inputs.iter().map(|(_, s)| s.to_string()).collect();
+                        return Err(ShapeError::new(format!(
+                            "Concat needs equal H×W on every input, got {} ({other} differs from {h}×{w})",
+                            shapes.join(", ")
+                        )));
+                    }
+                }
+            }
+            Ok(Shape::Volume { h, w, c: channels })
+        }
+        Shape::Vector(_) => {
+            let mut total = 0;
+            for (_, s) in inputs {
+                match *s {
+                    Shape::Vector(n) => total += n,
+                    other => {
+                        return Err(ShapeError::new(format!(
+                            "Concat cannot join a vector with a {other} volume"
+                        )));
+                    }
+                }
+            }
+            Ok(Shape::Vector(total))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vol(h: u64, w: u64, c: u64) -> Shape {
+        Shape::Volume { h, w, c }
+    }
+
+    #[test]
+    fn window_formula_matches_floor_rule() {
+        // floor((n + 2p − f)/s) + 1
+        let a = resolve_axis(227, 11, 4, Padding::Valid, 0, false).unwrap();
+        assert_eq!(a.output, 55);
+        let a = resolve_axis(27, 5, 1, Padding::symmetric(2), 0, false).unwrap();
+        assert_eq!(a.output, 27);
+        let a = resolve_axis(224, 7, 2, Padding::symmetric(3), 0, false).unwrap();
+        assert_eq!(a.output, 112);
+    }
+
+    #[test]
+    fn same_padding_follows_tensorflow() {
+        let a = resolve_axis(64, 3, 2, Padding::Same, 0, false).unwrap();
+        assert_eq!((a.output, a.pad_before, a.pad_after), (32, 0, 1));
+        let a = resolve_axis(28, 5, 1, Padding::Same, 0, false).unwrap();
+        assert_eq!((a.output, a.pad_before, a.pad_after), (28, 2, 2));
+    }
+
+    #[test]
+    fn ceil_mode_rounds_up_but_keeps_last_window_inside() {
+        let a = resolve_axis(112, 3, 2, Padding::Valid, 0, true).unwrap();
+        assert_eq!(a.output, 56);
+        let a = resolve_axis(112, 3, 2, Padding::Valid, 0, false).unwrap();
+        assert_eq!(a.output, 55);
+        // 4 wide, kernel 2, stride 2: ceil would add a window starting at 4 = outside.
+        let a = resolve_axis(4, 2, 2, Padding::Valid, 0, true).unwrap();
+        assert_eq!(a.output, 2);
+    }
+
+    #[test]
+    fn kernel_larger_than_input_is_an_error() {
+        let err = resolve_axis(3, 5, 1, Padding::Valid, 1, false).unwrap_err();
+        assert_eq!(
+            err,
+            "kernel width 5 is larger than the padded input width 3"
+        );
+    }
+
+    #[test]
+    fn add_mismatch_offers_projection() {
+        let main = (NodeId(1), vol(28, 28, 128));
+        let shortcut = (NodeId(2), vol(56, 56, 64));
+        let err = output_shape(&LayerKind::Add, &[main, shortcut]).unwrap_err();
+        assert_eq!(
+            err.fix,
+            Some(FixIt::InsertProjection {
+                from: NodeId(2),
+                input: 1,
+                stride: 2,
+                filters: 128
+            })
+        );
+        assert!(err.message.contains("56×56×64"));
+        assert!(
+            err.message
+                .ends_with("insert a 1×1 conv, stride 2, 128 filters on the shortcut")
+        );
+    }
+
+    #[test]
+    fn concat_sums_channels_and_checks_spatial() {
+        let ins = [
+            (NodeId(0), vol(28, 28, 64)),
+            (NodeId(1), vol(28, 28, 128)),
+            (NodeId(2), vol(28, 28, 32)),
+        ];
+        assert_eq!(
+            output_shape(&LayerKind::Concat, &ins).unwrap().0,
+            vol(28, 28, 224)
+        );
+        let bad = [(NodeId(0), vol(28, 28, 64)), (NodeId(1), vol(14, 14, 64))];
+        assert!(
+            output_shape(&LayerKind::Concat, &bad)
+                .unwrap_err()
+                .message
+                .contains("equal H×W")
+        );
+    }
+
+    #[test]
+    fn dense_after_volume_suggests_flatten() {
+        let err = output_shape(
+            &LayerKind::Dense {
+                units: 10,
+                bias: true,
+            },
+            &[(NodeId(3), vol(7, 7, 512))],
+        )
+        .unwrap_err();
+        assert_eq!(err.fix, Some(FixIt::InsertFlatten { from: NodeId(3) }));
+    }
+}
