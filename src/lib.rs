@@ -8,4 +8,10 @@ pub mod data;
 pub mod graph;
 pub mod infer;
 pub mod kernels;
+pub mod report;
 pub mod train;
+
+/// The design opened when none is given: the small ResNet that trains in minutes.
+pub fn default_design_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/resnet-mini.json")
+}
