@@ -24,7 +24,8 @@ pub mod misc;
 pub mod norm;
 pub mod pool;
 
-pub use conv::Conv2dGeometry;
+pub use conv::{Conv2dGeometry, GeometryError};
+pub use pool::Pool2dGeometry;
 
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);
