@@ -1,0 +1,772 @@
+//! 2-D convolution in NHWC with HWIO weights, forward and backward.
+//!
+//! - Input `x`: `[batch][in_h][in_w][in_c]`, output `y`: `[batch][out_h][out_w][out_c]`.
+//! - Weight `w`: HWIO, `[k_h][k_w][in_c/groups][out_c]`; output channel `co`
+//!   belongs to group `co / (out_c/groups)` and sees input channels
+//!   `g·in_c/groups ..`. With this layout the im2col matrix (rows = output
+//!   pixels, columns = `[ky][kx][ci]`) times the weight viewed as a
+//!   `(k_h·k_w·in_c/groups) × out_c` row-major matrix is the output.
+//! - Bias: `[out_c]`, optional.
+//!
+//! Forward is im2col + GEMM, done in tiles of [`TILE_ROWS`] output pixels so
+//! the column tile stays in L2; 1×1 unpadded convolutions skip im2col and run
+//! the GEMM on the input directly (NHWC makes it a pixels × channels matrix;
+//! strides just skip rows). Backward: d_input = dY·Wᵀ then col2im, per image
+//! (no write races); d_weight = colᵀ·dY with per-slot partial sums reduced in
+//! slot order; d_bias = column sums of dY, likewise.
+
+use super::SendPtr;
+use super::gemm::{MatRef, sgemm};
+use rayon::prelude::*;
+
+/// Invalid convolution / pooling geometry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GeometryError {
+    #[error("a dimension is zero")]
+    ZeroDim,
+    #[error("window {window} larger than padded input {padded}")]
+    WindowTooLarge { window: usize, padded: usize },
+    #[error("channels {in_c} → {out_c} not divisible by groups {groups}")]
+    Groups {
+        in_c: usize,
+        out_c: usize,
+        groups: usize,
+    },
+    #[error("padding {pad} not smaller than window {window}")]
+    PadTooLarge { pad: usize, window: usize },
+}
+
+/// Output pixels per im2col tile.
+pub const TILE_ROWS: usize = 120;
+
+/// Shape of one conv layer at one batch size. Construct with [`Conv2dGeometry::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub pad_bottom: usize,
+    pub pad_right: usize,
+    pub groups: usize,
+    /// Independent work slots (each with its own scratch in the workspace);
+    /// fixed at construction from the rayon pool size, and part of what makes
+    /// results deterministic.
+    pub slots: usize,
+}
+
+/// `floor((n + pad_total − f)/s) + 1`.
+pub(crate) fn out_dim(n: usize, pad: usize, f: usize, s: usize) -> Result<usize, GeometryError> {
+    if n == 0 || f == 0 || s == 0 {
+        return Err(GeometryError::ZeroDim);
+    }
+    if f > n + pad {
+        return Err(GeometryError::WindowTooLarge {
+            window: f,
+            padded: n + pad,
+        });
+    }
+    Ok((n + pad - f) / s + 1)
+}
+
+impl Conv2dGeometry {
+    /// `input` = (h, w, c), `kernel` = (k_h, k_w), `stride` = (s_h, s_w),
+    /// `pad` = [top, left, bottom, right].
+    pub fn new(
+        batch: usize,
+        input: (usize, usize, usize),
+        out_c: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        pad: [usize; 4],
+        groups: usize,
+    ) -> Result<Self, GeometryError> {
+        let (in_h, in_w, in_c) = input;
+        if batch == 0 || in_c == 0 || out_c == 0 || groups == 0 {
+            return Err(GeometryError::ZeroDim);
+        }
+        if !in_c.is_multiple_of(groups) || !out_c.is_multiple_of(groups) {
+            return Err(GeometryError::Groups {
+                in_c,
+                out_c,
+                groups,
+            });
+        }
+        let out_h = out_dim(in_h, pad[0] + pad[2], kernel.0, stride.0)?;
+        let out_w = out_dim(in_w, pad[1] + pad[3], kernel.1, stride.1)?;
+        Ok(Self {
+            batch,
+            in_h,
+            in_w,
+            in_c,
+            out_h,
+            out_w,
+            out_c,
+            k_h: kernel.0,
+            k_w: kernel.1,
+            stride_h: stride.0,
+            stride_w: stride.1,
+            pad_top: pad[0],
+            pad_left: pad[1],
+            pad_bottom: pad[2],
+            pad_right: pad[3],
+            groups,
+            slots: rayon::current_num_threads().max(8),
+        })
+    }
+
+    /// Same geometry, another batch size.
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+    pub fn in_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+    pub fn out_len(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.out_c
+    }
+    pub fn weight_len(&self) -> usize {
+        self.k_h * self.k_w * self.cin_g() * self.out_c
+    }
+    /// Input channels per group.
+    pub fn cin_g(&self) -> usize {
+        self.in_c / self.groups
+    }
+    /// Output channels per group.
+    pub fn cout_g(&self) -> usize {
+        self.out_c / self.groups
+    }
+    /// Columns of the im2col matrix (per group): `k_h·k_w·in_c/groups`.
+    pub fn k_cols(&self) -> usize {
+        self.k_h * self.k_w * self.cin_g()
+    }
+    /// Output pixels, the GEMM's M: `batch·out_h·out_w`.
+    pub fn rows(&self) -> usize {
+        self.batch * self.out_h * self.out_w
+    }
+    /// Multiply-accumulates of the forward pass.
+    pub fn macs(&self) -> u64 {
+        self.rows() as u64 * self.k_cols() as u64 * self.out_c as u64
+    }
+    /// 1×1 without padding: no im2col needed.
+    pub fn is_pointwise(&self) -> bool {
+        self.k_h == 1
+            && self.k_w == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.pad_bottom == 0
+            && self.pad_right == 0
+    }
+    fn tile_len(&self) -> usize {
+        if self.is_pointwise() {
+            0
+        } else {
+            TILE_ROWS * self.k_cols()
+        }
+    }
+    /// Scratch floats needed by [`conv2d_forward`].
+    pub fn forward_workspace_len(&self) -> usize {
+        self.slots * self.tile_len()
+    }
+    /// Scratch floats needed by [`conv2d_backward`].
+    pub fn backward_workspace_len(&self) -> usize {
+        self.slots * (self.tile_len() + self.weight_len() + self.out_c)
+    }
+    /// Scratch floats that suffice for every conv call of this geometry.
+    pub fn workspace_len(&self) -> usize {
+        self.forward_workspace_len()
+            .max(self.backward_workspace_len())
+    }
+}
+
+/// Copies im2col rows `m0 .. m0+count` (global output-pixel index) of group
+/// `g` into `buf` (row-major, `k_cols` wide).
+fn im2col(geo: &Conv2dGeometry, x: &[f32], g: usize, m0: usize, count: usize, buf: &mut [f32]) {
+    let kc = geo.k_cols();
+    let cg = geo.cin_g();
+    let plane = geo.out_h * geo.out_w;
+    let (mut b, rem) = (m0 / plane, m0 % plane);
+    let (mut oy, mut ox) = (rem / geo.out_w, rem % geo.out_w);
+    let run = geo.k_w * cg;
+    for row in buf[..count * kc].chunks_exact_mut(kc) {
+        let iy0 = (oy * geo.stride_h) as isize - geo.pad_top as isize;
+        let ix0 = (ox * geo.stride_w) as isize - geo.pad_left as isize;
+        let full_x = ix0 >= 0 && ix0 as usize + geo.k_w <= geo.in_w;
+        for (ky, seg) in row.chunks_exact_mut(run).enumerate() {
+            let iy = iy0 + ky as isize;
+            if iy < 0 || iy as usize >= geo.in_h {
+                seg.fill(0.0);
+                continue;
+            }
+            let base = (b * geo.in_h + iy as usize) * geo.in_w;
+            if full_x && geo.groups == 1 {
+                let start = (base + ix0 as usize) * geo.in_c;
+                seg.copy_from_slice(&x[start..start + run]);
+                continue;
+            }
+            for (kx, px) in seg.chunks_exact_mut(cg).enumerate() {
+                let ix = ix0 + kx as isize;
+                if ix < 0 || ix as usize >= geo.in_w {
+                    px.fill(0.0);
+                } else {
+                    let start = (base + ix as usize) * geo.in_c + g * cg;
+                    px.copy_from_slice(&x[start..start + cg]);
+                }
+            }
+        }
+        ox += 1;
+        if ox == geo.out_w {
+            ox = 0;
+            oy += 1;
+            if oy == geo.out_h {
+                oy = 0;
+                b += 1;
+            }
+        }
+    }
+}
+
+/// Adds im2col-shaped rows (pixels `p0 .. p0+count` of image `b`, group `g`)
+/// back into that image's input gradient `dx_img` (`[in_h][in_w][in_c]`).
+fn col2im_add(
+    geo: &Conv2dGeometry,
+    buf: &[f32],
+    g: usize,
+    p0: usize,
+    count: usize,
+    dx_img: &mut [f32],
+) {
+    let kc = geo.k_cols();
+    let cg = geo.cin_g();
+    let (mut oy, mut ox) = (p0 / geo.out_w, p0 % geo.out_w);
+    let run = geo.k_w * cg;
+    for row in buf[..count * kc].chunks_exact(kc) {
+        let iy0 = (oy * geo.stride_h) as isize - geo.pad_top as isize;
+        let ix0 = (ox * geo.stride_w) as isize - geo.pad_left as isize;
+        let full_x = ix0 >= 0 && ix0 as usize + geo.k_w <= geo.in_w;
+        for (ky, seg) in row.chunks_exact(run).enumerate() {
+            let iy = iy0 + ky as isize;
+            if iy < 0 || iy as usize >= geo.in_h {
+                continue;
+            }
+            let base = iy as usize * geo.in_w;
+            if full_x && geo.groups == 1 {
+                let start = (base + ix0 as usize) * geo.in_c;
+                for (d, s) in dx_img[start..start + run].iter_mut().zip(seg) {
+                    *d += *s;
+                }
+                continue;
+            }
+            for (kx, px) in seg.chunks_exact(cg).enumerate() {
+                let ix = ix0 + kx as isize;
+                if ix >= 0 && (ix as usize) < geo.in_w {
+                    let start = (base + ix as usize) * geo.in_c + g * cg;
+                    for (d, s) in dx_img[start..start + cg].iter_mut().zip(px) {
+                        *d += *s;
+                    }
+                }
+            }
+        }
+        ox += 1;
+        if ox == geo.out_w {
+            ox = 0;
+            oy += 1;
+        }
+    }
+}
+
+/// A run of output pixels whose input pixels (1×1 unpadded conv) are evenly
+/// spaced: rows `m0 .. m0+count`, input pixel of the first at `x_pix`, then
+/// every `x_step` pixels.
+struct Segment {
+    m0: usize,
+    count: usize,
+    x_pix: usize,
+    x_step: usize,
+}
+
+/// Pointwise segments covering output rows `lo .. hi`.
+fn segments(geo: &Conv2dGeometry, lo: usize, hi: usize, mut f: impl FnMut(Segment)) {
+    if geo.stride_h == 1 && geo.stride_w == 1 {
+        if hi > lo {
+            f(Segment {
+                m0: lo,
+                count: hi - lo,
+                x_pix: lo,
+                x_step: 1,
+            });
+        }
+        return;
+    }
+    let mut m = lo;
+    while m < hi {
+        let row = m / geo.out_w; // b·out_h + oy
+        let ox = m % geo.out_w;
+        let (b, oy) = (row / geo.out_h, row % geo.out_h);
+        let count = (geo.out_w - ox).min(hi - m);
+        let x_pix = (b * geo.in_h + oy * geo.stride_h) * geo.in_w + ox * geo.stride_w;
+        f(Segment {
+            m0: m,
+            count,
+            x_pix,
+            x_step: geo.stride_w,
+        });
+        m += count;
+    }
+}
+
+fn check_lens(geo: &Conv2dGeometry, x: usize, w: usize, y: usize, bias: Option<usize>) {
+    assert_eq!(x, geo.in_len(), "conv2d: input length");
+    assert_eq!(w, geo.weight_len(), "conv2d: weight length");
+    assert_eq!(y, geo.out_len(), "conv2d: output length");
+    if let Some(b) = bias {
+        assert_eq!(b, geo.out_c, "conv2d: bias length");
+    }
+}
+
+/// `y = conv(x, w) + bias`. `ws` needs [`Conv2dGeometry::forward_workspace_len`] floats.
+pub fn conv2d_forward(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ws: &mut [f32],
+) {
+    check_lens(geo, x.len(), w.len(), y.len(), bias.map(|b| b.len()));
+    let oc = geo.out_c;
+    let (cg, og) = (geo.cin_g(), geo.cout_g());
+    let rows = geo.rows();
+    let yp = SendPtr(y.as_mut_ptr());
+    let ylen = y.len();
+    // One tile of output rows: fill with bias (or zero) then accumulate per group.
+    let run_tile = |m0: usize, count: usize, buf: &mut [f32]| {
+        // SAFETY: tiles cover disjoint row ranges of y.
+        let yt = unsafe {
+            std::slice::from_raw_parts_mut(yp.get().add(m0 * oc), (count * oc).min(ylen - m0 * oc))
+        };
+        let beta = if let Some(bias) = bias {
+            for r in yt.chunks_exact_mut(oc) {
+                r.copy_from_slice(bias);
+            }
+            1.0
+        } else {
+            0.0
+        };
+        for g in 0..geo.groups {
+            let bmat = MatRef::row_major(&w[g * og..], oc);
+            if geo.is_pointwise() {
+                segments(geo, m0, m0 + count, |s| {
+                    let a = MatRef {
+                        data: &x[s.x_pix * geo.in_c + g * cg..],
+                        rs: s.x_step * geo.in_c,
+                        cs: 1,
+                    };
+                    let c = &mut yt[(s.m0 - m0) * oc + g * og..];
+                    sgemm(s.count, og, cg, 1.0, a, bmat, beta, c, oc);
+                });
+            } else {
+                let kc = geo.k_cols();
+                im2col(geo, x, g, m0, count, buf);
+                let a = MatRef::row_major(buf, kc);
+                sgemm(count, og, kc, 1.0, a, bmat, beta, &mut yt[g * og..], oc);
+            }
+        }
+    };
+    let tiles = rows.div_ceil(TILE_ROWS);
+    let tl = geo.tile_len();
+    if tl == 0 {
+        (0..tiles).into_par_iter().for_each(|t| {
+            let m0 = t * TILE_ROWS;
+            run_tile(m0, TILE_ROWS.min(rows - m0), &mut []);
+        });
+        return;
+    }
+    assert!(
+        ws.len() >= geo.forward_workspace_len(),
+        "conv2d_forward: workspace too small"
+    );
+    let slots = geo.slots.min(tiles);
+    ws[..slots * tl]
+        .par_chunks_mut(tl)
+        .enumerate()
+        .for_each(|(s, buf)| {
+            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+                let m0 = t * TILE_ROWS;
+                run_tile(m0, TILE_ROWS.min(rows - m0), buf);
+            }
+        });
+}
+
+/// Gradients of [`conv2d_forward`]. Each of `dx`, `dw`, `db` is optional and
+/// overwritten. `ws` needs [`Conv2dGeometry::backward_workspace_len`] floats.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+) {
+    check_lens(geo, x.len(), w.len(), dy.len(), None);
+    assert!(
+        ws.len() >= geo.backward_workspace_len(),
+        "conv2d_backward: workspace too small"
+    );
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), geo.in_len(), "conv2d_backward: dx length");
+        conv2d_backward_input(geo, w, dy, dx, ws);
+    }
+    if dw.is_some() || db.is_some() {
+        conv2d_backward_params(geo, x, dy, dw, db, ws);
+    }
+}
+
+fn conv2d_backward_input(
+    geo: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    ws: &mut [f32],
+) {
+    let oc = geo.out_c;
+    let (cg, og) = (geo.cin_g(), geo.cout_g());
+    let kc = geo.k_cols();
+    if geo.is_pointwise() {
+        let stride1 = geo.stride_h == 1 && geo.stride_w == 1;
+        if !stride1 {
+            dx.par_chunks_mut(super::ELEM_CHUNK)
+                .for_each(|c| c.fill(0.0));
+        }
+        let rows = geo.rows();
+        let tiles = rows.div_ceil(TILE_ROWS);
+        let dxp = SendPtr(dx.as_mut_ptr());
+        let dxlen = dx.len();
+        (0..tiles).into_par_iter().for_each(|t| {
+            let m0 = t * TILE_ROWS;
+            segments(geo, m0, (m0 + TILE_ROWS).min(rows), |s| {
+                for g in 0..geo.groups {
+                    let a = MatRef::row_major(&dy[s.m0 * oc + g * og..], oc);
+                    let b = MatRef {
+                        data: &w[g * og..],
+                        rs: 1,
+                        cs: oc,
+                    };
+                    let off = s.x_pix * geo.in_c + g * cg;
+                    // SAFETY: distinct output pixels of a 1×1 unpadded conv read
+                    // distinct input pixels, so segments write disjoint rows of dx.
+                    let c =
+                        unsafe { std::slice::from_raw_parts_mut(dxp.get().add(off), dxlen - off) };
+                    sgemm(s.count, cg, og, 1.0, a, b, 0.0, c, s.x_step * geo.in_c);
+                }
+            });
+        });
+        return;
+    }
+    let tl = geo.tile_len();
+    let img_in = geo.in_h * geo.in_w * geo.in_c;
+    let plane = geo.out_h * geo.out_w;
+    let slots = geo.slots.min(geo.batch);
+    let dxp = SendPtr(dx.as_mut_ptr());
+    ws[..slots * tl]
+        .par_chunks_mut(tl)
+        .enumerate()
+        .for_each(|(s, buf)| {
+            for b in (s * geo.batch / slots)..((s + 1) * geo.batch / slots) {
+                // SAFETY: each image's gradient is written by exactly one slot.
+                let dx_img =
+                    unsafe { std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), img_in) };
+                dx_img.fill(0.0);
+                let mut p0 = 0;
+                while p0 < plane {
+                    let count = TILE_ROWS.min(plane - p0);
+                    let m0 = b * plane + p0;
+                    for g in 0..geo.groups {
+                        let a = MatRef::row_major(&dy[m0 * oc + g * og..], oc);
+                        let bm = MatRef {
+                            data: &w[g * og..],
+                            rs: 1,
+                            cs: oc,
+                        };
+                        sgemm(count, kc, og, 1.0, a, bm, 0.0, buf, kc);
+                        col2im_add(geo, buf, g, p0, count, dx_img);
+                    }
+                    p0 += count;
+                }
+            }
+        });
+}
+
+fn conv2d_backward_params(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+) {
+    let oc = geo.out_c;
+    let (cg, og) = (geo.cin_g(), geo.cout_g());
+    let kc = geo.k_cols();
+    let wl = geo.weight_len();
+    let tl = geo.tile_len();
+    let per = tl + wl + oc;
+    let rows = geo.rows();
+    let tiles = rows.div_ceil(TILE_ROWS);
+    let slots = geo.slots.min(tiles);
+    let want_dw = dw.is_some();
+    let want_db = db.is_some();
+    ws[..slots * per]
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(s, slot)| {
+            let (buf, rest) = slot.split_at_mut(tl);
+            let (pw, pb) = rest.split_at_mut(wl);
+            pw.fill(0.0);
+            pb.fill(0.0);
+            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+                let m0 = t * TILE_ROWS;
+                let count = TILE_ROWS.min(rows - m0);
+                if want_db {
+                    for r in dy[m0 * oc..(m0 + count) * oc].chunks_exact(oc) {
+                        for (p, v) in pb.iter_mut().zip(r) {
+                            *p += *v;
+                        }
+                    }
+                }
+                if !want_dw {
+                    continue;
+                }
+                for g in 0..geo.groups {
+                    let bm = MatRef::row_major(&dy[g * og..], oc);
+                    if geo.is_pointwise() {
+                        segments(geo, m0, m0 + count, |sg| {
+                            let a = MatRef {
+                                data: &x[sg.x_pix * geo.in_c + g * cg..],
+                                rs: 1,
+                                cs: sg.x_step * geo.in_c,
+                            };
+                            let b = MatRef {
+                                data: &bm.data[sg.m0 * oc..],
+                                ..bm
+                            };
+                            sgemm(cg, og, sg.count, 1.0, a, b, 1.0, &mut pw[g * og..], oc);
+                        });
+                    } else {
+                        im2col(geo, x, g, m0, count, buf);
+                        let a = MatRef::transposed(buf, kc);
+                        let b = MatRef {
+                            data: &bm.data[m0 * oc..],
+                            ..bm
+                        };
+                        sgemm(kc, og, count, 1.0, a, b, 1.0, &mut pw[g * og..], oc);
+                    }
+                }
+            }
+        });
+    // Reduce the slot partials in slot order.
+    let parts = &*ws;
+    if let Some(dw) = dw {
+        assert_eq!(dw.len(), wl, "conv2d_backward: dw length");
+        dw.par_chunks_mut(1024).enumerate().for_each(|(ci, out)| {
+            let i0 = ci * 1024;
+            out.fill(0.0);
+            for s in 0..slots {
+                let p = &parts[s * per + tl + i0..s * per + tl + i0 + out.len()];
+                for (o, v) in out.iter_mut().zip(p) {
+                    *o += *v;
+                }
+            }
+        });
+    }
+    if let Some(db) = db {
+        assert_eq!(db.len(), oc, "conv2d_backward: db length");
+        db.fill(0.0);
+        for s in 0..slots {
+            let p = &parts[s * per + tl + wl..s * per + per];
+            for (o, v) in db.iter_mut().zip(p) {
+                *o += *v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{Rng, check, dot64};
+
+    /// Direct definition, f64.
+    fn reference(geo: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f64> {
+        let mut y = vec![0f64; geo.out_len()];
+        let (cg, og) = (geo.cin_g(), geo.cout_g());
+        for b in 0..geo.batch {
+            for oy in 0..geo.out_h {
+                for ox in 0..geo.out_w {
+                    for co in 0..geo.out_c {
+                        let g = co / og;
+                        let mut acc = bias.map_or(0.0, |b| b[co] as f64);
+                        for ky in 0..geo.k_h {
+                            for kx in 0..geo.k_w {
+                                let iy = (oy * geo.stride_h + ky) as isize - geo.pad_top as isize;
+                                let ix = (ox * geo.stride_w + kx) as isize - geo.pad_left as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy as usize >= geo.in_h
+                                    || ix as usize >= geo.in_w
+                                {
+                                    continue;
+                                }
+                                for ci in 0..cg {
+                                    let xv = x[((b * geo.in_h + iy as usize) * geo.in_w
+                                        + ix as usize)
+                                        * geo.in_c
+                                        + g * cg
+                                        + ci];
+                                    let wv = w[((ky * geo.k_w + kx) * cg + ci) * geo.out_c + co];
+                                    acc += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        y[((b * geo.out_h + oy) * geo.out_w + ox) * geo.out_c + co] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn cases() -> Vec<Conv2dGeometry> {
+        vec![
+            Conv2dGeometry::new(2, (5, 6, 3), 4, (3, 3), (1, 1), [1, 1, 1, 1], 1).unwrap(),
+            Conv2dGeometry::new(2, (7, 5, 4), 6, (3, 2), (2, 1), [0, 1, 2, 0], 2).unwrap(),
+            Conv2dGeometry::new(1, (6, 6, 3), 5, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+            Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 2).unwrap(),
+            Conv2dGeometry::new(1, (6, 5, 4), 4, (3, 3), (2, 2), [1, 0, 1, 1], 4).unwrap(),
+            Conv2dGeometry::new(1, (4, 4, 2), 3, (4, 4), (1, 1), [0; 4], 1).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn geometry_formula() {
+        let g = Conv2dGeometry::new(32, (64, 64, 3), 32, (3, 3), (1, 1), [1; 4], 1).unwrap();
+        assert_eq!((g.out_h, g.out_w), (64, 64));
+        let g = Conv2dGeometry::new(1, (32, 32, 32), 64, (3, 3), (2, 2), [0, 0, 1, 1], 1).unwrap();
+        assert_eq!((g.out_h, g.out_w), (16, 16));
+        let g = Conv2dGeometry::new(1, (7, 7, 1), 1, (3, 3), (2, 2), [0; 4], 1).unwrap();
+        assert_eq!((g.out_h, g.out_w), (3, 3));
+        assert!(Conv2dGeometry::new(1, (2, 2, 1), 1, (3, 3), (1, 1), [0; 4], 1).is_err());
+        assert!(Conv2dGeometry::new(1, (4, 4, 3), 4, (1, 1), (1, 1), [0; 4], 2).is_err());
+    }
+
+    #[test]
+    fn forward_matches_reference() {
+        let mut rng = Rng::new(3);
+        for geo in cases() {
+            let x = rng.vec(geo.in_len());
+            let w = rng.vec(geo.weight_len());
+            let bias = rng.vec(geo.out_c);
+            let mut ws = vec![0.0; geo.workspace_len()];
+            for bias in [None, Some(&bias[..])] {
+                let mut y = vec![f32::NAN; geo.out_len()];
+                conv2d_forward(&geo, &x, &w, bias, &mut y, &mut ws);
+                let want = reference(&geo, &x, &w, bias);
+                for (a, b) in y.iter().zip(&want) {
+                    assert!((*a as f64 - b).abs() < 1e-4, "{geo:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn large_tiles_and_threads_deterministic() {
+        // Several tiles, multiple images per slot.
+        let geo = Conv2dGeometry::new(9, (13, 11, 8), 16, (3, 3), (1, 1), [1; 4], 1).unwrap();
+        let mut rng = Rng::new(4);
+        let x = rng.vec(geo.in_len());
+        let w = rng.vec(geo.weight_len());
+        let dy = rng.vec(geo.out_len());
+        let mut ws = vec![0.0; geo.workspace_len()];
+        let run = |ws: &mut [f32]| {
+            let mut y = vec![0.0; geo.out_len()];
+            conv2d_forward(&geo, &x, &w, None, &mut y, ws);
+            let (mut dx, mut dw, mut db) = (
+                vec![0.0; geo.in_len()],
+                vec![0.0; geo.weight_len()],
+                vec![0.0; 16],
+            );
+            conv2d_backward(
+                &geo,
+                &x,
+                &w,
+                &dy,
+                Some(&mut dx),
+                Some(&mut dw),
+                Some(&mut db),
+                ws,
+            );
+            (y, dx, dw, db)
+        };
+        let r1 = run(&mut ws);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let r2 = pool.install(|| run(&mut ws));
+        assert_eq!(r1, r2);
+        let want = reference(&geo, &x, &w, None);
+        for (a, b) in r1.0.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut rng = Rng::new(5);
+        for geo in cases() {
+            let mut x = rng.vec(geo.in_len());
+            let mut w = rng.vec(geo.weight_len());
+            let mut bias = rng.vec(geo.out_c);
+            let r = rng.vec(geo.out_len());
+            let mut ws = vec![0.0; geo.workspace_len()];
+            let (mut dx, mut dw, mut db) = (
+                vec![0.0; geo.in_len()],
+                vec![0.0; geo.weight_len()],
+                vec![0.0; geo.out_c],
+            );
+            conv2d_backward(
+                &geo,
+                &x,
+                &w,
+                &r,
+                Some(&mut dx),
+                Some(&mut dw),
+                Some(&mut db),
+                &mut ws,
+            );
+            let mut fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+                let mut y = vec![0.0; geo.out_len()];
+                conv2d_forward(&geo, x, w, Some(b), &mut y, &mut ws);
+                dot64(&y, &r)
+            };
+            let (w0, b0) = (w.clone(), bias.clone());
+            check("conv dx", &mut x, &dx, 1e-2, |x| fwd(x, &w0, &b0));
+            let x0 = x.clone();
+            check("conv dw", &mut w, &dw, 1e-2, |w| fwd(&x0, w, &b0));
+            check("conv db", &mut bias, &db, 1e-2, |b| fwd(&x0, &w0, b));
+        }
+    }
+}

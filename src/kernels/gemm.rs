@@ -1,0 +1,545 @@
+//! Single-precision GEMM used by every conv and dense kernel.
+//!
+//! `C = alpha · A·B + beta · C` with A (m×k), B (k×n), C (m×n). A and B are
+//! addressed through arbitrary row/column strides (so transposes are free), C
+//! is row-major with a leading dimension. `beta == 0` never reads C (so C may
+//! hold garbage or NaN).
+//!
+//! On x86-64 with AVX2+FMA a 6×16 register-blocked microkernel is used; A is
+//! broadcast straight from its strided storage (no packing), B is read in
+//! place when its columns are contiguous and otherwise packed into a 16-wide
+//! panel on the stack. Nothing is allocated. Every C element is computed by
+//! one thread with a fixed summation order, so results are bit-identical for
+//! the same inputs whatever the thread count ([`par_sgemm`] splits rows only).
+
+use rayon::prelude::*;
+
+/// A read-only strided matrix: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// Row-major matrix with leading dimension `ld`.
+    pub fn row_major(data: &'a [f32], ld: usize) -> Self {
+        Self {
+            data,
+            rs: ld,
+            cs: 1,
+        }
+    }
+    /// The transpose of a row-major matrix with leading dimension `ld`.
+    pub fn transposed(data: &'a [f32], ld: usize) -> Self {
+        Self {
+            data,
+            rs: 1,
+            cs: ld,
+        }
+    }
+    fn check(&self, rows: usize, cols: usize, what: &str) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let last = (rows - 1) * self.rs + (cols - 1) * self.cs;
+        assert!(
+            last < self.data.len(),
+            "sgemm: {what} ({rows}×{cols}, rs {}, cs {}) needs {} elements, has {}",
+            self.rs,
+            self.cs,
+            last + 1,
+            self.data.len()
+        );
+    }
+}
+
+/// Rows of C per microkernel call.
+pub const MR: usize = 6;
+/// Columns of C per microkernel call.
+pub const NR: usize = 16;
+/// Depth of one pass over k (the packed B panel is `KC × NR` floats on the stack).
+const KC: usize = 512;
+
+fn check_c(m: usize, n: usize, c: &[f32], ldc: usize) {
+    if m > 0 && n > 0 {
+        assert!(ldc >= n, "sgemm: ldc {ldc} < n {n}");
+        assert!(
+            (m - 1) * ldc + n <= c.len(),
+            "sgemm: C ({m}×{n}, ldc {ldc}) needs {} elements, has {}",
+            (m - 1) * ldc + n,
+            c.len()
+        );
+    }
+}
+
+/// `C = alpha·A·B + beta·C`, single-threaded.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    check_c(m, n, c, ldc);
+    if k == 0 {
+        for i in 0..m {
+            scale_row(&mut c[i * ldc..i * ldc + n], beta);
+        }
+        return;
+    }
+    a.check(m, k, "A");
+    b.check(k, n, "B");
+    // SAFETY: bounds of A, B and C were checked above for the full ranges used.
+    unsafe { sgemm_unchecked(m, n, k, alpha, a, b, beta, c.as_mut_ptr(), ldc) }
+}
+
+fn scale_row(row: &mut [f32], beta: f32) {
+    if beta == 0.0 {
+        row.fill(0.0);
+    } else if beta != 1.0 {
+        row.iter_mut().for_each(|v| *v *= beta);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint row ranges of C to rayon tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Rows of C handled by one rayon task in [`par_sgemm`].
+const PAR_ROWS: usize = 16 * MR;
+
+/// `C = alpha·A·B + beta·C`, rows of C split across the rayon pool. Gives the
+/// same bits as [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn par_sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    // Small products are not worth a fork.
+    if m <= PAR_ROWS || (m as u64) * (n as u64) * (k as u64) < 1 << 18 {
+        return sgemm(m, n, k, alpha, a, b, beta, c, ldc);
+    }
+    check_c(m, n, c, ldc);
+    if k > 0 {
+        a.check(m, k, "A");
+        b.check(k, n, "B");
+    }
+    let cp = SendPtr(c.as_mut_ptr());
+    let tasks = m.div_ceil(PAR_ROWS);
+    (0..tasks).into_par_iter().for_each(|t| {
+        let i0 = t * PAR_ROWS;
+        let rows = PAR_ROWS.min(m - i0);
+        let a_t = MatRef {
+            data: &a.data[if k > 0 { i0 * a.rs } else { 0 }..],
+            ..a
+        };
+        // SAFETY: tasks own disjoint row ranges [i0, i0+rows) of C, all in bounds
+        // (checked above); A/B bounds checked above.
+        unsafe {
+            let c_t = cp.get().add(i0 * ldc);
+            if k == 0 {
+                for i in 0..rows {
+                    let row = std::slice::from_raw_parts_mut(c_t.add(i * ldc), n);
+                    scale_row(row, beta);
+                }
+            } else {
+                sgemm_unchecked(rows, n, k, alpha, a_t, b, beta, c_t, ldc);
+            }
+        }
+    });
+}
+
+/// # Safety
+/// A (m×k), B (k×n) must be in bounds of their slices; C must be valid for
+/// writes of `(m-1)*ldc + n` floats and not aliased. m, n, k > 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_unchecked(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA; the rest per this fn's contract.
+            unsafe { avx2::sgemm(m, n, k, alpha, a, b, beta, c, ldc) };
+            return;
+        }
+    }
+    // SAFETY: per this fn's contract.
+    unsafe { sgemm_portable(m, n, k, alpha, a, b, beta, c, ldc) }
+}
+
+/// Whether the AVX2+FMA microkernel is used on this CPU.
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static STATE: AtomicU8 = AtomicU8::new(0);
+        match STATE.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let yes = std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::env::var_os("NETLOOM_NO_SIMD").is_none();
+                STATE.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+                yes
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Portable blocked fallback.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_portable(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let mut acc = [0f32; NR];
+    for i in 0..m {
+        // SAFETY: row i of C is in bounds per contract.
+        let crow = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n) };
+        for j0 in (0..n).step_by(NR) {
+            let nr = NR.min(n - j0);
+            acc[..nr].fill(0.0);
+            for p in 0..k {
+                let av = a.data[i * a.rs + p * a.cs];
+                let boff = p * b.rs + j0 * b.cs;
+                for (jj, acc) in acc[..nr].iter_mut().enumerate() {
+                    *acc += av * b.data[boff + jj * b.cs];
+                }
+            }
+            for jj in 0..nr {
+                let v = &mut crow[j0 + jj];
+                *v = if beta == 0.0 {
+                    alpha * acc[jj]
+                } else {
+                    alpha * acc[jj] + beta * *v
+                };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{KC, MR, MatRef, NR};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn sgemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut bpack = [0f32; KC * NR];
+        let ap = a.data.as_ptr();
+        let bp = b.data.as_ptr();
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = KC.min(k - k0);
+            let beta_eff = if k0 == 0 { beta } else { 1.0 };
+            let mut j0 = 0;
+            while j0 < n {
+                let nr = NR.min(n - j0);
+                // SAFETY (whole block): indices stay within the checked A/B/C ranges.
+                let (panel, ldb) = if b.cs == 1 && nr == NR {
+                    (unsafe { bp.add(k0 * b.rs + j0) }, b.rs)
+                } else {
+                    for p in 0..kc {
+                        let dst = &mut bpack[p * NR..p * NR + NR];
+                        for (jj, d) in dst.iter_mut().enumerate() {
+                            *d = if jj < nr {
+                                unsafe { *bp.add((k0 + p) * b.rs + (j0 + jj) * b.cs) }
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                    (bpack.as_ptr(), NR)
+                };
+                let mut i0 = 0;
+                while i0 < m {
+                    let mr = MR.min(m - i0);
+                    let a_blk = unsafe { ap.add(i0 * a.rs + k0 * a.cs) };
+                    let c_blk = unsafe { c.add(i0 * ldc + j0) };
+                    let args = Args {
+                        kc,
+                        a: a_blk,
+                        rsa: a.rs,
+                        csa: a.cs,
+                        b: panel,
+                        ldb,
+                        c: c_blk,
+                        ldc,
+                        nr,
+                        alpha,
+                        beta: beta_eff,
+                    };
+                    unsafe {
+                        match mr {
+                            6 => kernel::<6>(&args),
+                            5 => kernel::<5>(&args),
+                            4 => kernel::<4>(&args),
+                            3 => kernel::<3>(&args),
+                            2 => kernel::<2>(&args),
+                            _ => kernel::<1>(&args),
+                        }
+                    }
+                    i0 += MR;
+                }
+                j0 += NR;
+            }
+            k0 += kc;
+        }
+    }
+
+    struct Args {
+        kc: usize,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn kernel<const R: usize>(s: &Args) {
+        let mut acc0 = [_mm256_setzero_ps(); R];
+        let mut acc1 = [_mm256_setzero_ps(); R];
+        let mut arow = [std::ptr::null::<f32>(); R];
+        for (r, p) in arow.iter_mut().enumerate() {
+            *p = unsafe { s.a.add(r * s.rsa) };
+        }
+        let mut bptr = s.b;
+        let mut aoff = 0;
+        // SAFETY: kc rows of the B panel (16 wide) and kc columns of R rows of A are in bounds.
+        unsafe {
+            for _ in 0..s.kc {
+                let b0 = _mm256_loadu_ps(bptr);
+                let b1 = _mm256_loadu_ps(bptr.add(8));
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*arow[r].add(aoff));
+                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+                }
+                bptr = bptr.add(s.ldb);
+                aoff += s.csa;
+            }
+            let va = _mm256_set1_ps(s.alpha);
+            let vb = _mm256_set1_ps(s.beta);
+            if s.nr == NR {
+                for r in 0..R {
+                    let cr = s.c.add(r * s.ldc);
+                    let (mut v0, mut v1) = (_mm256_mul_ps(acc0[r], va), _mm256_mul_ps(acc1[r], va));
+                    if s.beta != 0.0 {
+                        v0 = _mm256_fmadd_ps(_mm256_loadu_ps(cr), vb, v0);
+                        v1 = _mm256_fmadd_ps(_mm256_loadu_ps(cr.add(8)), vb, v1);
+                    }
+                    _mm256_storeu_ps(cr, v0);
+                    _mm256_storeu_ps(cr.add(8), v1);
+                }
+            } else {
+                let mut tmp = [0f32; NR];
+                for r in 0..R {
+                    let cr = s.c.add(r * s.ldc);
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), _mm256_mul_ps(acc0[r], va));
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), _mm256_mul_ps(acc1[r], va));
+                    for (jj, t) in tmp.iter().enumerate().take(s.nr) {
+                        let cv = cr.add(jj);
+                        *cv = if s.beta != 0.0 {
+                            s.beta.mul_add(*cv, *t)
+                        } else {
+                            *t
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::Rng;
+
+    fn naive(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f64> {
+        let mut c = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    c[i * n + j] +=
+                        a.data[i * a.rs + p * a.cs] as f64 * b.data[p * b.rs + j * b.cs] as f64;
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_all_layouts_and_edges() {
+        let mut rng = Rng::new(1);
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 5),
+            (13, 32, 33),
+            (6, 16, 600),
+            (100, 70, 9),
+            (250, 3, 40),
+        ] {
+            let av = rng.vec(m * k);
+            let bv = rng.vec(k * n);
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = if ta {
+                    MatRef::transposed(&av, m)
+                } else {
+                    MatRef::row_major(&av, k)
+                };
+                let b = if tb {
+                    MatRef::transposed(&bv, k)
+                } else {
+                    MatRef::row_major(&bv, n)
+                };
+                let want = naive(m, n, k, a, b);
+                let ldc = n + 3;
+                let c0 = rng.vec(m * ldc);
+                for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0), (2.0, -0.5)] {
+                    let mut c = c0.clone();
+                    let mut cp = c0.clone();
+                    sgemm(m, n, k, alpha, a, b, beta, &mut c, ldc);
+                    par_sgemm(m, n, k, alpha, a, b, beta, &mut cp, ldc);
+                    assert_eq!(c, cp, "par_sgemm must give the same bits");
+                    for i in 0..m {
+                        for j in 0..n {
+                            let w = alpha as f64 * want[i * n + j]
+                                + beta as f64 * c0[i * ldc + j] as f64;
+                            let got = c[i * ldc + j] as f64;
+                            assert!(
+                                (got - w).abs() <= 1e-4 * (1.0 + w.abs()) * (k as f64).sqrt(),
+                                "m{m} n{n} k{k} ta{ta} tb{tb}: {got} vs {w}"
+                            );
+                        }
+                        // padding columns untouched
+                        for j in n..ldc {
+                            assert_eq!(c[i * ldc + j], c0[i * ldc + j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan() {
+        let a = [1.0f32; 12];
+        let b = [1.0f32; 12];
+        let mut c = [f32::NAN; 9];
+        sgemm(
+            3,
+            3,
+            4,
+            1.0,
+            MatRef::row_major(&a, 4),
+            MatRef::row_major(&b, 3),
+            0.0,
+            &mut c,
+            3,
+        );
+        assert!(c.iter().all(|&v| v == 4.0));
+    }
+
+    #[test]
+    fn par_large_is_deterministic() {
+        let mut rng = Rng::new(2);
+        let (m, n, k) = (1000, 32, 72);
+        let a = rng.vec(m * k);
+        let b = rng.vec(k * n);
+        let mut c1 = vec![0.0; m * n];
+        let mut c2 = vec![0.0; m * n];
+        par_sgemm(
+            m,
+            n,
+            k,
+            1.0,
+            MatRef::row_major(&a, k),
+            MatRef::row_major(&b, n),
+            0.0,
+            &mut c1,
+            n,
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            par_sgemm(
+                m,
+                n,
+                k,
+                1.0,
+                MatRef::row_major(&a, k),
+                MatRef::row_major(&b, n),
+                0.0,
+                &mut c2,
+                n,
+            )
+        });
+        assert_eq!(c1, c2);
+    }
+}

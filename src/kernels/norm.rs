@@ -1,0 +1,365 @@
+//! Batch normalisation over the last (channel) axis of NHWC / (N, C) data.
+//!
+//! Statistics are per channel over all `rows = N·H·W` positions, accumulated
+//! in f64 over channel chunks (one task per 16 channels, rows in order), so
+//! they are deterministic. Running statistics follow the Keras convention
+//! `running = momentum·running + (1 − momentum)·batch` with the *unbiased*
+//! batch variance (as PyTorch stores it); normalisation in training uses the
+//! biased variance.
+
+use super::ELEM_CHUNK;
+use rayon::prelude::*;
+
+/// Channels per reduction task (one 64-byte line of f32).
+const CH_CHUNK: usize = 16;
+
+/// Per-channel sums `f(x_row, ch)` over rows, in f64, written to `out[ch]` as f32 via `fin`.
+fn channel_reduce(
+    c: usize,
+    rows: usize,
+    out: &mut [f32],
+    f: impl Fn(usize, usize, &mut [f64]) + Sync,
+    fin: impl Fn(usize, f64) -> f32 + Sync,
+) {
+    out.par_chunks_mut(CH_CHUNK).enumerate().for_each(|(k, o)| {
+        let c0 = k * CH_CHUNK;
+        let mut acc = [0f64; CH_CHUNK];
+        for r in 0..rows {
+            f(r * c + c0, c0, &mut acc[..o.len()]);
+        }
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = fin(c0 + j, acc[j]);
+        }
+    });
+}
+
+/// Training-mode forward. `x`, `y`: rows × `c`. Writes the batch mean and
+/// `1/sqrt(var + eps)` into `save_mean`/`save_invstd` (needed by
+/// [`batch_norm_train_backward`]) and updates the running statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_forward(
+    x: &[f32],
+    y: &mut [f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    momentum: f32,
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    save_mean: &mut [f32],
+    save_invstd: &mut [f32],
+) {
+    assert_eq!(x.len(), y.len(), "batch_norm: lengths");
+    assert_eq!(x.len() % c, 0, "batch_norm: channels");
+    for s in [
+        gamma.len(),
+        beta.len(),
+        running_mean.len(),
+        running_var.len(),
+        save_mean.len(),
+        save_invstd.len(),
+    ] {
+        assert_eq!(s, c, "batch_norm: per-channel length");
+    }
+    let rows = x.len() / c;
+    let inv_n = 1.0 / rows as f64;
+    channel_reduce(
+        c,
+        rows,
+        save_mean,
+        |off, _, acc| {
+            for (a, v) in acc.iter_mut().zip(&x[off..]) {
+                *a += *v as f64;
+            }
+        },
+        |_, s| (s * inv_n) as f32,
+    );
+    let mean = &*save_mean;
+    // Biased variance, stored temporarily in save_invstd.
+    channel_reduce(
+        c,
+        rows,
+        save_invstd,
+        |off, c0, acc| {
+            for (j, (a, v)) in acc.iter_mut().zip(&x[off..]).enumerate() {
+                let d = *v as f64 - mean[c0 + j] as f64;
+                *a += d * d;
+            }
+        },
+        |_, s| (s * inv_n) as f32,
+    );
+    let unbias = if rows > 1 {
+        rows as f32 / (rows - 1) as f32
+    } else {
+        1.0
+    };
+    for ch in 0..c {
+        let var = save_invstd[ch];
+        running_mean[ch] = momentum * running_mean[ch] + (1.0 - momentum) * save_mean[ch];
+        running_var[ch] = momentum * running_var[ch] + (1.0 - momentum) * var * unbias;
+        save_invstd[ch] = 1.0 / (var + eps).sqrt();
+    }
+    affine(x, y, c, save_mean, save_invstd, gamma, beta);
+}
+
+/// `y = (x − mean)·invstd·gamma + beta`, parallel over rows.
+fn affine(
+    x: &[f32],
+    y: &mut [f32],
+    c: usize,
+    mean: &[f32],
+    invstd: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+) {
+    let chunk = (ELEM_CHUNK / c).max(1) * c;
+    y.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(y, x)| {
+            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                for ch in 0..c {
+                    yr[ch] = (xr[ch] - mean[ch]) * (invstd[ch] * gamma[ch]) + beta[ch];
+                }
+            }
+        });
+}
+
+/// Inference-mode forward with the running statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_eval_forward(
+    x: &[f32],
+    y: &mut [f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    invstd_scratch: &mut [f32],
+) {
+    assert_eq!(x.len(), y.len(), "batch_norm_eval: lengths");
+    assert_eq!(invstd_scratch.len(), c, "batch_norm_eval: scratch length");
+    for (s, v) in invstd_scratch.iter_mut().zip(running_var) {
+        *s = 1.0 / (*v + eps).sqrt();
+    }
+    affine(x, y, c, running_mean, invstd_scratch, gamma, beta);
+}
+
+/// Training-mode backward: `dx` (overwritten), `dgamma`, `dbeta` (overwritten)
+/// from the `save_mean`/`save_invstd` of [`batch_norm_train_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_backward(
+    x: &[f32],
+    dy: &[f32],
+    c: usize,
+    gamma: &[f32],
+    save_mean: &[f32],
+    save_invstd: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    assert_eq!(x.len(), dy.len(), "batch_norm_backward: lengths");
+    assert_eq!(x.len(), dx.len(), "batch_norm_backward: lengths");
+    let rows = x.len() / c;
+    channel_reduce(
+        c,
+        rows,
+        dbeta,
+        |off, _, acc| {
+            for (a, v) in acc.iter_mut().zip(&dy[off..]) {
+                *a += *v as f64;
+            }
+        },
+        |_, s| s as f32,
+    );
+    channel_reduce(
+        c,
+        rows,
+        dgamma,
+        |off, c0, acc| {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let xh = (x[off + j] - save_mean[c0 + j]) * save_invstd[c0 + j];
+                *a += dy[off + j] as f64 * xh as f64;
+            }
+        },
+        |_, s| s as f32,
+    );
+    let inv_n = 1.0 / rows as f32;
+    let (dgamma, dbeta) = (&*dgamma, &*dbeta);
+    let chunk = (ELEM_CHUNK / c).max(1) * c;
+    dx.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .zip(dy.par_chunks(chunk))
+        .for_each(|((dx, x), dy)| {
+            for ((dxr, xr), dyr) in dx
+                .chunks_exact_mut(c)
+                .zip(x.chunks_exact(c))
+                .zip(dy.chunks_exact(c))
+            {
+                for ch in 0..c {
+                    let xh = (xr[ch] - save_mean[ch]) * save_invstd[ch];
+                    let k = gamma[ch] * save_invstd[ch];
+                    dxr[ch] = k * (dyr[ch] - (dbeta[ch] + xh * dgamma[ch]) * inv_n);
+                }
+            }
+        });
+}
+
+/// Backward of [`batch_norm_eval_forward`] (a frozen affine map): `dx =
+/// dy·gamma/sqrt(running_var + eps)`. `dgamma`/`dbeta` (overwritten) only if given.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_eval_backward(
+    x: &[f32],
+    dy: &[f32],
+    c: usize,
+    gamma: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dgamma: Option<&mut [f32]>,
+    dbeta: Option<&mut [f32]>,
+) {
+    assert_eq!(x.len(), dy.len(), "batch_norm_eval_backward: lengths");
+    assert_eq!(x.len(), dx.len(), "batch_norm_eval_backward: lengths");
+    let rows = x.len() / c;
+    let chunk = (ELEM_CHUNK / c).max(1) * c;
+    dx.par_chunks_mut(chunk)
+        .zip(dy.par_chunks(chunk))
+        .for_each(|(dx, dy)| {
+            for (dxr, dyr) in dx.chunks_exact_mut(c).zip(dy.chunks_exact(c)) {
+                for ch in 0..c {
+                    dxr[ch] = dyr[ch] * gamma[ch] / (running_var[ch] + eps).sqrt();
+                }
+            }
+        });
+    if let Some(dbeta) = dbeta {
+        channel_reduce(
+            c,
+            rows,
+            dbeta,
+            |off, _, acc| {
+                for (a, v) in acc.iter_mut().zip(&dy[off..]) {
+                    *a += *v as f64;
+                }
+            },
+            |_, s| s as f32,
+        );
+    }
+    if let Some(dgamma) = dgamma {
+        channel_reduce(
+            c,
+            rows,
+            dgamma,
+            |off, c0, acc| {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let ch = c0 + j;
+                    let xh = (x[off + j] - running_mean[ch]) / (running_var[ch] + eps).sqrt();
+                    *a += dy[off + j] as f64 * xh as f64;
+                }
+            },
+            |_, s| s as f32,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{Rng, check, dot64};
+
+    #[test]
+    fn train_forward_stats_and_running_update() {
+        let c = 3;
+        let x: Vec<f32> = (0..12).map(|i| i as f32).collect(); // channel ch: ch, ch+3, ch+6, ch+9
+        let mut y = vec![0.0; 12];
+        let (mut rm, mut rv) = (vec![1.0; c], vec![1.0; c]);
+        let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
+        batch_norm_train_forward(
+            &x, &mut y, c, &[1.0; 3], &[0.0; 3], 0.0, 0.9, &mut rm, &mut rv, &mut sm, &mut si,
+        );
+        assert_eq!(sm, vec![4.5, 5.5, 6.5]);
+        // biased var of {0,3,6,9} = 11.25, unbiased 15
+        assert!((si[0] - 1.0 / 11.25f32.sqrt()).abs() < 1e-6);
+        assert!((rm[0] - (0.9 + 0.1 * 4.5)).abs() < 1e-6);
+        assert!((rv[0] - (0.9 + 0.1 * 15.0)).abs() < 1e-5);
+        let m: f32 = (0..4).map(|r| y[r * c]).sum();
+        assert!(m.abs() < 1e-6);
+    }
+
+    #[test]
+    fn train_gradients() {
+        let mut rng = Rng::new(21);
+        for (rows, c) in [(6, 3), (10, 20)] {
+            let mut x = rng.vec(rows * c);
+            let mut gamma = rng.vec(c);
+            let mut beta = rng.vec(c);
+            let r = rng.vec(rows * c);
+            let eps = 1e-3;
+            let fwd = |x: &[f32], g: &[f32], b: &[f32], sm: &mut [f32], si: &mut [f32]| {
+                let mut y = vec![0.0; x.len()];
+                let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+                batch_norm_train_forward(x, &mut y, c, g, b, eps, 0.9, &mut rm, &mut rv, sm, si);
+                dot64(&y, &r)
+            };
+            let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
+            fwd(&x, &gamma, &beta, &mut sm, &mut si);
+            let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+            batch_norm_train_backward(&x, &r, c, &gamma, &sm, &si, &mut dx, &mut dg, &mut db);
+            let mut s = (vec![0.0; c], vec![0.0; c]);
+            let (g0, b0) = (gamma.clone(), beta.clone());
+            // Normalisation amplifies f32 rounding by invstd (~2 here); eps 1e-2 keeps
+            // the central-difference truncation error ~1e-4.
+            check("bn dx", &mut x, &dx, 1e-2, |x| {
+                fwd(x, &g0, &b0, &mut s.0, &mut s.1)
+            });
+            let x0 = x.clone();
+            check("bn dgamma", &mut gamma, &dg, 1e-2, |g| {
+                fwd(&x0, g, &b0, &mut s.0, &mut s.1)
+            });
+            check("bn dbeta", &mut beta, &db, 1e-2, |b| {
+                fwd(&x0, &g0, b, &mut s.0, &mut s.1)
+            });
+        }
+    }
+
+    #[test]
+    fn eval_gradients() {
+        let mut rng = Rng::new(22);
+        let (rows, c) = (5, 4);
+        let mut x = rng.vec(rows * c);
+        let mut gamma = rng.vec(c);
+        let mut beta = rng.vec(c);
+        let rm = rng.vec(c);
+        let rv: Vec<f32> = rng.vec(c).iter().map(|v| v.abs() + 0.5).collect();
+        let r = rng.vec(rows * c);
+        let fwd = |x: &[f32], g: &[f32], b: &[f32]| {
+            let mut y = vec![0.0; x.len()];
+            let mut s = vec![0.0; c];
+            batch_norm_eval_forward(x, &mut y, c, g, b, &rm, &rv, 1e-3, &mut s);
+            dot64(&y, &r)
+        };
+        let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+        batch_norm_eval_backward(
+            &x,
+            &r,
+            c,
+            &gamma,
+            &rm,
+            &rv,
+            1e-3,
+            &mut dx,
+            Some(&mut dg),
+            Some(&mut db),
+        );
+        let (g0, b0) = (gamma.clone(), beta.clone());
+        check("bn eval dx", &mut x, &dx, 1e-2, |x| fwd(x, &g0, &b0));
+        let x0 = x.clone();
+        check("bn eval dgamma", &mut gamma, &dg, 1e-2, |g| {
+            fwd(&x0, g, &b0)
+        });
+        check("bn eval dbeta", &mut beta, &db, 1e-2, |b| fwd(&x0, &g0, b));
+    }
+}

@@ -1,0 +1,402 @@
+//! Pooling in NHWC: max (with argmax for backward), average, global average.
+//!
+//! Parallel over images; each image's gradient is written by one task, so
+//! results do not depend on the thread count.
+
+use super::conv::{GeometryError, out_dim};
+use rayon::prelude::*;
+
+/// Shape of one pooling layer at one batch size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dGeometry {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub pad_bottom: usize,
+    pub pad_right: usize,
+    pub ceil_mode: bool,
+}
+
+/// Output size with PyTorch's ceil rule: `ceil((n + pad − f)/s) + 1`, minus
+/// one if the last window would start past the input and its left padding.
+fn out_dim_ceil(
+    n: usize,
+    pad_lo: usize,
+    pad_hi: usize,
+    f: usize,
+    s: usize,
+) -> Result<usize, GeometryError> {
+    let floor = out_dim(n, pad_lo + pad_hi, f, s)?;
+    let mut out = (n + pad_lo + pad_hi - f).div_ceil(s) + 1;
+    if (out - 1) * s >= n + pad_lo {
+        out -= 1;
+    }
+    Ok(out.max(floor))
+}
+
+impl Pool2dGeometry {
+    /// `input` = (h, w, c), `kernel` = (k_h, k_w), `stride` = (s_h, s_w),
+    /// `pad` = [top, left, bottom, right]; each pad must be smaller than the window.
+    pub fn new(
+        batch: usize,
+        input: (usize, usize, usize),
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        pad: [usize; 4],
+        ceil_mode: bool,
+    ) -> Result<Self, GeometryError> {
+        let (in_h, in_w, c) = input;
+        if batch == 0 || c == 0 {
+            return Err(GeometryError::ZeroDim);
+        }
+        for (p, k) in [
+            (pad[0], kernel.0),
+            (pad[2], kernel.0),
+            (pad[1], kernel.1),
+            (pad[3], kernel.1),
+        ] {
+            if p >= k {
+                return Err(GeometryError::PadTooLarge { pad: p, window: k });
+            }
+        }
+        let (out_h, out_w) = if ceil_mode {
+            (
+                out_dim_ceil(in_h, pad[0], pad[2], kernel.0, stride.0)?,
+                out_dim_ceil(in_w, pad[1], pad[3], kernel.1, stride.1)?,
+            )
+        } else {
+            (
+                out_dim(in_h, pad[0] + pad[2], kernel.0, stride.0)?,
+                out_dim(in_w, pad[1] + pad[3], kernel.1, stride.1)?,
+            )
+        };
+        Ok(Self {
+            batch,
+            in_h,
+            in_w,
+            c,
+            out_h,
+            out_w,
+            k_h: kernel.0,
+            k_w: kernel.1,
+            stride_h: stride.0,
+            stride_w: stride.1,
+            pad_top: pad[0],
+            pad_left: pad[1],
+            pad_bottom: pad[2],
+            pad_right: pad[3],
+            ceil_mode,
+        })
+    }
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+    pub fn in_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.c
+    }
+    pub fn out_len(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.c
+    }
+    fn in_img(&self) -> usize {
+        self.in_h * self.in_w * self.c
+    }
+    fn out_img(&self) -> usize {
+        self.out_h * self.out_w * self.c
+    }
+    /// Window of output (oy, ox): clipped rows, clipped cols, and the
+    /// PyTorch divisor counting padding (window clipped to the padded input).
+    fn window(
+        &self,
+        oy: usize,
+        ox: usize,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>, usize) {
+        let hs = (oy * self.stride_h) as isize - self.pad_top as isize;
+        let ws = (ox * self.stride_w) as isize - self.pad_left as isize;
+        let he = (hs + self.k_h as isize).min((self.in_h + self.pad_bottom) as isize);
+        let we = (ws + self.k_w as isize).min((self.in_w + self.pad_right) as isize);
+        let padded = ((he - hs) * (we - ws)) as usize;
+        let rows = hs.max(0) as usize..(he.min(self.in_h as isize)) as usize;
+        let cols = ws.max(0) as usize..(we.min(self.in_w as isize)) as usize;
+        (rows, cols, padded)
+    }
+}
+
+/// Max pooling. `argmax[i]` receives, for output element `i`, the index of
+/// the chosen input element within its image (`(iy·in_w + ix)·c + ch`).
+/// Padding never wins (it is −∞); ties pick the first in row-major window order.
+pub fn max_pool2d_forward(geo: &Pool2dGeometry, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    assert_eq!(x.len(), geo.in_len(), "max_pool2d: input length");
+    assert_eq!(y.len(), geo.out_len(), "max_pool2d: output length");
+    assert_eq!(argmax.len(), geo.out_len(), "max_pool2d: argmax length");
+    assert!(geo.in_img() < u32::MAX as usize);
+    let c = geo.c;
+    y.par_chunks_mut(geo.out_img())
+        .zip(argmax.par_chunks_mut(geo.out_img()))
+        .zip(x.par_chunks(geo.in_img()))
+        .for_each(|((y, am), x)| {
+            for oy in 0..geo.out_h {
+                for ox in 0..geo.out_w {
+                    let o = (oy * geo.out_w + ox) * c;
+                    let (yr, ar) = (&mut y[o..o + c], &mut am[o..o + c]);
+                    yr.fill(f32::NEG_INFINITY);
+                    let (rows, cols, _) = geo.window(oy, ox);
+                    let first = ((rows.start * geo.in_w + cols.start) * c) as u32;
+                    for (ch, a) in ar.iter_mut().enumerate() {
+                        *a = first + ch as u32;
+                    }
+                    for iy in rows.clone() {
+                        for ix in cols.clone() {
+                            let i0 = (iy * geo.in_w + ix) * c;
+                            for ch in 0..c {
+                                let v = x[i0 + ch];
+                                if v > yr[ch] {
+                                    yr[ch] = v;
+                                    ar[ch] = (i0 + ch) as u32;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `dx` (overwritten) from `dy` and the argmax of [`max_pool2d_forward`].
+pub fn max_pool2d_backward(geo: &Pool2dGeometry, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
+    assert_eq!(dx.len(), geo.in_len(), "max_pool2d_backward: dx length");
+    assert_eq!(dy.len(), geo.out_len(), "max_pool2d_backward: dy length");
+    assert_eq!(
+        argmax.len(),
+        geo.out_len(),
+        "max_pool2d_backward: argmax length"
+    );
+    dx.par_chunks_mut(geo.in_img())
+        .zip(dy.par_chunks(geo.out_img()))
+        .zip(argmax.par_chunks(geo.out_img()))
+        .for_each(|((dx, dy), am)| {
+            dx.fill(0.0);
+            for (g, &i) in dy.iter().zip(am) {
+                dx[i as usize] += *g;
+            }
+        });
+}
+
+/// Average pooling. `count_include_pad = true` divides by the window clipped
+/// to the padded input (PyTorch's default, Keras has no padding); `false`
+/// divides by the number of real input elements in the window.
+pub fn avg_pool2d_forward(geo: &Pool2dGeometry, x: &[f32], y: &mut [f32], count_include_pad: bool) {
+    assert_eq!(x.len(), geo.in_len(), "avg_pool2d: input length");
+    assert_eq!(y.len(), geo.out_len(), "avg_pool2d: output length");
+    let c = geo.c;
+    y.par_chunks_mut(geo.out_img())
+        .zip(x.par_chunks(geo.in_img()))
+        .for_each(|(y, x)| {
+            for oy in 0..geo.out_h {
+                for ox in 0..geo.out_w {
+                    let o = (oy * geo.out_w + ox) * c;
+                    let yr = &mut y[o..o + c];
+                    yr.fill(0.0);
+                    let (rows, cols, padded) = geo.window(oy, ox);
+                    let div = if count_include_pad {
+                        padded
+                    } else {
+                        rows.len() * cols.len()
+                    };
+                    for iy in rows {
+                        for ix in cols.clone() {
+                            let i0 = (iy * geo.in_w + ix) * c;
+                            for (a, v) in yr.iter_mut().zip(&x[i0..i0 + c]) {
+                                *a += *v;
+                            }
+                        }
+                    }
+                    let inv = 1.0 / div as f32;
+                    yr.iter_mut().for_each(|v| *v *= inv);
+                }
+            }
+        });
+}
+
+/// `dx` (overwritten) of [`avg_pool2d_forward`].
+pub fn avg_pool2d_backward(
+    geo: &Pool2dGeometry,
+    dy: &[f32],
+    dx: &mut [f32],
+    count_include_pad: bool,
+) {
+    assert_eq!(dx.len(), geo.in_len(), "avg_pool2d_backward: dx length");
+    assert_eq!(dy.len(), geo.out_len(), "avg_pool2d_backward: dy length");
+    let c = geo.c;
+    dx.par_chunks_mut(geo.in_img())
+        .zip(dy.par_chunks(geo.out_img()))
+        .for_each(|(dx, dy)| {
+            dx.fill(0.0);
+            for oy in 0..geo.out_h {
+                for ox in 0..geo.out_w {
+                    let o = (oy * geo.out_w + ox) * c;
+                    let (rows, cols, padded) = geo.window(oy, ox);
+                    let div = if count_include_pad {
+                        padded
+                    } else {
+                        rows.len() * cols.len()
+                    };
+                    let inv = 1.0 / div as f32;
+                    for iy in rows {
+                        for ix in cols.clone() {
+                            let i0 = (iy * geo.in_w + ix) * c;
+                            for (d, g) in dx[i0..i0 + c].iter_mut().zip(&dy[o..o + c]) {
+                                *d += *g * inv;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Global average pool: `x` (N, H, W, C) → `y` (N, C), `hw` = H·W.
+pub fn global_avg_pool_forward(x: &[f32], y: &mut [f32], hw: usize, c: usize) {
+    assert_eq!(x.len(), y.len() * hw, "global_avg_pool: lengths");
+    assert_eq!(y.len() % c, 0);
+    let inv = 1.0 / hw as f32;
+    y.par_chunks_mut(c)
+        .zip(x.par_chunks(hw * c))
+        .for_each(|(y, x)| {
+            y.fill(0.0);
+            for px in x.chunks_exact(c) {
+                for (a, v) in y.iter_mut().zip(px) {
+                    *a += *v;
+                }
+            }
+            y.iter_mut().for_each(|v| *v *= inv);
+        });
+}
+
+/// `dx` (overwritten, N×H×W×C) of [`global_avg_pool_forward`] from `dy` (N×C).
+pub fn global_avg_pool_backward(dy: &[f32], dx: &mut [f32], hw: usize, c: usize) {
+    assert_eq!(dx.len(), dy.len() * hw, "global_avg_pool_backward: lengths");
+    let inv = 1.0 / hw as f32;
+    dx.par_chunks_mut(hw * c)
+        .zip(dy.par_chunks(c))
+        .for_each(|(dx, dy)| {
+            for px in dx.chunks_exact_mut(c) {
+                for (d, g) in px.iter_mut().zip(dy) {
+                    *d = *g * inv;
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{Rng, check, dot64};
+
+    #[test]
+    fn ceil_mode_sizes_match_pytorch() {
+        // nn.MaxPool2d(2, 2, ceil_mode=True) on 5 → 3 (floor mode → 2).
+        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), [0; 4], true).unwrap();
+        assert_eq!((g.out_h, g.out_w), (3, 3));
+        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), [0; 4], false).unwrap();
+        assert_eq!((g.out_h, g.out_w), (2, 2));
+        // PyTorch: MaxPool2d(3, 2, padding=1, ceil_mode=True) on 6 → 4, on 7 → 4
+        let g = Pool2dGeometry::new(1, (6, 7, 1), (3, 3), (2, 2), [1; 4], true).unwrap();
+        assert_eq!((g.out_h, g.out_w), (4, 4));
+        // The rule that drops a window starting in the right padding:
+        // n=5, k=2, s=2, p=1 → ceil(5/2)+1 = 4, but window 3 would start at 6 ≥ 5+1 → 3.
+        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), [1; 4], true).unwrap();
+        assert_eq!((g.out_h, g.out_w), (3, 3));
+        assert!(Pool2dGeometry::new(1, (4, 4, 1), (2, 2), (2, 2), [2, 0, 0, 0], false).is_err());
+    }
+
+    fn geos() -> Vec<Pool2dGeometry> {
+        vec![
+            Pool2dGeometry::new(2, (6, 6, 3), (2, 2), (2, 2), [0; 4], false).unwrap(),
+            Pool2dGeometry::new(1, (5, 7, 2), (3, 3), (2, 2), [1, 1, 1, 1], true).unwrap(),
+            Pool2dGeometry::new(2, (5, 5, 2), (3, 2), (1, 2), [0, 1, 2, 0], true).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn avg_pool_divisors() {
+        // 3×3 input of ones, 2×2 window stride 2, pad 1 everywhere.
+        let g = Pool2dGeometry::new(1, (3, 3, 1), (2, 2), (2, 2), [1; 4], false).unwrap();
+        let x = vec![1.0; 9];
+        let mut y = vec![0.0; g.out_len()];
+        avg_pool2d_forward(&g, &x, &mut y, true);
+        assert_eq!(y, vec![0.25, 0.5, 0.5, 1.0]);
+        avg_pool2d_forward(&g, &x, &mut y, false);
+        assert_eq!(y, vec![1.0; 4]);
+    }
+
+    #[test]
+    fn max_pool_values_and_gradient() {
+        let mut rng = Rng::new(11);
+        for geo in geos() {
+            let mut x = rng.vec(geo.in_len());
+            let r = rng.vec(geo.out_len());
+            let mut y = vec![0.0; geo.out_len()];
+            let mut am = vec![0u32; geo.out_len()];
+            max_pool2d_forward(&geo, &x, &mut y, &mut am);
+            // brute-force check of values
+            let img = geo.in_h * geo.in_w * geo.c;
+            for (i, &v) in y.iter().enumerate() {
+                let b = i / (geo.out_h * geo.out_w * geo.c);
+                assert_eq!(v, x[b * img + am[i] as usize]);
+            }
+            let mut dx = vec![0.0; geo.in_len()];
+            max_pool2d_backward(&geo, &r, &am, &mut dx);
+            // eps small enough that no window's winner changes (inputs are
+            // random in [-1,1), gaps between them ≫ 1e-3).
+            check("max_pool dx", &mut x, &dx, 1e-3, |x| {
+                let mut y = vec![0.0; geo.out_len()];
+                let mut am = vec![0u32; geo.out_len()];
+                max_pool2d_forward(&geo, x, &mut y, &mut am);
+                dot64(&y, &r)
+            });
+        }
+    }
+
+    #[test]
+    fn avg_pool_gradient() {
+        let mut rng = Rng::new(12);
+        for geo in geos() {
+            for cip in [true, false] {
+                let mut x = rng.vec(geo.in_len());
+                let r = rng.vec(geo.out_len());
+                let mut dx = vec![0.0; geo.in_len()];
+                avg_pool2d_backward(&geo, &r, &mut dx, cip);
+                check("avg_pool dx", &mut x, &dx, 1e-2, |x| {
+                    let mut y = vec![0.0; geo.out_len()];
+                    avg_pool2d_forward(&geo, x, &mut y, cip);
+                    dot64(&y, &r)
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn global_avg_pool_gradient() {
+        let mut rng = Rng::new(13);
+        let (n, hw, c) = (2, 6, 3);
+        let mut x = rng.vec(n * hw * c);
+        let r = rng.vec(n * c);
+        let mut dx = vec![0.0; x.len()];
+        global_avg_pool_backward(&r, &mut dx, hw, c);
+        check("gap dx", &mut x, &dx, 1e-2, |x| {
+            let mut y = vec![0.0; n * c];
+            global_avg_pool_forward(x, &mut y, hw, c);
+            dot64(&y, &r)
+        });
+    }
+}
