@@ -1,0 +1,373 @@
+//! Image folders: `<dir>/<class>/<file>` (one split) or
+//! `<dir>/<split>/<class>/<file>` (train / val / test).
+//!
+//! Every file the `image` crate can decode (PNG and JPEG in this build; the
+//! format is sniffed from the contents) is resized to the requested H×W and
+//! converted to 1 or 3 channels. Files that cannot be read or decoded are
+//! skipped and reported, never fatal. Class folders sort by name (byte
+//! order, like PyTorch's `ImageFolder` and Keras) into label order.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use rayon::prelude::*;
+
+use super::dataset::{Dataset, Shape, Splits};
+use super::{DataError, LoadOptions};
+
+/// A file that was skipped while loading, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file's path, relative to the folder that was loaded when possible.
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Formats skipped files as "3 files skipped: a.jpg (reason), …", listing at most 5.
+pub struct SkippedSummary<'a>(pub &'a [Skipped]);
+
+impl fmt::Display for SkippedSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} file{} skipped", if n == 1 { "" } else { "s" })?;
+        for (i, s) in self.0.iter().take(5).enumerate() {
+            write!(
+                f,
+                "{}{} ({})",
+                if i == 0 { ": " } else { ", " },
+                s.path.display(),
+                s.reason
+            )?;
+        }
+        if n > 5 {
+            write!(f, ", … and {} more", n - 5)?;
+        }
+        Ok(())
+    }
+}
+
+/// Names of split folders, in the order they are looked for.
+const TRAIN_NAMES: &[&str] = &["train", "training"];
+const VAL_NAMES: &[&str] = &["val", "valid", "validation"];
+const TEST_NAMES: &[&str] = &["test", "testing"];
+
+fn io_err(path: &Path, source: std::io::Error) -> DataError {
+    DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Sorted names of the sub-folders of `dir` (hidden ones excluded).
+pub fn list_subdirs(dir: &Path) -> Result<Vec<String>, DataError> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str()
+            && !name.starts_with('.')
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The split folder of `dir` whose name (case-insensitively) is one of `names`.
+fn find_split(dir: &Path, subdirs: &[String], names: &[&str]) -> Option<PathBuf> {
+    subdirs
+        .iter()
+        .find(|s| names.iter().any(|n| s.eq_ignore_ascii_case(n)))
+        .map(|s| dir.join(s))
+}
+
+/// `true` when `dir` has a `train`/`training` sub-folder (the split layout).
+pub fn has_split_layout(dir: &Path) -> bool {
+    list_subdirs(dir)
+        .map(|s| find_split(dir, &s, TRAIN_NAMES).is_some())
+        .unwrap_or(false)
+}
+
+/// Every non-hidden file below `dir`, recursively, in sorted order.
+fn files_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| io_err(dir, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            files_below(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// The files of one split folder, with labels by position in `classes`;
+/// class folders missing from `classes` are an error.
+fn list_split(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u32)>, DataError> {
+    let mut files = Vec::new();
+    for name in list_subdirs(dir)? {
+        let label = classes.iter().position(|c| *c == name).ok_or_else(|| {
+            DataError::Invalid(format!(
+                "{}: class folder '{name}' is not among the classes {classes:?}",
+                dir.display()
+            ))
+        })?;
+        let mut in_class = Vec::new();
+        files_below(&dir.join(&name), &mut in_class)?;
+        files.extend(in_class.into_iter().map(|p| (p, label as u32)));
+    }
+    Ok(files)
+}
+
+/// Decodes one file into HWC `f32` in `[0, 1]` of the given shape.
+pub fn load_image(path: &Path, shape: Shape) -> Result<Vec<f32>, String> {
+    let reader = image::ImageReader::open(path).map_err(|e| e.to_string())?;
+    let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
+    let img = reader.decode().map_err(|e| e.to_string())?;
+    let img = if (img.width() as usize, img.height() as usize) != (shape.w, shape.h) {
+        img.resize_exact(shape.w as u32, shape.h as u32, FilterType::Triangle)
+    } else {
+        img
+    };
+    let bytes = match shape.c {
+        1 => img.to_luma8().into_raw(),
+        3 => img.to_rgb8().into_raw(),
+        c => return Err(format!("{c} channels requested; only 1 or 3 are supported")),
+    };
+    Ok(bytes.into_iter().map(|b| b as f32 / 255.0).collect())
+}
+
+/// Width and height of the first decodable image among `files`.
+fn probe_size(files: &[(PathBuf, u32)]) -> Option<(usize, usize)> {
+    files.iter().find_map(|(p, _)| {
+        let r = image::ImageReader::open(p)
+            .ok()?
+            .with_guessed_format()
+            .ok()?;
+        let (w, h) = r.into_dimensions().ok()?;
+        Some((h as usize, w as usize))
+    })
+}
+
+fn relative(path: &Path, root: &Path) -> PathBuf {
+    path.strip_prefix(root)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Decodes `files` in parallel (rayon) into a dataset, calling
+/// `progress(done, total)` on the calling thread as chunks finish.
+fn decode_files(
+    files: &[(PathBuf, u32)],
+    shape: Shape,
+    class_names: &[String],
+    root: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+    done_before: usize,
+    total: usize,
+) -> (Dataset, Vec<Skipped>) {
+    let chunk = (rayon::current_num_threads() * 16).max(64);
+    let mut images = Vec::with_capacity(files.len() * shape.len());
+    let mut labels = Vec::with_capacity(files.len());
+    let mut skipped = Vec::new();
+    let mut done = done_before;
+    for part in files.chunks(chunk) {
+        let decoded: Vec<Result<Vec<f32>, String>> =
+            part.par_iter().map(|(p, _)| load_image(p, shape)).collect();
+        for ((path, label), result) in part.iter().zip(decoded) {
+            match result {
+                Ok(px) => {
+                    images.extend_from_slice(&px);
+                    labels.push(*label);
+                }
+                Err(reason) => skipped.push(Skipped {
+                    path: relative(path, root),
+                    reason,
+                }),
+            }
+        }
+        done += part.len();
+        progress(done, total);
+    }
+    let ds = Dataset {
+        images,
+        labels,
+        h: shape.h,
+        w: shape.w,
+        c: shape.c,
+        class_names: class_names.to_vec(),
+    };
+    (ds, skipped)
+}
+
+/// Loads one folder of class sub-folders (`<dir>/<class>/*`) as a single
+/// dataset. `progress(done, total)` is called from this thread.
+pub fn load_class_folder(
+    dir: &Path,
+    size: Option<(usize, usize)>,
+    channels: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Dataset, Vec<Skipped>), DataError> {
+    let classes = list_subdirs(dir)?;
+    if classes.is_empty() {
+        return Err(DataError::NoClasses {
+            path: dir.to_path_buf(),
+        });
+    }
+    let files = list_split(dir, &classes)?;
+    let shape = target_shape(dir, &files, size, channels)?;
+    let (ds, skipped) = decode_files(&files, shape, &classes, dir, progress, 0, files.len());
+    if ds.is_empty() {
+        return Err(no_images(dir, &skipped));
+    }
+    Ok((ds, skipped))
+}
+
+fn no_images(dir: &Path, skipped: &[Skipped]) -> DataError {
+    DataError::NoImages {
+        path: dir.to_path_buf(),
+        detail: SkippedSummary(skipped).to_string(),
+    }
+}
+
+fn target_shape(
+    dir: &Path,
+    files: &[(PathBuf, u32)],
+    size: Option<(usize, usize)>,
+    channels: usize,
+) -> Result<Shape, DataError> {
+    if channels != 1 && channels != 3 {
+        return Err(DataError::Invalid(format!(
+            "{channels} channels requested; only 1 or 3 are supported"
+        )));
+    }
+    let (h, w) = match size {
+        Some(hw) => hw,
+        None => probe_size(files).ok_or_else(|| no_images(dir, &[]))?,
+    };
+    if h == 0 || w == 0 {
+        return Err(DataError::Invalid(format!(
+            "image size {h}×{w} has a zero side"
+        )));
+    }
+    Ok(Shape::new(h, w, channels))
+}
+
+/// Loads an image folder in either layout, with the splits it defines.
+///
+/// - `<dir>/<split>/<class>/*`: `train`/`training` (required), `val`/`valid`/
+///   `validation` and `test`/`testing` (optional). Labels come from the
+///   sorted union of the class folders of all splits.
+/// - `<dir>/<class>/*`: a stratified `test_fraction` is held out by `seed`.
+///
+/// Without a validation folder, `val_fraction` of train is held out (stratified).
+/// See [`Splits::hold_out`].
+/// `progress(done, total)` counts files over all splits, from this thread.
+pub fn load_image_folder(
+    dir: &Path,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Splits, DataError> {
+    let subdirs = list_subdirs(dir)?;
+    let mut splits = match find_split(dir, &subdirs, TRAIN_NAMES) {
+        Some(train_dir) => {
+            let val_dir = find_split(dir, &subdirs, VAL_NAMES);
+            let test_dir = find_split(dir, &subdirs, TEST_NAMES);
+            let parts: Vec<&PathBuf> = [Some(&train_dir), val_dir.as_ref(), test_dir.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut classes = Vec::new();
+            for p in &parts {
+                classes.extend(list_subdirs(p)?);
+            }
+            classes.sort();
+            classes.dedup();
+            if classes.is_empty() {
+                return Err(DataError::NoClasses { path: train_dir });
+            }
+            let lists: Vec<Vec<(PathBuf, u32)>> = parts
+                .iter()
+                .map(|p| list_split(p, &classes))
+                .collect::<Result<_, _>>()?;
+            let total: usize = lists.iter().map(Vec::len).sum();
+            let shape = target_shape(dir, &lists[0], opts.size, opts.channels.unwrap_or(3))?;
+            let mut skipped = Vec::new();
+            let mut done = 0;
+            let mut sets = Vec::new();
+            for files in &lists {
+                let (ds, sk) = decode_files(files, shape, &classes, dir, progress, done, total);
+                done += files.len();
+                skipped.extend(sk);
+                sets.push(ds);
+            }
+            let mut sets = sets.into_iter();
+            let train = sets
+                .next()
+                .unwrap_or_else(|| Dataset::empty(shape, classes.clone()));
+            if train.is_empty() {
+                return Err(no_images(&train_dir, &skipped));
+            }
+            let val = if val_dir.is_some() { sets.next() } else { None };
+            let test = if test_dir.is_some() {
+                sets.next()
+            } else {
+                None
+            };
+            Splits {
+                train,
+                val,
+                test,
+                skipped,
+            }
+        }
+        None => {
+            let (train, skipped) =
+                load_class_folder(dir, opts.size, opts.channels.unwrap_or(3), progress)?;
+            Splits {
+                train,
+                val: None,
+                test: None,
+                skipped,
+            }
+        }
+    };
+    splits.hold_out(opts)?;
+    Ok(splits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_summary_reads_well() {
+        let s = |n: &str| Skipped {
+            path: PathBuf::from(n),
+            reason: "bad".into(),
+        };
+        assert_eq!(
+            SkippedSummary(&[s("a.jpg")]).to_string(),
+            "1 file skipped: a.jpg (bad)"
+        );
+        let many: Vec<Skipped> = (0..7).map(|i| s(&format!("{i}.jpg"))).collect();
+        let text = SkippedSummary(&many).to_string();
+        assert!(
+            text.starts_with("7 files skipped: 0.jpg (bad), 1.jpg (bad)"),
+            "{text}"
+        );
+        assert!(text.ends_with(", … and 2 more"), "{text}");
+    }
+}
