@@ -743,3 +743,44 @@ mod tests {
         assert!(err.contains("blur") && err.contains("mirror"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pad_crop_matches_padding_then_cropping(h in 1usize..7, w in 1usize..7, c in 1usize..4,
+                                                  pad in 0usize..4, oy in 0usize..9, ox in 0usize..9) {
+            let (oy, ox) = (oy % (2 * pad + 1), ox % (2 * pad + 1));
+            let s = Shape::new(h, w, c);
+            let src: Vec<f32> = (0..s.len()).map(|i| i as f32 + 1.0).collect();
+            // Reference: build the padded image, cut the window.
+            let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+            let mut padded = vec![0.0; ph * pw * c];
+            for y in 0..h {
+                for x in 0..w {
+                    for k in 0..c {
+                        padded[((y + pad) * pw + x + pad) * c + k] = src[(y * w + x) * c + k];
+                    }
+                }
+            }
+            let want = crop_region(&padded, Shape::new(ph, pw, c), oy, ox, h, w);
+            let mut got = vec![f32::NAN; s.len()];
+            pad_crop(&src, &mut got, s, pad, oy, ox);
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn mirror_twice_is_identity(h in 1usize..6, w in 1usize..8, c in 1usize..4) {
+            let s = Shape::new(h, w, c);
+            let src: Vec<f32> = (0..s.len()).map(|i| i as f32).collect();
+            let mut img = src.clone();
+            mirror(&mut img, s);
+            if w > 1 { prop_assert_ne!(&img, &src); }
+            mirror(&mut img, s);
+            prop_assert_eq!(img, src);
+        }
+    }
+}
