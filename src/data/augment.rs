@@ -209,6 +209,59 @@ pub fn rotation_shear_inverse(degrees: f32, shear: f32) -> [[f32; 2]; 2] {
     ]
 }
 
+/// The `ch × cw` window of `src` whose top-left pixel is `(y0, x0)`
+/// (it must lie inside the image).
+pub fn crop_region(src: &[f32], s: Shape, y0: usize, x0: usize, ch: usize, cw: usize) -> Vec<f32> {
+    let c = s.c;
+    let mut out = Vec::with_capacity(ch * cw * c);
+    for y in y0..y0 + ch {
+        let row = (y * s.w + x0) * c;
+        out.extend_from_slice(&src[row..row + cw * c]);
+    }
+    out
+}
+
+/// The ten views of multi-crop evaluation: the top-left, top-right,
+/// bottom-left, bottom-right and centre `crop = (h, w)` windows, then the
+/// mirror of each, every view resized (bilinear) to `out = (h, w)`.
+/// A crop larger than the image is clamped to the image.
+pub fn ten_crops(
+    src: &[f32],
+    s: Shape,
+    crop: (usize, usize),
+    out: (usize, usize),
+) -> Vec<Vec<f32>> {
+    let (ch, cw) = (crop.0.clamp(1, s.h), crop.1.clamp(1, s.w));
+    let corners = [
+        (0, 0),
+        (0, s.w - cw),
+        (s.h - ch, 0),
+        (s.h - ch, s.w - cw),
+        ((s.h - ch) / 2, (s.w - cw) / 2),
+    ];
+    let cs = Shape::new(ch, cw, s.c);
+    let os = Shape::new(out.0, out.1, s.c);
+    let mut views: Vec<Vec<f32>> = corners
+        .iter()
+        .map(|&(y0, x0)| {
+            let v = crop_region(src, s, y0, x0, ch, cw);
+            if (ch, cw) == out {
+                v
+            } else {
+                let mut r = vec![0.0; os.len()];
+                super::dataset::resize_bilinear(&v, cs, &mut r, os);
+                r
+            }
+        })
+        .collect();
+    for i in 0..5 {
+        let mut m = views[i].clone();
+        mirror(&mut m, os);
+        views.push(m);
+    }
+    views
+}
+
 /// Eigen-decomposition of a symmetric 3×3 matrix by cyclic Jacobi rotations.
 /// Returns eigenvalues in descending order and the matching unit eigenvectors
 /// (`vectors[i]` belongs to `values[i]`).
@@ -656,6 +709,31 @@ mod tests {
     }
 
     #[test]
+    fn ten_crops_are_corners_centre_and_mirrors() {
+        let s = Shape::new(5, 6, 2);
+        let src = ramp(s);
+        let views = ten_crops(&src, s, (3, 4), (3, 4));
+        assert_eq!(views.len(), 10);
+        let cs = Shape::new(3, 4, 2);
+        let origins = [(0, 0), (0, 2), (2, 0), (2, 2), (1, 1)];
+        for (v, &(y0, x0)) in views.iter().zip(&origins) {
+            for y in 0..3 {
+                for x in 0..4 {
+                    assert_eq!(at(v, cs, y, x, 1), at(&src, s, y0 + y, x0 + x, 1));
+                }
+            }
+        }
+        for i in 0..5 {
+            let mut m = views[i].clone();
+            mirror(&mut m, cs);
+            assert_eq!(m, views[i + 5]);
+        }
+        // Resized to the network's input.
+        let big = ten_crops(&src, s, (3, 4), (6, 8));
+        assert!(big.iter().all(|v| v.len() == 6 * 8 * 2));
+    }
+
+    #[test]
     fn parse_names() {
         let c = AugmentConfig::parse("mirror, crop,colour,pca").unwrap();
         assert!(c.mirror && c.crop && c.colour_shift && c.pca && !c.rotate && !c.shear);
@@ -663,5 +741,46 @@ mod tests {
         assert!(!AugmentConfig::parse("").unwrap().any());
         let err = AugmentConfig::parse("mirror,blur").unwrap_err().to_string();
         assert!(err.contains("blur") && err.contains("mirror"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pad_crop_matches_padding_then_cropping(h in 1usize..7, w in 1usize..7, c in 1usize..4,
+                                                  pad in 0usize..4, oy in 0usize..9, ox in 0usize..9) {
+            let (oy, ox) = (oy % (2 * pad + 1), ox % (2 * pad + 1));
+            let s = Shape::new(h, w, c);
+            let src: Vec<f32> = (0..s.len()).map(|i| i as f32 + 1.0).collect();
+            // Reference: build the padded image, cut the window.
+            let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+            let mut padded = vec![0.0; ph * pw * c];
+            for y in 0..h {
+                for x in 0..w {
+                    for k in 0..c {
+                        padded[((y + pad) * pw + x + pad) * c + k] = src[(y * w + x) * c + k];
+                    }
+                }
+            }
+            let want = crop_region(&padded, Shape::new(ph, pw, c), oy, ox, h, w);
+            let mut got = vec![f32::NAN; s.len()];
+            pad_crop(&src, &mut got, s, pad, oy, ox);
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn mirror_twice_is_identity(h in 1usize..6, w in 1usize..8, c in 1usize..4) {
+            let s = Shape::new(h, w, c);
+            let src: Vec<f32> = (0..s.len()).map(|i| i as f32).collect();
+            let mut img = src.clone();
+            mirror(&mut img, s);
+            if w > 1 { prop_assert_ne!(&img, &src); }
+            mirror(&mut img, s);
+            prop_assert_eq!(img, src);
+        }
     }
 }

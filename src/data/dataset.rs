@@ -607,6 +607,14 @@ impl<'a> Batcher<'a> {
             return None;
         }
         let end = (start + b).min(self.order.len());
+        assert!(
+            images.len() >= (end - start) * self.ds.image_len() && labels.len() >= end - start,
+            "batch buffers too small: {} values and {} labels for {} images of {}",
+            images.len(),
+            labels.len(),
+            end - start,
+            self.ds.shape()
+        );
         fill_batch(
             self.ds,
             &self.order[start..end],
@@ -903,7 +911,9 @@ mod tests {
     #[test]
     fn prefetcher_matches_batcher_on_a_named_thread() {
         let ds = Arc::new(toy(11, 1, 2));
-        let cfg = BatchConfig::train(3, 5, None, None);
+        let aug = crate::data::augment::AugmentConfig::parse("mirror,crop,colour").unwrap();
+        let aug = Augmenter::new(aug, &ds).unwrap();
+        let cfg = BatchConfig::train(3, 5, Some(aug), None);
         let mut expected = Vec::new();
         let mut b = Batcher::new(&ds, cfg.clone()).unwrap();
         for epoch in 0..3 {

@@ -11,7 +11,7 @@
 //! ```no_run
 //! use netloom::data::{self, BatchConfig, LoadOptions, Prefetcher};
 //! use std::sync::Arc;
-//! let opts = LoadOptions { size: Some((64, 64)), channels: Some(3), ..Default::default() };
+//! let opts = LoadOptions::for_input(64, 64, 3);
 //! let splits = data::load(&data::default_dataset_dir(), &opts, &mut |done, total| {
 //!     eprint!("\r{done}/{total}");
 //! })?;
@@ -150,6 +150,17 @@ pub struct LoadOptions {
     /// has no test split.
     pub test_fraction: f32,
     pub seed: u64,
+}
+
+impl LoadOptions {
+    /// Options for a design whose input is `h × w × c`, other fields default.
+    pub fn for_input(h: usize, w: usize, c: usize) -> Self {
+        LoadOptions {
+            size: Some((h, w)),
+            channels: Some(c),
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for LoadOptions {
