@@ -158,10 +158,14 @@ impl Conv2dGeometry {
     pub fn macs(&self) -> u64 {
         self.rows() as u64 * self.k_cols() as u64 * self.out_c as u64
     }
-    /// 1×1 without padding: no im2col needed.
+    /// 1×1, stride 1, no padding: the input already is the im2col matrix.
+    /// (Strided 1×1 convs go through im2col, which for them is a cheap row
+    /// gather, so the GEMM runs on full tiles.)
     pub fn is_pointwise(&self) -> bool {
         self.k_h == 1
             && self.k_w == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
             && self.pad_top == 0
             && self.pad_left == 0
             && self.pad_bottom == 0
@@ -180,7 +184,44 @@ impl Conv2dGeometry {
     }
     /// Scratch floats needed by [`conv2d_backward`].
     pub fn backward_workspace_len(&self) -> usize {
-        self.slots * (self.tile_len() + self.weight_len() + self.out_c)
+        let params = self.slots * (self.tile_len() + self.weight_len() + self.out_c);
+        let input = match self.transposed() {
+            Some(t) => self.weight_len() + t.forward_workspace_len(),
+            None => self.slots * self.tile_len(),
+        };
+        params.max(input)
+    }
+    /// For stride 1 (not pointwise): the geometry of the convolution that maps
+    /// dY to dX — same kernel flipped, channels swapped, padding `k − 1 − p`.
+    fn transposed(&self) -> Option<Conv2dGeometry> {
+        // Its GEMM has N = in_c/groups: narrow N wastes the 16-wide microkernel.
+        let ok = self.stride_h == 1
+            && self.stride_w == 1
+            && self.cin_g() >= 16
+            && !self.is_pointwise()
+            && self.pad_top < self.k_h
+            && self.pad_bottom < self.k_h
+            && self.pad_left < self.k_w
+            && self.pad_right < self.k_w;
+        ok.then(|| Conv2dGeometry {
+            batch: self.batch,
+            in_h: self.out_h,
+            in_w: self.out_w,
+            in_c: self.out_c,
+            out_h: self.in_h,
+            out_w: self.in_w,
+            out_c: self.in_c,
+            k_h: self.k_h,
+            k_w: self.k_w,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: self.k_h - 1 - self.pad_top,
+            pad_left: self.k_w - 1 - self.pad_left,
+            pad_bottom: self.k_h - 1 - self.pad_bottom,
+            pad_right: self.k_w - 1 - self.pad_right,
+            groups: self.groups,
+            slots: self.slots,
+        })
     }
     /// Scratch floats that suffice for every conv call of this geometry.
     pub fn workspace_len(&self) -> usize {
@@ -445,6 +486,13 @@ fn conv2d_backward_input(
     let oc = geo.out_c;
     let (cg, og) = (geo.cin_g(), geo.cout_g());
     let kc = geo.k_cols();
+    if let Some(t) = geo.transposed() {
+        // dX = conv(dY, flipped Wᵀ): runs on the tiled forward path, no col2im.
+        let (wt, rest) = ws.split_at_mut(geo.weight_len());
+        flip_weights(geo, w, wt);
+        conv2d_forward(&t, dy, wt, None, dx, rest);
+        return;
+    }
     if geo.is_pointwise() {
         let stride1 = geo.stride_h == 1 && geo.stride_w == 1;
         if !stride1 {
@@ -508,6 +556,25 @@ fn conv2d_backward_input(
                 }
             }
         });
+}
+
+/// `wt[ky'][kx'][co_local][ci] = w[kh−1−ky'][kw−1−kx'][ci mod cin_g][g·cout_g + co_local]`,
+/// the HWIO weight of the transposed convolution (groups preserved).
+fn flip_weights(geo: &Conv2dGeometry, w: &[f32], wt: &mut [f32]) {
+    let (cg, og, oc, ic) = (geo.cin_g(), geo.cout_g(), geo.out_c, geo.in_c);
+    for ky in 0..geo.k_h {
+        for kx in 0..geo.k_w {
+            let src_tap = (geo.k_h - 1 - ky) * geo.k_w + (geo.k_w - 1 - kx);
+            let dst_tap = ky * geo.k_w + kx;
+            for col in 0..og {
+                let drow = &mut wt[(dst_tap * og + col) * ic..(dst_tap * og + col + 1) * ic];
+                for (ci, d) in drow.iter_mut().enumerate() {
+                    let g = ci / cg;
+                    *d = w[(src_tap * cg + ci % cg) * oc + g * og + col];
+                }
+            }
+        }
+    }
 }
 
 fn conv2d_backward_params(
@@ -657,6 +724,10 @@ mod tests {
             Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 2).unwrap(),
             Conv2dGeometry::new(1, (6, 5, 4), 4, (3, 3), (2, 2), [1, 0, 1, 1], 4).unwrap(),
             Conv2dGeometry::new(1, (4, 4, 2), 3, (4, 4), (1, 1), [0; 4], 1).unwrap(),
+            // stride 1 with groups and asymmetric padding: dx via the flipped conv
+            Conv2dGeometry::new(2, (5, 6, 34), 6, (3, 2), (1, 1), [2, 0, 0, 1], 2).unwrap(),
+            // padding ≥ kernel: dx via col2im
+            Conv2dGeometry::new(1, (4, 4, 2), 2, (2, 2), (1, 1), [2, 2, 0, 0], 1).unwrap(),
         ]
     }
 

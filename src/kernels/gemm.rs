@@ -59,8 +59,6 @@ impl<'a> MatRef<'a> {
 pub const MR: usize = 6;
 /// Columns of C per microkernel call.
 pub const NR: usize = 16;
-/// Depth of one pass over k (the packed B panel is `KC × NR` floats on the stack).
-const KC: usize = 512;
 
 fn check_c(m: usize, n: usize, c: &[f32], ldc: usize) {
     if m > 0 && n > 0 {
@@ -265,9 +263,21 @@ unsafe fn sgemm_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{KC, MR, MatRef, NR};
+    use super::{MR, MatRef, NR};
     use std::arch::x86_64::*;
 
+    /// Max depth of one pass over k.
+    const KC: usize = 256;
+    /// Columns of B packed per block (4 panels of 16).
+    const NC: usize = 64;
+    /// Rows of A packed per block when A is not row-contiguous.
+    const MC: usize = 72;
+
+    /// BLIS-style loop nest: for each NC block of columns and KC slice of k,
+    /// B is packed into contiguous 16-wide panels (zero-padded); A is read in
+    /// place when its rows are contiguous (cs == 1) and otherwise packed into
+    /// MR-row micro-panels. The packed B panel (≤ 16 KB) stays in L1 while
+    /// the micro-rows of A stream from L2.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn sgemm(
@@ -281,65 +291,120 @@ mod avx2 {
         c: *mut f32,
         ldc: usize,
     ) {
-        let mut bpack = [0f32; KC * NR];
+        // Uninitialised scratch (zeroing 136 KB per call would cost more than
+        // packing); only elements written by the packing loops are read.
+        let mut bpack_mem = std::mem::MaybeUninit::<[f32; KC * NC]>::uninit();
+        let mut apack_mem = std::mem::MaybeUninit::<[f32; MC * KC]>::uninit();
+        let bpack = bpack_mem.as_mut_ptr() as *mut f32;
+        let apack = apack_mem.as_mut_ptr() as *mut f32;
         let ap = a.data.as_ptr();
         let bp = b.data.as_ptr();
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = KC.min(k - k0);
-            let beta_eff = if k0 == 0 { beta } else { 1.0 };
-            let mut j0 = 0;
-            while j0 < n {
-                let nr = NR.min(n - j0);
-                // SAFETY (whole block): indices stay within the checked A/B/C ranges.
-                let (panel, ldb) = if b.cs == 1 && nr == NR {
-                    (unsafe { bp.add(k0 * b.rs + j0) }, b.rs)
-                } else {
-                    for p in 0..kc {
-                        let dst = &mut bpack[p * NR..p * NR + NR];
-                        for (jj, d) in dst.iter_mut().enumerate() {
-                            *d = if jj < nr {
-                                unsafe { *bp.add((k0 + p) * b.rs + (j0 + jj) * b.cs) }
-                            } else {
-                                0.0
-                            };
+        let pack_a = a.cs != 1;
+        // Even k slices (e.g. 288 → 144 + 144, not 256 + 32).
+        let kslices = k.div_ceil(KC);
+        let kc_even = k.div_ceil(kslices);
+        let mut jc = 0;
+        while jc < n {
+            let nc = NC.min(n - jc);
+            let panels = nc.div_ceil(NR);
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = kc_even.min(k - k0);
+                let beta_eff = if k0 == 0 { beta } else { 1.0 };
+                // Pack B[k0..k0+kc, jc..jc+nc] as `panels` blocks of kc×16.
+                // SAFETY (whole fn): indices stay within the checked A/B/C ranges.
+                for jp in 0..panels {
+                    let j0 = jc + jp * NR;
+                    let nr = NR.min(n - j0);
+                    let dst = unsafe { bpack.add(jp * kc * NR) };
+                    if b.cs == 1 && nr == NR {
+                        for p in 0..kc {
+                            let src = unsafe { bp.add((k0 + p) * b.rs + j0) };
+                            unsafe {
+                                let d = dst.add(p * NR);
+                                _mm256_storeu_ps(d, _mm256_loadu_ps(src));
+                                _mm256_storeu_ps(d.add(8), _mm256_loadu_ps(src.add(8)));
+                            }
+                        }
+                    } else {
+                        for p in 0..kc {
+                            for jj in 0..NR {
+                                let v = if jj < nr {
+                                    unsafe { *bp.add((k0 + p) * b.rs + (j0 + jj) * b.cs) }
+                                } else {
+                                    0.0
+                                };
+                                unsafe { dst.add(p * NR + jj).write(v) };
+                            }
                         }
                     }
-                    (bpack.as_ptr(), NR)
-                };
-                let mut i0 = 0;
-                while i0 < m {
-                    let mr = MR.min(m - i0);
-                    let a_blk = unsafe { ap.add(i0 * a.rs + k0 * a.cs) };
-                    let c_blk = unsafe { c.add(i0 * ldc + j0) };
-                    let args = Args {
-                        kc,
-                        a: a_blk,
-                        rsa: a.rs,
-                        csa: a.cs,
-                        b: panel,
-                        ldb,
-                        c: c_blk,
-                        ldc,
-                        nr,
-                        alpha,
-                        beta: beta_eff,
-                    };
-                    unsafe {
-                        match mr {
-                            6 => kernel::<6>(&args),
-                            5 => kernel::<5>(&args),
-                            4 => kernel::<4>(&args),
-                            3 => kernel::<3>(&args),
-                            2 => kernel::<2>(&args),
-                            _ => kernel::<1>(&args),
-                        }
-                    }
-                    i0 += MR;
                 }
-                j0 += NR;
+                let mut ic = 0;
+                while ic < m {
+                    let mc = if pack_a { MC.min(m - ic) } else { m - ic };
+                    if pack_a {
+                        // Micro-panel r holds rows ic+6r.., laid out [p][row].
+                        for mp in 0..mc.div_ceil(MR) {
+                            let chunk = unsafe { apack.add(mp * MR * kc) };
+                            let i0 = ic + mp * MR;
+                            let mr = MR.min(m - i0);
+                            for p in 0..kc {
+                                for r in 0..mr {
+                                    unsafe {
+                                        chunk
+                                            .add(p * MR + r)
+                                            .write(*ap.add((i0 + r) * a.rs + (k0 + p) * a.cs))
+                                    };
+                                }
+                            }
+                        }
+                    }
+                    for jp in 0..panels {
+                        let j0 = jc + jp * NR;
+                        let nr = NR.min(n - j0);
+                        let panel = unsafe { bpack.add(jp * kc * NR) as *const f32 };
+                        let mut ir = 0;
+                        while ir < mc {
+                            let mr = MR.min(mc - ir);
+                            let (a_blk, rsa, csa) = if pack_a {
+                                (
+                                    unsafe { apack.add((ir / MR) * MR * kc) as *const f32 },
+                                    1,
+                                    MR,
+                                )
+                            } else {
+                                (unsafe { ap.add((ic + ir) * a.rs + k0) }, a.rs, 1)
+                            };
+                            let args = Args {
+                                kc,
+                                a: a_blk,
+                                rsa,
+                                csa,
+                                b: panel,
+                                c: unsafe { c.add((ic + ir) * ldc + j0) },
+                                ldc,
+                                nr,
+                                alpha,
+                                beta: beta_eff,
+                            };
+                            unsafe {
+                                match mr {
+                                    6 => kernel::<6>(&args),
+                                    5 => kernel::<5>(&args),
+                                    4 => kernel::<4>(&args),
+                                    3 => kernel::<3>(&args),
+                                    2 => kernel::<2>(&args),
+                                    _ => kernel::<1>(&args),
+                                }
+                            }
+                            ir += MR;
+                        }
+                    }
+                    ic += mc;
+                }
+                k0 += kc;
             }
-            k0 += kc;
+            jc += nc;
         }
     }
 
@@ -348,8 +413,8 @@ mod avx2 {
         a: *const f32,
         rsa: usize,
         csa: usize,
+        /// Packed B panel, kc × 16 contiguous.
         b: *const f32,
-        ldb: usize,
         c: *mut f32,
         ldc: usize,
         nr: usize,
@@ -378,7 +443,7 @@ mod avx2 {
                     acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
                     acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
                 }
-                bptr = bptr.add(s.ldb);
+                bptr = bptr.add(NR);
                 aoff += s.csa;
             }
             let va = _mm256_set1_ps(s.alpha);
@@ -386,8 +451,15 @@ mod avx2 {
             if s.nr == NR {
                 for r in 0..R {
                     let cr = s.c.add(r * s.ldc);
-                    let (mut v0, mut v1) = (_mm256_mul_ps(acc0[r], va), _mm256_mul_ps(acc1[r], va));
-                    if s.beta != 0.0 {
+                    let (mut v0, mut v1) = if s.alpha == 1.0 {
+                        (acc0[r], acc1[r])
+                    } else {
+                        (_mm256_mul_ps(acc0[r], va), _mm256_mul_ps(acc1[r], va))
+                    };
+                    if s.beta == 1.0 {
+                        v0 = _mm256_add_ps(_mm256_loadu_ps(cr), v0);
+                        v1 = _mm256_add_ps(_mm256_loadu_ps(cr.add(8)), v1);
+                    } else if s.beta != 0.0 {
                         v0 = _mm256_fmadd_ps(_mm256_loadu_ps(cr), vb, v0);
                         v1 = _mm256_fmadd_ps(_mm256_loadu_ps(cr.add(8)), vb, v1);
                     }
