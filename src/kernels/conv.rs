@@ -617,29 +617,33 @@ fn conv2d_backward_params(
                 if !want_dw {
                     continue;
                 }
+                // The partial is dWᵀ (out_c × k_cols): dWᵀ_g += dY_gᵀ · col_g.
+                // A = dYᵀ packs cheaply (6 channels per pixel), B = col packs
+                // with vector copies; the other orientation would transpose
+                // the whole column tile while packing.
                 for g in 0..geo.groups {
-                    let bm = MatRef::row_major(&dy[g * og..], oc);
+                    let a = MatRef {
+                        data: &dy[m0 * oc + g * og..],
+                        rs: 1,
+                        cs: oc,
+                    };
+                    let c = &mut pw[g * og * kc..];
                     if geo.is_pointwise() {
-                        segments(geo, m0, m0 + count, |sg| {
-                            let a = MatRef {
-                                data: &x[sg.x_pix * geo.in_c + g * cg..],
-                                rs: 1,
-                                cs: sg.x_step * geo.in_c,
-                            };
-                            let b = MatRef {
-                                data: &bm.data[sg.m0 * oc..],
-                                ..bm
-                            };
-                            sgemm(cg, og, sg.count, 1.0, a, b, 1.0, &mut pw[g * og..], oc);
-                        });
+                        let b = MatRef::row_major(&x[m0 * geo.in_c + g * cg..], geo.in_c);
+                        sgemm(og, cg, count, 1.0, a, b, 1.0, c, kc);
                     } else {
                         im2col(geo, x, g, m0, count, buf);
-                        let a = MatRef::transposed(buf, kc);
-                        let b = MatRef {
-                            data: &bm.data[m0 * oc..],
-                            ..bm
-                        };
-                        sgemm(kc, og, count, 1.0, a, b, 1.0, &mut pw[g * og..], oc);
+                        sgemm(
+                            og,
+                            kc,
+                            count,
+                            1.0,
+                            a,
+                            MatRef::row_major(buf, kc),
+                            1.0,
+                            c,
+                            kc,
+                        );
                     }
                 }
             }
@@ -648,13 +652,14 @@ fn conv2d_backward_params(
     let parts = &*ws;
     if let Some(dw) = dw {
         assert_eq!(dw.len(), wl, "conv2d_backward: dw length");
-        dw.par_chunks_mut(1024).enumerate().for_each(|(ci, out)| {
-            let i0 = ci * 1024;
+        // dw[kk][j] = Σ_s partial_s[j][kk] (partials hold dWᵀ; with groups,
+        // row j = g·cout_g + co of dWᵀ is exactly column j of HWIO).
+        dw.par_chunks_mut(oc).enumerate().for_each(|(kk, out)| {
             out.fill(0.0);
             for s in 0..slots {
-                let p = &parts[s * per + tl + i0..s * per + tl + i0 + out.len()];
-                for (o, v) in out.iter_mut().zip(p) {
-                    *o += *v;
+                let p = &parts[s * per + tl..s * per + tl + wl];
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o += p[j * kc + kk];
                 }
             }
         });

@@ -300,6 +300,9 @@ mod avx2 {
         let ap = a.data.as_ptr();
         let bp = b.data.as_ptr();
         let pack_a = a.cs != 1;
+        // With few rows each B panel is used only a few times: packing it
+        // would cost more than the L1 misses of reading it in place.
+        let direct_b = b.cs == 1 && m <= 8 * MR;
         // Even k slices (e.g. 288 → 144 + 144, not 256 + 32).
         let kslices = k.div_ceil(KC);
         let kc_even = k.div_ceil(kslices);
@@ -316,6 +319,9 @@ mod avx2 {
                 for jp in 0..panels {
                     let j0 = jc + jp * NR;
                     let nr = NR.min(n - j0);
+                    if direct_b && nr == NR {
+                        continue;
+                    }
                     let dst = unsafe { bpack.add(jp * kc * NR) };
                     if b.cs == 1 && nr == NR {
                         for p in 0..kc {
@@ -362,7 +368,11 @@ mod avx2 {
                     for jp in 0..panels {
                         let j0 = jc + jp * NR;
                         let nr = NR.min(n - j0);
-                        let panel = unsafe { bpack.add(jp * kc * NR) as *const f32 };
+                        let (panel, ldb) = if direct_b && nr == NR {
+                            (unsafe { bp.add(k0 * b.rs + j0) }, b.rs)
+                        } else {
+                            (unsafe { bpack.add(jp * kc * NR) as *const f32 }, NR)
+                        };
                         let mut ir = 0;
                         while ir < mc {
                             let mr = MR.min(mc - ir);
@@ -381,6 +391,7 @@ mod avx2 {
                                 rsa,
                                 csa,
                                 b: panel,
+                                ldb,
                                 c: unsafe { c.add((ic + ir) * ldc + j0) },
                                 ldc,
                                 nr,
@@ -413,8 +424,9 @@ mod avx2 {
         a: *const f32,
         rsa: usize,
         csa: usize,
-        /// Packed B panel, kc × 16 contiguous.
+        /// B panel: kc rows of 16 contiguous floats, `ldb` apart.
         b: *const f32,
+        ldb: usize,
         c: *mut f32,
         ldc: usize,
         nr: usize,
@@ -443,7 +455,7 @@ mod avx2 {
                     acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
                     acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
                 }
-                bptr = bptr.add(NR);
+                bptr = bptr.add(s.ldb);
                 aoff += s.csa;
             }
             let va = _mm256_set1_ps(s.alpha);
