@@ -38,6 +38,8 @@ pub enum GeometryError {
 
 /// Output pixels per im2col tile.
 pub const TILE_ROWS: usize = 120;
+/// Widest output row the direct path handles (its row table lives on the stack).
+const DIRECT_MAX_PIXELS: usize = 1024;
 
 /// Shape of one conv layer at one batch size. Construct with [`Conv2dGeometry::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +182,24 @@ impl Conv2dGeometry {
     }
     /// Scratch floats needed by [`conv2d_forward`].
     pub fn forward_workspace_len(&self) -> usize {
-        self.slots * self.tile_len()
+        let direct = match self.direct_tiling() {
+            Some((_, band)) => {
+                super::gemm::packed_b_len(self.k_cols(), self.out_c) + self.slots * band
+            }
+            None => 0,
+        };
+        (self.slots * self.tile_len()).max(direct)
+    }
+    /// Direct (implicit im2col) forward: output rows per tile and the floats
+    /// of one zero-padded input band. None when the im2col path is used.
+    fn direct_tiling(&self) -> Option<(usize, usize)> {
+        if self.groups != 1 || self.is_pointwise() || self.out_w > DIRECT_MAX_PIXELS {
+            return None;
+        }
+        let tr = (TILE_ROWS / self.out_w).clamp(1, self.out_h);
+        let band_h = (tr - 1) * self.stride_h + self.k_h;
+        let band_w = self.in_w + self.pad_left + self.pad_right;
+        Some((tr, band_h * band_w * self.in_c))
     }
     /// Scratch floats needed by [`conv2d_backward`].
     pub fn backward_workspace_len(&self) -> usize {
@@ -385,6 +404,11 @@ pub fn conv2d_forward(
     ws: &mut [f32],
 ) {
     check_lens(geo, x.len(), w.len(), y.len(), bias.map(|b| b.len()));
+    if let Some((tr, band)) = geo.direct_tiling()
+        && super::gemm::has_avx2_fma()
+    {
+        return conv2d_forward_direct(geo, x, w, bias, y, ws, tr, band);
+    }
     let oc = geo.out_c;
     let (cg, og) = (geo.cin_g(), geo.cout_g());
     let rows = geo.rows();
@@ -445,6 +469,83 @@ pub fn conv2d_forward(
             for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
                 let m0 = t * TILE_ROWS;
                 run_tile(m0, TILE_ROWS.min(rows - m0), buf);
+            }
+        });
+}
+
+/// Direct convolution (groups = 1): per tile of `tr` output rows, copy the
+/// input rows it reads into a zero-padded band (L1/L2-resident), then run the
+/// GEMM microkernel with A rows addressed straight in the band: each im2col
+/// row is `k_h` contiguous runs of `k_w·in_c` floats. No im2col matrix.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_forward_direct(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ws: &mut [f32],
+    tr: usize,
+    band: usize,
+) {
+    use super::gemm::{conv_rows, pack_b, packed_b_len};
+    assert!(
+        ws.len() >= geo.forward_workspace_len(),
+        "conv2d_forward: workspace too small"
+    );
+    let (oc, ic, kc) = (geo.out_c, geo.in_c, geo.k_cols());
+    let (wpack, rest) = ws.split_at_mut(packed_b_len(kc, oc));
+    pack_b(kc, oc, MatRef::row_major(w, oc), wpack);
+    let wpack = &*wpack;
+    let band_w = geo.in_w + geo.pad_left + geo.pad_right;
+    let band_h = band / (band_w * ic);
+    let per_img = geo.out_h.div_ceil(tr);
+    let tiles = geo.batch * per_img;
+    let slots = geo.slots.min(tiles);
+    let yp = SendPtr(y.as_mut_ptr());
+    let plane = geo.out_h * geo.out_w;
+    rest[..slots * band]
+        .par_chunks_mut(band)
+        .enumerate()
+        .for_each(|(s, buf)| {
+            let mut rows = [0usize; DIRECT_MAX_PIXELS];
+            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+                let (b, oy0) = (t / per_img, (t % per_img) * tr);
+                let trr = tr.min(geo.out_h - oy0);
+                // Fill the band: input rows oy0·s − pad_top ..
+                for (br, row) in buf.chunks_exact_mut(band_w * ic).take(band_h).enumerate() {
+                    let iy = (oy0 * geo.stride_h + br) as isize - geo.pad_top as isize;
+                    if iy < 0 || iy as usize >= geo.in_h {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let src = &x[((b * geo.in_h + iy as usize) * geo.in_w) * ic..][..geo.in_w * ic];
+                    row[..geo.pad_left * ic].fill(0.0);
+                    row[geo.pad_left * ic..(geo.pad_left + geo.in_w) * ic].copy_from_slice(src);
+                    row[(geo.pad_left + geo.in_w) * ic..].fill(0.0);
+                }
+                let count = trr * geo.out_w;
+                for (i, r) in rows[..count].iter_mut().enumerate() {
+                    let (ty, ox) = (i / geo.out_w, i % geo.out_w);
+                    *r = (ty * geo.stride_h * band_w + ox * geo.stride_w) * ic;
+                }
+                let m0 = b * plane + oy0 * geo.out_w;
+                // SAFETY: tiles write disjoint row ranges of y.
+                let c =
+                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(m0 * oc), count * oc) };
+                let done = conv_rows(
+                    buf,
+                    &rows[..count],
+                    geo.k_h,
+                    geo.k_w * ic,
+                    band_w * ic,
+                    wpack,
+                    oc,
+                    bias,
+                    c,
+                    oc,
+                );
+                assert!(done, "conv2d_forward_direct needs AVX2+FMA");
             }
         });
 }
@@ -731,6 +832,10 @@ mod tests {
             Conv2dGeometry::new(1, (4, 4, 2), 3, (4, 4), (1, 1), [0; 4], 1).unwrap(),
             // stride 1 with groups and asymmetric padding: dx via the flipped conv
             Conv2dGeometry::new(2, (5, 6, 34), 6, (3, 2), (1, 1), [2, 0, 0, 1], 2).unwrap(),
+            // strided 1×1, groups 1: direct path with one segment per row
+            Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 1).unwrap(),
+            // output row wider than a tile: one output row per tile
+            Conv2dGeometry::new(1, (3, 130, 2), 3, (3, 3), (1, 1), [1; 4], 1).unwrap(),
             // padding ≥ kernel: dx via col2im
             Conv2dGeometry::new(1, (4, 4, 2), 2, (2, 2), (1, 1), [2, 2, 0, 0], 1).unwrap(),
         ]

@@ -261,6 +261,93 @@ unsafe fn sgemm_portable(
     }
 }
 
+/// Floats of a B matrix (k × n) packed by [`pack_b`].
+pub fn packed_b_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * NR * k
+}
+
+/// Packs B (k × n) into 16-wide, k-major panels (zero-padded), the layout
+/// [`conv_rows`] reads.
+pub fn pack_b(k: usize, n: usize, b: MatRef<'_>, out: &mut [f32]) {
+    b.check(k, n, "B");
+    assert!(out.len() >= packed_b_len(k, n), "pack_b: output too small");
+    for (jp, panel) in out
+        .chunks_exact_mut(NR * k)
+        .take(n.div_ceil(NR))
+        .enumerate()
+    {
+        for p in 0..k {
+            for jj in 0..NR {
+                let j = jp * NR + jj;
+                panel[p * NR + jj] = if j < n {
+                    b.data[p * b.rs + j * b.cs]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// One implicit-im2col GEMM tile, the core of direct convolution:
+/// `C[i][j] = bias[j] + Σ_seg Σ_q A_i[seg·seg_stride + q] · B[seg·seg_len + q][j]`
+/// for rows `i < rows.len()` where `A_i` starts at `src[rows[i]]`, `q <
+/// seg_len`, and B (`n_seg·seg_len` × `n`) was packed by [`pack_b`]. C is
+/// row-major with leading dimension `ldc`, overwritten. Returns false (doing
+/// nothing) if the CPU lacks AVX2+FMA; callers then use im2col + [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv_rows(
+    src: &[f32],
+    rows: &[usize],
+    n_seg: usize,
+    seg_len: usize,
+    seg_stride: usize,
+    bpack: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    let k = n_seg * seg_len;
+    assert!(
+        bpack.len() >= packed_b_len(k, n),
+        "conv_rows: packed B too small"
+    );
+    if let Some(b) = bias {
+        assert!(b.len() >= n, "conv_rows: bias too short");
+    }
+    if rows.is_empty() || n == 0 {
+        return true;
+    }
+    check_c(rows.len(), n, c, ldc);
+    let span = (n_seg - 1) * seg_stride + seg_len;
+    for &r in rows {
+        assert!(r + span <= src.len(), "conv_rows: row out of bounds");
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: bounds checked above; CPU features checked.
+            unsafe {
+                avx2::conv_rows(
+                    src.as_ptr(),
+                    rows,
+                    n_seg,
+                    seg_len,
+                    seg_stride,
+                    bpack.as_ptr(),
+                    n,
+                    bias.map(|b| b.as_ptr()),
+                    c.as_mut_ptr(),
+                    ldc,
+                )
+            };
+            return true;
+        }
+    }
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{MR, MatRef, NR};
@@ -416,6 +503,130 @@ mod avx2 {
                 k0 += kc;
             }
             jc += nc;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn conv_rows(
+        src: *const f32,
+        rows: &[usize],
+        n_seg: usize,
+        seg_len: usize,
+        seg_stride: usize,
+        bpack: *const f32,
+        n: usize,
+        bias: Option<*const f32>,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let k = n_seg * seg_len;
+        let zeros = [0f32; NR];
+        let mut biasbuf = [0f32; NR];
+        for jp in 0..n.div_ceil(NR) {
+            let j0 = jp * NR;
+            let nr = NR.min(n - j0);
+            let bias_p = match bias {
+                Some(b) => {
+                    for (jj, v) in biasbuf.iter_mut().enumerate() {
+                        *v = if jj < nr {
+                            unsafe { *b.add(j0 + jj) }
+                        } else {
+                            0.0
+                        };
+                    }
+                    biasbuf.as_ptr()
+                }
+                None => zeros.as_ptr(),
+            };
+            let panel = unsafe { bpack.add(jp * k * NR) };
+            let mut ir = 0;
+            while ir < rows.len() {
+                let mr = MR.min(rows.len() - ir);
+                let s = Seg {
+                    rows: &rows[ir..ir + mr],
+                    src,
+                    n_seg,
+                    seg_len,
+                    seg_stride,
+                    b: panel,
+                    bias: bias_p,
+                    c: unsafe { c.add(ir * ldc + j0) },
+                    ldc,
+                    nr,
+                };
+                unsafe {
+                    match mr {
+                        6 => seg_kernel::<6>(&s),
+                        5 => seg_kernel::<5>(&s),
+                        4 => seg_kernel::<4>(&s),
+                        3 => seg_kernel::<3>(&s),
+                        2 => seg_kernel::<2>(&s),
+                        _ => seg_kernel::<1>(&s),
+                    }
+                }
+                ir += MR;
+            }
+        }
+    }
+
+    struct Seg<'a> {
+        rows: &'a [usize],
+        src: *const f32,
+        n_seg: usize,
+        seg_len: usize,
+        seg_stride: usize,
+        b: *const f32,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        nr: usize,
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn seg_kernel<const R: usize>(s: &Seg<'_>) {
+        // SAFETY: row spans and the packed panel were bounds-checked by the caller.
+        unsafe {
+            let bias0 = _mm256_loadu_ps(s.bias);
+            let bias1 = _mm256_loadu_ps(s.bias.add(8));
+            let mut acc0 = [bias0; R];
+            let mut acc1 = [bias1; R];
+            let mut arow = [std::ptr::null::<f32>(); R];
+            for (r, p) in arow.iter_mut().enumerate() {
+                *p = s.src.add(s.rows[r]);
+            }
+            let mut bptr = s.b;
+            for seg in 0..s.n_seg {
+                let off = seg * s.seg_stride;
+                for q in 0..s.seg_len {
+                    let b0 = _mm256_loadu_ps(bptr);
+                    let b1 = _mm256_loadu_ps(bptr.add(8));
+                    for r in 0..R {
+                        let av = _mm256_broadcast_ss(&*arow[r].add(off + q));
+                        acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+                        acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+                    }
+                    bptr = bptr.add(NR);
+                }
+            }
+            if s.nr == NR {
+                for r in 0..R {
+                    let cr = s.c.add(r * s.ldc);
+                    _mm256_storeu_ps(cr, acc0[r]);
+                    _mm256_storeu_ps(cr.add(8), acc1[r]);
+                }
+            } else {
+                let mut tmp = [0f32; NR];
+                for r in 0..R {
+                    let cr = s.c.add(r * s.ldc);
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), acc0[r]);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc1[r]);
+                    for (jj, t) in tmp.iter().enumerate().take(s.nr) {
+                        *cr.add(jj) = *t;
+                    }
+                }
+            }
         }
     }
 
