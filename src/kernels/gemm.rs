@@ -59,8 +59,6 @@ impl<'a> MatRef<'a> {
 pub const MR: usize = 6;
 /// Columns of C per microkernel call.
 pub const NR: usize = 16;
-/// Depth of one pass over k (the packed B panel is `KC × NR` floats on the stack).
-const KC: usize = 512;
 
 fn check_c(m: usize, n: usize, c: &[f32], ldc: usize) {
     if m > 0 && n > 0 {
@@ -263,11 +261,110 @@ unsafe fn sgemm_portable(
     }
 }
 
+/// Floats of a B matrix (k × n) packed by [`pack_b`].
+pub fn packed_b_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * NR * k
+}
+
+/// Packs B (k × n) into 16-wide, k-major panels (zero-padded), the layout
+/// [`conv_rows`] reads.
+pub fn pack_b(k: usize, n: usize, b: MatRef<'_>, out: &mut [f32]) {
+    b.check(k, n, "B");
+    assert!(out.len() >= packed_b_len(k, n), "pack_b: output too small");
+    for (jp, panel) in out
+        .chunks_exact_mut(NR * k)
+        .take(n.div_ceil(NR))
+        .enumerate()
+    {
+        for p in 0..k {
+            for jj in 0..NR {
+                let j = jp * NR + jj;
+                panel[p * NR + jj] = if j < n {
+                    b.data[p * b.rs + j * b.cs]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// One implicit-im2col GEMM tile, the core of direct convolution:
+/// `C[i][j] = bias[j] + Σ_seg Σ_q A_i[seg·seg_stride + q] · B[seg·seg_len + q][j]`
+/// for rows `i < rows.len()` where `A_i` starts at `src[rows[i]]`, `q <
+/// seg_len`, and B (`n_seg·seg_len` × `n`) was packed by [`pack_b`]. C is
+/// row-major with leading dimension `ldc`, overwritten. Returns false (doing
+/// nothing) if the CPU lacks AVX2+FMA; callers then use im2col + [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv_rows(
+    src: &[f32],
+    rows: &[usize],
+    n_seg: usize,
+    seg_len: usize,
+    seg_stride: usize,
+    bpack: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    let k = n_seg * seg_len;
+    assert!(
+        bpack.len() >= packed_b_len(k, n),
+        "conv_rows: packed B too small"
+    );
+    if let Some(b) = bias {
+        assert!(b.len() >= n, "conv_rows: bias too short");
+    }
+    if rows.is_empty() || n == 0 {
+        return true;
+    }
+    check_c(rows.len(), n, c, ldc);
+    let span = (n_seg - 1) * seg_stride + seg_len;
+    for &r in rows {
+        assert!(r + span <= src.len(), "conv_rows: row out of bounds");
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: bounds checked above; CPU features checked.
+            unsafe {
+                avx2::conv_rows(
+                    src.as_ptr(),
+                    rows,
+                    n_seg,
+                    seg_len,
+                    seg_stride,
+                    bpack.as_ptr(),
+                    n,
+                    bias.map(|b| b.as_ptr()),
+                    c.as_mut_ptr(),
+                    ldc,
+                )
+            };
+            return true;
+        }
+    }
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{KC, MR, MatRef, NR};
+    use super::{MR, MatRef, NR};
     use std::arch::x86_64::*;
 
+    /// Max depth of one pass over k.
+    const KC: usize = 256;
+    /// Columns of B packed per block (4 panels of 16).
+    const NC: usize = 64;
+    /// Rows of A packed per block when A is not row-contiguous.
+    const MC: usize = 72;
+
+    /// BLIS-style loop nest: for each NC block of columns and KC slice of k,
+    /// B is packed into contiguous 16-wide panels (zero-padded); A is read in
+    /// place when its rows are contiguous (cs == 1) and otherwise packed into
+    /// MR-row micro-panels. The packed B panel (≤ 16 KB) stays in L1 while
+    /// the micro-rows of A stream from L2.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn sgemm(
@@ -281,65 +378,255 @@ mod avx2 {
         c: *mut f32,
         ldc: usize,
     ) {
-        let mut bpack = [0f32; KC * NR];
+        // Uninitialised scratch (zeroing 136 KB per call would cost more than
+        // packing); only elements written by the packing loops are read.
+        let mut bpack_mem = std::mem::MaybeUninit::<[f32; KC * NC]>::uninit();
+        let mut apack_mem = std::mem::MaybeUninit::<[f32; MC * KC]>::uninit();
+        let bpack = bpack_mem.as_mut_ptr() as *mut f32;
+        let apack = apack_mem.as_mut_ptr() as *mut f32;
         let ap = a.data.as_ptr();
         let bp = b.data.as_ptr();
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = KC.min(k - k0);
-            let beta_eff = if k0 == 0 { beta } else { 1.0 };
-            let mut j0 = 0;
-            while j0 < n {
-                let nr = NR.min(n - j0);
-                // SAFETY (whole block): indices stay within the checked A/B/C ranges.
-                let (panel, ldb) = if b.cs == 1 && nr == NR {
-                    (unsafe { bp.add(k0 * b.rs + j0) }, b.rs)
-                } else {
-                    for p in 0..kc {
-                        let dst = &mut bpack[p * NR..p * NR + NR];
-                        for (jj, d) in dst.iter_mut().enumerate() {
-                            *d = if jj < nr {
-                                unsafe { *bp.add((k0 + p) * b.rs + (j0 + jj) * b.cs) }
-                            } else {
-                                0.0
-                            };
+        let pack_a = a.cs != 1;
+        // With few rows each B panel is used only a few times: packing it
+        // would cost more than the L1 misses of reading it in place.
+        let direct_b = b.cs == 1 && m <= 8 * MR;
+        // Even k slices (e.g. 288 → 144 + 144, not 256 + 32).
+        let kslices = k.div_ceil(KC);
+        let kc_even = k.div_ceil(kslices);
+        let mut jc = 0;
+        while jc < n {
+            let nc = NC.min(n - jc);
+            let panels = nc.div_ceil(NR);
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = kc_even.min(k - k0);
+                let beta_eff = if k0 == 0 { beta } else { 1.0 };
+                // Pack B[k0..k0+kc, jc..jc+nc] as `panels` blocks of kc×16.
+                // SAFETY (whole fn): indices stay within the checked A/B/C ranges.
+                for jp in 0..panels {
+                    let j0 = jc + jp * NR;
+                    let nr = NR.min(n - j0);
+                    if direct_b && nr == NR {
+                        continue;
+                    }
+                    let dst = unsafe { bpack.add(jp * kc * NR) };
+                    if b.cs == 1 && nr == NR {
+                        for p in 0..kc {
+                            let src = unsafe { bp.add((k0 + p) * b.rs + j0) };
+                            unsafe {
+                                let d = dst.add(p * NR);
+                                _mm256_storeu_ps(d, _mm256_loadu_ps(src));
+                                _mm256_storeu_ps(d.add(8), _mm256_loadu_ps(src.add(8)));
+                            }
+                        }
+                    } else {
+                        for p in 0..kc {
+                            for jj in 0..NR {
+                                let v = if jj < nr {
+                                    unsafe { *bp.add((k0 + p) * b.rs + (j0 + jj) * b.cs) }
+                                } else {
+                                    0.0
+                                };
+                                unsafe { dst.add(p * NR + jj).write(v) };
+                            }
                         }
                     }
-                    (bpack.as_ptr(), NR)
-                };
-                let mut i0 = 0;
-                while i0 < m {
-                    let mr = MR.min(m - i0);
-                    let a_blk = unsafe { ap.add(i0 * a.rs + k0 * a.cs) };
-                    let c_blk = unsafe { c.add(i0 * ldc + j0) };
-                    let args = Args {
-                        kc,
-                        a: a_blk,
-                        rsa: a.rs,
-                        csa: a.cs,
-                        b: panel,
-                        ldb,
-                        c: c_blk,
-                        ldc,
-                        nr,
-                        alpha,
-                        beta: beta_eff,
-                    };
-                    unsafe {
-                        match mr {
-                            6 => kernel::<6>(&args),
-                            5 => kernel::<5>(&args),
-                            4 => kernel::<4>(&args),
-                            3 => kernel::<3>(&args),
-                            2 => kernel::<2>(&args),
-                            _ => kernel::<1>(&args),
-                        }
-                    }
-                    i0 += MR;
                 }
-                j0 += NR;
+                let mut ic = 0;
+                while ic < m {
+                    let mc = if pack_a { MC.min(m - ic) } else { m - ic };
+                    if pack_a {
+                        // Micro-panel r holds rows ic+6r.., laid out [p][row].
+                        for mp in 0..mc.div_ceil(MR) {
+                            let chunk = unsafe { apack.add(mp * MR * kc) };
+                            let i0 = ic + mp * MR;
+                            let mr = MR.min(m - i0);
+                            for p in 0..kc {
+                                for r in 0..mr {
+                                    unsafe {
+                                        chunk
+                                            .add(p * MR + r)
+                                            .write(*ap.add((i0 + r) * a.rs + (k0 + p) * a.cs))
+                                    };
+                                }
+                            }
+                        }
+                    }
+                    for jp in 0..panels {
+                        let j0 = jc + jp * NR;
+                        let nr = NR.min(n - j0);
+                        let (panel, ldb) = if direct_b && nr == NR {
+                            (unsafe { bp.add(k0 * b.rs + j0) }, b.rs)
+                        } else {
+                            (unsafe { bpack.add(jp * kc * NR) as *const f32 }, NR)
+                        };
+                        let mut ir = 0;
+                        while ir < mc {
+                            let mr = MR.min(mc - ir);
+                            let (a_blk, rsa, csa) = if pack_a {
+                                (
+                                    unsafe { apack.add((ir / MR) * MR * kc) as *const f32 },
+                                    1,
+                                    MR,
+                                )
+                            } else {
+                                (unsafe { ap.add((ic + ir) * a.rs + k0) }, a.rs, 1)
+                            };
+                            let args = Args {
+                                kc,
+                                a: a_blk,
+                                rsa,
+                                csa,
+                                b: panel,
+                                ldb,
+                                c: unsafe { c.add((ic + ir) * ldc + j0) },
+                                ldc,
+                                nr,
+                                alpha,
+                                beta: beta_eff,
+                            };
+                            unsafe {
+                                match mr {
+                                    6 => kernel::<6>(&args),
+                                    5 => kernel::<5>(&args),
+                                    4 => kernel::<4>(&args),
+                                    3 => kernel::<3>(&args),
+                                    2 => kernel::<2>(&args),
+                                    _ => kernel::<1>(&args),
+                                }
+                            }
+                            ir += MR;
+                        }
+                    }
+                    ic += mc;
+                }
+                k0 += kc;
             }
-            k0 += kc;
+            jc += nc;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn conv_rows(
+        src: *const f32,
+        rows: &[usize],
+        n_seg: usize,
+        seg_len: usize,
+        seg_stride: usize,
+        bpack: *const f32,
+        n: usize,
+        bias: Option<*const f32>,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let k = n_seg * seg_len;
+        let zeros = [0f32; NR];
+        let mut biasbuf = [0f32; NR];
+        for jp in 0..n.div_ceil(NR) {
+            let j0 = jp * NR;
+            let nr = NR.min(n - j0);
+            let bias_p = match bias {
+                Some(b) => {
+                    for (jj, v) in biasbuf.iter_mut().enumerate() {
+                        *v = if jj < nr {
+                            unsafe { *b.add(j0 + jj) }
+                        } else {
+                            0.0
+                        };
+                    }
+                    biasbuf.as_ptr()
+                }
+                None => zeros.as_ptr(),
+            };
+            let panel = unsafe { bpack.add(jp * k * NR) };
+            let mut ir = 0;
+            while ir < rows.len() {
+                let mr = MR.min(rows.len() - ir);
+                let s = Seg {
+                    rows: &rows[ir..ir + mr],
+                    src,
+                    n_seg,
+                    seg_len,
+                    seg_stride,
+                    b: panel,
+                    bias: bias_p,
+                    c: unsafe { c.add(ir * ldc + j0) },
+                    ldc,
+                    nr,
+                };
+                unsafe {
+                    match mr {
+                        6 => seg_kernel::<6>(&s),
+                        5 => seg_kernel::<5>(&s),
+                        4 => seg_kernel::<4>(&s),
+                        3 => seg_kernel::<3>(&s),
+                        2 => seg_kernel::<2>(&s),
+                        _ => seg_kernel::<1>(&s),
+                    }
+                }
+                ir += MR;
+            }
+        }
+    }
+
+    struct Seg<'a> {
+        rows: &'a [usize],
+        src: *const f32,
+        n_seg: usize,
+        seg_len: usize,
+        seg_stride: usize,
+        b: *const f32,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        nr: usize,
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn seg_kernel<const R: usize>(s: &Seg<'_>) {
+        // SAFETY: row spans and the packed panel were bounds-checked by the caller.
+        unsafe {
+            let bias0 = _mm256_loadu_ps(s.bias);
+            let bias1 = _mm256_loadu_ps(s.bias.add(8));
+            let mut acc0 = [bias0; R];
+            let mut acc1 = [bias1; R];
+            let mut arow = [std::ptr::null::<f32>(); R];
+            for (r, p) in arow.iter_mut().enumerate() {
+                *p = s.src.add(s.rows[r]);
+            }
+            let mut bptr = s.b;
+            for seg in 0..s.n_seg {
+                let off = seg * s.seg_stride;
+                for q in 0..s.seg_len {
+                    let b0 = _mm256_loadu_ps(bptr);
+                    let b1 = _mm256_loadu_ps(bptr.add(8));
+                    for r in 0..R {
+                        let av = _mm256_broadcast_ss(&*arow[r].add(off + q));
+                        acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+                        acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+                    }
+                    bptr = bptr.add(NR);
+                }
+            }
+            if s.nr == NR {
+                for r in 0..R {
+                    let cr = s.c.add(r * s.ldc);
+                    _mm256_storeu_ps(cr, acc0[r]);
+                    _mm256_storeu_ps(cr.add(8), acc1[r]);
+                }
+            } else {
+                let mut tmp = [0f32; NR];
+                for r in 0..R {
+                    let cr = s.c.add(r * s.ldc);
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), acc0[r]);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc1[r]);
+                    for (jj, t) in tmp.iter().enumerate().take(s.nr) {
+                        *cr.add(jj) = *t;
+                    }
+                }
+            }
         }
     }
 
@@ -348,6 +635,7 @@ mod avx2 {
         a: *const f32,
         rsa: usize,
         csa: usize,
+        /// B panel: kc rows of 16 contiguous floats, `ldb` apart.
         b: *const f32,
         ldb: usize,
         c: *mut f32,
@@ -386,8 +674,15 @@ mod avx2 {
             if s.nr == NR {
                 for r in 0..R {
                     let cr = s.c.add(r * s.ldc);
-                    let (mut v0, mut v1) = (_mm256_mul_ps(acc0[r], va), _mm256_mul_ps(acc1[r], va));
-                    if s.beta != 0.0 {
+                    let (mut v0, mut v1) = if s.alpha == 1.0 {
+                        (acc0[r], acc1[r])
+                    } else {
+                        (_mm256_mul_ps(acc0[r], va), _mm256_mul_ps(acc1[r], va))
+                    };
+                    if s.beta == 1.0 {
+                        v0 = _mm256_add_ps(_mm256_loadu_ps(cr), v0);
+                        v1 = _mm256_add_ps(_mm256_loadu_ps(cr.add(8)), v1);
+                    } else if s.beta != 0.0 {
                         v0 = _mm256_fmadd_ps(_mm256_loadu_ps(cr), vb, v0);
                         v1 = _mm256_fmadd_ps(_mm256_loadu_ps(cr.add(8)), vb, v1);
                     }
