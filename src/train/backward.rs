@@ -4,7 +4,7 @@
 //! order overwrites the buffer, later ones accumulate (decided at compile time).
 
 use super::forward::dropout_seed;
-use super::plan::{GradWrite, Head, Op, Plan};
+use super::plan::{GradWrite, Head, Op, ParamTensor, Plan};
 use crate::kernels::{activation, conv, dense, loss, misc, norm, pool};
 use std::time::Instant;
 
@@ -159,16 +159,8 @@ impl Plan {
                 match &mut op {
                     Op::Input | Op::Add | Op::Concat { .. } => {}
                     Op::Conv { geo, weight, bias } => {
-                        let (mut dw, mut db) = if frozen {
-                            (Vec::new(), Vec::new())
-                        } else {
-                            (
-                                std::mem::take(&mut self.params[*weight].grad),
-                                bias.map_or(Vec::new(), |b| {
-                                    std::mem::take(&mut self.params[b].grad)
-                                }),
-                            )
-                        };
+                        let (mut dw, mut db) =
+                            take_param_grads(&mut self.params, *weight, *bias, frozen);
                         conv::conv2d_backward(
                             &geo.with_batch(n),
                             x,
@@ -179,12 +171,7 @@ impl Plan {
                             (!frozen && bias.is_some()).then_some(db.as_mut_slice()),
                             &mut self.workspace,
                         );
-                        if !frozen {
-                            self.params[*weight].grad = dw;
-                            if let Some(b) = bias {
-                                self.params[*b].grad = db;
-                            }
-                        }
+                        put_param_grads(&mut self.params, *weight, *bias, frozen, dw, db);
                     }
                     Op::ZeroPad { hwc, pad } => {
                         if let Some(dx) = dx {
@@ -310,16 +297,8 @@ impl Plan {
                         weight,
                         bias,
                     } => {
-                        let (mut dw, mut db) = if frozen {
-                            (Vec::new(), Vec::new())
-                        } else {
-                            (
-                                std::mem::take(&mut self.params[*weight].grad),
-                                bias.map_or(Vec::new(), |b| {
-                                    std::mem::take(&mut self.params[b].grad)
-                                }),
-                            )
-                        };
+                        let (mut dw, mut db) =
+                            take_param_grads(&mut self.params, *weight, *bias, frozen);
                         dense::dense_backward(
                             x,
                             &self.params[*weight].data,
@@ -331,12 +310,7 @@ impl Plan {
                             *n_in,
                             *n_out,
                         );
-                        if !frozen {
-                            self.params[*weight].grad = dw;
-                            if let Some(b) = bias {
-                                self.params[*b].grad = db;
-                            }
-                        }
+                        put_param_grads(&mut self.params, *weight, *bias, frozen, dw, db);
                     }
                 }
                 self.put_input_grad(i, 0, target);
@@ -344,6 +318,37 @@ impl Plan {
         }
         self.steps[i].op = op;
         self.grad_slots[own_slot] = dy_buf;
+    }
+}
+
+/// Takes a conv/dense layer's weight and bias gradient buffers (empty when frozen).
+fn take_param_grads(
+    params: &mut [ParamTensor],
+    weight: usize,
+    bias: Option<usize>,
+    frozen: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    if frozen {
+        return (Vec::new(), Vec::new());
+    }
+    let dw = std::mem::take(&mut params[weight].grad);
+    let db = bias.map_or(Vec::new(), |b| std::mem::take(&mut params[b].grad));
+    (dw, db)
+}
+
+fn put_param_grads(
+    params: &mut [ParamTensor],
+    weight: usize,
+    bias: Option<usize>,
+    frozen: bool,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+) {
+    if !frozen {
+        params[weight].grad = dw;
+        if let Some(b) = bias {
+            params[b].grad = db;
+        }
     }
 }
 
