@@ -261,6 +261,61 @@ unsafe fn sgemm_portable(
     }
 }
 
+/// Weight-gradient block of direct convolution: for the `mr` ≤ 6 consecutive
+/// im2col columns starting at `a_off`,
+/// `C[r][j] += Σ_p src[rows[p] + a_off + r] · dy[p·ldd + j]` over pixels `p <
+/// rows.len()`, `j < n`. `n` must be a multiple of 16. Returns false (doing
+/// nothing) without AVX2+FMA or with other `n`; callers then use im2col.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_dw_rows(
+    src: &[f32],
+    rows: &[usize],
+    a_off: usize,
+    mr: usize,
+    dy: &[f32],
+    ldd: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    if !n.is_multiple_of(NR) || !has_avx2_fma() || !(1..=MR).contains(&mr) {
+        return false;
+    }
+    if rows.is_empty() || n == 0 {
+        return true;
+    }
+    check_c(mr, n, c, ldc);
+    assert!(
+        (rows.len() - 1) * ldd + n <= dy.len(),
+        "conv_dw_rows: dy too short"
+    );
+    for &r in rows {
+        assert!(
+            r + a_off + mr <= src.len(),
+            "conv_dw_rows: row out of bounds"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: bounds checked above; CPU features checked.
+        unsafe {
+            avx2::conv_dw_rows(
+                src.as_ptr().add(a_off),
+                rows,
+                mr,
+                dy.as_ptr(),
+                ldd,
+                n,
+                c.as_mut_ptr(),
+                ldc,
+            )
+        };
+        return true;
+    }
+    #[allow(unreachable_code)]
+    false
+}
+
 /// Floats of a B matrix (k × n) packed by [`pack_b`].
 pub fn packed_b_len(k: usize, n: usize) -> usize {
     n.div_ceil(NR) * NR * k
@@ -566,6 +621,71 @@ mod avx2 {
                     }
                 }
                 ir += MR;
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn conv_dw_rows(
+        src: *const f32,
+        rows: &[usize],
+        mr: usize,
+        dy: *const f32,
+        ldd: usize,
+        n: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        for j0 in (0..n).step_by(NR) {
+            // SAFETY: per the caller's bounds checks.
+            unsafe {
+                let (d, cc) = (dy.add(j0), c.add(j0));
+                match mr {
+                    6 => dw_kernel::<6>(src, rows, d, ldd, cc, ldc),
+                    5 => dw_kernel::<5>(src, rows, d, ldd, cc, ldc),
+                    4 => dw_kernel::<4>(src, rows, d, ldd, cc, ldc),
+                    3 => dw_kernel::<3>(src, rows, d, ldd, cc, ldc),
+                    2 => dw_kernel::<2>(src, rows, d, ldd, cc, ldc),
+                    _ => dw_kernel::<1>(src, rows, d, ldd, cc, ldc),
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dw_kernel<const R: usize>(
+        src: *const f32,
+        rows: &[usize],
+        dy: *const f32,
+        ldd: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        // SAFETY: per the caller's bounds checks.
+        unsafe {
+            let mut acc0 = [_mm256_setzero_ps(); R];
+            let mut acc1 = [_mm256_setzero_ps(); R];
+            for r in 0..R {
+                acc0[r] = _mm256_loadu_ps(c.add(r * ldc));
+                acc1[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
+            }
+            let mut dp = dy;
+            for &off in rows {
+                let b0 = _mm256_loadu_ps(dp);
+                let b1 = _mm256_loadu_ps(dp.add(8));
+                let a = src.add(off);
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+                }
+                dp = dp.add(ldd);
+            }
+            for r in 0..R {
+                _mm256_storeu_ps(c.add(r * ldc), acc0[r]);
+                _mm256_storeu_ps(c.add(r * ldc + 8), acc1[r]);
             }
         }
     }
