@@ -122,6 +122,8 @@ impl SendPtr {
 
 /// Rows of C handled by one rayon task in [`par_sgemm`].
 const PAR_ROWS: usize = 16 * MR;
+/// Columns of C per task when [`par_sgemm`] splits columns (few rows).
+const PAR_COLS: usize = 4 * NR;
 
 /// `C = alpha·A·B + beta·C`, rows of C split across the rayon pool. Gives the
 /// same bits as [`sgemm`].
@@ -138,36 +140,42 @@ pub fn par_sgemm(
     ldc: usize,
 ) {
     // Small products are not worth a fork.
-    if m <= PAR_ROWS || (m as u64) * (n as u64) * (k as u64) < 1 << 18 {
+    if (m as u64) * (n as u64) * (k as u64) < 1 << 18
+        || k == 0
+        || (m <= PAR_ROWS && n < 2 * PAR_COLS)
+    {
         return sgemm(m, n, k, alpha, a, b, beta, c, ldc);
     }
     check_c(m, n, c, ldc);
-    if k > 0 {
-        a.check(m, k, "A");
-        b.check(k, n, "B");
-    }
+    a.check(m, k, "A");
+    b.check(k, n, "B");
     let cp = SendPtr(c.as_mut_ptr());
+    if m < 2 * PAR_ROWS {
+        // Few rows (e.g. a dense layer at small batch): split columns instead.
+        let tasks = n.div_ceil(PAR_COLS);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let j0 = t * PAR_COLS;
+            let cols = PAR_COLS.min(n - j0);
+            let b_t = MatRef {
+                data: &b.data[j0 * b.cs..],
+                ..b
+            };
+            // SAFETY: tasks own disjoint column ranges of C; bounds checked above.
+            unsafe { sgemm_unchecked(m, cols, k, alpha, a, b_t, beta, cp.get().add(j0), ldc) };
+        });
+        return;
+    }
     let tasks = m.div_ceil(PAR_ROWS);
     (0..tasks).into_par_iter().for_each(|t| {
         let i0 = t * PAR_ROWS;
         let rows = PAR_ROWS.min(m - i0);
         let a_t = MatRef {
-            data: &a.data[if k > 0 { i0 * a.rs } else { 0 }..],
+            data: &a.data[i0 * a.rs..],
             ..a
         };
         // SAFETY: tasks own disjoint row ranges [i0, i0+rows) of C, all in bounds
         // (checked above); A/B bounds checked above.
-        unsafe {
-            let c_t = cp.get().add(i0 * ldc);
-            if k == 0 {
-                for i in 0..rows {
-                    let row = std::slice::from_raw_parts_mut(c_t.add(i * ldc), n);
-                    scale_row(row, beta);
-                }
-            } else {
-                sgemm_unchecked(rows, n, k, alpha, a_t, b, beta, c_t, ldc);
-            }
-        }
+        unsafe { sgemm_unchecked(rows, n, k, alpha, a_t, b, beta, cp.get().add(i0 * ldc), ldc) };
     });
 }
 
@@ -923,6 +931,32 @@ mod tests {
     fn par_large_is_deterministic() {
         let mut rng = Rng::new(2);
         let (m, n, k) = (1000, 32, 72);
+        // few rows, many columns: the column split
+        let (a2, b2) = (rng.vec(20 * 300), rng.vec(300 * 500));
+        let (mut w1, mut w2) = (vec![0.0; 20 * 500], vec![0.0; 20 * 500]);
+        par_sgemm(
+            20,
+            500,
+            300,
+            1.0,
+            MatRef::row_major(&a2, 300),
+            MatRef::row_major(&b2, 500),
+            0.0,
+            &mut w1,
+            500,
+        );
+        sgemm(
+            20,
+            500,
+            300,
+            1.0,
+            MatRef::row_major(&a2, 300),
+            MatRef::row_major(&b2, 500),
+            0.0,
+            &mut w2,
+            500,
+        );
+        assert_eq!(w1, w2);
         let a = rng.vec(m * k);
         let b = rng.vec(k * n);
         let mut c1 = vec![0.0; m * n];
