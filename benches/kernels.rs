@@ -292,5 +292,82 @@ fn bench_cpu1(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_gemm, bench_conv, bench_cpu1);
+/// Every conv of one resnet-mini training step at batch 32: forward, dW and
+/// db for all eight, dX for all but the stem. 10.52 GFLOP, the work the peer
+/// benchmarks count for a whole step (`cargo bench --bench kernels -- step/`).
+fn bench_step(c: &mut Criterion) {
+    let layers: Vec<Conv2dGeometry> = {
+        let g = |input, out_c, k, s, pad| {
+            Conv2dGeometry::new(32, input, out_c, k, s, pad, 1).expect("geometry")
+        };
+        vec![
+            g((64, 64, 3), 32, (3, 3), (1, 1), [1; 4]),
+            g((32, 32, 32), 32, (3, 3), (1, 1), [1; 4]),
+            g((32, 32, 32), 32, (3, 3), (1, 1), [1; 4]),
+            g((32, 32, 32), 64, (3, 3), (2, 2), [0, 0, 1, 1]),
+            g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
+            g((32, 32, 32), 64, (1, 1), (2, 2), [0; 4]),
+            g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
+            g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
+        ]
+    };
+    struct Bufs {
+        x: Vec<f32>,
+        w: Vec<f32>,
+        b: Vec<f32>,
+        y: Vec<f32>,
+        dx: Vec<f32>,
+        dw: Vec<f32>,
+        db: Vec<f32>,
+    }
+    let mut bufs: Vec<Bufs> = layers
+        .iter()
+        .map(|g| Bufs {
+            x: filled(g.in_len(), 7),
+            w: filled(g.weight_len(), 8),
+            b: filled(g.out_c, 9),
+            y: vec![0.0; g.out_len()],
+            dx: vec![0.0; g.in_len()],
+            dw: vec![0.0; g.weight_len()],
+            db: vec![0.0; g.out_c],
+        })
+        .collect();
+    let ws_len = layers.iter().map(|g| g.workspace_len()).max().unwrap_or(0);
+    let mut ws = vec![0f32; ws_len];
+    let flops: u64 = layers
+        .iter()
+        .enumerate()
+        .map(|(i, g)| 2 * g.macs() * if i == 0 { 2 } else { 3 })
+        .sum();
+    let mut grp = c.benchmark_group("step");
+    grp.sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    grp.throughput(Throughput::Elements(flops));
+    grp.bench_function("resnet_mini_convs_fwd_bwd", |bch| {
+        bch.iter(|| {
+            for (g, bf) in layers.iter().zip(bufs.iter_mut()) {
+                conv2d_forward(g, &bf.x, &bf.w, Some(&bf.b), &mut bf.y, &mut ws);
+            }
+            for (i, (g, bf)) in layers.iter().zip(bufs.iter_mut()).enumerate().rev() {
+                let dx = if i == 0 { None } else { Some(&mut bf.dx[..]) };
+                // y doubles as dY: same shape, arbitrary values.
+                conv2d_backward(
+                    g,
+                    &bf.x,
+                    &bf.w,
+                    &bf.y,
+                    dx,
+                    Some(&mut bf.dw),
+                    Some(&mut bf.db),
+                    &mut ws,
+                );
+            }
+            black_box(&bufs);
+        })
+    });
+    grp.finish();
+}
+
+criterion_group!(benches, bench_gemm, bench_conv, bench_cpu1, bench_step);
 criterion_main!(benches);

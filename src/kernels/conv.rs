@@ -203,7 +203,11 @@ impl Conv2dGeometry {
     }
     /// Scratch floats needed by [`conv2d_backward`].
     pub fn backward_workspace_len(&self) -> usize {
-        let params = self.slots * (self.tile_len() + self.weight_len() + self.out_c);
+        let scratch = match self.direct_tiling() {
+            Some((_, band)) => band.max(self.tile_len()),
+            None => self.tile_len(),
+        };
+        let params = self.slots * (scratch + self.weight_len() + self.out_c);
         let input = match self.transposed() {
             Some(t) => self.weight_len() + t.forward_workspace_len(),
             None => self.slots * self.tile_len(),
@@ -473,6 +477,40 @@ pub fn conv2d_forward(
         });
 }
 
+/// Copies the input rows read by output rows `oy0 .. oy0+trr` of image `b`
+/// into `buf` with zero padding (width `in_w + pad_left + pad_right`), and
+/// writes each output pixel's offset in the band to `rows`. Returns the pixel count.
+fn fill_band(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    b: usize,
+    oy0: usize,
+    trr: usize,
+    buf: &mut [f32],
+    rows: &mut [usize],
+) -> usize {
+    let ic = geo.in_c;
+    let band_w = geo.in_w + geo.pad_left + geo.pad_right;
+    let band_h = (trr - 1) * geo.stride_h + geo.k_h;
+    for (br, row) in buf.chunks_exact_mut(band_w * ic).take(band_h).enumerate() {
+        let iy = (oy0 * geo.stride_h + br) as isize - geo.pad_top as isize;
+        if iy < 0 || iy as usize >= geo.in_h {
+            row.fill(0.0);
+            continue;
+        }
+        let src = &x[((b * geo.in_h + iy as usize) * geo.in_w) * ic..][..geo.in_w * ic];
+        row[..geo.pad_left * ic].fill(0.0);
+        row[geo.pad_left * ic..(geo.pad_left + geo.in_w) * ic].copy_from_slice(src);
+        row[(geo.pad_left + geo.in_w) * ic..].fill(0.0);
+    }
+    let count = trr * geo.out_w;
+    for (i, r) in rows[..count].iter_mut().enumerate() {
+        let (ty, ox) = (i / geo.out_w, i % geo.out_w);
+        *r = (ty * geo.stride_h * band_w + ox * geo.stride_w) * ic;
+    }
+    count
+}
+
 /// Direct convolution (groups = 1): per tile of `tr` output rows, copy the
 /// input rows it reads into a zero-padded band (L1/L2-resident), then run the
 /// GEMM microkernel with A rows addressed straight in the band: each im2col
@@ -498,7 +536,6 @@ fn conv2d_forward_direct(
     pack_b(kc, oc, MatRef::row_major(w, oc), wpack);
     let wpack = &*wpack;
     let band_w = geo.in_w + geo.pad_left + geo.pad_right;
-    let band_h = band / (band_w * ic);
     let per_img = geo.out_h.div_ceil(tr);
     let tiles = geo.batch * per_img;
     let slots = geo.slots.min(tiles);
@@ -512,23 +549,7 @@ fn conv2d_forward_direct(
             for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
                 let (b, oy0) = (t / per_img, (t % per_img) * tr);
                 let trr = tr.min(geo.out_h - oy0);
-                // Fill the band: input rows oy0·s − pad_top ..
-                for (br, row) in buf.chunks_exact_mut(band_w * ic).take(band_h).enumerate() {
-                    let iy = (oy0 * geo.stride_h + br) as isize - geo.pad_top as isize;
-                    if iy < 0 || iy as usize >= geo.in_h {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let src = &x[((b * geo.in_h + iy as usize) * geo.in_w) * ic..][..geo.in_w * ic];
-                    row[..geo.pad_left * ic].fill(0.0);
-                    row[geo.pad_left * ic..(geo.pad_left + geo.in_w) * ic].copy_from_slice(src);
-                    row[(geo.pad_left + geo.in_w) * ic..].fill(0.0);
-                }
-                let count = trr * geo.out_w;
-                for (i, r) in rows[..count].iter_mut().enumerate() {
-                    let (ty, ox) = (i / geo.out_w, i % geo.out_w);
-                    *r = (ty * geo.stride_h * band_w + ox * geo.stride_w) * ic;
-                }
+                let count = fill_band(geo, x, b, oy0, trr, buf, &mut rows);
                 let m0 = b * plane + oy0 * geo.out_w;
                 // SAFETY: tiles write disjoint row ranges of y.
                 let c =
@@ -573,7 +594,12 @@ pub fn conv2d_backward(
         conv2d_backward_input(geo, w, dy, dx, ws);
     }
     if dw.is_some() || db.is_some() {
-        conv2d_backward_params(geo, x, dy, dw, db, ws);
+        match geo.direct_tiling() {
+            Some((tr, band)) if geo.out_c.is_multiple_of(16) && super::gemm::has_avx2_fma() => {
+                conv2d_backward_params_direct(geo, x, dy, dw, db, ws, tr, band)
+            }
+            _ => conv2d_backward_params(geo, x, dy, dw, db, ws),
+        }
     }
 }
 
@@ -673,6 +699,107 @@ fn flip_weights(geo: &Conv2dGeometry, w: &[f32], wt: &mut [f32]) {
                     let g = ci / cg;
                     *d = w[(src_tap * cg + ci % cg) * oc + g * og + col];
                 }
+            }
+        }
+    }
+}
+
+/// dW and db of a groups=1 conv without im2col: per tile, the input band of
+/// the forward pass, then for each run of 6 im2col columns (inside one
+/// `k_w·in_c` segment) `dW[kk..kk+6][:] += Σ_p band[row_p + kk..] ⊗ dY[p]`.
+/// Per-slot partials in dW layout, reduced in slot order.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_backward_params_direct(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+    tr: usize,
+    band: usize,
+) {
+    use super::gemm::conv_dw_rows;
+    let (oc, ic) = (geo.out_c, geo.in_c);
+    let wl = geo.weight_len();
+    let scratch = band.max(geo.tile_len());
+    let per = scratch + wl + oc;
+    let per_img = geo.out_h.div_ceil(tr);
+    let tiles = geo.batch * per_img;
+    let slots = geo.slots.min(tiles);
+    let plane = geo.out_h * geo.out_w;
+    let band_w = geo.in_w + geo.pad_left + geo.pad_right;
+    let seg = geo.k_w * ic;
+    let (want_dw, want_db) = (dw.is_some(), db.is_some());
+    ws[..slots * per]
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(s, slot)| {
+            let (buf, rest) = slot.split_at_mut(scratch);
+            let (pw, pb) = rest.split_at_mut(wl);
+            pw.fill(0.0);
+            pb.fill(0.0);
+            let mut rows = [0usize; DIRECT_MAX_PIXELS];
+            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+                let (b, oy0) = (t / per_img, (t % per_img) * tr);
+                let trr = tr.min(geo.out_h - oy0);
+                let m0 = b * plane + oy0 * geo.out_w;
+                let count = trr * geo.out_w;
+                let dyt = &dy[m0 * oc..(m0 + count) * oc];
+                if want_db {
+                    for r in dyt.chunks_exact(oc) {
+                        for (p, v) in pb.iter_mut().zip(r) {
+                            *p += *v;
+                        }
+                    }
+                }
+                if !want_dw {
+                    continue;
+                }
+                fill_band(geo, x, b, oy0, trr, buf, &mut rows);
+                for ky in 0..geo.k_h {
+                    let mut q0 = 0;
+                    while q0 < seg {
+                        let mr = 6.min(seg - q0);
+                        let kk = ky * seg + q0;
+                        let done = conv_dw_rows(
+                            buf,
+                            &rows[..count],
+                            ky * band_w * ic + q0,
+                            mr,
+                            dyt,
+                            oc,
+                            oc,
+                            &mut pw[kk * oc..],
+                            oc,
+                        );
+                        assert!(done, "conv2d_backward_params_direct: unsupported shape");
+                        q0 += mr;
+                    }
+                }
+            }
+        });
+    let parts = &*ws;
+    if let Some(dw) = dw {
+        assert_eq!(dw.len(), wl, "conv2d_backward: dw length");
+        dw.par_chunks_mut(1024).enumerate().for_each(|(ci, out)| {
+            let i0 = ci * 1024;
+            out.fill(0.0);
+            for s in 0..slots {
+                let p = &parts[s * per + scratch + i0..][..out.len()];
+                for (o, v) in out.iter_mut().zip(p) {
+                    *o += *v;
+                }
+            }
+        });
+    }
+    if let Some(db) = db {
+        assert_eq!(db.len(), oc, "conv2d_backward: db length");
+        db.fill(0.0);
+        for s in 0..slots {
+            let p = &parts[s * per + scratch + wl..s * per + per];
+            for (o, v) in db.iter_mut().zip(p) {
+                *o += *v;
             }
         }
     }
@@ -836,6 +963,9 @@ mod tests {
             Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 1).unwrap(),
             // output row wider than a tile: one output row per tile
             Conv2dGeometry::new(1, (3, 130, 2), 3, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+            // out_c multiple of 16: direct dW path (stem-like seg of 9, and strided)
+            Conv2dGeometry::new(2, (5, 6, 3), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+            Conv2dGeometry::new(1, (7, 6, 5), 32, (3, 3), (2, 2), [0, 0, 1, 1], 1).unwrap(),
             // padding ≥ kernel: dx via col2im
             Conv2dGeometry::new(1, (4, 4, 2), 2, (2, 2), (1, 1), [2, 2, 0, 0], 1).unwrap(),
         ]

@@ -122,6 +122,8 @@ impl SendPtr {
 
 /// Rows of C handled by one rayon task in [`par_sgemm`].
 const PAR_ROWS: usize = 16 * MR;
+/// Columns of C per task when [`par_sgemm`] splits columns (few rows).
+const PAR_COLS: usize = 4 * NR;
 
 /// `C = alpha·A·B + beta·C`, rows of C split across the rayon pool. Gives the
 /// same bits as [`sgemm`].
@@ -138,36 +140,42 @@ pub fn par_sgemm(
     ldc: usize,
 ) {
     // Small products are not worth a fork.
-    if m <= PAR_ROWS || (m as u64) * (n as u64) * (k as u64) < 1 << 18 {
+    if (m as u64) * (n as u64) * (k as u64) < 1 << 18
+        || k == 0
+        || (m <= PAR_ROWS && n < 2 * PAR_COLS)
+    {
         return sgemm(m, n, k, alpha, a, b, beta, c, ldc);
     }
     check_c(m, n, c, ldc);
-    if k > 0 {
-        a.check(m, k, "A");
-        b.check(k, n, "B");
-    }
+    a.check(m, k, "A");
+    b.check(k, n, "B");
     let cp = SendPtr(c.as_mut_ptr());
+    if m < 2 * PAR_ROWS {
+        // Few rows (e.g. a dense layer at small batch): split columns instead.
+        let tasks = n.div_ceil(PAR_COLS);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let j0 = t * PAR_COLS;
+            let cols = PAR_COLS.min(n - j0);
+            let b_t = MatRef {
+                data: &b.data[j0 * b.cs..],
+                ..b
+            };
+            // SAFETY: tasks own disjoint column ranges of C; bounds checked above.
+            unsafe { sgemm_unchecked(m, cols, k, alpha, a, b_t, beta, cp.get().add(j0), ldc) };
+        });
+        return;
+    }
     let tasks = m.div_ceil(PAR_ROWS);
     (0..tasks).into_par_iter().for_each(|t| {
         let i0 = t * PAR_ROWS;
         let rows = PAR_ROWS.min(m - i0);
         let a_t = MatRef {
-            data: &a.data[if k > 0 { i0 * a.rs } else { 0 }..],
+            data: &a.data[i0 * a.rs..],
             ..a
         };
         // SAFETY: tasks own disjoint row ranges [i0, i0+rows) of C, all in bounds
         // (checked above); A/B bounds checked above.
-        unsafe {
-            let c_t = cp.get().add(i0 * ldc);
-            if k == 0 {
-                for i in 0..rows {
-                    let row = std::slice::from_raw_parts_mut(c_t.add(i * ldc), n);
-                    scale_row(row, beta);
-                }
-            } else {
-                sgemm_unchecked(rows, n, k, alpha, a_t, b, beta, c_t, ldc);
-            }
-        }
+        unsafe { sgemm_unchecked(rows, n, k, alpha, a_t, b, beta, cp.get().add(i0 * ldc), ldc) };
     });
 }
 
@@ -259,6 +267,61 @@ unsafe fn sgemm_portable(
             }
         }
     }
+}
+
+/// Weight-gradient block of direct convolution: for the `mr` ≤ 6 consecutive
+/// im2col columns starting at `a_off`,
+/// `C[r][j] += Σ_p src[rows[p] + a_off + r] · dy[p·ldd + j]` over pixels `p <
+/// rows.len()`, `j < n`. `n` must be a multiple of 16. Returns false (doing
+/// nothing) without AVX2+FMA or with other `n`; callers then use im2col.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_dw_rows(
+    src: &[f32],
+    rows: &[usize],
+    a_off: usize,
+    mr: usize,
+    dy: &[f32],
+    ldd: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    if !n.is_multiple_of(NR) || !has_avx2_fma() || !(1..=MR).contains(&mr) {
+        return false;
+    }
+    if rows.is_empty() || n == 0 {
+        return true;
+    }
+    check_c(mr, n, c, ldc);
+    assert!(
+        (rows.len() - 1) * ldd + n <= dy.len(),
+        "conv_dw_rows: dy too short"
+    );
+    for &r in rows {
+        assert!(
+            r + a_off + mr <= src.len(),
+            "conv_dw_rows: row out of bounds"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: bounds checked above; CPU features checked.
+        unsafe {
+            avx2::conv_dw_rows(
+                src.as_ptr().add(a_off),
+                rows,
+                mr,
+                dy.as_ptr(),
+                ldd,
+                n,
+                c.as_mut_ptr(),
+                ldc,
+            )
+        };
+        return true;
+    }
+    #[allow(unreachable_code)]
+    false
 }
 
 /// Floats of a B matrix (k × n) packed by [`pack_b`].
@@ -570,6 +633,91 @@ mod avx2 {
         }
     }
 
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn conv_dw_rows(
+        src: *const f32,
+        rows: &[usize],
+        mr: usize,
+        dy: *const f32,
+        ldd: usize,
+        n: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        for j0 in (0..n).step_by(NR) {
+            // SAFETY: per the caller's bounds checks.
+            unsafe {
+                let (d, cc) = (dy.add(j0), c.add(j0));
+                match mr {
+                    6 => dw_kernel::<6>(src, rows, d, ldd, cc, ldc),
+                    5 => dw_kernel::<5>(src, rows, d, ldd, cc, ldc),
+                    4 => dw_kernel::<4>(src, rows, d, ldd, cc, ldc),
+                    3 => dw_kernel::<3>(src, rows, d, ldd, cc, ldc),
+                    2 => dw_kernel::<2>(src, rows, d, ldd, cc, ldc),
+                    _ => dw_kernel::<1>(src, rows, d, ldd, cc, ldc),
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dw_kernel<const R: usize>(
+        src: *const f32,
+        rows: &[usize],
+        dy: *const f32,
+        ldd: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        // SAFETY: per the caller's bounds checks.
+        unsafe {
+            let mut acc0 = [_mm256_setzero_ps(); R];
+            let mut acc1 = [_mm256_setzero_ps(); R];
+            for r in 0..R {
+                acc0[r] = _mm256_loadu_ps(c.add(r * ldc));
+                acc1[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
+            }
+            let mut dp = dy;
+            // Two pixels per iteration: halves the loop overhead.
+            let pairs = rows.chunks_exact(2);
+            let rest = pairs.remainder();
+            for pair in pairs {
+                let (a, a2) = (src.add(pair[0]), src.add(pair[1]));
+                let b0 = _mm256_loadu_ps(dp);
+                let b1 = _mm256_loadu_ps(dp.add(8));
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+                }
+                let b0 = _mm256_loadu_ps(dp.add(ldd));
+                let b1 = _mm256_loadu_ps(dp.add(ldd + 8));
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*a2.add(r));
+                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+                }
+                dp = dp.add(2 * ldd);
+            }
+            for &off in rest {
+                let b0 = _mm256_loadu_ps(dp);
+                let b1 = _mm256_loadu_ps(dp.add(8));
+                let a = src.add(off);
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+                }
+            }
+            for r in 0..R {
+                _mm256_storeu_ps(c.add(r * ldc), acc0[r]);
+                _mm256_storeu_ps(c.add(r * ldc + 8), acc1[r]);
+            }
+        }
+    }
+
     struct Seg<'a> {
         rows: &'a [usize],
         src: *const f32,
@@ -803,6 +951,32 @@ mod tests {
     fn par_large_is_deterministic() {
         let mut rng = Rng::new(2);
         let (m, n, k) = (1000, 32, 72);
+        // few rows, many columns: the column split
+        let (a2, b2) = (rng.vec(20 * 300), rng.vec(300 * 500));
+        let (mut w1, mut w2) = (vec![0.0; 20 * 500], vec![0.0; 20 * 500]);
+        par_sgemm(
+            20,
+            500,
+            300,
+            1.0,
+            MatRef::row_major(&a2, 300),
+            MatRef::row_major(&b2, 500),
+            0.0,
+            &mut w1,
+            500,
+        );
+        sgemm(
+            20,
+            500,
+            300,
+            1.0,
+            MatRef::row_major(&a2, 300),
+            MatRef::row_major(&b2, 500),
+            0.0,
+            &mut w2,
+            500,
+        );
+        assert_eq!(w1, w2);
         let a = rng.vec(m * k);
         let b = rng.vec(k * n);
         let mut c1 = vec![0.0; m * n];
