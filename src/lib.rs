@@ -4,6 +4,7 @@
 //! and costed by [`infer`], compiled and trained by `train` on the CPU
 //! [`kernels`]; `data` feeds training.
 
+pub mod app;
 pub mod data;
 pub mod graph;
 pub mod infer;
