@@ -198,9 +198,17 @@ impl Canvas {
             bbox = Rect::from_center_size(Pos2::ZERO, view);
         }
         let bbox = bbox.expand(40.0);
-        // Never zoom in past 1:1 when fitting a small design.
-        let size = bbox.size().max(view);
-        self.scene_rect = Rect::from_center_size(bbox.center(), size);
+        // Never past 1:1 for small designs, and never so far out that
+        // nodes are unreadable: tall designs then show their top part.
+        let zoom = (view.x / bbox.width())
+            .min(view.y / bbox.height())
+            .clamp(0.55, 1.0);
+        let size = view / zoom;
+        let mut center = bbox.center();
+        if bbox.height() > size.y {
+            center.y = bbox.top() + size.y / 2.0;
+        }
+        self.scene_rect = Rect::from_center_size(center, size);
     }
 
     /// Draws the canvas and returns the commands the user issued.
