@@ -546,7 +546,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(err.contains("already has its input"), "{err}");
+        assert!(err.contains("cycle"), "{err}");
     }
 
     #[test]
