@@ -13,9 +13,12 @@ use std::process::ExitCode;
     version,
     about = "Design, cost and train convolutional networks"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// A design to open in the designer (default: the resnet-mini preset).
+    design: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,12 +102,7 @@ fn json_line(graph: &Graph, conventions: &Conventions) -> Result<String, String>
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         None => {
-            let path = netloom::default_design_path();
-            let graph = load(&path)?;
-            print!(
-                "{}",
-                report::summary_table(&graph, &analyze(&graph), &Conventions::default())
-            );
+            netloom::app::run(cli.design)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Summary { design, cost }) => {

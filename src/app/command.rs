@@ -1,0 +1,600 @@
+//! Every user action is a [`Command`]. Menus, keyboard shortcuts, the canvas,
+//! the palette and the inspector only *emit* commands; `NetloomApp::execute`
+//! applies them in one place. Edits of the design go through
+//! [`Document::apply`](super::document::Document::apply), which snapshots the
+//! graph for undo.
+
+use crate::graph::blocks::{self, Builder, InceptionFilters};
+use crate::graph::{Edge, Graph, GraphError, LayerKind, NodeId, Padding};
+use crate::infer::FixIt;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// A block template of the palette: several wired layers inserted at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockTemplate {
+    VggStage,
+    ResnetIdentity,
+    ResnetConv,
+    InceptionNaive,
+    InceptionBottleneck,
+}
+
+impl BlockTemplate {
+    pub const ALL: [BlockTemplate; 5] = [
+        BlockTemplate::VggStage,
+        BlockTemplate::ResnetIdentity,
+        BlockTemplate::ResnetConv,
+        BlockTemplate::InceptionNaive,
+        BlockTemplate::InceptionBottleneck,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BlockTemplate::VggStage => "VGG stage",
+            BlockTemplate::ResnetIdentity => "ResNet identity block",
+            BlockTemplate::ResnetConv => "ResNet conv block",
+            BlockTemplate::InceptionNaive => "Inception naive",
+            BlockTemplate::InceptionBottleneck => "Inception bottleneck",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            BlockTemplate::VggStage => "two 3×3 convs of 64 with ReLU, then a 2×2/2 max pool",
+            BlockTemplate::ResnetIdentity => {
+                "1×1 · 3×3 · 1×1 bottleneck (64, 64, 256), input added back"
+            }
+            BlockTemplate::ResnetConv => {
+                "bottleneck (128, 128, 512) /2 with a 1×1 projection shortcut"
+            }
+            BlockTemplate::InceptionNaive => "1×1, 3×3, 5×5 convs and a 3×3 pool, concatenated",
+            BlockTemplate::InceptionBottleneck => "GoogLeNet 3a: 1×1 bottlenecks before 3×3/5×5",
+        }
+    }
+
+    /// The input volume created when the block is dropped on empty canvas.
+    fn default_input(self) -> (u32, u32, u32) {
+        match self {
+            BlockTemplate::VggStage => (224, 224, 3),
+            BlockTemplate::ResnetIdentity => (56, 56, 256),
+            BlockTemplate::ResnetConv => (56, 56, 256),
+            BlockTemplate::InceptionNaive | BlockTemplate::InceptionBottleneck => (28, 28, 192),
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            BlockTemplate::VggStage => "vgg_",
+            BlockTemplate::ResnetIdentity => "res_id_",
+            BlockTemplate::ResnetConv => "res_conv_",
+            BlockTemplate::InceptionNaive => "inc_naive_",
+            BlockTemplate::InceptionBottleneck => "inc_",
+        }
+    }
+}
+
+/// What the palette can put on the canvas.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PaletteItem {
+    Layer(LayerKind),
+    Block(BlockTemplate),
+}
+
+/// Nodes and the wires among them, as copied to the clipboard.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fragment {
+    pub graph: Graph,
+}
+
+impl Fragment {
+    /// The selected nodes of `graph` with the wires between them.
+    pub fn copy(graph: &Graph, ids: &BTreeSet<NodeId>) -> Fragment {
+        let mut g = Graph::new("clipboard");
+        let mut map = std::collections::HashMap::new();
+        for &id in ids {
+            if let Some(node) = graph.node(id)
+                && let Ok(new) = g.add_node(node.name.clone(), node.kind.clone(), node.position)
+            {
+                map.insert(id, new);
+            }
+        }
+        for e in graph.edges() {
+            if let (Some(&f), Some(&t)) = (map.get(&e.from), map.get(&e.to)) {
+                let _ = g.connect(f, t, e.input);
+            }
+        }
+        Fragment { graph: g }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.graph.is_empty()
+    }
+}
+
+/// Every user action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    // ---- edits of the design (undoable) ----
+    /// Add a palette item with its top-left corner at `position` (scene coordinates).
+    AddItem {
+        item: PaletteItem,
+        position: [f32; 2],
+    },
+    Delete(BTreeSet<NodeId>),
+    /// Paste `fragment` shifted by `offset`.
+    Paste {
+        fragment: Fragment,
+        offset: [f32; 2],
+    },
+    Connect {
+        from: NodeId,
+        to: NodeId,
+        /// `None`: the lowest free input.
+        input: Option<usize>,
+    },
+    Disconnect(Edge),
+    MoveNodes {
+        ids: BTreeSet<NodeId>,
+        delta: [f32; 2],
+    },
+    SetKind {
+        id: NodeId,
+        kind: LayerKind,
+    },
+    Rename {
+        id: NodeId,
+        name: String,
+    },
+    SetFrozen {
+        id: NodeId,
+        frozen: bool,
+    },
+    ApplyFix(FixIt),
+    AutoLayout,
+    // ---- history ----
+    Undo,
+    Redo,
+    // ---- selection and view ----
+    Select(BTreeSet<NodeId>),
+    SelectAll,
+    Copy,
+    /// Paste the app clipboard near the current view.
+    PasteClipboard,
+    Duplicate,
+    DeleteSelection,
+    FitView,
+    SetConventions(crate::infer::Conventions),
+    ToggleCostTable,
+    // ---- files ----
+    New,
+    Open,
+    OpenPath(PathBuf),
+    OpenPreset(&'static str),
+    Save,
+    SaveAs,
+    Recover,
+    DiscardRecovery,
+    Quit,
+    // ---- compare ----
+    /// Pin the active design as A and continue in a copy, B.
+    PinAsA,
+    SwitchTab(usize),
+    CloseCompare,
+}
+
+impl Command {
+    /// Whether the command edits the design (and so goes into undo history).
+    pub fn is_edit(&self) -> bool {
+        matches!(
+            self,
+            Command::AddItem { .. }
+                | Command::Delete(_)
+                | Command::Paste { .. }
+                | Command::Connect { .. }
+                | Command::Disconnect(_)
+                | Command::MoveNodes { .. }
+                | Command::SetKind { .. }
+                | Command::Rename { .. }
+                | Command::SetFrozen { .. }
+                | Command::ApplyFix(_)
+                | Command::AutoLayout
+        )
+    }
+
+    /// Consecutive edits with the same key merge into one undo step (typing
+    /// a parameter value makes one step, not one per keystroke).
+    pub fn coalesce_key(&self) -> Option<(u8, NodeId)> {
+        match self {
+            Command::SetKind { id, .. } => Some((0, *id)),
+            Command::Rename { id, .. } => Some((1, *id)),
+            _ => None,
+        }
+    }
+}
+
+/// What an applied edit did, for the UI to follow up.
+#[derive(Debug, Default, PartialEq)]
+pub struct EditOutcome {
+    /// Select these nodes afterwards.
+    pub select: Option<BTreeSet<NodeId>>,
+}
+
+/// Applies an edit to `graph`. On error the graph is unchanged.
+pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, String> {
+    let mut out = EditOutcome::default();
+    match cmd {
+        Command::AddItem { item, position } => {
+            let ids = add_item(graph, item, *position);
+            out.select = Some(ids);
+        }
+        Command::Delete(ids) => {
+            for &id in ids {
+                graph.remove_node(id);
+            }
+            out.select = Some(BTreeSet::new());
+        }
+        Command::Paste { fragment, offset } => {
+            out.select = Some(paste(graph, fragment, *offset));
+        }
+        Command::Connect { from, to, input } => {
+            let input = match input {
+                Some(i) => *i,
+                None => graph
+                    .next_free_input(*to)
+                    .ok_or_else(|| match graph.node(*to) {
+                        Some(n) if n.kind.arity() == crate::graph::Arity::None => {
+                            GraphError::TakesNoInputs {
+                                node: n.name.clone(),
+                            }
+                            .to_string()
+                        }
+                        Some(n) => format!("`{}` already has its input wired", n.name),
+                        None => GraphError::NoSuchNode.to_string(),
+                    })?,
+            };
+            graph
+                .connect(*from, *to, input)
+                .map_err(|e| e.to_string())?;
+        }
+        Command::Disconnect(edge) => {
+            if !graph.disconnect(*edge) {
+                return Err("no such wire".into());
+            }
+        }
+        Command::MoveNodes { ids, delta } => {
+            for &id in ids {
+                if let Some(n) = graph.node_mut(id) {
+                    n.position[0] += delta[0];
+                    n.position[1] += delta[1];
+                }
+            }
+        }
+        Command::SetKind { id, kind } => {
+            kind.validate()?;
+            let node = graph
+                .node_mut(*id)
+                .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+            if node.kind.arity() != kind.arity() {
+                return Err("cannot change the number of inputs of a layer".into());
+            }
+            node.kind = kind.clone();
+        }
+        Command::Rename { id, name } => graph.rename(*id, name).map_err(|e| e.to_string())?,
+        Command::SetFrozen { id, frozen } => {
+            let node = graph
+                .node_mut(*id)
+                .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+            node.frozen = *frozen;
+        }
+        Command::ApplyFix(fix) => {
+            out.select = Some(apply_fix(graph, fix)?);
+        }
+        Command::AutoLayout => crate::graph::layout::auto_layout(graph),
+        other => return Err(format!("{other:?} is not an edit")),
+    }
+    Ok(out)
+}
+
+/// Stem for new node names: the kind's tag (`conv2d`, `add`, ...).
+fn stem(kind: &LayerKind) -> String {
+    format!("{}_", kind.tag())
+}
+
+fn add_item(graph: &mut Graph, item: &PaletteItem, position: [f32; 2]) -> BTreeSet<NodeId> {
+    match item {
+        PaletteItem::Layer(kind) => {
+            let name = graph.unique_name(&stem(kind));
+            match graph.add_node(name, kind.clone(), position) {
+                Ok(id) => BTreeSet::from([id]),
+                Err(_) => BTreeSet::new(),
+            }
+        }
+        PaletteItem::Block(block) => add_block(graph, *block, position),
+    }
+}
+
+/// Inserts a block template fed by a fresh Input node of a fitting shape,
+/// laid out top to bottom from `position`.
+fn add_block(graph: &mut Graph, block: BlockTemplate, position: [f32; 2]) -> BTreeSet<NodeId> {
+    let first_new = graph.id_capacity();
+    let (h, w, c) = block.default_input();
+    {
+        let mut b = Builder::new(graph);
+        let input = b.input("input", h, w, c);
+        b.prefix = block.prefix().into();
+        match block {
+            BlockTemplate::VggStage => {
+                blocks::vgg_stage(&mut b, input, 64, 2);
+            }
+            BlockTemplate::ResnetIdentity => {
+                blocks::resnet_identity_block(&mut b, input, 3, [64, 64, 256]);
+            }
+            BlockTemplate::ResnetConv => {
+                blocks::resnet_conv_block(&mut b, input, 3, [128, 128, 512], 2);
+            }
+            BlockTemplate::InceptionNaive => {
+                blocks::inception_naive(&mut b, input, 64, 128, 32);
+            }
+            BlockTemplate::InceptionBottleneck => {
+                blocks::inception_bottleneck(
+                    &mut b,
+                    input,
+                    InceptionFilters {
+                        f1: 64,
+                        f3_reduce: 96,
+                        f3: 128,
+                        f5_reduce: 16,
+                        f5: 32,
+                        pool_proj: 32,
+                    },
+                );
+            }
+        }
+    }
+    let new: BTreeSet<NodeId> = graph
+        .node_ids()
+        .filter(|id| id.index() >= first_new)
+        .collect();
+    layout_subset(graph, &new, position);
+    new
+}
+
+/// Lays out `ids` (a freshly inserted sub-graph) by depth, with its top-left at `origin`.
+fn layout_subset(graph: &mut Graph, ids: &BTreeSet<NodeId>, origin: [f32; 2]) {
+    let sub = Fragment::copy(graph, ids);
+    let mut laid = sub.graph.clone();
+    crate::graph::layout::auto_layout(&mut laid);
+    let min_x = laid
+        .nodes()
+        .map(|(_, n)| n.position[0])
+        .fold(f32::INFINITY, f32::min);
+    let min_y = laid
+        .nodes()
+        .map(|(_, n)| n.position[1])
+        .fold(f32::INFINITY, f32::min);
+    for (&id, (_, laid_node)) in ids.iter().zip(laid.nodes()) {
+        if let Some(n) = graph.node_mut(id) {
+            n.position = [
+                origin[0] + laid_node.position[0] - min_x,
+                origin[1] + laid_node.position[1] - min_y,
+            ];
+        }
+    }
+}
+
+fn paste(graph: &mut Graph, fragment: &Fragment, offset: [f32; 2]) -> BTreeSet<NodeId> {
+    let mut map = std::collections::HashMap::new();
+    let mut new = BTreeSet::new();
+    for (old, node) in fragment.graph.nodes() {
+        let name = graph.unique_name(&node.name);
+        let pos = [node.position[0] + offset[0], node.position[1] + offset[1]];
+        if let Ok(id) = graph.add_node(name, node.kind.clone(), pos) {
+            if let Some(n) = graph.node_mut(id) {
+                n.frozen = node.frozen;
+            }
+            map.insert(old, id);
+            new.insert(id);
+        }
+    }
+    for e in fragment.graph.edges() {
+        if let (Some(&f), Some(&t)) = (map.get(&e.from), map.get(&e.to)) {
+            let _ = graph.connect(f, t, e.input);
+        }
+    }
+    new
+}
+
+/// Applies a fix-it from shape inference; returns the inserted node.
+fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String> {
+    let (from, kind, stem_name) = match fix {
+        FixIt::InsertProjection {
+            from,
+            stride,
+            filters,
+            ..
+        } => (
+            *from,
+            LayerKind::Conv2d {
+                filters: *filters,
+                kernel: [1, 1],
+                stride: [*stride, *stride],
+                padding: Padding::Valid,
+                groups: 1,
+                bias: true,
+            },
+            "proj",
+        ),
+        FixIt::InsertFlatten { from } => (*from, LayerKind::Flatten, "flatten"),
+    };
+    let from_node = graph
+        .node(from)
+        .ok_or_else(|| "the fix refers to a layer that no longer exists".to_string())?;
+    let from_pos = from_node.position;
+    // The wire the fix goes into: for a projection, the Add's input `input`
+    // fed by `from`; for a flatten, every consumer of `from` that is Dense.
+    let targets: Vec<Edge> = match fix {
+        FixIt::InsertProjection { from, input, .. } => graph
+            .edges()
+            .iter()
+            .filter(|e| e.from == *from && e.input == *input)
+            .filter(|e| {
+                graph
+                    .node(e.to)
+                    .is_some_and(|n| matches!(n.kind, LayerKind::Add))
+            })
+            .copied()
+            .collect(),
+        FixIt::InsertFlatten { from } => graph
+            .edges()
+            .iter()
+            .filter(|e| e.from == *from)
+            .filter(|e| {
+                graph
+                    .node(e.to)
+                    .is_some_and(|n| matches!(n.kind, LayerKind::Dense { .. }))
+            })
+            .copied()
+            .collect(),
+    };
+    if targets.is_empty() {
+        return Err("the wire this fix repairs is gone".into());
+    }
+    let name = graph.unique_name(&format!("{}_{stem_name}", graph.name_of(from)));
+    let pos = [from_pos[0] + 110.0, from_pos[1] + 55.0];
+    let id = graph.add_node(name, kind, pos).map_err(|e| e.to_string())?;
+    graph.connect(from, id, 0).map_err(|e| e.to_string())?;
+    for e in targets {
+        graph.disconnect(e);
+        graph
+            .connect(id, e.to, e.input)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(BTreeSet::from([id]))
+}
+
+/// Loads a preset by file stem: the shipped JSON when present, else built in code.
+pub fn preset_graph(stem: &str) -> Option<Graph> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("presets")
+        .join(format!("{stem}.json"));
+    if let Ok(g) = crate::graph::file::load(&path) {
+        return Some(g);
+    }
+    blocks::presets()
+        .into_iter()
+        .find(|p| p.stem == stem)
+        .map(|p| (p.build)())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::analyze;
+
+    fn conv(filters: u32) -> LayerKind {
+        LayerKind::Conv2d {
+            filters,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: Padding::Same,
+            groups: 1,
+            bias: true,
+        }
+    }
+
+    #[test]
+    fn blocks_get_an_input_and_are_valid() {
+        for block in BlockTemplate::ALL {
+            let mut g = Graph::new("t");
+            let ids = add_block(&mut g, block, [100.0, 50.0]);
+            assert!(ids.len() > 3, "{block:?}");
+            let a = analyze(&g);
+            assert!(a.is_valid(), "{block:?}: {:?}", a.errors());
+            let min_y = g
+                .nodes()
+                .map(|(_, n)| n.position[1])
+                .fold(f32::INFINITY, f32::min);
+            assert_eq!(min_y, 50.0);
+        }
+    }
+
+    #[test]
+    fn connect_picks_the_next_free_input_of_add() {
+        let mut g = Graph::new("t");
+        let a = g.add_node("a", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        let b = g.add_node("b", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        let add = g.add_node("add", LayerKind::Add, [0.0, 0.0]).unwrap();
+        for from in [a, b] {
+            apply_edit(
+                &mut g,
+                &Command::Connect {
+                    from,
+                    to: add,
+                    input: None,
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(g.inputs_of(add), vec![Some(a), Some(b)]);
+        let err = apply_edit(
+            &mut g,
+            &Command::Connect {
+                from: add,
+                to: a,
+                input: None,
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn fix_it_inserts_a_projection_and_clears_the_error() {
+        let mut g = blocks::resnet_mini();
+        let proj = g.find("block2_proj").unwrap();
+        let bn = g.find("block2_proj_bn").unwrap();
+        // Remove the projection conv and wire the shortcut around it.
+        g.remove_node(proj);
+        g.remove_node(bn);
+        let from = g.find("block1_out").unwrap();
+        let add = g.find("block2_add").unwrap();
+        g.connect(from, add, 1).unwrap();
+        let a = analyze(&g);
+        let err = a.node(add).and_then(|n| n.error.clone()).unwrap();
+        let fix = err.fix.expect("a fix-it");
+        apply_edit(&mut g, &Command::ApplyFix(fix)).unwrap();
+        let a = analyze(&g);
+        assert!(a.is_valid(), "{:?}", a.errors());
+    }
+
+    #[test]
+    fn invalid_parameters_are_refused() {
+        let mut g = Graph::new("t");
+        let id = g.add_node("c", conv(8), [0.0, 0.0]).unwrap();
+        let err = apply_edit(&mut g, &Command::SetKind { id, kind: conv(0) }).unwrap_err();
+        assert!(err.contains("filters"), "{err}");
+        assert_eq!(g.node(id).unwrap().kind, conv(8));
+    }
+
+    #[test]
+    fn paste_renames_and_rewires() {
+        let mut g = Graph::new("t");
+        let a = g.add_node("a", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        let b = g.add_node("b", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        g.connect(a, b, 0).unwrap();
+        let frag = Fragment::copy(&g, &BTreeSet::from([a, b]));
+        let out = apply_edit(
+            &mut g,
+            &Command::Paste {
+                fragment: frag,
+                offset: [10.0, 10.0],
+            },
+        )
+        .unwrap();
+        assert_eq!(out.select.unwrap().len(), 2);
+        assert_eq!(g.len(), 4);
+        assert_eq!(g.edges().len(), 2);
+        assert!(g.find("a_1").is_some());
+    }
+}

@@ -1,0 +1,906 @@
+//! The desktop designer (egui/eframe): canvas, palette, inspector, cost
+//! table and compare view over one or two open designs.
+//!
+//! Data flows one way: panels read the [`Document`]s and emit [`Command`]s;
+//! [`NetloomApp::execute`] applies every command in one place, edits go
+//! through [`Document::apply`] (undo snapshots) and the analysis is
+//! recomputed right away, in the same frame.
+
+pub mod canvas;
+pub mod command;
+pub mod compare;
+pub mod cost_table;
+pub mod document;
+pub mod files;
+pub mod inspector;
+pub mod palette;
+
+use crate::graph::{Graph, NodeId, blocks, file};
+use crate::infer::Conventions;
+use canvas::{Canvas, CanvasInput};
+use command::{Command, Fragment, preset_graph};
+use document::Document;
+use egui::{Key, KeyboardShortcut, Modifiers, Ui};
+use files::{AppFiles, Recovery};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Seconds between autosaves of a changed design.
+const AUTOSAVE_EVERY: f64 = 15.0;
+
+/// One open design with its own view.
+pub struct Tab {
+    pub doc: Document,
+    pub canvas: Canvas,
+    pub selection: BTreeSet<NodeId>,
+}
+
+impl Tab {
+    pub fn new(doc: Document) -> Self {
+        Tab {
+            doc,
+            canvas: Canvas::default(),
+            selection: BTreeSet::new(),
+        }
+    }
+}
+
+struct Notice {
+    text: String,
+    error: bool,
+    until: f64,
+}
+
+/// The whole app state.
+pub struct NetloomApp {
+    /// Open designs: one, or two while comparing (A then B).
+    pub tabs: Vec<Tab>,
+    pub active: usize,
+    pub conventions: Conventions,
+    pub show_cost_table: bool,
+    palette: palette::Palette,
+    inspector: inspector::Inspector,
+    cost_table: cost_table::CostTable,
+    clipboard: Fragment,
+    paste_count: u32,
+    files: AppFiles,
+    recent: Vec<PathBuf>,
+    notice: Option<Notice>,
+    /// A message that needs acknowledging (e.g. a file that failed to load).
+    pub error_modal: Option<String>,
+    /// A command waiting for the answer to "save changes?".
+    confirm: Option<Command>,
+    /// Replacing or closing a changed design was confirmed.
+    discard_ok: bool,
+    recovery: Option<Recovery>,
+    allow_close: bool,
+    last_autosave: f64,
+    autosaved_generation: Option<u64>,
+    title: String,
+    /// Commands issued by modals and menus during this frame.
+    queue: Vec<Command>,
+}
+
+impl NetloomApp {
+    /// An app showing `graph`; `files` says where recovery and recent files live.
+    pub fn new(graph: Graph, path: Option<PathBuf>, files: AppFiles) -> Self {
+        let recovery = files.recovery();
+        let recent = files.recent();
+        NetloomApp {
+            tabs: vec![Tab::new(Document::new(graph, path))],
+            active: 0,
+            conventions: Conventions::default(),
+            show_cost_table: true,
+            palette: Default::default(),
+            inspector: Default::default(),
+            cost_table: Default::default(),
+            clipboard: Fragment::default(),
+            paste_count: 0,
+            files,
+            recent,
+            notice: None,
+            error_modal: None,
+            confirm: None,
+            discard_ok: false,
+            recovery,
+            allow_close: false,
+            last_autosave: 0.0,
+            autosaved_generation: None,
+            title: String::new(),
+            queue: Vec::new(),
+        }
+    }
+
+    /// An app for tests: no recovery or recent files on disk.
+    pub fn for_tests(graph: Graph) -> Self {
+        Self::new(graph, None, AppFiles::default())
+    }
+
+    pub fn tab(&self) -> &Tab {
+        &self.tabs[self.active]
+    }
+
+    fn tab_mut(&mut self) -> &mut Tab {
+        &mut self.tabs[self.active]
+    }
+
+    pub fn doc(&self) -> &Document {
+        &self.tab().doc
+    }
+
+    pub fn selection(&self) -> &BTreeSet<NodeId> {
+        &self.tab().selection
+    }
+
+    pub fn comparing(&self) -> bool {
+        self.tabs.len() > 1
+    }
+
+    fn notify(&mut self, ctx: &egui::Context, text: impl Into<String>, error: bool) {
+        let now = ctx.input(|i| i.time);
+        self.notice = Some(Notice {
+            text: text.into(),
+            error,
+            until: now + if error { 8.0 } else { 3.0 },
+        });
+    }
+
+    /// Whether `cmd` may replace the active design now; if not, asks first.
+    fn guard_replace(&mut self, cmd: &Command) -> bool {
+        if self.doc().dirty && !self.discard_ok {
+            self.confirm = Some(cmd.clone());
+            return false;
+        }
+        true
+    }
+
+    fn replace_active(&mut self, mut graph: Graph, path: Option<PathBuf>) {
+        // Designs without positions (all at one point) get laid out.
+        let positions: Vec<[f32; 2]> = graph.nodes().map(|(_, n)| n.position).collect();
+        if positions.len() > 1 && positions.iter().all(|p| *p == positions[0]) {
+            crate::graph::layout::auto_layout(&mut graph);
+        }
+        *self.tab_mut() = Tab::new(Document::new(graph, path));
+    }
+
+    fn prune_selection(&mut self) {
+        let tab = self.tab_mut();
+        let graph = &tab.doc.graph;
+        tab.selection.retain(|id| graph.node(*id).is_some());
+    }
+
+    /// Applies one command. The only place where app state changes.
+    pub fn execute(&mut self, ctx: &egui::Context, cmd: Command) {
+        if cmd.is_edit() {
+            let tab = self.tab_mut();
+            match tab.doc.apply(&cmd) {
+                Ok(outcome) => {
+                    if let Some(sel) = outcome.select {
+                        tab.selection = sel;
+                    }
+                    self.prune_selection();
+                }
+                Err(e) => {
+                    if matches!(cmd, Command::Connect { .. }) {
+                        let now = ctx.input(|i| i.time);
+                        self.tab_mut().canvas.refuse(e, now);
+                    } else {
+                        self.notify(ctx, e, true);
+                    }
+                }
+            }
+            return;
+        }
+        match cmd {
+            Command::Undo => {
+                if !self.tab_mut().doc.undo() {
+                    self.notify(ctx, "Nothing to undo", false);
+                }
+                self.prune_selection();
+            }
+            Command::Redo => {
+                if !self.tab_mut().doc.redo() {
+                    self.notify(ctx, "Nothing to redo", false);
+                }
+                self.prune_selection();
+            }
+            Command::Select(sel) => {
+                let tab = self.tab_mut();
+                tab.doc.break_coalescing();
+                tab.selection = sel;
+            }
+            Command::SelectAll => {
+                let tab = self.tab_mut();
+                tab.selection = tab.doc.graph.node_ids().collect();
+            }
+            Command::Copy => {
+                let tab = self.tab();
+                if tab.selection.is_empty() {
+                    return;
+                }
+                self.clipboard = Fragment::copy(&tab.doc.graph, &tab.selection);
+                self.paste_count = 0;
+                ctx.copy_text(file::to_json(&self.clipboard.graph));
+            }
+            Command::PasteClipboard => {
+                if self.clipboard.is_empty() {
+                    return;
+                }
+                self.paste_count += 1;
+                let d = 40.0 * self.paste_count as f32;
+                let fragment = self.clipboard.clone();
+                self.execute(
+                    ctx,
+                    Command::Paste {
+                        fragment,
+                        offset: [d, d],
+                    },
+                );
+            }
+            Command::Duplicate => {
+                let tab = self.tab();
+                if tab.selection.is_empty() {
+                    return;
+                }
+                let fragment = Fragment::copy(&tab.doc.graph, &tab.selection);
+                self.execute(
+                    ctx,
+                    Command::Paste {
+                        fragment,
+                        offset: [30.0, 30.0],
+                    },
+                );
+            }
+            Command::DeleteSelection => {
+                let sel = self.selection().clone();
+                if !sel.is_empty() {
+                    self.execute(ctx, Command::Delete(sel));
+                }
+            }
+            Command::FitView => self.tab_mut().canvas.fit_requested = true,
+            Command::SetConventions(c) => self.conventions = c,
+            Command::ToggleCostTable => self.show_cost_table = !self.show_cost_table,
+            Command::New => {
+                if self.guard_replace(&Command::New) {
+                    self.replace_active(Graph::new("untitled"), None);
+                }
+            }
+            Command::Open => {
+                if !self.guard_replace(&Command::Open) {
+                    return;
+                }
+                let mut dialog = rfd::FileDialog::new().add_filter("Netloom design", &["json"]);
+                if let Some(dir) = self.doc().path.as_ref().and_then(|p| p.parent()) {
+                    dialog = dialog.set_directory(dir);
+                }
+                if let Some(path) = dialog.pick_file() {
+                    self.discard_ok = true;
+                    self.execute(ctx, Command::OpenPath(path));
+                    self.discard_ok = false;
+                }
+            }
+            Command::OpenPath(path) => {
+                if !self.guard_replace(&Command::OpenPath(path.clone())) {
+                    return;
+                }
+                match file::load(&path) {
+                    Ok(g) => {
+                        self.replace_active(g, Some(path.clone()));
+                        self.recent = self.files.push_recent(&path);
+                    }
+                    Err(e) => {
+                        self.error_modal = Some(format!(
+                            "Could not open {}:\n\n{e}\n\nThe current design is unchanged.",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+            Command::OpenPreset(stem) => {
+                if !self.guard_replace(&Command::OpenPreset(stem)) {
+                    return;
+                }
+                match preset_graph(stem) {
+                    Some(g) => self.replace_active(g, None),
+                    None => self.notify(ctx, format!("no preset named {stem}"), true),
+                }
+            }
+            Command::Save => match self.doc().path.clone() {
+                Some(path) => self.save_to(ctx, path),
+                None => self.execute(ctx, Command::SaveAs),
+            },
+            Command::SaveAs => {
+                let name = format!("{}.json", self.doc().graph.name);
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("Netloom design", &["json"])
+                    .set_file_name(name)
+                    .save_file()
+                {
+                    self.save_to(ctx, path);
+                }
+            }
+            Command::Recover => {
+                if let Some(r) = self.recovery.take() {
+                    self.replace_active(r.graph, r.original);
+                    self.tab_mut().doc.dirty = true;
+                }
+            }
+            Command::DiscardRecovery => {
+                self.recovery = None;
+                self.files.clear_recovery();
+            }
+            Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            Command::PinAsA => {
+                if self.comparing() {
+                    return;
+                }
+                let a = self.doc();
+                let mut b = Graph::clone(&a.graph);
+                b.name = format!("{} (B)", a.graph.name);
+                self.tabs.push(Tab::new(Document::new(b, None)));
+                self.active = 1;
+                self.notify(
+                    ctx,
+                    "Pinned as A. Edit B, or open another design into B.",
+                    false,
+                );
+            }
+            Command::SwitchTab(i) => {
+                if i < self.tabs.len() {
+                    self.active = i;
+                }
+            }
+            Command::CloseCompare => {
+                if self.tabs.len() > 1 {
+                    let keep = self.tabs.swap_remove(self.active);
+                    self.tabs = vec![keep];
+                    self.active = 0;
+                }
+            }
+            // Edits are handled above.
+            _ => {}
+        }
+    }
+
+    fn save_to(&mut self, ctx: &egui::Context, path: PathBuf) {
+        match file::save(&self.doc().graph, &path) {
+            Ok(()) => {
+                self.tab_mut().doc.saved(path.clone());
+                self.recent = self.files.push_recent(&path);
+                if self.tabs.iter().all(|t| !t.doc.dirty) {
+                    self.files.clear_recovery();
+                }
+                self.notify(ctx, format!("Saved {}", path.display()), false);
+            }
+            Err(e) => {
+                self.error_modal = Some(format!("Could not save {}:\n\n{e}", path.display()));
+            }
+        }
+    }
+
+    /// Keyboard shortcuts, as commands.
+    fn shortcuts(&mut self, ctx: &egui::Context) -> Vec<Command> {
+        let mut out = Vec::new();
+        if self.confirm.is_some() || self.error_modal.is_some() || self.recovery.is_some() {
+            return out;
+        }
+        let typing = ctx.egui_wants_keyboard_input();
+        ctx.input_mut(|i| {
+            let cmd = |k| KeyboardShortcut::new(Modifiers::COMMAND, k);
+            let cmd_shift = |k| KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, k);
+            if i.consume_shortcut(&cmd_shift(Key::S)) {
+                out.push(Command::SaveAs);
+            }
+            if i.consume_shortcut(&cmd(Key::S)) {
+                out.push(Command::Save);
+            }
+            if i.consume_shortcut(&cmd(Key::O)) {
+                out.push(Command::Open);
+            }
+            if i.consume_shortcut(&cmd(Key::N)) {
+                out.push(Command::New);
+            }
+            if typing {
+                return;
+            }
+            if i.consume_shortcut(&cmd_shift(Key::Z)) || i.consume_shortcut(&cmd(Key::Y)) {
+                out.push(Command::Redo);
+            }
+            if i.consume_shortcut(&cmd(Key::Z)) {
+                out.push(Command::Undo);
+            }
+            if i.consume_shortcut(&cmd(Key::D)) {
+                out.push(Command::Duplicate);
+            }
+            if i.consume_shortcut(&cmd(Key::A)) {
+                out.push(Command::SelectAll);
+            }
+            if i.consume_key(Modifiers::NONE, Key::Delete)
+                || i.consume_key(Modifiers::NONE, Key::Backspace)
+            {
+                out.push(Command::DeleteSelection);
+            }
+            if i.consume_key(Modifiers::NONE, Key::F) {
+                out.push(Command::FitView);
+            }
+            // Winit turns Ctrl+C/X/V into Copy/Cut/Paste events; tests send keys.
+            let mut copy = i.consume_shortcut(&cmd(Key::C));
+            let mut cut = i.consume_shortcut(&cmd(Key::X));
+            let mut paste = i.consume_shortcut(&cmd(Key::V));
+            for e in &i.events {
+                match e {
+                    egui::Event::Copy => copy = true,
+                    egui::Event::Cut => cut = true,
+                    egui::Event::Paste(_) => paste = true,
+                    _ => {}
+                }
+            }
+            if copy || cut {
+                out.push(Command::Copy);
+            }
+            if cut {
+                out.push(Command::DeleteSelection);
+            }
+            if paste {
+                out.push(Command::PasteClipboard);
+            }
+        });
+        out
+    }
+
+    fn autosave(&mut self, ctx: &egui::Context) {
+        let now = ctx.input(|i| i.time);
+        if now - self.last_autosave < AUTOSAVE_EVERY || self.recovery.is_some() {
+            return;
+        }
+        self.last_autosave = now;
+        let doc = &self.tabs[self.active].doc;
+        if doc.dirty && self.autosaved_generation != Some(doc.generation) {
+            match self.files.autosave(&doc.graph, doc.path.as_deref()) {
+                Ok(()) => self.autosaved_generation = Some(doc.generation),
+                Err(e) => self.notify(ctx, format!("Autosave failed: {e}"), true),
+            }
+        }
+        ctx.request_repaint_after(std::time::Duration::from_secs_f64(AUTOSAVE_EVERY));
+    }
+
+    fn update_title(&mut self, ctx: &egui::Context) {
+        let doc = self.doc();
+        let title = format!(
+            "Netloom · {}{}",
+            doc.title(),
+            if doc.dirty { " *" } else { "" }
+        );
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+    }
+
+    fn handle_close_request(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.viewport().close_requested()) {
+            if self.tabs.iter().any(|t| t.doc.dirty) && !self.allow_close {
+                ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                self.confirm = Some(Command::Quit);
+            } else {
+                self.files.clear_recovery();
+            }
+        }
+    }
+
+    fn menu_ui(&mut self, ui: &mut Ui) {
+        let q = &mut self.queue;
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("New").clicked() {
+                    q.push(Command::New);
+                }
+                if ui.button("Open…").clicked() {
+                    q.push(Command::Open);
+                }
+                ui.menu_button("Open recent", |ui| {
+                    if self.recent.is_empty() {
+                        ui.weak("No recent files");
+                    }
+                    for p in &self.recent {
+                        if ui.button(p.display().to_string()).clicked() {
+                            q.push(Command::OpenPath(p.clone()));
+                        }
+                    }
+                });
+                ui.menu_button("Presets", |ui| {
+                    for p in blocks::presets() {
+                        if ui.button(p.stem).on_hover_text(p.description).clicked() {
+                            q.push(Command::OpenPreset(p.stem));
+                        }
+                    }
+                });
+                ui.separator();
+                if ui.button("Save").clicked() {
+                    q.push(Command::Save);
+                }
+                if ui.button("Save As…").clicked() {
+                    q.push(Command::SaveAs);
+                }
+                ui.separator();
+                if ui.button("Quit").clicked() {
+                    q.push(Command::Quit);
+                }
+            });
+            ui.menu_button("Edit", |ui| {
+                let doc = &self.tabs[self.active].doc;
+                if ui
+                    .add_enabled(doc.can_undo(), egui::Button::new("Undo"))
+                    .clicked()
+                {
+                    q.push(Command::Undo);
+                }
+                if ui
+                    .add_enabled(doc.can_redo(), egui::Button::new("Redo"))
+                    .clicked()
+                {
+                    q.push(Command::Redo);
+                }
+                ui.separator();
+                for (label, c) in [
+                    ("Copy", Command::Copy),
+                    ("Paste", Command::PasteClipboard),
+                    ("Duplicate", Command::Duplicate),
+                    ("Delete", Command::DeleteSelection),
+                    ("Select all", Command::SelectAll),
+                    ("Auto-layout", Command::AutoLayout),
+                ] {
+                    if ui.button(label).clicked() {
+                        q.push(c);
+                    }
+                }
+            });
+            ui.menu_button("View", |ui| {
+                if ui.button("Fit view").clicked() {
+                    q.push(Command::FitView);
+                }
+                if ui.button("Toggle cost table").clicked() {
+                    q.push(Command::ToggleCostTable);
+                }
+            });
+            ui.menu_button("Compare", |ui| {
+                if ui
+                    .add_enabled(self.tabs.len() == 1, egui::Button::new("Pin as A"))
+                    .on_hover_text("Keep this design as A and edit a copy, B")
+                    .clicked()
+                {
+                    q.push(Command::PinAsA);
+                }
+                if ui
+                    .add_enabled(self.tabs.len() > 1, egui::Button::new("Close compare"))
+                    .clicked()
+                {
+                    q.push(Command::CloseCompare);
+                }
+            });
+        });
+    }
+
+    fn toolbar_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            if self.tabs.len() > 1 {
+                for i in 0..self.tabs.len() {
+                    let label = format!(
+                        "{}: {}{}",
+                        if i == 0 { "A" } else { "B" },
+                        self.tabs[i].doc.title(),
+                        if self.tabs[i].doc.dirty { " *" } else { "" }
+                    );
+                    if ui.selectable_label(self.active == i, label).clicked() {
+                        self.queue.push(Command::SwitchTab(i));
+                    }
+                }
+                ui.separator();
+            } else if ui
+                .button("Pin as A")
+                .on_hover_text("Compare: keep this design as A and edit a copy, B")
+                .clicked()
+            {
+                self.queue.push(Command::PinAsA);
+            }
+            let doc = &self.tabs[self.active].doc;
+            if ui
+                .add_enabled(doc.can_undo(), egui::Button::new("Undo"))
+                .clicked()
+            {
+                self.queue.push(Command::Undo);
+            }
+            if ui
+                .add_enabled(doc.can_redo(), egui::Button::new("Redo"))
+                .clicked()
+            {
+                self.queue.push(Command::Redo);
+            }
+            if ui.button("Fit view").clicked() {
+                self.queue.push(Command::FitView);
+            }
+            if ui.button("Auto-layout").clicked() {
+                self.queue.push(Command::AutoLayout);
+            }
+            let errors = doc.analysis.errors().len();
+            if errors > 0 {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!(
+                        "{errors} layer{} with errors",
+                        if errors == 1 { "" } else { "s" }
+                    ),
+                );
+            } else if doc.analysis.design_error.is_none() && !doc.graph.is_empty() {
+                ui.weak("Design is valid");
+            }
+        });
+    }
+
+    fn modals_ui(&mut self, ctx: &egui::Context) {
+        if let Some(msg) = self.error_modal.clone() {
+            let r = egui::Modal::new(egui::Id::unique("error_modal")).show(ctx, |ui| {
+                ui.set_max_width(480.0);
+                ui.heading("Problem");
+                ui.label(msg);
+                ui.add_space(8.0);
+                ui.button("OK").clicked()
+            });
+            if r.inner || r.should_close() {
+                self.error_modal = None;
+            }
+            return;
+        }
+        if let Some(pending) = self.confirm.clone() {
+            let title = self.doc().title();
+            let r = egui::Modal::new(egui::Id::unique("confirm_modal")).show(ctx, |ui| {
+                ui.heading("Unsaved changes");
+                ui.label(format!("Save the changes to {title}?"));
+                ui.add_space(8.0);
+                ui.horizontal(|ui| {
+                    if ui.button("Save").clicked() {
+                        return Some(1);
+                    }
+                    if ui.button("Don't save").clicked() {
+                        return Some(2);
+                    }
+                    if ui.button("Cancel").clicked() {
+                        return Some(0);
+                    }
+                    None
+                })
+                .inner
+            });
+            let answer = if r.should_close() { Some(0) } else { r.inner };
+            match answer {
+                Some(1) => {
+                    self.confirm = None;
+                    self.execute(ctx, Command::Save);
+                    if !self.doc().dirty {
+                        if pending == Command::Quit {
+                            self.allow_close = self.tabs.iter().all(|t| !t.doc.dirty);
+                        }
+                        self.execute(ctx, pending);
+                    }
+                }
+                Some(2) => {
+                    self.confirm = None;
+                    self.discard_ok = true;
+                    if pending == Command::Quit {
+                        self.allow_close = true;
+                    }
+                    self.execute(ctx, pending);
+                    self.discard_ok = false;
+                }
+                Some(_) => self.confirm = None,
+                None => {}
+            }
+            return;
+        }
+        if let Some(r) = &self.recovery {
+            let what = r
+                .original
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| r.graph.name.clone());
+            let layers = r.graph.len();
+            let resp = egui::Modal::new(egui::Id::unique("recovery_modal")).show(ctx, |ui| {
+                ui.heading("Recover unsaved work?");
+                ui.label(format!(
+                    "Netloom did not close cleanly. An autosaved copy of {what} ({layers} layers) was found."
+                ));
+                ui.add_space(8.0);
+                ui.horizontal(|ui| {
+                    if ui.button("Recover").clicked() {
+                        return Some(true);
+                    }
+                    if ui.button("Discard").clicked() {
+                        return Some(false);
+                    }
+                    None
+                })
+                .inner
+            });
+            match resp.inner {
+                Some(true) => self.queue.push(Command::Recover),
+                Some(false) => self.queue.push(Command::DiscardRecovery),
+                None => {}
+            }
+        }
+    }
+
+    fn notice_ui(&mut self, ctx: &egui::Context) {
+        let now = ctx.input(|i| i.time);
+        let Some(n) = &self.notice else { return };
+        if now > n.until {
+            self.notice = None;
+            return;
+        }
+        ctx.request_repaint_after(std::time::Duration::from_millis(500));
+        egui::Area::new(egui::Id::unique("notice"))
+            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -40.0))
+            .order(egui::Order::Foreground)
+            .show(ctx, |ui| {
+                egui::Frame::popup(ui.style()).show(ui, |ui| {
+                    if n.error {
+                        ui.colored_label(ui.visuals().error_fg_color, &n.text);
+                    } else {
+                        ui.label(&n.text);
+                    }
+                });
+            });
+    }
+
+    /// The whole UI for one frame (eframe and the UI tests both call this).
+    pub fn ui(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        self.handle_close_request(&ctx);
+        for c in self.shortcuts(&ctx) {
+            self.execute(&ctx, c);
+        }
+
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+
+        egui::Panel::left("palette")
+            .resizable(true)
+            .default_size(190.0)
+            .show(ui, |ui| {
+                ui.heading("Palette");
+                let center = self.tab().canvas.view_center();
+                if let Some(c) = self.palette.ui(ui, [center.x, center.y]) {
+                    self.queue.push(c);
+                }
+            });
+
+        egui::Panel::right("inspector")
+            .resizable(true)
+            .default_size(310.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    ui.heading("Inspector");
+                    let tab = &self.tabs[self.active];
+                    let cmds = self
+                        .inspector
+                        .ui(ui, &tab.doc, &tab.selection, &self.conventions);
+                    self.queue.extend(cmds);
+                    if self.tabs.len() > 1 {
+                        ui.separator();
+                        ui.heading("Compare");
+                        compare::compare_ui(
+                            ui,
+                            &self.tabs[0].doc,
+                            &self.tabs[1].doc,
+                            &self.conventions,
+                        );
+                        if ui.button("Close compare").clicked() {
+                            self.queue.push(Command::CloseCompare);
+                        }
+                    }
+                });
+            });
+
+        egui::Panel::bottom("cost_table")
+            .resizable(self.show_cost_table)
+            .default_size(220.0)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    if ui
+                        .selectable_label(self.show_cost_table, "Cost table")
+                        .clicked()
+                    {
+                        self.queue.push(Command::ToggleCostTable);
+                    }
+                });
+                if self.show_cost_table {
+                    let tab = &self.tabs[self.active];
+                    if let Some(c) =
+                        self.cost_table
+                            .ui(ui, &tab.doc, &tab.selection, &self.conventions)
+                    {
+                        self.queue.push(c);
+                    }
+                }
+            });
+
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.toolbar_ui(ui);
+            let tab = &mut self.tabs[self.active];
+            let input = CanvasInput {
+                graph: &tab.doc.graph,
+                analysis: &tab.doc.analysis,
+                selection: &tab.selection,
+                conventions: self.conventions,
+            };
+            let cmds = tab.canvas.ui(ui, &input);
+            self.queue.extend(cmds);
+        });
+
+        self.modals_ui(&ctx);
+        self.notice_ui(&ctx);
+
+        let queued = std::mem::take(&mut self.queue);
+        let any = !queued.is_empty();
+        for c in queued {
+            self.execute(&ctx, c);
+        }
+        if any {
+            ctx.request_repaint();
+        }
+        self.autosave(&ctx);
+        self.update_title(&ctx);
+    }
+}
+
+impl eframe::App for NetloomApp {
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        NetloomApp::ui(self, ui);
+    }
+}
+
+/// The design opened when no file is given.
+fn default_design() -> (Graph, Option<PathBuf>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/resnet-mini.json");
+    match file::load(&path) {
+        Ok(g) => (g, None),
+        Err(_) => (blocks::resnet_mini(), None),
+    }
+}
+
+/// Opens the designer window on `initial_design` (or the resnet-mini preset).
+pub fn run(initial_design: Option<PathBuf>) -> Result<(), String> {
+    let mut load_error = None;
+    let (graph, path) = match initial_design {
+        Some(p) => match file::load(&p) {
+            Ok(g) => (g, Some(p)),
+            Err(e) => {
+                load_error = Some(format!(
+                    "Could not open {}:\n\n{e}\n\nShowing the resnet-mini preset instead.",
+                    p.display()
+                ));
+                default_design()
+            }
+        },
+        None => default_design(),
+    };
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Netloom")
+            .with_app_id("netloom")
+            .with_inner_size([1440.0, 880.0])
+            .with_min_inner_size([800.0, 500.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Netloom",
+        options,
+        Box::new(move |_cc| {
+            let files = AppFiles {
+                dir: files::default_data_dir(),
+            };
+            let mut app = NetloomApp::new(graph, path, files);
+            app.error_modal = load_error;
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| e.to_string())
+}

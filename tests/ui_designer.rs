@@ -1,0 +1,259 @@
+//! UI tests driving the real designer by accessible labels (egui_kittest).
+
+use egui::{Key, Modifiers, Pos2, vec2};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use netloom::app::NetloomApp;
+use netloom::app::command::Command;
+use netloom::graph::{Graph, LayerKind, blocks};
+
+fn harness(graph: Graph) -> Harness<'static, NetloomApp> {
+    let app = NetloomApp::for_tests(graph);
+    let mut h = Harness::builder()
+        .with_size(vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut NetloomApp| app.ui(ui), app);
+    h.run();
+    h
+}
+
+/// Screen position of the centre of a canvas widget (its rect is in scene coordinates).
+fn canvas_point(h: &Harness<'_, NetloomApp>, label: &str) -> Pos2 {
+    let r = h.get_by_label(label).rect();
+    h.state().tab().canvas.to_screen(r.center())
+}
+
+/// Presses at `from`, moves in a few steps and releases at `to`.
+fn drag(h: &mut Harness<'_, NetloomApp>, from: Pos2, to: Pos2) {
+    h.hover_at(from);
+    h.run();
+    h.drag_at(from);
+    h.run();
+    for t in [0.1, 0.4, 0.7, 1.0] {
+        h.hover_at(from + (to - from) * t);
+        h.run();
+    }
+    h.drop_at(to);
+    h.run();
+}
+
+fn has(h: &Harness<'_, NetloomApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+fn button<'a>(h: &'a Harness<'static, NetloomApp>, label: &'a str) -> egui_kittest::Node<'a> {
+    h.get_by_role_and_label(egui::Role::Button, label)
+}
+
+fn input_only() -> Graph {
+    let mut g = Graph::new("t");
+    g.add_node(
+        "input",
+        LayerKind::Input {
+            height: 32,
+            width: 32,
+            channels: 3,
+        },
+        [0.0, 0.0],
+    )
+    .unwrap();
+    g
+}
+
+#[test]
+fn drag_conv_from_palette_connect_and_see_its_shape() {
+    let mut h = harness(input_only());
+    let src = button(&h, "Conv2D").rect().center();
+    let target = h.state().tab().canvas.screen_rect.center() + vec2(0.0, 120.0);
+    drag(&mut h, src, target);
+    let doc = h.state().doc();
+    let conv = doc
+        .graph
+        .find("conv2d_1")
+        .expect("conv dropped on the canvas");
+    assert_eq!(doc.graph.len(), 2);
+    // Not yet connected: the node says so.
+    assert!(has(&h, "input not connected"));
+
+    let out = canvas_point(&h, "input output");
+    let inp = canvas_point(&h, "conv2d_1 input 0");
+    drag(&mut h, out, inp);
+    let doc = h.state().doc();
+    assert_eq!(doc.graph.inputs_of(conv), vec![doc.graph.find("input")]);
+    assert!(
+        has(&h, "conv2d_1 · Conv2D 32 · 3×3 same · out 32×32×32"),
+        "conv2d_1 · Conv2D 32 · 3×3 same · out 32×32×32"
+    );
+}
+
+#[test]
+fn cycle_is_refused_with_a_message() {
+    let mut g = input_only();
+    let a = g.add_node("a", LayerKind::Relu, [0.0, 150.0]).unwrap();
+    let b = g.add_node("b", LayerKind::Relu, [0.0, 300.0]).unwrap();
+    let input = g.find("input").unwrap();
+    g.connect(input, a, 0).unwrap();
+    g.connect(a, b, 0).unwrap();
+    let mut h = harness(g);
+    // b's output into a's (already fed) input: refused.
+    let add = h.state().doc().graph.len();
+    let out = canvas_point(&h, "b output");
+    let target = canvas_point(&h, "a · ReLU · out 32×32×3");
+    drag(&mut h, out, target);
+    assert_eq!(h.state().doc().graph.len(), add);
+    assert!(
+        has(&h, "already has its input wired"),
+        "already has its input wired"
+    );
+}
+
+#[test]
+fn broken_residual_add_shows_error_and_fix_it_repairs_it() {
+    let mut h = harness(blocks::resnet_mini());
+    assert!(h.state().doc().analysis.is_valid());
+    // Delete block2's projection shortcut (conv and its BN) through the UI.
+    for name in ["block2_proj · ", "block2_proj_bn · "] {
+        h.get_by_label_contains(name).click_accesskit();
+        h.run();
+        h.key_press(Key::Delete);
+        h.run();
+    }
+    assert!(h.state().doc().graph.find("block2_proj").is_none());
+    // Wire block1's output straight into the Add: shapes differ.
+    let out = canvas_point(&h, "block1_out output");
+    let add = canvas_point(&h, "block2_add input 1");
+    drag(&mut h, out, add);
+    assert!(
+        has(&h, "block2_add · Add · error"),
+        "block2_add · Add · error"
+    );
+    assert!(!h.state().doc().analysis.is_valid());
+
+    button(&h, "Fix").click_accesskit();
+    h.run();
+    assert!(
+        h.state().doc().analysis.is_valid(),
+        "{:?}",
+        h.state().doc().analysis.errors()
+    );
+    assert!(!has(&h, " · error"));
+    assert!(
+        has(&h, "block2_add · Add · out 16×16×64"),
+        "block2_add · Add · out 16×16×64"
+    );
+
+    // The fix is one undoable step.
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert!(
+        has(&h, "block2_add · Add · error"),
+        "block2_add · Add · error"
+    );
+}
+
+#[test]
+fn undo_redo_round_trip() {
+    let mut h = harness(blocks::resnet_mini());
+    let original = h.state().doc().graph.clone();
+    button(&h, "Dense").click();
+    h.run();
+    button(&h, "ReLU").click();
+    h.run();
+    assert_eq!(h.state().doc().graph.len(), original.len() + 2);
+    let edited = h.state().doc().graph.clone();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    button(&h, "Undo").click();
+    h.run();
+    assert_eq!(h.state().doc().graph, original);
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    h.run();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Y);
+    h.run();
+    assert_eq!(h.state().doc().graph, edited);
+}
+
+#[test]
+fn duplicate_copy_paste_and_delete_by_keyboard() {
+    let mut h = harness(blocks::inception_5x5_naive());
+    h.get_by_label_contains("conv5x5 · ").click_accesskit();
+    h.run();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::D);
+    h.run();
+    assert!(h.state().doc().graph.find("conv5x5_1").is_some());
+    h.key_press_modifiers(Modifiers::COMMAND, Key::C);
+    h.run();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::V);
+    h.run();
+    assert!(h.state().doc().graph.find("conv5x5_1_1").is_some());
+    h.key_press(Key::Delete);
+    h.run();
+    assert!(h.state().doc().graph.find("conv5x5_1_1").is_none());
+    assert_eq!(h.state().doc().graph.len(), 4);
+}
+
+#[test]
+fn inspector_edits_parameters_and_costs_follow() {
+    let mut h = harness(blocks::inception_5x5_naive());
+    h.get_by_label_contains("conv5x5 · ").click_accesskit();
+    h.run();
+    assert!(
+        has(&h, "28·28·32 · 5·5·192 = 120,422,400"),
+        "28·28·32 · 5·5·192 = 120,422,400"
+    );
+    button(&h, "FLOPs").click();
+    h.run();
+    assert!(
+        has(
+            &h,
+            "conv5x5 · Conv2D 32 · 5×5 same · out 28×28×32 · 240.8M FLOPs"
+        ),
+        "conv5x5 · Conv2D 32 · 5×5 same · out 28×28×32 · 240.8M FLOPs"
+    );
+}
+
+#[test]
+fn compare_shows_inception_ratio() {
+    let mut h = harness(blocks::resnet_mini());
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::OpenPreset("inception-naive"));
+    h.run();
+    button(&h, "Pin as A").click();
+    h.run();
+    assert!(h.state().comparing());
+    // Open the bottleneck preset into B through the File menu.
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Presets").click();
+    h.run();
+    h.get_by_label("inception-bottleneck").click();
+    h.run();
+    assert!(
+        has(&h, "B needs 9.68× fewer MACs than A"),
+        "B needs 9.68× fewer MACs than A"
+    );
+    // Live: editing B updates the comparison.
+    h.get_by_label_contains("bottleneck1x1 · ")
+        .click_accesskit();
+    h.run();
+    h.key_press(Key::Delete);
+    h.run();
+    assert!(!has(&h, "9.68×"));
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert!(has(&h, "9.68×"), "9.68×");
+}
+
+#[test]
+fn block_template_inserts_wired_valid_nodes() {
+    let mut h = harness(Graph::new("empty"));
+    button(&h, "Inception bottleneck").click();
+    h.run();
+    let doc = h.state().doc();
+    assert!(doc.graph.len() > 10);
+    assert!(doc.analysis.is_valid());
+    assert!(
+        has(&h, "concat · Concat · out 28×28×256"),
+        "concat · Concat · out 28×28×256"
+    );
+}
