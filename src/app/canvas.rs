@@ -610,8 +610,10 @@ impl Canvas {
             if let Some(p) = pointer {
                 m.current = p;
             }
-            if !ui.input(|i| i.pointer.primary_down()) {
-                if let Some(m) = self.moving.take() {
+            if !ui.input(|i| i.pointer.primary_down())
+                && let Some(m) = self.moving.take()
+            {
+                {
                     let d = m.current - m.start;
                     if d != Vec2::ZERO {
                         commands.push(Command::MoveNodes {
