@@ -119,6 +119,18 @@ fn broken_residual_add_shows_error_and_fix_it_repairs_it() {
     }
     assert!(h.state().doc().graph.find("block2_proj").is_none());
     // Wire block1's output straight into the Add: shapes differ.
+    button(&h, "Cost table").click();
+    h.run();
+    let g = &h.state().doc().graph;
+    let (a, b) = (g.find("block1_out").unwrap(), g.find("block2_add").unwrap());
+    let mid = (Pos2::from(g.node(a).unwrap().position)
+        + Pos2::from(g.node(b).unwrap().position).to_vec2())
+        / 2.0;
+    let active = h.state().active;
+    h.state_mut().tabs[active]
+        .canvas
+        .center_on(mid + vec2(90.0, 40.0));
+    h.run();
     let out = canvas_point(&h, "block1_out output");
     let add = canvas_point(&h, "block2_add input 1");
     drag(&mut h, out, add);
@@ -128,7 +140,12 @@ fn broken_residual_add_shows_error_and_fix_it_repairs_it() {
     );
     assert!(!h.state().doc().analysis.is_valid());
 
-    button(&h, "Fix").click_accesskit();
+    // The fix-it is offered on the node ("Fix") and in the inspector.
+    h.get_by_label_contains("block2_add · Add · error")
+        .click_accesskit();
+    h.run();
+    h.get_by_label_contains("Apply fix: insert a 1×1 conv, stride 2, 64 filters")
+        .click();
     h.run();
     assert!(
         h.state().doc().analysis.is_valid(),

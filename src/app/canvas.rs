@@ -181,6 +181,11 @@ impl Canvas {
         self.wire = None;
     }
 
+    /// Pans the view so scene point `p` is at its centre.
+    pub fn center_on(&mut self, p: Pos2) {
+        self.scene_rect = Rect::from_center_size(p, self.scene_rect.size());
+    }
+
     /// The scene point at the centre of the view, where click-added items go.
     pub fn view_center(&self) -> Pos2 {
         self.scene_rect.center()
@@ -605,8 +610,10 @@ impl Canvas {
             if let Some(p) = pointer {
                 m.current = p;
             }
-            if !ui.input(|i| i.pointer.primary_down()) {
-                if let Some(m) = self.moving.take() {
+            if !ui.input(|i| i.pointer.primary_down())
+                && let Some(m) = self.moving.take()
+            {
+                {
                     let d = m.current - m.start;
                     if d != Vec2::ZERO {
                         commands.push(Command::MoveNodes {

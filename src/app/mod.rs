@@ -260,10 +260,8 @@ impl NetloomApp {
             Command::FitView => self.tab_mut().canvas.fit_requested = true,
             Command::SetConventions(c) => self.conventions = c,
             Command::ToggleCostTable => self.show_cost_table = !self.show_cost_table,
-            Command::New => {
-                if self.guard_replace(&Command::New) {
-                    self.replace_active(Graph::new("untitled"), None);
-                }
+            Command::New if self.guard_replace(&Command::New) => {
+                self.replace_active(Graph::new("untitled"), None);
             }
             Command::Open => {
                 if !self.guard_replace(&Command::Open) {
@@ -345,17 +343,11 @@ impl NetloomApp {
                     false,
                 );
             }
-            Command::SwitchTab(i) => {
-                if i < self.tabs.len() {
-                    self.active = i;
-                }
-            }
-            Command::CloseCompare => {
-                if self.tabs.len() > 1 {
-                    let keep = self.tabs.swap_remove(self.active);
-                    self.tabs = vec![keep];
-                    self.active = 0;
-                }
+            Command::SwitchTab(i) if i < self.tabs.len() => self.active = i,
+            Command::CloseCompare if self.tabs.len() > 1 => {
+                let keep = self.tabs.swap_remove(self.active);
+                self.tabs = vec![keep];
+                self.active = 0;
             }
             // Edits are handled above.
             _ => {}
