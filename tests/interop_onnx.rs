@@ -131,3 +131,53 @@ fn every_preset_round_trips_with_identical_params_and_macs() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Optional: where Python's `onnx` package is installed, the official checker
+/// (with shape inference) accepts every exported preset, and where
+/// onnxruntime is installed, the exports load and run.
+#[test]
+fn exports_pass_the_onnx_checker_when_available() {
+    let has = |module: &str| {
+        std::process::Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has("onnx") {
+        println!("skipped: python3 with the `onnx` package is not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netloom-onnx-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for preset in blocks::presets() {
+        onnx::export(
+            &(preset.build)(),
+            None,
+            &dir.join(format!("{}.onnx", preset.stem)),
+        )
+        .unwrap();
+    }
+    let script = r#"
+import glob, sys, onnx
+for f in sorted(glob.glob(sys.argv[1] + '/*.onnx')):
+    onnx.checker.check_model(onnx.load(f), full_check=True)
+try:
+    import numpy as np, onnxruntime as ort
+except ImportError:
+    print('onnxruntime not installed: checker only'); sys.exit(0)
+s = ort.InferenceSession(sys.argv[1] + '/lenet5.onnx')
+feeds = {i.name: np.zeros([1 if isinstance(d, str) else d for d in i.shape], np.float32) for i in s.get_inputs()}
+print('lenet5 output', s.run(None, feeds)[0].shape)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -15,7 +15,7 @@
 //! and BatchNorm vectors in between), so logits match without a Transpose.
 
 pub mod onnx;
-mod proto;
+pub mod proto;
 pub mod pytorch;
 
 use crate::graph::{Graph, LayerKind, NodeId};
@@ -190,15 +190,21 @@ pub fn to_framework(
     analysis: &Analysis,
     tensors: &Tensors,
 ) -> Result<Tensors, InteropError> {
-    convert(graph, analysis, tensors, Direction::ToFramework)
+    let (out, mut misfits) = convert(graph, analysis, tensors, Direction::ToFramework)?;
+    match misfits.pop() {
+        Some(e) => Err(InteropError::Weights(e)),
+        None => Ok(out),
+    }
 }
 
 /// The inverse of [`to_framework`]: ONNX/PyTorch layouts → Netloom layouts.
+/// Tensors that do not fit their layer are left out and described in the
+/// returned messages.
 pub fn from_framework(
     graph: &Graph,
     analysis: &Analysis,
     tensors: &Tensors,
-) -> Result<Tensors, InteropError> {
+) -> Result<(Tensors, Vec<String>), InteropError> {
     convert(graph, analysis, tensors, Direction::FromFramework)
 }
 
@@ -207,9 +213,10 @@ fn convert(
     analysis: &Analysis,
     tensors: &Tensors,
     dir: Direction,
-) -> Result<Tensors, InteropError> {
+) -> Result<(Tensors, Vec<String>), InteropError> {
     let orders = vector_orders(graph, analysis)?;
     let mut out = tensors.clone();
+    let mut misfits = Vec::new();
     for (id, node) in graph.nodes() {
         let Some(info) = analysis.node(id) else {
             continue;
@@ -228,11 +235,13 @@ fn convert(
             };
             let expected: usize = shape.iter().product();
             if values.len() != expected || dims.iter().product::<usize>() != values.len() {
-                return Err(InteropError::Weights(format!(
+                misfits.push(format!(
                     "`{name}` has shape {dims:?} ({} values) but `{}` needs {expected} values (Netloom shape {shape:?})",
                     values.len(),
                     node.name
-                )));
+                ));
+                out.remove(&name);
+                continue;
             }
             let converted = match (&node.kind, key) {
                 (LayerKind::Conv2d { .. }, "weight") => {
@@ -293,7 +302,7 @@ fn convert(
             out.insert(name, converted);
         }
     }
-    Ok(out)
+    Ok((out, misfits))
 }
 
 /// One line listing a design's shape errors, for messages.

@@ -663,7 +663,10 @@ impl<'m> Importer<'m> {
         layout::auto_layout(&mut graph);
         let analysis = infer::analyze(&graph);
         let weights = match from_framework(&graph, &analysis, &weights) {
-            Ok(w) => w,
+            Ok((w, misfits)) => {
+                warnings.extend(misfits.into_iter().map(|m| format!("weight skipped: {m}")));
+                w
+            }
             Err(e) => {
                 warnings.push(format!("weights were not imported: {e}"));
                 Tensors::new()

@@ -7,6 +7,7 @@
 //! messages in Rust avoids a build script and a `protoc` binary.
 
 #![allow(missing_docs)]
+// Public so tools and tests can build ONNX models without a second copy.
 
 /// `TensorProto.DataType` values used here.
 pub mod data_type {
