@@ -186,7 +186,12 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
                 } else {
                     "AveragePool"
                 };
-                let attrs = window_attrs(*ceil_mode && *padding != Padding::Same);
+                let mut attrs = window_attrs(*ceil_mode && *padding != Padding::Same);
+                // Average pools count the padding for explicit pads (PyTorch's
+                // default) and skip it for `same` (TensorFlow's rule).
+                if op == "AveragePool" && matches!(padding, Padding::Explicit(_)) {
+                    attrs.push(int("count_include_pad", 1));
+                }
                 push(op, inputs, name.clone(), attrs, &doc);
             }
             LayerKind::GlobalAvgPool => {
