@@ -181,3 +181,185 @@ print('lenet5 output', s.run(None, feeds)[0].shape)
     );
     println!("{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Optional (needs python3 with numpy and onnxruntime): the ONNX export of a
+/// small design with weights computes what Netloom's conventions compute
+/// (NHWC, HWIO conv weights, HWC flatten, `[in][out]` dense), evaluated here
+/// by a direct reference loop, so layouts and the flatten permutation are
+/// checked end to end.
+#[test]
+fn exported_weights_give_the_same_logits_in_onnxruntime() {
+    use netloom::graph::blocks::Builder;
+    use netloom::interop::Tensors;
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import numpy, onnxruntime"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("skipped: python3 with numpy and onnxruntime is not installed");
+        return;
+    }
+    // in 6×6×2 → conv 4 3×3 /2 same (pads 0,1) → relu → maxpool 2/1 → flatten 16 → BN → dense 5 → softmax
+    let mut g = Graph::new("check");
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", 6, 6, 2);
+    let c = b.layer(
+        "conv",
+        LayerKind::Conv2d {
+            filters: 4,
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: Padding::Same,
+            groups: 1,
+            bias: true,
+        },
+        &[x],
+    );
+    let r = b.layer("relu", LayerKind::Relu, &[c]);
+    let p = b.layer(
+        "pool",
+        LayerKind::MaxPool2d {
+            kernel: [2, 2],
+            stride: [1, 1],
+            padding: Padding::Valid,
+            ceil_mode: false,
+        },
+        &[r],
+    );
+    let f = b.layer("flat", LayerKind::Flatten, &[p]);
+    let n = b.layer(
+        "bn",
+        LayerKind::BatchNorm {
+            epsilon: 1e-3,
+            momentum: 0.9,
+        },
+        &[f],
+    );
+    let d = b.layer(
+        "fc",
+        LayerKind::Dense {
+            units: 5,
+            bias: true,
+        },
+        &[n],
+    );
+    b.layer("prob", LayerKind::Softmax, &[d]);
+
+    let mut seed = 7u64;
+    let mut rand = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    };
+    let mut w = Tensors::new();
+    w.insert("conv.weight".into(), (vec![3, 3, 2, 4], rand(72)));
+    w.insert("conv.bias".into(), (vec![4], rand(4)));
+    w.insert("bn.gamma".into(), (vec![16], rand(16)));
+    w.insert("bn.beta".into(), (vec![16], rand(16)));
+    w.insert("bn.running_mean".into(), (vec![16], rand(16)));
+    let var: Vec<f32> = rand(16).iter().map(|v| v + 1.0).collect();
+    w.insert("bn.running_var".into(), (vec![16], var));
+    w.insert("fc.weight".into(), (vec![16, 5], rand(80)));
+    w.insert("fc.bias".into(), (vec![5], rand(5)));
+    let input = rand(72); // NHWC, one image
+
+    // Reference forward in Netloom conventions.
+    let (cw, cb) = (&w["conv.weight"].1, &w["conv.bias"].1);
+    let mut conv = [0f32; 3 * 3 * 4];
+    for oy in 0..3 {
+        for ox in 0..3 {
+            for co in 0..4 {
+                let mut s = cb[co];
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let (iy, ix) = (oy * 2 + ky, ox * 2 + kx); // pad_before = 0
+                        if iy >= 6 || ix >= 6 {
+                            continue;
+                        }
+                        for ci in 0..2 {
+                            s += input[(iy * 6 + ix) * 2 + ci]
+                                * cw[((ky * 3 + kx) * 2 + ci) * 4 + co];
+                        }
+                    }
+                }
+                conv[(oy * 3 + ox) * 4 + co] = s.max(0.0);
+            }
+        }
+    }
+    let mut pooled = [0f32; 2 * 2 * 4];
+    for oy in 0..2 {
+        for ox in 0..2 {
+            for c in 0..4 {
+                let mut m = f32::NEG_INFINITY;
+                for ky in 0..2 {
+                    for kx in 0..2 {
+                        m = m.max(conv[((oy + ky) * 3 + ox + kx) * 4 + c]);
+                    }
+                }
+                pooled[(oy * 2 + ox) * 4 + c] = m;
+            }
+        }
+    }
+    let bn: Vec<f32> = (0..16)
+        .map(|i| {
+            let (gm, bt, mu, vr) = (
+                w["bn.gamma"].1[i],
+                w["bn.beta"].1[i],
+                w["bn.running_mean"].1[i],
+                w["bn.running_var"].1[i],
+            );
+            gm * (pooled[i] - mu) / (vr + 1e-3).sqrt() + bt
+        })
+        .collect();
+    let logits: Vec<f32> = (0..5)
+        .map(|o| {
+            w["fc.bias"].1[o]
+                + (0..16)
+                    .map(|i| bn[i] * w["fc.weight"].1[i * 5 + o])
+                    .sum::<f32>()
+        })
+        .collect();
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    let expected: Vec<f32> = exp.iter().map(|e| e / total).collect();
+
+    let dir = std::env::temp_dir().join(format!("netloom-ort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("check.onnx");
+    onnx::export(&g, Some(&w), &model).unwrap();
+    let script = r#"
+import json, sys, numpy as np, onnxruntime as ort
+x = np.array(json.loads(sys.argv[2]), np.float32).reshape(1, 6, 6, 2).transpose(0, 3, 1, 2)
+s = ort.InferenceSession(sys.argv[1])
+print(json.dumps(s.run(None, {'x': np.ascontiguousarray(x)})[0][0].tolist()))
+"#;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            model.to_str().unwrap(),
+            &serde_json::to_string(&input).unwrap(),
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
+    for (a, e) in got.iter().zip(&expected) {
+        assert!(
+            (a - e).abs() < 1e-5,
+            "onnxruntime {got:?} vs Netloom {expected:?}"
+        );
+    }
+    println!("onnxruntime matches: {got:?}");
+}
