@@ -588,3 +588,76 @@ fn random_bytes_never_panic() {
         let _ = onnx::import_bytes(&bytes, "x");
     }
 }
+
+#[test]
+fn vector_inputs_fp16_weights_and_old_style_initializer_inputs() {
+    // An MLP on N×10 vectors; the weight is also listed as a graph input (IR < 4 style)
+    // and stored as float16.
+    let mut m = M::new("v", &[-1, 10]);
+    m.g.input.push(vi("fc.w", &[3, 10]));
+    m.g.initializer.push(TensorProto {
+        name: "fc.w".into(),
+        dims: vec![3, 10],
+        data_type: 10,
+        // 1.0 and -2.0 in IEEE half precision.
+        int32_data: (0..30)
+            .map(|i| if i % 2 == 0 { 0x3c00 } else { 0xc000 })
+            .collect(),
+        ..Default::default()
+    });
+    m.node("Gemm", "fc", &["v", "fc.w"], vec![a1("transB", 1)])
+        .node("Relu", "r", &["fc"], vec![])
+        .output("r");
+    let imp = m.import();
+    let g = &imp.graph;
+    assert_eq!(
+        kind(g, "v"),
+        &LayerKind::Input {
+            height: 1,
+            width: 1,
+            channels: 10
+        }
+    );
+    assert_eq!(inputs(g, "fc"), vec!["v_flatten"]);
+    assert_eq!(
+        kind(g, "fc"),
+        &LayerKind::Dense {
+            units: 3,
+            bias: false
+        }
+    );
+    let (dims, w) = &imp.weights["fc.weight"];
+    assert_eq!(dims, &vec![10, 3]);
+    assert_eq!((w[0], w[3]), (1.0, -2.0));
+    assert!(analyze(g).is_valid());
+}
+
+#[test]
+fn global_pool_feeding_a_conv_keeps_the_volume() {
+    let mut m = M::new("x", &[1, 8, 5, 5]);
+    m.node("GlobalAveragePool", "gap", &["x"], vec![])
+        .init("w", &[2, 8, 1, 1])
+        .node("Conv", "squeeze", &["gap", "w"], vec![])
+        .init("ext", &[2, 2, 1, 1])
+        .node("Conv", "ext_conv", &["squeeze", "ext"], vec![])
+        .output("ext_conv");
+    // Weights kept in an external file: structure imports, values are skipped with a warning.
+    m.g.initializer[1].float_data.clear();
+    m.g.initializer[1].data_location = 1;
+    let imp = m.import();
+    let g = &imp.graph;
+    assert!(matches!(
+        kind(g, "gap"),
+        LayerKind::AvgPool2d { kernel: [5, 5], .. }
+    ));
+    let a = analyze(g);
+    assert!(a.is_valid(), "{:?}", a.errors());
+    assert_eq!(a.totals(&Conventions::default()).macs, 16 + 4);
+    assert!(imp.weights.contains_key("squeeze.weight"));
+    assert!(!imp.weights.contains_key("ext_conv.weight"));
+    assert!(
+        imp.warnings.iter().any(|w| w.contains("external")),
+        "{:?}",
+        imp.warnings
+    );
+}

@@ -473,6 +473,8 @@ struct Importer<'m> {
     values: HashMap<String, Val<'m>>,
     /// How many times each value is consumed (by nodes and graph outputs).
     uses: HashMap<String, usize>,
+    /// The op types consuming each value.
+    consumers: HashMap<String, Vec<&'m str>>,
     /// Node → its ONNX op (for folding decisions).
     origin: HashMap<NodeId, &'static str>,
     /// Parameters in framework layouts, keyed `{layer}.{key}`.
@@ -624,9 +626,14 @@ impl<'m> Importer<'m> {
         let known: HashSet<&str> = values.keys().map(|s| s.as_str()).collect();
         let order = topo_sort(proto, &known)?;
         let mut uses: HashMap<String, usize> = HashMap::new();
+        let mut consumers: HashMap<String, Vec<&'m str>> = HashMap::new();
         for n in &proto.node {
             for i in &n.input {
                 *uses.entry(i.clone()).or_default() += 1;
+                consumers
+                    .entry(i.clone())
+                    .or_default()
+                    .push(n.op_type.as_str());
             }
         }
         for o in &proto.output {
@@ -638,6 +645,7 @@ impl<'m> Importer<'m> {
             graph: Graph::new(name),
             values,
             uses,
+            consumers,
             origin: HashMap::new(),
             weights: Tensors::new(),
             unsupported: BTreeMap::new(),
@@ -729,7 +737,16 @@ impl<'m> Importer<'m> {
             }) => {
                 let values = match (owned, tensor) {
                     (Some(v), _) => Some(v),
-                    (None, Some(t)) => decode_tensor(t, &dims)?,
+                    (None, Some(t)) => {
+                        let v = decode_tensor(t, &dims)?;
+                        if v.is_none() {
+                            self.warnings.push(format!(
+                                "tensor `{}` is stored in an external file; its values were not imported",
+                                t.name
+                            ));
+                        }
+                        v
+                    }
                     (None, None) => None,
                 };
                 Ok(Some((dims, values)))
@@ -889,7 +906,7 @@ impl<'m> Importer<'m> {
         match op {
             "Conv" => self.conv(node, &name),
             "MaxPool" | "AveragePool" => self.pool(node, &name),
-            "GlobalAveragePool" => self.simple(node, &name, LayerKind::GlobalAvgPool),
+            "GlobalAveragePool" => self.global_pool(node, &name),
             "BatchNormalization" => self.batch_norm(node, &name),
             "Relu" => self.simple(node, &name, LayerKind::Relu),
             "Sigmoid" => self.simple(node, &name, LayerKind::Sigmoid),
@@ -1175,6 +1192,30 @@ impl<'m> Importer<'m> {
         self.origin.insert(id, static_op(&node.op_type));
         self.set_outputs(node, Val::Data { node: id, shape });
         Ok(())
+    }
+
+    /// GlobalAvgPool when the result is flattened or fed to a Gemm (Netloom's
+    /// GlobalAvgPool yields a vector); otherwise an H×W average pool, which
+    /// keeps the 1×1×C volume (squeeze-and-excitation blocks, 1×1 conv heads).
+    fn global_pool(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let out = node.output.first().cloned().unwrap_or_default();
+        let to_vector = self.consumers.get(&out).is_none_or(|ops| {
+            ops.iter()
+                .all(|op| matches!(*op, "Flatten" | "Reshape" | "Squeeze" | "Gemm"))
+        });
+        let x = node.input.first().cloned().unwrap_or_default();
+        match self.data(&x)? {
+            Some((_, Some(Shape::Volume { h, w, .. }))) if !to_vector => {
+                let kind = LayerKind::AvgPool2d {
+                    kernel: [h as u32, w as u32],
+                    stride: [1, 1],
+                    padding: Padding::Valid,
+                    ceil_mode: false,
+                };
+                self.simple(node, name, kind)
+            }
+            _ => self.simple(node, name, LayerKind::GlobalAvgPool),
+        }
     }
 
     fn batch_norm(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
