@@ -213,6 +213,17 @@ fn generated_code_parses_and_runs_when_python_is_available() {
         blocks::happy_model(),
     ] {
         let stem = g.name.replace('-', "_");
+        let inputs: Vec<String> = g
+            .nodes()
+            .filter_map(|(_, n)| match n.kind {
+                LayerKind::Input {
+                    height,
+                    width,
+                    channels,
+                } => Some(format!("torch.zeros(1, {channels}, {height}, {width})")),
+                _ => None,
+            })
+            .collect();
         let sd = pytorch::state_dict(&g, &zero_weights(&g)).unwrap();
         // Write the state dict as a Python literal (small presets only).
         let mut lit = String::from("{");
@@ -222,8 +233,9 @@ fn generated_code_parses_and_runs_when_python_is_available() {
         lit.push('}');
         let script = format!(
             "import sys, torch\nsys.path.insert(0, {dir:?})\nimport {stem} as m\nnet = [getattr(m, n) for n in dir(m) if isinstance(getattr(m, n), type) and issubclass(getattr(m, n), torch.nn.Module) and n != 'Module'][0]()\n\
-             spec = {lit}\nsd = {{k: torch.zeros(s) for k, (s, n) in spec.items()}}\nnet.load_state_dict(sd, strict=True)\nnet.eval()\nprint(net)",
-            dir = dir.to_str().unwrap()
+             spec = {lit}\nsd = {{k: torch.zeros(s) for k, (s, n) in spec.items()}}\nnet.load_state_dict(sd, strict=True)\nnet.eval()\nprint(net({inputs}).shape)",
+            dir = dir.to_str().unwrap(),
+            inputs = inputs.join(", ")
         );
         let out = std::process::Command::new("python3")
             .args(["-c", &script])
