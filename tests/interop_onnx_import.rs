@@ -661,3 +661,68 @@ fn global_pool_feeding_a_conv_keeps_the_volume() {
         imp.warnings
     );
 }
+
+/// tf2onnx writes Keras models with an NHWC input and a Transpose to NCHW.
+#[test]
+fn nhwc_input_with_transpose_reads_as_h_w_c() {
+    let mut m = M::new("image", &[-1, 64, 48, 3]);
+    m.g.input[0]
+        .r#type
+        .as_mut()
+        .unwrap()
+        .tensor_type
+        .as_mut()
+        .unwrap()
+        .elem_type = 2; // uint8
+    m.node(
+        "Transpose",
+        "to_nchw",
+        &["image"],
+        vec![ai("perm", &[0, 3, 1, 2])],
+    )
+    .init("w", &[8, 3, 3, 3])
+    .node("Conv", "conv", &["to_nchw", "w"], vec![])
+    .node(
+        "Transpose",
+        "back",
+        &["conv"],
+        vec![ai("perm", &[0, 2, 3, 1])],
+    )
+    .output("back");
+    let imp = m.import();
+    assert_eq!(
+        kind(&imp.graph, "image"),
+        &LayerKind::Input {
+            height: 64,
+            width: 48,
+            channels: 3
+        }
+    );
+    assert_eq!(inputs(&imp.graph, "conv"), vec!["image"]);
+    assert_eq!(
+        imp.unsupported,
+        vec![("Transpose [0, 2, 3, 1]".to_string(), 1)]
+    );
+}
+
+/// Older PyTorch exports of `x.view(x.size(0), -1)`: the target shape is computed.
+#[test]
+fn computed_reshape_is_read_as_flatten() {
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.node("Shape", "shp", &["x"], vec![])
+        .ints("zero", &[0])
+        .node("Gather", "n", &["shp", "zero"], vec![a1("axis", 0)])
+        .node("Unsqueeze", "n1", &["n", "zero"], vec![])
+        .ints("minus1", &[-1])
+        .node("Concat", "target", &["n1", "minus1"], vec![a1("axis", 0)])
+        .node("Reshape", "flat", &["x", "target"], vec![])
+        .init("fc.w", &[18, 4])
+        .node("MatMul", "fc", &["flat", "fc.w"], vec![])
+        .output("fc");
+    let imp = m.import();
+    assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+    assert_eq!(inputs(&imp.graph, "fc"), vec!["flat"]);
+    assert!(matches!(kind(&imp.graph, "flat"), LayerKind::Flatten));
+    assert_eq!(imp.graph.len(), 3);
+    assert!(imp.warnings.iter().any(|w| w.contains("computed")));
+}

@@ -953,6 +953,7 @@ impl<'m> Importer<'m> {
             "Add" | "Sum" => self.add_op(node, &name),
             "Concat" => self.concat(node, &name),
             "Pad" => self.pad(node, &name),
+            "Transpose" => self.transpose(node),
             _ => self.unsupported(node, op.to_string()),
         }
     }
@@ -1541,6 +1542,35 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
+    /// Only NHWC → NCHW right after a graph input (as tf2onnx writes for
+    /// Keras models): the input is then read as H×W×C.
+    fn transpose(&mut self, node: &NodeProto) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        if attr_ints(node, "perm") == Some(&[0, 3, 1, 2])
+            && let Some(Val::GraphInput(vi)) = self.values.get(&x).cloned()
+        {
+            let dims = static_dims_batch_free(vi).map_err(|e| {
+                InteropError::InvalidModel(format!("graph input `{}`: {e}", vi.name))
+            })?;
+            if let [h, w, c] = dims[..] {
+                let kind = LayerKind::Input {
+                    height: h as u32,
+                    width: w as u32,
+                    channels: c as u32,
+                };
+                let (id, shape) = self.add(&vi.name, kind, &[])?;
+                self.values.insert(x, Val::Data { node: id, shape });
+                self.set_outputs(node, Val::Data { node: id, shape });
+                return Ok(());
+            }
+        }
+        let label = match attr_ints(node, "perm") {
+            Some(p) => format!("Transpose {p:?}"),
+            None => "Transpose".into(),
+        };
+        self.unsupported(node, label)
+    }
+
     fn pad(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
         let mode = attr_s(node, "mode").unwrap_or("constant");
         if mode != "constant" {
@@ -1648,8 +1678,9 @@ fn static_dims_batch_free(vi: &ValueInfoProto) -> Result<Vec<usize>, String> {
         .as_ref()
         .and_then(|t| t.tensor_type.as_ref())
         .map_or(0, |t| t.elem_type);
-    if ![data_type::FLOAT, data_type::FLOAT16, data_type::DOUBLE].contains(&elem) {
-        return Err(format!("element type {elem} is not a float type"));
+    // Strings and booleans are not images; any numeric type is (uint8 pixels too).
+    if elem == 8 || elem == 9 {
+        return Err(format!("element type {elem} is not numeric"));
     }
     let rest = shape.dim.get(1..).unwrap_or_default();
     if shape.dim.len() < 2 {
