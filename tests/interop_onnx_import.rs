@@ -699,10 +699,42 @@ fn nhwc_input_with_transpose_reads_as_h_w_c() {
         }
     );
     assert_eq!(inputs(&imp.graph, "conv"), vec!["image"]);
+    assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+}
+
+/// tf2onnx flattens Keras-style: Transpose to NHWC, then Reshape. That is
+/// Netloom's own order, so the Dense rows are taken as they are.
+#[test]
+fn keras_style_nhwc_flatten_keeps_dense_rows() {
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.node("Transpose", "t", &["x"], vec![ai("perm", &[0, 2, 3, 1])])
+        .ints("target", &[-1, 18])
+        .node("Reshape", "flat", &["t", "target"], vec![])
+        .init("fc.w", &[18, 4])
+        .node("MatMul", "fc", &["flat", "fc.w"], vec![])
+        .node("Transpose", "odd", &["t"], vec![ai("perm", &[0, 1, 3, 2])])
+        .output("fc")
+        .output("odd");
+    let imp = m.import();
+    assert_eq!(inputs(&imp.graph, "flat"), vec!["x"]);
+    let (dims, w) = &imp.weights["fc.weight"];
+    assert_eq!(dims, &vec![18, 4]);
+    assert_eq!(w, &(0..72).map(|v| v as f32).collect::<Vec<_>>());
     assert_eq!(
         imp.unsupported,
-        vec![("Transpose [0, 2, 3, 1]".to_string(), 1)]
+        vec![("Transpose on NHWC data".to_string(), 1)]
     );
+    // The same model flattening NCHW directly gets its rows permuted.
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.ints("target", &[-1, 18])
+        .node("Reshape", "flat", &["x", "target"], vec![])
+        .init("fc.w", &[18, 4])
+        .node("MatMul", "fc", &["flat", "fc.w"], vec![])
+        .output("fc");
+    let imp = m.import();
+    let (_, w) = &imp.weights["fc.weight"];
+    // Netloom row 1 is (h=0, w=0, c=1) = framework row 9.
+    assert_eq!(w[4..8], [36.0, 37.0, 38.0, 39.0]);
 }
 
 /// Older PyTorch exports of `x.view(x.size(0), -1)`: the target shape is computed.

@@ -20,7 +20,7 @@ pub mod pytorch;
 
 use crate::graph::{Graph, LayerKind, NodeId};
 use crate::infer::{Analysis, Shape};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -95,9 +95,12 @@ pub(crate) fn param_shapes(
 /// For every node whose output is a flat vector, where each Netloom element
 /// sits in the framework's (C·H·W-flattened) vector: `perm[netloom] = framework`.
 /// `None` means the orders agree.
+/// Flatten layers named in `hwc_flattens` already flatten in H·W·C order on
+/// the framework side (a Transpose to NHWC preceded them in the source model).
 pub(crate) fn vector_orders(
     graph: &Graph,
     analysis: &Analysis,
+    hwc_flattens: &HashSet<String>,
 ) -> Result<Vec<Option<Vec<usize>>>, InteropError> {
     let mut orders: Vec<Option<Vec<usize>>> = vec![None; graph.id_capacity()];
     for &id in &analysis.order {
@@ -108,6 +111,7 @@ pub(crate) fn vector_orders(
             .and_then(|i| i.input_shapes.first().copied().flatten());
         let first = inputs.first().and_then(|f| orders[f.index()].clone());
         let order = match &node.kind {
+            LayerKind::Flatten if hwc_flattens.contains(&node.name) => None,
             LayerKind::Flatten => match in_shape {
                 Some(Shape::Volume { h, w, c }) if h * w > 1 && c > 1 => {
                     let (h, w, c) = (h as usize, w as usize, c as usize);
@@ -190,7 +194,13 @@ pub fn to_framework(
     analysis: &Analysis,
     tensors: &Tensors,
 ) -> Result<Tensors, InteropError> {
-    let (out, mut misfits) = convert(graph, analysis, tensors, Direction::ToFramework)?;
+    let (out, mut misfits) = convert(
+        graph,
+        analysis,
+        tensors,
+        Direction::ToFramework,
+        &HashSet::new(),
+    )?;
     match misfits.pop() {
         Some(e) => Err(InteropError::Weights(e)),
         None => Ok(out),
@@ -205,7 +215,23 @@ pub fn from_framework(
     analysis: &Analysis,
     tensors: &Tensors,
 ) -> Result<(Tensors, Vec<String>), InteropError> {
-    convert(graph, analysis, tensors, Direction::FromFramework)
+    from_framework_with(graph, analysis, tensors, &HashSet::new())
+}
+
+/// [`from_framework`], with some Flatten layers known to flatten in H·W·C order.
+pub(crate) fn from_framework_with(
+    graph: &Graph,
+    analysis: &Analysis,
+    tensors: &Tensors,
+    hwc_flattens: &HashSet<String>,
+) -> Result<(Tensors, Vec<String>), InteropError> {
+    convert(
+        graph,
+        analysis,
+        tensors,
+        Direction::FromFramework,
+        hwc_flattens,
+    )
 }
 
 fn convert(
@@ -213,8 +239,9 @@ fn convert(
     analysis: &Analysis,
     tensors: &Tensors,
     dir: Direction,
+    hwc_flattens: &HashSet<String>,
 ) -> Result<(Tensors, Vec<String>), InteropError> {
-    let orders = vector_orders(graph, analysis)?;
+    let orders = vector_orders(graph, analysis, hwc_flattens)?;
     let mut out = tensors.clone();
     let mut misfits = Vec::new();
     for (id, node) in graph.nodes() {

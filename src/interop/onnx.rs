@@ -9,7 +9,9 @@ use super::proto::{
     TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto, attr_type,
     data_type,
 };
-use super::{InteropError, Tensors, design_errors, from_framework, param_shapes, to_framework};
+use super::{
+    InteropError, Tensors, design_errors, from_framework_with, param_shapes, to_framework,
+};
 use crate::graph::{Graph, LayerKind, NodeId, Padding, layout};
 use crate::infer::{self, Shape, shape::resolve_axis};
 use prost::Message;
@@ -387,7 +389,12 @@ fn string(name: &str, v: &str) -> AttributeProto {
 /// Identity, Flatten / Reshape / Squeeze to a vector, Gemm and MatMul (+ a
 /// constant Add) as Dense, Add and Sum (chains of binary Adds become one
 /// N-input Add; a constant Add after a bias-free Conv becomes its bias),
-/// Concat on the channel axis, and constant-zero Pad as ZeroPad2d. Shape
+/// Concat on the channel axis, and constant-zero Pad as ZeroPad2d.
+/// Transposes as tf2onnx writes them for Keras models are understood: an
+/// NHWC graph input followed by a Transpose to NCHW becomes an H×W×C Input,
+/// and a Transpose to NHWC before a Flatten/Reshape keeps the Dense rows in
+/// H·W·C order (otherwise Dense rows after a Flatten are reordered from
+/// C·H·W to Netloom's H·W·C). Shape
 /// arithmetic on constants (Shape, Gather, Unsqueeze, Concat of shapes, …)
 /// is absorbed silently. Every other operator is listed in
 /// [`Imported::unsupported`]: element-wise ones are passed through (the
@@ -473,6 +480,10 @@ struct Importer<'m> {
     values: HashMap<String, Val<'m>>,
     /// How many times each value is consumed (by nodes and graph outputs).
     uses: HashMap<String, usize>,
+    /// Values in NHWC layout (after a Transpose [0, 2, 3, 1]).
+    nhwc: HashSet<String>,
+    /// Flatten layers fed by NHWC values: they flatten in H·W·C order.
+    hwc_flattens: HashSet<String>,
     /// The op types consuming each value.
     consumers: HashMap<String, Vec<&'m str>>,
     /// Node → its ONNX op (for folding decisions).
@@ -646,6 +657,8 @@ impl<'m> Importer<'m> {
             values,
             uses,
             consumers,
+            nhwc: HashSet::new(),
+            hwc_flattens: HashSet::new(),
             origin: HashMap::new(),
             weights: Tensors::new(),
             unsupported: BTreeMap::new(),
@@ -670,12 +683,13 @@ impl<'m> Importer<'m> {
             unsupported,
             passed_through,
             mut warnings,
+            hwc_flattens,
             ..
         } = self;
         let mut graph = graph.compacted();
         layout::auto_layout(&mut graph);
         let analysis = infer::analyze(&graph);
-        let weights = match from_framework(&graph, &analysis, &weights) {
+        let weights = match from_framework_with(&graph, &analysis, &weights, &hwc_flattens) {
             Ok((w, misfits)) => {
                 warnings.extend(misfits.into_iter().map(|m| format!("weight skipped: {m}")));
                 w
@@ -903,6 +917,10 @@ impl<'m> Importer<'m> {
             node.name.clone()
         };
         let x = node.input.first().cloned().unwrap_or_default();
+        if node.input.iter().any(|i| self.nhwc.contains(i)) && !matches!(op, "Flatten" | "Reshape")
+        {
+            return self.unsupported(node, format!("{op} on NHWC data"));
+        }
         match op {
             "Conv" => self.conv(node, &name),
             "MaxPool" | "AveragePool" => self.pool(node, &name),
@@ -1294,6 +1312,9 @@ impl<'m> Importer<'m> {
         }
         let (id, shape) = self.add(name, LayerKind::Flatten, &[Some(from)])?;
         self.origin.insert(id, "Flatten");
+        if self.nhwc.contains(&x) {
+            self.hwc_flattens.insert(self.graph.name_of(id).to_string());
+        }
         self.set_outputs(node, Val::Data { node: id, shape });
         Ok(())
     }
@@ -1563,6 +1584,17 @@ impl<'m> Importer<'m> {
                 self.set_outputs(node, Val::Data { node: id, shape });
                 return Ok(());
             }
+        }
+        if attr_ints(node, "perm") == Some(&[0, 2, 3, 1])
+            && let Some((id, shape)) = self.data(&x)?
+            && !matches!(shape, Some(Shape::Vector(_)))
+        {
+            // Keras-style flatten order: NHWC, then Reshape/Flatten.
+            self.set_outputs(node, Val::Data { node: id, shape });
+            if let Some(o) = node.output.first() {
+                self.nhwc.insert(o.clone());
+            }
+            return Ok(());
         }
         let label = match attr_ints(node, "perm") {
             Some(p) => format!("Transpose {p:?}"),
