@@ -758,3 +758,40 @@ fn computed_reshape_is_read_as_flatten() {
     assert_eq!(imp.graph.len(), 3);
     assert!(imp.warnings.iter().any(|w| w.contains("computed")));
 }
+
+/// Weights given as shapes only (the ONNX test suite's "light" models):
+/// ConstantOfShape, a Reshape of a constant, BN parameters as graph inputs,
+/// and a caffe2-style per-channel Mul/Add that is passed through.
+#[test]
+fn weights_from_constant_of_shape_and_reshaped_constants() {
+    let mut m = M::new("x", &[1, 3, 8, 8]);
+    m.g.input.push(vi("bn.s", &[4]));
+    m.ints("w_shape", &[4, 27])
+        .node("ConstantOfShape", "w_flat", &["w_shape"], vec![])
+        .ints("w_dims", &[4, 3, 3, 3])
+        .node("Reshape", "w", &["w_flat", "w_dims"], vec![])
+        .node("Conv", "conv", &["x", "w"], vec![ai("pads", &[1, 1, 1, 1])])
+        .node(
+            "BatchNormalization",
+            "bn",
+            &["conv", "bn.s", "bn.s", "bn.s", "bn.s"],
+            vec![],
+        )
+        .init("scale", &[1, 4, 1, 1])
+        .node("Mul", "scaled", &["bn", "scale"], vec![])
+        .node("Add", "shifted", &["scaled", "scale"], vec![])
+        .node("GlobalAveragePool", "gap", &["shifted"], vec![])
+        .node("Flatten", "flat", &["gap"], vec![])
+        .output("flat");
+    let imp = m.import();
+    let a = analyze(&imp.graph);
+    assert!(a.is_valid(), "{:?}", a.errors());
+    let t = a.totals(&Conventions::default());
+    assert_eq!(t.total_params, 4 * 27 + 4 * 4);
+    assert_eq!(t.macs, 8 * 8 * 4 * 27);
+    assert_eq!(
+        imp.unsupported,
+        vec![("Add (constant)".to_string(), 1), ("Mul".to_string(), 1)]
+    );
+    assert!(imp.weights.is_empty());
+}

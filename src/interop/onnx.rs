@@ -567,6 +567,7 @@ fn node_label(n: &NodeProto) -> String {
 
 /// Operators that keep their input's shape, passed through when unsupported.
 const SHAPE_KEEPING: &[&str] = &[
+    "Add",
     "Clip",
     "Elu",
     "Selu",
@@ -691,7 +692,16 @@ impl<'m> Importer<'m> {
         let analysis = infer::analyze(&graph);
         let weights = match from_framework_with(&graph, &analysis, &weights, &hwc_flattens) {
             Ok((w, misfits)) => {
-                warnings.extend(misfits.into_iter().map(|m| format!("weight skipped: {m}")));
+                match misfits.len() {
+                    0 => {}
+                    1..=3 => {
+                        warnings.extend(misfits.into_iter().map(|m| format!("weight skipped: {m}")))
+                    }
+                    n => warnings.push(format!(
+                        "{n} weights skipped because their layers have no shape or a different one; first: {}",
+                        misfits[0]
+                    )),
+                }
                 w
             }
             Err(e) => {
@@ -902,11 +912,28 @@ impl<'m> Importer<'m> {
         if op == "Constant" {
             return self.constant(node);
         }
+        if op == "ConstantOfShape" {
+            // A filled tensor of a constant shape (weights stripped from "light" models).
+            let shape = node.input.first().cloned().unwrap_or_default();
+            let val = match self.konst(&shape)? {
+                Some((_, Some(dims))) if dims.iter().all(|&d| d >= 0.0) => Val::Const {
+                    dims: dims.iter().map(|&d| d as usize).collect(),
+                    tensor: None,
+                    owned: None,
+                },
+                _ => Val::Meta,
+            };
+            self.set_outputs(node, val);
+            return Ok(());
+        }
         let any_data = node.input.iter().any(|i| self.is_data(i));
         let any_cut = node
             .input
             .iter()
             .any(|i| matches!(self.values.get(i), Some(Val::Cut)));
+        if op == "Reshape" && !any_data && !any_cut {
+            return self.reshape_constant(node);
+        }
         if op == "Shape" || op == "Size" || (!any_data && !any_cut && !node.input.is_empty()) {
             self.set_outputs(node, Val::Meta);
             return Ok(());
@@ -1012,6 +1039,49 @@ impl<'m> Importer<'m> {
             }
         } else {
             Val::Meta
+        };
+        self.set_outputs(node, val);
+        Ok(())
+    }
+
+    /// A Reshape of a constant (weights reshaped before use) stays a constant.
+    fn reshape_constant(&mut self, node: &NodeProto) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        let target = node.input.get(1).cloned().unwrap_or_default();
+        let val = match (self.values.get(&x).cloned(), self.konst(&target)?) {
+            (
+                Some(Val::Const {
+                    dims,
+                    tensor,
+                    owned,
+                }),
+                Some((_, Some(t))),
+            ) => {
+                let n: usize = dims.iter().product();
+                let mut new: Vec<usize> = t
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| match d as i64 {
+                        0 => dims.get(i).copied().unwrap_or(1),
+                        -1 => 0,
+                        d => d.max(0) as usize,
+                    })
+                    .collect();
+                if let Some(free) = t.iter().position(|&d| d == -1.0) {
+                    let known: usize = new.iter().filter(|&&d| d != 0).product();
+                    new[free] = n.checked_div(known).unwrap_or(0);
+                }
+                if new.iter().product::<usize>() == n {
+                    Val::Const {
+                        dims: new,
+                        tensor,
+                        owned,
+                    }
+                } else {
+                    Val::Meta
+                }
+            }
+            _ => Val::Meta,
         };
         self.set_outputs(node, val);
         Ok(())
