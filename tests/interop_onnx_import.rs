@@ -795,3 +795,27 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
     );
     assert!(imp.weights.is_empty());
 }
+
+/// torch.onnx (≥ 1.13) scopes node names; layers take their module path.
+#[test]
+fn pytorch_scoped_names_become_module_paths() {
+    let mut m = M::new("input", &[1, 3, 4, 4]);
+    m.init("layer1.0.conv1.weight", &[2, 3, 1, 1])
+        .node(
+            "Conv",
+            "/layer1/layer1.0/conv1/Conv",
+            &["input", "layer1.0.conv1.weight"],
+            vec![],
+        )
+        .node(
+            "Relu",
+            "/layer1/layer1.0/relu/Relu",
+            &["/layer1/layer1.0/conv1/Conv"],
+            vec![],
+        )
+        .output("/layer1/layer1.0/relu/Relu");
+    let imp = m.import();
+    assert!(imp.graph.find("layer1.0.conv1").is_some());
+    assert!(imp.graph.find("layer1/layer1.0/relu/Relu").is_some());
+    assert!(imp.weights.contains_key("layer1.0.conv1.weight"));
+}

@@ -938,11 +938,7 @@ impl<'m> Importer<'m> {
             self.set_outputs(node, Val::Meta);
             return Ok(());
         }
-        let name = if node.name.trim().is_empty() {
-            node.output.first().cloned().unwrap_or_default()
-        } else {
-            node.name.clone()
-        };
+        let name = layer_name(node);
         let x = node.input.first().cloned().unwrap_or_default();
         if node.input.iter().any(|i| self.nhwc.contains(i)) && !matches!(op, "Flatten" | "Reshape")
         {
@@ -1705,6 +1701,29 @@ impl<'m> Importer<'m> {
         }
         let padding = [p[2] as u32, p[6] as u32, p[3] as u32, p[7] as u32];
         self.simple(node, name, LayerKind::ZeroPad2d { padding })
+    }
+}
+
+/// The Netloom name for a node: the module path of its weight when the
+/// exporter scoped names PyTorch-style (`/layer1/layer1.0/conv1/Conv` with
+/// weight `layer1.0.conv1.weight` → `layer1.0.conv1`), else the node name
+/// without a leading `/`, else its first output's name.
+fn layer_name(node: &NodeProto) -> String {
+    let scoped = node.name.is_empty() || node.name.starts_with('/');
+    if scoped
+        && let Some(stem) = node
+            .input
+            .get(1)
+            .and_then(|w| w.strip_suffix(".weight"))
+            .filter(|s| !s.is_empty())
+    {
+        return stem.to_string();
+    }
+    let name = node.name.trim().trim_start_matches('/');
+    if name.is_empty() {
+        node.output.first().cloned().unwrap_or_default()
+    } else {
+        name.to_string()
     }
 }
 
