@@ -1,9 +1,24 @@
 //! Netloom: a visual designer for convolutional networks.
 //!
-//! The pipeline, one way: a [`graph::Graph`] (the design as data) is checked
-//! and costed by [`infer`], compiled and trained by `train` on the CPU
-//! [`kernels`]; `data` feeds training.
+//! Data flows one way: [`graph`] (the design as data) → [`infer`] (shapes,
+//! params, multiply counts, errors) → [`train`] (compiled plan, autodiff,
+//! optimizers) → [`kernels`] (ndarray/rayon math that knows nothing of
+//! graphs). [`data`] feeds `train`.
+//!
+//! ```no_run
+//! use netloom::{graph, infer, train};
+//! let design = graph::file::load(&netloom::default_design_path())?;
+//! let analysis = infer::analyze(&design);
+//! println!("{} MACs", analysis.totals(&Default::default()).macs);
+//! let mut plan = train::Plan::compile(&design, &analysis, 32, 42)?;
+//! let mut optimizer = train::Optimizer::new(Default::default(), &plan.params);
+//! let (images, labels) = (vec![0.0; 32 * 64 * 64 * 3], vec![0u32; 32]);
+//! let loss = plan.train_step(&images, &labels, &mut optimizer);
+//! # let _ = loss;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub mod bench;
 pub mod data;
 pub mod graph;
 pub mod infer;

@@ -70,6 +70,21 @@ enum Command {
         #[command(flatten)]
         cost: CostArgs,
     },
+    /// Times training steps and forward passes of a design on random data.
+    Bench {
+        /// The design to time (default: the resnet-mini preset).
+        design: Option<PathBuf>,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Timed steps after warm-up; the median is reported.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn load(path: &Path) -> Result<Graph, String> {
@@ -106,6 +121,51 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Some(Command::Bench {
+            design,
+            batch,
+            steps,
+            seed,
+            json,
+        }) => {
+            let path = design.unwrap_or_else(netloom::default_design_path);
+            let graph = load(&path)?;
+            if !json {
+                eprintln!(
+                    "timing {} at batch {batch}: 3 warm-up steps, then {steps} training steps and {steps} forward passes…",
+                    graph.name
+                );
+            }
+            let r = netloom::bench::run(&graph, batch, steps.max(1), seed)?;
+            if json {
+                println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            } else {
+                println!(
+                    "design            {} (batch {}, {} threads)",
+                    r.design, r.batch, r.threads
+                );
+                println!(
+                    "train step        {:.1} ms median ({:.1} min) · {:.1} GFLOP/s",
+                    r.train_step_ms, r.train_step_ms_min, r.train_gflops
+                );
+                println!(
+                    "forward           {:.1} ms median ({:.1} min) · {:.1} GFLOP/s",
+                    r.forward_ms, r.forward_ms_min, r.forward_gflops
+                );
+                println!(
+                    "FMA peak          {:.1} GFLOP/s ({} threads); training at {:.0}% of peak",
+                    r.peak_gflops,
+                    r.threads,
+                    100.0 * r.train_efficiency
+                );
+                println!("peak RSS          {:.0} MB", r.peak_rss_mb);
+                println!("slowest layers (ms per training step):");
+                for l in r.layers.iter().take(8) {
+                    println!("  {:<24}{:>8.2}", l.name, l.ms);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Compare { a, b, cost }) => {
             let (ga, gb) = (load(&a)?, load(&b)?);

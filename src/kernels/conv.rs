@@ -38,6 +38,8 @@ pub enum GeometryError {
 
 /// Output pixels per im2col tile.
 pub const TILE_ROWS: usize = 120;
+/// Widest output row the direct path handles (its row table lives on the stack).
+const DIRECT_MAX_PIXELS: usize = 1024;
 
 /// Shape of one conv layer at one batch size. Construct with [`Conv2dGeometry::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,10 +160,14 @@ impl Conv2dGeometry {
     pub fn macs(&self) -> u64 {
         self.rows() as u64 * self.k_cols() as u64 * self.out_c as u64
     }
-    /// 1×1 without padding: no im2col needed.
+    /// 1×1, stride 1, no padding: the input already is the im2col matrix.
+    /// (Strided 1×1 convs go through im2col, which for them is a cheap row
+    /// gather, so the GEMM runs on full tiles.)
     pub fn is_pointwise(&self) -> bool {
         self.k_h == 1
             && self.k_w == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
             && self.pad_top == 0
             && self.pad_left == 0
             && self.pad_bottom == 0
@@ -176,11 +182,69 @@ impl Conv2dGeometry {
     }
     /// Scratch floats needed by [`conv2d_forward`].
     pub fn forward_workspace_len(&self) -> usize {
-        self.slots * self.tile_len()
+        let direct = match self.direct_tiling() {
+            Some((_, band)) => {
+                super::gemm::packed_b_len(self.k_cols(), self.out_c) + self.slots * band
+            }
+            None => 0,
+        };
+        (self.slots * self.tile_len()).max(direct)
+    }
+    /// Direct (implicit im2col) forward: output rows per tile and the floats
+    /// of one zero-padded input band. None when the im2col path is used.
+    fn direct_tiling(&self) -> Option<(usize, usize)> {
+        if self.groups != 1 || self.is_pointwise() || self.out_w > DIRECT_MAX_PIXELS {
+            return None;
+        }
+        let tr = (TILE_ROWS / self.out_w).clamp(1, self.out_h);
+        let band_h = (tr - 1) * self.stride_h + self.k_h;
+        let band_w = self.in_w + self.pad_left + self.pad_right;
+        Some((tr, band_h * band_w * self.in_c))
     }
     /// Scratch floats needed by [`conv2d_backward`].
     pub fn backward_workspace_len(&self) -> usize {
-        self.slots * (self.tile_len() + self.weight_len() + self.out_c)
+        let scratch = match self.direct_tiling() {
+            Some((_, band)) => band.max(self.tile_len()),
+            None => self.tile_len(),
+        };
+        let params = self.slots * (scratch + self.weight_len() + self.out_c);
+        let input = match self.transposed() {
+            Some(t) => self.weight_len() + t.forward_workspace_len(),
+            None => self.slots * self.tile_len(),
+        };
+        params.max(input)
+    }
+    /// For stride 1 (not pointwise): the geometry of the convolution that maps
+    /// dY to dX — same kernel flipped, channels swapped, padding `k − 1 − p`.
+    fn transposed(&self) -> Option<Conv2dGeometry> {
+        // Its GEMM has N = in_c/groups: narrow N wastes the 16-wide microkernel.
+        let ok = self.stride_h == 1
+            && self.stride_w == 1
+            && self.cin_g() >= 16
+            && !self.is_pointwise()
+            && self.pad_top < self.k_h
+            && self.pad_bottom < self.k_h
+            && self.pad_left < self.k_w
+            && self.pad_right < self.k_w;
+        ok.then(|| Conv2dGeometry {
+            batch: self.batch,
+            in_h: self.out_h,
+            in_w: self.out_w,
+            in_c: self.out_c,
+            out_h: self.in_h,
+            out_w: self.in_w,
+            out_c: self.in_c,
+            k_h: self.k_h,
+            k_w: self.k_w,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: self.k_h - 1 - self.pad_top,
+            pad_left: self.k_w - 1 - self.pad_left,
+            pad_bottom: self.k_h - 1 - self.pad_bottom,
+            pad_right: self.k_w - 1 - self.pad_right,
+            groups: self.groups,
+            slots: self.slots,
+        })
     }
     /// Scratch floats that suffice for every conv call of this geometry.
     pub fn workspace_len(&self) -> usize {
@@ -344,6 +408,11 @@ pub fn conv2d_forward(
     ws: &mut [f32],
 ) {
     check_lens(geo, x.len(), w.len(), y.len(), bias.map(|b| b.len()));
+    if let Some((tr, band)) = geo.direct_tiling()
+        && super::gemm::has_avx2_fma()
+    {
+        return conv2d_forward_direct(geo, x, w, bias, y, ws, tr, band);
+    }
     let oc = geo.out_c;
     let (cg, og) = (geo.cin_g(), geo.cout_g());
     let rows = geo.rows();
@@ -408,6 +477,100 @@ pub fn conv2d_forward(
         });
 }
 
+/// Copies the input rows read by output rows `oy0 .. oy0+trr` of image `b`
+/// into `buf` with zero padding (width `in_w + pad_left + pad_right`), and
+/// writes each output pixel's offset in the band to `rows`. Returns the pixel count.
+fn fill_band(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    b: usize,
+    oy0: usize,
+    trr: usize,
+    buf: &mut [f32],
+    rows: &mut [usize],
+) -> usize {
+    let ic = geo.in_c;
+    let band_w = geo.in_w + geo.pad_left + geo.pad_right;
+    let band_h = (trr - 1) * geo.stride_h + geo.k_h;
+    for (br, row) in buf.chunks_exact_mut(band_w * ic).take(band_h).enumerate() {
+        let iy = (oy0 * geo.stride_h + br) as isize - geo.pad_top as isize;
+        if iy < 0 || iy as usize >= geo.in_h {
+            row.fill(0.0);
+            continue;
+        }
+        let src = &x[((b * geo.in_h + iy as usize) * geo.in_w) * ic..][..geo.in_w * ic];
+        row[..geo.pad_left * ic].fill(0.0);
+        row[geo.pad_left * ic..(geo.pad_left + geo.in_w) * ic].copy_from_slice(src);
+        row[(geo.pad_left + geo.in_w) * ic..].fill(0.0);
+    }
+    let count = trr * geo.out_w;
+    for (i, r) in rows[..count].iter_mut().enumerate() {
+        let (ty, ox) = (i / geo.out_w, i % geo.out_w);
+        *r = (ty * geo.stride_h * band_w + ox * geo.stride_w) * ic;
+    }
+    count
+}
+
+/// Direct convolution (groups = 1): per tile of `tr` output rows, copy the
+/// input rows it reads into a zero-padded band (L1/L2-resident), then run the
+/// GEMM microkernel with A rows addressed straight in the band: each im2col
+/// row is `k_h` contiguous runs of `k_w·in_c` floats. No im2col matrix.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_forward_direct(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ws: &mut [f32],
+    tr: usize,
+    band: usize,
+) {
+    use super::gemm::{conv_rows, pack_b, packed_b_len};
+    assert!(
+        ws.len() >= geo.forward_workspace_len(),
+        "conv2d_forward: workspace too small"
+    );
+    let (oc, ic, kc) = (geo.out_c, geo.in_c, geo.k_cols());
+    let (wpack, rest) = ws.split_at_mut(packed_b_len(kc, oc));
+    pack_b(kc, oc, MatRef::row_major(w, oc), wpack);
+    let wpack = &*wpack;
+    let band_w = geo.in_w + geo.pad_left + geo.pad_right;
+    let per_img = geo.out_h.div_ceil(tr);
+    let tiles = geo.batch * per_img;
+    let slots = geo.slots.min(tiles);
+    let yp = SendPtr(y.as_mut_ptr());
+    let plane = geo.out_h * geo.out_w;
+    rest[..slots * band]
+        .par_chunks_mut(band)
+        .enumerate()
+        .for_each(|(s, buf)| {
+            let mut rows = [0usize; DIRECT_MAX_PIXELS];
+            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+                let (b, oy0) = (t / per_img, (t % per_img) * tr);
+                let trr = tr.min(geo.out_h - oy0);
+                let count = fill_band(geo, x, b, oy0, trr, buf, &mut rows);
+                let m0 = b * plane + oy0 * geo.out_w;
+                // SAFETY: tiles write disjoint row ranges of y.
+                let c =
+                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(m0 * oc), count * oc) };
+                let done = conv_rows(
+                    buf,
+                    &rows[..count],
+                    geo.k_h,
+                    geo.k_w * ic,
+                    band_w * ic,
+                    wpack,
+                    oc,
+                    bias,
+                    c,
+                    oc,
+                );
+                assert!(done, "conv2d_forward_direct needs AVX2+FMA");
+            }
+        });
+}
+
 /// Gradients of [`conv2d_forward`]. Each of `dx`, `dw`, `db` is optional and
 /// overwritten. `ws` needs [`Conv2dGeometry::backward_workspace_len`] floats.
 #[allow(clippy::too_many_arguments)]
@@ -431,7 +594,12 @@ pub fn conv2d_backward(
         conv2d_backward_input(geo, w, dy, dx, ws);
     }
     if dw.is_some() || db.is_some() {
-        conv2d_backward_params(geo, x, dy, dw, db, ws);
+        match geo.direct_tiling() {
+            Some((tr, band)) if geo.out_c.is_multiple_of(16) && super::gemm::has_avx2_fma() => {
+                conv2d_backward_params_direct(geo, x, dy, dw, db, ws, tr, band)
+            }
+            _ => conv2d_backward_params(geo, x, dy, dw, db, ws),
+        }
     }
 }
 
@@ -445,6 +613,13 @@ fn conv2d_backward_input(
     let oc = geo.out_c;
     let (cg, og) = (geo.cin_g(), geo.cout_g());
     let kc = geo.k_cols();
+    if let Some(t) = geo.transposed() {
+        // dX = conv(dY, flipped Wᵀ): runs on the tiled forward path, no col2im.
+        let (wt, rest) = ws.split_at_mut(geo.weight_len());
+        flip_weights(geo, w, wt);
+        conv2d_forward(&t, dy, wt, None, dx, rest);
+        return;
+    }
     if geo.is_pointwise() {
         let stride1 = geo.stride_h == 1 && geo.stride_w == 1;
         if !stride1 {
@@ -510,6 +685,126 @@ fn conv2d_backward_input(
         });
 }
 
+/// `wt[ky'][kx'][co_local][ci] = w[kh−1−ky'][kw−1−kx'][ci mod cin_g][g·cout_g + co_local]`,
+/// the HWIO weight of the transposed convolution (groups preserved).
+fn flip_weights(geo: &Conv2dGeometry, w: &[f32], wt: &mut [f32]) {
+    let (cg, og, oc, ic) = (geo.cin_g(), geo.cout_g(), geo.out_c, geo.in_c);
+    for ky in 0..geo.k_h {
+        for kx in 0..geo.k_w {
+            let src_tap = (geo.k_h - 1 - ky) * geo.k_w + (geo.k_w - 1 - kx);
+            let dst_tap = ky * geo.k_w + kx;
+            for col in 0..og {
+                let drow = &mut wt[(dst_tap * og + col) * ic..(dst_tap * og + col + 1) * ic];
+                for (ci, d) in drow.iter_mut().enumerate() {
+                    let g = ci / cg;
+                    *d = w[(src_tap * cg + ci % cg) * oc + g * og + col];
+                }
+            }
+        }
+    }
+}
+
+/// dW and db of a groups=1 conv without im2col: per tile, the input band of
+/// the forward pass, then for each run of 6 im2col columns (inside one
+/// `k_w·in_c` segment) `dW[kk..kk+6][:] += Σ_p band[row_p + kk..] ⊗ dY[p]`.
+/// Per-slot partials in dW layout, reduced in slot order.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_backward_params_direct(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+    tr: usize,
+    band: usize,
+) {
+    use super::gemm::conv_dw_rows;
+    let (oc, ic) = (geo.out_c, geo.in_c);
+    let wl = geo.weight_len();
+    let scratch = band.max(geo.tile_len());
+    let per = scratch + wl + oc;
+    let per_img = geo.out_h.div_ceil(tr);
+    let tiles = geo.batch * per_img;
+    let slots = geo.slots.min(tiles);
+    let plane = geo.out_h * geo.out_w;
+    let band_w = geo.in_w + geo.pad_left + geo.pad_right;
+    let seg = geo.k_w * ic;
+    let (want_dw, want_db) = (dw.is_some(), db.is_some());
+    ws[..slots * per]
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(s, slot)| {
+            let (buf, rest) = slot.split_at_mut(scratch);
+            let (pw, pb) = rest.split_at_mut(wl);
+            pw.fill(0.0);
+            pb.fill(0.0);
+            let mut rows = [0usize; DIRECT_MAX_PIXELS];
+            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+                let (b, oy0) = (t / per_img, (t % per_img) * tr);
+                let trr = tr.min(geo.out_h - oy0);
+                let m0 = b * plane + oy0 * geo.out_w;
+                let count = trr * geo.out_w;
+                let dyt = &dy[m0 * oc..(m0 + count) * oc];
+                if want_db {
+                    for r in dyt.chunks_exact(oc) {
+                        for (p, v) in pb.iter_mut().zip(r) {
+                            *p += *v;
+                        }
+                    }
+                }
+                if !want_dw {
+                    continue;
+                }
+                fill_band(geo, x, b, oy0, trr, buf, &mut rows);
+                for ky in 0..geo.k_h {
+                    let mut q0 = 0;
+                    while q0 < seg {
+                        let mr = 6.min(seg - q0);
+                        let kk = ky * seg + q0;
+                        let done = conv_dw_rows(
+                            buf,
+                            &rows[..count],
+                            ky * band_w * ic + q0,
+                            mr,
+                            dyt,
+                            oc,
+                            oc,
+                            &mut pw[kk * oc..],
+                            oc,
+                        );
+                        assert!(done, "conv2d_backward_params_direct: unsupported shape");
+                        q0 += mr;
+                    }
+                }
+            }
+        });
+    let parts = &*ws;
+    if let Some(dw) = dw {
+        assert_eq!(dw.len(), wl, "conv2d_backward: dw length");
+        dw.par_chunks_mut(1024).enumerate().for_each(|(ci, out)| {
+            let i0 = ci * 1024;
+            out.fill(0.0);
+            for s in 0..slots {
+                let p = &parts[s * per + scratch + i0..][..out.len()];
+                for (o, v) in out.iter_mut().zip(p) {
+                    *o += *v;
+                }
+            }
+        });
+    }
+    if let Some(db) = db {
+        assert_eq!(db.len(), oc, "conv2d_backward: db length");
+        db.fill(0.0);
+        for s in 0..slots {
+            let p = &parts[s * per + scratch + wl..s * per + per];
+            for (o, v) in db.iter_mut().zip(p) {
+                *o += *v;
+            }
+        }
+    }
+}
+
 fn conv2d_backward_params(
     geo: &Conv2dGeometry,
     x: &[f32],
@@ -550,29 +845,33 @@ fn conv2d_backward_params(
                 if !want_dw {
                     continue;
                 }
+                // The partial is dWᵀ (out_c × k_cols): dWᵀ_g += dY_gᵀ · col_g.
+                // A = dYᵀ packs cheaply (6 channels per pixel), B = col packs
+                // with vector copies; the other orientation would transpose
+                // the whole column tile while packing.
                 for g in 0..geo.groups {
-                    let bm = MatRef::row_major(&dy[g * og..], oc);
+                    let a = MatRef {
+                        data: &dy[m0 * oc + g * og..],
+                        rs: 1,
+                        cs: oc,
+                    };
+                    let c = &mut pw[g * og * kc..];
                     if geo.is_pointwise() {
-                        segments(geo, m0, m0 + count, |sg| {
-                            let a = MatRef {
-                                data: &x[sg.x_pix * geo.in_c + g * cg..],
-                                rs: 1,
-                                cs: sg.x_step * geo.in_c,
-                            };
-                            let b = MatRef {
-                                data: &bm.data[sg.m0 * oc..],
-                                ..bm
-                            };
-                            sgemm(cg, og, sg.count, 1.0, a, b, 1.0, &mut pw[g * og..], oc);
-                        });
+                        let b = MatRef::row_major(&x[m0 * geo.in_c + g * cg..], geo.in_c);
+                        sgemm(og, cg, count, 1.0, a, b, 1.0, c, kc);
                     } else {
                         im2col(geo, x, g, m0, count, buf);
-                        let a = MatRef::transposed(buf, kc);
-                        let b = MatRef {
-                            data: &bm.data[m0 * oc..],
-                            ..bm
-                        };
-                        sgemm(kc, og, count, 1.0, a, b, 1.0, &mut pw[g * og..], oc);
+                        sgemm(
+                            og,
+                            kc,
+                            count,
+                            1.0,
+                            a,
+                            MatRef::row_major(buf, kc),
+                            1.0,
+                            c,
+                            kc,
+                        );
                     }
                 }
             }
@@ -581,13 +880,14 @@ fn conv2d_backward_params(
     let parts = &*ws;
     if let Some(dw) = dw {
         assert_eq!(dw.len(), wl, "conv2d_backward: dw length");
-        dw.par_chunks_mut(1024).enumerate().for_each(|(ci, out)| {
-            let i0 = ci * 1024;
+        // dw[kk][j] = Σ_s partial_s[j][kk] (partials hold dWᵀ; with groups,
+        // row j = g·cout_g + co of dWᵀ is exactly column j of HWIO).
+        dw.par_chunks_mut(oc).enumerate().for_each(|(kk, out)| {
             out.fill(0.0);
             for s in 0..slots {
-                let p = &parts[s * per + tl + i0..s * per + tl + i0 + out.len()];
-                for (o, v) in out.iter_mut().zip(p) {
-                    *o += *v;
+                let p = &parts[s * per + tl..s * per + tl + wl];
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o += p[j * kc + kk];
                 }
             }
         });
@@ -657,6 +957,17 @@ mod tests {
             Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 2).unwrap(),
             Conv2dGeometry::new(1, (6, 5, 4), 4, (3, 3), (2, 2), [1, 0, 1, 1], 4).unwrap(),
             Conv2dGeometry::new(1, (4, 4, 2), 3, (4, 4), (1, 1), [0; 4], 1).unwrap(),
+            // stride 1 with groups and asymmetric padding: dx via the flipped conv
+            Conv2dGeometry::new(2, (5, 6, 34), 6, (3, 2), (1, 1), [2, 0, 0, 1], 2).unwrap(),
+            // strided 1×1, groups 1: direct path with one segment per row
+            Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 1).unwrap(),
+            // output row wider than a tile: one output row per tile
+            Conv2dGeometry::new(1, (3, 130, 2), 3, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+            // out_c multiple of 16: direct dW path (stem-like seg of 9, and strided)
+            Conv2dGeometry::new(2, (5, 6, 3), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+            Conv2dGeometry::new(1, (7, 6, 5), 32, (3, 3), (2, 2), [0, 0, 1, 1], 1).unwrap(),
+            // padding ≥ kernel: dx via col2im
+            Conv2dGeometry::new(1, (4, 4, 2), 2, (2, 2), (1, 1), [2, 2, 0, 0], 1).unwrap(),
         ]
     }
 

@@ -156,3 +156,43 @@ mod tests {
         assert_eq!(p, [1.0, 0.0]);
     }
 }
+
+/// Gradient of a row-wise softmax that is *not* fused with a loss:
+/// `dx = y ⊙ (dy − Σ dy·y)` per row. `dx` is overwritten.
+pub fn softmax_backward(y: &[f32], dy: &[f32], dx: &mut [f32], classes: usize) {
+    assert_eq!(y.len(), dy.len(), "softmax_backward: lengths");
+    assert_eq!(y.len(), dx.len(), "softmax_backward: lengths");
+    for ((y, dy), dx) in y
+        .chunks_exact(classes)
+        .zip(dy.chunks_exact(classes))
+        .zip(dx.chunks_exact_mut(classes))
+    {
+        let dot: f64 = y.iter().zip(dy).map(|(&a, &b)| a as f64 * b as f64).sum();
+        for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = y * (dy - dot as f32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod softmax_backward_tests {
+    use super::*;
+    use crate::kernels::testutil::{Rng, check, dot64};
+
+    #[test]
+    fn softmax_backward_matches_finite_differences() {
+        let classes = 5;
+        let mut rng = Rng::new(11);
+        let mut x = rng.vec(3 * classes);
+        let r = rng.vec(3 * classes);
+        let mut y = vec![0.0; x.len()];
+        softmax_forward(&x, &mut y, classes);
+        let mut dx = vec![0.0; x.len()];
+        softmax_backward(&y, &r, &mut dx, classes);
+        check("softmax", &mut x, &dx, 1e-2, |x| {
+            let mut y = vec![0.0; x.len()];
+            softmax_forward(x, &mut y, classes);
+            dot64(&y, &r)
+        });
+    }
+}

@@ -201,6 +201,36 @@ pub fn zero_pad2d_backward(
         });
 }
 
+/// The gradient of input `k` of a channel concat: its channels of `dy`,
+/// written to `dx` (overwrite) or added to it (`accumulate`).
+pub fn concat_channels_backward_one(
+    dy: &[f32],
+    channels: &[usize],
+    k: usize,
+    dx: &mut [f32],
+    accumulate: bool,
+) {
+    let c: usize = channels.iter().sum();
+    let ck = channels[k];
+    let off: usize = channels[..k].iter().sum();
+    let pixels = dy.len() / c;
+    assert_eq!(dx.len(), pixels * ck, "concat_backward_one: dx length");
+    let rows = (ELEM_CHUNK / c).max(1);
+    dx.par_chunks_mut(rows * ck)
+        .enumerate()
+        .for_each(|(t, dx)| {
+            for (r, dxr) in dx.chunks_exact_mut(ck).enumerate() {
+                let p = t * rows + r;
+                let src = &dy[p * c + off..p * c + off + ck];
+                if accumulate {
+                    dxr.iter_mut().zip(src).for_each(|(d, s)| *d += *s);
+                } else {
+                    dxr.copy_from_slice(src);
+                }
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,35 @@
 //!   sum gradients of a tensor used twice.
 //! - Determinism: the same inputs and rayon thread count give bit-identical
 //!   results (reductions use fixed partitions reduced in a fixed order).
+//! - Shapes are checked with `assert!` (a mismatch is a bug in the caller,
+//!   not a user error); geometry constructors return [`GeometryError`].
+//!
+//! # Where the time goes
+//! Convolutions dominate. On x86-64 with AVX2+FMA (runtime-detected; set
+//! `NETLOOM_NO_SIMD=1` to force the portable path) groups=1 convs run as
+//! *direct* convolutions: per tile of output rows the input rows are copied
+//! into a zero-padded band that stays in L1/L2 and a 6×16 FMA microkernel
+//! reads im2col rows straight out of it (`gemm::conv_rows`); dX of stride-1
+//! convs is the forward conv of dY with flipped weights; dW accumulates from
+//! the same band (`gemm::conv_dw_rows`). Grouped convs and the rest use
+//! im2col tiles + [`gemm::sgemm`]. `benches/kernels.rs` has the figures.
+//!
+//! # API at a glance
+//! - [`conv::conv2d_forward`]`(geo, x, w, bias, y, ws)`,
+//!   [`conv::conv2d_backward`]`(geo, x, w, dy, dx?, dw?, db?, ws)`; `ws` len
+//!   [`Conv2dGeometry::workspace_len`].
+//! - [`pool::max_pool2d_forward`]`(geo, x, y, argmax)` / `_backward(geo, dy, argmax, dx)`,
+//!   [`pool::avg_pool2d_forward`]`(geo, x, y, count_include_pad)` / `_backward`,
+//!   [`pool::global_avg_pool_forward`]`(x, y, hw, c)` / `_backward`.
+//! - [`norm::batch_norm_train_forward`], [`norm::batch_norm_eval_forward`],
+//!   [`norm::batch_norm_train_backward`], [`norm::batch_norm_eval_backward`].
+//! - [`activation`]: relu, leaky_relu, sigmoid, tanh — `_forward`, `_backward`, `_inplace`.
+//! - [`dense::dense_forward`]`(x, w, b, y, batch, in, out)`, [`dense::dense_backward`].
+//! - [`loss::softmax_forward`], [`loss::softmax_cross_entropy`],
+//!   [`loss::sigmoid_binary_cross_entropy`].
+//! - [`misc`]: dropout (counter-based masks), add, accumulate, channel
+//!   concat/split, zero_pad2d, [`misc::SplitMix64`] for seeded init.
+//! - [`gemm::sgemm`] / [`gemm::par_sgemm`]: strided `C = αAB + βC`.
 
 pub mod activation;
 pub mod conv;

@@ -33,6 +33,34 @@ fn channel_reduce(
     });
 }
 
+/// Two per-channel f64 sums in one pass over the rows (`f` adds row
+/// `off` into both accumulators); `fin(ch, a, b)` gives the outputs.
+fn channel_reduce2(
+    c: usize,
+    rows: usize,
+    out_a: &mut [f32],
+    out_b: &mut [f32],
+    f: impl Fn(usize, usize, &mut [f64], &mut [f64]) + Sync,
+    fin: impl Fn(usize, f64, f64) -> (f32, f32) + Sync,
+) {
+    out_a
+        .par_chunks_mut(CH_CHUNK)
+        .zip(out_b.par_chunks_mut(CH_CHUNK))
+        .enumerate()
+        .for_each(|(k, (oa, ob))| {
+            let c0 = k * CH_CHUNK;
+            let w = oa.len();
+            let mut acc_a = [0f64; CH_CHUNK];
+            let mut acc_b = [0f64; CH_CHUNK];
+            for r in 0..rows {
+                f(r * c + c0, c0, &mut acc_a[..w], &mut acc_b[..w]);
+            }
+            for j in 0..w {
+                (oa[j], ob[j]) = fin(c0 + j, acc_a[j], acc_b[j]);
+            }
+        });
+}
+
 /// Training-mode forward. `x`, `y`: rows × `c`. Writes the batch mean and
 /// `1/sqrt(var + eps)` into `save_mean`/`save_invstd` (needed by
 /// [`batch_norm_train_backward`]) and updates the running statistics.
@@ -64,30 +92,29 @@ pub fn batch_norm_train_forward(
     }
     let rows = x.len() / c;
     let inv_n = 1.0 / rows as f64;
-    channel_reduce(
+    // One pass: sums of (x − k) and (x − k)² with the shift k = first row
+    // (avoids cancellation when |mean| ≫ std); biased variance goes to
+    // save_invstd temporarily.
+    let shift = &x[..c];
+    channel_reduce2(
         c,
         rows,
         save_mean,
-        |off, _, acc| {
-            for (a, v) in acc.iter_mut().zip(&x[off..]) {
-                *a += *v as f64;
-            }
-        },
-        |_, s| (s * inv_n) as f32,
-    );
-    let mean = &*save_mean;
-    // Biased variance, stored temporarily in save_invstd.
-    channel_reduce(
-        c,
-        rows,
         save_invstd,
-        |off, c0, acc| {
-            for (j, (a, v)) in acc.iter_mut().zip(&x[off..]).enumerate() {
-                let d = *v as f64 - mean[c0 + j] as f64;
-                *a += d * d;
+        |off, c0, s1, s2| {
+            for (j, (a, b)) in s1.iter_mut().zip(s2.iter_mut()).enumerate() {
+                let d = x[off + j] as f64 - shift[c0 + j] as f64;
+                *a += d;
+                *b += d * d;
             }
         },
-        |_, s| (s * inv_n) as f32,
+        |ch, s1, s2| {
+            let m = s1 * inv_n;
+            (
+                (shift[ch] as f64 + m) as f32,
+                (s2 * inv_n - m * m).max(0.0) as f32,
+            )
+        },
     );
     let unbias = if rows > 1 {
         rows as f32 / (rows - 1) as f32
@@ -163,28 +190,20 @@ pub fn batch_norm_train_backward(
     assert_eq!(x.len(), dy.len(), "batch_norm_backward: lengths");
     assert_eq!(x.len(), dx.len(), "batch_norm_backward: lengths");
     let rows = x.len() / c;
-    channel_reduce(
+    channel_reduce2(
         c,
         rows,
         dbeta,
-        |off, _, acc| {
-            for (a, v) in acc.iter_mut().zip(&dy[off..]) {
-                *a += *v as f64;
-            }
-        },
-        |_, s| s as f32,
-    );
-    channel_reduce(
-        c,
-        rows,
         dgamma,
-        |off, c0, acc| {
-            for (j, a) in acc.iter_mut().enumerate() {
+        |off, c0, sb, sg| {
+            for (j, (b, g)) in sb.iter_mut().zip(sg.iter_mut()).enumerate() {
+                let d = dy[off + j];
                 let xh = (x[off + j] - save_mean[c0 + j]) * save_invstd[c0 + j];
-                *a += dy[off + j] as f64 * xh as f64;
+                *b += d as f64;
+                *g += d as f64 * xh as f64;
             }
         },
-        |_, s| s as f32,
+        |_, b, g| (b as f32, g as f32),
     );
     let inv_n = 1.0 / rows as f32;
     let (dgamma, dbeta) = (&*dgamma, &*dbeta);
@@ -287,6 +306,29 @@ mod tests {
         assert!((rv[0] - (0.9 + 0.1 * 15.0)).abs() < 1e-5);
         let m: f32 = (0..4).map(|r| y[r * c]).sum();
         assert!(m.abs() < 1e-6);
+    }
+
+    #[test]
+    fn stats_stable_with_large_mean() {
+        let mut rng = Rng::new(23);
+        let (rows, c) = (4096, 2);
+        let x: Vec<f32> = rng.vec(rows * c).iter().map(|v| 1.0e4 + v).collect();
+        let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
+        let (mut rm, mut rv) = (vec![0.0; c], vec![0.0; c]);
+        let mut y = vec![0.0; x.len()];
+        batch_norm_train_forward(
+            &x, &mut y, c, &[1.0; 2], &[0.0; 2], 0.0, 0.0, &mut rm, &mut rv, &mut sm, &mut si,
+        );
+        for ch in 0..c {
+            let vals: Vec<f64> = (0..rows).map(|r| x[r * c + ch] as f64).collect();
+            let m = vals.iter().sum::<f64>() / rows as f64;
+            let v = vals.iter().map(|t| (t - m) * (t - m)).sum::<f64>() / rows as f64;
+            assert!((sm[ch] as f64 - m).abs() < 1e-3);
+            assert!(
+                ((1.0 / (si[ch] as f64 * si[ch] as f64)) - v).abs() < 1e-4 * v.max(1e-3),
+                "{v}"
+            );
+        }
     }
 
     #[test]

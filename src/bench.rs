@@ -1,0 +1,217 @@
+//! `netloom bench`: the resnet-mini training workload timed on this machine,
+//! with the machine's own f32 FMA peak measured beside it so efficiency is a
+//! ratio from one run, not a figure from elsewhere.
+
+use crate::graph::Graph;
+use crate::infer::analyze;
+use crate::kernels::misc::SplitMix64;
+use crate::train::plan::{GradWrite, Op};
+use crate::train::{Mode, Optimizer, OptimizerConfig, OptimizerKind, Plan, Schedule};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub design: String,
+    pub batch: usize,
+    pub threads: usize,
+    pub steps: usize,
+    pub train_step_ms: f64,
+    pub train_step_ms_min: f64,
+    pub forward_ms: f64,
+    pub forward_ms_min: f64,
+    /// Multiply-adds of one training step: forward, weight gradients, and input gradients where needed.
+    pub train_macs: u64,
+    pub forward_macs: u64,
+    pub train_gflops: f64,
+    pub forward_gflops: f64,
+    /// f32 FMA throughput of all threads in a register-only loop.
+    pub peak_gflops: f64,
+    pub train_efficiency: f64,
+    pub peak_rss_mb: f64,
+    /// Median ms per layer of a training step (forward + backward), slowest first.
+    pub layers: Vec<LayerTime>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerTime {
+    pub name: String,
+    pub ms: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// MACs of a training step: every conv/dense layer's forward and weight
+/// gradient, plus its input gradient when the input needs one.
+fn training_macs(plan: &Plan, graph: &Graph) -> (u64, u64) {
+    let analysis = analyze(graph);
+    let (mut forward, mut train) = (0u64, 0u64);
+    for step in &plan.steps {
+        if !matches!(step.op, Op::Conv { .. } | Op::Dense { .. }) {
+            continue;
+        }
+        let macs = analysis.node(step.node).map_or(0, |n| n.cost.macs);
+        forward += macs;
+        train += macs;
+        if step.runs_backward && !step.frozen {
+            train += macs;
+        }
+        if step.grad_writes.iter().any(|w| *w != GradWrite::Skip) {
+            train += macs;
+        }
+    }
+    let batch = plan.max_batch as u64;
+    (forward * batch, train * batch)
+}
+
+/// Peak resident memory of this process in MB (Linux), 0 where unknown.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// f32 FMA throughput of every rayon thread running independent FMA chains.
+pub fn fma_peak_gflops() -> f64 {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let iters = 20_000_000u64;
+    let start = Instant::now();
+    let flops: f64 = (0..threads)
+        .into_par_iter()
+        .map(|t| fma_chains(iters, t as f32))
+        .sum();
+    flops / start.elapsed().as_secs_f64() / 1e9
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fma_chains(iters: u64, seed: f32) -> f64 {
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected.
+        unsafe { fma_chains_avx2(iters, seed) }
+    } else {
+        fma_chains_portable(iters, seed)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fma_chains(iters: u64, seed: f32) -> f64 {
+    fma_chains_portable(iters, seed)
+}
+
+fn fma_chains_portable(iters: u64, seed: f32) -> f64 {
+    let mut acc = [seed; 32];
+    for _ in 0..iters / 8 {
+        for a in &mut acc {
+            *a = *a * 0.999_999 + 1e-7;
+        }
+    }
+    std::hint::black_box(acc);
+    (iters / 8) as f64 * 32.0 * 2.0
+}
+
+/// 12 independent 8-wide FMA chains: enough in flight to cover FMA latency on two pipes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains_avx2(iters: u64, seed: f32) -> f64 {
+    use std::arch::x86_64::*;
+    let a = _mm256_set1_ps(0.999_999);
+    let b = _mm256_set1_ps(1e-7);
+    let mut acc = [_mm256_set1_ps(seed); 12];
+    let rounds = iters / 12;
+    for _ in 0..rounds {
+        for v in &mut acc {
+            *v = _mm256_fmadd_ps(*v, a, b);
+        }
+    }
+    std::hint::black_box(&acc);
+    rounds as f64 * 12.0 * 8.0 * 2.0
+}
+
+/// Times `steps` training steps (after warm-up) and as many forward passes.
+pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<BenchReport, String> {
+    let analysis = analyze(graph);
+    let mut plan = Plan::compile(graph, &analysis, batch, seed).map_err(|e| e.to_string())?;
+    let (h, w, c) = plan.input_shape;
+    let mut rng = SplitMix64::new(seed);
+    let images: Vec<f32> = (0..batch * h * w * c).map(|_| rng.next_f32()).collect();
+    let classes = plan.classes.max(2) as u64;
+    let labels: Vec<u32> = (0..batch)
+        .map(|_| (rng.next_u64() % classes) as u32)
+        .collect();
+    let mut opt = Optimizer::new(
+        OptimizerConfig {
+            kind: OptimizerKind::sgd_momentum(),
+            learning_rate: 0.01,
+            weight_decay: 0.0,
+            schedule: Schedule::Constant,
+        },
+        &plan.params,
+    );
+    for _ in 0..3 {
+        plan.train_step(&images, &labels, &mut opt);
+    }
+    let n_steps = plan.steps.len();
+    let mut per_layer: Vec<Vec<f64>> = vec![Vec::with_capacity(steps); n_steps];
+    let mut train_ms = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        plan.step_nanos.iter_mut().for_each(|t| *t = 0);
+        let start = Instant::now();
+        let loss = plan.train_step(&images, &labels, &mut opt);
+        train_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        if !loss.is_finite() {
+            return Err(format!("loss became {loss} during the benchmark"));
+        }
+        for (acc, &ns) in per_layer.iter_mut().zip(&plan.step_nanos) {
+            acc.push(ns as f64 / 1e6);
+        }
+    }
+    let mut forward_ms = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        plan.forward(&images, Mode::Eval);
+        forward_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let (forward_macs, train_macs) = training_macs(&plan, graph);
+    let train_step = median(&mut train_ms);
+    let forward = median(&mut forward_ms);
+    let peak = fma_peak_gflops();
+    let train_gflops = 2.0 * train_macs as f64 / (train_step * 1e-3) / 1e9;
+    let mut layers: Vec<LayerTime> = plan
+        .steps
+        .iter()
+        .zip(per_layer.iter_mut())
+        .map(|(s, t)| LayerTime {
+            name: s.name.clone(),
+            ms: median(t),
+        })
+        .collect();
+    layers.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(BenchReport {
+        design: graph.name.clone(),
+        batch,
+        threads: rayon::current_num_threads(),
+        steps,
+        train_step_ms: train_step,
+        train_step_ms_min: train_ms[0],
+        forward_ms: forward,
+        forward_ms_min: forward_ms[0],
+        train_macs,
+        forward_macs,
+        train_gflops,
+        forward_gflops: 2.0 * forward_macs as f64 / (forward * 1e-3) / 1e9,
+        peak_gflops: peak,
+        train_efficiency: train_gflops / peak,
+        peak_rss_mb: peak_rss_mb(),
+        layers,
+    })
+}

@@ -1,0 +1,167 @@
+//! The forward pass: one walk of the plan's steps, one kernel call each.
+
+use super::plan::{Head, Op, Plan};
+use crate::kernels::{activation, conv, dense, loss, misc, norm, pool};
+use std::time::Instant;
+
+/// Training uses batch statistics and dropout; evaluation uses running
+/// statistics and no dropout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+impl Plan {
+    /// Runs the network on `images` (`n × h × w × c`, NHWC) and fills the
+    /// class probabilities. `n` may be anything up to `max_batch`.
+    pub fn forward(&mut self, images: &[f32], mode: Mode) {
+        let (h, w, c) = self.input_shape;
+        let n = images.len() / (h * w * c);
+        assert!(
+            n >= 1 && n <= self.max_batch && n * h * w * c == images.len(),
+            "forward: batch of {n} does not fit the plan (max {})",
+            self.max_batch
+        );
+        self.batch = n;
+        if mode == Mode::Train {
+            self.iteration += 1;
+        }
+        for i in 0..self.steps.len() {
+            let start = Instant::now();
+            self.forward_step(i, images, mode);
+            self.step_nanos[i] += start.elapsed().as_nanos() as u64;
+        }
+        let len = n * self.classes;
+        let logits = &self.acts[self.logits][..len];
+        match self.head {
+            Head::SoftmaxCrossEntropy => {
+                loss::softmax_forward(logits, &mut self.probs[..len], self.classes)
+            }
+            Head::SigmoidBinaryCrossEntropy => {
+                activation::sigmoid_forward(logits, &mut self.probs[..len])
+            }
+        }
+    }
+
+    fn forward_step(&mut self, i: usize, images: &[f32], mode: Mode) {
+        let n = self.batch;
+        let out_len = n * self.value_elems[i];
+        // Take the output buffer out so inputs can be borrowed alongside it.
+        let mut y = std::mem::take(&mut self.acts[i]);
+        let out = &mut y[..out_len];
+        // Likewise the op, whose per-step state (BN statistics, argmax) is written.
+        let mut op = std::mem::replace(&mut self.steps[i].op, Op::Input);
+        let x = |k: usize| -> &[f32] {
+            let v = self.steps[i].inputs[k];
+            &self.acts[v][..n * self.value_elems[v]]
+        };
+        let iteration = self.iteration;
+        let frozen = self.steps[i].frozen;
+        match &mut op {
+            Op::Input => out.copy_from_slice(images),
+            Op::Conv { geo, weight, bias } => {
+                let geo = geo.with_batch(n);
+                let b = bias.map(|b| self.params[b].data.as_slice());
+                conv::conv2d_forward(
+                    &geo,
+                    x(0),
+                    &self.params[*weight].data,
+                    b,
+                    out,
+                    &mut self.workspace,
+                );
+            }
+            Op::ZeroPad { hwc, pad } => misc::zero_pad2d_forward(x(0), out, n, *hwc, *pad),
+            Op::MaxPool { geo, argmax } => {
+                let geo = geo.with_batch(n);
+                let am = &mut argmax[..geo.out_len()];
+                pool::max_pool2d_forward(&geo, x(0), out, am);
+            }
+            Op::AvgPool { geo } => {
+                pool::avg_pool2d_forward(&geo.with_batch(n), x(0), out, false);
+            }
+            Op::GlobalAvgPool { hw, c } => pool::global_avg_pool_forward(x(0), out, *hw, *c),
+            Op::BatchNorm {
+                c,
+                eps,
+                momentum,
+                gamma,
+                beta,
+                running_mean,
+                running_var,
+                save_mean,
+                save_invstd,
+            } => {
+                if mode == Mode::Train && !frozen {
+                    let mut rm = std::mem::take(&mut self.params[*running_mean].data);
+                    let mut rv = std::mem::take(&mut self.params[*running_var].data);
+                    norm::batch_norm_train_forward(
+                        x(0),
+                        out,
+                        *c,
+                        &self.params[*gamma].data,
+                        &self.params[*beta].data,
+                        *eps,
+                        *momentum,
+                        &mut rm,
+                        &mut rv,
+                        save_mean,
+                        save_invstd,
+                    );
+                    self.params[*running_mean].data = rm;
+                    self.params[*running_var].data = rv;
+                } else {
+                    norm::batch_norm_eval_forward(
+                        x(0),
+                        out,
+                        *c,
+                        &self.params[*gamma].data,
+                        &self.params[*beta].data,
+                        &self.params[*running_mean].data,
+                        &self.params[*running_var].data,
+                        *eps,
+                        save_invstd,
+                    );
+                }
+            }
+            Op::Relu => activation::relu_forward(x(0), out),
+            Op::LeakyRelu { alpha } => activation::leaky_relu_forward(x(0), out, *alpha),
+            Op::Sigmoid => activation::sigmoid_forward(x(0), out),
+            Op::Tanh => activation::tanh_forward(x(0), out),
+            Op::Softmax { classes } => loss::softmax_forward(x(0), out, *classes),
+            Op::Dropout { rate, seed } => {
+                if mode == Mode::Train {
+                    misc::dropout_forward(x(0), out, *rate, dropout_seed(*seed, iteration));
+                } else {
+                    out.copy_from_slice(x(0));
+                }
+            }
+            Op::Flatten => out.copy_from_slice(x(0)),
+            Op::Dense {
+                n_in,
+                n_out,
+                weight,
+                bias,
+            } => {
+                let b = bias.map(|b| self.params[b].data.as_slice());
+                dense::dense_forward(x(0), &self.params[*weight].data, b, out, n, *n_in, *n_out);
+            }
+            Op::Add => {
+                let inputs: Vec<&[f32]> = (0..self.steps[i].inputs.len()).map(x).collect();
+                misc::add_forward(&inputs, out);
+            }
+            Op::Concat { channels } => {
+                let inputs: Vec<&[f32]> = (0..channels.len()).map(x).collect();
+                misc::concat_channels_forward(&inputs, channels, out);
+            }
+        }
+        self.steps[i].op = op;
+        self.acts[i] = y;
+    }
+}
+
+/// The dropout mask seed of one layer at one iteration.
+pub(crate) fn dropout_seed(layer_seed: u64, iteration: u64) -> u64 {
+    misc::mix64(layer_seed ^ iteration.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}

@@ -1,0 +1,692 @@
+//! Graph + shapes → an executable plan: ordered steps with resolved kernel
+//! geometry, parameter tensors, activation buffers, and gradient buffers
+//! assigned by liveness so a gradient's memory is reused once its producer
+//! has consumed it.
+//!
+//! All buffers are allocated at compile time for the largest batch; a training
+//! step then allocates nothing.
+
+use crate::graph::{Graph, LayerKind, NodeId};
+use crate::infer::{Analysis, Shape};
+use crate::kernels::misc::{SplitMix64, mix64};
+use crate::kernels::{Conv2dGeometry, Pool2dGeometry};
+use thiserror::Error;
+
+/// Why a design cannot be trained as it is.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum CompileError {
+    #[error("the design has errors: {0}")]
+    Invalid(String),
+    #[error("the design needs exactly one Input layer, it has {0}")]
+    InputCount(usize),
+    #[error("the design needs exactly one output (a layer nothing consumes), it has {}: {}", .0.len(), .0.join(", "))]
+    OutputCount(Vec<String>),
+    #[error(
+        "the output `{0}` is a {1} volume; a classifier must end in a vector of class scores (add GlobalAvgPool or Flatten, then Dense)"
+    )]
+    OutputNotVector(String, String),
+    #[error("layer `{node}`: {message}")]
+    Layer { node: String, message: String },
+    #[error("batch size must be at least 1")]
+    ZeroBatch,
+}
+
+/// What a parameter tensor is, which decides its init, decay and update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamRole {
+    Weight,
+    Bias,
+    Gamma,
+    Beta,
+    RunningMean,
+    RunningVar,
+}
+
+impl ParamRole {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ParamRole::Weight => "weight",
+            ParamRole::Bias => "bias",
+            ParamRole::Gamma => "gamma",
+            ParamRole::Beta => "beta",
+            ParamRole::RunningMean => "running_mean",
+            ParamRole::RunningVar => "running_var",
+        }
+    }
+
+    /// Learned by gradient descent (running statistics are not).
+    pub fn is_learned(self) -> bool {
+        !matches!(self, ParamRole::RunningMean | ParamRole::RunningVar)
+    }
+}
+
+/// One named tensor of the model: `{layer}.{role}`.
+#[derive(Clone, Debug)]
+pub struct ParamTensor {
+    pub name: String,
+    pub layer: String,
+    pub role: ParamRole,
+    /// Netloom layouts: conv HWIO `[kh, kw, cin/groups, cout]`, dense `[in, out]`.
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+    /// Empty for tensors that get no gradient (running stats, frozen layers).
+    pub grad: Vec<f32>,
+    pub frozen: bool,
+}
+
+impl ParamTensor {
+    /// Updated by the optimizer this run.
+    pub fn is_trainable(&self) -> bool {
+        self.role.is_learned() && !self.frozen
+    }
+}
+
+/// The resolved operation of one step. Indices point into `Plan::params`.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Input,
+    Conv {
+        geo: Conv2dGeometry,
+        weight: usize,
+        bias: Option<usize>,
+    },
+    ZeroPad {
+        hwc: (usize, usize, usize),
+        /// `[top, left, bottom, right]` as the kernels take it.
+        pad: [usize; 4],
+    },
+    MaxPool {
+        geo: Pool2dGeometry,
+        argmax: Vec<u32>,
+    },
+    AvgPool {
+        geo: Pool2dGeometry,
+    },
+    GlobalAvgPool {
+        hw: usize,
+        c: usize,
+    },
+    BatchNorm {
+        c: usize,
+        eps: f32,
+        momentum: f32,
+        gamma: usize,
+        beta: usize,
+        running_mean: usize,
+        running_var: usize,
+        save_mean: Vec<f32>,
+        save_invstd: Vec<f32>,
+    },
+    Relu,
+    LeakyRelu {
+        alpha: f32,
+    },
+    Sigmoid,
+    Tanh,
+    Softmax {
+        classes: usize,
+    },
+    Dropout {
+        rate: f32,
+        seed: u64,
+    },
+    Flatten,
+    Dense {
+        n_in: usize,
+        n_out: usize,
+        weight: usize,
+        bias: Option<usize>,
+    },
+    Add,
+    Concat {
+        channels: Vec<usize>,
+    },
+}
+
+/// How the gradient of one input is delivered by a step's backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GradWrite {
+    /// The input needs no gradient.
+    Skip,
+    /// First contribution (in reverse order): overwrite the buffer.
+    Overwrite,
+    /// Later contributions (skip paths, branches): add into it.
+    Accumulate,
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub node: NodeId,
+    pub name: String,
+    pub op: Op,
+    /// Value indices (= step indices of the producers), in input order.
+    pub inputs: Vec<usize>,
+    /// How each input's gradient is written.
+    pub grad_writes: Vec<GradWrite>,
+    /// This step's layer is frozen (no parameter gradients; BN uses running stats).
+    pub frozen: bool,
+    /// Whether backward runs for this step at all.
+    pub runs_backward: bool,
+}
+
+/// The training objective, fused with the final activation for stability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// Softmax + cross-entropy over `classes` (the design ends in Softmax, or in raw scores).
+    SoftmaxCrossEntropy,
+    /// Sigmoid + binary cross-entropy per output (the design ends in Sigmoid).
+    SigmoidBinaryCrossEntropy,
+}
+
+/// A compiled design with all its buffers.
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub params: Vec<ParamTensor>,
+    /// Elements per sample of each value (value `i` is step `i`'s output).
+    pub value_elems: Vec<usize>,
+    /// Activation buffer of each value, sized for `max_batch`.
+    pub(crate) acts: Vec<Vec<f32>>,
+    /// Gradient buffer slot of each value, if it needs a gradient.
+    pub(crate) grad_slot: Vec<Option<usize>>,
+    pub(crate) grad_slots: Vec<Vec<f32>>,
+    /// Scratch for accumulating gradient contributions.
+    pub(crate) scratch: Vec<f32>,
+    pub(crate) workspace: Vec<f32>,
+    pub(crate) probs: Vec<f32>,
+    pub(crate) labels_f32: Vec<f32>,
+    pub head: Head,
+    /// The value holding the class scores (logits) the head consumes.
+    pub logits: usize,
+    pub classes: usize,
+    /// Input `(h, w, c)`.
+    pub input_shape: (usize, usize, usize),
+    pub max_batch: usize,
+    /// Training forward passes so far (drives dropout masks).
+    pub(crate) iteration: u64,
+    pub(crate) seed: u64,
+    /// Accumulated wall time per step (forward + backward), for the per-layer timing view.
+    pub step_nanos: Vec<u64>,
+    /// The batch of the last forward pass.
+    pub(crate) batch: usize,
+}
+
+fn shape_err(node: &str, message: impl Into<String>) -> CompileError {
+    CompileError::Layer {
+        node: node.to_string(),
+        message: message.into(),
+    }
+}
+
+fn dims(shape: Shape) -> (usize, usize, usize) {
+    match shape {
+        Shape::Volume { h, w, c } => (h as usize, w as usize, c as usize),
+        Shape::Vector(n) => (1, 1, n as usize),
+    }
+}
+
+/// A stable per-tensor seed: adding a layer does not change other layers' init.
+fn tensor_seed(seed: u64, name: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    mix64(seed ^ h)
+}
+
+struct ParamBuilder<'a> {
+    params: &'a mut Vec<ParamTensor>,
+    seed: u64,
+}
+
+impl ParamBuilder<'_> {
+    fn add(&mut self, layer: &str, role: ParamRole, shape: Vec<usize>, frozen: bool) -> usize {
+        let len: usize = shape.iter().product();
+        let name = format!("{layer}.{}", role.suffix());
+        let data = match role {
+            ParamRole::Weight => {
+                let mut rng = SplitMix64::new(tensor_seed(self.seed, &name));
+                if shape.len() == 4 {
+                    // He normal for convs (ReLU networks): std = sqrt(2 / fan_in).
+                    let fan_in = (shape[0] * shape[1] * shape[2]) as f32;
+                    let std = (2.0 / fan_in).sqrt();
+                    (0..len).map(|_| rng.next_normal() * std).collect()
+                } else {
+                    // Glorot uniform for dense layers (Keras' default).
+                    let limit = (6.0 / (shape[0] + shape[1]) as f32).sqrt();
+                    (0..len)
+                        .map(|_| (rng.next_f32() * 2.0 - 1.0) * limit)
+                        .collect()
+                }
+            }
+            ParamRole::Gamma | ParamRole::RunningVar => vec![1.0; len],
+            ParamRole::Bias | ParamRole::Beta | ParamRole::RunningMean => vec![0.0; len],
+        };
+        let grad = if role.is_learned() && !frozen {
+            vec![0.0; len]
+        } else {
+            Vec::new()
+        };
+        self.params.push(ParamTensor {
+            name,
+            layer: layer.to_string(),
+            role,
+            shape,
+            data,
+            grad,
+            frozen,
+        });
+        self.params.len() - 1
+    }
+}
+
+impl Plan {
+    /// Compiles `graph` (already analysed) for batches of up to `max_batch`,
+    /// initialising parameters from `seed`.
+    pub fn compile(
+        graph: &Graph,
+        analysis: &Analysis,
+        max_batch: usize,
+        seed: u64,
+    ) -> Result<Plan, CompileError> {
+        if max_batch == 0 {
+            return Err(CompileError::ZeroBatch);
+        }
+        if let Some(e) = &analysis.design_error {
+            return Err(CompileError::Invalid(e.clone()));
+        }
+        if let Some((id, e)) = analysis.errors().first() {
+            return Err(CompileError::Invalid(format!(
+                "`{}`: {}",
+                graph.name_of(*id),
+                e.message
+            )));
+        }
+        let inputs = graph.input_nodes();
+        if inputs.len() != 1 {
+            return Err(CompileError::InputCount(inputs.len()));
+        }
+        let outputs = graph.outputs();
+        if outputs.len() != 1 {
+            return Err(CompileError::OutputCount(
+                outputs
+                    .iter()
+                    .map(|&id| graph.name_of(id).to_string())
+                    .collect(),
+            ));
+        }
+        let output = outputs[0];
+        let out_shape = analysis
+            .node(output)
+            .and_then(|n| n.output_shape)
+            .ok_or_else(|| CompileError::Invalid("output has no shape".into()))?;
+        if let Shape::Volume { .. } = out_shape {
+            return Err(CompileError::OutputNotVector(
+                graph.name_of(output).to_string(),
+                out_shape.to_string(),
+            ));
+        }
+        // The final Softmax/Sigmoid is fused into the loss; its step is dropped.
+        let out_kind = graph.node(output).map(|n| n.kind.clone());
+        let (head, fused) = match out_kind {
+            Some(LayerKind::Softmax) => (Head::SoftmaxCrossEntropy, Some(output)),
+            Some(LayerKind::Sigmoid) => (Head::SigmoidBinaryCrossEntropy, Some(output)),
+            _ => (Head::SoftmaxCrossEntropy, None),
+        };
+
+        let mut params = Vec::new();
+        let mut pb = ParamBuilder {
+            params: &mut params,
+            seed,
+        };
+        let mut steps: Vec<Step> = Vec::new();
+        let mut value_of: Vec<Option<usize>> = vec![None; graph.id_capacity()];
+        let mut value_elems = Vec::new();
+        for &id in &analysis.order {
+            if Some(id) == fused {
+                continue;
+            }
+            let node = graph
+                .node(id)
+                .ok_or_else(|| CompileError::Invalid("stale node".into()))?;
+            let info = analysis
+                .node(id)
+                .ok_or_else(|| CompileError::Invalid(format!("`{}` not inferred", node.name)))?;
+            let out = info
+                .output_shape
+                .ok_or_else(|| shape_err(&node.name, "no output shape"))?;
+            let input_values: Vec<usize> = graph
+                .inputs_of(id)
+                .iter()
+                .map(|f| f.and_then(|f| value_of[f.index()]))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| shape_err(&node.name, "an input is not connected"))?;
+            let in_shape = info.input_shapes.first().copied().flatten();
+            let name = node.name.as_str();
+            let frozen = node.frozen;
+            let op = match &node.kind {
+                LayerKind::Input { .. } => Op::Input,
+                LayerKind::Conv2d {
+                    filters,
+                    kernel,
+                    groups,
+                    bias,
+                    ..
+                } => {
+                    let (h, w, c) = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
+                    let win = info
+                        .window
+                        .ok_or_else(|| shape_err(name, "unresolved window"))?;
+                    let geo = Conv2dGeometry::new(
+                        max_batch,
+                        (h, w, c),
+                        *filters as usize,
+                        (kernel[0] as usize, kernel[1] as usize),
+                        (win[0].stride as usize, win[1].stride as usize),
+                        [
+                            win[0].pad_before as usize,
+                            win[1].pad_before as usize,
+                            win[0].pad_after as usize,
+                            win[1].pad_after as usize,
+                        ],
+                        *groups as usize,
+                    )
+                    .map_err(|e| shape_err(name, e.to_string()))?;
+                    let cin_g = c / *groups as usize;
+                    let weight = pb.add(
+                        name,
+                        ParamRole::Weight,
+                        vec![
+                            kernel[0] as usize,
+                            kernel[1] as usize,
+                            cin_g,
+                            *filters as usize,
+                        ],
+                        frozen,
+                    );
+                    let bias = bias
+                        .then(|| pb.add(name, ParamRole::Bias, vec![*filters as usize], frozen));
+                    Op::Conv { geo, weight, bias }
+                }
+                LayerKind::ZeroPad2d { padding } => {
+                    let hwc = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
+                    let p = padding.map(|v| v as usize);
+                    Op::ZeroPad {
+                        hwc,
+                        pad: [p[0], p[2], p[1], p[3]],
+                    }
+                }
+                LayerKind::MaxPool2d { ceil_mode, .. } | LayerKind::AvgPool2d { ceil_mode, .. } => {
+                    let (h, w, c) = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
+                    let win = info
+                        .window
+                        .ok_or_else(|| shape_err(name, "unresolved window"))?;
+                    let geo = Pool2dGeometry::new(
+                        max_batch,
+                        (h, w, c),
+                        (win[0].kernel as usize, win[1].kernel as usize),
+                        (win[0].stride as usize, win[1].stride as usize),
+                        [
+                            win[0].pad_before as usize,
+                            win[1].pad_before as usize,
+                            win[0].pad_after as usize,
+                            win[1].pad_after as usize,
+                        ],
+                        *ceil_mode,
+                    )
+                    .map_err(|e| shape_err(name, e.to_string()))?;
+                    if (geo.out_h, geo.out_w) != (win[0].output as usize, win[1].output as usize) {
+                        return Err(shape_err(
+                            name,
+                            "pool geometry disagrees with shape inference",
+                        ));
+                    }
+                    if matches!(node.kind, LayerKind::MaxPool2d { .. }) {
+                        Op::MaxPool {
+                            geo,
+                            argmax: vec![0; geo.out_len()],
+                        }
+                    } else {
+                        Op::AvgPool { geo }
+                    }
+                }
+                LayerKind::GlobalAvgPool => {
+                    let (h, w, c) = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
+                    Op::GlobalAvgPool { hw: h * w, c }
+                }
+                LayerKind::BatchNorm { epsilon, momentum } => {
+                    let c = out.channels() as usize;
+                    Op::BatchNorm {
+                        c,
+                        eps: *epsilon as f32,
+                        momentum: *momentum as f32,
+                        gamma: pb.add(name, ParamRole::Gamma, vec![c], frozen),
+                        beta: pb.add(name, ParamRole::Beta, vec![c], frozen),
+                        running_mean: pb.add(name, ParamRole::RunningMean, vec![c], frozen),
+                        running_var: pb.add(name, ParamRole::RunningVar, vec![c], frozen),
+                        save_mean: vec![0.0; c],
+                        save_invstd: vec![0.0; c],
+                    }
+                }
+                LayerKind::Relu => Op::Relu,
+                LayerKind::LeakyRelu { alpha } => Op::LeakyRelu {
+                    alpha: *alpha as f32,
+                },
+                LayerKind::Sigmoid => Op::Sigmoid,
+                LayerKind::Tanh => Op::Tanh,
+                LayerKind::Softmax => Op::Softmax {
+                    classes: out.channels() as usize,
+                },
+                LayerKind::Dropout { rate } => Op::Dropout {
+                    rate: *rate as f32,
+                    seed: tensor_seed(seed, name),
+                },
+                LayerKind::Flatten => Op::Flatten,
+                LayerKind::Dense { units, bias } => {
+                    let n_in = in_shape.map(|s| s.elements() as usize).unwrap_or(0);
+                    let n_out = *units as usize;
+                    let weight = pb.add(name, ParamRole::Weight, vec![n_in, n_out], frozen);
+                    let bias = bias.then(|| pb.add(name, ParamRole::Bias, vec![n_out], frozen));
+                    Op::Dense {
+                        n_in,
+                        n_out,
+                        weight,
+                        bias,
+                    }
+                }
+                LayerKind::Add => Op::Add,
+                LayerKind::Concat => Op::Concat {
+                    channels: info
+                        .input_shapes
+                        .iter()
+                        .map(|s| s.map_or(0, |s| s.channels() as usize))
+                        .collect(),
+                },
+            };
+            value_of[id.index()] = Some(steps.len());
+            value_elems.push(out.elements() as usize);
+            steps.push(Step {
+                node: id,
+                name: node.name.clone(),
+                op,
+                grad_writes: vec![GradWrite::Skip; input_values.len()],
+                inputs: input_values,
+                frozen,
+                runs_backward: false,
+            });
+        }
+        let logits = steps.len() - 1;
+        let classes = value_elems[logits];
+        let input_shape = match steps.first().map(|s| s.node).and_then(|id| graph.node(id)) {
+            Some(node) => match node.kind {
+                LayerKind::Input {
+                    height,
+                    width,
+                    channels,
+                } => (height as usize, width as usize, channels as usize),
+                _ => return Err(CompileError::InputCount(0)),
+            },
+            None => return Err(CompileError::InputCount(0)),
+        };
+
+        // Which values need a gradient: those downstream of a trainable parameter.
+        let mut needs_grad = vec![false; steps.len()];
+        for (i, step) in steps.iter().enumerate() {
+            let own = step_param_indices(&step.op)
+                .iter()
+                .any(|&p| params[p].is_trainable());
+            needs_grad[i] = own || step.inputs.iter().any(|&u| needs_grad[u]);
+        }
+        // Gradient buffers by liveness, walking the backward order.
+        let mut grad_slot: Vec<Option<usize>> = vec![None; steps.len()];
+        let mut slot_lens: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let alloc = |len: usize, slot_lens: &mut Vec<usize>, free: &mut Vec<usize>| {
+            if let Some(pos) = free.iter().position(|&s| slot_lens[s] == len) {
+                free.swap_remove(pos)
+            } else {
+                slot_lens.push(len);
+                slot_lens.len() - 1
+            }
+        };
+        if needs_grad[logits] {
+            grad_slot[logits] = Some(alloc(
+                value_elems[logits] * max_batch,
+                &mut slot_lens,
+                &mut free,
+            ));
+        }
+        for i in (0..steps.len()).rev() {
+            let Some(own_slot) = grad_slot[i] else {
+                continue;
+            };
+            steps[i].runs_backward = true;
+            let inputs = steps[i].inputs.clone();
+            for (k, &u) in inputs.iter().enumerate() {
+                if !needs_grad[u] {
+                    continue;
+                }
+                steps[i].grad_writes[k] = if grad_slot[u].is_some() {
+                    GradWrite::Accumulate
+                } else {
+                    grad_slot[u] =
+                        Some(alloc(value_elems[u] * max_batch, &mut slot_lens, &mut free));
+                    GradWrite::Overwrite
+                };
+            }
+            free.push(own_slot);
+        }
+        let max_elems = value_elems.iter().copied().max().unwrap_or(0) * max_batch;
+        let workspace_len = steps
+            .iter()
+            .map(|s| match &s.op {
+                Op::Conv { geo, .. } => geo.workspace_len(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        Ok(Plan {
+            acts: value_elems
+                .iter()
+                .map(|&e| vec![0.0; e * max_batch])
+                .collect(),
+            grad_slots: slot_lens.iter().map(|&l| vec![0.0; l]).collect(),
+            grad_slot,
+            scratch: vec![0.0; max_elems],
+            workspace: vec![0.0; workspace_len],
+            probs: vec![0.0; classes * max_batch],
+            labels_f32: vec![0.0; classes * max_batch],
+            step_nanos: vec![0; steps.len()],
+            steps,
+            params,
+            value_elems,
+            head,
+            logits,
+            classes,
+            input_shape,
+            max_batch,
+            iteration: 0,
+            seed,
+            batch: 0,
+        })
+    }
+
+    /// Learned parameters updated in training.
+    pub fn trainable_param_count(&self) -> usize {
+        self.params
+            .iter()
+            .filter(|p| p.is_trainable())
+            .map(|p| p.data.len())
+            .sum()
+    }
+
+    /// Every stored number: learned, frozen and running statistics.
+    pub fn total_param_count(&self) -> usize {
+        self.params.iter().map(|p| p.data.len()).sum()
+    }
+
+    pub fn param(&self, name: &str) -> Option<&ParamTensor> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    pub fn param_mut(&mut self, name: &str) -> Option<&mut ParamTensor> {
+        self.params.iter_mut().find(|p| p.name == name)
+    }
+
+    /// Bytes held by activation, gradient and scratch buffers.
+    pub fn buffer_bytes(&self) -> usize {
+        let acts: usize = self.acts.iter().map(Vec::len).sum();
+        let grads: usize = self.grad_slots.iter().map(Vec::len).sum();
+        4 * (acts + grads + self.scratch.len() + self.workspace.len())
+    }
+
+    /// The output of `step` for the last forward pass (`batch × elems`).
+    pub fn activation(&self, step: usize) -> &[f32] {
+        &self.acts[step][..self.batch * self.value_elems[step]]
+    }
+
+    /// Class probabilities of the last forward pass (`batch × classes`).
+    pub fn probabilities(&self) -> &[f32] {
+        &self.probs[..self.batch * self.classes]
+    }
+
+    /// The step computing `name`'s output, if it is part of the plan.
+    pub fn step_of(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.name == name)
+    }
+
+    /// Resets parameters to their seeded initial values (and running stats).
+    pub fn reinitialise(&mut self, seed: u64) {
+        let mut fresh = Vec::new();
+        let mut pb = ParamBuilder {
+            params: &mut fresh,
+            seed,
+        };
+        for p in &self.params {
+            pb.add(&p.layer, p.role, p.shape.clone(), p.frozen);
+        }
+        for (old, new) in self.params.iter_mut().zip(fresh) {
+            old.data = new.data;
+        }
+        self.seed = seed;
+        self.iteration = 0;
+    }
+}
+
+/// Parameter indices a step reads.
+pub fn step_param_indices(op: &Op) -> Vec<usize> {
+    match op {
+        Op::Conv { weight, bias, .. } | Op::Dense { weight, bias, .. } => {
+            let mut v = vec![*weight];
+            v.extend(bias);
+            v
+        }
+        Op::BatchNorm {
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            ..
+        } => vec![*gamma, *beta, *running_mean, *running_var],
+        _ => Vec::new(),
+    }
+}
