@@ -165,6 +165,8 @@ try:
     import numpy as np, onnxruntime as ort
 except ImportError:
     print('onnxruntime not installed: checker only'); sys.exit(0)
+for f in sorted(glob.glob(sys.argv[1] + '/*.onnx')):
+    ort.InferenceSession(f)  # every export loads (unique node names, valid types)
 s = ort.InferenceSession(sys.argv[1] + '/lenet5.onnx')
 feeds = {i.name: np.zeros([1 if isinstance(d, str) else d for d in i.shape], np.float32) for i in s.get_inputs()}
 print('lenet5 output', s.run(None, feeds)[0].shape)
@@ -362,4 +364,94 @@ print(json.dumps(s.run(None, {'x': np.ascontiguousarray(x)})[0][0].tolist()))
         );
     }
     println!("onnxruntime matches: {got:?}");
+}
+
+/// Optional (needs python3 with numpy and onnxruntime): presets exported with
+/// the weights of a compiled training plan give the plan's own eval-mode
+/// probabilities in onnxruntime.
+#[test]
+fn exported_presets_match_netloom_forward_in_onnxruntime() {
+    use netloom::interop::Tensors;
+    use netloom::train::{Mode, ParamRole, Plan};
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import numpy, onnxruntime"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("skipped: python3 with numpy and onnxruntime is not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netloom-ort-fw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for g in [
+        blocks::lenet5(),
+        blocks::resnet_mini(),
+        blocks::happy_model(),
+    ] {
+        let analysis = analyze(&g);
+        let mut plan = Plan::compile(&g, &analysis, 1, 7).unwrap();
+        let mut seed = 99u64;
+        let mut rand = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        // Non-trivial BatchNorm statistics so their layout matters too.
+        for p in &mut plan.params {
+            for v in &mut p.data {
+                match p.role {
+                    ParamRole::RunningMean | ParamRole::Beta | ParamRole::Bias => *v = 0.2 * rand(),
+                    ParamRole::RunningVar | ParamRole::Gamma => *v = 1.0 + rand(),
+                    ParamRole::Weight => {}
+                }
+            }
+        }
+        let weights: Tensors = plan
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), (p.shape.clone(), p.data.clone())))
+            .collect();
+        let (h, w, c) = plan.input_shape;
+        let image: Vec<f32> = (0..h * w * c).map(|_| rand()).collect();
+        plan.forward(&image, Mode::Eval);
+        let expected = plan.probabilities().to_vec();
+        let model = dir.join(format!("{}.onnx", g.name));
+        onnx::export(&g, Some(&weights), &model).unwrap();
+        let script = format!(
+            "import json, sys, numpy as np, onnxruntime as ort\n\
+             x = np.fromfile(sys.argv[2], np.float32).reshape(1, {h}, {w}, {c}).transpose(0, 3, 1, 2)\n\
+             s = ort.InferenceSession(sys.argv[1])\n\
+             print(json.dumps(s.run(None, {{s.get_inputs()[0].name: np.ascontiguousarray(x)}})[0][0].tolist()))"
+        );
+        let input = dir.join(format!("{}.bin", g.name));
+        let bytes: Vec<u8> = image.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&input, bytes).unwrap();
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                &script,
+                model.to_str().unwrap(),
+                input.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            g.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(got.len(), expected.len(), "{}", g.name);
+        for (a, e) in got.iter().zip(&expected) {
+            assert!(
+                (a - e).abs() < 1e-4,
+                "{}: onnxruntime {got:?} vs Netloom {expected:?}",
+                g.name
+            );
+        }
+        println!("{}: onnxruntime matches Netloom: {got:?}", g.name);
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

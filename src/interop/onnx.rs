@@ -112,10 +112,18 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
         let mut doc = String::new();
         let mut push =
             |op: &str, ins: Vec<String>, out: String, attrs: Vec<AttributeProto>, doc: &str| {
+                // Node names must be unique: the Flatten after a GlobalAveragePool
+                // (both from one GlobalAvgPool layer) gets a suffix.
+                let node_name =
+                    if op == "Flatten" && ins.first().is_some_and(|i| i.ends_with(".pooled")) {
+                        format!("{name}/flatten")
+                    } else {
+                        name.clone()
+                    };
                 g.node.push(NodeProto {
                     input: ins,
                     output: vec![out],
-                    name: name.clone(),
+                    name: node_name,
                     op_type: op.into(),
                     attribute: attrs,
                     doc_string: doc.into(),
@@ -188,12 +196,9 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
                 } else {
                     "AveragePool"
                 };
-                let mut attrs = window_attrs(*ceil_mode && *padding != Padding::Same);
-                // Average pools count the padding for explicit pads (PyTorch's
-                // default) and skip it for `same` (TensorFlow's rule).
-                if op == "AveragePool" && matches!(padding, Padding::Explicit(_)) {
-                    attrs.push(int("count_include_pad", 1));
-                }
+                // Netloom's average pool divides by the in-bounds count (ONNX's
+                // default count_include_pad = 0).
+                let attrs = window_attrs(*ceil_mode && *padding != Padding::Same);
                 push(op, inputs, name.clone(), attrs, &doc);
             }
             LayerKind::GlobalAvgPool => {

@@ -7,7 +7,7 @@
 //! that index them (see [`super`]).
 
 use super::{InteropError, Tensors, design_errors, param_shapes, to_framework};
-use crate::graph::{Graph, LayerKind, NodeId, Padding};
+use crate::graph::{Graph, LayerKind, NodeId};
 use crate::infer::{self, Shape};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -262,14 +262,8 @@ pub fn module_source(graph: &Graph) -> Result<String, InteropError> {
                 let k = pair(kernel[0] as u64, kernel[1] as u64);
                 let s = pair(stride[0] as u64, stride[1] as u64);
                 let ceil = if *ceil_mode { ", ceil_mode=True" } else { "" };
-                let same = matches!(
-                    node.kind,
-                    LayerKind::AvgPool2d {
-                        padding: Padding::Same,
-                        ..
-                    }
-                );
-                let exclude = if !max && same && pads != [0; 4] {
+                // Netloom's average pool divides by the in-bounds count.
+                let exclude = if !max && pads != [0; 4] {
                     ", count_include_pad=False"
                 } else {
                     ""
@@ -291,7 +285,14 @@ pub fn module_source(graph: &Graph) -> Result<String, InteropError> {
                         "        self.{me}_pad = nn.ConstantPad2d(({pl}, {pr}, {pt}, {pb}), {fill})"
                     );
                     module(format!("nn.{op}({k}, stride={s}{ceil})"));
-                    line(format!("self.{me}(self.{me}_pad({x}))"));
+                    if max {
+                        line(format!("self.{me}(self.{me}_pad({x}))"));
+                    } else {
+                        // Divide by the in-bounds count, as Netloom does.
+                        line(format!(
+                            "self.{me}(self.{me}_pad({x})) / self.{me}(self.{me}_pad(torch.ones_like({x}[:, :1])))"
+                        ));
+                    }
                 }
             }
             LayerKind::GlobalAvgPool => {
