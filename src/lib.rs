@@ -23,6 +23,7 @@ pub mod bench;
 pub mod data;
 pub mod graph;
 pub mod infer;
+pub mod interop;
 pub mod kernels;
 pub mod report;
 pub mod train;

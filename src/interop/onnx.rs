@@ -1,0 +1,1928 @@
+//! ONNX import and export of designs (structure, and weights when present).
+//!
+//! Export writes **opset 13** (IR version 7), NCHW, with `same` padding
+//! resolved to explicit `pads`. Import reads opsets 7 to 21 of the default
+//! domain; see [`import`] for the operators it maps.
+
+use super::proto::{
+    AttributeProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto, attr_type,
+    data_type,
+};
+use super::{
+    InteropError, Tensors, design_errors, from_framework_with, param_shapes, to_framework,
+};
+use crate::graph::{Graph, LayerKind, NodeId, Padding, layout};
+use crate::infer::{self, Shape, shape::resolve_axis};
+use prost::Message;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+/// The ONNX operator set exports target.
+pub const EXPORT_OPSET: i64 = 13;
+/// The ONNX IR version exports declare (the one opset 13 shipped with).
+pub const EXPORT_IR_VERSION: i64 = 7;
+/// Written into a node's `doc_string` when the Netloom layer used `same` padding,
+/// so a re-import restores `same` instead of the equivalent explicit pads.
+const SAME_HINT: &str = "netloom: padding same";
+
+/// A design read from an ONNX file.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The design, auto-laid-out.
+    pub graph: Graph,
+    /// Initializers of the mapped layers, in Netloom layouts (empty when the
+    /// model carries none).
+    pub weights: Tensors,
+    /// Operators Netloom has no layer for: `(op_type, how many)`, most frequent first.
+    pub unsupported: Vec<(String, usize)>,
+    /// Things the user should know: approximations, skipped weights.
+    pub warnings: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Export
+
+/// Writes `graph` as an ONNX model (opset [`EXPORT_OPSET`]) to `path`.
+///
+/// With `weights` (Netloom layouts, see [`super`]), parameters are written as
+/// initializers and every parameter of every layer must be present. Without,
+/// parameters become graph inputs with declared shapes: a valid model that
+/// carries the structure and costs only.
+pub fn export(graph: &Graph, weights: Option<&Tensors>, path: &Path) -> Result<(), InteropError> {
+    let bytes = export_bytes(graph, weights)?;
+    crate::graph::file::write_atomically(path, &bytes).map_err(|source| InteropError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The ONNX model of `graph`, serialised; see [`export`].
+pub fn export_bytes(graph: &Graph, weights: Option<&Tensors>) -> Result<Vec<u8>, InteropError> {
+    Ok(export_model(graph, weights)?.encode_to_vec())
+}
+
+fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, InteropError> {
+    let analysis = infer::analyze(graph);
+    if let Some(errors) = design_errors(graph, &analysis) {
+        return Err(InteropError::Design(errors));
+    }
+    let framework = weights
+        .map(|w| to_framework(graph, &analysis, w))
+        .transpose()?;
+    let mut g = GraphProto {
+        name: graph.name.clone(),
+        doc_string: "exported by Netloom".into(),
+        ..Default::default()
+    };
+    for &id in &analysis.order {
+        let Some(node) = graph.node(id) else { continue };
+        let Some(info) = analysis.node(id) else {
+            continue;
+        };
+        let Some(out_shape) = info.output_shape else {
+            continue;
+        };
+        let name = node.name.clone();
+        let inputs: Vec<String> = graph
+            .inputs_of(id)
+            .into_iter()
+            .flatten()
+            .map(|f| graph.name_of(f).to_string())
+            .collect();
+        let in_shape = info.input_shapes.first().copied().flatten();
+        // Parameters: initializers when weights are given, else typed graph inputs.
+        let mut params: Vec<String> = Vec::new();
+        for (key, netloom_shape) in param_shapes(&node.kind, in_shape) {
+            let pname = format!("{name}.{key}");
+            let dims = framework_dims(&node.kind, key, &netloom_shape);
+            match &framework {
+                Some(tensors) => {
+                    let (_, values) = tensors
+                        .get(&pname)
+                        .ok_or_else(|| InteropError::Weights(format!("`{pname}` is missing")))?;
+                    g.initializer.push(float_tensor(&pname, &dims, values));
+                }
+                None => g
+                    .input
+                    .push(value_info(&pname, dims.iter().map(|&d| Some(d as i64)))),
+            }
+            params.push(pname);
+        }
+        let mut doc = String::new();
+        let mut push =
+            |op: &str, ins: Vec<String>, out: String, attrs: Vec<AttributeProto>, doc: &str| {
+                // Node names must be unique: the Flatten after a GlobalAveragePool
+                // (both from one GlobalAvgPool layer) gets a suffix.
+                let node_name =
+                    if op == "Flatten" && ins.first().is_some_and(|i| i.ends_with(".pooled")) {
+                        format!("{name}/flatten")
+                    } else {
+                        name.clone()
+                    };
+                g.node.push(NodeProto {
+                    input: ins,
+                    output: vec![out],
+                    name: node_name,
+                    op_type: op.into(),
+                    attribute: attrs,
+                    doc_string: doc.into(),
+                    ..Default::default()
+                });
+            };
+        let window_attrs = |ceil: bool| -> Vec<AttributeProto> {
+            let Some([ah, aw]) = info.window else {
+                return Vec::new();
+            };
+            let mut a = vec![
+                ints("kernel_shape", &[ah.kernel as i64, aw.kernel as i64]),
+                ints("strides", &[ah.stride as i64, aw.stride as i64]),
+                ints(
+                    "pads",
+                    &[
+                        ah.pad_before as i64,
+                        aw.pad_before as i64,
+                        ah.pad_after as i64,
+                        aw.pad_after as i64,
+                    ],
+                ),
+            ];
+            if ceil {
+                a.push(int("ceil_mode", 1));
+            }
+            a
+        };
+        match &node.kind {
+            LayerKind::Input { .. } => {
+                let dims = nchw(out_shape);
+                g.input.push(value_info(&name, dims));
+            }
+            LayerKind::Conv2d {
+                groups, padding, ..
+            } => {
+                if *padding == Padding::Same {
+                    doc = SAME_HINT.into();
+                }
+                let mut attrs = window_attrs(false);
+                attrs.push(int("group", *groups as i64));
+                attrs.push(ints("dilations", &[1, 1]));
+                push("Conv", [inputs, params].concat(), name.clone(), attrs, &doc);
+            }
+            LayerKind::ZeroPad2d {
+                padding: [t, b, l, r],
+            } => {
+                let pads_name = format!("{name}.pads");
+                let pads = [0, 0, *t as i64, *l as i64, 0, 0, *b as i64, *r as i64];
+                g.initializer.push(int64_tensor(&pads_name, &[8], &pads));
+                push(
+                    "Pad",
+                    vec![inputs[0].clone(), pads_name],
+                    name.clone(),
+                    vec![string("mode", "constant")],
+                    "",
+                );
+            }
+            LayerKind::MaxPool2d {
+                padding, ceil_mode, ..
+            }
+            | LayerKind::AvgPool2d {
+                padding, ceil_mode, ..
+            } => {
+                if *padding == Padding::Same {
+                    doc = SAME_HINT.into();
+                }
+                let op = if matches!(node.kind, LayerKind::MaxPool2d { .. }) {
+                    "MaxPool"
+                } else {
+                    "AveragePool"
+                };
+                // Netloom's average pool divides by the in-bounds count (ONNX's
+                // default count_include_pad = 0).
+                let attrs = window_attrs(*ceil_mode && *padding != Padding::Same);
+                push(op, inputs, name.clone(), attrs, &doc);
+            }
+            LayerKind::GlobalAvgPool => {
+                let pooled = format!("{name}.pooled");
+                push("GlobalAveragePool", inputs, pooled.clone(), vec![], "");
+                push(
+                    "Flatten",
+                    vec![pooled],
+                    name.clone(),
+                    vec![int("axis", 1)],
+                    "",
+                );
+            }
+            LayerKind::BatchNorm { epsilon, momentum } => push(
+                "BatchNormalization",
+                [inputs, params].concat(),
+                name.clone(),
+                vec![
+                    float("epsilon", *epsilon as f32),
+                    float("momentum", *momentum as f32),
+                ],
+                "",
+            ),
+            LayerKind::Relu => push("Relu", inputs, name.clone(), vec![], ""),
+            LayerKind::LeakyRelu { alpha } => push(
+                "LeakyRelu",
+                inputs,
+                name.clone(),
+                vec![float("alpha", *alpha as f32)],
+                "",
+            ),
+            LayerKind::Sigmoid => push("Sigmoid", inputs, name.clone(), vec![], ""),
+            LayerKind::Tanh => push("Tanh", inputs, name.clone(), vec![], ""),
+            LayerKind::Softmax => push("Softmax", inputs, name.clone(), vec![int("axis", 1)], ""),
+            LayerKind::Dropout { rate } => {
+                let ratio = format!("{name}.ratio");
+                g.initializer
+                    .push(float_tensor(&ratio, &[], &[*rate as f32]));
+                push(
+                    "Dropout",
+                    vec![inputs[0].clone(), ratio],
+                    name.clone(),
+                    vec![],
+                    "",
+                );
+            }
+            LayerKind::Flatten => push("Flatten", inputs, name.clone(), vec![int("axis", 1)], ""),
+            LayerKind::Dense { .. } => push(
+                "Gemm",
+                [inputs, params].concat(),
+                name.clone(),
+                vec![int("transB", 1)],
+                "",
+            ),
+            LayerKind::Add => {
+                let op = if inputs.len() == 2 { "Add" } else { "Sum" };
+                push(op, inputs, name.clone(), vec![], "");
+            }
+            LayerKind::Concat => push("Concat", inputs, name.clone(), vec![int("axis", 1)], ""),
+        }
+        if !matches!(node.kind, LayerKind::Input { .. }) {
+            g.value_info.push(value_info(&name, nchw(out_shape)));
+        }
+    }
+    for id in graph.outputs() {
+        if let Some(shape) = analysis.node(id).and_then(|i| i.output_shape) {
+            let name = graph.name_of(id).to_string();
+            g.value_info.retain(|v| v.name != name);
+            g.output.push(value_info(&name, nchw(shape)));
+        }
+    }
+    Ok(ModelProto {
+        ir_version: EXPORT_IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: EXPORT_OPSET,
+        }],
+        producer_name: "netloom".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(g),
+        ..Default::default()
+    })
+}
+
+/// Framework (ONNX/PyTorch) dims of a parameter from its Netloom shape.
+pub(crate) fn framework_dims(kind: &LayerKind, key: &str, netloom: &[usize]) -> Vec<usize> {
+    match (kind, key) {
+        (LayerKind::Conv2d { .. }, "weight") => {
+            vec![netloom[3], netloom[2], netloom[0], netloom[1]]
+        }
+        (LayerKind::Dense { .. }, "weight") => vec![netloom[1], netloom[0]],
+        _ => netloom.to_vec(),
+    }
+}
+
+/// `[N, C, H, W]` or `[N, n]`, batch symbolic.
+fn nchw(shape: Shape) -> Vec<Option<i64>> {
+    match shape {
+        Shape::Volume { h, w, c } => vec![None, Some(c as i64), Some(h as i64), Some(w as i64)],
+        Shape::Vector(n) => vec![None, Some(n as i64)],
+    }
+}
+
+fn value_info(name: &str, dims: impl IntoIterator<Item = Option<i64>>) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .into_iter()
+                        .map(|d| Dimension {
+                            value: Some(match d {
+                                Some(v) => DimValue::DimValue(v),
+                                None => DimValue::DimParam("N".into()),
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type::FLOAT,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn int64_tensor(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type::INT64,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INT,
+        i: v,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INTS,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::FLOAT,
+        f: v,
+        ..Default::default()
+    }
+}
+
+fn string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::STRING,
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Import
+
+/// Reads an ONNX model into a design.
+///
+/// Mapped operators: Conv (group, pads, strides, auto_pad), MaxPool and
+/// AveragePool (ceil_mode, pads, auto_pad), GlobalAveragePool,
+/// BatchNormalization, Relu, LeakyRelu, Sigmoid, Tanh, Softmax, Dropout,
+/// Identity, Flatten / Reshape / Squeeze to a vector, Gemm and MatMul (+ a
+/// constant Add) as Dense, Add and Sum (chains of binary Adds become one
+/// N-input Add; a constant Add after a bias-free Conv becomes its bias),
+/// Concat on the channel axis, and constant-zero Pad as ZeroPad2d.
+/// Transposes as tf2onnx writes them for Keras models are understood: an
+/// NHWC graph input followed by a Transpose to NCHW becomes an H×W×C Input,
+/// and a Transpose to NHWC before a Flatten/Reshape keeps the Dense rows in
+/// H·W·C order (otherwise Dense rows after a Flatten are reordered from
+/// C·H·W to Netloom's H·W·C). Shape
+/// arithmetic on constants (Shape, Gather, Unsqueeze, Concat of shapes, …)
+/// is absorbed silently. Every other operator is listed in
+/// [`Imported::unsupported`]: element-wise ones are passed through (the
+/// shape is kept), the others leave their consumers unconnected.
+pub fn import(path: &Path) -> Result<Imported, InteropError> {
+    let bytes = std::fs::read(path).map_err(|source| InteropError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into());
+    import_bytes(&bytes, &stem).map_err(|e| match e {
+        InteropError::Decode { message, .. } => InteropError::Decode {
+            path: path.to_path_buf(),
+            message,
+        },
+        other => other,
+    })
+}
+
+/// Reads an ONNX model from memory; `name` is used when the graph has none.
+pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Imported, InteropError> {
+    let model = ModelProto::decode(bytes).map_err(|e| InteropError::Decode {
+        path: "<memory>".into(),
+        message: format!("protobuf decoding failed ({e}); the file may be truncated or not ONNX"),
+    })?;
+    let Some(graph) = &model.graph else {
+        return Err(InteropError::Decode {
+            path: "<memory>".into(),
+            message: "it has no graph (is it an ONNX model?)".into(),
+        });
+    };
+    if model.ir_version <= 0 {
+        return Err(InteropError::InvalidModel(format!(
+            "IR version {} is not a valid ONNX IR version",
+            model.ir_version
+        )));
+    }
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(1, |o| o.version);
+    let graph_name = if graph.name.trim().is_empty() {
+        name.to_string()
+    } else {
+        graph.name.clone()
+    };
+    let mut importer = Importer::new(graph, opset, graph_name)?;
+    importer.run()?;
+    importer.finish()
+}
+
+/// A constant's dims and, when stored in the file, its values.
+type ConstValue = (Vec<usize>, Option<Vec<f64>>);
+
+/// What an ONNX value is, as far as Netloom is concerned.
+#[derive(Clone, Debug)]
+enum Val<'m> {
+    /// The output of a Netloom node.
+    Data { node: NodeId, shape: Option<Shape> },
+    /// A constant (initializer, `Constant`) or a parameter input with known dims.
+    Const {
+        dims: Vec<usize>,
+        tensor: Option<&'m TensorProto>,
+        /// The value for `Constant` nodes built from scalar/list attributes.
+        owned: Option<Vec<f64>>,
+    },
+    /// A graph input not yet claimed as data or as a parameter.
+    GraphInput(&'m ValueInfoProto),
+    /// Computed from constants or shapes; its value is not tracked.
+    Meta,
+    /// Produced by an operator Netloom cannot represent.
+    Cut,
+}
+
+struct Importer<'m> {
+    proto: &'m GraphProto,
+    opset: i64,
+    graph: Graph,
+    values: HashMap<String, Val<'m>>,
+    /// How many times each value is consumed (by nodes and graph outputs).
+    uses: HashMap<String, usize>,
+    /// Values in NHWC layout (after a Transpose [0, 2, 3, 1]).
+    nhwc: HashSet<String>,
+    /// Flatten layers fed by NHWC values: they flatten in H·W·C order.
+    hwc_flattens: HashSet<String>,
+    /// The op types consuming each value.
+    consumers: HashMap<String, Vec<&'m str>>,
+    /// Node → its ONNX op (for folding decisions).
+    origin: HashMap<NodeId, &'static str>,
+    /// Parameters in framework layouts, keyed `{layer}.{key}`.
+    weights: Tensors,
+    unsupported: BTreeMap<String, usize>,
+    passed_through: BTreeMap<String, usize>,
+    warnings: Vec<String>,
+    order: Vec<usize>,
+}
+
+fn topo_sort(g: &GraphProto, known: &HashSet<&str>) -> Result<Vec<usize>, InteropError> {
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in g.node.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if producer.insert(o.as_str(), i).is_some() || known.contains(o.as_str()) {
+                return Err(InteropError::InvalidModel(format!(
+                    "value `{o}` is produced twice (by node `{}` and another node or initializer)",
+                    node_label(n)
+                )));
+            }
+        }
+    }
+    let mut indegree = vec![0usize; g.node.len()];
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); g.node.len()];
+    for (i, n) in g.node.iter().enumerate() {
+        for input in n.input.iter().filter(|s| !s.is_empty()) {
+            match producer.get(input.as_str()) {
+                Some(&p) => {
+                    indegree[i] += 1;
+                    consumers[p].push(i);
+                }
+                None if known.contains(input.as_str()) => {}
+                None => {
+                    return Err(InteropError::InvalidModel(format!(
+                        "input `{input}` of node `{}` is not produced by any node, initializer or graph input",
+                        node_label(n)
+                    )));
+                }
+            }
+        }
+    }
+    let mut ready: std::collections::VecDeque<usize> =
+        (0..g.node.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(g.node.len());
+    while let Some(i) = ready.pop_front() {
+        order.push(i);
+        for &c in &consumers[i] {
+            indegree[c] -= 1;
+            if indegree[c] == 0 {
+                ready.push_back(c);
+            }
+        }
+    }
+    if order.len() < g.node.len() {
+        let stuck: Vec<String> = (0..g.node.len())
+            .filter(|&i| indegree[i] > 0)
+            .take(8)
+            .map(|i| format!("`{}`", node_label(&g.node[i])))
+            .collect();
+        return Err(InteropError::InvalidModel(format!(
+            "the graph has a cycle through {}",
+            stuck.join(", ")
+        )));
+    }
+    Ok(order)
+}
+
+fn node_label(n: &NodeProto) -> String {
+    if !n.name.is_empty() {
+        n.name.clone()
+    } else {
+        format!(
+            "{} → {}",
+            n.op_type,
+            n.output.first().map_or("?", |s| s.as_str())
+        )
+    }
+}
+
+/// Operators that keep their input's shape, passed through when unsupported.
+const SHAPE_KEEPING: &[&str] = &[
+    "Add",
+    "Clip",
+    "Elu",
+    "Selu",
+    "Celu",
+    "PRelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Softplus",
+    "Softsign",
+    "Gelu",
+    "Mish",
+    "Erf",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Abs",
+    "Neg",
+    "Reciprocal",
+    "Mul",
+    "Div",
+    "Sub",
+    "Pow",
+    "Cast",
+    "LRN",
+    "InstanceNormalization",
+    "LpNormalization",
+    "ThresholdedRelu",
+    "LogSoftmax",
+    "Hardmax",
+    "Sin",
+    "Cos",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Max",
+    "Min",
+    "Mean",
+    "Swish",
+    "QuantizeLinear",
+    "DequantizeLinear",
+];
+
+impl<'m> Importer<'m> {
+    fn new(proto: &'m GraphProto, opset: i64, name: String) -> Result<Self, InteropError> {
+        let mut values: HashMap<String, Val<'m>> = HashMap::new();
+        for t in &proto.initializer {
+            if t.name.is_empty() {
+                return Err(InteropError::InvalidModel(
+                    "an initializer has no name".into(),
+                ));
+            }
+            let dims = to_dims(&t.dims).map_err(|e| {
+                InteropError::InvalidModel(format!("initializer `{}`: {e}", t.name))
+            })?;
+            values.insert(
+                t.name.clone(),
+                Val::Const {
+                    dims,
+                    tensor: Some(t),
+                    owned: None,
+                },
+            );
+        }
+        for vi in &proto.input {
+            values.entry(vi.name.clone()).or_insert(Val::GraphInput(vi));
+        }
+        let known: HashSet<&str> = values.keys().map(|s| s.as_str()).collect();
+        let order = topo_sort(proto, &known)?;
+        let mut uses: HashMap<String, usize> = HashMap::new();
+        let mut consumers: HashMap<String, Vec<&'m str>> = HashMap::new();
+        for n in &proto.node {
+            for i in &n.input {
+                *uses.entry(i.clone()).or_default() += 1;
+                consumers
+                    .entry(i.clone())
+                    .or_default()
+                    .push(n.op_type.as_str());
+            }
+        }
+        for o in &proto.output {
+            *uses.entry(o.name.clone()).or_default() += 1;
+        }
+        Ok(Importer {
+            proto,
+            opset,
+            graph: Graph::new(name),
+            values,
+            uses,
+            consumers,
+            nhwc: HashSet::new(),
+            hwc_flattens: HashSet::new(),
+            origin: HashMap::new(),
+            weights: Tensors::new(),
+            unsupported: BTreeMap::new(),
+            passed_through: BTreeMap::new(),
+            warnings: Vec::new(),
+            order,
+        })
+    }
+
+    fn run(&mut self) -> Result<(), InteropError> {
+        for i in self.order.clone() {
+            let node = &self.proto.node[i];
+            self.import_node(node)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Imported, InteropError> {
+        let Importer {
+            graph,
+            weights,
+            unsupported,
+            passed_through,
+            mut warnings,
+            hwc_flattens,
+            ..
+        } = self;
+        let mut graph = graph.compacted();
+        layout::auto_layout(&mut graph);
+        let analysis = infer::analyze(&graph);
+        let weights = match from_framework_with(&graph, &analysis, &weights, &hwc_flattens) {
+            Ok((w, misfits)) => {
+                match misfits.len() {
+                    0 => {}
+                    1..=3 => {
+                        warnings.extend(misfits.into_iter().map(|m| format!("weight skipped: {m}")))
+                    }
+                    n => warnings.push(format!(
+                        "{n} weights skipped because their layers have no shape or a different one; first: {}",
+                        misfits[0]
+                    )),
+                }
+                w
+            }
+            Err(e) => {
+                warnings.push(format!("weights were not imported: {e}"));
+                Tensors::new()
+            }
+        };
+        if !passed_through.is_empty() {
+            let list: Vec<String> = passed_through
+                .iter()
+                .map(|(op, n)| format!("{op} ×{n}"))
+                .collect();
+            warnings.push(format!(
+                "unsupported element-wise operators were passed through (shape kept, cost not counted): {}",
+                list.join(", ")
+            ));
+        }
+        let mut unsupported: Vec<(String, usize)> = unsupported.into_iter().collect();
+        unsupported.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(Imported {
+            graph,
+            weights,
+            unsupported,
+            warnings,
+        })
+    }
+
+    // --- values -----------------------------------------------------------
+
+    /// The Netloom node feeding a data input, creating an Input layer for a
+    /// graph input on first use. `None` when the value is cut or constant.
+    fn data(&mut self, name: &str) -> Result<Option<(NodeId, Option<Shape>)>, InteropError> {
+        match self.values.get(name).cloned() {
+            Some(Val::Data { node, shape }) => Ok(Some((node, shape))),
+            Some(Val::GraphInput(vi)) => {
+                let v = self.input_layer(vi)?;
+                Ok(Some(v))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn is_data(&self, name: &str) -> bool {
+        matches!(
+            self.values.get(name),
+            Some(Val::Data { .. }) | Some(Val::GraphInput(_))
+        )
+    }
+
+    /// A constant or parameter input: its dims and, when stored, its values.
+    fn konst(&mut self, name: &str) -> Result<Option<ConstValue>, InteropError> {
+        match self.values.get(name).cloned() {
+            Some(Val::Const {
+                dims,
+                tensor,
+                owned,
+            }) => {
+                let values = match (owned, tensor) {
+                    (Some(v), _) => Some(v),
+                    (None, Some(t)) => {
+                        let v = decode_tensor(t, &dims)?;
+                        if v.is_none() {
+                            self.warnings.push(format!(
+                                "tensor `{}` is stored in an external file; its values were not imported",
+                                t.name
+                            ));
+                        }
+                        v
+                    }
+                    (None, None) => None,
+                };
+                Ok(Some((dims, values)))
+            }
+            Some(Val::GraphInput(vi)) => {
+                let dims = static_dims(vi).map_err(|e| {
+                    InteropError::InvalidModel(format!("parameter input `{}`: {e}", vi.name))
+                })?;
+                self.values.insert(
+                    name.to_string(),
+                    Val::Const {
+                        dims: dims.clone(),
+                        tensor: None,
+                        owned: None,
+                    },
+                );
+                Ok(Some((dims, None)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn input_layer(
+        &mut self,
+        vi: &'m ValueInfoProto,
+    ) -> Result<(NodeId, Option<Shape>), InteropError> {
+        let dims = static_dims_batch_free(vi)
+            .map_err(|e| InteropError::InvalidModel(format!("graph input `{}`: {e}", vi.name)))?;
+        let (h, w, c, flat) = match dims.as_slice() {
+            [c, h, w] => (*h, *w, *c, false),
+            [n] => (1, 1, *n, true),
+            other => {
+                return Err(InteropError::InvalidModel(format!(
+                    "graph input `{}` has shape {other:?} (batch dropped); Netloom takes N×C×H×W images or N×F vectors",
+                    vi.name
+                )));
+            }
+        };
+        let kind = LayerKind::Input {
+            height: h as u32,
+            width: w as u32,
+            channels: c as u32,
+        };
+        let (mut id, mut shape) = self.add(&vi.name, kind, &[])?;
+        if flat {
+            let stem = format!("{}_flatten", vi.name);
+            (id, shape) = self.add(&stem, LayerKind::Flatten, &[Some(id)])?;
+        }
+        self.values
+            .insert(vi.name.clone(), Val::Data { node: id, shape });
+        Ok((id, shape))
+    }
+
+    /// Adds a node (unique name from `stem`), wires the known inputs and
+    /// infers its shape.
+    fn add(
+        &mut self,
+        stem: &str,
+        kind: LayerKind,
+        inputs: &[Option<NodeId>],
+    ) -> Result<(NodeId, Option<Shape>), InteropError> {
+        let stem = if stem.trim().is_empty() {
+            kind.tag().to_string()
+        } else {
+            stem.to_string()
+        };
+        let name = self.graph.unique_name(&stem);
+        let id = self
+            .graph
+            .add_node(name, kind.clone(), [0.0, 0.0])
+            .map_err(|e| InteropError::InvalidModel(e.to_string()))?;
+        let mut known = Vec::new();
+        let mut all = true;
+        for (i, from) in inputs.iter().enumerate() {
+            match from {
+                Some(f) => {
+                    self.graph
+                        .connect(*f, id, i)
+                        .map_err(|e| InteropError::InvalidModel(e.to_string()))?;
+                    match self.shape_of(*f) {
+                        Some(s) => known.push((*f, s)),
+                        None => all = false,
+                    }
+                }
+                None => all = false,
+            }
+        }
+        let shape = if all {
+            infer::shape::output_shape(&kind, &known)
+                .ok()
+                .map(|(s, _)| s)
+        } else {
+            None
+        };
+        Ok((id, shape))
+    }
+
+    fn shape_of(&self, id: NodeId) -> Option<Shape> {
+        self.values.values().find_map(|v| match v {
+            Val::Data { node, shape } if *node == id => *shape,
+            _ => None,
+        })
+    }
+
+    fn set_outputs(&mut self, node: &NodeProto, val: Val<'m>) {
+        for (i, o) in node.output.iter().enumerate() {
+            if o.is_empty() {
+                continue;
+            }
+            // Secondary outputs (Dropout mask, MaxPool indices, BN stats) are not data.
+            let v = if i == 0 { val.clone() } else { Val::Cut };
+            self.values.insert(o.clone(), v);
+        }
+    }
+
+    fn unsupported(&mut self, node: &NodeProto, label: String) -> Result<(), InteropError> {
+        *self.unsupported.entry(label.clone()).or_default() += 1;
+        let first = node.input.first().cloned().unwrap_or_default();
+        let pass = SHAPE_KEEPING.contains(&node.op_type.as_str())
+            && node.input.iter().filter(|i| self.is_data(i)).count() == 1
+            && self.is_data(&first);
+        if pass && let Some((id, shape)) = self.data(&first)? {
+            *self.passed_through.entry(label).or_default() += 1;
+            self.set_outputs(node, Val::Data { node: id, shape });
+            return Ok(());
+        }
+        self.set_outputs(node, Val::Cut);
+        Ok(())
+    }
+
+    // --- operators ----------------------------------------------------------
+
+    fn import_node(&mut self, node: &'m NodeProto) -> Result<(), InteropError> {
+        let op = node.op_type.as_str();
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            return self.unsupported(node, format!("{}::{op}", node.domain));
+        }
+        // Constants and shape arithmetic.
+        if op == "Constant" {
+            return self.constant(node);
+        }
+        if op == "ConstantOfShape" {
+            // A filled tensor of a constant shape (weights stripped from "light" models).
+            let shape = node.input.first().cloned().unwrap_or_default();
+            let val = match self.konst(&shape)? {
+                Some((_, Some(dims))) if dims.iter().all(|&d| d >= 0.0) => Val::Const {
+                    dims: dims.iter().map(|&d| d as usize).collect(),
+                    tensor: None,
+                    owned: None,
+                },
+                _ => Val::Meta,
+            };
+            self.set_outputs(node, val);
+            return Ok(());
+        }
+        let any_data = node.input.iter().any(|i| self.is_data(i));
+        let any_cut = node
+            .input
+            .iter()
+            .any(|i| matches!(self.values.get(i), Some(Val::Cut)));
+        if op == "Reshape" && !any_data && !any_cut {
+            return self.reshape_constant(node);
+        }
+        if op == "Shape" || op == "Size" || (!any_data && !any_cut && !node.input.is_empty()) {
+            self.set_outputs(node, Val::Meta);
+            return Ok(());
+        }
+        let name = layer_name(node);
+        let x = node.input.first().cloned().unwrap_or_default();
+        if node.input.iter().any(|i| self.nhwc.contains(i)) && !matches!(op, "Flatten" | "Reshape")
+        {
+            return self.unsupported(node, format!("{op} on NHWC data"));
+        }
+        match op {
+            "Conv" => self.conv(node, &name),
+            "MaxPool" | "AveragePool" => self.pool(node, &name),
+            "GlobalAveragePool" => self.global_pool(node, &name),
+            "BatchNormalization" => self.batch_norm(node, &name),
+            "Relu" => self.simple(node, &name, LayerKind::Relu),
+            "Sigmoid" => self.simple(node, &name, LayerKind::Sigmoid),
+            "Tanh" => self.simple(node, &name, LayerKind::Tanh),
+            "LeakyRelu" => {
+                let alpha = attr_f(node, "alpha").unwrap_or(0.01) as f64;
+                self.simple(node, &name, LayerKind::LeakyRelu { alpha })
+            }
+            "Softmax" => {
+                if let Some((_, Some(s))) = self.data(&x)? {
+                    let default = if self.opset >= 13 { -1 } else { 1 };
+                    let axis = attr_i(node, "axis").unwrap_or(default);
+                    let rank = if matches!(s, Shape::Volume { .. }) {
+                        4
+                    } else {
+                        2
+                    };
+                    let axis = if axis < 0 { axis + rank } else { axis };
+                    if axis != 1 {
+                        self.warnings.push(format!(
+                            "Softmax `{name}` is over axis {axis}; Netloom's Softmax is over channels"
+                        ));
+                    }
+                }
+                self.simple(node, &name, LayerKind::Softmax)
+            }
+            "Dropout" => {
+                let mut rate = attr_f(node, "ratio").map(f64::from);
+                if let Some(r) = node.input.get(1).filter(|r| !r.is_empty())
+                    && let Some((_, Some(v))) = self.konst(r)?
+                {
+                    rate = v.first().copied();
+                }
+                let rate = rate.unwrap_or(0.5).clamp(0.0, 0.999);
+                self.simple(node, &name, LayerKind::Dropout { rate })
+            }
+            "Identity" => {
+                let v = self.values.get(&x).cloned().unwrap_or(Val::Cut);
+                self.set_outputs(node, v);
+                Ok(())
+            }
+            "Flatten" | "Reshape" | "Squeeze" => self.flatten(node, &name),
+            "Gemm" | "MatMul" => self.dense(node, &name),
+            "Add" | "Sum" => self.add_op(node, &name),
+            "Concat" => self.concat(node, &name),
+            "Pad" => self.pad(node, &name),
+            "Transpose" => self.transpose(node),
+            _ => self.unsupported(node, op.to_string()),
+        }
+    }
+
+    fn constant(&mut self, node: &'m NodeProto) -> Result<(), InteropError> {
+        let val = if let Some(t) = attr(node, "value").and_then(|a| a.t.as_ref()) {
+            let dims = to_dims(&t.dims).map_err(|e| {
+                InteropError::InvalidModel(format!("Constant `{}`: {e}", node_label(node)))
+            })?;
+            Val::Const {
+                dims,
+                tensor: Some(t),
+                owned: None,
+            }
+        } else if let Some(a) = attr(node, "value_float") {
+            Val::Const {
+                dims: vec![],
+                tensor: None,
+                owned: Some(vec![a.f as f64]),
+            }
+        } else if let Some(a) = attr(node, "value_int") {
+            Val::Const {
+                dims: vec![],
+                tensor: None,
+                owned: Some(vec![a.i as f64]),
+            }
+        } else if let Some(a) = attr(node, "value_floats") {
+            Val::Const {
+                dims: vec![a.floats.len()],
+                tensor: None,
+                owned: Some(a.floats.iter().map(|&v| v as f64).collect()),
+            }
+        } else if let Some(a) = attr(node, "value_ints") {
+            Val::Const {
+                dims: vec![a.ints.len()],
+                tensor: None,
+                owned: Some(a.ints.iter().map(|&v| v as f64).collect()),
+            }
+        } else {
+            Val::Meta
+        };
+        self.set_outputs(node, val);
+        Ok(())
+    }
+
+    /// A Reshape of a constant (weights reshaped before use) stays a constant.
+    fn reshape_constant(&mut self, node: &NodeProto) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        let target = node.input.get(1).cloned().unwrap_or_default();
+        let val = match (self.values.get(&x).cloned(), self.konst(&target)?) {
+            (
+                Some(Val::Const {
+                    dims,
+                    tensor,
+                    owned,
+                }),
+                Some((_, Some(t))),
+            ) => {
+                let n: usize = dims.iter().product();
+                let mut new: Vec<usize> = t
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| match d as i64 {
+                        0 => dims.get(i).copied().unwrap_or(1),
+                        -1 => 0,
+                        d => d.max(0) as usize,
+                    })
+                    .collect();
+                if let Some(free) = t.iter().position(|&d| d == -1.0) {
+                    let known: usize = new.iter().filter(|&&d| d != 0).product();
+                    new[free] = n.checked_div(known).unwrap_or(0);
+                }
+                if new.iter().product::<usize>() == n {
+                    Val::Const {
+                        dims: new,
+                        tensor,
+                        owned,
+                    }
+                } else {
+                    Val::Meta
+                }
+            }
+            _ => Val::Meta,
+        };
+        self.set_outputs(node, val);
+        Ok(())
+    }
+
+    /// A one-input layer on the node's first input.
+    fn simple(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        kind: LayerKind,
+    ) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        let from = self.data(&x)?.map(|(id, _)| id);
+        let (id, shape) = self.add(name, kind, &[from])?;
+        self.origin.insert(id, static_op(&node.op_type));
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    fn store(&mut self, layer: NodeId, key: &str, dims: Vec<usize>, values: Option<Vec<f64>>) {
+        if let Some(v) = values {
+            let name = format!("{}.{key}", self.graph.name_of(layer));
+            self.weights
+                .insert(name, (dims, v.into_iter().map(|x| x as f32).collect()));
+        }
+    }
+
+    fn conv(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        let w_name = node.input.get(1).cloned().unwrap_or_default();
+        let Some((w_dims, w_vals)) = self.konst(&w_name)? else {
+            return self.unsupported(node, "Conv (non-constant weights)".into());
+        };
+        if w_dims.len() != 4 {
+            return self.unsupported(node, format!("Conv{}D", w_dims.len().saturating_sub(2)));
+        }
+        if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+            return self.unsupported(node, "Conv (dilated)".into());
+        }
+        let bias = match node.input.get(2).filter(|b| !b.is_empty()) {
+            Some(b) => self.konst(b)?,
+            None => None,
+        };
+        let groups = attr_i(node, "group").unwrap_or(1).max(1) as u32;
+        let kernel = [w_dims[2] as u32, w_dims[3] as u32];
+        let input = self.data(&x)?;
+        let (padding, stride, _) = self.window(node, input.and_then(|(_, s)| s), kernel, false)?;
+        let kind = LayerKind::Conv2d {
+            filters: w_dims[0] as u32,
+            kernel,
+            stride,
+            padding,
+            groups,
+            bias: bias.is_some(),
+        };
+        let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
+        self.origin.insert(id, "Conv");
+        self.store(id, "weight", w_dims, w_vals);
+        if let Some((dims, vals)) = bias {
+            let n: usize = dims.iter().product();
+            self.store(id, "bias", vec![n], vals);
+        }
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    /// Padding, stride and ceil mode of a conv or pool node, preferring the
+    /// simplest Netloom padding that resolves to the same window.
+    fn window(
+        &mut self,
+        node: &NodeProto,
+        input: Option<Shape>,
+        kernel: [u32; 2],
+        allow_ceil: bool,
+    ) -> Result<(Padding, [u32; 2], bool), InteropError> {
+        let s = attr_ints(node, "strides").unwrap_or(&[1, 1]);
+        let stride = [
+            s.first().copied().unwrap_or(1).max(1) as u32,
+            s.get(1).copied().unwrap_or(1).max(1) as u32,
+        ];
+        let ceil = allow_ceil && attr_i(node, "ceil_mode").unwrap_or(0) != 0;
+        let auto = attr_s(node, "auto_pad").unwrap_or("NOTSET");
+        let hw = match input {
+            Some(Shape::Volume { h, w, .. }) => Some([h, w]),
+            _ => None,
+        };
+        let explicit = match auto {
+            "SAME_UPPER" => return Ok((Padding::Same, stride, false)),
+            "VALID" => return Ok((Padding::Valid, stride, ceil)),
+            "SAME_LOWER" => {
+                let Some([h, w]) = hw else {
+                    return Ok((Padding::Same, stride, false));
+                };
+                let ah = resolve_axis(
+                    h,
+                    kernel[0] as u64,
+                    stride[0] as u64,
+                    Padding::Same,
+                    0,
+                    false,
+                );
+                let aw = resolve_axis(
+                    w,
+                    kernel[1] as u64,
+                    stride[1] as u64,
+                    Padding::Same,
+                    1,
+                    false,
+                );
+                match (ah, aw) {
+                    (Ok(ah), Ok(aw)) => {
+                        [ah.pad_after, ah.pad_before, aw.pad_after, aw.pad_before].map(|v| v as u32)
+                    }
+                    _ => return Ok((Padding::Same, stride, false)),
+                }
+            }
+            _ => {
+                let p = attr_ints(node, "pads").unwrap_or(&[0, 0, 0, 0]);
+                if p.len() != 4 || p.iter().any(|&v| v < 0) {
+                    return Err(InteropError::InvalidModel(format!(
+                        "node `{}` has pads {p:?}; expected 4 non-negative values",
+                        node_label(node)
+                    )));
+                }
+                // ONNX: [top, left, bottom, right]; Netloom: [top, bottom, left, right].
+                [p[0] as u32, p[2] as u32, p[1] as u32, p[3] as u32]
+            }
+        };
+        let target = Padding::Explicit(explicit);
+        let Some([h, w]) = hw else {
+            let padding = if explicit == [0; 4] {
+                Padding::Valid
+            } else {
+                target
+            };
+            return Ok((padding, stride, ceil));
+        };
+        let resolve = |p: Padding, c: bool| {
+            let ah = resolve_axis(h, kernel[0] as u64, stride[0] as u64, p, 0, c).ok()?;
+            let aw = resolve_axis(w, kernel[1] as u64, stride[1] as u64, p, 1, c).ok()?;
+            Some([ah, aw])
+        };
+        let wanted = resolve(target, ceil);
+        let same_hint = node.doc_string.contains(SAME_HINT);
+        let mut candidates = vec![];
+        if explicit == [0; 4] {
+            candidates.push(Padding::Valid);
+        }
+        if same_hint {
+            candidates.insert(0, Padding::Same);
+        }
+        candidates.push(target);
+        for c in [false, true] {
+            if c && !ceil {
+                continue;
+            }
+            for &p in &candidates {
+                if resolve(p, c) == wanted {
+                    return Ok((p, stride, c));
+                }
+            }
+        }
+        Ok((target, stride, ceil))
+    }
+
+    fn pool(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        let Some(k) = attr_ints(node, "kernel_shape").filter(|k| k.len() == 2) else {
+            let label = format!("{} (not 2-D)", node.op_type);
+            return self.unsupported(node, label);
+        };
+        if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+            let label = format!("{} (dilated)", node.op_type);
+            return self.unsupported(node, label);
+        }
+        let kernel = [k[0].max(1) as u32, k[1].max(1) as u32];
+        let input = self.data(&x)?;
+        let (padding, stride, ceil_mode) =
+            self.window(node, input.and_then(|(_, s)| s), kernel, true)?;
+        let kind = if node.op_type == "MaxPool" {
+            LayerKind::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+            }
+        } else {
+            LayerKind::AvgPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+            }
+        };
+        let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
+        self.origin.insert(id, static_op(&node.op_type));
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    /// GlobalAvgPool when the result is flattened or fed to a Gemm (Netloom's
+    /// GlobalAvgPool yields a vector); otherwise an H×W average pool, which
+    /// keeps the 1×1×C volume (squeeze-and-excitation blocks, 1×1 conv heads).
+    fn global_pool(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let out = node.output.first().cloned().unwrap_or_default();
+        let to_vector = self.consumers.get(&out).is_none_or(|ops| {
+            ops.iter()
+                .all(|op| matches!(*op, "Flatten" | "Reshape" | "Squeeze" | "Gemm"))
+        });
+        let x = node.input.first().cloned().unwrap_or_default();
+        match self.data(&x)? {
+            Some((_, Some(Shape::Volume { h, w, .. }))) if !to_vector => {
+                let kind = LayerKind::AvgPool2d {
+                    kernel: [h as u32, w as u32],
+                    stride: [1, 1],
+                    padding: Padding::Valid,
+                    ceil_mode: false,
+                };
+                self.simple(node, name, kind)
+            }
+            _ => self.simple(node, name, LayerKind::GlobalAvgPool),
+        }
+    }
+
+    fn batch_norm(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let epsilon = attr_f(node, "epsilon").unwrap_or(1e-5) as f64;
+        let momentum = (attr_f(node, "momentum").unwrap_or(0.9) as f64).clamp(0.0, 0.999_999);
+        let mut params = Vec::new();
+        for (slot, key) in [
+            (1, "gamma"),
+            (2, "beta"),
+            (3, "running_mean"),
+            (4, "running_var"),
+        ] {
+            let p = node.input.get(slot).cloned().unwrap_or_default();
+            params.push((key, self.konst(&p)?));
+        }
+        let kind = LayerKind::BatchNorm { epsilon, momentum };
+        let x = node.input.first().cloned().unwrap_or_default();
+        let from = self.data(&x)?.map(|(id, _)| id);
+        let (id, shape) = self.add(name, kind, &[from])?;
+        self.origin.insert(id, "BatchNormalization");
+        for (key, p) in params {
+            if let Some((dims, vals)) = p {
+                let n: usize = dims.iter().product();
+                self.store(id, key, vec![n], vals);
+            }
+        }
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    fn flatten(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        let Some((from, shape)) = self.data(&x)? else {
+            self.set_outputs(node, Val::Cut);
+            return Ok(());
+        };
+        let op = node.op_type.as_str();
+        let ok = match op {
+            "Flatten" => attr_i(node, "axis").unwrap_or(1) == 1,
+            "Squeeze" => match shape {
+                Some(Shape::Volume { h, w, .. }) => h == 1 && w == 1,
+                _ => true,
+            },
+            _ => {
+                // Reshape: to [batch, -1] / [batch, n]; a computed shape is assumed to flatten.
+                let target = node.input.get(1).cloned().unwrap_or_default();
+                match self.konst(&target)? {
+                    Some((_, Some(t))) => {
+                        let n = shape.map(|s| s.elements() as f64);
+                        t.len() == 2
+                            && (t[1] == -1.0 || Some(t[1]) == n)
+                            && (t[0] == 0.0
+                                || t[0] == -1.0
+                                || t[0] == 1.0
+                                || n.is_none()
+                                || t[0] > 0.0)
+                    }
+                    _ => {
+                        self.warnings.push(format!(
+                            "Reshape `{name}` has a computed target shape; assumed to flatten to a vector"
+                        ));
+                        true
+                    }
+                }
+            }
+        };
+        if !ok {
+            let label = format!("{op} (not to a vector)");
+            return self.unsupported(node, label);
+        }
+        if matches!(shape, Some(Shape::Vector(_))) {
+            // Already a vector: nothing to do.
+            self.set_outputs(node, Val::Data { node: from, shape });
+            return Ok(());
+        }
+        let (id, shape) = self.add(name, LayerKind::Flatten, &[Some(from)])?;
+        self.origin.insert(id, "Flatten");
+        if self.nhwc.contains(&x) {
+            self.hwc_flattens.insert(self.graph.name_of(id).to_string());
+        }
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    fn dense(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        let b_name = node.input.get(1).cloned().unwrap_or_default();
+        let gemm = node.op_type == "Gemm";
+        if gemm && attr_i(node, "transA").unwrap_or(0) != 0 {
+            return self.unsupported(node, "Gemm (transA)".into());
+        }
+        let Some((b_dims, b_vals)) = self.konst(&b_name)? else {
+            let label = format!("{} (two data inputs)", node.op_type);
+            return self.unsupported(node, label);
+        };
+        if b_dims.len() != 2 {
+            let label = format!("{} ({}-D weights)", node.op_type, b_dims.len());
+            return self.unsupported(node, label);
+        }
+        let trans_b = gemm && attr_i(node, "transB").unwrap_or(0) != 0;
+        let alpha = if gemm {
+            attr_f(node, "alpha").unwrap_or(1.0) as f64
+        } else {
+            1.0
+        };
+        let beta = if gemm {
+            attr_f(node, "beta").unwrap_or(1.0) as f64
+        } else {
+            1.0
+        };
+        // Framework layout is [out][in].
+        let (n_in, units) = if trans_b {
+            (b_dims[1], b_dims[0])
+        } else {
+            (b_dims[0], b_dims[1])
+        };
+        let weight = b_vals.map(|v| {
+            let mut w = vec![0.0; v.len()];
+            for o in 0..units {
+                for i in 0..n_in {
+                    let src = if trans_b { o * n_in + i } else { i * units + o };
+                    w[o * n_in + i] = alpha * v[src];
+                }
+            }
+            w
+        });
+        let c = match node.input.get(2).filter(|c| !c.is_empty() && gemm) {
+            Some(c) => self.konst(c)?,
+            None => None,
+        };
+        let kind = LayerKind::Dense {
+            units: units as u32,
+            bias: c.is_some(),
+        };
+        let from = self.data(&x)?.map(|(id, _)| id);
+        let (id, shape) = self.add(name, kind, &[from])?;
+        self.origin.insert(id, static_op(&node.op_type));
+        self.store(id, "weight", vec![units, n_in], weight);
+        if let Some((dims, vals)) = c {
+            let n: usize = dims.iter().product();
+            let vals = vals.map(|v| {
+                if n == 1 {
+                    vec![beta * v[0]; units]
+                } else {
+                    v.iter().map(|x| beta * x).collect()
+                }
+            });
+            if n != 1 && n != units {
+                self.warnings
+                    .push(format!("Gemm `{name}`: bias of shape {dims:?} ignored"));
+            } else {
+                self.store(id, "bias", vec![units], vals);
+            }
+        }
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    fn single_use(&self, value: &str) -> bool {
+        self.uses.get(value).copied().unwrap_or(0) <= 1
+    }
+
+    fn add_op(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let ins: Vec<String> = node
+            .input
+            .iter()
+            .filter(|i| !i.is_empty())
+            .cloned()
+            .collect();
+        let data: Vec<&String> = ins.iter().filter(|i| self.is_data(i)).collect();
+        let consts: Vec<&String> = ins
+            .iter()
+            .filter(|i| matches!(self.values.get(*i), Some(Val::Const { .. })))
+            .collect();
+        // Bias add after a bias-free Conv or MatMul.
+        if data.len() == 1 && consts.len() == 1 && ins.len() == 2 {
+            let d = data[0].clone();
+            let c = consts[0].clone();
+            if let Some((id, shape)) = self.data(&d)?
+                && self.single_use(&d)
+                && let Some((dims, vals)) = self.konst(&c)?
+            {
+                let n: usize = dims.iter().product();
+                let kind = self.graph.node(id).map(|n| n.kind.clone());
+                let channel_dims = dims.iter().filter(|&&d| d != 1).count() <= 1;
+                let (fits, is_conv) = match kind {
+                    Some(LayerKind::Conv2d {
+                        filters,
+                        bias: false,
+                        ..
+                    }) => (
+                        n == filters as usize && channel_dims && dims.len() != 1,
+                        true,
+                    ),
+                    Some(LayerKind::Dense { units, bias: false }) => {
+                        (n == units as usize && channel_dims, false)
+                    }
+                    _ => (false, false),
+                };
+                // A 1-D constant broadcasts over W in NCHW, not over channels.
+                let fits = fits || (is_conv && n == 1);
+                if fits {
+                    if let Some(node_mut) = self.graph.node_mut(id) {
+                        match &mut node_mut.kind {
+                            LayerKind::Conv2d { bias, .. } | LayerKind::Dense { bias, .. } => {
+                                *bias = true
+                            }
+                            _ => {}
+                        }
+                    }
+                    let units = match self.graph.node(id).map(|n| &n.kind) {
+                        Some(LayerKind::Conv2d { filters, .. }) => *filters as usize,
+                        Some(LayerKind::Dense { units, .. }) => *units as usize,
+                        _ => n,
+                    };
+                    let vals = vals.map(|v| if n == 1 { vec![v[0]; units] } else { v });
+                    self.store(id, "bias", vec![units], vals);
+                    self.set_outputs(node, Val::Data { node: id, shape });
+                    return Ok(());
+                }
+            }
+            return self.unsupported(node, format!("{} (constant)", node.op_type));
+        }
+        if data.len() != ins.len() {
+            return self.unsupported(node, format!("{} (constant)", node.op_type));
+        }
+        if ins.len() == 1 {
+            let v = self.values.get(&ins[0]).cloned().unwrap_or(Val::Cut);
+            self.set_outputs(node, v);
+            return Ok(());
+        }
+        // Fold chains: an input that is a single-use Add absorbs the others.
+        let mut sources = Vec::new();
+        for i in &ins {
+            sources.push((i.clone(), self.data(i)?));
+        }
+        let host = sources.iter().position(|(v, d)| {
+            d.is_some_and(|(id, _)| self.origin.get(&id) == Some(&"Add"))
+                && self.single_use(v)
+                && !self.proto.output.iter().any(|o| &o.name == v)
+        });
+        if let Some(h) = host
+            && let Some((host_id, _)) = sources[h].1
+        {
+            for (k, (_, d)) in sources.iter().enumerate() {
+                if k == h {
+                    continue;
+                }
+                let slot = self.graph.next_free_input(host_id).unwrap_or(0);
+                if let Some((from, _)) = d {
+                    self.graph
+                        .connect(*from, host_id, slot)
+                        .map_err(|e| InteropError::InvalidModel(e.to_string()))?;
+                }
+            }
+            let known: Vec<(NodeId, Shape)> = self
+                .graph
+                .inputs_of(host_id)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| Some((f, self.shape_of(f)?)))
+                .collect();
+            let shape = infer::shape::output_shape(&LayerKind::Add, &known)
+                .ok()
+                .map(|(s, _)| s);
+            // Update every alias of the host's output with the new shape.
+            for v in self.values.values_mut() {
+                if let Val::Data { node, shape: s } = v
+                    && *node == host_id
+                {
+                    *s = shape;
+                }
+            }
+            self.set_outputs(
+                node,
+                Val::Data {
+                    node: host_id,
+                    shape,
+                },
+            );
+            return Ok(());
+        }
+        let froms: Vec<Option<NodeId>> = sources.iter().map(|(_, d)| d.map(|(id, _)| id)).collect();
+        let (id, shape) = self.add(name, LayerKind::Add, &froms)?;
+        self.origin.insert(id, "Add");
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    fn concat(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let ins: Vec<String> = node
+            .input
+            .iter()
+            .filter(|i| !i.is_empty())
+            .cloned()
+            .collect();
+        if ins.iter().any(|i| !self.is_data(i)) {
+            return self.unsupported(node, "Concat (constant)".into());
+        }
+        let mut froms = Vec::new();
+        let mut shape0 = None;
+        for i in &ins {
+            let d = self.data(i)?;
+            if shape0.is_none() {
+                shape0 = d.and_then(|(_, s)| s);
+            }
+            froms.push(d.map(|(id, _)| id));
+        }
+        let axis = attr_i(node, "axis").unwrap_or(1);
+        let rank = match shape0 {
+            Some(Shape::Volume { .. }) => 4,
+            _ => 2,
+        };
+        let axis = if axis < 0 { axis + rank } else { axis };
+        if axis != 1 {
+            return self.unsupported(node, format!("Concat (axis {axis})"));
+        }
+        if froms.len() == 1 {
+            let v = self.values.get(&ins[0]).cloned().unwrap_or(Val::Cut);
+            self.set_outputs(node, v);
+            return Ok(());
+        }
+        let (id, shape) = self.add(name, LayerKind::Concat, &froms)?;
+        self.origin.insert(id, "Concat");
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    /// Only NHWC → NCHW right after a graph input (as tf2onnx writes for
+    /// Keras models): the input is then read as H×W×C.
+    fn transpose(&mut self, node: &NodeProto) -> Result<(), InteropError> {
+        let x = node.input.first().cloned().unwrap_or_default();
+        if attr_ints(node, "perm") == Some(&[0, 3, 1, 2])
+            && let Some(Val::GraphInput(vi)) = self.values.get(&x).cloned()
+        {
+            let dims = static_dims_batch_free(vi).map_err(|e| {
+                InteropError::InvalidModel(format!("graph input `{}`: {e}", vi.name))
+            })?;
+            if let [h, w, c] = dims[..] {
+                let kind = LayerKind::Input {
+                    height: h as u32,
+                    width: w as u32,
+                    channels: c as u32,
+                };
+                let (id, shape) = self.add(&vi.name, kind, &[])?;
+                self.values.insert(x, Val::Data { node: id, shape });
+                self.set_outputs(node, Val::Data { node: id, shape });
+                return Ok(());
+            }
+        }
+        if attr_ints(node, "perm") == Some(&[0, 2, 3, 1])
+            && let Some((id, shape)) = self.data(&x)?
+            && !matches!(shape, Some(Shape::Vector(_)))
+        {
+            // Keras-style flatten order: NHWC, then Reshape/Flatten.
+            self.set_outputs(node, Val::Data { node: id, shape });
+            if let Some(o) = node.output.first() {
+                self.nhwc.insert(o.clone());
+            }
+            return Ok(());
+        }
+        let label = match attr_ints(node, "perm") {
+            Some(p) => format!("Transpose {p:?}"),
+            None => "Transpose".into(),
+        };
+        self.unsupported(node, label)
+    }
+
+    fn pad(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let mode = attr_s(node, "mode").unwrap_or("constant");
+        if mode != "constant" {
+            return self.unsupported(node, format!("Pad ({mode})"));
+        }
+        let pads: Option<Vec<f64>> = if self.opset < 11 {
+            attr_ints(node, "pads").map(|p| p.iter().map(|&v| v as f64).collect())
+        } else {
+            let p = node.input.get(1).cloned().unwrap_or_default();
+            self.konst(&p)?.and_then(|(_, v)| v)
+        };
+        let value = if self.opset < 11 {
+            attr_f(node, "value").unwrap_or(0.0) as f64
+        } else {
+            match node.input.get(2).filter(|v| !v.is_empty()) {
+                Some(v) => self
+                    .konst(v)?
+                    .and_then(|(_, v)| v)
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(f64::NAN),
+                None => 0.0,
+            }
+        };
+        let axes_given = node.input.get(3).is_some_and(|a| !a.is_empty());
+        let Some(p) = pads.filter(|p| p.len() == 8 && value == 0.0 && !axes_given) else {
+            return self.unsupported(node, "Pad (not zero padding of H, W)".into());
+        };
+        if p[0] != 0.0 || p[1] != 0.0 || p[4] != 0.0 || p[5] != 0.0 || p.iter().any(|&v| v < 0.0) {
+            return self.unsupported(node, "Pad (not zero padding of H, W)".into());
+        }
+        let padding = [p[2] as u32, p[6] as u32, p[3] as u32, p[7] as u32];
+        self.simple(node, name, LayerKind::ZeroPad2d { padding })
+    }
+}
+
+/// The Netloom name for a node: the module path of its weight when the
+/// exporter scoped names PyTorch-style (`/layer1/layer1.0/conv1/Conv` with
+/// weight `layer1.0.conv1.weight` → `layer1.0.conv1`), else the node name
+/// without a leading `/`, else its first output's name.
+fn layer_name(node: &NodeProto) -> String {
+    let scoped = node.name.is_empty() || node.name.starts_with('/');
+    if scoped
+        && let Some(stem) = node
+            .input
+            .get(1)
+            .and_then(|w| w.strip_suffix(".weight"))
+            .filter(|s| !s.is_empty())
+    {
+        return stem.to_string();
+    }
+    let name = node.name.trim().trim_start_matches('/');
+    if name.is_empty() {
+        node.output.first().cloned().unwrap_or_default()
+    } else {
+        name.to_string()
+    }
+}
+
+fn static_op(op: &str) -> &'static str {
+    match op {
+        "Relu" => "Relu",
+        "Sigmoid" => "Sigmoid",
+        "Tanh" => "Tanh",
+        "LeakyRelu" => "LeakyRelu",
+        "Softmax" => "Softmax",
+        "Dropout" => "Dropout",
+        "GlobalAveragePool" => "GlobalAveragePool",
+        "MaxPool" => "MaxPool",
+        "AveragePool" => "AveragePool",
+        "Gemm" => "Gemm",
+        "MatMul" => "MatMul",
+        "Pad" => "Pad",
+        _ => "other",
+    }
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+fn attr_i(node: &NodeProto, name: &str) -> Option<i64> {
+    attr(node, name).map(|a| a.i)
+}
+fn attr_f(node: &NodeProto, name: &str) -> Option<f32> {
+    attr(node, name).map(|a| a.f)
+}
+fn attr_ints<'a>(node: &'a NodeProto, name: &str) -> Option<&'a [i64]> {
+    attr(node, name).map(|a| a.ints.as_slice())
+}
+fn attr_s<'a>(node: &'a NodeProto, name: &str) -> Option<&'a str> {
+    attr(node, name).and_then(|a| std::str::from_utf8(&a.s).ok())
+}
+
+fn to_dims(dims: &[i64]) -> Result<Vec<usize>, String> {
+    dims.iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
+        .collect()
+}
+
+/// All dims of a typed value, which must be static.
+fn static_dims(vi: &ValueInfoProto) -> Result<Vec<usize>, String> {
+    let shape = vi
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .ok_or("it has no tensor shape")?;
+    shape
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(DimValue::DimValue(v)) if *v >= 0 => Ok(*v as usize),
+            Some(DimValue::DimParam(p)) => Err(format!("dimension `{p}` is symbolic")),
+            _ => Err("a dimension is unknown".to_string()),
+        })
+        .collect()
+}
+
+/// Dims of a graph input without its leading batch dimension, which may be symbolic.
+fn static_dims_batch_free(vi: &ValueInfoProto) -> Result<Vec<usize>, String> {
+    let shape = vi
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .ok_or("it has no tensor shape")?;
+    let elem = vi
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .map_or(0, |t| t.elem_type);
+    // Strings and booleans are not images; any numeric type is (uint8 pixels too).
+    if elem == 8 || elem == 9 {
+        return Err(format!("element type {elem} is not numeric"));
+    }
+    let rest = shape.dim.get(1..).unwrap_or_default();
+    if shape.dim.len() < 2 {
+        return Err(format!(
+            "rank {} has no batch and feature axes",
+            shape.dim.len()
+        ));
+    }
+    rest.iter()
+        .map(|d| match &d.value {
+            Some(DimValue::DimValue(v)) if *v > 0 => Ok(*v as usize),
+            Some(DimValue::DimParam(p)) => Err(format!(
+                "dimension `{p}` is symbolic; Netloom needs fixed image sizes"
+            )),
+            _ => Err("a dimension is unknown or zero".to_string()),
+        })
+        .collect()
+}
+
+/// The values of a tensor as f64, or `None` when they are stored elsewhere.
+fn decode_tensor(t: &TensorProto, dims: &[usize]) -> Result<Option<Vec<f64>>, InteropError> {
+    if t.data_location == 1 || !t.external_data.is_empty() {
+        return Ok(None);
+    }
+    let n: usize = dims.iter().product();
+    let bad = |what: &str| {
+        InteropError::InvalidModel(format!(
+            "tensor `{}`: dims {dims:?} need {n} values but {what}",
+            t.name
+        ))
+    };
+    let raw = &t.raw_data;
+    let values: Vec<f64> = match t.data_type {
+        data_type::FLOAT if !raw.is_empty() => {
+            if raw.len() != 4 * n {
+                return Err(bad(&format!("raw data has {} bytes", raw.len())));
+            }
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect()
+        }
+        data_type::FLOAT => t.float_data.iter().map(|&v| v as f64).collect(),
+        data_type::DOUBLE if !raw.is_empty() => {
+            if raw.len() != 8 * n {
+                return Err(bad(&format!("raw data has {} bytes", raw.len())));
+            }
+            raw.chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect()
+        }
+        data_type::DOUBLE => t.double_data.clone(),
+        data_type::FLOAT16 if !raw.is_empty() => {
+            if raw.len() != 2 * n {
+                return Err(bad(&format!("raw data has {} bytes", raw.len())));
+            }
+            raw.chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])) as f64)
+                .collect()
+        }
+        data_type::FLOAT16 => t
+            .int32_data
+            .iter()
+            .map(|&v| f16_to_f32(v as u16) as f64)
+            .collect(),
+        data_type::INT64 if !raw.is_empty() => {
+            if raw.len() != 8 * n {
+                return Err(bad(&format!("raw data has {} bytes", raw.len())));
+            }
+            raw.chunks_exact(8)
+                .map(|c| {
+                    i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64
+                })
+                .collect()
+        }
+        data_type::INT64 => t.int64_data.iter().map(|&v| v as f64).collect(),
+        data_type::INT32 if !raw.is_empty() => {
+            if raw.len() != 4 * n {
+                return Err(bad(&format!("raw data has {} bytes", raw.len())));
+            }
+            raw.chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect()
+        }
+        data_type::INT32 => t.int32_data.iter().map(|&v| v as f64).collect(),
+        other => {
+            return Err(InteropError::InvalidModel(format!(
+                "tensor `{}` has data type {other}, which Netloom does not read",
+                t.name
+            )));
+        }
+    };
+    if values.len() != n {
+        return Err(bad(&format!("it holds {}", values.len())));
+    }
+    Ok(Some(values))
+}
+
+/// IEEE half → single precision.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) & 1) as u32;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign << 31,
+        (0, f) => {
+            // Subnormal: normalise.
+            let mut e = 127 - 15 + 1;
+            let mut f = f;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            (sign << 31) | ((e as u32) << 23) | ((f & 0x3ff) << 13)
+        }
+        (0x1f, f) => (sign << 31) | (0xff << 23) | (f << 13),
+        (e, f) => (sign << 31) | ((e + 127 - 15) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}

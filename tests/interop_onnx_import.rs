@@ -1,0 +1,821 @@
+//! ONNX import of small models built here (as PyTorch and other exporters
+//! write them), weights round trips, and clear errors for bad files.
+
+use netloom::graph::{Graph, LayerKind, Padding, blocks};
+use netloom::infer::{Conventions, Shape, analyze};
+use netloom::interop::proto::{
+    AttributeProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
+};
+use netloom::interop::{InteropError, Tensors, onnx};
+use prost::Message;
+
+// --- a tiny model builder ----------------------------------------------------
+
+struct M {
+    g: GraphProto,
+    opset: i64,
+}
+
+fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(if d < 0 {
+                                DimValue::DimParam("batch".into())
+                            } else {
+                                DimValue::DimValue(d)
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ai(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: 7,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+fn a1(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: 2,
+        i: v,
+        ..Default::default()
+    }
+}
+fn af(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: 1,
+        f: v,
+        ..Default::default()
+    }
+}
+fn as_(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: 3,
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+impl M {
+    fn new(input: &str, dims: &[i64]) -> M {
+        M {
+            g: GraphProto {
+                name: "tiny".into(),
+                input: vec![vi(input, dims)],
+                ..Default::default()
+            },
+            opset: 13,
+        }
+    }
+    fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        ins: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> &mut Self {
+        self.g.node.push(NodeProto {
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: vec![name.to_string()],
+            name: name.into(),
+            op_type: op.into(),
+            attribute: attrs,
+            ..Default::default()
+        });
+        self
+    }
+    /// A float initializer filled with 0, 1, 2, … (in the given dims).
+    fn init(&mut self, name: &str, dims: &[i64]) -> &mut Self {
+        let n: i64 = dims.iter().product();
+        self.g.initializer.push(TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: 1,
+            float_data: (0..n).map(|v| v as f32).collect(),
+            ..Default::default()
+        });
+        self
+    }
+    fn ints(&mut self, name: &str, v: &[i64]) -> &mut Self {
+        self.g.initializer.push(TensorProto {
+            name: name.into(),
+            dims: vec![v.len() as i64],
+            data_type: 7,
+            int64_data: v.to_vec(),
+            ..Default::default()
+        });
+        self
+    }
+    fn output(&mut self, name: &str) -> &mut Self {
+        self.g.output.push(vi(name, &[]));
+        self
+    }
+    fn bytes(&self) -> Vec<u8> {
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: self.opset,
+            }],
+            producer_name: "test".into(),
+            graph: Some(self.g.clone()),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+    fn import(&self) -> onnx::Imported {
+        onnx::import_bytes(&self.bytes(), "tiny").unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn kind<'g>(g: &'g Graph, name: &str) -> &'g LayerKind {
+    &g.node(g.find(name).unwrap_or_else(|| panic!("no `{name}`")))
+        .unwrap()
+        .kind
+}
+
+fn inputs(g: &Graph, name: &str) -> Vec<String> {
+    g.inputs_of(g.find(name).unwrap())
+        .into_iter()
+        .map(|f| f.map_or("-".into(), |f| g.name_of(f).to_string()))
+        .collect()
+}
+
+// --- imports -----------------------------------------------------------------
+
+/// What `torch.onnx.export` writes for conv → bn → relu → pool → flatten → linear.
+#[test]
+fn pytorch_style_cnn_imports_with_costs_and_weights() {
+    let mut m = M::new("x", &[-1, 3, 8, 8]);
+    m.init("conv.weight", &[4, 3, 3, 3])
+        .init("conv.bias", &[4])
+        .node(
+            "Conv",
+            "conv",
+            &["x", "conv.weight", "conv.bias"],
+            vec![
+                ai("kernel_shape", &[3, 3]),
+                ai("pads", &[1, 1, 1, 1]),
+                ai("strides", &[1, 1]),
+                a1("group", 1),
+                ai("dilations", &[1, 1]),
+            ],
+        );
+    for p in ["bn.scale", "bn.b", "bn.mean", "bn.var"] {
+        m.init(p, &[4]);
+    }
+    m.node(
+        "BatchNormalization",
+        "bn",
+        &["conv", "bn.scale", "bn.b", "bn.mean", "bn.var"],
+        vec![af("epsilon", 1e-5), af("momentum", 0.9)],
+    )
+    .node("Relu", "relu", &["bn"], vec![])
+    .node(
+        "MaxPool",
+        "pool",
+        &["relu"],
+        vec![ai("kernel_shape", &[2, 2]), ai("strides", &[2, 2])],
+    )
+    .ints("shape", &[-1, 64])
+    .node("Reshape", "flat", &["pool", "shape"], vec![])
+    .init("fc.weight", &[10, 64])
+    .init("fc.bias", &[10])
+    .node(
+        "Gemm",
+        "fc",
+        &["flat", "fc.weight", "fc.bias"],
+        vec![af("alpha", 1.0), af("beta", 1.0), a1("transB", 1)],
+    )
+    .node("Softmax", "prob", &["fc"], vec![a1("axis", 1)])
+    .output("prob");
+    let imp = m.import();
+    assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+    let g = &imp.graph;
+    assert_eq!(
+        g.len(),
+        8,
+        "input, conv, bn, relu, pool, flatten, fc, softmax"
+    );
+    assert_eq!(
+        kind(g, "x"),
+        &LayerKind::Input {
+            height: 8,
+            width: 8,
+            channels: 3
+        }
+    );
+    assert_eq!(
+        kind(g, "conv"),
+        &LayerKind::Conv2d {
+            filters: 4,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: Padding::Explicit([1, 1, 1, 1]),
+            groups: 1,
+            bias: true
+        }
+    );
+    assert!(matches!(kind(g, "flat"), LayerKind::Flatten));
+    assert_eq!(
+        kind(g, "fc"),
+        &LayerKind::Dense {
+            units: 10,
+            bias: true
+        }
+    );
+    let a = analyze(g);
+    assert!(a.is_valid(), "{:?}", a.errors());
+    let t = a.totals(&Conventions::default());
+    // conv 3·3·3·4+4 = 112, bn 4·4 = 16, fc 64·10+10 = 650.
+    assert_eq!(t.total_params, 112 + 16 + 650);
+    assert_eq!(t.macs, 8 * 8 * 4 * 27 + 640);
+    // Conv weight OIHW → HWIO: element (o=1, i=2, h=0, w=1) had value ((1·3+2)·3+0)·3+1 = 46.
+    let (dims, w) = &imp.weights["conv.weight"];
+    assert_eq!(dims, &vec![3, 3, 3, 4]);
+    let (kh, kw, i, o) = (0, 1, 2, 1);
+    let hwio = ((kh * 3 + kw) * 3 + i) * 4 + o;
+    assert_eq!(w[hwio], 46.0);
+    // Dense [out][in] (CHW rows) → [in][out] (HWC rows): Netloom row (h=1, w=2, c=3)
+    // of the 4×4×4 pool output is framework row (3·4+1)·4+2 = 54; fc[o=7][54] = 7·64+54.
+    let (dims, w) = &imp.weights["fc.weight"];
+    assert_eq!(dims, &vec![64, 10]);
+    let (y, x, c) = (1, 2, 3);
+    let row = (y * 4 + x) * 4 + c;
+    assert_eq!(w[row * 10 + 7], (7 * 64 + 54) as f32);
+    assert_eq!(imp.weights["bn.gamma"].1, vec![0.0, 1.0, 2.0, 3.0]);
+    assert_eq!(imp.weights["bn.running_var"].0, vec![4]);
+}
+
+#[test]
+fn matmul_add_chains_pad_same_and_unsupported_ops() {
+    let mut m = M::new("img", &[1, 8, 6, 6]);
+    m.ints("pads", &[0, 0, 1, 2, 0, 0, 1, 2])
+        .node(
+            "Pad",
+            "pad",
+            &["img", "pads"],
+            vec![as_("mode", "constant")],
+        )
+        .init("c1.w", &[8, 8, 3, 3])
+        .node(
+            "Conv",
+            "c1",
+            &["pad", "c1.w"],
+            vec![as_("auto_pad", "SAME_UPPER"), ai("strides", &[2, 2])],
+        )
+        .init("c1.b", &[1, 8, 1, 1])
+        .node("Add", "c1_bias", &["c1", "c1.b"], vec![])
+        .init("c2.w", &[8, 4, 1, 1])
+        .node(
+            "Conv",
+            "c2",
+            &["pad", "c2.w"],
+            vec![a1("group", 2), ai("strides", &[2, 2])],
+        )
+        .init("c3.w", &[8, 8, 1, 1])
+        .node("Conv", "c3", &["pad", "c3.w"], vec![ai("strides", &[2, 2])])
+        .node("HardSwish", "hs", &["c3"], vec![])
+        .node("Add", "s1", &["c1_bias", "c2"], vec![])
+        .node("Add", "s2", &["s1", "hs"], vec![])
+        // Shape arithmetic as old PyTorch exports write x.view(x.size(0), -1).
+        .node("Shape", "shp", &["s2"], vec![])
+        .node("Gather", "n", &["shp", "zero"], vec![a1("axis", 0)])
+        .ints("zero", &[0])
+        .node("Resize", "up", &["s2"], vec![])
+        .node("GlobalAveragePool", "gap", &["s2"], vec![])
+        .node("Flatten", "gapf", &["gap"], vec![])
+        .init("fc.w", &[8, 5])
+        .node("MatMul", "fc", &["gapf", "fc.w"], vec![])
+        .init("fc.b", &[5])
+        .node("Add", "fc_out", &["fc", "fc.b"], vec![])
+        .node("Mystery", "odd", &["fc_out"], vec![])
+        .output("odd")
+        .output("up");
+    let imp = m.import();
+    let g = &imp.graph;
+    assert_eq!(
+        kind(g, "pad"),
+        &LayerKind::ZeroPad2d {
+            padding: [1, 1, 2, 2]
+        }
+    );
+    assert!(matches!(
+        kind(g, "c1"),
+        LayerKind::Conv2d {
+            padding: Padding::Same,
+            bias: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        kind(g, "c2"),
+        LayerKind::Conv2d {
+            groups: 2,
+            bias: false,
+            ..
+        }
+    ));
+    // (c1 + c2) + hs → one Add of three inputs; HardSwish passed through.
+    assert!(g.find("s2").is_none());
+    assert_eq!(inputs(g, "s1"), vec!["c1", "c2", "c3"]);
+    assert_eq!(
+        kind(g, "fc"),
+        &LayerKind::Dense {
+            units: 5,
+            bias: true
+        }
+    );
+    assert!(!imp.weights.is_empty(), "{:?}", imp.warnings);
+    assert_eq!(imp.weights["fc.bias"].1, vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(imp.weights["c1.bias"].0, vec![8]);
+    // Flatten after the (vector) GlobalAvgPool is folded away.
+    assert!(g.find("gapf").is_none());
+    assert_eq!(
+        imp.unsupported,
+        vec![
+            ("HardSwish".to_string(), 1),
+            ("Mystery".to_string(), 1),
+            ("Resize".to_string(), 1)
+        ]
+    );
+    assert!(imp.warnings.iter().any(|w| w.contains("HardSwish")));
+    let a = analyze(g);
+    assert!(a.is_valid(), "{:?}", a.errors());
+    assert_eq!(
+        a.node(g.find("s1").unwrap()).unwrap().output_shape,
+        Some(Shape::Volume { h: 4, w: 5, c: 8 })
+    );
+}
+
+#[test]
+fn sum_concat_and_old_opset_attributes() {
+    let mut m = M::new("x", &[1, 2, 4, 4]);
+    m.opset = 9;
+    m.node("Relu", "a", &["x"], vec![])
+        .node("Sigmoid", "b", &["x"], vec![])
+        .node("Tanh", "c", &["x"], vec![])
+        .node("Sum", "sum", &["a", "b", "c"], vec![])
+        .node("Concat", "cat", &["sum", "a"], vec![a1("axis", 1)])
+        .node(
+            "Pad",
+            "pad",
+            &["cat"],
+            vec![ai("pads", &[0, 0, 1, 1, 0, 0, 1, 1]), af("value", 0.0)],
+        )
+        .node(
+            "AveragePool",
+            "pool",
+            &["pad"],
+            vec![
+                ai("kernel_shape", &[3, 3]),
+                ai("strides", &[2, 2]),
+                a1("ceil_mode", 1),
+            ],
+        )
+        .node("LeakyRelu", "lrelu", &["pool"], vec![af("alpha", 0.2)])
+        .node("Dropout", "drop", &["lrelu"], vec![af("ratio", 0.25)])
+        .output("drop");
+    let imp = m.import();
+    let g = &imp.graph;
+    assert_eq!(inputs(g, "sum"), vec!["a", "b", "c"]);
+    assert_eq!(inputs(g, "cat"), vec!["sum", "a"]);
+    assert_eq!(
+        kind(g, "pad"),
+        &LayerKind::ZeroPad2d {
+            padding: [1, 1, 1, 1]
+        }
+    );
+    // 6 wide, kernel 3, stride 2: ceil mode gives 3 (floor would give 2).
+    assert!(matches!(
+        kind(g, "pool"),
+        LayerKind::AvgPool2d {
+            ceil_mode: true,
+            ..
+        }
+    ));
+    let a = analyze(g);
+    assert_eq!(
+        a.node(g.find("pool").unwrap()).unwrap().output_shape,
+        Some(Shape::Volume { h: 3, w: 3, c: 4 })
+    );
+    assert!(
+        matches!(kind(g, "lrelu"), LayerKind::LeakyRelu { alpha } if (*alpha - 0.2).abs() < 1e-6)
+    );
+    assert!(matches!(kind(g, "drop"), LayerKind::Dropout { rate } if *rate == 0.25));
+}
+
+// --- weights -----------------------------------------------------------------
+
+/// Deterministic pseudo-random weights for every parameter of a design (Netloom layouts).
+fn random_weights(g: &Graph) -> Tensors {
+    let a = analyze(g);
+    let mut t = Tensors::new();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for (id, node) in g.nodes() {
+        let input = a.node(id).unwrap().input_shapes.first().copied().flatten();
+        let cin = input.map_or(0, |s| s.channels() as usize);
+        let shapes: Vec<(&str, Vec<usize>)> = match node.kind {
+            LayerKind::Conv2d {
+                filters,
+                kernel,
+                groups,
+                bias,
+                ..
+            } => {
+                let mut v = vec![(
+                    "weight",
+                    vec![
+                        kernel[0] as usize,
+                        kernel[1] as usize,
+                        cin / groups as usize,
+                        filters as usize,
+                    ],
+                )];
+                if bias {
+                    v.push(("bias", vec![filters as usize]));
+                }
+                v
+            }
+            LayerKind::Dense { units, bias } => {
+                let n = input.unwrap().elements() as usize;
+                let mut v = vec![("weight", vec![n, units as usize])];
+                if bias {
+                    v.push(("bias", vec![units as usize]));
+                }
+                v
+            }
+            LayerKind::BatchNorm { .. } => ["gamma", "beta", "running_mean", "running_var"]
+                .into_iter()
+                .map(|k| (k, vec![cin]))
+                .collect(),
+            _ => vec![],
+        };
+        for (key, shape) in shapes {
+            let n = shape.iter().product();
+            let values = (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            t.insert(format!("{}.{key}", node.name), (shape, values));
+        }
+    }
+    t
+}
+
+#[test]
+fn weights_survive_export_and_import_exactly() {
+    for g in [
+        blocks::lenet5(),
+        blocks::resnet_mini(),
+        blocks::happy_model(),
+    ] {
+        let w = random_weights(&g);
+        let bytes = onnx::export_bytes(&g, Some(&w)).unwrap();
+        let imp = onnx::import_bytes(&bytes, "x").unwrap();
+        assert_eq!(imp.weights.len(), w.len(), "{}", g.name);
+        for (k, v) in &w {
+            assert_eq!(imp.weights.get(k), Some(v), "{}: {k}", g.name);
+        }
+    }
+}
+
+#[test]
+fn export_refuses_missing_or_misshapen_weights() {
+    let g = blocks::lenet5();
+    let mut w = random_weights(&g);
+    let key = w.keys().next().unwrap().clone();
+    w.get_mut(&key).unwrap().1.pop();
+    let err = onnx::export_bytes(&g, Some(&w)).unwrap_err();
+    assert!(matches!(err, InteropError::Weights(_)), "{err}");
+    assert!(err.to_string().contains(&key), "{err}");
+    w.remove(&key);
+    let err = onnx::export_bytes(&g, Some(&w)).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+// --- bad files ---------------------------------------------------------------
+
+#[test]
+fn bad_files_give_clear_errors() {
+    let good = onnx::export_bytes(&blocks::lenet5(), None).unwrap();
+    // Truncated.
+    let err = onnx::import_bytes(&good[..good.len() / 2], "x").unwrap_err();
+    assert!(matches!(err, InteropError::Decode { .. }), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    // Not protobuf at all, and an empty file.
+    let err = onnx::import_bytes(br#"{"kind": "design"}"#, "x").unwrap_err();
+    assert!(
+        err.to_string().contains("not a readable ONNX model"),
+        "{err}"
+    );
+    let err = onnx::import_bytes(b"", "x").unwrap_err();
+    assert!(err.to_string().contains("no graph"), "{err}");
+    // Wrong wire type: field 7 (graph) as a varint.
+    let err = onnx::import_bytes(&[0x08, 0x07, 0x38, 0x01], "x").unwrap_err();
+    assert!(matches!(err, InteropError::Decode { .. }), "{err}");
+    // A weight whose data does not match its dims.
+    let mut m = M::new("x", &[1, 1, 4, 4]);
+    m.init("w", &[2, 1, 3, 3])
+        .node("Conv", "conv", &["x", "w"], vec![])
+        .output("conv");
+    m.g.initializer[0].float_data.pop();
+    let err = onnx::import_bytes(&m.bytes(), "x").unwrap_err();
+    assert!(err.to_string().contains("tensor `w`"), "{err}");
+    // Cycle.
+    let mut m = M::new("x", &[1, 1, 4, 4]);
+    m.node("Add", "a", &["x", "b"], vec![])
+        .node("Relu", "b", &["a"], vec![])
+        .output("b");
+    let err = onnx::import_bytes(&m.bytes(), "x").unwrap_err();
+    assert!(err.to_string().contains("cycle"), "{err}");
+    assert!(
+        err.to_string().contains("`a`") && err.to_string().contains("`b`"),
+        "{err}"
+    );
+    // Dangling input.
+    let mut m = M::new("x", &[1, 1, 4, 4]);
+    m.node("Relu", "r", &["ghost"], vec![]).output("r");
+    let err = onnx::import_bytes(&m.bytes(), "x").unwrap_err();
+    assert!(err.to_string().contains("`ghost`"), "{err}");
+    // Symbolic image size.
+    let mut m = M::new("x", &[1, 3, -1, 4]);
+    m.node("Relu", "r", &["x"], vec![]).output("r");
+    let err = onnx::import_bytes(&m.bytes(), "x").unwrap_err();
+    assert!(err.to_string().contains("symbolic"), "{err}");
+    // A file that does not exist.
+    let err = onnx::import(std::path::Path::new("/nonexistent/model.onnx")).unwrap_err();
+    assert!(matches!(err, InteropError::Io { .. }), "{err}");
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let good = onnx::export_bytes(&blocks::resnet_mini(), None).unwrap();
+    let mut state = 12345u64;
+    for _ in 0..300 {
+        let mut bytes = good.clone();
+        for _ in 0..4 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let i = (state >> 33) as usize % bytes.len();
+            bytes[i] = (state >> 17) as u8;
+        }
+        let _ = onnx::import_bytes(&bytes, "x");
+    }
+}
+
+#[test]
+fn vector_inputs_fp16_weights_and_old_style_initializer_inputs() {
+    // An MLP on N×10 vectors; the weight is also listed as a graph input (IR < 4 style)
+    // and stored as float16.
+    let mut m = M::new("v", &[-1, 10]);
+    m.g.input.push(vi("fc.w", &[3, 10]));
+    m.g.initializer.push(TensorProto {
+        name: "fc.w".into(),
+        dims: vec![3, 10],
+        data_type: 10,
+        // 1.0 and -2.0 in IEEE half precision.
+        int32_data: (0..30)
+            .map(|i| if i % 2 == 0 { 0x3c00 } else { 0xc000 })
+            .collect(),
+        ..Default::default()
+    });
+    m.node("Gemm", "fc", &["v", "fc.w"], vec![a1("transB", 1)])
+        .node("Relu", "r", &["fc"], vec![])
+        .output("r");
+    let imp = m.import();
+    let g = &imp.graph;
+    assert_eq!(
+        kind(g, "v"),
+        &LayerKind::Input {
+            height: 1,
+            width: 1,
+            channels: 10
+        }
+    );
+    assert_eq!(inputs(g, "fc"), vec!["v_flatten"]);
+    assert_eq!(
+        kind(g, "fc"),
+        &LayerKind::Dense {
+            units: 3,
+            bias: false
+        }
+    );
+    let (dims, w) = &imp.weights["fc.weight"];
+    assert_eq!(dims, &vec![10, 3]);
+    assert_eq!((w[0], w[3]), (1.0, -2.0));
+    assert!(analyze(g).is_valid());
+}
+
+#[test]
+fn global_pool_feeding_a_conv_keeps_the_volume() {
+    let mut m = M::new("x", &[1, 8, 5, 5]);
+    m.node("GlobalAveragePool", "gap", &["x"], vec![])
+        .init("w", &[2, 8, 1, 1])
+        .node("Conv", "squeeze", &["gap", "w"], vec![])
+        .init("ext", &[2, 2, 1, 1])
+        .node("Conv", "ext_conv", &["squeeze", "ext"], vec![])
+        .output("ext_conv");
+    // Weights kept in an external file: structure imports, values are skipped with a warning.
+    m.g.initializer[1].float_data.clear();
+    m.g.initializer[1].data_location = 1;
+    let imp = m.import();
+    let g = &imp.graph;
+    assert!(matches!(
+        kind(g, "gap"),
+        LayerKind::AvgPool2d { kernel: [5, 5], .. }
+    ));
+    let a = analyze(g);
+    assert!(a.is_valid(), "{:?}", a.errors());
+    assert_eq!(a.totals(&Conventions::default()).macs, 16 + 4);
+    assert!(imp.weights.contains_key("squeeze.weight"));
+    assert!(!imp.weights.contains_key("ext_conv.weight"));
+    assert!(
+        imp.warnings.iter().any(|w| w.contains("external")),
+        "{:?}",
+        imp.warnings
+    );
+}
+
+/// tf2onnx writes Keras models with an NHWC input and a Transpose to NCHW.
+#[test]
+fn nhwc_input_with_transpose_reads_as_h_w_c() {
+    let mut m = M::new("image", &[-1, 64, 48, 3]);
+    m.g.input[0]
+        .r#type
+        .as_mut()
+        .unwrap()
+        .tensor_type
+        .as_mut()
+        .unwrap()
+        .elem_type = 2; // uint8
+    m.node(
+        "Transpose",
+        "to_nchw",
+        &["image"],
+        vec![ai("perm", &[0, 3, 1, 2])],
+    )
+    .init("w", &[8, 3, 3, 3])
+    .node("Conv", "conv", &["to_nchw", "w"], vec![])
+    .node(
+        "Transpose",
+        "back",
+        &["conv"],
+        vec![ai("perm", &[0, 2, 3, 1])],
+    )
+    .output("back");
+    let imp = m.import();
+    assert_eq!(
+        kind(&imp.graph, "image"),
+        &LayerKind::Input {
+            height: 64,
+            width: 48,
+            channels: 3
+        }
+    );
+    assert_eq!(inputs(&imp.graph, "conv"), vec!["image"]);
+    assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+}
+
+/// tf2onnx flattens Keras-style: Transpose to NHWC, then Reshape. That is
+/// Netloom's own order, so the Dense rows are taken as they are.
+#[test]
+fn keras_style_nhwc_flatten_keeps_dense_rows() {
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.node("Transpose", "t", &["x"], vec![ai("perm", &[0, 2, 3, 1])])
+        .ints("target", &[-1, 18])
+        .node("Reshape", "flat", &["t", "target"], vec![])
+        .init("fc.w", &[18, 4])
+        .node("MatMul", "fc", &["flat", "fc.w"], vec![])
+        .node("Transpose", "odd", &["t"], vec![ai("perm", &[0, 1, 3, 2])])
+        .output("fc")
+        .output("odd");
+    let imp = m.import();
+    assert_eq!(inputs(&imp.graph, "flat"), vec!["x"]);
+    let (dims, w) = &imp.weights["fc.weight"];
+    assert_eq!(dims, &vec![18, 4]);
+    assert_eq!(w, &(0..72).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(
+        imp.unsupported,
+        vec![("Transpose on NHWC data".to_string(), 1)]
+    );
+    // The same model flattening NCHW directly gets its rows permuted.
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.ints("target", &[-1, 18])
+        .node("Reshape", "flat", &["x", "target"], vec![])
+        .init("fc.w", &[18, 4])
+        .node("MatMul", "fc", &["flat", "fc.w"], vec![])
+        .output("fc");
+    let imp = m.import();
+    let (_, w) = &imp.weights["fc.weight"];
+    // Netloom row 1 is (h=0, w=0, c=1) = framework row 9.
+    assert_eq!(w[4..8], [36.0, 37.0, 38.0, 39.0]);
+}
+
+/// Older PyTorch exports of `x.view(x.size(0), -1)`: the target shape is computed.
+#[test]
+fn computed_reshape_is_read_as_flatten() {
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.node("Shape", "shp", &["x"], vec![])
+        .ints("zero", &[0])
+        .node("Gather", "n", &["shp", "zero"], vec![a1("axis", 0)])
+        .node("Unsqueeze", "n1", &["n", "zero"], vec![])
+        .ints("minus1", &[-1])
+        .node("Concat", "target", &["n1", "minus1"], vec![a1("axis", 0)])
+        .node("Reshape", "flat", &["x", "target"], vec![])
+        .init("fc.w", &[18, 4])
+        .node("MatMul", "fc", &["flat", "fc.w"], vec![])
+        .output("fc");
+    let imp = m.import();
+    assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+    assert_eq!(inputs(&imp.graph, "fc"), vec!["flat"]);
+    assert!(matches!(kind(&imp.graph, "flat"), LayerKind::Flatten));
+    assert_eq!(imp.graph.len(), 3);
+    assert!(imp.warnings.iter().any(|w| w.contains("computed")));
+}
+
+/// Weights given as shapes only (the ONNX test suite's "light" models):
+/// ConstantOfShape, a Reshape of a constant, BN parameters as graph inputs,
+/// and a caffe2-style per-channel Mul/Add that is passed through.
+#[test]
+fn weights_from_constant_of_shape_and_reshaped_constants() {
+    let mut m = M::new("x", &[1, 3, 8, 8]);
+    m.g.input.push(vi("bn.s", &[4]));
+    m.ints("w_shape", &[4, 27])
+        .node("ConstantOfShape", "w_flat", &["w_shape"], vec![])
+        .ints("w_dims", &[4, 3, 3, 3])
+        .node("Reshape", "w", &["w_flat", "w_dims"], vec![])
+        .node("Conv", "conv", &["x", "w"], vec![ai("pads", &[1, 1, 1, 1])])
+        .node(
+            "BatchNormalization",
+            "bn",
+            &["conv", "bn.s", "bn.s", "bn.s", "bn.s"],
+            vec![],
+        )
+        .init("scale", &[1, 4, 1, 1])
+        .node("Mul", "scaled", &["bn", "scale"], vec![])
+        .node("Add", "shifted", &["scaled", "scale"], vec![])
+        .node("GlobalAveragePool", "gap", &["shifted"], vec![])
+        .node("Flatten", "flat", &["gap"], vec![])
+        .output("flat");
+    let imp = m.import();
+    let a = analyze(&imp.graph);
+    assert!(a.is_valid(), "{:?}", a.errors());
+    let t = a.totals(&Conventions::default());
+    assert_eq!(t.total_params, 4 * 27 + 4 * 4);
+    assert_eq!(t.macs, 8 * 8 * 4 * 27);
+    assert_eq!(
+        imp.unsupported,
+        vec![("Add (constant)".to_string(), 1), ("Mul".to_string(), 1)]
+    );
+    assert!(imp.weights.is_empty());
+}
+
+/// torch.onnx (≥ 1.13) scopes node names; layers take their module path.
+#[test]
+fn pytorch_scoped_names_become_module_paths() {
+    let mut m = M::new("input", &[1, 3, 4, 4]);
+    m.init("layer1.0.conv1.weight", &[2, 3, 1, 1])
+        .node(
+            "Conv",
+            "/layer1/layer1.0/conv1/Conv",
+            &["input", "layer1.0.conv1.weight"],
+            vec![],
+        )
+        .node(
+            "Relu",
+            "/layer1/layer1.0/relu/Relu",
+            &["/layer1/layer1.0/conv1/Conv"],
+            vec![],
+        )
+        .output("/layer1/layer1.0/relu/Relu");
+    let imp = m.import();
+    assert!(imp.graph.find("layer1.0.conv1").is_some());
+    assert!(imp.graph.find("layer1/layer1.0/relu/Relu").is_some());
+    assert!(imp.weights.contains_key("layer1.0.conv1.weight"));
+}
