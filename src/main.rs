@@ -73,6 +73,23 @@ enum Command {
         #[command(flatten)]
         cost: CostArgs,
     },
+    /// Reads an ONNX model into a design: shapes, params and MACs of every layer.
+    Import {
+        model: PathBuf,
+        /// Where to write the design (JSON).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Writes a design as ONNX (opset 13) or as PyTorch code on standard output.
+    Export {
+        design: PathBuf,
+        /// Write an ONNX model here.
+        #[arg(long, conflicts_with = "pytorch")]
+        onnx: Option<PathBuf>,
+        /// Print a PyTorch `nn.Module` with the same layers and wiring.
+        #[arg(long)]
+        pytorch: bool,
+    },
     /// Times training steps and forward passes of a design on random data.
     Bench {
         /// The design to time (default: the resnet-mini preset).
@@ -162,6 +179,46 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 for l in r.layers.iter().take(8) {
                     println!("  {:<24}{:>8.2}", l.name, l.ms);
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Import { model, output }) => {
+            let imported = netloom::interop::onnx::import(&model)
+                .map_err(|e| format!("{}: {e}", model.display()))?;
+            for (op, count) in &imported.unsupported {
+                eprintln!("unsupported operator {op} ×{count} (left out)");
+            }
+            for warning in &imported.warnings {
+                eprintln!("warning: {warning}");
+            }
+            file::save(&imported.graph, &output)
+                .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            let totals = analyze(&imported.graph).totals(&Conventions::default());
+            println!(
+                "{} layers, {} params, {} MACs → {}",
+                imported.graph.len(),
+                netloom::infer::thousands(totals.total_params),
+                netloom::infer::thousands(totals.macs),
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Export {
+            design,
+            onnx,
+            pytorch,
+        }) => {
+            let graph = load(&design)?;
+            if let Some(path) = onnx {
+                netloom::interop::onnx::export(&graph, None, &path).map_err(|e| e.to_string())?;
+                eprintln!("wrote {} (ONNX opset 13)", path.display());
+            } else if pytorch {
+                print!(
+                    "{}",
+                    netloom::interop::pytorch::module_source(&graph).map_err(|e| e.to_string())?
+                );
+            } else {
+                return Err("say what to export: --onnx FILE or --pytorch".into());
             }
             Ok(ExitCode::SUCCESS)
         }

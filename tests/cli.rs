@@ -128,3 +128,30 @@ fn summary_of_a_design_with_errors_reports_them_and_exits_1() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn export_then_import_onnx_keeps_the_costs() {
+    let dir = std::env::temp_dir().join(format!("netloom-cli-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let onnx = dir.join("m.onnx");
+    let design = dir.join("m.json");
+    let (code, _, err) = netloom(&[
+        "export",
+        "presets/inception-module-bottleneck.json",
+        "--onnx",
+        onnx.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = netloom(&[
+        "import",
+        onnx.to_str().unwrap(),
+        "-o",
+        design.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("163,696 params, 128,049,152 MACs"), "{out}");
+    let (code, out, _) = netloom(&["export", "presets/lenet5.json", "--pytorch"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nn.Module"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

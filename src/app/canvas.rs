@@ -207,7 +207,7 @@ impl Canvas {
         // nodes are unreadable: tall designs then show their top part.
         let zoom = (view.x / bbox.width())
             .min(view.y / bbox.height())
-            .clamp(0.55, 1.0);
+            .clamp(0.9, 1.0);
         let size = view / zoom;
         let mut center = bbox.center();
         if bbox.height() > size.y {
