@@ -159,9 +159,17 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
                 .progress_chars("=> "),
         )
     };
+    // A hidden bar (JSON, or stderr not a terminal) prints nothing, so lines go straight out.
     let say = |line: String| {
-        if json {
+        if bar.is_hidden() {
             eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let say_out = |line: String| {
+        if bar.is_hidden() {
+            println!("{line}");
         } else {
             bar.println(line);
         }
@@ -234,7 +242,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
                         (Some(l), Some(a)) => format!(" · val loss {l:.4} acc {:.2}%", 100.0 * a),
                         _ => String::new(),
                     };
-                    bar.println(format!(
+                    say_out(format!(
                         "epoch {:>3}/{epochs} · train loss {:.4} acc {:.2}%{val} · {:.1} s",
                         e.epoch,
                         e.train_loss,

@@ -131,7 +131,7 @@ pub fn predict(
 /// Accuracy, loss, per-class accuracy and confusion matrix from probabilities.
 pub fn summarise(probs: &[f32], labels: &[u32], class_names: &[String]) -> Evaluation {
     let n = labels.len();
-    let k = if n == 0 { 2 } else { probs.len() / n };
+    let k = probs.len().checked_div(n).unwrap_or(2);
     let predictions: Vec<u32> = probs.chunks_exact(k).map(|r| argmax(r) as u32).collect();
     let confusion = confusion_matrix(labels, &predictions, class_names.len());
     let correct = labels

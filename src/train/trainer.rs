@@ -1033,7 +1033,7 @@ fn run_inner(
         config.batch_size,
         config.seed,
         if augmenting {
-            Some(Augmenter::new(config.augment.clone(), &train_ds).map_err(|e| e.to_string())?)
+            Some(Augmenter::new(config.augment, &train_ds).map_err(|e| e.to_string())?)
         } else {
             None
         },
@@ -1075,6 +1075,7 @@ fn run_inner(
     let mut batches_done_total = 0usize;
     let total_batches = (config.epochs.saturating_sub(first_epoch)) as usize * batches;
     let mut cached_labels = Vec::new();
+    let mut last_good: Vec<Vec<f32>> = plan.params.iter().map(|p| p.data.clone()).collect();
     for epoch in first_epoch..config.epochs {
         let epoch_start = Instant::now();
         let nanos_before = plan.step_nanos.clone();
@@ -1083,6 +1084,10 @@ fn run_inner(
         for b in 0..batches {
             if !ctl.gate(ev) {
                 return finish_stopped(&plan, out, &config, ev, epoch, b);
+            }
+            // The weights to fall back on if this batch goes non-finite.
+            for (good, p) in last_good.iter_mut().zip(&plan.params) {
+                good.copy_from_slice(&p.data);
             }
             // Forward.
             let labels: &[u32] = if cached {
@@ -1110,18 +1115,34 @@ fn run_inner(
             let lr = optimizer.learning_rate();
             let loss = plan.loss_backward(labels);
             let batch_correct = plan.correct(labels);
-            if !loss.is_finite() {
-                return Err(non_finite(&plan, out, &config, ev, loss, epoch, b, lr));
+            let mut bad = (!loss.is_finite()).then_some(loss);
+            if bad.is_none() {
+                plan.backward();
+                if plan
+                    .params
+                    .iter()
+                    .any(|p| p.is_trainable() && p.grad.iter().any(|g| !g.is_finite()))
+                {
+                    bad = Some(f32::NAN);
+                } else {
+                    optimizer.update(&mut plan.params);
+                    if plan
+                        .params
+                        .iter()
+                        .any(|p| p.data.iter().any(|v| !v.is_finite()))
+                    {
+                        bad = Some(0.0);
+                    }
+                }
             }
-            plan.backward();
-            if plan
-                .params
-                .iter()
-                .any(|p| p.is_trainable() && p.grad.iter().any(|g| !g.is_finite()))
-            {
-                return Err(non_finite(&plan, out, &config, ev, f32::NAN, epoch, b, lr));
+            if let Some(bad_loss) = bad {
+                // Running statistics move in the forward pass and weights in
+                // the update: put everything back as it was before this batch.
+                for (p, good) in plan.params.iter_mut().zip(&last_good) {
+                    p.data.copy_from_slice(good);
+                }
+                return Err(non_finite(&plan, out, &config, ev, bad_loss, epoch, b, lr));
             }
-            optimizer.update(&mut plan.params);
             let n = labels.len();
             loss_sum += loss as f64 * n as f64;
             correct += batch_correct;
@@ -1213,9 +1234,9 @@ fn run_inner(
     let mut result = None;
     let mut used_precise = false;
     if let Some(tf) = test_feed.as_mut() {
-        let (l0, a0, _) = tf.evaluate(&mut plan).map_err(io_err)?;
+        let (l0, a0, p0) = tf.evaluate(&mut plan).map_err(io_err)?;
         let mut without = None;
-        let (mut l, mut a) = (l0, a0);
+        let (mut l, mut a, mut predictions) = (l0, a0, p0);
         if config.precise_bn
             && recompute_bn_stats(
                 &mut plan,
@@ -1228,10 +1249,8 @@ fn run_inner(
         {
             used_precise = true;
             without = Some(a0);
-            let (l1, a1, _) = tf.evaluate(&mut plan).map_err(io_err)?;
-            (l, a) = (l1, a1);
+            (l, a, predictions) = tf.evaluate(&mut plan).map_err(io_err)?;
         }
-        let (_, _, predictions) = tf.evaluate(&mut plan).map_err(io_err)?;
         let confusion = eval::confusion_matrix(&tf.ds.labels, &predictions, classes.len());
         result = Some(TestResult {
             test_loss: l,
@@ -1334,12 +1353,12 @@ fn non_finite(
             .unwrap_or_default(),
         Err(e) => format!(" (could not save them: {e})"),
     };
-    let what = if loss.is_nan() {
-        "loss became NaN".to_string()
-    } else if loss.is_infinite() {
-        "loss became infinite".to_string()
+    let what = if loss.is_infinite() {
+        "the loss became infinite"
+    } else if loss.is_nan() {
+        "the loss or its gradients became NaN"
     } else {
-        "gradients became non-finite".to_string()
+        "an update made the weights non-finite"
     };
     format!(
         "{what} at epoch {}, batch {}; training stopped and kept the weights from before that batch{saved}. The learning rate ({lr:e}) is probably too high.",

@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_with_metadata() {
-        let params = vec![
+        let params = [
             tensor("a.weight", vec![2, 3], 1.0),
             tensor("b.bias", vec![4], -2.0),
         ];
