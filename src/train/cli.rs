@@ -175,6 +175,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
         }
     };
     let mut epochs = 0;
+    let mut last_layers = Vec::new();
     for event in trainer.events() {
         match event {
             Event::DataLoading { done, total } => {
@@ -225,6 +226,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
                 ));
             }
             Event::Epoch(e) => {
+                last_layers.clone_from(&e.layer_times);
                 if json {
                     println!(
                         "{}",
@@ -254,6 +256,14 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
             }
             Event::Finished(t) => {
                 bar.finish_and_clear();
+                if !json && !last_layers.is_empty() {
+                    let top: Vec<String> = last_layers
+                        .iter()
+                        .take(5)
+                        .map(|l| format!("{} {:.1}", l.name, l.ms_per_batch))
+                        .collect();
+                    eprintln!("slowest layers (ms per batch, last epoch): {}", top.join(", "));
+                }
                 if json {
                     println!(
                         "{}",
