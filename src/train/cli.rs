@@ -86,6 +86,9 @@ pub struct EvalArgs {
     /// Average 10 views per image: 4 corners + centre, and their mirrors.
     #[arg(long)]
     pub multi_crop: bool,
+    /// Side of each multi-crop window as a fraction of the image (each crop is resized back).
+    #[arg(long, default_value_t = 0.875)]
+    pub crop_fraction: f32,
     /// More weight files of the same design; their softmax outputs are averaged.
     #[arg(long, value_delimiter = ',')]
     pub ensemble: Vec<PathBuf>,
@@ -262,7 +265,10 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
                         .take(5)
                         .map(|l| format!("{} {:.1}", l.name, l.ms_per_batch))
                         .collect();
-                    eprintln!("slowest layers (ms per batch, last epoch): {}", top.join(", "));
+                    eprintln!(
+                        "slowest layers (ms per batch, last epoch): {}",
+                        top.join(", ")
+                    );
                 }
                 if json {
                     println!(
@@ -362,7 +368,7 @@ pub fn evaluate(args: EvalArgs) -> Result<ExitCode, String> {
         &stats,
         &EvalOptions {
             multi_crop: args.multi_crop,
-            ..EvalOptions::default()
+            crop_fraction: args.crop_fraction.clamp(0.05, 1.0),
         },
     );
     if args.json {

@@ -394,7 +394,7 @@ pub fn fit_output(graph: &mut Graph, classes: usize) -> Result<Option<String>, S
                     };
                 }
                 return Ok(Some(format!(
-                    "the design's final Dense `{name}` had {units} units; changed to {classes} to match the dataset's {classes} classes (its weights start fresh)"
+                    "the design's final Dense `{name}` had {units} units; changed to {classes} to match the dataset's {classes} classes"
                 )));
             }
             LayerKind::Softmax
