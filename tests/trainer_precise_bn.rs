@@ -31,7 +31,11 @@ fn one_full_batch_gives_the_exact_dataset_statistics() {
         let vals: Vec<f64> = c1.iter().skip(ch).step_by(c).map(|&v| v as f64).collect();
         let mean = vals.iter().sum::<f64>() / n;
         let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        assert!((rm[ch] as f64 - mean).abs() < 1e-4, "mean {ch}: {} vs {mean}", rm[ch]);
+        assert!(
+            (rm[ch] as f64 - mean).abs() < 1e-4,
+            "mean {ch}: {} vs {mean}",
+            rm[ch]
+        );
         assert!(
             (rv[ch] as f64 - var).abs() < 1e-3 * var.max(1.0),
             "var {ch}: {} vs {var}",
@@ -58,5 +62,8 @@ fn several_batches_average_and_frozen_layers_are_left_alone() {
     let batches = eval::precise_bn(&mut plan, Arc::new(ds), &stats, 64, 1);
     assert_eq!(batches, 4);
     assert_eq!(plan.param("bn2.running_mean").expect("rm").data, before);
-    assert_ne!(plan.param("bn1.running_mean").expect("rm").data, vec![0.0; 4]);
+    assert_ne!(
+        plan.param("bn1.running_mean").expect("rm").data,
+        vec![0.0; 4]
+    );
 }

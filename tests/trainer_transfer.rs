@@ -106,3 +106,13 @@ fn activation_cache_gives_the_same_losses_as_no_cache() {
     let (cached, _) = losses_with(true, usize::MAX, &["c1", "bn1"]);
     assert_close(&plain, &cached);
 }
+
+#[test]
+fn freeze_through_lists_the_prefix_in_order() {
+    let names = netloom::train::trainer::layers_through(&tiny_design(3), "gap").expect("gap");
+    assert_eq!(
+        names,
+        ["input", "c1", "bn1", "r1", "c2", "bn2", "r2", "gap"]
+    );
+    assert!(netloom::train::trainer::layers_through(&tiny_design(3), "zz").is_err());
+}

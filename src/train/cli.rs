@@ -45,6 +45,9 @@ pub struct TrainArgs {
     /// Layers to freeze, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub freeze: Vec<String>,
+    /// Freeze every layer up to and including this one (topological order).
+    #[arg(long)]
+    pub freeze_through: Option<String>,
     /// Start from these weights (tensors matched by layer name and shape).
     #[arg(long)]
     pub init_weights: Option<PathBuf>,
@@ -139,6 +142,11 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    if let Some(last) = &args.freeze_through {
+        config
+            .freeze
+            .extend(super::trainer::layers_through(&config.graph, last)?);
+    }
     config.init_weights = args.init_weights.clone();
     config.save = args.save.clone();
     config.checkpoint = args.checkpoint.clone();

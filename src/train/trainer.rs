@@ -443,6 +443,20 @@ pub fn apply_freeze(graph: &mut Graph, names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Every layer up to and including `last`, in topological order (for
+/// "freeze everything through `gap`").
+pub fn layers_through(graph: &Graph, last: &str) -> Result<Vec<String>, String> {
+    let order = graph.topological_order().map_err(|e| e.to_string())?;
+    let pos = order
+        .iter()
+        .position(|&id| graph.name_of(id) == last)
+        .ok_or_else(|| format!("no layer named `{last}` in `{}`", graph.name))?;
+    Ok(order[..=pos]
+        .iter()
+        .map(|&id| graph.name_of(id).to_string())
+        .collect())
+}
+
 /// The design's input `(h, w, c)`.
 pub fn input_hwc(graph: &Graph) -> Result<(usize, usize, usize), String> {
     let inputs = graph.input_nodes();
