@@ -105,6 +105,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Trains a design on a dataset (default: the embedded hand-digits set).
+    Train(netloom::train::cli::TrainArgs),
+    /// Evaluates trained weights: accuracy, confusion matrix, multi-crop, ensembles.
+    Eval(netloom::train::cli::EvalArgs),
 }
 
 fn load(path: &Path) -> Result<Graph, String> {
@@ -222,6 +226,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Train(args)) => netloom::train::cli::train(args),
+        Some(Command::Eval(args)) => netloom::train::cli::evaluate(args),
         Some(Command::Compare { a, b, cost }) => {
             let (ga, gb) = (load(&a)?, load(&b)?);
             let conventions = cost.conventions();

@@ -32,7 +32,60 @@ impl Plan {
             self.forward_step(i, images, mode);
             self.step_nanos[i] += start.elapsed().as_nanos() as u64;
         }
-        let len = n * self.classes;
+        self.finish_probabilities();
+    }
+
+    /// Runs only steps `0..=last` on `images`; afterwards `activation(last)`
+    /// holds that step's output (class probabilities are not computed).
+    pub fn forward_through(&mut self, images: &[f32], last: usize, mode: Mode) {
+        let (h, w, c) = self.input_shape;
+        let n = images.len() / (h * w * c);
+        assert!(
+            n >= 1
+                && n <= self.max_batch
+                && n * h * w * c == images.len()
+                && last < self.steps.len(),
+            "forward_through: batch of {n} does not fit the plan (max {})",
+            self.max_batch
+        );
+        self.batch = n;
+        if mode == Mode::Train {
+            self.iteration += 1;
+        }
+        for i in 0..=last {
+            let start = Instant::now();
+            self.forward_step(i, images, mode);
+            self.step_nanos[i] += start.elapsed().as_nanos() as u64;
+        }
+    }
+
+    /// Sets value `start`'s activation to `cached` (`n × value_elems[start]`)
+    /// and runs only the steps after it — training from an activation cache
+    /// of a frozen prefix. Steps after `start` must not read values before it.
+    pub fn forward_from(&mut self, start: usize, cached: &[f32], mode: Mode) {
+        let per = self.value_elems[start];
+        let n = cached.len() / per;
+        assert!(
+            n >= 1 && n <= self.max_batch && n * per == cached.len(),
+            "forward_from: batch of {n} does not fit the plan (max {})",
+            self.max_batch
+        );
+        self.batch = n;
+        if mode == Mode::Train {
+            self.iteration += 1;
+        }
+        self.acts[start][..cached.len()].copy_from_slice(cached);
+        for i in start + 1..self.steps.len() {
+            let t = Instant::now();
+            self.forward_step(i, &[], mode);
+            self.step_nanos[i] += t.elapsed().as_nanos() as u64;
+        }
+        self.finish_probabilities();
+    }
+
+    /// Class probabilities from the logits of the current batch.
+    fn finish_probabilities(&mut self) {
+        let len = self.batch * self.classes;
         let logits = &self.acts[self.logits][..len];
         match self.head {
             Head::SoftmaxCrossEntropy => {

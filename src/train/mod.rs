@@ -12,13 +12,20 @@
 //! ```
 
 pub mod backward;
+pub mod cli;
+pub mod eval;
 pub mod forward;
 pub mod optim;
 pub mod plan;
+pub mod trainer;
+pub mod weights;
 
 pub use forward::Mode;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use plan::{CompileError, Head, ParamRole, ParamTensor, Plan};
+pub use trainer::{
+    Command, DataSource, Event, RunState, TrainConfig, TrainOutcome, Trainer, TrainerHandle,
+};
 
 impl Plan {
     /// Forward, loss, backward and one optimizer update; returns the loss.

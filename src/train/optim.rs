@@ -125,6 +125,17 @@ impl Optimizer {
         }
     }
 
+    /// Per-parameter state (momentum buffer / Adam `m`, and Adam `v`),
+    /// aligned with the plan's parameters; empty for untrained tensors.
+    /// Checkpoints save and restore it so a resumed run continues exactly.
+    pub fn moments(&self) -> &[(Vec<f32>, Vec<f32>)] {
+        &self.state
+    }
+
+    pub fn moments_mut(&mut self) -> &mut [(Vec<f32>, Vec<f32>)] {
+        &mut self.state
+    }
+
     pub fn learning_rate(&self) -> f32 {
         self.config.learning_rate_at(self.step)
     }

@@ -654,6 +654,27 @@ impl Plan {
         self.steps.iter().position(|s| s.name == name)
     }
 
+    /// The deepest value of the frozen prefix that is all the later steps
+    /// read from before it, so its activations can be computed once and
+    /// reused every epoch (transfer learning). `None` when nothing is
+    /// trainable, the first layer is trainable, or no such single cut exists
+    /// (a skip path crosses it, or dropout — random per pass — precedes it).
+    pub fn frozen_cut(&self) -> Option<usize> {
+        let first_trainable = self.steps.iter().position(|s| {
+            step_param_indices(&s.op)
+                .iter()
+                .any(|&p| self.params[p].is_trainable())
+        })?;
+        (1..first_trainable).rev().find(|&c| {
+            !self.steps[..=c]
+                .iter()
+                .any(|s| matches!(s.op, Op::Dropout { .. }))
+                && self.steps[c + 1..]
+                    .iter()
+                    .all(|s| s.inputs.iter().all(|&u| u >= c))
+        })
+    }
+
     /// Resets parameters to their seeded initial values (and running stats).
     pub fn reinitialise(&mut self, seed: u64) {
         let mut fresh = Vec::new();

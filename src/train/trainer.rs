@@ -1,0 +1,1382 @@
+//! The training thread: [`Trainer::spawn`] starts a named thread that loads
+//! the data, compiles the design and trains it, controlled by [`Command`]s
+//! and reporting [`Event`]s over unbounded channels (the trainer never waits
+//! on a slow reader). The GUI and the `netloom train` CLI drive the very same
+//! API.
+//!
+//! ```no_run
+//! use netloom::train::trainer::{Command, DataSource, Event, TrainConfig, Trainer};
+//! let graph = netloom::graph::file::load(&netloom::default_design_path()).unwrap();
+//! let mut config = TrainConfig::new(graph, DataSource::Path(netloom::data::default_dataset_dir()));
+//! config.epochs = 2;
+//! let trainer = Trainer::spawn(config).unwrap();
+//! trainer.send(Command::Start);
+//! for event in trainer.events() {
+//!     if let Event::Epoch(e) = &event { println!("epoch {} val acc {:?}", e.epoch, e.val_acc); }
+//! }
+//! let outcome = trainer.join().unwrap();
+//! ```
+
+use super::eval;
+use super::plan::{Op, ParamTensor, Plan};
+use super::weights::{self, OPTIMIZER_PREFIX, WeightsMeta};
+use super::{Mode, Optimizer, OptimizerConfig};
+use crate::data::{
+    self, AugmentConfig, Augmenter, BatchConfig, ChannelStats, Dataset, LoadOptions, Prefetcher,
+    Splits,
+};
+use crate::graph::{Graph, LayerKind, NodeId};
+use crate::infer::{Shape, analyze};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Name of the training thread.
+pub const THREAD_NAME: &str = "netloom-trainer";
+
+/// Where the images come from.
+#[derive(Debug)]
+pub enum DataSource {
+    /// A dataset on disk in any format [`data::load`] reads.
+    Path(PathBuf),
+    /// Splits already in memory (raw intensities in `[0, 1]`).
+    Splits(Box<Splits>),
+}
+
+/// Everything a training run needs.
+#[derive(Debug)]
+pub struct TrainConfig {
+    pub graph: Graph,
+    pub data: DataSource,
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub optimizer: OptimizerConfig,
+    pub augment: AugmentConfig,
+    /// Layers to freeze (by name), on top of those frozen in the design.
+    pub freeze: Vec<String>,
+    /// Weights to start from (tensors matched by name and shape).
+    pub init_weights: Option<PathBuf>,
+    /// Where to save the final weights.
+    pub save: Option<PathBuf>,
+    /// Written after every epoch (weights + optimizer state) for `resume`.
+    pub checkpoint: Option<PathBuf>,
+    /// A checkpoint to continue from.
+    pub resume: Option<PathBuf>,
+    pub seed: u64,
+    /// Fraction of train held out for validation when the data has no validation split.
+    pub val_fraction: f32,
+    /// Fraction held out for test when the data has no test split.
+    pub test_fraction: f32,
+    /// Recompute BatchNorm running statistics before validation and test.
+    pub precise_bn: bool,
+    /// Training images (at most) the precise-BN pass reads.
+    pub precise_bn_images: usize,
+    /// Precompute the frozen prefix's activations once when possible.
+    pub activation_cache: bool,
+    /// Cache bytes kept in memory; a larger cache spills to a temporary file.
+    pub cache_memory_limit: usize,
+    /// Start training without waiting for [`Command::Start`].
+    pub autostart: bool,
+}
+
+impl TrainConfig {
+    /// The defaults: Adam 1e-3, batch 32, 15 epochs, precise BN, activation cache.
+    pub fn new(graph: Graph, data: DataSource) -> Self {
+        TrainConfig {
+            graph,
+            data,
+            epochs: 15,
+            batch_size: 32,
+            optimizer: OptimizerConfig::default(),
+            augment: AugmentConfig::default(),
+            freeze: Vec::new(),
+            init_weights: None,
+            save: None,
+            checkpoint: None,
+            resume: None,
+            seed: 42,
+            val_fraction: 0.1,
+            test_fraction: 0.2,
+            precise_bn: true,
+            precise_bn_images: 1024,
+            activation_cache: true,
+            cache_memory_limit: 1 << 30,
+            autostart: false,
+        }
+    }
+}
+
+/// Control messages to the trainer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Begin training (the trainer waits for it unless `autostart`).
+    Start,
+    /// Pause after the current batch.
+    Pause,
+    Resume,
+    /// Train exactly one batch, then pause.
+    Step,
+    /// Stop after the current batch; the weights so far are kept (and saved if asked).
+    Stop,
+}
+
+/// What the trainer is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Ready, waiting for `Start` or `Step`.
+    Waiting,
+    Running,
+    Paused,
+}
+
+/// Per-layer time of an epoch's training batches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerTime {
+    pub name: String,
+    /// Forward + backward milliseconds per batch.
+    pub ms_per_batch: f64,
+}
+
+/// The figures of one finished epoch (1-based `epoch`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochStats {
+    pub epoch: u64,
+    pub train_loss: f32,
+    pub train_acc: f32,
+    pub val_loss: Option<f32>,
+    pub val_acc: Option<f32>,
+    pub seconds: f64,
+    pub learning_rate: f32,
+    /// Slowest first.
+    pub layer_times: Vec<LayerTime>,
+}
+
+/// Test-split results at the end of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestResult {
+    pub test_loss: f32,
+    pub test_acc: f32,
+    /// The same with the training-time running statistics (no precise BN);
+    /// `None` when precise BN is off or the design has no trainable BatchNorm.
+    pub test_acc_without_precise_bn: Option<f32>,
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Facts about the run, sent once before the first batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    pub design: String,
+    pub classes: Vec<String>,
+    pub train_images: usize,
+    pub val_images: usize,
+    pub test_images: usize,
+    pub batches_per_epoch: usize,
+    pub epochs: u64,
+    pub first_epoch: u64,
+    pub trainable_params: usize,
+    pub total_params: usize,
+    /// The layer whose activations are cached, and the cache's size.
+    pub cache: Option<(String, usize)>,
+}
+
+/// Progress reports from the trainer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Decoded `done` of `total` dataset files.
+    DataLoading {
+        done: usize,
+        total: usize,
+    },
+    /// Something the user should read: a resized layer, a weights report, skipped files.
+    Notice(String),
+    /// Computing the frozen prefix's activations: `done` of `total` images.
+    Caching {
+        done: usize,
+        total: usize,
+    },
+    Started(RunInfo),
+    State(RunState),
+    Batch {
+        /// 1-based epoch.
+        epoch: u64,
+        /// 1-based batch within the epoch.
+        batch: usize,
+        batches: usize,
+        loss: f32,
+        lr: f32,
+        images_per_sec: f64,
+        eta: Duration,
+    },
+    Epoch(EpochStats),
+    Finished(TestResult),
+    /// Stopped on request after `epoch`/`batch`.
+    Stopped {
+        epoch: u64,
+        batch: usize,
+    },
+    /// The run ended with an error (bad data, non-finite loss, …).
+    Failed(String),
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEnd {
+    Finished,
+    Stopped,
+    Failed(String),
+}
+
+/// What [`TrainerHandle::join`] returns.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    pub end: RunEnd,
+    /// The design as trained (final Dense resized, freezes applied).
+    pub graph: Graph,
+    /// The last good weights (empty when the run failed before compiling).
+    pub params: Vec<ParamTensor>,
+    pub meta: WeightsMeta,
+    pub history: Vec<EpochStats>,
+    pub test: Option<TestResult>,
+}
+
+/// Starts training threads.
+pub struct Trainer;
+
+impl Trainer {
+    /// Spawns the `netloom-trainer` thread. It loads the data at once, then
+    /// waits for [`Command::Start`] (or [`Command::Step`]) unless `autostart`.
+    pub fn spawn(config: TrainConfig) -> std::io::Result<TrainerHandle> {
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(move || {
+                let name = config.graph.name.clone();
+                let graph = config.graph.clone();
+                let panic_tx = ev_tx.clone();
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(config, cmd_rx, ev_tx)
+                })) {
+                    Ok(outcome) => outcome,
+                    Err(panic) => {
+                        let msg = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "unknown panic".into());
+                        let msg = format!("training `{name}` crashed: {msg}");
+                        let _ = panic_tx.send(Event::Failed(msg.clone()));
+                        TrainOutcome::failed(graph, msg)
+                    }
+                }
+            })?;
+        Ok(TrainerHandle {
+            commands: cmd_tx,
+            events: ev_rx,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The controlling side of a training thread.
+pub struct TrainerHandle {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<TrainOutcome>>,
+}
+
+impl TrainerHandle {
+    /// Sends a command; `false` once the trainer has ended.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    /// The event stream; iterating it blocks and ends when the trainer does.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Every event waiting now, without blocking (for a GUI frame).
+    pub fn drain(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+
+    /// `true` once the thread has returned.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits for the thread and returns how the run ended.
+    pub fn join(mut self) -> Result<TrainOutcome, String> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| "the trainer thread panicked".to_string()),
+            None => Err("already joined".into()),
+        }
+    }
+}
+
+impl Drop for TrainerHandle {
+    /// Dropping the handle stops the run and waits for the thread.
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.commands.send(Command::Stop);
+            let _ = t.join();
+        }
+    }
+}
+
+impl TrainOutcome {
+    fn failed(graph: Graph, message: String) -> Self {
+        TrainOutcome {
+            end: RunEnd::Failed(message),
+            graph,
+            params: Vec::new(),
+            meta: WeightsMeta::default(),
+            history: Vec::new(),
+            test: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Preparing a design for a dataset
+
+/// Makes the design's output fit `classes`: when the output size differs
+/// and the design ends in a Dense layer (possibly followed by Softmax,
+/// Sigmoid or Dropout), that Dense layer's units are changed. Returns a
+/// sentence saying what changed, or why the design cannot fit.
+pub fn fit_output(graph: &mut Graph, classes: usize) -> Result<Option<String>, String> {
+    let analysis = analyze(graph);
+    let outputs = graph.outputs();
+    let [output] = outputs[..] else {
+        return Err(format!(
+            "the design needs exactly one output layer, it has {}",
+            outputs.len()
+        ));
+    };
+    let out_size = match analysis.node(output).and_then(|n| n.output_shape) {
+        Some(Shape::Vector(n)) => n as usize,
+        Some(s @ Shape::Volume { .. }) => {
+            return Err(format!(
+                "the output `{}` is a {s} volume, not a vector of {classes} class scores",
+                graph.name_of(output)
+            ));
+        }
+        None => return Err("the design has errors; fix them before training".into()),
+    };
+    let out_kind = graph.node(output).map(|n| n.kind.clone());
+    if out_size == classes
+        || (out_size == 1 && classes == 2 && out_kind == Some(LayerKind::Sigmoid))
+    {
+        return Ok(None);
+    }
+    // Walk back over shape-preserving layers to the last Dense.
+    let mut id: NodeId = output;
+    loop {
+        let Some(node) = graph.node(id) else {
+            return Err("the design has a dangling output".into());
+        };
+        match node.kind {
+            LayerKind::Dense { units, .. } => {
+                let name = node.name.clone();
+                if let Some(n) = graph.node_mut(id) {
+                    n.kind = match n.kind {
+                        LayerKind::Dense { bias, .. } => LayerKind::Dense {
+                            units: classes as u32,
+                            bias,
+                        },
+                        ref k => k.clone(),
+                    };
+                }
+                return Ok(Some(format!(
+                    "the design's final Dense `{name}` had {units} units; changed to {classes} to match the dataset's {classes} classes"
+                )));
+            }
+            LayerKind::Softmax
+            | LayerKind::Sigmoid
+            | LayerKind::Dropout { .. }
+            | LayerKind::Relu
+            | LayerKind::LeakyRelu { .. }
+            | LayerKind::Tanh => match graph.inputs_of(id).first().copied().flatten() {
+                Some(prev) => id = prev,
+                None => return Err(format!("`{}` has no input", node.name)),
+            },
+            ref other => {
+                return Err(format!(
+                    "the design outputs {out_size} values but the dataset has {classes} classes, and it does not end in a Dense layer whose units could be changed (`{}` is {}); end the design in Dense({classes}) + Softmax",
+                    node.name,
+                    other.display_name()
+                ));
+            }
+        }
+    }
+}
+
+/// Marks the named layers frozen; unknown names are an error that lists them.
+pub fn apply_freeze(graph: &mut Graph, names: &[String]) -> Result<(), String> {
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| graph.find(n).is_none())
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "--freeze: no layer named {} in `{}`",
+            unknown
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            graph.name
+        ));
+    }
+    for name in names {
+        if let Some(node) = graph.find(name).and_then(|id| graph.node_mut(id)) {
+            node.frozen = true;
+        }
+    }
+    Ok(())
+}
+
+/// Every layer up to and including `last`, in topological order (for
+/// "freeze everything through `gap`").
+pub fn layers_through(graph: &Graph, last: &str) -> Result<Vec<String>, String> {
+    let order = graph.topological_order().map_err(|e| e.to_string())?;
+    let pos = order
+        .iter()
+        .position(|&id| graph.name_of(id) == last)
+        .ok_or_else(|| format!("no layer named `{last}` in `{}`", graph.name))?;
+    Ok(order[..=pos]
+        .iter()
+        .map(|&id| graph.name_of(id).to_string())
+        .collect())
+}
+
+/// The design's input `(h, w, c)`.
+pub fn input_hwc(graph: &Graph) -> Result<(usize, usize, usize), String> {
+    let inputs = graph.input_nodes();
+    match inputs
+        .first()
+        .and_then(|&id| graph.node(id))
+        .map(|n| &n.kind)
+    {
+        Some(&LayerKind::Input {
+            height,
+            width,
+            channels,
+        }) if inputs.len() == 1 => Ok((height as usize, width as usize, channels as usize)),
+        _ => Err(format!(
+            "the design needs exactly one Input layer, it has {}",
+            inputs.len()
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Feeding batches: images, or cached activations of a frozen prefix
+
+/// Activations of one value for every image of a split, in memory or in a
+/// temporary file (deleted on drop).
+#[derive(Debug)]
+pub enum ActivationCache {
+    Memory {
+        data: Vec<f32>,
+        per: usize,
+    },
+    Disk {
+        file: std::fs::File,
+        path: PathBuf,
+        per: usize,
+    },
+}
+
+impl ActivationCache {
+    /// Values per image.
+    pub fn per_image(&self) -> usize {
+        match self {
+            ActivationCache::Memory { per, .. } | ActivationCache::Disk { per, .. } => *per,
+        }
+    }
+
+    pub fn is_on_disk(&self) -> bool {
+        matches!(self, ActivationCache::Disk { .. })
+    }
+
+    /// Runs `plan` up to step `cut` over every image of `ds` (eval mode,
+    /// normalised by `stats`) and keeps that step's output.
+    pub fn build(
+        plan: &mut Plan,
+        cut: usize,
+        ds: &Dataset,
+        stats: &ChannelStats,
+        memory_limit: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> std::io::Result<Self> {
+        let per = plan.value_elems[cut];
+        let bytes = ds.len() * per * 4;
+        let mut sink = if bytes <= memory_limit {
+            ActivationCache::Memory {
+                data: Vec::with_capacity(ds.len() * per),
+                per,
+            }
+        } else {
+            static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "netloom-activations-{}-{k}.f32",
+                std::process::id()
+            ));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)?;
+            ActivationCache::Disk { file, path, per }
+        };
+        let cfg = BatchConfig::eval(plan.max_batch, Some(stats.clone()));
+        let mut batcher = data::Batcher::new(ds, cfg)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let mut images = vec![0.0; batcher.images_buffer_len()];
+        let mut labels = vec![0; plan.max_batch];
+        let mut done = 0;
+        let mut writer_buf = Vec::new();
+        while let Some(n) = batcher.next_into(&mut images, &mut labels) {
+            plan.forward_through(&images[..n * ds.image_len()], cut, Mode::Eval);
+            let act = plan.activation(cut);
+            match &mut sink {
+                ActivationCache::Memory { data, .. } => data.extend_from_slice(act),
+                ActivationCache::Disk { file, .. } => {
+                    writer_buf.clear();
+                    writer_buf.extend(act.iter().flat_map(|v| v.to_le_bytes()));
+                    file.write_all(&writer_buf)?;
+                }
+            }
+            done += n;
+            progress(done, ds.len());
+        }
+        if let ActivationCache::Disk { file, .. } = &mut sink {
+            file.flush()?;
+        }
+        Ok(sink)
+    }
+
+    /// Copies the rows `indices` into `out` (resized to fit).
+    pub fn fetch(&mut self, indices: &[usize], out: &mut Vec<f32>) -> std::io::Result<()> {
+        let per = self.per_image();
+        out.resize(indices.len() * per, 0.0);
+        match self {
+            ActivationCache::Memory { data, .. } => {
+                for (j, &i) in indices.iter().enumerate() {
+                    out[j * per..(j + 1) * per].copy_from_slice(&data[i * per..(i + 1) * per]);
+                }
+            }
+            ActivationCache::Disk { file, .. } => {
+                let mut buf = vec![0u8; per * 4];
+                for (j, &i) in indices.iter().enumerate() {
+                    file.seek(SeekFrom::Start((i * per * 4) as u64))?;
+                    file.read_exact(&mut buf)?;
+                    for (o, b) in out[j * per..(j + 1) * per]
+                        .iter_mut()
+                        .zip(buf.chunks_exact(4))
+                    {
+                        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ActivationCache {
+    fn drop(&mut self) {
+        if let ActivationCache::Disk { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// One split as the plan consumes it.
+pub(crate) struct Feed {
+    pub ds: Arc<Dataset>,
+    /// Cached activations at plan value `.1`, when the frozen prefix is cached.
+    pub cache: Option<(ActivationCache, usize)>,
+    stats: ChannelStats,
+    images: Vec<f32>,
+    labels: Vec<u32>,
+}
+
+impl Feed {
+    pub(crate) fn new(ds: Arc<Dataset>, stats: ChannelStats) -> Self {
+        Feed {
+            ds,
+            cache: None,
+            stats,
+            images: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ds.len()
+    }
+
+    /// Runs the plan forward on the images `indices` (unaugmented); returns their labels.
+    pub(crate) fn forward(
+        &mut self,
+        plan: &mut Plan,
+        indices: &[usize],
+        mode: Mode,
+    ) -> std::io::Result<&[u32]> {
+        self.labels.clear();
+        self.labels
+            .extend(indices.iter().map(|&i| self.ds.labels[i]));
+        match &mut self.cache {
+            Some((cache, value)) => {
+                cache.fetch(indices, &mut self.images)?;
+                plan.forward_from(*value, &self.images, mode);
+            }
+            None => {
+                let per = self.ds.image_len();
+                self.images.resize(indices.len() * per, 0.0);
+                let cfg = BatchConfig::eval(indices.len(), Some(self.stats.clone()));
+                let mut labels = vec![0; indices.len()];
+                data::dataset::fill_batch(
+                    &self.ds,
+                    indices,
+                    &cfg,
+                    0,
+                    0,
+                    &mut self.images,
+                    &mut labels,
+                );
+                plan.forward(&self.images, mode);
+            }
+        }
+        Ok(&self.labels)
+    }
+
+    /// Mean loss and accuracy over the whole split (eval mode, in order).
+    pub(crate) fn evaluate(&mut self, plan: &mut Plan) -> std::io::Result<(f32, f32, Vec<u32>)> {
+        let n = self.len();
+        let mut loss = 0.0f64;
+        let mut correct = 0;
+        let mut predictions = Vec::with_capacity(n);
+        let order: Vec<usize> = (0..n).collect();
+        for chunk in order.chunks(plan.max_batch) {
+            let labels = self.forward(plan, chunk, Mode::Eval)?.to_vec();
+            correct += plan.correct(&labels);
+            let k = plan.classes;
+            for row in plan.probabilities().chunks_exact(k) {
+                predictions.push(if k == 1 {
+                    (row[0] > 0.5) as u32
+                } else {
+                    super::argmax(row) as u32
+                });
+            }
+            loss += plan.loss_backward(&labels) as f64 * chunk.len() as f64;
+        }
+        Ok((
+            (loss / n.max(1) as f64) as f32,
+            correct as f32 / n.max(1) as f32,
+            predictions,
+        ))
+    }
+}
+
+/// The running-statistics tensors of every trainable BatchNorm step.
+fn bn_stat_params(plan: &Plan) -> Vec<usize> {
+    plan.steps
+        .iter()
+        .filter(|s| !s.frozen)
+        .flat_map(|s| match s.op {
+            Op::BatchNorm {
+                running_mean,
+                running_var,
+                ..
+            } => vec![running_mean, running_var],
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Precise BN: replaces the running statistics of every trainable BatchNorm
+/// layer with their average over up to `images` shuffled training images
+/// (batches of the plan's size, train-mode forward, no gradients). Returns
+/// the number of batches used (0 when the plan has no such layer).
+pub(crate) fn recompute_bn_stats(
+    plan: &mut Plan,
+    feed: &mut Feed,
+    images: usize,
+    seed: u64,
+) -> std::io::Result<usize> {
+    let bn: Vec<usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.frozen && matches!(s.op, Op::BatchNorm { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    if bn.is_empty() {
+        return Ok(0);
+    }
+    let mut order: Vec<usize> = (0..feed.len()).collect();
+    data::Rng::derive(seed, &[0xB4_7C4E]).shuffle(&mut order);
+    order.truncate(images.max(plan.max_batch).min(order.len()));
+    let saved_momentum: Vec<f32> = bn
+        .iter()
+        .map(|&i| match plan.steps[i].op {
+            Op::BatchNorm { momentum, .. } => momentum,
+            _ => 0.0,
+        })
+        .collect();
+    let iteration = plan.iteration;
+    let mut k = 0usize;
+    let mut result = Ok(());
+    for chunk in order.chunks(plan.max_batch) {
+        if chunk.len() < 2 {
+            break; // a single image has no batch variance
+        }
+        k += 1;
+        // Cumulative average: the k-th batch gets weight 1/k.
+        let m = (k - 1) as f32 / k as f32;
+        for &i in &bn {
+            if let Op::BatchNorm { momentum, .. } = &mut plan.steps[i].op {
+                *momentum = m;
+            }
+        }
+        if let Err(e) = feed.forward(plan, chunk, Mode::Train) {
+            result = Err(e);
+            break;
+        }
+    }
+    for (&i, &saved) in bn.iter().zip(&saved_momentum) {
+        if let Op::BatchNorm { momentum, .. } = &mut plan.steps[i].op {
+            *momentum = saved;
+        }
+    }
+    plan.iteration = iteration;
+    result.map(|_| k)
+}
+
+// ---------------------------------------------------------------------------
+// The run
+
+struct Control {
+    rx: Receiver<Command>,
+    state: RunState,
+    /// Pause after this many more batches (Step).
+    steps_left: Option<usize>,
+    stop: bool,
+}
+
+impl Control {
+    /// Applies one command.
+    fn apply(&mut self, cmd: Command, ev: &Sender<Event>) {
+        let before = self.state;
+        match cmd {
+            Command::Start | Command::Resume => {
+                self.state = RunState::Running;
+                self.steps_left = None;
+            }
+            Command::Pause => {
+                if self.state == RunState::Running {
+                    self.state = RunState::Paused;
+                }
+            }
+            Command::Step => {
+                self.state = RunState::Running;
+                self.steps_left = Some(1);
+            }
+            Command::Stop => self.stop = true,
+        }
+        if self.state != before && !(cmd == Command::Step) {
+            let _ = ev.send(Event::State(self.state));
+        }
+    }
+
+    /// Handles pending commands; blocks while paused or waiting. Returns
+    /// `false` when the run must stop.
+    fn gate(&mut self, ev: &Sender<Event>) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(cmd) => self.apply(cmd, ev),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    // Nobody can resume a paused run any more.
+                    if self.state != RunState::Running {
+                        self.stop = true;
+                    }
+                    break;
+                }
+            }
+        }
+        while !self.stop && self.state != RunState::Running {
+            match self.rx.recv() {
+                Ok(cmd) => self.apply(cmd, ev),
+                Err(_) => self.stop = true,
+            }
+        }
+        !self.stop
+    }
+
+    /// Called after each batch: counts down a Step.
+    fn batch_done(&mut self, ev: &Sender<Event>) {
+        if let Some(n) = self.steps_left {
+            if n <= 1 {
+                self.steps_left = None;
+                self.state = RunState::Paused;
+                let _ = ev.send(Event::State(RunState::Paused));
+            } else {
+                self.steps_left = Some(n - 1);
+            }
+        }
+    }
+}
+
+fn run(config: TrainConfig, rx: Receiver<Command>, ev: Sender<Event>) -> TrainOutcome {
+    let graph = config.graph.clone();
+    let mut ctl = Control {
+        rx,
+        state: RunState::Waiting,
+        steps_left: None,
+        stop: false,
+    };
+    let mut out = TrainOutcome::failed(graph, String::new());
+    match run_inner(config, &mut ctl, &ev, &mut out) {
+        Ok(end) => out.end = end,
+        Err(msg) => {
+            let _ = ev.send(Event::Failed(msg.clone()));
+            out.end = RunEnd::Failed(msg);
+        }
+    }
+    out
+}
+
+fn io_err(e: std::io::Error) -> String {
+    format!("activation cache: {e}")
+}
+
+fn run_inner(
+    mut config: TrainConfig,
+    ctl: &mut Control,
+    ev: &Sender<Event>,
+    out: &mut TrainOutcome,
+) -> Result<RunEnd, String> {
+    let mut graph = config.graph.clone();
+    let (h, w, c) = input_hwc(&graph)?;
+    if config.batch_size == 0 {
+        return Err("batch size must be at least 1".into());
+    }
+    // Data.
+    let source = std::mem::replace(&mut config.data, DataSource::Path(PathBuf::new()));
+    let splits = match source {
+        DataSource::Splits(s) => {
+            let s = s
+                .conform(data::Shape::new(h, w, c))
+                .map_err(|e| e.to_string())?;
+            let mut s = s;
+            s.hold_out(&LoadOptions {
+                val_fraction: config.val_fraction,
+                test_fraction: config.test_fraction,
+                seed: config.seed,
+                ..LoadOptions::for_input(h, w, c)
+            })
+            .map_err(|e| e.to_string())?;
+            s
+        }
+        DataSource::Path(path) => {
+            let opts = LoadOptions {
+                val_fraction: config.val_fraction,
+                test_fraction: config.test_fraction,
+                seed: config.seed,
+                ..LoadOptions::for_input(h, w, c)
+            };
+            let mut last = Instant::now();
+            data::load(&path, &opts, &mut |done, total| {
+                if done == total || last.elapsed() > Duration::from_millis(100) {
+                    last = Instant::now();
+                    let _ = ev.send(Event::DataLoading { done, total });
+                }
+            })
+            .map_err(|e| e.to_string())?
+        }
+    };
+    if !splits.skipped.is_empty() {
+        let _ = ev.send(Event::Notice(format!(
+            "{}",
+            data::SkippedSummary(&splits.skipped)
+        )));
+    }
+    if splits.train.is_empty() {
+        return Err("the training split has no images".into());
+    }
+    let classes = splits.class_names().to_vec();
+    if let Some(msg) = fit_output(&mut graph, classes.len())? {
+        let _ = ev.send(Event::Notice(msg));
+    }
+    apply_freeze(&mut graph, &config.freeze)?;
+    out.graph = graph.clone();
+    let analysis = analyze(&graph);
+    let mut plan = Plan::compile(&graph, &analysis, config.batch_size, config.seed)
+        .map_err(|e| e.to_string())?;
+    let stats = splits.train.channel_stats();
+    let meta = WeightsMeta {
+        design: graph.name.clone(),
+        classes: classes.clone(),
+        mean: stats.mean.clone(),
+        std: stats.std.clone(),
+        seed: config.seed,
+        val_fraction: config.val_fraction,
+        epoch: 0,
+        optimizer_step: 0,
+        precise_bn: false,
+    };
+    out.meta = meta.clone();
+    if let Some(path) = &config.init_weights {
+        let (report, _) = weights::load_into(path, &mut plan.params).map_err(|e| e.to_string())?;
+        let _ = ev.send(Event::Notice(format!(
+            "initial weights from {}: {report}",
+            path.display()
+        )));
+    }
+    let mut optimizer = Optimizer::new(config.optimizer, &plan.params);
+    let mut first_epoch = 0;
+    if let Some(path) = &config.resume {
+        let file = weights::read(path).map_err(|e| e.to_string())?;
+        let report = weights::apply(&file, &mut plan.params);
+        if !report.is_complete() {
+            return Err(format!(
+                "{} does not fit this design: {report}",
+                path.display()
+            ));
+        }
+        let names: Vec<String> = plan.params.iter().map(|p| p.name.clone()).collect();
+        for (name, (m, v)) in names.iter().zip(optimizer.moments_mut()) {
+            for (suffix, buf) in [("m", m), ("v", v)] {
+                if let Some((_, d)) = file.get(&format!("{OPTIMIZER_PREFIX}{name}.{suffix}"))
+                    && d.len() == buf.len()
+                {
+                    buf.copy_from_slice(d);
+                }
+            }
+        }
+        if let Some(m) = &file.meta {
+            first_epoch = m.epoch;
+            optimizer.step = m.optimizer_step;
+        }
+        let _ = ev.send(Event::Notice(format!(
+            "resumed from {} after epoch {first_epoch}",
+            path.display()
+        )));
+    }
+
+    // Feeds, with the frozen prefix cached when possible.
+    let augmenting = config.augment.any();
+    let train_ds = Arc::new(splits.train);
+    let mut train_feed = Feed::new(Arc::clone(&train_ds), stats.clone());
+    let mut val_feed = splits
+        .val
+        .filter(|d| !d.is_empty())
+        .map(|d| Feed::new(Arc::new(d), stats.clone()));
+    let mut test_feed = splits
+        .test
+        .filter(|d| !d.is_empty())
+        .map(|d| Feed::new(Arc::new(d), stats.clone()));
+    let mut cache_info = None;
+    let cut = plan.frozen_cut();
+    if config.activation_cache
+        && let Some(cut) = cut
+    {
+        if augmenting {
+            let _ = ev.send(Event::Notice(format!(
+                "layers up to `{}` are frozen, but augmentation changes their input every epoch, so their activations are not cached",
+                plan.steps[cut].name
+            )));
+        } else {
+            let total = train_feed.len()
+                + val_feed.as_ref().map_or(0, Feed::len)
+                + test_feed.as_ref().map_or(0, Feed::len);
+            let mut done_before = 0;
+            let mut bytes = 0;
+            let mut on_disk = false;
+            for feed in std::iter::once(&mut train_feed)
+                .chain(val_feed.as_mut())
+                .chain(test_feed.as_mut())
+            {
+                let cache = ActivationCache::build(
+                    &mut plan,
+                    cut,
+                    &feed.ds,
+                    &stats,
+                    config.cache_memory_limit,
+                    &mut |d, _| {
+                        let _ = ev.send(Event::Caching {
+                            done: done_before + d,
+                            total,
+                        });
+                    },
+                )
+                .map_err(io_err)?;
+                done_before += feed.len();
+                bytes += feed.len() * cache.per_image() * 4;
+                on_disk |= cache.is_on_disk();
+                feed.cache = Some((cache, cut));
+                if ctl.stop {
+                    break;
+                }
+            }
+            let _ = ev.send(Event::Notice(format!(
+                "frozen layers up to `{}`: their activations were computed once ({:.1} MB{}); training runs only the layers after it",
+                plan.steps[cut].name,
+                bytes as f64 / 1e6,
+                if on_disk { ", in a temporary file" } else { "" }
+            )));
+            cache_info = Some((plan.steps[cut].name.clone(), bytes));
+        }
+    }
+    let cached = train_feed.cache.is_some();
+
+    let train_cfg = BatchConfig::train(
+        config.batch_size,
+        config.seed,
+        if augmenting {
+            Some(Augmenter::new(config.augment, &train_ds).map_err(|e| e.to_string())?)
+        } else {
+            None
+        },
+        Some(stats.clone()),
+    );
+    let batches = train_cfg.batches_per_epoch(train_ds.len());
+    let _ = ev.send(Event::Started(RunInfo {
+        design: graph.name.clone(),
+        classes: classes.clone(),
+        train_images: train_ds.len(),
+        val_images: val_feed.as_ref().map_or(0, Feed::len),
+        test_images: test_feed.as_ref().map_or(0, Feed::len),
+        batches_per_epoch: batches,
+        epochs: config.epochs,
+        first_epoch,
+        trainable_params: plan.trainable_param_count(),
+        total_params: plan.total_param_count(),
+        cache: cache_info,
+    }));
+    let _ = ev.send(Event::State(RunState::Waiting));
+    if config.autostart {
+        ctl.apply(Command::Start, ev);
+    }
+    let mut prefetch = if cached || first_epoch >= config.epochs {
+        None
+    } else {
+        Some(
+            Prefetcher::spawn(
+                Arc::clone(&train_ds),
+                train_cfg.clone(),
+                first_epoch..config.epochs,
+                4,
+            )
+            .map_err(|e| e.to_string())?,
+        )
+    };
+    let bn_stats = bn_stat_params(&plan);
+    let run_start = Instant::now();
+    let mut batches_done_total = 0usize;
+    let total_batches = (config.epochs.saturating_sub(first_epoch)) as usize * batches;
+    let mut cached_labels = Vec::new();
+    let mut last_good: Vec<Vec<f32>> = plan.params.iter().map(|p| p.data.clone()).collect();
+    for epoch in first_epoch..config.epochs {
+        let epoch_start = Instant::now();
+        let nanos_before = plan.step_nanos.clone();
+        let order = train_cfg.epoch_order(train_ds.len(), epoch);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for b in 0..batches {
+            if !ctl.gate(ev) {
+                return finish_stopped(&plan, out, &config, ev, epoch, b);
+            }
+            // The weights to fall back on if this batch goes non-finite.
+            for (good, p) in last_good.iter_mut().zip(&plan.params) {
+                good.copy_from_slice(&p.data);
+            }
+            // Forward.
+            let labels: &[u32] = if cached {
+                let idx =
+                    &order[b * config.batch_size..((b + 1) * config.batch_size).min(order.len())];
+                cached_labels.clear();
+                cached_labels.extend_from_slice(
+                    train_feed
+                        .forward(&mut plan, idx, Mode::Train)
+                        .map_err(io_err)?,
+                );
+                &cached_labels
+            } else {
+                let Some(batch) = prefetch.as_mut().and_then(Iterator::next) else {
+                    return Err("the batch thread ended early".into());
+                };
+                plan.forward(batch.images(), Mode::Train);
+                cached_labels.clear();
+                cached_labels.extend_from_slice(batch.labels());
+                if let Some(p) = &prefetch {
+                    p.recycle(batch);
+                }
+                &cached_labels
+            };
+            let lr = optimizer.learning_rate();
+            let loss = plan.loss_backward(labels);
+            let batch_correct = plan.correct(labels);
+            let mut bad = (!loss.is_finite()).then_some(loss);
+            if bad.is_none() {
+                plan.backward();
+                if plan
+                    .params
+                    .iter()
+                    .any(|p| p.is_trainable() && p.grad.iter().any(|g| !g.is_finite()))
+                {
+                    bad = Some(f32::NAN);
+                } else {
+                    optimizer.update(&mut plan.params);
+                    if plan
+                        .params
+                        .iter()
+                        .any(|p| p.data.iter().any(|v| !v.is_finite()))
+                    {
+                        bad = Some(0.0);
+                    }
+                }
+            }
+            if let Some(bad_loss) = bad {
+                // Running statistics move in the forward pass and weights in
+                // the update: put everything back as it was before this batch.
+                for (p, good) in plan.params.iter_mut().zip(&last_good) {
+                    p.data.copy_from_slice(good);
+                }
+                return Err(non_finite(&plan, out, &config, ev, bad_loss, epoch, b, lr));
+            }
+            let n = labels.len();
+            loss_sum += loss as f64 * n as f64;
+            correct += batch_correct;
+            seen += n;
+            batches_done_total += 1;
+            let elapsed = epoch_start.elapsed().as_secs_f64();
+            let per_batch = run_start.elapsed().as_secs_f64() / batches_done_total as f64;
+            let _ = ev.send(Event::Batch {
+                epoch: epoch + 1,
+                batch: b + 1,
+                batches,
+                loss,
+                lr,
+                images_per_sec: seen as f64 / elapsed.max(1e-9),
+                eta: Duration::from_secs_f64(
+                    per_batch * total_batches.saturating_sub(batches_done_total) as f64,
+                ),
+            });
+            ctl.batch_done(ev);
+        }
+        let layer_times = layer_times(&plan, &nanos_before, batches);
+        // Validation, with precise BN statistics when asked.
+        let (val_loss, val_acc) = match val_feed.as_mut() {
+            Some(vf) => {
+                let ema: Vec<Vec<f32>> = bn_stats
+                    .iter()
+                    .map(|&i| plan.params[i].data.clone())
+                    .collect();
+                if config.precise_bn {
+                    recompute_bn_stats(
+                        &mut plan,
+                        &mut train_feed,
+                        config.precise_bn_images,
+                        config.seed ^ epoch,
+                    )
+                    .map_err(io_err)?;
+                }
+                let (l, a, _) = vf.evaluate(&mut plan).map_err(io_err)?;
+                for (&i, d) in bn_stats.iter().zip(ema) {
+                    plan.params[i].data = d;
+                }
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
+        let stats_epoch = EpochStats {
+            epoch: epoch + 1,
+            train_loss: (loss_sum / seen.max(1) as f64) as f32,
+            train_acc: correct as f32 / seen.max(1) as f32,
+            val_loss,
+            val_acc,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            learning_rate: optimizer.learning_rate(),
+            layer_times,
+        };
+        out.history.push(stats_epoch.clone());
+        let _ = ev.send(Event::Epoch(stats_epoch));
+        if let Some(path) = &config.checkpoint {
+            let moments: Vec<(String, Vec<usize>, &[f32])> = plan
+                .params
+                .iter()
+                .zip(optimizer.moments())
+                .flat_map(|(p, (m, v))| {
+                    [("m", m), ("v", v)]
+                        .into_iter()
+                        .filter(|(_, b)| !b.is_empty())
+                        .map(|(s, b)| {
+                            (
+                                format!("{OPTIMIZER_PREFIX}{}.{s}", p.name),
+                                p.shape.clone(),
+                                b.as_slice(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let m = WeightsMeta {
+                epoch: epoch + 1,
+                optimizer_step: optimizer.step,
+                ..meta.clone()
+            };
+            weights::save_with_extra(path, &plan.params, &moments, &m)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    drop(prefetch.take());
+
+    // Test: first with the training-time running statistics, then precise BN.
+    let mut result = None;
+    let mut used_precise = false;
+    if let Some(tf) = test_feed.as_mut() {
+        let (l0, a0, p0) = tf.evaluate(&mut plan).map_err(io_err)?;
+        let mut without = None;
+        let (mut l, mut a, mut predictions) = (l0, a0, p0);
+        if config.precise_bn
+            && recompute_bn_stats(
+                &mut plan,
+                &mut train_feed,
+                config.precise_bn_images,
+                config.seed ^ 0xF1,
+            )
+            .map_err(io_err)?
+                > 0
+        {
+            used_precise = true;
+            without = Some(a0);
+            (l, a, predictions) = tf.evaluate(&mut plan).map_err(io_err)?;
+        }
+        let confusion = eval::confusion_matrix(&tf.ds.labels, &predictions, classes.len());
+        result = Some(TestResult {
+            test_loss: l,
+            test_acc: a,
+            test_acc_without_precise_bn: without,
+            confusion,
+        });
+    } else if config.precise_bn {
+        used_precise = recompute_bn_stats(
+            &mut plan,
+            &mut train_feed,
+            config.precise_bn_images,
+            config.seed ^ 0xF1,
+        )
+        .map_err(io_err)?
+            > 0;
+    }
+    out.params.clone_from(&plan.params);
+    out.meta = WeightsMeta {
+        epoch: config.epochs,
+        optimizer_step: optimizer.step,
+        precise_bn: used_precise,
+        ..meta
+    };
+    out.test.clone_from(&result);
+    save_final(out, &config, ev)?;
+    let _ = ev.send(Event::Finished(result.unwrap_or(TestResult {
+        test_loss: f32::NAN,
+        test_acc: f32::NAN,
+        test_acc_without_precise_bn: None,
+        confusion: Vec::new(),
+    })));
+    Ok(RunEnd::Finished)
+}
+
+fn layer_times(plan: &Plan, before: &[u64], batches: usize) -> Vec<LayerTime> {
+    let mut v: Vec<LayerTime> = plan
+        .steps
+        .iter()
+        .zip(plan.step_nanos.iter().zip(before))
+        .map(|(s, (&now, &then))| LayerTime {
+            name: s.name.clone(),
+            ms_per_batch: (now - then) as f64 / 1e6 / batches.max(1) as f64,
+        })
+        .collect();
+    v.sort_by(|a, b| b.ms_per_batch.total_cmp(&a.ms_per_batch));
+    v
+}
+
+fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> Result<(), String> {
+    if let Some(path) = &config.save
+        && !out.params.is_empty()
+    {
+        weights::save(path, &out.params, &out.meta).map_err(|e| e.to_string())?;
+        let _ = ev.send(Event::Notice(format!(
+            "weights saved to {}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn finish_stopped(
+    plan: &Plan,
+    out: &mut TrainOutcome,
+    config: &TrainConfig,
+    ev: &Sender<Event>,
+    epoch: u64,
+    batch: usize,
+) -> Result<RunEnd, String> {
+    out.params.clone_from(&plan.params);
+    out.meta.epoch = epoch;
+    save_final(out, config, ev)?;
+    let _ = ev.send(Event::Stopped {
+        epoch: epoch + 1,
+        batch,
+    });
+    Ok(RunEnd::Stopped)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn non_finite(
+    plan: &Plan,
+    out: &mut TrainOutcome,
+    config: &TrainConfig,
+    ev: &Sender<Event>,
+    loss: f32,
+    epoch: u64,
+    batch: usize,
+    lr: f32,
+) -> String {
+    // The update was skipped, so the parameters are the last good ones.
+    out.params.clone_from(&plan.params);
+    out.meta.epoch = epoch;
+    let saved = match save_final(out, config, ev) {
+        Ok(()) => config
+            .save
+            .as_ref()
+            .map(|p| format!(" (saved to {})", p.display()))
+            .unwrap_or_default(),
+        Err(e) => format!(" (could not save them: {e})"),
+    };
+    let what = if loss.is_infinite() {
+        "the loss became infinite"
+    } else if loss.is_nan() {
+        "the loss or its gradients became NaN"
+    } else {
+        "an update made the weights non-finite"
+    };
+    format!(
+        "{what} at epoch {}, batch {}; training stopped and kept the weights from before that batch{saved}. The learning rate ({lr:e}) is probably too high.",
+        epoch + 1,
+        batch + 1
+    )
+}
