@@ -18,6 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "gui")]
 pub mod app;
 pub mod bench;
 pub mod data;

@@ -122,8 +122,20 @@ fn json_line(graph: &Graph, conventions: &Conventions) -> Result<String, String>
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
+        #[cfg(feature = "gui")]
         None => {
             netloom::app::run(cli.design)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(not(feature = "gui"))]
+        None => {
+            // Built without the designer: show the design's cost instead.
+            let path = cli.design.unwrap_or_else(netloom::default_design_path);
+            let graph = load(&path)?;
+            print!(
+                "{}",
+                report::summary_table(&graph, &analyze(&graph), &Conventions::default())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Summary { design, cost }) => {

@@ -1,4 +1,5 @@
 //! UI tests driving the real designer by accessible labels (egui_kittest).
+#![cfg(feature = "gui")]
 
 use egui::{Key, Modifiers, Pos2, vec2};
 use egui_kittest::Harness;
