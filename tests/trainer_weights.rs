@@ -24,10 +24,18 @@ fn saved_weights_load_back_bit_identical_with_metadata() {
         assert_eq!(a.name, b.name);
         assert_eq!(a.data, b.data, "{}", a.name);
     }
+    assert!(report.unused.is_empty(), "{report}");
     let meta = meta.expect("metadata");
     assert_eq!(meta.classes, vec!["a", "b", "c"]);
     assert_eq!(meta.mean.len(), 3);
     assert!(meta.precise_bn);
+    // The moving-average statistics precise BN replaced travel as `ema.*`.
+    assert_eq!(out.ema_stats.len(), 4);
+    let mut model = netloom::train::eval::load_model(&graph, &path, 4).expect("model");
+    assert!(model.use_ema_stats());
+    for (name, data) in &out.ema_stats {
+        assert_eq!(&model.plan.param(name).expect("stat").data, data, "{name}");
+    }
 }
 
 #[test]

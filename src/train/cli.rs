@@ -95,7 +95,8 @@ pub struct EvalArgs {
     /// More weight files of the same design; their softmax outputs are averaged.
     #[arg(long, value_delimiter = ',')]
     pub ensemble: Vec<PathBuf>,
-    /// Skip recomputing BatchNorm statistics on training batches.
+    /// Use the training-time moving-average BatchNorm statistics (saved beside
+    /// the precise-BN ones) instead of recomputing them on training batches.
     #[arg(long)]
     pub no_precise_bn: bool,
     #[arg(long, default_value_t = 32)]
@@ -357,7 +358,11 @@ pub fn evaluate(args: EvalArgs) -> Result<ExitCode, String> {
         .test
         .clone()
         .ok_or_else(|| format!("{} has no test split", data_path.display()))?;
-    if !args.no_precise_bn {
+    if args.no_precise_bn {
+        for m in &mut models {
+            m.use_ema_stats();
+        }
+    } else {
         let train = Arc::new(splits.train.clone());
         for m in &mut models {
             eval::precise_bn(

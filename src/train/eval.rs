@@ -202,6 +202,25 @@ pub struct Model {
     pub report: LoadReport,
     /// What [`fit_output`] changed, if anything.
     pub notice: Option<String>,
+    /// Moving-average BatchNorm statistics saved beside precise-BN ones (`ema.*`).
+    pub ema_stats: Vec<(String, Vec<f32>)>,
+}
+
+impl Model {
+    /// Puts back the training-time moving-average BatchNorm statistics, when
+    /// the file has them (weights saved after precise BN). Returns whether it did.
+    pub fn use_ema_stats(&mut self) -> bool {
+        let mut any = false;
+        for (name, data) in &self.ema_stats {
+            if let Some(p) = self.plan.param_mut(name)
+                && p.data.len() == data.len()
+            {
+                p.data.copy_from_slice(data);
+                any = true;
+            }
+        }
+        any
+    }
 }
 
 /// Compiles `graph` for the classes `weights` was trained on and loads it.
@@ -225,11 +244,20 @@ pub fn load_model(graph: &Graph, weights_path: &Path, max_batch: usize) -> Resul
             graph.name
         ));
     }
+    let ema_stats = file
+        .tensors
+        .iter()
+        .filter_map(|(n, _, d)| {
+            n.strip_prefix(weights::EMA_PREFIX)
+                .map(|n| (n.to_string(), d.clone()))
+        })
+        .collect();
     Ok(Model {
         plan,
         meta,
         report,
         notice,
+        ema_stats,
     })
 }
 

@@ -19,7 +19,7 @@
 
 use super::eval;
 use super::plan::{Op, ParamTensor, Plan};
-use super::weights::{self, OPTIMIZER_PREFIX, WeightsMeta};
+use super::weights::{self, EMA_PREFIX, OPTIMIZER_PREFIX, WeightsMeta};
 use super::{Mode, Optimizer, OptimizerConfig};
 use crate::data::{
     self, AugmentConfig, Augmenter, BatchConfig, ChannelStats, Dataset, LoadOptions, Prefetcher,
@@ -240,6 +240,9 @@ pub struct TrainOutcome {
     pub meta: WeightsMeta,
     pub history: Vec<EpochStats>,
     pub test: Option<TestResult>,
+    /// The training-time (moving-average) BatchNorm statistics that precise
+    /// BN replaced, by tensor name; saved as `ema.{name}` beside the weights.
+    pub ema_stats: Vec<(String, Vec<f32>)>,
 }
 
 /// Starts training threads.
@@ -339,6 +342,7 @@ impl TrainOutcome {
             meta: WeightsMeta::default(),
             history: Vec::new(),
             test: None,
+            ema_stats: Vec::new(),
         }
     }
 }
@@ -1247,6 +1251,10 @@ fn run_inner(
     // Test: first with the training-time running statistics, then precise BN.
     let mut result = None;
     let mut used_precise = false;
+    let ema_stats: Vec<(String, Vec<f32>)> = bn_stats
+        .iter()
+        .map(|&i| (plan.params[i].name.clone(), plan.params[i].data.clone()))
+        .collect();
     if let Some(tf) = test_feed.as_mut() {
         let (l0, a0, p0) = tf.evaluate(&mut plan).map_err(io_err)?;
         let mut without = None;
@@ -1290,6 +1298,9 @@ fn run_inner(
         ..meta
     };
     out.test.clone_from(&result);
+    if used_precise {
+        out.ema_stats = ema_stats;
+    }
     save_final(out, &config, ev)?;
     let _ = ev.send(Event::Finished(result.unwrap_or(TestResult {
         test_loss: f32::NAN,
@@ -1318,7 +1329,13 @@ fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> R
     if let Some(path) = &config.save
         && !out.params.is_empty()
     {
-        weights::save(path, &out.params, &out.meta).map_err(|e| e.to_string())?;
+        let extra: Vec<(String, Vec<usize>, &[f32])> = out
+            .ema_stats
+            .iter()
+            .map(|(name, d)| (format!("{EMA_PREFIX}{name}"), vec![d.len()], d.as_slice()))
+            .collect();
+        weights::save_with_extra(path, &out.params, &extra, &out.meta)
+            .map_err(|e| e.to_string())?;
         let _ = ev.send(Event::Notice(format!(
             "weights saved to {}",
             path.display()

@@ -18,6 +18,8 @@ use thiserror::Error;
 pub const META_KEY: &str = "netloom";
 /// Prefix of optimizer-state tensors in checkpoints.
 pub const OPTIMIZER_PREFIX: &str = "optimizer.";
+/// Prefix of the moving-average BatchNorm statistics kept beside precise-BN ones.
+pub const EMA_PREFIX: &str = "ema.";
 
 #[derive(Debug, Error)]
 pub enum WeightsError {
@@ -250,7 +252,7 @@ pub fn read(path: &Path) -> Result<WeightsFile, WeightsError> {
 }
 
 /// Copies every tensor of `file` whose name and shape match into `params`.
-/// Optimizer-state tensors are neither used nor reported.
+/// Optimizer-state and `ema.` tensors are neither used nor reported.
 pub fn apply(file: &WeightsFile, params: &mut [ParamTensor]) -> LoadReport {
     let mut report = LoadReport::default();
     for p in params.iter_mut() {
@@ -268,7 +270,10 @@ pub fn apply(file: &WeightsFile, params: &mut [ParamTensor]) -> LoadReport {
         }
     }
     for (name, _, _) in &file.tensors {
-        if !name.starts_with(OPTIMIZER_PREFIX) && !params.iter().any(|p| &p.name == name) {
+        if !name.starts_with(OPTIMIZER_PREFIX)
+            && !name.starts_with(EMA_PREFIX)
+            && !params.iter().any(|p| &p.name == name)
+        {
             report.unused.push(name.clone());
         }
     }
