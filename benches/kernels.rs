@@ -295,22 +295,35 @@ fn bench_cpu1(c: &mut Criterion) {
 /// Every conv of one resnet-mini training step at batch 32: forward, dW and
 /// db for all eight, dX for all but the stem. 10.52 GFLOP, the work the peer
 /// benchmarks count for a whole step (`cargo bench --bench kernels -- step/`).
-fn bench_step(c: &mut Criterion) {
-    let layers: Vec<Conv2dGeometry> = {
-        let g = |input, out_c, k, s, pad| {
-            Conv2dGeometry::new(32, input, out_c, k, s, pad, 1).expect("geometry")
-        };
-        vec![
-            g((64, 64, 3), 32, (3, 3), (1, 1), [1; 4]),
-            g((32, 32, 32), 32, (3, 3), (1, 1), [1; 4]),
-            g((32, 32, 32), 32, (3, 3), (1, 1), [1; 4]),
-            g((32, 32, 32), 64, (3, 3), (2, 2), [0, 0, 1, 1]),
-            g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
-            g((32, 32, 32), 64, (1, 1), (2, 2), [0; 4]),
-            g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
-            g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
-        ]
+/// The eight conv layers of resnet-mini at batch 32.
+fn step_layers() -> Vec<Conv2dGeometry> {
+    let g = |input, out_c, k, s, pad| {
+        Conv2dGeometry::new(32, input, out_c, k, s, pad, 1).expect("geometry")
     };
+    vec![
+        g((64, 64, 3), 32, (3, 3), (1, 1), [1; 4]),
+        g((32, 32, 32), 32, (3, 3), (1, 1), [1; 4]),
+        g((32, 32, 32), 32, (3, 3), (1, 1), [1; 4]),
+        g((32, 32, 32), 64, (3, 3), (2, 2), [0, 0, 1, 1]),
+        g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
+        g((32, 32, 32), 64, (1, 1), (2, 2), [0; 4]),
+        g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
+        g((16, 16, 64), 64, (3, 3), (1, 1), [1; 4]),
+    ]
+}
+
+fn bench_step(c: &mut Criterion) {
+    bench_step_in(c, "step", None);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    bench_step_in(c, "cpu1", Some(&pool));
+}
+
+/// Wall-clock on the global pool, or thread CPU time on a 1-thread `pool`.
+fn bench_step_in(c: &mut Criterion, group: &str, pool: Option<&rayon::ThreadPool>) {
+    let layers = step_layers();
     struct Bufs {
         x: Vec<f32>,
         w: Vec<f32>,
@@ -339,32 +352,42 @@ fn bench_step(c: &mut Criterion) {
         .enumerate()
         .map(|(i, g)| 2 * g.macs() * if i == 0 { 2 } else { 3 })
         .sum();
-    let mut grp = c.benchmark_group("step");
+    let mut step = || {
+        for (g, bf) in layers.iter().zip(bufs.iter_mut()) {
+            conv2d_forward(g, &bf.x, &bf.w, Some(&bf.b), &mut bf.y, &mut ws);
+        }
+        for (i, (g, bf)) in layers.iter().zip(bufs.iter_mut()).enumerate().rev() {
+            let dx = if i == 0 { None } else { Some(&mut bf.dx[..]) };
+            // y doubles as dY: same shape, arbitrary values.
+            conv2d_backward(
+                g,
+                &bf.x,
+                &bf.w,
+                &bf.y,
+                dx,
+                Some(&mut bf.dw),
+                Some(&mut bf.db),
+                &mut ws,
+            );
+        }
+        black_box(&bufs);
+    };
+    let mut grp = c.benchmark_group(group);
     grp.sample_size(10)
         .measurement_time(Duration::from_secs(5))
         .warm_up_time(Duration::from_secs(1));
     grp.throughput(Throughput::Elements(flops));
-    grp.bench_function("resnet_mini_convs_fwd_bwd", |bch| {
-        bch.iter(|| {
-            for (g, bf) in layers.iter().zip(bufs.iter_mut()) {
-                conv2d_forward(g, &bf.x, &bf.w, Some(&bf.b), &mut bf.y, &mut ws);
-            }
-            for (i, (g, bf)) in layers.iter().zip(bufs.iter_mut()).enumerate().rev() {
-                let dx = if i == 0 { None } else { Some(&mut bf.dx[..]) };
-                // y doubles as dY: same shape, arbitrary values.
-                conv2d_backward(
-                    g,
-                    &bf.x,
-                    &bf.w,
-                    &bf.y,
-                    dx,
-                    Some(&mut bf.dw),
-                    Some(&mut bf.db),
-                    &mut ws,
-                );
-            }
-            black_box(&bufs);
-        })
+    grp.bench_function("resnet_mini_convs_fwd_bwd", |bch| match pool {
+        None => bch.iter(&mut step),
+        Some(pool) => bch.iter_custom(|iters| {
+            pool.install(|| {
+                let t0 = thread_cpu();
+                for _ in 0..iters {
+                    step();
+                }
+                thread_cpu() - t0
+            })
+        }),
     });
     grp.finish();
 }

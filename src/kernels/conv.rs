@@ -210,7 +210,9 @@ impl Conv2dGeometry {
         let params = self.slots * (scratch + self.weight_len() + self.out_c);
         let input = match self.transposed() {
             Some(t) => self.weight_len() + t.forward_workspace_len(),
-            None => self.slots * self.tile_len(),
+            None => {
+                super::gemm::packed_b_len(self.out_c, self.k_cols()) + self.slots * self.tile_len()
+            }
         };
         params.max(input)
     }
@@ -656,6 +658,51 @@ fn conv2d_backward_input(
     let plane = geo.out_h * geo.out_w;
     let slots = geo.slots.min(geo.batch);
     let dxp = SendPtr(dx.as_mut_ptr());
+    // groups = 1 with AVX2: Wᵀ packed once, each column tile dY·Wᵀ by the
+    // direct-conv microkernel (one segment of out_c per pixel), then col2im.
+    let wt_len = super::gemm::packed_b_len(oc, kc);
+    if geo.groups == 1 && super::gemm::has_avx2_fma() {
+        let (wtp, rest) = ws.split_at_mut(wt_len);
+        super::gemm::pack_b(oc, kc, MatRef::transposed(w, oc), wtp);
+        let wtp = &*wtp;
+        rest[..slots * tl]
+            .par_chunks_mut(tl)
+            .enumerate()
+            .for_each(|(s, buf)| {
+                let mut rows = [0usize; TILE_ROWS];
+                for b in (s * geo.batch / slots)..((s + 1) * geo.batch / slots) {
+                    // SAFETY: each image's gradient is written by exactly one slot.
+                    let dx_img = unsafe {
+                        std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), img_in)
+                    };
+                    dx_img.fill(0.0);
+                    let mut p0 = 0;
+                    while p0 < plane {
+                        let count = TILE_ROWS.min(plane - p0);
+                        let m0 = b * plane + p0;
+                        for (i, r) in rows[..count].iter_mut().enumerate() {
+                            *r = (m0 + i) * oc;
+                        }
+                        let done = super::gemm::conv_rows(
+                            dy,
+                            &rows[..count],
+                            1,
+                            oc,
+                            0,
+                            wtp,
+                            kc,
+                            None,
+                            &mut buf[..count * kc],
+                            kc,
+                        );
+                        assert!(done, "conv2d_backward: direct path needs AVX2+FMA");
+                        col2im_add(geo, buf, 0, p0, count, dx_img);
+                        p0 += count;
+                    }
+                }
+            });
+        return;
+    }
     ws[..slots * tl]
         .par_chunks_mut(tl)
         .enumerate()

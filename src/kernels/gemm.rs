@@ -165,10 +165,14 @@ pub fn par_sgemm(
         });
         return;
     }
-    let tasks = m.div_ceil(PAR_ROWS);
+    // At least 4 tasks per thread (so e.g. m = 288 on 2 threads is not split
+    // 2:1), at most PAR_ROWS rows each, whole micro-rows. The split does not
+    // change any C element's arithmetic, so results stay bit-identical.
+    let per = (m.div_ceil(4 * rayon::current_num_threads()).div_ceil(MR) * MR).clamp(MR, PAR_ROWS);
+    let tasks = m.div_ceil(per);
     (0..tasks).into_par_iter().for_each(|t| {
-        let i0 = t * PAR_ROWS;
-        let rows = PAR_ROWS.min(m - i0);
+        let i0 = t * per;
+        let rows = per.min(m - i0);
         let a_t = MatRef {
             data: &a.data[i0 * a.rs..],
             ..a
