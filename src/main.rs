@@ -79,6 +79,9 @@ enum Command {
         /// Where to write the design (JSON).
         #[arg(short, long)]
         output: PathBuf,
+        /// Also write the model's weights (safetensors, Netloom layouts).
+        #[arg(long)]
+        weights: Option<PathBuf>,
     },
     /// Writes a design as ONNX (opset 13) or as PyTorch code on standard output.
     Export {
@@ -89,6 +92,9 @@ enum Command {
         /// Print a PyTorch `nn.Module` with the same layers and wiring.
         #[arg(long)]
         pytorch: bool,
+        /// Trained weights (safetensors) to embed in the ONNX model.
+        #[arg(long, requires = "onnx")]
+        weights: Option<PathBuf>,
     },
     /// Times training steps and forward passes of a design on random data.
     Bench {
@@ -198,7 +204,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Import { model, output }) => {
+        Some(Command::Import {
+            model,
+            output,
+            weights,
+        }) => {
             let imported = netloom::interop::onnx::import(&model)
                 .map_err(|e| format!("{}: {e}", model.display()))?;
             for (op, count) in &imported.unsupported {
@@ -209,6 +219,24 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             file::save(&imported.graph, &output)
                 .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            if let Some(path) = weights {
+                if imported.weights.is_empty() {
+                    eprintln!(
+                        "the model carries no weights; {} not written",
+                        path.display()
+                    );
+                } else {
+                    let tensors: Vec<(String, Vec<usize>, &[f32])> = imported
+                        .weights
+                        .iter()
+                        .map(|(name, (shape, data))| (name.clone(), shape.clone(), data.as_slice()))
+                        .collect();
+                    let bytes = netloom::train::weights::to_safetensors(&tensors, None)?;
+                    file::write_atomically(&path, &bytes)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    eprintln!("{} weight tensors → {}", tensors.len(), path.display());
+                }
+            }
             let totals = analyze(&imported.graph).totals(&Conventions::default());
             println!(
                 "{} layers, {} params, {} MACs → {}",
@@ -223,10 +251,24 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             design,
             onnx,
             pytorch,
+            weights,
         }) => {
             let graph = load(&design)?;
             if let Some(path) = onnx {
-                netloom::interop::onnx::export(&graph, None, &path).map_err(|e| e.to_string())?;
+                let tensors = match weights {
+                    Some(w) => {
+                        let file = netloom::train::weights::read(&w).map_err(|e| e.to_string())?;
+                        Some(
+                            file.tensors
+                                .into_iter()
+                                .map(|(name, shape, data)| (name, (shape, data)))
+                                .collect::<netloom::interop::Tensors>(),
+                        )
+                    }
+                    None => None,
+                };
+                netloom::interop::onnx::export(&graph, tensors.as_ref(), &path)
+                    .map_err(|e| e.to_string())?;
                 eprintln!("wrote {} (ONNX opset 13)", path.display());
             } else if pytorch {
                 print!(

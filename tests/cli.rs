@@ -155,3 +155,45 @@ fn export_then_import_onnx_keeps_the_costs() {
     assert!(out.contains("nn.Module"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn weights_survive_onnx_export_and_import() {
+    use netloom::graph::file;
+    use netloom::infer::analyze;
+    use netloom::train::{Plan, weights};
+    let dir = std::env::temp_dir().join(format!("netloom-cli-w-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let design = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/lenet5.json");
+    let graph = file::load(&design).unwrap();
+    let plan = Plan::compile(&graph, &analyze(&graph), 1, 9).unwrap();
+    let original = dir.join("w.safetensors");
+    weights::save(&original, &plan.params, &Default::default()).unwrap();
+    let onnx = dir.join("m.onnx");
+    let (code, _, err) = netloom(&[
+        "export",
+        design.to_str().unwrap(),
+        "--onnx",
+        onnx.to_str().unwrap(),
+        "--weights",
+        original.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let back = dir.join("back.safetensors");
+    let (code, _, err) = netloom(&[
+        "import",
+        onnx.to_str().unwrap(),
+        "-o",
+        dir.join("m.json").to_str().unwrap(),
+        "--weights",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let back = weights::read(&back).unwrap();
+    let conv = plan.param("c1.weight").unwrap();
+    let (shape, data) = back.get("c1.weight").expect("c1.weight imported");
+    assert_eq!(shape, conv.shape.as_slice());
+    assert_eq!(data, conv.data.as_slice());
+    let fc = plan.param("c5.weight").unwrap();
+    assert_eq!(back.get("c5.weight").unwrap().1, fc.data.as_slice());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
