@@ -275,3 +275,31 @@ fn block_template_inserts_wired_valid_nodes() {
         "concat · Concat · out 28×28×256"
     );
 }
+
+#[test]
+fn importing_an_onnx_model_opens_it_with_its_costs() {
+    let dir = std::env::temp_dir().join(format!("netloom-ui-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut h = harness(blocks::resnet_mini());
+    let ctx = h.ctx.clone();
+    // A broken file is refused with a message and the design stays.
+    let broken = dir.join("broken.onnx");
+    std::fs::write(&broken, b"not a model").unwrap();
+    h.state_mut().execute(&ctx, Command::ImportOnnxPath(broken));
+    h.run();
+    assert!(has(&h, "Could not import"));
+    assert!(has(&h, "55,968,128"), "resnet-mini is still open");
+    let mut h = harness(blocks::resnet_mini());
+    let ctx = h.ctx.clone();
+    let model = dir.join("bottleneck.onnx");
+    netloom::interop::onnx::export(&blocks::inception_5x5_bottleneck(), None, &model).unwrap();
+    h.state_mut()
+        .execute(&ctx, Command::ImportOnnxPath(model.clone()));
+    h.run();
+    assert!(has(&h, "Imported"), "a notice says what was imported");
+    assert!(
+        has(&h, "12,443,648"),
+        "the imported design's MACs are shown"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -170,6 +170,9 @@ pub enum Command {
     New,
     Open,
     OpenPath(PathBuf),
+    /// Pick an ONNX model and open it as a new, unsaved design.
+    ImportOnnx,
+    ImportOnnxPath(PathBuf),
     OpenPreset(&'static str),
     Save,
     SaveAs,

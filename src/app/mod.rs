@@ -294,6 +294,51 @@ impl NetloomApp {
                     }
                 }
             }
+            Command::ImportOnnx => {
+                if !self.guard_replace(&Command::ImportOnnx) {
+                    return;
+                }
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("ONNX model", &["onnx"])
+                    .pick_file()
+                {
+                    self.discard_ok = true;
+                    self.execute(ctx, Command::ImportOnnxPath(path));
+                    self.discard_ok = false;
+                }
+            }
+            Command::ImportOnnxPath(path) => {
+                if !self.guard_replace(&Command::ImportOnnxPath(path.clone())) {
+                    return;
+                }
+                match crate::interop::onnx::import(&path) {
+                    Ok(imported) => {
+                        let unsupported: Vec<String> = imported
+                            .unsupported
+                            .iter()
+                            .map(|(op, n)| format!("{op} ×{n}"))
+                            .collect();
+                        self.replace_active(imported.graph, None);
+                        self.tab_mut().doc.dirty = true;
+                        let text = if unsupported.is_empty() {
+                            format!("Imported {}", path.display())
+                        } else {
+                            format!(
+                                "Imported {}; left out unsupported operators: {}",
+                                path.display(),
+                                unsupported.join(", ")
+                            )
+                        };
+                        self.notify(ctx, text, !unsupported.is_empty());
+                    }
+                    Err(e) => {
+                        self.error_modal = Some(format!(
+                            "Could not import {}:\n\n{e}\n\nThe current design is unchanged.",
+                            path.display()
+                        ));
+                    }
+                }
+            }
             Command::OpenPreset(stem) => {
                 if !self.guard_replace(&Command::OpenPreset(stem)) {
                     return;
@@ -489,6 +534,9 @@ impl NetloomApp {
                 }
                 if ui.button("Open…").clicked() {
                     q.push(Command::Open);
+                }
+                if ui.button("Import ONNX…").clicked() {
+                    q.push(Command::ImportOnnx);
                 }
                 ui.menu_button("Open recent", |ui| {
                     if self.recent.is_empty() {
