@@ -92,9 +92,13 @@ enum Command {
         /// Print a PyTorch `nn.Module` with the same layers and wiring.
         #[arg(long)]
         pytorch: bool,
-        /// Trained weights (safetensors) to embed in the ONNX model.
-        #[arg(long, requires = "onnx")]
+        /// Trained weights (safetensors): embedded in the ONNX model, or with
+        /// `--pytorch` converted to a state dict (see `--state-dict`).
+        #[arg(long)]
         weights: Option<PathBuf>,
+        /// With `--pytorch --weights`: write the state dict the generated module loads.
+        #[arg(long, requires_all = ["pytorch", "weights"])]
+        state_dict: Option<PathBuf>,
     },
     /// Times training steps and forward passes of a design on random data.
     Bench {
@@ -252,21 +256,38 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             onnx,
             pytorch,
             weights,
+            state_dict,
         }) => {
             let graph = load(&design)?;
+            let tensors = match weights {
+                Some(w) => {
+                    let file = netloom::train::weights::read(&w).map_err(|e| e.to_string())?;
+                    Some(
+                        file.tensors
+                            .into_iter()
+                            .map(|(name, shape, data)| (name, (shape, data)))
+                            .collect::<netloom::interop::Tensors>(),
+                    )
+                }
+                None => None,
+            };
+            if let (Some(out), Some(tensors)) = (&state_dict, &tensors) {
+                let dict = netloom::interop::pytorch::state_dict(&graph, tensors)
+                    .map_err(|e| e.to_string())?;
+                let list: Vec<(String, Vec<usize>, &[f32])> = dict
+                    .iter()
+                    .map(|(name, (shape, data))| (name.clone(), shape.clone(), data.as_slice()))
+                    .collect();
+                let bytes = netloom::train::weights::to_safetensors(&list, None)?;
+                file::write_atomically(out, &bytes)
+                    .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+                eprintln!(
+                    "{} tensors (PyTorch layouts) → {}",
+                    list.len(),
+                    out.display()
+                );
+            }
             if let Some(path) = onnx {
-                let tensors = match weights {
-                    Some(w) => {
-                        let file = netloom::train::weights::read(&w).map_err(|e| e.to_string())?;
-                        Some(
-                            file.tensors
-                                .into_iter()
-                                .map(|(name, shape, data)| (name, (shape, data)))
-                                .collect::<netloom::interop::Tensors>(),
-                        )
-                    }
-                    None => None,
-                };
                 netloom::interop::onnx::export(&graph, tensors.as_ref(), &path)
                     .map_err(|e| e.to_string())?;
                 eprintln!("wrote {} (ONNX opset 13)", path.display());

@@ -195,5 +195,26 @@ fn weights_survive_onnx_export_and_import() {
     assert_eq!(data, conv.data.as_slice());
     let fc = plan.param("c5.weight").unwrap();
     assert_eq!(back.get("c5.weight").unwrap().1, fc.data.as_slice());
+    // The PyTorch state dict: conv weights in OIHW.
+    let dict = dir.join("state.safetensors");
+    let (code, source, err) = netloom(&[
+        "export",
+        design.to_str().unwrap(),
+        "--pytorch",
+        "--weights",
+        original.to_str().unwrap(),
+        "--state-dict",
+        dict.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(source.contains("nn.Module"));
+    let dict = weights::read(&dict).unwrap();
+    let (shape, _) = dict
+        .tensors
+        .iter()
+        .find(|(n, _, _)| n.ends_with("weight") && n.contains("c1"))
+        .map(|(_, s, d)| (s.clone(), d.clone()))
+        .expect("c1 weight in the state dict");
+    assert_eq!(shape, vec![6, 1, 5, 5]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
