@@ -303,3 +303,26 @@ fn importing_an_onnx_model_opens_it_with_its_costs() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn canvas_exports_as_png() {
+    let dir = std::env::temp_dir().join(format!("netloom-ui-png-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("canvas.png");
+    let mut h = harness(blocks::inception_module_bottleneck());
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::ExportPngTo(path.clone()));
+    for _ in 0..4 {
+        h.run();
+    }
+    let _ = h.render();
+    for _ in 0..4 {
+        h.run();
+    }
+    assert!(has(&h, "Canvas saved"), "a notice confirms the export");
+    let img = image::open(&path).expect("a PNG was written").to_rgba8();
+    let canvas = h.state().tab().canvas.screen_rect;
+    assert!(img.width() >= (canvas.width() * 0.9) as u32 && img.width() > 100);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

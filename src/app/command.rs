@@ -170,6 +170,10 @@ pub enum Command {
     New,
     Open,
     OpenPath(PathBuf),
+    /// Pick a file and save the canvas there as a PNG.
+    ExportPng,
+    /// Save the canvas as seen in the next frame to this PNG file.
+    ExportPngTo(PathBuf),
     /// Pick an ONNX model and open it as a new, unsaved design.
     ImportOnnx,
     ImportOnnxPath(PathBuf),

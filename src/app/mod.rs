@@ -58,6 +58,11 @@ pub struct NetloomApp {
     pub active: usize,
     pub conventions: Conventions,
     pub show_cost_table: bool,
+    /// A canvas PNG export waiting for the screenshot of the next frame.
+    pending_png: Option<(
+        PathBuf,
+        std::sync::mpsc::Receiver<std::sync::Arc<egui::ColorImage>>,
+    )>,
     palette: palette::Palette,
     inspector: inspector::Inspector,
     cost_table: cost_table::CostTable,
@@ -91,6 +96,7 @@ impl NetloomApp {
             active: 0,
             conventions: Conventions::default(),
             show_cost_table: true,
+            pending_png: None,
             palette: Default::default(),
             inspector: Default::default(),
             cost_table: Default::default(),
@@ -134,6 +140,39 @@ impl NetloomApp {
 
     pub fn comparing(&self) -> bool {
         self.tabs.len() > 1
+    }
+
+    /// Crops the screenshot that answers an export request to the canvas and writes it.
+    fn save_pending_png(&mut self, ctx: &egui::Context) {
+        let Some((_, rx)) = &self.pending_png else {
+            return;
+        };
+        let Ok(image) = rx.try_recv() else {
+            return;
+        };
+        let Some((path, _)) = self.pending_png.take() else {
+            return;
+        };
+        let rect = self.tab().canvas.screen_rect;
+        let ppp = ctx.pixels_per_point();
+        let [w, h] = image.size;
+        let x0 = ((rect.min.x * ppp).max(0.0) as usize).min(w);
+        let y0 = ((rect.min.y * ppp).max(0.0) as usize).min(h);
+        let x1 = ((rect.max.x * ppp) as usize).clamp(x0, w);
+        let y1 = ((rect.max.y * ppp) as usize).clamp(y0, h);
+        let mut rgba = Vec::with_capacity((x1 - x0) * (y1 - y0) * 4);
+        for y in y0..y1 {
+            for p in &image.pixels[y * w + x0..y * w + x1] {
+                rgba.extend_from_slice(&p.to_array());
+            }
+        }
+        let result = image::RgbaImage::from_raw((x1 - x0) as u32, (y1 - y0) as u32, rgba)
+            .ok_or_else(|| "empty canvas".to_string())
+            .and_then(|img| img.save(&path).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => self.notify(ctx, format!("Canvas saved to {}", path.display()), false),
+            Err(e) => self.notify(ctx, format!("Could not save {}: {e}", path.display()), true),
+        }
     }
 
     fn notify(&mut self, ctx: &egui::Context, text: impl Into<String>, error: bool) {
@@ -293,6 +332,26 @@ impl NetloomApp {
                         ));
                     }
                 }
+            }
+            Command::ExportPng => {
+                let name = format!("{}.png", self.doc().graph.name);
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("PNG image", &["png"])
+                    .set_file_name(name)
+                    .save_file()
+                {
+                    self.execute(ctx, Command::ExportPngTo(path));
+                }
+            }
+            Command::ExportPngTo(path) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let repaint = ctx.clone();
+                let callback = egui::ScreenshotCallback::new(move |image| {
+                    let _ = tx.send(image);
+                    repaint.request_repaint();
+                });
+                self.pending_png = Some((path, rx));
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
             }
             Command::ImportOnnx => {
                 if !self.guard_replace(&Command::ImportOnnx) {
@@ -537,6 +596,9 @@ impl NetloomApp {
                 }
                 if ui.button("Import ONNX…").clicked() {
                     q.push(Command::ImportOnnx);
+                }
+                if ui.button("Export canvas as PNG…").clicked() {
+                    q.push(Command::ExportPng);
                 }
                 ui.menu_button("Open recent", |ui| {
                     if self.recent.is_empty() {
@@ -795,6 +857,7 @@ impl NetloomApp {
     pub fn ui(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
         self.handle_close_request(&ctx);
+        self.save_pending_png(&ctx);
         for c in self.shortcuts(&ctx) {
             self.execute(&ctx, c);
         }
