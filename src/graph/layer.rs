@@ -203,52 +203,38 @@ impl LayerKind {
         ]
     }
 
-    /// The serialised tag, e.g. `conv2d`.
-    pub fn tag(&self) -> &'static str {
+    /// The serialised tag and the human-readable name, from one table so they cannot drift apart.
+    fn names(&self) -> (&'static str, &'static str) {
         use LayerKind::*;
         match self {
-            Input { .. } => "input",
-            Conv2d { .. } => "conv2d",
-            ZeroPad2d { .. } => "zero_pad2d",
-            MaxPool2d { .. } => "max_pool2d",
-            AvgPool2d { .. } => "avg_pool2d",
-            GlobalAvgPool => "global_avg_pool",
-            BatchNorm { .. } => "batch_norm",
-            Relu => "relu",
-            LeakyRelu { .. } => "leaky_relu",
-            Sigmoid => "sigmoid",
-            Tanh => "tanh",
-            Softmax => "softmax",
-            Dropout { .. } => "dropout",
-            Flatten => "flatten",
-            Dense { .. } => "dense",
-            Add => "add",
-            Concat => "concat",
+            Input { .. } => ("input", "Input"),
+            Conv2d { .. } => ("conv2d", "Conv2D"),
+            ZeroPad2d { .. } => ("zero_pad2d", "ZeroPad2D"),
+            MaxPool2d { .. } => ("max_pool2d", "MaxPool2D"),
+            AvgPool2d { .. } => ("avg_pool2d", "AvgPool2D"),
+            GlobalAvgPool => ("global_avg_pool", "GlobalAvgPool"),
+            BatchNorm { .. } => ("batch_norm", "BatchNorm"),
+            Relu => ("relu", "ReLU"),
+            LeakyRelu { .. } => ("leaky_relu", "LeakyReLU"),
+            Sigmoid => ("sigmoid", "Sigmoid"),
+            Tanh => ("tanh", "Tanh"),
+            Softmax => ("softmax", "Softmax"),
+            Dropout { .. } => ("dropout", "Dropout"),
+            Flatten => ("flatten", "Flatten"),
+            Dense { .. } => ("dense", "Dense"),
+            Add => ("add", "Add"),
+            Concat => ("concat", "Concat"),
         }
+    }
+
+    /// The serialised tag, e.g. `conv2d`.
+    pub fn tag(&self) -> &'static str {
+        self.names().0
     }
 
     /// Human-readable kind, as shown in tables and on nodes.
     pub fn display_name(&self) -> &'static str {
-        use LayerKind::*;
-        match self {
-            Input { .. } => "Input",
-            Conv2d { .. } => "Conv2D",
-            ZeroPad2d { .. } => "ZeroPad2D",
-            MaxPool2d { .. } => "MaxPool2D",
-            AvgPool2d { .. } => "AvgPool2D",
-            GlobalAvgPool => "GlobalAvgPool",
-            BatchNorm { .. } => "BatchNorm",
-            Relu => "ReLU",
-            LeakyRelu { .. } => "LeakyReLU",
-            Sigmoid => "Sigmoid",
-            Tanh => "Tanh",
-            Softmax => "Softmax",
-            Dropout { .. } => "Dropout",
-            Flatten => "Flatten",
-            Dense { .. } => "Dense",
-            Add => "Add",
-            Concat => "Concat",
-        }
+        self.names().1
     }
 
     /// Key parameters in a few characters, e.g. `32 · 3×3 /2 same`.
