@@ -24,7 +24,8 @@ pub use forward::Mode;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use plan::{CompileError, Head, ParamRole, ParamTensor, Plan};
 pub use trainer::{
-    Command, DataSource, Event, RunState, TrainConfig, TrainOutcome, Trainer, TrainerHandle,
+    Command, DataSource, Event, FeatureMaps, LayerLive, LayerStats, RunState, Sample, TrainConfig,
+    TrainOutcome, Trainer, TrainerHandle,
 };
 
 impl Plan {

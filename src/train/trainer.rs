@@ -18,7 +18,7 @@
 //! ```
 
 use super::eval;
-use super::plan::{Op, ParamTensor, Plan};
+use super::plan::{Op, ParamTensor, Plan, step_param_indices};
 use super::weights::{self, EMA_PREFIX, OPTIMIZER_PREFIX, WeightsMeta};
 use super::{Mode, Optimizer, OptimizerConfig};
 use crate::data::{
@@ -26,7 +26,7 @@ use crate::data::{
     Splits,
 };
 use crate::graph::{Graph, LayerKind, NodeId};
-use crate::infer::{Shape, analyze};
+use crate::infer::{Analysis, Shape, analyze};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,6 +80,9 @@ pub struct TrainConfig {
     pub cache_memory_limit: usize,
     /// Start training without waiting for [`Command::Start`].
     pub autostart: bool,
+    /// After the run ends, keep the trained network and answer
+    /// [`Command::Probe`] until [`Command::Close`] (the designer's feature maps).
+    pub linger: bool,
 }
 
 impl TrainConfig {
@@ -105,12 +108,13 @@ impl TrainConfig {
             activation_cache: true,
             cache_memory_limit: 1 << 30,
             autostart: false,
+            linger: false,
         }
     }
 }
 
 /// Control messages to the trainer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Begin training (the trainer waits for it unless `autostart`).
     Start,
@@ -121,6 +125,17 @@ pub enum Command {
     Step,
     /// Stop after the current batch; the weights so far are kept (and saved if asked).
     Stop,
+    /// Add activation mean/std and gradient norms to the [`Event::Layers`] reports.
+    Watch(bool),
+    /// Feature maps of layer `node` for image `image` of the test split (the
+    /// validation or training split when there is none), answered with
+    /// [`Event::FeatureMaps`] between batches, while paused, or while lingering.
+    Probe {
+        node: String,
+        image: usize,
+    },
+    /// Ends a trainer that lingers after its run (see [`TrainConfig::linger`]).
+    Close,
 }
 
 /// What the trainer is doing.
@@ -154,6 +169,51 @@ pub struct EpochStats {
     pub layer_times: Vec<LayerTime>,
 }
 
+/// One test image with its prediction, for a gallery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Index in the split [`Command::Probe`] reads.
+    pub index: usize,
+    pub label: u32,
+    pub predicted: u32,
+    /// Raw intensities in `[0, 1]`, `h × w × c` ([`TestResult::image_shape`]).
+    pub image: Vec<f32>,
+}
+
+/// Live per-layer figures, sent about once a second while training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerLive {
+    pub name: String,
+    /// Forward + backward milliseconds per batch since the last report.
+    pub ms_per_batch: f64,
+    /// Present while watching ([`Command::Watch`]).
+    pub stats: Option<LayerStats>,
+}
+
+/// Statistics of a layer's output on the last batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerStats {
+    pub mean: f32,
+    pub std: f32,
+    /// L2 norm of the layer's parameter gradients (`None` without trainable parameters).
+    pub grad_norm: Option<f32>,
+}
+
+/// A layer's output for one image ([`Command::Probe`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureMaps {
+    pub node: String,
+    pub image: usize,
+    pub label: u32,
+    pub predicted: u32,
+    /// The input image, raw intensities `h × w × c` (`input_shape`).
+    pub input: Vec<f32>,
+    pub input_shape: (usize, usize, usize),
+    /// The layer's output, `h × w × c` (`shape`; vectors are `1 × 1 × n`).
+    pub values: Vec<f32>,
+    pub shape: (usize, usize, usize),
+}
+
 /// Test-split results at the end of a run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TestResult {
@@ -163,7 +223,13 @@ pub struct TestResult {
     /// `None` when precise BN is off or the design has no trainable BatchNorm.
     pub test_acc_without_precise_bn: Option<f32>,
     pub confusion: Vec<Vec<usize>>,
+    /// Up to [`GALLERY_SIZE`] test images, mistakes first.
+    pub samples: Vec<Sample>,
+    pub image_shape: (usize, usize, usize),
 }
+
+/// Test images a [`TestResult`] carries for a prediction gallery.
+pub const GALLERY_SIZE: usize = 48;
 
 /// Facts about the run, sent once before the first batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -211,6 +277,10 @@ pub enum Event {
         eta: Duration,
     },
     Epoch(EpochStats),
+    /// Per-layer time (and statistics while watching), in plan order.
+    Layers(Vec<LayerLive>),
+    /// The answer to [`Command::Probe`], or why it failed.
+    FeatureMaps(Result<FeatureMaps, String>),
     Finished(TestResult),
     /// Stopped on request after `epoch`/`batch`.
     Stopped {
@@ -328,6 +398,7 @@ impl Drop for TrainerHandle {
     fn drop(&mut self) {
         if let Some(t) = self.thread.take() {
             let _ = self.commands.send(Command::Stop);
+            let _ = self.commands.send(Command::Close);
             let _ = t.join();
         }
     }
@@ -778,13 +849,43 @@ struct Control {
     /// Pause after this many more batches (Step).
     steps_left: Option<usize>,
     stop: bool,
+    /// The run is over; only probes and `Close` matter now.
+    ended: bool,
+    close: bool,
+    watch: bool,
+    /// Probe requests (node, image) not yet answered.
+    probes: Vec<(String, usize)>,
 }
 
+/// Answers a probe request with the run's current network.
+type Serve<'a> = dyn FnMut(&str, usize) -> Result<FeatureMaps, String> + 'a;
+
 impl Control {
+    fn new(rx: Receiver<Command>) -> Self {
+        Control {
+            rx,
+            state: RunState::Waiting,
+            steps_left: None,
+            stop: false,
+            ended: false,
+            close: false,
+            watch: false,
+            probes: Vec::new(),
+        }
+    }
+
     /// Applies one command.
     fn apply(&mut self, cmd: Command, ev: &Sender<Event>) {
         let before = self.state;
+        let stepping = cmd == Command::Step;
         match cmd {
+            Command::Watch(on) => self.watch = on,
+            Command::Probe { node, image } => self.probes.push((node, image)),
+            Command::Close => {
+                self.close = true;
+                self.stop = true;
+            }
+            _ if self.ended => {}
             Command::Start | Command::Resume => {
                 self.state = RunState::Running;
                 self.steps_left = None;
@@ -800,14 +901,21 @@ impl Control {
             }
             Command::Stop => self.stop = true,
         }
-        if self.state != before && !(cmd == Command::Step) {
+        if self.state != before && !stepping {
             let _ = ev.send(Event::State(self.state));
+        }
+    }
+
+    /// Answers every waiting probe.
+    fn serve_probes(&mut self, ev: &Sender<Event>, serve: &mut Serve) {
+        for (node, image) in std::mem::take(&mut self.probes) {
+            let _ = ev.send(Event::FeatureMaps(serve(&node, image)));
         }
     }
 
     /// Handles pending commands; blocks while paused or waiting. Returns
     /// `false` when the run must stop.
-    fn gate(&mut self, ev: &Sender<Event>) -> bool {
+    fn gate(&mut self, ev: &Sender<Event>, serve: &mut Serve) -> bool {
         loop {
             match self.rx.try_recv() {
                 Ok(cmd) => self.apply(cmd, ev),
@@ -821,13 +929,32 @@ impl Control {
                 }
             }
         }
+        self.serve_probes(ev, serve);
         while !self.stop && self.state != RunState::Running {
             match self.rx.recv() {
-                Ok(cmd) => self.apply(cmd, ev),
+                Ok(cmd) => {
+                    self.apply(cmd, ev);
+                    self.serve_probes(ev, serve);
+                }
                 Err(_) => self.stop = true,
             }
         }
         !self.stop
+    }
+
+    /// After the run: answers probes until `Close` or until nobody listens.
+    fn linger(&mut self, ev: &Sender<Event>, serve: &mut Serve) {
+        self.ended = true;
+        self.serve_probes(ev, serve);
+        while !self.close {
+            match self.rx.recv() {
+                Ok(cmd) => {
+                    self.apply(cmd, ev);
+                    self.serve_probes(ev, serve);
+                }
+                Err(_) => break,
+            }
+        }
     }
 
     /// Called after each batch: counts down a Step.
@@ -846,12 +973,7 @@ impl Control {
 
 fn run(config: TrainConfig, rx: Receiver<Command>, ev: Sender<Event>) -> TrainOutcome {
     let graph = config.graph.clone();
-    let mut ctl = Control {
-        rx,
-        state: RunState::Waiting,
-        steps_left: None,
-        stop: false,
-    };
+    let mut ctl = Control::new(rx);
     let mut out = TrainOutcome::failed(graph, String::new());
     match run_inner(config, &mut ctl, &ev, &mut out) {
         Ok(end) => out.end = end,
@@ -993,6 +1115,12 @@ fn run_inner(
         .test
         .filter(|d| !d.is_empty())
         .map(|d| Feed::new(Arc::new(d), stats.clone()));
+    // Probes read whole images (never the activation cache).
+    let probe_ds = test_feed
+        .as_ref()
+        .or(val_feed.as_ref())
+        .map_or_else(|| Arc::clone(&train_ds), |f| Arc::clone(&f.ds));
+    let mut probe_feed = Feed::new(probe_ds, stats.clone());
     let mut cache_info = None;
     let cut = plan.frozen_cut();
     if config.activation_cache
@@ -1094,14 +1222,25 @@ fn run_inner(
     let total_batches = (config.epochs.saturating_sub(first_epoch)) as usize * batches;
     let mut cached_labels = Vec::new();
     let mut last_good: Vec<Vec<f32>> = plan.params.iter().map(|p| p.data.clone()).collect();
+    let mut last_report = Instant::now();
+    let mut nanos_at_report = plan.step_nanos.clone();
+    let mut batches_since_report = 0usize;
     for epoch in first_epoch..config.epochs {
         let epoch_start = Instant::now();
         let nanos_before = plan.step_nanos.clone();
         let order = train_cfg.epoch_order(train_ds.len(), epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for b in 0..batches {
-            if !ctl.gate(ev) {
-                return finish_stopped(&plan, out, &config, ev, epoch, b);
+            if !ctl.gate(ev, &mut |node, image| {
+                feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+            }) {
+                let end = finish_stopped(&plan, out, &config, ev, epoch, b)?;
+                if config.linger {
+                    ctl.linger(ev, &mut |node, image| {
+                        feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+                    });
+                }
+                return Ok(end);
             }
             // The weights to fall back on if this batch goes non-finite.
             for (good, p) in last_good.iter_mut().zip(&plan.params) {
@@ -1180,6 +1319,18 @@ fn run_inner(
                 ),
             });
             ctl.batch_done(ev);
+            batches_since_report += 1;
+            if last_report.elapsed() >= LAYER_REPORT_EVERY || b + 1 == batches {
+                let _ = ev.send(Event::Layers(layer_live(
+                    &plan,
+                    &nanos_at_report,
+                    batches_since_report,
+                    ctl.watch,
+                )));
+                nanos_at_report.clone_from(&plan.step_nanos);
+                batches_since_report = 0;
+                last_report = Instant::now();
+            }
         }
         let layer_times = layer_times(&plan, &nanos_before, batches);
         // Validation, with precise BN statistics when asked.
@@ -1279,6 +1430,8 @@ fn run_inner(
             test_acc: a,
             test_acc_without_precise_bn: without,
             confusion,
+            samples: gallery(&tf.ds, &predictions),
+            image_shape: (tf.ds.h, tf.ds.w, tf.ds.c),
         });
     } else if config.precise_bn {
         used_precise = recompute_bn_stats(
@@ -1307,8 +1460,140 @@ fn run_inner(
         test_acc: f32::NAN,
         test_acc_without_precise_bn: None,
         confusion: Vec::new(),
+        samples: Vec::new(),
+        image_shape: (h, w, c),
     })));
+    if config.linger {
+        ctl.linger(ev, &mut |node, image| {
+            feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+        });
+    }
     Ok(RunEnd::Finished)
+}
+
+/// How often [`Event::Layers`] reports are sent while training.
+const LAYER_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Per-layer time since `before` (and output statistics when `watch`).
+fn layer_live(plan: &Plan, before: &[u64], batches: usize, watch: bool) -> Vec<LayerLive> {
+    plan.steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| LayerLive {
+            name: step.name.clone(),
+            ms_per_batch: (plan.step_nanos[i] - before[i]) as f64 / 1e6 / batches.max(1) as f64,
+            stats: watch.then(|| {
+                let (mean, std) = mean_std(plan.activation(i));
+                let learned: Vec<&ParamTensor> = step_param_indices(&step.op)
+                    .into_iter()
+                    .map(|p| &plan.params[p])
+                    .filter(|p| p.is_trainable())
+                    .collect();
+                let grad_norm = (!learned.is_empty()).then(|| {
+                    learned
+                        .iter()
+                        .flat_map(|p| &p.grad)
+                        .map(|&g| g as f64 * g as f64)
+                        .sum::<f64>()
+                        .sqrt() as f32
+                });
+                LayerStats {
+                    mean,
+                    std,
+                    grad_norm,
+                }
+            }),
+        })
+        .collect()
+}
+
+/// Mean and standard deviation, accumulated in f64.
+fn mean_std(values: &[f32]) -> (f32, f32) {
+    let n = values.len().max(1) as f64;
+    let (sum, sq) = values.iter().fold((0.0f64, 0.0f64), |(s, q), &v| {
+        (s + v as f64, q + v as f64 * v as f64)
+    });
+    let mean = sum / n;
+    (mean as f32, (sq / n - mean * mean).max(0.0).sqrt() as f32)
+}
+
+/// Test images for a gallery: the mistakes first, then correct ones, in split order.
+fn gallery(ds: &Dataset, predictions: &[u32]) -> Vec<Sample> {
+    let wrong = (0..predictions.len()).filter(|&i| predictions[i] != ds.labels[i]);
+    let right = (0..predictions.len()).filter(|&i| predictions[i] == ds.labels[i]);
+    wrong
+        .chain(right)
+        .take(GALLERY_SIZE)
+        .map(|i| Sample {
+            index: i,
+            label: ds.labels[i],
+            predicted: predictions[i],
+            image: ds.image(i).to_vec(),
+        })
+        .collect()
+}
+
+/// Runs image `image` of `feed` through the network (evaluation mode) and
+/// returns layer `node`'s output. Layer timings are left as they were.
+fn feature_maps(
+    plan: &mut Plan,
+    feed: &mut Feed,
+    analysis: &Analysis,
+    node: &str,
+    image: usize,
+) -> Result<FeatureMaps, String> {
+    let step = plan
+        .step_of(node)
+        .ok_or_else(|| format!("`{node}` has no output in the trained network"))?;
+    if image >= feed.len() {
+        return Err(format!(
+            "image {image} does not exist: the split has {} images",
+            feed.len()
+        ));
+    }
+    let shape = match analysis
+        .node(plan.steps[step].node)
+        .and_then(|info| info.output_shape)
+    {
+        Some(Shape::Volume { h, w, c }) => (h as usize, w as usize, c as usize),
+        Some(Shape::Vector(n)) => (1, 1, n as usize),
+        None => return Err(format!("`{node}` has no known output shape")),
+    };
+    let nanos = plan.step_nanos.clone();
+    let label = feed
+        .forward(plan, &[image], Mode::Eval)
+        .map_err(io_err)?
+        .first()
+        .copied()
+        .unwrap_or(0);
+    plan.step_nanos = nanos;
+    let probs = plan.probabilities();
+    let predicted = if plan.classes == 1 {
+        u32::from(probs.first().is_some_and(|&p| p > 0.5))
+    } else {
+        super::argmax(probs) as u32
+    };
+    let values = plan.activation(step).to_vec();
+    if values.len() != shape.0 * shape.1 * shape.2 {
+        return Err(format!(
+            "`{node}` produced {} values for a {}×{}×{} output",
+            values.len(),
+            shape.0,
+            shape.1,
+            shape.2
+        ));
+    }
+    let ds = &feed.ds;
+    Ok(FeatureMaps {
+        node: node.to_string(),
+        image,
+        label,
+        predicted,
+        input: ds.image(image).to_vec(),
+        input_shape: (ds.h, ds.w, ds.c),
+        values,
+        shape,
+    })
 }
 
 fn layer_times(plan: &Plan, before: &[u64], batches: usize) -> Vec<LayerTime> {
