@@ -19,6 +19,19 @@ struct Cli {
     command: Option<Command>,
     /// A design to open in the designer (default: the resnet-mini preset).
     design: Option<PathBuf>,
+    /// Designer: start training the design at once (on the built-in dataset).
+    #[arg(long)]
+    train: bool,
+    /// Designer: epochs of that run.
+    #[arg(long, requires = "train")]
+    epochs: Option<u64>,
+    /// Designer: record frame times (repainting continuously) and write
+    /// their percentiles to this JSON file when the window closes.
+    #[arg(long, value_name = "FILE")]
+    frame_stats: Option<PathBuf>,
+    /// Designer: close the window after this many seconds (with --frame-stats).
+    #[arg(long, requires = "frame_stats", value_name = "SECONDS")]
+    quit_after: Option<f64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,7 +147,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         #[cfg(feature = "gui")]
         None => {
-            netloom::app::run(cli.design)?;
+            netloom::app::run(netloom::app::LaunchOptions {
+                design: cli.design,
+                train: cli.train,
+                epochs: cli.epochs,
+                frame_stats: cli.frame_stats,
+                quit_after: cli.quit_after,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(not(feature = "gui"))]

@@ -8,13 +8,14 @@
 use super::command::{Command, PaletteItem};
 use crate::graph::{Arity, Edge, Graph, LayerKind, NodeId};
 use crate::infer::{Analysis, Conventions, compact};
+use crate::train::LayerLive;
 use egui::emath::TSTransform;
 use egui::epaint::CubicBezierShape;
 use egui::{
     Align2, Color32, CornerRadius, FontId, Id, Pos2, Rect, Response, Sense, Stroke, StrokeKind, Ui,
     Vec2, pos2, vec2,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// Size of a node in scene units (the auto-layout grid is 220 × 110).
 pub const NODE_SIZE: Vec2 = vec2(188.0, 80.0);
@@ -82,6 +83,8 @@ pub struct CanvasInput<'a> {
     pub analysis: &'a Analysis,
     pub selection: &'a BTreeSet<NodeId>,
     pub conventions: Conventions,
+    /// Measured per-layer time (and statistics) of the run training this design.
+    pub live: Option<&'a HashMap<String, LayerLive>>,
 }
 
 fn node_height(analysis: &Analysis, id: NodeId) -> f32 {
@@ -331,6 +334,9 @@ impl Canvas {
         let painter = ui.painter().clone();
         let pointer = self.pointer_in_scene(ui);
         let total_macs: u64 = analysis.nodes.iter().flatten().map(|n| n.cost.macs).sum();
+        let total_ms: f64 = input
+            .live
+            .map_or(0.0, |l| l.values().map(|x| x.ms_per_batch).sum());
         let rects: Vec<Option<Rect>> = (0..graph.id_capacity())
             .map(|i| self.node_rect(graph, analysis, NodeId(i as u32)))
             .collect();
@@ -424,6 +430,39 @@ impl Canvas {
                 FontId::proportional(10.5),
                 Color32::from_white_alpha(200),
             );
+            if node.kind.has_weights() {
+                // The lock freezes the layer for training (no gradient, no update).
+                let r = Rect::from_min_size(rect.right_top() + vec2(-24.0, 22.0), vec2(18.0, 18.0));
+                let lock = ui
+                    .interact(r, Id::unique(("netloom_lock", id.0)), Sense::click())
+                    .on_hover_text(if node.frozen {
+                        "frozen: not trained (click to train it)"
+                    } else {
+                        "trained (click to freeze it)"
+                    });
+                let what = if node.frozen { "Unfreeze" } else { "Freeze" };
+                lock.widget_info(|| {
+                    egui::WidgetInfo::labeled(
+                        egui::Role::Button,
+                        true,
+                        format!("{what} {}", node.name),
+                    )
+                });
+                let color = if node.frozen {
+                    Color32::from_rgb(120, 190, 255)
+                } else if lock.hovered() {
+                    visuals.widgets.hovered.fg_stroke.color
+                } else {
+                    visuals.weak_text_color().gamma_multiply(0.7)
+                };
+                draw_padlock(&painter, r, node.frozen, color);
+                if lock.clicked() {
+                    commands.push(Command::SetFrozen {
+                        id,
+                        frozen: !node.frozen,
+                    });
+                }
+            }
             let summary = node.kind.summary();
             if !summary.is_empty() {
                 painter.text(
@@ -479,23 +518,76 @@ impl Canvas {
                         weak,
                     );
                 }
-                if total_macs > 0 && info.cost.macs > 0 {
-                    let share = info.cost.macs as f32 / total_macs as f32;
+                let live = input.live.and_then(|l| l.get(&node.name));
+                let mac_share = if total_macs > 0 {
+                    info.cost.macs as f32 / total_macs as f32
+                } else {
+                    0.0
+                };
+                if let Some(live) = live.filter(|_| total_ms > 0.0) {
+                    // Measured time beside the MAC share: where they disagree
+                    // is where the cost model and the hardware part ways.
+                    let share = (live.ms_per_batch / total_ms) as f32;
                     let track = Rect::from_min_size(
-                        rect.left_bottom() + vec2(6.0, -14.0),
-                        vec2(rect.width() - 12.0, 5.0),
+                        rect.left_bottom() + vec2(6.0, -7.0),
+                        vec2(rect.width() - 12.0, 4.0),
+                    );
+                    painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
+                    let mut bar = track;
+                    bar.set_width((track.width() * share).max(1.5));
+                    painter.rect_filled(bar, 2.0, Color32::from_rgb(90, 160, 255));
+                    painter.text(
+                        rect.min + vec2(6.0, 56.0),
+                        Align2::LEFT_TOP,
+                        format!("{:.2} ms", live.ms_per_batch),
+                        FontId::proportional(10.0),
+                        Color32::from_rgb(130, 185, 255),
+                    );
+                    let right = match live.stats {
+                        Some(st) => {
+                            let mut t = format!("mean {:.2} sd {:.2}", st.mean, st.std);
+                            if let Some(g) = st.grad_norm {
+                                t.push_str(&format!(" |g| {g:.0e}"));
+                            }
+                            t
+                        }
+                        None => format!(
+                            "{:.0}% MACs · {:.0}% time",
+                            mac_share * 100.0,
+                            share * 100.0
+                        ),
+                    };
+                    painter.text(
+                        rect.right_top() + vec2(-6.0, 56.0),
+                        Align2::RIGHT_TOP,
+                        right,
+                        FontId::proportional(10.0),
+                        if live.stats.is_some() {
+                            Color32::from_rgb(210, 210, 150)
+                        } else {
+                            weak
+                        },
+                    );
+                }
+                if total_macs > 0 && info.cost.macs > 0 {
+                    let share = mac_share;
+                    let track = Rect::from_min_size(
+                        rect.left_bottom() + vec2(6.0, if live.is_some() { -13.0 } else { -14.0 }),
+                        vec2(rect.width() - 12.0, if live.is_some() { 4.0 } else { 5.0 }),
                     );
                     painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
                     let mut bar = track;
                     bar.set_width((track.width() * share).max(1.5));
                     painter.rect_filled(bar, 2.0, Color32::from_rgb(230, 160, 60));
-                    painter.text(
-                        track.right_top() - vec2(0.0, 1.0),
-                        Align2::RIGHT_BOTTOM,
-                        format!("{:.0}%", share * 100.0),
-                        FontId::proportional(9.0),
-                        weak,
-                    );
+                    if live.is_none() {
+                        painter.text(
+                            track.right_top() - vec2(0.0, 1.0),
+                            Align2::RIGHT_BOTTOM,
+                            format!("{:.0}%", share * 100.0),
+                            FontId::proportional(9.0),
+                            weak,
+                        );
+                    }
                 }
             }
 
@@ -728,6 +820,49 @@ impl Canvas {
             .find(|&id| rect_of(id).is_some_and(|r| r.contains(p)))
             .map(|id| (id, None))
     }
+}
+
+/// A padlock icon in `r`: shackle closed when `locked`, swung open otherwise.
+fn draw_padlock(painter: &egui::Painter, r: Rect, locked: bool, color: Color32) {
+    let body = Rect::from_min_max(
+        pos2(r.left() + 3.0, r.center().y - 1.0),
+        pos2(r.right() - 3.0, r.bottom() - 2.0),
+    );
+    painter.rect_filled(body, 1.5, color);
+    let radius = body.width() * 0.32;
+    let cx = if locked {
+        body.center().x
+    } else {
+        body.center().x + radius * 1.1
+    };
+    let top = body.top() - radius * 1.6;
+    let stroke = Stroke::new(1.6, color);
+    let points: Vec<Pos2> = (0..=12)
+        .map(|i| {
+            let a = std::f32::consts::PI * (1.0 + i as f32 / 12.0);
+            pos2(cx + radius * a.cos(), top + radius + radius * a.sin())
+        })
+        .collect();
+    painter.add(egui::Shape::line(points, stroke));
+    let leg_bottom = if locked {
+        body.top()
+    } else {
+        body.top() - radius * 0.6
+    };
+    painter.line_segment(
+        [
+            pos2(cx - radius, top + radius),
+            pos2(cx - radius, body.top()),
+        ],
+        stroke,
+    );
+    painter.line_segment(
+        [
+            pos2(cx + radius, top + radius),
+            pos2(cx + radius, leg_bottom),
+        ],
+        stroke,
+    );
 }
 
 fn draw_wire(painter: &egui::Painter, a: Pos2, b: Pos2, stroke: Stroke) {

@@ -188,6 +188,48 @@ pub enum Command {
     PinAsA,
     SwitchTab(usize),
     CloseCompare,
+    // ---- training ----
+    /// Show this tab of the bottom panel (opening the panel).
+    SetBottomTab(super::BottomTab),
+    SetRunSetup(Box<super::training::RunSetup>),
+    /// Pick a dataset folder (or file) for the next run.
+    ChooseDataset {
+        folder: bool,
+    },
+    /// Start a new run of the active design with the run setup.
+    TrainStart,
+    TrainPause,
+    TrainResume,
+    /// Train one batch, then pause.
+    TrainStep,
+    TrainStop,
+    /// The next run starts from the seeded initial weights.
+    ResetWeights,
+    /// Pick a file and save the newest run's weights there.
+    SaveWeights,
+    SaveWeightsTo(PathBuf),
+    /// Pick a weights file for the next run to start from.
+    LoadWeights,
+    LoadWeightsFrom(PathBuf),
+    /// Pick a file and write every run's per-epoch metrics there as CSV.
+    ExportMetrics,
+    ExportMetricsTo(PathBuf),
+    /// Report activation statistics and gradient norms per layer.
+    SetWatch(bool),
+    /// Overlay run `run` (its id) in the plots.
+    ShowRun {
+        run: usize,
+        visible: bool,
+    },
+    /// Ask the trainer for `node`'s feature maps on test image `image`.
+    ProbeNode {
+        node: String,
+        image: usize,
+    },
+    /// Open the feature-map view on test image `image`.
+    ShowFeatureMapsOf {
+        image: usize,
+    },
 }
 
 impl Command {
@@ -206,6 +248,32 @@ impl Command {
                 | Command::SetFrozen { .. }
                 | Command::ApplyFix(_)
                 | Command::AutoLayout
+        )
+    }
+
+    /// Whether the command belongs to the training panels.
+    pub fn is_training(&self) -> bool {
+        matches!(
+            self,
+            Command::SetBottomTab(_)
+                | Command::SetRunSetup(_)
+                | Command::ChooseDataset { .. }
+                | Command::TrainStart
+                | Command::TrainPause
+                | Command::TrainResume
+                | Command::TrainStep
+                | Command::TrainStop
+                | Command::ResetWeights
+                | Command::SaveWeights
+                | Command::SaveWeightsTo(_)
+                | Command::LoadWeights
+                | Command::LoadWeightsFrom(_)
+                | Command::ExportMetrics
+                | Command::ExportMetricsTo(_)
+                | Command::SetWatch(_)
+                | Command::ShowRun { .. }
+                | Command::ProbeNode { .. }
+                | Command::ShowFeatureMapsOf { .. }
         )
     }
 

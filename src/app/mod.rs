@@ -12,8 +12,10 @@ pub mod compare;
 pub mod cost_table;
 pub mod document;
 pub mod files;
+pub mod frame_stats;
 pub mod inspector;
 pub mod palette;
+pub mod training;
 
 use crate::graph::{Graph, NodeId, blocks, file};
 use crate::infer::Conventions;
@@ -45,6 +47,39 @@ impl Tab {
     }
 }
 
+/// The tabs of the bottom panel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BottomTab {
+    Costs,
+    Training,
+    Runs,
+    Predictions,
+    Confusion,
+    FeatureMaps,
+}
+
+impl BottomTab {
+    pub const ALL: [BottomTab; 6] = [
+        BottomTab::Costs,
+        BottomTab::Training,
+        BottomTab::Runs,
+        BottomTab::Predictions,
+        BottomTab::Confusion,
+        BottomTab::FeatureMaps,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BottomTab::Costs => "Cost table",
+            BottomTab::Training => "Training",
+            BottomTab::Runs => "Runs",
+            BottomTab::Predictions => "Predictions",
+            BottomTab::Confusion => "Confusion matrix",
+            BottomTab::FeatureMaps => "Feature maps",
+        }
+    }
+}
+
 struct Notice {
     text: String,
     error: bool,
@@ -57,7 +92,12 @@ pub struct NetloomApp {
     pub tabs: Vec<Tab>,
     pub active: usize,
     pub conventions: Conventions,
+    /// The bottom panel is open (it shows `bottom_tab`).
     pub show_cost_table: bool,
+    pub bottom_tab: BottomTab,
+    /// Runs of this session and their trainer.
+    pub training: training::TrainingSession,
+    training_views: training::views::TrainingViews,
     /// A canvas PNG export waiting for the screenshot of the next frame.
     pending_png: Option<(
         PathBuf,
@@ -84,6 +124,22 @@ pub struct NetloomApp {
     title: String,
     /// Commands issued by modals and menus during this frame.
     queue: Vec<Command>,
+    /// Frame times being recorded (`--frame-stats`), and when to quit.
+    frame_stats: Option<(frame_stats::FrameStats, Option<f64>)>,
+}
+
+/// How the designer starts (command-line options).
+#[derive(Clone, Debug, Default)]
+pub struct LaunchOptions {
+    pub design: Option<PathBuf>,
+    /// Start training the design at once.
+    pub train: bool,
+    /// Epochs of that run (the run setup's default otherwise).
+    pub epochs: Option<u64>,
+    /// Record frame times and write them here as JSON on exit.
+    pub frame_stats: Option<PathBuf>,
+    /// Close the window after this many seconds.
+    pub quit_after: Option<f64>,
 }
 
 impl NetloomApp {
@@ -96,6 +152,9 @@ impl NetloomApp {
             active: 0,
             conventions: Conventions::default(),
             show_cost_table: true,
+            bottom_tab: BottomTab::Costs,
+            training: Default::default(),
+            training_views: Default::default(),
             pending_png: None,
             palette: Default::default(),
             inspector: Default::default(),
@@ -114,6 +173,7 @@ impl NetloomApp {
             autosaved_generation: None,
             title: String::new(),
             queue: Vec::new(),
+            frame_stats: None,
         }
     }
 
@@ -210,6 +270,10 @@ impl NetloomApp {
 
     /// Applies one command. The only place where app state changes.
     pub fn execute(&mut self, ctx: &egui::Context, cmd: Command) {
+        if cmd.is_training() {
+            self.execute_training(ctx, cmd);
+            return;
+        }
         if cmd.is_edit() {
             let tab = self.tab_mut();
             match tab.doc.apply(&cmd) {
@@ -458,6 +522,132 @@ impl NetloomApp {
         }
     }
 
+    /// Applies the commands of the training panels.
+    fn execute_training(&mut self, ctx: &egui::Context, cmd: Command) {
+        use crate::train::Command as Trainer;
+        let result: Result<(), String> = match cmd {
+            Command::SetBottomTab(t) => {
+                self.bottom_tab = t;
+                self.show_cost_table = true;
+                Ok(())
+            }
+            Command::SetRunSetup(setup) => {
+                self.training.setup = *setup;
+                Ok(())
+            }
+            Command::ChooseDataset { folder } => {
+                let dialog = rfd::FileDialog::new();
+                let picked = if folder {
+                    dialog.pick_folder()
+                } else {
+                    dialog
+                        .add_filter("IDX or CIFAR-10", &["gz", "idx", "ubyte", "bin"])
+                        .pick_file()
+                };
+                if let Some(p) = picked {
+                    self.training.setup.dataset = Some(p);
+                }
+                Ok(())
+            }
+            Command::TrainStart => {
+                let active = self.active;
+                let doc = &self.tabs[active].doc;
+                let started =
+                    self.training
+                        .start(&doc.graph, &doc.analysis, active, doc.generation);
+                if started.is_ok() {
+                    self.bottom_tab = BottomTab::Training;
+                    self.show_cost_table = true;
+                }
+                started
+            }
+            Command::TrainPause => self.training.control(Trainer::Pause),
+            Command::TrainResume => self.training.control(Trainer::Resume),
+            Command::TrainStep => self.training.control(Trainer::Step),
+            Command::TrainStop => self.training.control(Trainer::Stop),
+            Command::ResetWeights => {
+                self.training.reset_weights();
+                let seed = self.training.setup.seed;
+                self.notify(
+                    ctx,
+                    format!("The next run starts from fresh weights (seed {seed})."),
+                    false,
+                );
+                Ok(())
+            }
+            Command::SaveWeights => {
+                let name = format!("{}.safetensors", self.doc().graph.name);
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("safetensors weights", &["safetensors"])
+                    .set_file_name(name)
+                    .save_file()
+                {
+                    self.execute(ctx, Command::SaveWeightsTo(path));
+                }
+                Ok(())
+            }
+            Command::SaveWeightsTo(path) => self.training.save_weights(&path).map(|()| {
+                self.notify(ctx, format!("Weights saved to {}", path.display()), false);
+            }),
+            Command::LoadWeights => {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("safetensors weights", &["safetensors"])
+                    .pick_file()
+                {
+                    self.execute(ctx, Command::LoadWeightsFrom(path));
+                }
+                Ok(())
+            }
+            Command::LoadWeightsFrom(path) => self
+                .training
+                .load_weights(path)
+                .map(|msg| self.notify(ctx, msg, false)),
+            Command::ExportMetrics => {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("CSV", &["csv"])
+                    .set_file_name("netloom-runs.csv")
+                    .save_file()
+                {
+                    self.execute(ctx, Command::ExportMetricsTo(path));
+                }
+                Ok(())
+            }
+            Command::ExportMetricsTo(path) => {
+                if self.training.runs.is_empty() {
+                    Err("No runs yet: there are no metrics to export.".into())
+                } else {
+                    std::fs::write(&path, self.training.metrics_csv())
+                        .map_err(|e| format!("Could not write {}: {e}", path.display()))
+                        .map(|()| {
+                            self.notify(ctx, format!("Metrics saved to {}", path.display()), false);
+                        })
+                }
+            }
+            Command::SetWatch(on) => {
+                self.training.set_watch(on);
+                Ok(())
+            }
+            Command::ShowRun { run, visible } => {
+                if let Some(r) = self.training.runs.iter_mut().find(|r| r.id == run) {
+                    r.visible = visible;
+                }
+                Ok(())
+            }
+            Command::ProbeNode { node, image } => self.training.probe(node, image),
+            Command::ShowFeatureMapsOf { image } => {
+                self.training.probe.image = image;
+                self.bottom_tab = BottomTab::FeatureMaps;
+                // The probe goes out from the view with the selected layer.
+                self.training.probe.result = None;
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            self.notify(ctx, e, true);
+        }
+    }
+
     fn save_to(&mut self, ctx: &egui::Context, path: PathBuf) {
         match file::save(&self.doc().graph, &path) {
             Ok(()) => {
@@ -665,6 +855,23 @@ impl NetloomApp {
                     q.push(Command::ToggleCostTable);
                 }
             });
+            ui.menu_button("Run", |ui| {
+                for (label, cmd) in [
+                    ("Train", Command::TrainStart),
+                    ("Pause", Command::TrainPause),
+                    ("Resume", Command::TrainResume),
+                    ("Step one batch", Command::TrainStep),
+                    ("Stop", Command::TrainStop),
+                    ("Reset weights", Command::ResetWeights),
+                    ("Save weights…", Command::SaveWeights),
+                    ("Load weights…", Command::LoadWeights),
+                    ("Export metrics as CSV…", Command::ExportMetrics),
+                ] {
+                    if ui.button(label).clicked() {
+                        q.push(cmd);
+                    }
+                }
+            });
             ui.menu_button("Compare", |ui| {
                 if ui
                     .add_enabled(self.tabs.len() == 1, egui::Button::new("Pin as A"))
@@ -735,6 +942,26 @@ impl NetloomApp {
                 );
             } else if doc.analysis.design_error.is_none() && !doc.graph.is_empty() {
                 ui.weak("Design is valid");
+            }
+            if self
+                .training
+                .design_changed_since_run(self.active, doc.generation)
+            {
+                ui.separator();
+                ui.colored_label(
+                    egui::Color32::from_rgb(240, 200, 90),
+                    "Changed since the run started: the run trains the earlier version; the next run uses this one",
+                );
+            } else if let Some(run) = self
+                .training
+                .current()
+                .filter(|r| r.tab == self.active && !r.status.is_over())
+            {
+                ui.separator();
+                ui.colored_label(
+                    egui::Color32::from_rgb(130, 185, 255),
+                    format!("Training {} · {}", run.label(), run.status.label()),
+                );
             }
         });
     }
@@ -853,9 +1080,99 @@ impl NetloomApp {
             });
     }
 
+    /// The bottom panel: a tab strip, then the cost table or a training view.
+    fn bottom_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            for t in BottomTab::ALL {
+                let on = self.show_cost_table && self.bottom_tab == t;
+                if ui.selectable_label(on, t.label()).clicked() {
+                    self.queue.push(if on {
+                        Command::ToggleCostTable
+                    } else {
+                        Command::SetBottomTab(t)
+                    });
+                }
+            }
+            if let Some(run) = self.training.current() {
+                ui.separator();
+                ui.weak(format!("{} · {}", run.label(), run.status.label()));
+            }
+        });
+        if !self.show_cost_table {
+            return;
+        }
+        let tab = &self.tabs[self.active];
+        match self.bottom_tab {
+            BottomTab::Costs => {
+                if let Some(c) = self
+                    .cost_table
+                    .ui(ui, &tab.doc, &tab.selection, &self.conventions)
+                {
+                    self.queue.push(c);
+                }
+            }
+            BottomTab::Training => {
+                let changed = self
+                    .training
+                    .design_changed_since_run(self.active, tab.doc.generation);
+                let editable = !self.training.is_active();
+                ui.horizontal_top(|ui| {
+                    ui.vertical(|ui| {
+                        ui.set_width(300.0);
+                        egui::ScrollArea::vertical()
+                            .id_salt("setup_scroll")
+                            .show(ui, |ui| {
+                                let cmds =
+                                    training::panel::setup_ui(ui, &self.training.setup, editable);
+                                self.queue.extend(cmds);
+                            });
+                    });
+                    ui.separator();
+                    ui.vertical(|ui| {
+                        let cmds = training::panel::controls_ui(ui, &self.training, changed);
+                        self.queue.extend(cmds);
+                        ui.separator();
+                        training::panel::plots_ui(ui, &self.training);
+                    });
+                });
+            }
+            BottomTab::Runs => {
+                let cmds = self.training_views.runs_ui(ui, &self.training);
+                self.queue.extend(cmds);
+            }
+            BottomTab::Predictions => {
+                let cmds = self.training_views.gallery_ui(ui, &self.training);
+                self.queue.extend(cmds);
+            }
+            BottomTab::Confusion => self.training_views.confusion_ui(ui, &self.training),
+            BottomTab::FeatureMaps => {
+                let selected = (tab.selection.len() == 1)
+                    .then(|| tab.selection.first())
+                    .flatten()
+                    .and_then(|&id| tab.doc.graph.node(id))
+                    .map(|n| n.name.clone());
+                let cmds =
+                    self.training_views
+                        .feature_maps_ui(ui, &self.training, selected.as_deref());
+                self.queue.extend(cmds);
+            }
+        }
+    }
+
+    /// Takes in the trainer's reports; keeps frames coming while it works.
+    fn poll_training(&mut self, ctx: &egui::Context) {
+        for (text, error) in self.training.poll() {
+            self.notify(ctx, text, error);
+        }
+        if self.training.is_active() || self.training.probe.pending {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// The whole UI for one frame (eframe and the UI tests both call this).
     pub fn ui(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
+        self.poll_training(&ctx);
         self.handle_close_request(&ctx);
         self.save_pending_png(&ctx);
         for c in self.shortcuts(&ctx) {
@@ -902,28 +1219,15 @@ impl NetloomApp {
                 });
             });
 
+        let bottom_height = if self.bottom_tab == BottomTab::Costs {
+            220.0
+        } else {
+            330.0
+        };
         egui::Panel::bottom("cost_table")
             .resizable(self.show_cost_table)
-            .default_size(220.0)
-            .show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    if ui
-                        .selectable_label(self.show_cost_table, "Cost table")
-                        .clicked()
-                    {
-                        self.queue.push(Command::ToggleCostTable);
-                    }
-                });
-                if self.show_cost_table {
-                    let tab = &self.tabs[self.active];
-                    if let Some(c) =
-                        self.cost_table
-                            .ui(ui, &tab.doc, &tab.selection, &self.conventions)
-                    {
-                        self.queue.push(c);
-                    }
-                }
-            });
+            .default_size(bottom_height)
+            .show(ui, |ui| self.bottom_ui(ui));
 
         egui::CentralPanel::default().show(ui, |ui| {
             self.toolbar_ui(ui);
@@ -933,6 +1237,11 @@ impl NetloomApp {
                 analysis: &tab.doc.analysis,
                 selection: &tab.selection,
                 conventions: self.conventions,
+                live: self
+                    .training
+                    .current()
+                    .filter(|r| r.tab == self.active)
+                    .map(|_| &self.training.live),
             };
             let cmds = tab.canvas.ui(ui, &input);
             self.queue.extend(cmds);
@@ -955,7 +1264,21 @@ impl NetloomApp {
 }
 
 impl eframe::App for NetloomApp {
-    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
+        if let Some((stats, quit_after)) = &mut self.frame_stats {
+            stats.frame(frame.info().cpu_usage);
+            // Measure steady repainting, not the idle redraw rate.
+            ui.ctx().request_repaint();
+            if quit_after.is_some_and(|q| stats.elapsed_secs() >= q) {
+                let training = self.training.summary_json();
+                if let Err(e) = stats.write(&training) {
+                    eprintln!("could not write frame statistics: {e}");
+                }
+                *quit_after = None;
+                self.allow_close = true;
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        }
         NetloomApp::ui(self, ui);
     }
 }
@@ -969,10 +1292,10 @@ fn default_design() -> (Graph, Option<PathBuf>) {
     }
 }
 
-/// Opens the designer window on `initial_design` (or the resnet-mini preset).
-pub fn run(initial_design: Option<PathBuf>) -> Result<(), String> {
+/// Opens the designer window as `options` say (design, training at once, frame statistics).
+pub fn run(options: LaunchOptions) -> Result<(), String> {
     let mut load_error = None;
-    let (graph, path) = match initial_design {
+    let (graph, path) = match options.design.clone() {
         Some(p) => match file::load(&p) {
             Ok(g) => (g, Some(p)),
             Err(e) => {
@@ -985,7 +1308,7 @@ pub fn run(initial_design: Option<PathBuf>) -> Result<(), String> {
         },
         None => default_design(),
     };
-    let options = eframe::NativeOptions {
+    let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Netloom")
             .with_app_id("netloom")
@@ -995,13 +1318,22 @@ pub fn run(initial_design: Option<PathBuf>) -> Result<(), String> {
     };
     eframe::run_native(
         "Netloom",
-        options,
-        Box::new(move |_cc| {
+        native,
+        Box::new(move |cc| {
             let files = AppFiles {
                 dir: files::default_data_dir(),
             };
             let mut app = NetloomApp::new(graph, path, files);
             app.error_modal = load_error;
+            if let Some(p) = options.frame_stats {
+                app.frame_stats = Some((frame_stats::FrameStats::new(p), options.quit_after));
+            }
+            if let Some(e) = options.epochs {
+                app.training.setup.epochs = e.max(1);
+            }
+            if options.train {
+                app.execute(&cc.egui_ctx, Command::TrainStart);
+            }
             Ok(Box::new(app))
         }),
     )

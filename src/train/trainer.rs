@@ -20,7 +20,7 @@
 use super::eval;
 use super::plan::{Op, ParamTensor, Plan, step_param_indices};
 use super::weights::{self, EMA_PREFIX, OPTIMIZER_PREFIX, WeightsMeta};
-use super::{Mode, Optimizer, OptimizerConfig};
+use super::{Mode, Optimizer, OptimizerConfig, Schedule};
 use crate::data::{
     self, AugmentConfig, Augmenter, BatchConfig, ChannelStats, Dataset, LoadOptions, Prefetcher,
     Splits,
@@ -80,6 +80,9 @@ pub struct TrainConfig {
     pub cache_memory_limit: usize,
     /// Start training without waiting for [`Command::Start`].
     pub autostart: bool,
+    /// The optimizer schedule's spans (Step `every`, Cosine `total`) count
+    /// epochs rather than batches; they are converted once the data is loaded.
+    pub schedule_in_epochs: bool,
     /// After the run ends, keep the trained network and answer
     /// [`Command::Probe`] until [`Command::Close`] (the designer's feature maps).
     pub linger: bool,
@@ -108,6 +111,7 @@ impl TrainConfig {
             activation_cache: true,
             cache_memory_limit: 1 << 30,
             autostart: false,
+            schedule_in_epochs: false,
             linger: false,
         }
     }
@@ -1071,6 +1075,22 @@ fn run_inner(
             "initial weights from {}: {report}",
             path.display()
         )));
+    }
+    if config.schedule_in_epochs {
+        let per_epoch = BatchConfig::train(config.batch_size, config.seed, None, None)
+            .batches_per_epoch(splits.train.len())
+            .max(1) as u64;
+        config.optimizer.schedule = match config.optimizer.schedule {
+            Schedule::Step { every, gamma } => Schedule::Step {
+                every: every * per_epoch,
+                gamma,
+            },
+            Schedule::Cosine { total, min_factor } => Schedule::Cosine {
+                total: total * per_epoch,
+                min_factor,
+            },
+            Schedule::Constant => Schedule::Constant,
+        };
     }
     let mut optimizer = Optimizer::new(config.optimizer, &plan.params);
     let mut first_epoch = 0;

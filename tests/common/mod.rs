@@ -104,3 +104,27 @@ pub fn notices(events: &[Event]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Writes train and test splits of [`synthetic`] images as PNG class
+/// folders under `root`, plus one corrupt file in `train/a`.
+pub fn write_png_folder(root: &std::path::Path) {
+    let splits = [("train", synthetic(60, 11)), ("test", synthetic(15, 12))];
+    for (split, ds) in splits {
+        for i in 0..ds.len() {
+            let dir = root
+                .join(split)
+                .join(&ds.class_names[ds.labels[i] as usize]);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let px: Vec<u8> = ds
+                .image(i)
+                .iter()
+                .map(|v| (v * 255.0).round() as u8)
+                .collect();
+            image::RgbImage::from_raw(H as u32, H as u32, px)
+                .expect("image")
+                .save(dir.join(format!("{i}.png")))
+                .expect("png");
+        }
+    }
+    std::fs::write(root.join("train/a/corrupt.png"), b"not a png").expect("write");
+}

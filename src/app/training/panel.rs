@@ -1,0 +1,441 @@
+//! The Training tab: run setup, controls with progress, and the live plots
+//! (loss raw and smoothed, accuracy, learning rate) overlaid across runs.
+
+use super::{
+    OptimizerChoice, RunRecord, RunSetup, RunStatus, ScheduleChoice, StartFrom, TrainingSession,
+};
+use crate::app::command::Command;
+use egui::{Color32, DragValue, RichText, Ui};
+use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints, Points};
+
+/// A stable colour per run (by id), shared by every plot and the scatter.
+pub fn run_color(id: usize) -> Color32 {
+    const COLORS: [Color32; 8] = [
+        Color32::from_rgb(90, 160, 255),
+        Color32::from_rgb(255, 150, 60),
+        Color32::from_rgb(110, 210, 110),
+        Color32::from_rgb(235, 90, 110),
+        Color32::from_rgb(190, 130, 255),
+        Color32::from_rgb(240, 210, 80),
+        Color32::from_rgb(80, 210, 210),
+        Color32::from_rgb(220, 220, 220),
+    ];
+    COLORS[(id.saturating_sub(1)) % COLORS.len()]
+}
+
+/// Gives a plot an accessible name (egui_plot leaves it without one).
+fn name_plot(response: &egui::Response, name: String) {
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, &name));
+}
+
+/// A grid row: a label and the widget it names (for screen readers and UI tests).
+fn labelled(ui: &mut Ui, label: &str, widget: impl egui::Widget) {
+    let l = ui.label(label);
+    ui.add(widget).labelled_by(l.id);
+}
+
+/// A grid row choosing one of `all` in a drop-down.
+fn choice<T: Copy + PartialEq>(
+    ui: &mut Ui,
+    label: &str,
+    value: &mut T,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) {
+    let l = ui.label(label);
+    egui::ComboBox::from_id_salt(label)
+        .selected_text(name(*value))
+        .show_ui(ui, |ui| {
+            for &o in all {
+                ui.selectable_value(value, o, name(o));
+            }
+        })
+        .response
+        .labelled_by(l.id);
+}
+
+/// The setup column: returns the edited setup when something changed.
+pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool) -> Vec<Command> {
+    let mut out = Vec::new();
+    let mut s = setup.clone();
+    ui.add_enabled_ui(editable, |ui| {
+        egui::Grid::new("run_setup")
+            .num_columns(2)
+            .spacing([8.0, 4.0])
+            .show(ui, |ui| {
+                ui.label("Dataset");
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(s.dataset_label()).strong())
+                        .on_hover_text(s.dataset.as_ref().map_or(
+                            "the embedded hand-signs digits 0–9, 64×64 RGB".into(),
+                            |p| p.display().to_string(),
+                        ));
+                });
+                ui.end_row();
+                ui.label("");
+                ui.horizontal(|ui| {
+                    if ui
+                        .small_button("Folder…")
+                        .on_hover_text("an image folder, IDX or CIFAR-10 folder")
+                        .clicked()
+                    {
+                        out.push(Command::ChooseDataset { folder: true });
+                    }
+                    if ui
+                        .small_button("File…")
+                        .on_hover_text("an IDX or CIFAR-10 .bin file")
+                        .clicked()
+                    {
+                        out.push(Command::ChooseDataset { folder: false });
+                    }
+                    if s.dataset.is_some() && ui.small_button("Built-in").clicked() {
+                        s.dataset = None;
+                    }
+                });
+                ui.end_row();
+                labelled(ui, "Epochs", DragValue::new(&mut s.epochs).range(1..=1000));
+                ui.end_row();
+                labelled(
+                    ui,
+                    "Batch size",
+                    DragValue::new(&mut s.batch_size).range(1..=1024),
+                );
+                ui.end_row();
+                choice(
+                    ui,
+                    "Optimizer",
+                    &mut s.optimizer,
+                    &OptimizerChoice::ALL,
+                    OptimizerChoice::label,
+                );
+                ui.end_row();
+                labelled(
+                    ui,
+                    "Learning rate",
+                    DragValue::new(&mut s.learning_rate)
+                        .range(1e-6..=10.0)
+                        .speed(1e-4)
+                        .max_decimals(6),
+                );
+                ui.end_row();
+                choice(
+                    ui,
+                    "Schedule",
+                    &mut s.schedule,
+                    &ScheduleChoice::ALL,
+                    ScheduleChoice::label,
+                );
+                ui.end_row();
+                labelled(
+                    ui,
+                    "Weight decay",
+                    DragValue::new(&mut s.weight_decay)
+                        .range(0.0..=1.0)
+                        .speed(1e-5)
+                        .max_decimals(6),
+                );
+                ui.end_row();
+                ui.label("Augment");
+                ui.horizontal_wrapped(|ui| {
+                    ui.checkbox(&mut s.augment.mirror, "mirror");
+                    ui.checkbox(&mut s.augment.crop, "crop");
+                    ui.checkbox(&mut s.augment.colour_shift, "colour");
+                    ui.checkbox(&mut s.augment.pca, "PCA colour");
+                });
+                ui.end_row();
+                labelled(ui, "Seed", DragValue::new(&mut s.seed));
+                ui.end_row();
+                ui.label("Start from");
+                ui.vertical(|ui| {
+                    let fresh = format!("fresh weights (seed {})", s.seed);
+                    ui.radio_value(&mut s.start_from, StartFrom::Fresh, fresh);
+                    ui.radio_value(&mut s.start_from, StartFrom::LastRun, "last run's weights");
+                    if let StartFrom::File(p) = &s.start_from {
+                        let name = p.file_name().map_or_else(
+                            || p.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        ui.label(format!("file {name}"))
+                            .on_hover_text(p.display().to_string());
+                    }
+                });
+                ui.end_row();
+            });
+    });
+    if s != *setup {
+        out.push(Command::SetRunSetup(Box::new(s)));
+    }
+    out
+}
+
+/// Train / Pause / Resume / Step / Stop / Reset, the progress bar and the status.
+pub fn controls_ui(ui: &mut Ui, session: &TrainingSession, design_changed: bool) -> Vec<Command> {
+    let mut out = Vec::new();
+    let run = session.current();
+    let status = run.map(|r| r.status.clone());
+    let active = session.is_active();
+    ui.horizontal_wrapped(|ui| {
+        let can_start = !active;
+        if ui
+            .add_enabled(
+                can_start,
+                egui::Button::new(RichText::new("Train").strong()),
+            )
+            .on_hover_text("start a new run of the design on the canvas")
+            .clicked()
+        {
+            out.push(Command::TrainStart);
+        }
+        let running = status == Some(RunStatus::Running);
+        let paused = matches!(status, Some(RunStatus::Paused | RunStatus::Waiting));
+        if ui
+            .add_enabled(running, egui::Button::new("Pause"))
+            .clicked()
+        {
+            out.push(Command::TrainPause);
+        }
+        if ui
+            .add_enabled(paused, egui::Button::new("Resume"))
+            .clicked()
+        {
+            out.push(Command::TrainResume);
+        }
+        if ui
+            .add_enabled(active && !running, egui::Button::new("Step"))
+            .on_hover_text("train one batch, then pause")
+            .clicked()
+        {
+            out.push(Command::TrainStep);
+        }
+        if ui.add_enabled(active, egui::Button::new("Stop")).clicked() {
+            out.push(Command::TrainStop);
+        }
+        if ui
+            .button("Reset weights")
+            .on_hover_text("the next run starts from the seeded initial weights")
+            .clicked()
+        {
+            out.push(Command::ResetWeights);
+        }
+        ui.separator();
+        if ui.button("Save weights…").clicked() {
+            out.push(Command::SaveWeights);
+        }
+        if ui.button("Load weights…").clicked() {
+            out.push(Command::LoadWeights);
+        }
+        if ui
+            .button("Export CSV…")
+            .on_hover_text("per-epoch metrics of every run")
+            .clicked()
+        {
+            out.push(Command::ExportMetrics);
+        }
+        let mut watch = session.watch;
+        if ui
+            .checkbox(&mut watch, "Layer statistics")
+            .on_hover_text("show each layer's activation mean/std and gradient norm on the canvas")
+            .changed()
+        {
+            out.push(Command::SetWatch(watch));
+        }
+    });
+    if let Some(why) = &session.refusal {
+        ui.colored_label(Color32::from_rgb(240, 110, 110), why);
+    }
+    if let Some(run) = run {
+        progress_ui(ui, run);
+        if design_changed {
+            ui.colored_label(
+                Color32::from_rgb(240, 200, 90),
+                "The design changed since this run started: the run keeps training the design it started with; the next run uses the new one.",
+            );
+        }
+    } else if session.refusal.is_none() {
+        ui.weak("Press Train to train the design on the canvas; loss and accuracy plot here as it learns.");
+    }
+    out
+}
+
+fn progress_ui(ui: &mut Ui, run: &RunRecord) {
+    let status = run.status.label();
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(format!("Run {}", run.label())).strong());
+        ui.label(format!("· {status}"));
+        if let Some(info) = &run.info {
+            ui.weak(format!(
+                "· {} train / {} val / {} test images · {} of {} params trainable",
+                info.train_images,
+                info.val_images,
+                info.test_images,
+                info.trainable_params,
+                info.total_params
+            ));
+        }
+    });
+    let (fraction, text) = match (&run.status, &run.progress) {
+        (RunStatus::Preparing(what, done, total), _) => (
+            if *total > 0 {
+                *done as f32 / *total as f32
+            } else {
+                0.0
+            },
+            format!("{what} {done}/{total}"),
+        ),
+        (_, Some(p)) => (
+            p.fraction(),
+            format!(
+                "epoch {}/{} · batch {}/{} · {:.0} images/s · ETA {}",
+                p.epoch,
+                p.epochs,
+                p.batch,
+                p.batches,
+                p.images_per_sec,
+                eta_text(p.eta.as_secs())
+            ),
+        ),
+        _ => (0.0, status.clone()),
+    };
+    ui.add(egui::ProgressBar::new(fraction).text(text));
+    match &run.status {
+        RunStatus::Failed(why) => {
+            ui.colored_label(Color32::from_rgb(240, 110, 110), why);
+        }
+        RunStatus::Finished => {
+            if let Some(t) = &run.test {
+                let mut line = format!("test accuracy {:.2}%", 100.0 * t.test_acc);
+                if let Some(w) = t.test_acc_without_precise_bn {
+                    line.push_str(&format!(" ({:.2}% without precise BN)", 100.0 * w));
+                }
+                ui.label(RichText::new(line).strong());
+            }
+        }
+        _ => {}
+    }
+    if let Some(n) = run.notices.last() {
+        ui.weak(n);
+    }
+}
+
+fn eta_text(secs: u64) -> String {
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+}
+
+/// Loss (raw and smoothed), accuracy and learning-rate plots, side by side.
+pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
+    let runs: Vec<&RunRecord> = session.runs.iter().filter(|r| r.visible).collect();
+    let width = ((ui.available_width() - 16.0) / 3.0).max(120.0);
+    let height = ui.available_height().max(120.0);
+    let multi = runs.len() > 1;
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| {
+            let points: usize = runs.iter().map(|r| r.batch_loss.len()).sum();
+            ui.label(format!(
+                "Loss per batch (faint raw, bold smoothed) · {points} points"
+            ));
+            let mut plot = Plot::new("loss_plot").width(width).height(height - 20.0);
+            if multi {
+                plot = plot.legend(Legend::default());
+            }
+            let resp = plot.x_axis_label("epoch").show(ui, |p| {
+                for r in &runs {
+                    let c = run_color(r.id);
+                    p.line(
+                        Line::new(
+                            format!("{} raw", r.label()),
+                            PlotPoints::from(r.batch_loss.clone()),
+                        )
+                        .color(c.gamma_multiply(0.35))
+                        .width(1.0),
+                    );
+                    p.line(
+                        Line::new(
+                            format!("{} smoothed", r.label()),
+                            PlotPoints::from(r.smoothed_loss()),
+                        )
+                        .color(c)
+                        .width(2.0),
+                    );
+                }
+            });
+            name_plot(&resp.response, format!("Loss plot with {points} points"));
+        });
+        ui.vertical(|ui| {
+            ui.label("Accuracy per epoch (solid train, dashed validation)");
+            let mut plot = Plot::new("accuracy_plot")
+                .width(width)
+                .height(height - 20.0);
+            if multi {
+                plot = plot.legend(Legend::default());
+            }
+            let resp = plot
+                .x_axis_label("epoch")
+                .include_y(0.0)
+                .include_y(1.0)
+                .show(ui, |p| {
+                    for r in &runs {
+                        let c = run_color(r.id);
+                        let train: Vec<[f64; 2]> = r
+                            .epochs
+                            .iter()
+                            .map(|e| [e.epoch as f64, e.train_acc as f64])
+                            .collect();
+                        let val: Vec<[f64; 2]> = r
+                            .epochs
+                            .iter()
+                            .filter_map(|e| e.val_acc.map(|a| [e.epoch as f64, a as f64]))
+                            .collect();
+                        let name = if multi { r.label() } else { String::new() };
+                        p.line(
+                            Line::new(format!("{name} train"), PlotPoints::from(train.clone()))
+                                .color(c)
+                                .width(2.0),
+                        );
+                        p.points(
+                            Points::new(format!("{name} train"), PlotPoints::from(train))
+                                .color(c)
+                                .radius(2.5),
+                        );
+                        p.line(
+                            Line::new(format!("{name} val"), PlotPoints::from(val.clone()))
+                                .color(c)
+                                .style(LineStyle::dashed_loose())
+                                .width(2.0),
+                        );
+                        p.points(
+                            Points::new(format!("{name} val"), PlotPoints::from(val))
+                                .color(c)
+                                .radius(2.5),
+                        );
+                    }
+                });
+            let epochs: usize = runs.iter().map(|r| r.epochs.len()).sum();
+            name_plot(
+                &resp.response,
+                format!("Accuracy plot with {epochs} epochs"),
+            );
+        });
+        ui.vertical(|ui| {
+            ui.label("Learning rate");
+            let resp = Plot::new("lr_plot")
+                .width(width)
+                .height(height - 20.0)
+                .x_axis_label("epoch")
+                .include_y(0.0)
+                .show(ui, |p| {
+                    for r in &runs {
+                        p.line(
+                            Line::new(r.label(), PlotPoints::from(r.learning_rate.clone()))
+                                .color(run_color(r.id))
+                                .width(1.5),
+                        );
+                    }
+                });
+            name_plot(&resp.response, "Learning-rate plot".into());
+        });
+    });
+}

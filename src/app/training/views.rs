@@ -1,0 +1,501 @@
+//! What the network learned: the runs with the accuracy-against-MACs
+//! scatter, the prediction gallery, the confusion matrix and feature maps.
+//! Drawing only; requests go out as commands.
+
+use super::panel::run_color;
+use super::{RunRecord, TrainingSession};
+use crate::app::command::Command;
+use crate::infer::compact;
+use crate::train::FeatureMaps;
+use egui::{Color32, ColorImage, RichText, Sense, TextureHandle, TextureOptions, Ui, vec2};
+use egui_plot::{Legend, Plot, PlotPoints, Points, Text};
+
+/// Textures built from trainer data, kept until the data changes.
+#[derive(Default)]
+pub struct TrainingViews {
+    /// Gallery thumbnails of run `.0`.
+    gallery: Option<(usize, Vec<TextureHandle>)>,
+    /// Input and per-channel feature-map textures of probe version `.0`.
+    maps: Option<(u64, Option<TextureHandle>, Vec<TextureHandle>)>,
+}
+
+/// Converts `h × w × c` intensities to an image: RGB as is, one channel as
+/// grey, other counts show their first channel. `normalise` stretches the
+/// values to the full range (feature maps); otherwise `[0, 1]` is assumed.
+fn to_image(
+    values: &[f32],
+    (h, w, c): (usize, usize, usize),
+    channel: Option<usize>,
+    normalise: bool,
+) -> ColorImage {
+    let pick = |i: usize, k: usize| values.get(i * c + k).copied().unwrap_or(0.0);
+    let (lo, hi) = if normalise {
+        let k = channel.unwrap_or(0);
+        (0..h * w)
+            .map(|i| pick(i, k))
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            })
+    } else {
+        (0.0, 1.0)
+    };
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let byte = |v: f32| (((v - lo) / span).clamp(0.0, 1.0) * 255.0) as u8;
+    let mut pixels = Vec::with_capacity(h * w);
+    for i in 0..h * w {
+        pixels.push(match (channel, c) {
+            (None, 3) => Color32::from_rgb(byte(pick(i, 0)), byte(pick(i, 1)), byte(pick(i, 2))),
+            (Some(k), _) => {
+                let g = byte(pick(i, k));
+                Color32::from_gray(g)
+            }
+            _ => Color32::from_gray(byte(pick(i, 0))),
+        });
+    }
+    ColorImage {
+        size: [w, h],
+        source_size: vec2(w as f32, h as f32),
+        pixels,
+    }
+}
+
+/// An image that can be clicked, with an accessible name.
+fn thumbnail(ui: &mut Ui, tex: &TextureHandle, size: f32, label: &str) -> egui::Response {
+    let resp = ui.add(
+        egui::Image::new(egui::load::SizedTexture::new(tex.id(), vec2(size, size)))
+            .sense(Sense::click()),
+    );
+    resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, label));
+    resp
+}
+
+impl TrainingViews {
+    /// The run list (visibility toggles) and validation accuracy against MACs.
+    pub fn runs_ui(&mut self, ui: &mut Ui, session: &TrainingSession) -> Vec<Command> {
+        let mut out = Vec::new();
+        if session.runs.is_empty() {
+            ui.weak("No runs yet. Runs stay here for the session, so designs and settings can be compared.");
+            return out;
+        }
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width((ui.available_width() * 0.5).max(300.0));
+                egui::ScrollArea::vertical()
+                    .id_salt("runs_list")
+                    .show(ui, |ui| {
+                        egui::Grid::new("runs_grid")
+                            .striped(true)
+                            .num_columns(5)
+                            .show(ui, |ui| {
+                                for h in [
+                                    "Run (shown in plots)",
+                                    "MACs",
+                                    "Val acc",
+                                    "Test acc",
+                                    "Setup",
+                                ] {
+                                    ui.label(RichText::new(h).strong());
+                                }
+                                ui.end_row();
+                                for r in &session.runs {
+                                    let mut visible = r.visible;
+                                    if ui
+                                        .checkbox(&mut visible, "")
+                                        .on_hover_text("overlay in the plots")
+                                        .changed()
+                                    {
+                                        out.push(Command::ShowRun { run: r.id, visible });
+                                    }
+                                    ui.colored_label(
+                                        run_color(r.id),
+                                        format!("{} · {}", r.label(), r.status.label()),
+                                    );
+                                    ui.label(compact(r.macs));
+                                    ui.label(
+                                        r.val_acc()
+                                            .map_or("–".into(), |a| format!("{:.2}%", 100.0 * a)),
+                                    );
+                                    ui.label(r.test.as_ref().map_or("–".into(), |t| {
+                                        format!("{:.2}%", 100.0 * t.test_acc)
+                                    }));
+                                    ui.weak(r.setup.describe());
+                                    ui.end_row();
+                                }
+                            });
+                    });
+            });
+            ui.vertical(|ui| {
+                let with_acc: Vec<&RunRecord> = session
+                    .runs
+                    .iter()
+                    .filter(|r| r.val_acc().is_some())
+                    .collect();
+                ui.label(format!(
+                    "Validation accuracy against MACs per image · {} runs",
+                    with_acc.len()
+                ));
+                let resp = Plot::new("tradeoff_plot")
+                    .legend(Legend::default())
+                    .x_axis_label("MACs per image (millions)")
+                    .y_axis_label("validation accuracy")
+                    .include_x(0.0)
+                    .include_y(0.0)
+                    .include_y(1.0)
+                    .show(ui, |p| {
+                        for r in &with_acc {
+                            let x = r.macs as f64 / 1e6;
+                            let y = r.val_acc().unwrap_or(0.0) as f64;
+                            p.points(
+                                Points::new(r.label(), PlotPoints::from(vec![[x, y]]))
+                                    .color(run_color(r.id))
+                                    .radius(5.0),
+                            );
+                            p.text(
+                                Text::new(r.label(), [x, y].into(), format!("  {}", r.label()))
+                                    .anchor(egui::Align2::LEFT_CENTER)
+                                    .color(run_color(r.id)),
+                            );
+                        }
+                    });
+                resp.response.widget_info(|| {
+                    egui::WidgetInfo::labeled(
+                        egui::Role::Image,
+                        true,
+                        format!("Accuracy against MACs plot with {} runs", with_acc.len()),
+                    )
+                });
+            });
+        });
+        out
+    }
+
+    /// Test images with true and predicted labels, mistakes first; a click
+    /// opens the image's feature maps.
+    pub fn gallery_ui(&mut self, ui: &mut Ui, session: &TrainingSession) -> Vec<Command> {
+        let mut out = Vec::new();
+        let Some((run, test)) = session.runs.iter().rev().find_map(|r| {
+            r.test
+                .as_ref()
+                .filter(|t| !t.samples.is_empty())
+                .map(|t| (r, t))
+        }) else {
+            ui.weak("Predictions on test images appear here when a run finishes.");
+            return out;
+        };
+        let classes = run
+            .info
+            .as_ref()
+            .map(|i| i.classes.clone())
+            .unwrap_or_default();
+        let name = |k: u32| {
+            classes
+                .get(k as usize)
+                .cloned()
+                .unwrap_or_else(|| k.to_string())
+        };
+        if self.gallery.as_ref().is_none_or(|(id, _)| *id != run.id) {
+            let textures = test
+                .samples
+                .iter()
+                .map(|s| {
+                    ui.ctx().load_texture(
+                        format!("sample_{}_{}", run.id, s.index),
+                        to_image(&s.image, test.image_shape, None, false),
+                        TextureOptions::LINEAR,
+                    )
+                })
+                .collect();
+            self.gallery = Some((run.id, textures));
+        }
+        let wrong = test
+            .samples
+            .iter()
+            .filter(|s| s.label != s.predicted)
+            .count();
+        ui.label(format!(
+            "{} · test accuracy {:.2}% · {} of the {} shown are mistakes (red, first). Click an image to see its feature maps.",
+            run.label(),
+            100.0 * test.test_acc,
+            wrong,
+            test.samples.len()
+        ));
+        let Some((_, textures)) = &self.gallery else {
+            return out;
+        };
+        egui::ScrollArea::vertical()
+            .id_salt("gallery")
+            .show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    for (s, tex) in test.samples.iter().zip(textures) {
+                        let ok = s.label == s.predicted;
+                        ui.vertical(|ui| {
+                            ui.set_width(76.0);
+                            let label = format!(
+                                "test image {}: true {}, predicted {}",
+                                s.index,
+                                name(s.label),
+                                name(s.predicted)
+                            );
+                            let resp = thumbnail(ui, tex, 72.0, &label);
+                            let color = if ok {
+                                Color32::from_rgb(120, 200, 120)
+                            } else {
+                                Color32::from_rgb(240, 100, 100)
+                            };
+                            ui.painter().rect_stroke(
+                                resp.rect,
+                                2.0,
+                                egui::Stroke::new(2.0, color),
+                                egui::StrokeKind::Outside,
+                            );
+                            ui.colored_label(
+                                color,
+                                format!("{} → {}", name(s.label), name(s.predicted))
+                                    .replace('→', "as"),
+                            );
+                            if resp.on_hover_text(&label).clicked() {
+                                out.push(Command::ShowFeatureMapsOf { image: s.index });
+                            }
+                        });
+                    }
+                });
+            });
+        out
+    }
+
+    /// The test confusion matrix of the newest finished run as a heatmap
+    /// (rows true, columns predicted; colour by row share).
+    pub fn confusion_ui(&mut self, ui: &mut Ui, session: &TrainingSession) {
+        let Some((run, test)) = session.runs.iter().rev().find_map(|r| {
+            r.test
+                .as_ref()
+                .filter(|t| !t.confusion.is_empty())
+                .map(|t| (r, t))
+        }) else {
+            ui.weak("The confusion matrix of the test split appears here when a run finishes.");
+            return;
+        };
+        let classes = run
+            .info
+            .as_ref()
+            .map(|i| i.classes.clone())
+            .unwrap_or_default();
+        let k = test.confusion.len();
+        ui.label(format!(
+            "Confusion matrix · {} · test accuracy {:.2}% · rows: true class, columns: predicted",
+            run.label(),
+            100.0 * test.test_acc
+        ));
+        let avail = ui.available_size();
+        let cell = ((avail.y - 40.0) / (k as f32 + 1.0))
+            .min((avail.x - 80.0) / (k as f32 + 1.0))
+            .clamp(14.0, 48.0);
+        let label_w = 70.0;
+        let (rect, resp) = ui.allocate_exact_size(
+            vec2(
+                label_w + cell * k as f32 + 8.0,
+                cell * (k as f32 + 1.0) + 4.0,
+            ),
+            Sense::hover(),
+        );
+        let total: usize = test.confusion.iter().flatten().sum();
+        let correct: usize = (0..k)
+            .map(|i| test.confusion[i].get(i).copied().unwrap_or(0))
+            .sum();
+        resp.widget_info(|| {
+            egui::WidgetInfo::labeled(
+                egui::Role::Image,
+                true,
+                format!("Confusion matrix {k}×{k}: {correct} of {total} on the diagonal"),
+            )
+        });
+        let painter = ui.painter_at(rect);
+        let font = egui::FontId::proportional((cell * 0.38).clamp(9.0, 13.0));
+        let text_color = ui.visuals().text_color();
+        let name = |i: usize| classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+        let origin = rect.min + vec2(label_w, cell);
+        for j in 0..k {
+            painter.text(
+                origin + vec2((j as f32 + 0.5) * cell, -cell * 0.5),
+                egui::Align2::CENTER_CENTER,
+                name(j),
+                font.clone(),
+                text_color,
+            );
+        }
+        for (i, row) in test.confusion.iter().enumerate() {
+            let row_total: usize = row.iter().sum();
+            painter.text(
+                origin + vec2(-6.0, (i as f32 + 0.5) * cell),
+                egui::Align2::RIGHT_CENTER,
+                name(i),
+                font.clone(),
+                text_color,
+            );
+            for (j, &n) in row.iter().enumerate() {
+                let share = if row_total > 0 {
+                    n as f32 / row_total as f32
+                } else {
+                    0.0
+                };
+                let r = egui::Rect::from_min_size(
+                    origin + vec2(j as f32 * cell, i as f32 * cell),
+                    vec2(cell, cell),
+                )
+                .shrink(1.0);
+                let base = if i == j {
+                    Color32::from_rgb(60, 170, 90)
+                } else {
+                    Color32::from_rgb(220, 80, 80)
+                };
+                let fill = if n == 0 {
+                    ui.visuals().extreme_bg_color
+                } else {
+                    base.gamma_multiply(0.25 + 0.75 * share)
+                };
+                painter.rect_filled(r, 2.0, fill);
+                if n > 0 {
+                    painter.text(
+                        r.center(),
+                        egui::Align2::CENTER_CENTER,
+                        n.to_string(),
+                        font.clone(),
+                        Color32::WHITE,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Feature maps of the selected node for the chosen test image.
+    pub fn feature_maps_ui(
+        &mut self,
+        ui: &mut Ui,
+        session: &TrainingSession,
+        selected_node: Option<&str>,
+    ) -> Vec<Command> {
+        let mut out = Vec::new();
+        let probe = &session.probe;
+        ui.horizontal(|ui| {
+            ui.label("Layer");
+            ui.label(
+                RichText::new(selected_node.unwrap_or("(select a node on the canvas)")).strong(),
+            );
+            let image_label = ui.label("Test image");
+            let mut image = probe.image;
+            let max = session
+                .current()
+                .and_then(|r| r.info.as_ref())
+                .map_or(0, |i| i.test_images.max(i.val_images).saturating_sub(1));
+            ui.add(egui::DragValue::new(&mut image).range(0..=max))
+                .labelled_by(image_label.id);
+            let wanted = selected_node.map(str::to_string);
+            let stale = wanted.is_some() && (wanted != probe.node || image != probe.image);
+            if let Some(node) = wanted
+                && (stale || probe.result.is_none())
+                && !probe.pending
+                && session.can_probe()
+            {
+                out.push(Command::ProbeNode { node, image });
+            }
+            if probe.pending {
+                ui.spinner();
+            }
+        });
+        if !session.can_probe() {
+            ui.weak("Train a run first: feature maps come from the network being trained (they update while it trains, and stay after it ends).");
+            return out;
+        }
+        match &probe.result {
+            None => {
+                ui.weak("Select a node on the canvas to see what it computes for this image.");
+            }
+            Some(Err(why)) => {
+                ui.colored_label(Color32::from_rgb(240, 110, 110), why);
+            }
+            Some(Ok(maps)) => self.maps_ui(ui, maps, probe.version),
+        }
+        out
+    }
+
+    fn maps_ui(&mut self, ui: &mut Ui, maps: &FeatureMaps, version: u64) {
+        const MAX_CHANNELS: usize = 64;
+        let (h, w, c) = maps.shape;
+        let spatial = h * w > 1;
+        if self.maps.as_ref().is_none_or(|(v, _, _)| *v != version) {
+            let ctx = ui.ctx();
+            let input = ctx.load_texture(
+                "probe_input",
+                to_image(&maps.input, maps.input_shape, None, false),
+                TextureOptions::LINEAR,
+            );
+            let channels = if spatial {
+                (0..c.min(MAX_CHANNELS))
+                    .map(|k| {
+                        ctx.load_texture(
+                            format!("probe_map_{k}"),
+                            to_image(&maps.values, maps.shape, Some(k), true),
+                            TextureOptions::NEAREST,
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.maps = Some((version, Some(input), channels));
+        }
+        let Some((_, input, channels)) = &self.maps else {
+            return;
+        };
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                if let Some(t) = input {
+                    thumbnail(ui, t, 112.0, &format!("test image {}", maps.image));
+                }
+                ui.label(format!(
+                    "image {} · true {} · predicted {}",
+                    maps.image, maps.label, maps.predicted
+                ));
+                ui.label(format!("`{}` output {h}×{w}×{c}", maps.node));
+            });
+            ui.separator();
+            if spatial {
+                let shown = channels.len();
+                egui::ScrollArea::vertical().id_salt("maps").show(ui, |ui| {
+                    ui.label(format!(
+                        "{shown} of {c} channels, each stretched to its own range{}",
+                        if shown < c { " (first 64)" } else { "" }
+                    ));
+                    ui.horizontal_wrapped(|ui| {
+                        for (k, tex) in channels.iter().enumerate() {
+                            let size = 72.0;
+                            ui.add(egui::Image::new(egui::load::SizedTexture::new(
+                                tex.id(),
+                                vec2(size, size),
+                            )))
+                            .on_hover_text(format!("channel {k}"));
+                        }
+                    });
+                });
+            } else {
+                // A vector: one bar per unit.
+                let bars: Vec<egui_plot::Bar> = maps
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| egui_plot::Bar::new(i as f64, v as f64))
+                    .collect();
+                let resp = Plot::new("vector_plot").x_axis_label("unit").show(ui, |p| {
+                    p.bar_chart(egui_plot::BarChart::new(maps.node.clone(), bars))
+                });
+                resp.response.widget_info(|| {
+                    egui::WidgetInfo::labeled(
+                        egui::Role::Image,
+                        true,
+                        format!("Output of {} ({c} units)", maps.node),
+                    )
+                });
+            }
+        });
+    }
+}

@@ -1,0 +1,223 @@
+//! Training from the designer, driven by accessible labels (egui_kittest):
+//! a short run on a tiny PNG dataset plots its loss, Pause/Resume/Stop change
+//! its state, a broken design is refused with the reason, and a finished
+//! run shows its predictions, confusion matrix and feature maps.
+#![cfg(feature = "gui")]
+
+mod common;
+
+use common::*;
+use egui::vec2;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use netloom::app::NetloomApp;
+use netloom::app::command::Command;
+use netloom::app::training::RunStatus;
+use netloom::graph::{Graph, blocks};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn harness(graph: Graph) -> Harness<'static, NetloomApp> {
+    let app = NetloomApp::for_tests(graph);
+    let mut h = Harness::builder()
+        .with_size(vec2(1400.0, 900.0))
+        .with_max_steps(32)
+        .build_ui_state(|ui, app: &mut NetloomApp| app.ui(ui), app);
+    h.run();
+    h
+}
+
+fn has(h: &Harness<'_, NetloomApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+fn click(h: &mut Harness<'static, NetloomApp>, label: &str) {
+    h.get_by_role_and_label(egui::Role::Button, label)
+        .click_accesskit();
+    h.run();
+}
+
+/// Runs frames until `done` holds (the trainer works on its own thread).
+fn wait_until(
+    h: &mut Harness<'static, NetloomApp>,
+    what: &str,
+    done: impl Fn(&Harness<'static, NetloomApp>) -> bool,
+) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        h.run();
+        if done(h) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = h.state().training.current();
+    panic!(
+        "timed out waiting for {what}; run status {:?}, {} batches",
+        run.map(|r| &r.status),
+        run.map_or(0, |r| r.batch_loss.len())
+    );
+}
+
+/// The tiny design set up to train on a PNG folder of synthetic images.
+fn tiny_app(epochs: u64) -> (Harness<'static, NetloomApp>, PathBuf) {
+    let dir =
+        std::env::temp_dir().join(format!("netloom-ui-train-{}-{epochs}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    write_png_folder(&dir);
+    let mut h = harness(tiny_design(3));
+    let mut setup = h.state().training.setup.clone();
+    setup.dataset = Some(dir.clone());
+    setup.epochs = epochs;
+    setup.batch_size = 8;
+    setup.learning_rate = 0.01;
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::SetRunSetup(Box::new(setup)));
+    click(&mut h, "Training");
+    (h, dir)
+}
+
+fn batches(h: &Harness<'static, NetloomApp>) -> usize {
+    h.state()
+        .training
+        .current()
+        .map_or(0, |r| r.batch_loss.len())
+}
+
+#[test]
+fn a_run_plots_its_loss_and_pause_resume_stop_change_its_state() {
+    let (mut h, dir) = tiny_app(1000);
+    assert!(has(&h, "Loss plot with 0 points"));
+    click(&mut h, "Train");
+    wait_until(&mut h, "loss points", |h| batches(h) >= 3);
+    assert!(has(&h, "Loss plot with") && !has(&h, "Loss plot with 0 points"));
+    // Per-layer times reach the canvas.
+    wait_until(&mut h, "layer times", |h| {
+        h.state().training.live.contains_key("c1")
+    });
+    assert!(has(&h, "Running"));
+
+    click(&mut h, "Pause");
+    wait_until(&mut h, "paused", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Paused)
+    });
+    assert!(has(&h, "· Paused"));
+    let n = batches(&h);
+    std::thread::sleep(Duration::from_millis(300));
+    h.run();
+    assert_eq!(batches(&h), n, "no batches while paused");
+
+    click(&mut h, "Step");
+    wait_until(&mut h, "one more batch", |h| batches(h) == n + 1);
+
+    click(&mut h, "Resume");
+    wait_until(&mut h, "running again", |h| batches(h) > n + 2);
+
+    click(&mut h, "Stop");
+    wait_until(&mut h, "stopped", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Stopped)
+    });
+    assert!(has(&h, "· Stopped"));
+    // The stopped run's weights can be saved from the panel's command.
+    let weights = dir.join("saved.safetensors");
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::SaveWeightsTo(weights.clone()));
+    h.run();
+    assert!(weights.exists(), "weights saved");
+    // And the metrics exported (one row per finished epoch, none here yet is fine).
+    let csv = dir.join("runs.csv");
+    h.state_mut()
+        .execute(&ctx, Command::ExportMetricsTo(csv.clone()));
+    h.run();
+    let text = std::fs::read_to_string(&csv).expect("csv written");
+    assert!(text.starts_with("run,design,macs,epoch,"), "{text}");
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn training_a_design_with_errors_is_refused_with_the_reason() {
+    // resnet-mini with block 2's projection shortcut removed: the Add sees two shapes.
+    let mut g = blocks::resnet_mini();
+    for name in ["block2_proj", "block2_proj_bn"] {
+        let id = g.find(name).unwrap();
+        g.remove_node(id);
+    }
+    let (from, add) = (g.find("block1_out").unwrap(), g.find("block2_add").unwrap());
+    g.connect(from, add, 1).unwrap();
+    let mut h = harness(g);
+    click(&mut h, "Training");
+    click(&mut h, "Train");
+    assert!(
+        has(&h, "Training needs a design without errors: `block2_add`"),
+        "the refusal names the layer at fault"
+    );
+    assert!(h.state().training.runs.is_empty());
+}
+
+#[test]
+fn a_finished_run_shows_predictions_confusion_and_feature_maps() {
+    let (mut h, dir) = tiny_app(2);
+    click(&mut h, "Train");
+    wait_until(&mut h, "the run to finish", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    assert!(has(&h, "test accuracy"));
+    let run = h.state().training.current().unwrap().clone();
+    assert_eq!(run.epochs.len(), 2);
+    assert!(has(&h, "Accuracy plot with 2 epochs"));
+
+    click(&mut h, "Predictions");
+    let test = run.test.as_ref().expect("test result");
+    assert_eq!(test.samples.len(), 15);
+    let first = &test.samples[0];
+    let label = format!("test image {}: true ", first.index);
+    assert!(has(&h, &label), "gallery thumbnails are labelled");
+
+    click(&mut h, "Confusion matrix");
+    let correct: usize = (0..3).map(|i| test.confusion[i][i]).sum();
+    assert!(has(
+        &h,
+        &format!("Confusion matrix 3×3: {correct} of 15 on the diagonal")
+    ));
+
+    // Feature maps of `c2` for the first gallery image.
+    let c2 = h.state().doc().graph.find("c2").unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::Select([c2].into_iter().collect()));
+    h.state_mut()
+        .execute(&ctx, Command::ShowFeatureMapsOf { image: first.index });
+    wait_until(&mut h, "feature maps", |h| {
+        matches!(h.state().training.probe.result, Some(Ok(_)))
+    });
+    h.run();
+    assert!(has(&h, "6 of 6 channels"), "c2 has 6 channels");
+    assert!(has(&h, "`c2` output 8×8×6"));
+
+    // The lock on a node freezes it; the trainable total follows at once.
+    let trainable = |h: &Harness<'static, NetloomApp>| {
+        h.state()
+            .doc()
+            .analysis
+            .totals(&h.state().conventions)
+            .trainable_params
+    };
+    let before = trainable(&h);
+    click(&mut h, "Freeze c1");
+    assert!(
+        h.state()
+            .doc()
+            .graph
+            .node(h.state().doc().graph.find("c1").unwrap())
+            .unwrap()
+            .frozen
+    );
+    assert_eq!(before - trainable(&h), 3 * 3 * 3 * 4 + 4);
+    click(&mut h, "Unfreeze c1");
+    assert_eq!(trainable(&h), before);
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
