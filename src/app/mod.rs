@@ -1224,9 +1224,17 @@ impl NetloomApp {
         } else {
             330.0
         };
-        egui::Panel::bottom("cost_table")
+        let max_bottom = (ui.available_height() * 0.6).max(160.0);
+        // The cost table and the training views keep their own heights.
+        let bottom_id = if self.bottom_tab == BottomTab::Costs {
+            "cost_table"
+        } else {
+            "training_views"
+        };
+        egui::Panel::bottom(bottom_id)
             .resizable(self.show_cost_table)
             .default_size(bottom_height)
+            .max_size(max_bottom)
             .show(ui, |ui| self.bottom_ui(ui));
 
         egui::CentralPanel::default().show(ui, |ui| {

@@ -328,114 +328,118 @@ fn eta_text(secs: u64) -> String {
 /// Loss (raw and smoothed), accuracy and learning-rate plots, side by side.
 pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
     let runs: Vec<&RunRecord> = session.runs.iter().filter(|r| r.visible).collect();
-    let width = ((ui.available_width() - 16.0) / 3.0).max(120.0);
-    let height = ui.available_height().max(120.0);
+    // Leave room for the title line: a plot as tall as the space left would
+    // grow the resizable panel a little every frame.
+    let height = (ui.available_height() - 28.0).max(100.0);
     let multi = runs.len() > 1;
-    ui.horizontal(|ui| {
-        ui.vertical(|ui| {
-            let points: usize = runs.iter().map(|r| r.batch_loss.len()).sum();
-            ui.label(format!(
-                "Loss per batch (faint raw, bold smoothed) · {points} points"
-            ));
-            let mut plot = Plot::new("loss_plot").width(width).height(height - 20.0);
-            if multi {
-                plot = plot.legend(Legend::default());
+    let title = |ui: &mut Ui, text: String| {
+        ui.add(egui::Label::new(text).truncate());
+    };
+    ui.columns(3, |cols| {
+        let ui = &mut cols[0];
+        let points: usize = runs.iter().map(|r| r.batch_loss.len()).sum();
+        title(
+            ui,
+            format!("Loss per batch (faint raw, bold smoothed) · {points} points"),
+        );
+        let mut plot = Plot::new("loss_plot").height(height).x_axis_label("epoch");
+        if multi {
+            plot = plot.legend(Legend::default());
+        }
+        let resp = plot.show(ui, |p| {
+            for r in &runs {
+                let c = run_color(r.id);
+                p.line(
+                    Line::new(
+                        format!("{} raw", r.label()),
+                        PlotPoints::from(r.batch_loss.clone()),
+                    )
+                    .color(c.gamma_multiply(0.35))
+                    .width(1.0),
+                );
+                p.line(
+                    Line::new(
+                        format!("{} smoothed", r.label()),
+                        PlotPoints::from(r.smoothed_loss()),
+                    )
+                    .color(c)
+                    .width(2.0),
+                );
             }
-            let resp = plot.x_axis_label("epoch").show(ui, |p| {
-                for r in &runs {
-                    let c = run_color(r.id);
-                    p.line(
-                        Line::new(
-                            format!("{} raw", r.label()),
-                            PlotPoints::from(r.batch_loss.clone()),
-                        )
-                        .color(c.gamma_multiply(0.35))
-                        .width(1.0),
-                    );
-                    p.line(
-                        Line::new(
-                            format!("{} smoothed", r.label()),
-                            PlotPoints::from(r.smoothed_loss()),
-                        )
+        });
+        name_plot(&resp.response, format!("Loss plot with {points} points"));
+
+        let ui = &mut cols[1];
+        title(
+            ui,
+            "Accuracy per epoch (solid train, dashed validation)".into(),
+        );
+        let mut plot = Plot::new("accuracy_plot")
+            .height(height)
+            .x_axis_label("epoch")
+            .include_y(0.0)
+            .include_y(1.0);
+        if multi {
+            plot = plot.legend(Legend::default());
+        }
+        let resp = plot.show(ui, |p| {
+            for r in &runs {
+                let c = run_color(r.id);
+                let train: Vec<[f64; 2]> = r
+                    .epochs
+                    .iter()
+                    .map(|e| [e.epoch as f64, e.train_acc as f64])
+                    .collect();
+                let val: Vec<[f64; 2]> = r
+                    .epochs
+                    .iter()
+                    .filter_map(|e| e.val_acc.map(|a| [e.epoch as f64, a as f64]))
+                    .collect();
+                let name = if multi { r.label() } else { String::new() };
+                p.line(
+                    Line::new(format!("{name} train"), PlotPoints::from(train.clone()))
                         .color(c)
                         .width(2.0),
+                );
+                p.points(
+                    Points::new(format!("{name} train"), PlotPoints::from(train))
+                        .color(c)
+                        .radius(2.5),
+                );
+                p.line(
+                    Line::new(format!("{name} val"), PlotPoints::from(val.clone()))
+                        .color(c)
+                        .style(LineStyle::dashed_loose())
+                        .width(2.0),
+                );
+                p.points(
+                    Points::new(format!("{name} val"), PlotPoints::from(val))
+                        .color(c)
+                        .radius(2.5),
+                );
+            }
+        });
+        let epochs: usize = runs.iter().map(|r| r.epochs.len()).sum();
+        name_plot(
+            &resp.response,
+            format!("Accuracy plot with {epochs} epochs"),
+        );
+
+        let ui = &mut cols[2];
+        title(ui, "Learning rate".into());
+        let resp = Plot::new("lr_plot")
+            .height(height)
+            .x_axis_label("epoch")
+            .include_y(0.0)
+            .show(ui, |p| {
+                for r in &runs {
+                    p.line(
+                        Line::new(r.label(), PlotPoints::from(r.learning_rate.clone()))
+                            .color(run_color(r.id))
+                            .width(1.5),
                     );
                 }
             });
-            name_plot(&resp.response, format!("Loss plot with {points} points"));
-        });
-        ui.vertical(|ui| {
-            ui.label("Accuracy per epoch (solid train, dashed validation)");
-            let mut plot = Plot::new("accuracy_plot")
-                .width(width)
-                .height(height - 20.0);
-            if multi {
-                plot = plot.legend(Legend::default());
-            }
-            let resp = plot
-                .x_axis_label("epoch")
-                .include_y(0.0)
-                .include_y(1.0)
-                .show(ui, |p| {
-                    for r in &runs {
-                        let c = run_color(r.id);
-                        let train: Vec<[f64; 2]> = r
-                            .epochs
-                            .iter()
-                            .map(|e| [e.epoch as f64, e.train_acc as f64])
-                            .collect();
-                        let val: Vec<[f64; 2]> = r
-                            .epochs
-                            .iter()
-                            .filter_map(|e| e.val_acc.map(|a| [e.epoch as f64, a as f64]))
-                            .collect();
-                        let name = if multi { r.label() } else { String::new() };
-                        p.line(
-                            Line::new(format!("{name} train"), PlotPoints::from(train.clone()))
-                                .color(c)
-                                .width(2.0),
-                        );
-                        p.points(
-                            Points::new(format!("{name} train"), PlotPoints::from(train))
-                                .color(c)
-                                .radius(2.5),
-                        );
-                        p.line(
-                            Line::new(format!("{name} val"), PlotPoints::from(val.clone()))
-                                .color(c)
-                                .style(LineStyle::dashed_loose())
-                                .width(2.0),
-                        );
-                        p.points(
-                            Points::new(format!("{name} val"), PlotPoints::from(val))
-                                .color(c)
-                                .radius(2.5),
-                        );
-                    }
-                });
-            let epochs: usize = runs.iter().map(|r| r.epochs.len()).sum();
-            name_plot(
-                &resp.response,
-                format!("Accuracy plot with {epochs} epochs"),
-            );
-        });
-        ui.vertical(|ui| {
-            ui.label("Learning rate");
-            let resp = Plot::new("lr_plot")
-                .width(width)
-                .height(height - 20.0)
-                .x_axis_label("epoch")
-                .include_y(0.0)
-                .show(ui, |p| {
-                    for r in &runs {
-                        p.line(
-                            Line::new(r.label(), PlotPoints::from(r.learning_rate.clone()))
-                                .color(run_color(r.id))
-                                .width(1.5),
-                        );
-                    }
-                });
-            name_plot(&resp.response, "Learning-rate plot".into());
-        });
+        name_plot(&resp.response, "Learning-rate plot".into());
     });
 }
