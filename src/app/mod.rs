@@ -1101,6 +1101,9 @@ impl NetloomApp {
         if !self.show_cost_table {
             return;
         }
+        // Fill the panel: a panel shrinks to content sized from the space
+        // it has, a little more every frame.
+        ui.set_min_height(ui.available_height());
         let tab = &self.tabs[self.active];
         match self.bottom_tab {
             BottomTab::Costs => {

@@ -599,8 +599,11 @@ impl TrainingSession {
                 run.status = RunStatus::Preparing("caching frozen layers".into(), done, total);
             }
             Event::Notice(text) => {
-                messages.push((text.clone(), false));
-                run.notices.push(text);
+                // The session's own copy of the weights is an internal detail.
+                if !text.contains(&*runs_dir.to_string_lossy()) {
+                    messages.push((text.clone(), false));
+                    run.notices.push(text);
+                }
             }
             Event::Started(info) => run.info = Some(info),
             Event::State(state) => {

@@ -222,43 +222,51 @@ impl TrainingViews {
         let Some((_, textures)) = &self.gallery else {
             return out;
         };
+        let per_row = ((ui.available_width() / 84.0) as usize).max(1);
         egui::ScrollArea::vertical()
             .id_salt("gallery")
             .show(ui, |ui| {
-                ui.horizontal_wrapped(|ui| {
-                    for (s, tex) in test.samples.iter().zip(textures) {
-                        let ok = s.label == s.predicted;
-                        ui.vertical(|ui| {
-                            ui.set_width(76.0);
-                            let label = format!(
-                                "test image {}: true {}, predicted {}",
-                                s.index,
-                                name(s.label),
-                                name(s.predicted)
-                            );
-                            let resp = thumbnail(ui, tex, 72.0, &label);
-                            let color = if ok {
-                                Color32::from_rgb(120, 200, 120)
-                            } else {
-                                Color32::from_rgb(240, 100, 100)
-                            };
-                            ui.painter().rect_stroke(
-                                resp.rect,
-                                2.0,
-                                egui::Stroke::new(2.0, color),
-                                egui::StrokeKind::Outside,
-                            );
-                            ui.colored_label(
-                                color,
-                                format!("{} → {}", name(s.label), name(s.predicted))
-                                    .replace('→', "as"),
-                            );
-                            if resp.on_hover_text(&label).clicked() {
-                                out.push(Command::ShowFeatureMapsOf { image: s.index });
+                egui::Grid::new("gallery_grid")
+                    .spacing([8.0, 6.0])
+                    .show(ui, |ui| {
+                        for (i, (s, tex)) in test.samples.iter().zip(textures).enumerate() {
+                            let ok = s.label == s.predicted;
+                            ui.vertical(|ui| {
+                                let label = format!(
+                                    "test image {}: true {}, predicted {}",
+                                    s.index,
+                                    name(s.label),
+                                    name(s.predicted)
+                                );
+                                let resp = thumbnail(ui, tex, 72.0, &label);
+                                let color = if ok {
+                                    Color32::from_rgb(120, 200, 120)
+                                } else {
+                                    Color32::from_rgb(240, 100, 100)
+                                };
+                                ui.painter().rect_stroke(
+                                    resp.rect,
+                                    2.0,
+                                    egui::Stroke::new(2.0, color),
+                                    egui::StrokeKind::Outside,
+                                );
+                                ui.colored_label(
+                                    color,
+                                    if ok {
+                                        name(s.label)
+                                    } else {
+                                        format!("{} as {}", name(s.label), name(s.predicted))
+                                    },
+                                );
+                                if resp.on_hover_text(&label).clicked() {
+                                    out.push(Command::ShowFeatureMapsOf { image: s.index });
+                                }
+                            });
+                            if (i + 1) % per_row == 0 {
+                                ui.end_row();
                             }
-                        });
-                    }
-                });
+                        }
+                    });
             });
         out
     }
