@@ -134,7 +134,9 @@ impl TrainingViews {
                     "Validation accuracy against MACs per image · {} runs",
                     with_acc.len()
                 ));
+                let widest = with_acc.iter().map(|r| r.macs).max().unwrap_or(0) as f64 / 1e6;
                 let resp = Plot::new("tradeoff_plot")
+                    .include_x(widest * 1.25)
                     .legend(Legend::default())
                     .x_axis_label("MACs per image (millions)")
                     .y_axis_label("validation accuracy")
@@ -470,19 +472,22 @@ impl TrainingViews {
             if spatial {
                 let shown = channels.len();
                 egui::ScrollArea::vertical().id_salt("maps").show(ui, |ui| {
-                    ui.label(format!(
-                        "{shown} of {c} channels, each stretched to its own range{}",
-                        if shown < c { " (first 64)" } else { "" }
-                    ));
-                    ui.horizontal_wrapped(|ui| {
-                        for (k, tex) in channels.iter().enumerate() {
-                            let size = 72.0;
-                            ui.add(egui::Image::new(egui::load::SizedTexture::new(
-                                tex.id(),
-                                vec2(size, size),
-                            )))
-                            .on_hover_text(format!("channel {k}"));
-                        }
+                    // The scroll area inherits the row layout: stack inside it.
+                    ui.vertical(|ui| {
+                        ui.label(format!(
+                            "{shown} of {c} channels, each stretched to its own range{}",
+                            if shown < c { " (first 64)" } else { "" }
+                        ));
+                        ui.horizontal_wrapped(|ui| {
+                            for (k, tex) in channels.iter().enumerate() {
+                                let size = 72.0;
+                                ui.add(egui::Image::new(egui::load::SizedTexture::new(
+                                    tex.id(),
+                                    vec2(size, size),
+                                )))
+                                .on_hover_text(format!("channel {k}"));
+                            }
+                        });
                     });
                 });
             } else {
