@@ -221,3 +221,41 @@ fn a_finished_run_shows_predictions_confusion_and_feature_maps() {
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn reset_weights_restarts_from_the_seeded_start_and_continuing_does_not() {
+    let (mut h, dir) = tiny_app(1);
+    let finished = |h: &Harness<'static, NetloomApp>| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    };
+    let first_loss =
+        |h: &Harness<'static, NetloomApp>, i: usize| h.state().training.runs[i].batch_loss[0][1];
+    click(&mut h, "Train");
+    wait_until(&mut h, "run 1", finished);
+    // Continue from the last run's weights: the first loss is lower than run 1's.
+    let mut setup = h.state().training.setup.clone();
+    setup.start_from = netloom::app::training::StartFrom::LastRun;
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::SetRunSetup(Box::new(setup)));
+    click(&mut h, "Train");
+    wait_until(&mut h, "run 2", |h| {
+        h.state().training.runs.len() == 2 && finished(h)
+    });
+    assert!(
+        first_loss(&h, 1) < first_loss(&h, 0),
+        "run 2 continues from run 1"
+    );
+    // Reset: run 3 starts exactly where run 1 did (same seed).
+    click(&mut h, "Reset weights");
+    click(&mut h, "Train");
+    wait_until(&mut h, "run 3", |h| {
+        h.state().training.runs.len() == 3 && finished(h)
+    });
+    assert_eq!(first_loss(&h, 2), first_loss(&h, 0));
+    assert!(has(&h, "Runs"));
+    click(&mut h, "Runs");
+    assert!(has(&h, "Accuracy against MACs plot with 3 runs"));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
