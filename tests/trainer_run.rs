@@ -174,3 +174,33 @@ fn the_trainer_thread_is_named() {
     t.send(Command::Stop);
     assert_eq!(t.join().expect("join").end, RunEnd::Stopped);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_background_run_trains_at_low_priority_on_its_own_workers() {
+    let mut c = config(3, 1);
+    c.autostart = false;
+    c.background = true;
+    let t = Trainer::spawn(c).expect("spawn");
+    assert_eq!(next_state(&t).0, RunState::Waiting);
+    // (thread name, niceness) of every thread of this process.
+    let threads: Vec<(String, i64)> = std::fs::read_dir("/proc/self/task")
+        .expect("procfs")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // Fields after the parenthesised name; niceness is field 19.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let nice = rest.split(' ').nth(16)?.parse().ok()?;
+            Some((name.trim().to_string(), nice))
+        })
+        .collect();
+    let nice_of = |n: &str| threads.iter().find(|(name, _)| name == n).map(|t| t.1);
+    assert_eq!(nice_of("netloom-trainer"), Some(10), "{threads:?}");
+    assert_eq!(nice_of("netloom-train-0"), Some(10), "{threads:?}");
+    // This (test) thread keeps its priority.
+    assert!(threads.iter().any(|(_, nice)| *nice == 0), "{threads:?}");
+    t.send(Command::Stop);
+    assert_eq!(t.join().expect("join").end, RunEnd::Stopped);
+}

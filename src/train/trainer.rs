@@ -83,6 +83,9 @@ pub struct TrainConfig {
     /// The optimizer schedule's spans (Step `every`, Cosine `total`) count
     /// epochs rather than batches; they are converted once the data is loaded.
     pub schedule_in_epochs: bool,
+    /// Train at low CPU priority (this thread, its batch thread and its own
+    /// rayon workers) so an interactive UI sharing the cores stays smooth.
+    pub background: bool,
     /// After the run ends, keep the trained network and answer
     /// [`Command::Probe`] until [`Command::Close`] (the designer's feature maps).
     pub linger: bool,
@@ -112,6 +115,7 @@ impl TrainConfig {
             cache_memory_limit: 1 << 30,
             autostart: false,
             schedule_in_epochs: false,
+            background: false,
             linger: false,
         }
     }
@@ -334,9 +338,28 @@ impl Trainer {
                 let name = config.graph.name.clone();
                 let graph = config.graph.clone();
                 let panic_tx = ev_tx.clone();
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(config, cmd_rx, ev_tx)
-                })) {
+                let background = config.background;
+                let work = || {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run(config, cmd_rx, ev_tx)
+                    }))
+                };
+                let result = if background {
+                    lower_thread_priority();
+                    // Own workers, so the global pool (and whoever else uses
+                    // it) keeps its priority.
+                    match rayon::ThreadPoolBuilder::new()
+                        .thread_name(|i| format!("netloom-train-{i}"))
+                        .start_handler(|_| lower_thread_priority())
+                        .build()
+                    {
+                        Ok(pool) => pool.install(work),
+                        Err(_) => work(),
+                    }
+                } else {
+                    work()
+                };
+                match result {
                     Ok(outcome) => outcome,
                     Err(panic) => {
                         let msg = panic
@@ -355,6 +378,17 @@ impl Trainer {
             events: ev_rx,
             thread: Some(thread),
         })
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux: niceness 10 for this
+/// thread only; threads it starts afterwards inherit it). Elsewhere a no-op.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the caller's own thread id only changes that
+    // thread's niceness; a failure (e.g. no permission) is harmless.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
     }
 }
 

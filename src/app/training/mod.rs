@@ -484,6 +484,7 @@ impl TrainingSession {
         config.save = Some(weights.clone());
         config.autostart = true;
         config.linger = true;
+        config.background = true;
         config.optimizer = OptimizerConfig {
             kind: setup.optimizer.kind(),
             learning_rate: setup.learning_rate,
