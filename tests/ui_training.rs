@@ -114,6 +114,22 @@ fn a_run_plots_its_loss_and_pause_resume_stop_change_its_state() {
     click(&mut h, "Resume");
     wait_until(&mut h, "running again", |h| batches(h) > n + 2);
 
+    // Editing during the run: the run goes on with the design it started
+    // with, and the canvas says the design changed since.
+    let c2 = h.state().doc().graph.find("c2").unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut().execute(
+        &ctx,
+        Command::Rename {
+            id: c2,
+            name: "conv_two".into(),
+        },
+    );
+    h.run();
+    assert!(has(&h, "Changed since the run started"));
+    let m = batches(&h);
+    wait_until(&mut h, "training on after the edit", |h| batches(h) > m + 2);
+
     click(&mut h, "Stop");
     wait_until(&mut h, "stopped", |h| {
         h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Stopped)
