@@ -128,8 +128,13 @@ impl Plan {
             Op::ZeroPad { hwc, pad } => misc::zero_pad2d_forward(x(0), out, n, *hwc, *pad),
             Op::MaxPool { geo, argmax } => {
                 let geo = geo.with_batch(n);
-                let am = &mut argmax[..geo.out_len()];
-                pool::max_pool2d_forward(&geo, x(0), out, am);
+                if mode == Mode::Train {
+                    let am = &mut argmax[..geo.out_len()];
+                    pool::max_pool2d_forward(&geo, x(0), out, am);
+                } else {
+                    // No backward follows an evaluation pass: skip the argmax.
+                    pool::max_pool2d_forward_eval(&geo, x(0), out);
+                }
             }
             Op::AvgPool { geo } => {
                 pool::avg_pool2d_forward(&geo.with_batch(n), x(0), out, false);
