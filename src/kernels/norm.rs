@@ -64,6 +64,7 @@ fn channel_reduce2(
 /// Training-mode forward. `x`, `y`: rows × `c`. Writes the batch mean and
 /// `1/sqrt(var + eps)` into `save_mean`/`save_invstd` (needed by
 /// [`batch_norm_train_backward`]) and updates the running statistics.
+/// `relu` applies a ReLU to `y` in the same pass.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_forward(
     x: &[f32],
@@ -77,6 +78,7 @@ pub fn batch_norm_train_forward(
     running_var: &mut [f32],
     save_mean: &mut [f32],
     save_invstd: &mut [f32],
+    relu: bool,
 ) {
     assert_eq!(x.len(), y.len(), "batch_norm: lengths");
     assert_eq!(x.len() % c, 0, "batch_norm: channels");
@@ -127,10 +129,14 @@ pub fn batch_norm_train_forward(
         running_var[ch] = momentum * running_var[ch] + (1.0 - momentum) * var * unbias;
         save_invstd[ch] = 1.0 / (var + eps).sqrt();
     }
-    affine(x, y, c, save_mean, save_invstd, gamma, beta);
+    affine(x, y, c, save_mean, save_invstd, gamma, beta, relu);
 }
 
-/// `y = (x − mean)·invstd·gamma + beta`, parallel over rows.
+/// `y = (x − mean)·invstd·gamma + beta`, then `max(y, 0)` if `relu`,
+/// parallel over rows. Applying a following ReLU here (the plan fuses it
+/// when the BatchNorm is its only input's producer) saves a full read and
+/// write of the activation; the values equal BatchNorm then ReLU bit for bit.
+#[allow(clippy::too_many_arguments)]
 fn affine(
     x: &[f32],
     y: &mut [f32],
@@ -139,6 +145,7 @@ fn affine(
     invstd: &[f32],
     gamma: &[f32],
     beta: &[f32],
+    relu: bool,
 ) {
     let chunk = (ELEM_CHUNK / c).max(1) * c;
     y.par_chunks_mut(chunk)
@@ -148,11 +155,15 @@ fn affine(
                 for ch in 0..c {
                     yr[ch] = (xr[ch] - mean[ch]) * (invstd[ch] * gamma[ch]) + beta[ch];
                 }
+                if relu {
+                    yr.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
             }
         });
 }
 
-/// Inference-mode forward with the running statistics.
+/// Inference-mode forward with the running statistics; `relu` as in
+/// [`batch_norm_train_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_eval_forward(
     x: &[f32],
@@ -164,13 +175,14 @@ pub fn batch_norm_eval_forward(
     running_var: &[f32],
     eps: f32,
     invstd_scratch: &mut [f32],
+    relu: bool,
 ) {
     assert_eq!(x.len(), y.len(), "batch_norm_eval: lengths");
     assert_eq!(invstd_scratch.len(), c, "batch_norm_eval: scratch length");
     for (s, v) in invstd_scratch.iter_mut().zip(running_var) {
         *s = 1.0 / (*v + eps).sqrt();
     }
-    affine(x, y, c, running_mean, invstd_scratch, gamma, beta);
+    affine(x, y, c, running_mean, invstd_scratch, gamma, beta, relu);
 }
 
 /// Training-mode backward: `dx` (overwritten), `dgamma`, `dbeta` (overwritten)
@@ -298,6 +310,7 @@ mod tests {
         let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
         batch_norm_train_forward(
             &x, &mut y, c, &[1.0; 3], &[0.0; 3], 0.0, 0.9, &mut rm, &mut rv, &mut sm, &mut si,
+            false,
         );
         assert_eq!(sm, vec![4.5, 5.5, 6.5]);
         // biased var of {0,3,6,9} = 11.25, unbiased 15
@@ -318,6 +331,7 @@ mod tests {
         let mut y = vec![0.0; x.len()];
         batch_norm_train_forward(
             &x, &mut y, c, &[1.0; 2], &[0.0; 2], 0.0, 0.0, &mut rm, &mut rv, &mut sm, &mut si,
+            false,
         );
         for ch in 0..c {
             let vals: Vec<f64> = (0..rows).map(|r| x[r * c + ch] as f64).collect();
@@ -343,7 +357,9 @@ mod tests {
             let fwd = |x: &[f32], g: &[f32], b: &[f32], sm: &mut [f32], si: &mut [f32]| {
                 let mut y = vec![0.0; x.len()];
                 let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
-                batch_norm_train_forward(x, &mut y, c, g, b, eps, 0.9, &mut rm, &mut rv, sm, si);
+                batch_norm_train_forward(
+                    x, &mut y, c, g, b, eps, 0.9, &mut rm, &mut rv, sm, si, false,
+                );
                 dot64(&y, &r)
             };
             let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
@@ -380,7 +396,7 @@ mod tests {
         let fwd = |x: &[f32], g: &[f32], b: &[f32]| {
             let mut y = vec![0.0; x.len()];
             let mut s = vec![0.0; c];
-            batch_norm_eval_forward(x, &mut y, c, g, b, &rm, &rv, 1e-3, &mut s);
+            batch_norm_eval_forward(x, &mut y, c, g, b, &rm, &rv, 1e-3, &mut s, false);
             dot64(&y, &r)
         };
         let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);

@@ -592,6 +592,10 @@ mod tests {
 
     #[test]
     fn residual_graph_end_to_end() {
+        check(&residual_graph());
+    }
+
+    fn residual_graph() -> Graph {
         let mut g = Graph::new("residual");
         let mut b = Builder::new(&mut g);
         let x = b.input("in", 8, 8, 3);
@@ -604,7 +608,51 @@ mod tests {
         let x = b.layer("gap", LayerKind::GlobalAvgPool, &[x]);
         let x = b.dense("fc", x, 3);
         b.layer("softmax", LayerKind::Softmax, &[x]);
-        check(&g);
+        g
+    }
+
+    /// ReLUs fused into their BatchNorm / Add producers give the same losses,
+    /// gradients, running statistics and eval outputs, bit for bit, as the
+    /// unfused plan; the gradient checks above run through the fused path.
+    #[test]
+    fn fused_relus_match_the_unfused_plan() {
+        use crate::train::plan::Fusion;
+        let g = residual_graph();
+        let analysis = analyze(&g);
+        let mut fused = Plan::compile(&g, &analysis, BATCH, 7).unwrap();
+        let mut plain = Plan::compile(&g, &analysis, BATCH, 7).unwrap();
+        plain.unfuse();
+        let n_fused = fused
+            .steps
+            .iter()
+            .filter(|s| matches!(s.fusion, Fusion::ReluInto(_)))
+            .count();
+        // stem BN, each block's first BN and its Add (2 blocks).
+        assert_eq!(n_fused, 5, "BN→ReLU and Add→ReLU are fused");
+        let (images, labels) = batch(&fused, 99);
+        for _ in 0..2 {
+            for plan in [&mut fused, &mut plain] {
+                plan.forward(&images, Mode::Train);
+                plan.loss_backward(&labels);
+                plan.backward();
+            }
+            for (a, b) in fused.params.iter().zip(&plain.params) {
+                assert_eq!(a.grad, b.grad, "{}", a.name);
+                assert_eq!(a.data, b.data, "{}", a.name);
+            }
+        }
+        fused.forward(&images, Mode::Eval);
+        plain.forward(&images, Mode::Eval);
+        assert_eq!(fused.probabilities(), plain.probabilities());
+        // A pass ending at a fused BatchNorm materialises its output, and a
+        // pass resuming after it runs the ReLU.
+        let bn = fused.step_of("stem_bn").unwrap();
+        assert!(matches!(fused.steps[bn].fusion, Fusion::ReluInto(_)));
+        fused.forward_through(&images, bn, Mode::Eval);
+        assert_eq!(fused.activation(bn), plain.activation(bn));
+        let cached = fused.activation(bn).to_vec();
+        fused.forward_from(bn, &cached, Mode::Eval);
+        assert_eq!(fused.probabilities(), plain.probabilities());
     }
 
     #[test]

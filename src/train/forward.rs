@@ -1,6 +1,6 @@
 //! The forward pass: one walk of the plan's steps, one kernel call each.
 
-use super::plan::{Head, Op, Plan};
+use super::plan::{Fusion, Head, Op, Plan};
 use crate::kernels::{activation, conv, dense, loss, misc, norm, pool};
 use std::time::Instant;
 
@@ -27,12 +27,27 @@ impl Plan {
         if mode == Mode::Train {
             self.iteration += 1;
         }
-        for i in 0..self.steps.len() {
+        self.run_steps(0, self.steps.len() - 1, images, mode);
+        self.finish_probabilities();
+    }
+
+    /// Runs steps `first..=last`. A fusion applies only when both of its
+    /// steps are in the range: a pass ending at a fused producer must
+    /// materialise its output, and a pass starting after it (a cached
+    /// activation) must run the ReLU itself.
+    fn run_steps(&mut self, first: usize, last: usize, images: &[f32], mode: Mode) {
+        for i in first..=last {
             let start = Instant::now();
-            self.forward_step(i, images, mode);
+            let relu_into = match self.steps[i].fusion {
+                Fusion::ReluInto(r) if r <= last => Some(r),
+                Fusion::DoneBy(p) if p >= first => {
+                    continue;
+                }
+                _ => None,
+            };
+            self.forward_step(i, images, mode, relu_into);
             self.step_nanos[i] += start.elapsed().as_nanos() as u64;
         }
-        self.finish_probabilities();
     }
 
     /// Runs only steps `0..=last` on `images`; afterwards `activation(last)`
@@ -52,11 +67,7 @@ impl Plan {
         if mode == Mode::Train {
             self.iteration += 1;
         }
-        for i in 0..=last {
-            let start = Instant::now();
-            self.forward_step(i, images, mode);
-            self.step_nanos[i] += start.elapsed().as_nanos() as u64;
-        }
+        self.run_steps(0, last, images, mode);
     }
 
     /// Sets value `start`'s activation to `cached` (`n × value_elems[start]`)
@@ -75,10 +86,8 @@ impl Plan {
             self.iteration += 1;
         }
         self.acts[start][..cached.len()].copy_from_slice(cached);
-        for i in start + 1..self.steps.len() {
-            let t = Instant::now();
-            self.forward_step(i, &[], mode);
-            self.step_nanos[i] += t.elapsed().as_nanos() as u64;
+        if start + 1 < self.steps.len() {
+            self.run_steps(start + 1, self.steps.len() - 1, &[], mode);
         }
         self.finish_probabilities();
     }
@@ -97,11 +106,15 @@ impl Plan {
         }
     }
 
-    fn forward_step(&mut self, i: usize, images: &[f32], mode: Mode) {
+    /// Runs step `i`; with `relu_into = Some(r)` (a fused BatchNorm or Add)
+    /// it applies ReLU step `r` too and writes into `r`'s buffer.
+    fn forward_step(&mut self, i: usize, images: &[f32], mode: Mode, relu_into: Option<usize>) {
         let n = self.batch;
         let out_len = n * self.value_elems[i];
+        let relu = relu_into.is_some();
+        let dst = relu_into.unwrap_or(i);
         // Take the output buffer out so inputs can be borrowed alongside it.
-        let mut y = std::mem::take(&mut self.acts[i]);
+        let mut y = std::mem::take(&mut self.acts[dst]);
         let out = &mut y[..out_len];
         // Likewise the op, whose per-step state (BN statistics, argmax) is written.
         let mut op = std::mem::replace(&mut self.steps[i].op, Op::Input);
@@ -166,6 +179,7 @@ impl Plan {
                         &mut rv,
                         save_mean,
                         save_invstd,
+                        relu,
                     );
                     self.params[*running_mean].data = rm;
                     self.params[*running_var].data = rv;
@@ -180,6 +194,7 @@ impl Plan {
                         &self.params[*running_var].data,
                         *eps,
                         save_invstd,
+                        relu,
                     );
                 }
             }
@@ -205,17 +220,11 @@ impl Plan {
                 let b = bias.map(|b| self.params[b].data.as_slice());
                 dense::dense_forward(x(0), &self.params[*weight].data, b, out, n, *n_in, *n_out);
             }
-            Op::Add => {
-                let inputs: Vec<&[f32]> = (0..self.steps[i].inputs.len()).map(x).collect();
-                misc::add_forward(&inputs, out);
-            }
-            Op::Concat { channels } => {
-                let inputs: Vec<&[f32]> = (0..channels.len()).map(x).collect();
-                misc::concat_channels_forward(&inputs, channels, out);
-            }
+            Op::Add => misc::add_forward(self.steps[i].inputs.len(), x, out, relu),
+            Op::Concat { channels } => misc::concat_channels_forward(x, channels, out),
         }
         self.steps[i].op = op;
-        self.acts[i] = y;
+        self.acts[dst] = y;
     }
 }
 

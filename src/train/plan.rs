@@ -154,6 +154,24 @@ pub enum GradWrite {
     Accumulate,
 }
 
+/// A ReLU folded into the forward pass of its producer, decided at compile
+/// time. Elementwise layers are memory-bound: BatchNorm or Add followed by
+/// a separate ReLU pass reads and writes the whole activation twice; fused,
+/// the producer writes `max(·, 0)` straight into the ReLU's buffer once.
+/// Backward is unchanged (the ReLU's arm masks with its own output, and
+/// neither BatchNorm's nor Add's arm reads the producer's output), so the
+/// gradients are bit-identical to the unfused plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusion {
+    None,
+    /// This step (BatchNorm or Add) also applies ReLU step `.0` and writes
+    /// into its buffer; its own value is then not materialised (the ReLU is
+    /// its only consumer).
+    ReluInto(usize),
+    /// This ReLU's output is written by step `.0`.
+    DoneBy(usize),
+}
+
 #[derive(Clone, Debug)]
 pub struct Step {
     pub node: NodeId,
@@ -167,6 +185,8 @@ pub struct Step {
     pub frozen: bool,
     /// Whether backward runs for this step at all.
     pub runs_backward: bool,
+    /// Forward fusion with a neighbouring step.
+    pub fusion: Fusion,
 }
 
 /// The training objective, fused with the final activation for stability.
@@ -512,8 +532,10 @@ impl Plan {
                 inputs: input_values,
                 frozen,
                 runs_backward: false,
+                fusion: Fusion::None,
             });
         }
+        fuse_relus(&mut steps);
         let logits = steps.len() - 1;
         let classes = value_elems[logits];
         let input_shape = match steps.first().map(|s| s.node).and_then(|id| graph.node(id)) {
@@ -640,6 +662,9 @@ impl Plan {
     }
 
     /// The output of `step` for the last forward pass (`batch × elems`).
+    /// A step whose ReLU was fused into it ([`Fusion::ReluInto`]) does not
+    /// write its own buffer in a full pass; [`Plan::forward_through`] ending
+    /// at it, or [`Plan::unfuse`] beforehand, does.
     pub fn activation(&self, step: usize) -> &[f32] {
         &self.acts[step][..self.batch * self.value_elems[step]]
     }
@@ -675,6 +700,14 @@ impl Plan {
         })
     }
 
+    /// Undoes every [`Fusion`]: each step then runs its own kernel (a
+    /// reference for tests, and a way to inspect every layer's output).
+    pub fn unfuse(&mut self) {
+        for s in &mut self.steps {
+            s.fusion = Fusion::None;
+        }
+    }
+
     /// Resets parameters to their seeded initial values (and running stats).
     pub fn reinitialise(&mut self, seed: u64) {
         let mut fresh = Vec::new();
@@ -690,6 +723,29 @@ impl Plan {
         }
         self.seed = seed;
         self.iteration = 0;
+    }
+}
+
+/// Marks each ReLU whose input is a BatchNorm or Add consumed by nothing
+/// else as computed by that producer (see [`Fusion`]).
+fn fuse_relus(steps: &mut [Step]) {
+    let mut consumers = vec![0usize; steps.len()];
+    for s in steps.iter() {
+        for &u in &s.inputs {
+            consumers[u] += 1;
+        }
+    }
+    for r in 0..steps.len() {
+        let (Op::Relu, &[p]) = (&steps[r].op, steps[r].inputs.as_slice()) else {
+            continue;
+        };
+        if consumers[p] == 1
+            && matches!(steps[p].op, Op::BatchNorm { .. } | Op::Add)
+            && steps[p].fusion == Fusion::None
+        {
+            steps[p].fusion = Fusion::ReluInto(r);
+            steps[r].fusion = Fusion::DoneBy(p);
+        }
     }
 }
 
