@@ -129,37 +129,83 @@ pub fn batch_norm_train_forward(
         running_var[ch] = momentum * running_var[ch] + (1.0 - momentum) * var * unbias;
         save_invstd[ch] = 1.0 / (var + eps).sqrt();
     }
-    affine(x, y, c, save_mean, save_invstd, gamma, beta, relu);
+    let map = BnAffine {
+        mean: save_mean,
+        invstd: save_invstd,
+        gamma,
+        beta,
+        relu,
+    };
+    affine(x, y, &map);
 }
 
-/// `y = (x − mean)·invstd·gamma + beta`, then `max(y, 0)` if `relu`,
-/// parallel over rows. Applying a following ReLU here (the plan fuses it
-/// when the BatchNorm is its only input's producer) saves a full read and
-/// write of the activation; the values equal BatchNorm then ReLU bit for bit.
-#[allow(clippy::too_many_arguments)]
-fn affine(
-    x: &[f32],
-    y: &mut [f32],
-    c: usize,
-    mean: &[f32],
-    invstd: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    relu: bool,
-) {
-    let chunk = (ELEM_CHUNK / c).max(1) * c;
+/// The per-channel map of a BatchNorm with fixed statistics:
+/// `y = (x − mean)·(invstd·gamma) + beta`, then `max(y, 0)` if `relu`.
+/// Applying a following ReLU here (the plan fuses it when the BatchNorm is
+/// its only input) saves a full read and write of the activation; and a
+/// convolution applies the whole map to each output tile while it is still
+/// in cache ([`super::conv::conv2d_forward_bn`]). Every path evaluates the
+/// same expression, so fused and unfused results agree bit for bit.
+#[derive(Clone, Copy, Debug)]
+pub struct BnAffine<'a> {
+    pub mean: &'a [f32],
+    pub invstd: &'a [f32],
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub relu: bool,
+}
+
+impl BnAffine<'_> {
+    pub fn channels(&self) -> usize {
+        self.mean.len()
+    }
+
+    #[inline(always)]
+    fn value(&self, ch: usize, v: f32) -> f32 {
+        let y = (v - self.mean[ch]) * (self.invstd[ch] * self.gamma[ch]) + self.beta[ch];
+        if self.relu { y.max(0.0) } else { y }
+    }
+
+    /// `y = map(x)` for rows of `channels()` values.
+    fn apply(&self, x: &[f32], y: &mut [f32]) {
+        let c = self.channels();
+        for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for (ch, (y, x)) in yr.iter_mut().zip(xr).enumerate() {
+                *y = self.value(ch, *x);
+            }
+        }
+    }
+
+    /// `y = map(y)` for rows of `channels()` values (single-threaded: the
+    /// caller is already one task of a parallel kernel).
+    pub fn apply_inplace(&self, y: &mut [f32]) {
+        let c = self.channels();
+        for yr in y.chunks_exact_mut(c) {
+            for (ch, y) in yr.iter_mut().enumerate() {
+                *y = self.value(ch, *y);
+            }
+        }
+    }
+}
+
+/// [`BnAffine::apply`] parallel over rows.
+fn affine(x: &[f32], y: &mut [f32], map: &BnAffine) {
+    let chunk = (ELEM_CHUNK / map.channels()).max(1) * map.channels();
     y.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
-        .for_each(|(y, x)| {
-            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                for ch in 0..c {
-                    yr[ch] = (xr[ch] - mean[ch]) * (invstd[ch] * gamma[ch]) + beta[ch];
-                }
-                if relu {
-                    yr.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
-            }
-        });
+        .for_each(|(y, x)| map.apply(x, y));
+}
+
+/// `out = 1/sqrt(running_var + eps)`, the scale of an evaluation-mode BatchNorm.
+pub fn batch_norm_eval_invstd(running_var: &[f32], eps: f32, out: &mut [f32]) {
+    assert_eq!(
+        out.len(),
+        running_var.len(),
+        "batch_norm_eval: scratch length"
+    );
+    for (s, v) in out.iter_mut().zip(running_var) {
+        *s = 1.0 / (*v + eps).sqrt();
+    }
 }
 
 /// Inference-mode forward with the running statistics; `relu` as in
@@ -179,10 +225,15 @@ pub fn batch_norm_eval_forward(
 ) {
     assert_eq!(x.len(), y.len(), "batch_norm_eval: lengths");
     assert_eq!(invstd_scratch.len(), c, "batch_norm_eval: scratch length");
-    for (s, v) in invstd_scratch.iter_mut().zip(running_var) {
-        *s = 1.0 / (*v + eps).sqrt();
-    }
-    affine(x, y, c, running_mean, invstd_scratch, gamma, beta, relu);
+    batch_norm_eval_invstd(running_var, eps, invstd_scratch);
+    let map = BnAffine {
+        mean: running_mean,
+        invstd: invstd_scratch,
+        gamma,
+        beta,
+        relu,
+    };
+    affine(x, y, &map);
 }
 
 /// Training-mode backward: `dx` (overwritten), `dgamma`, `dbeta` (overwritten)

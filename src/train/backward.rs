@@ -611,9 +611,10 @@ mod tests {
         g
     }
 
-    /// ReLUs fused into their BatchNorm / Add producers give the same losses,
-    /// gradients, running statistics and eval outputs, bit for bit, as the
-    /// unfused plan; the gradient checks above run through the fused path.
+    /// Fused plans (ReLU into BatchNorm / Add, BatchNorm into Conv in
+    /// evaluation) give the same losses, gradients, running statistics and
+    /// eval outputs, bit for bit, as the unfused plan; the gradient checks
+    /// above run through the fused training path.
     #[test]
     fn fused_relus_match_the_unfused_plan() {
         use crate::train::plan::Fusion;
@@ -622,13 +623,11 @@ mod tests {
         let mut fused = Plan::compile(&g, &analysis, BATCH, 7).unwrap();
         let mut plain = Plan::compile(&g, &analysis, BATCH, 7).unwrap();
         plain.unfuse();
-        let n_fused = fused
-            .steps
-            .iter()
-            .filter(|s| matches!(s.fusion, Fusion::ReluInto(_)))
-            .count();
+        let count = |f: fn(&Fusion) -> bool| fused.steps.iter().filter(|s| f(&s.fusion)).count();
         // stem BN, each block's first BN and its Add (2 blocks).
-        assert_eq!(n_fused, 5, "BN→ReLU and Add→ReLU are fused");
+        assert_eq!(count(|f| f.relu_into.is_some()), 5, "BN→ReLU, Add→ReLU");
+        // every conv: stem, 2 per block, the projection.
+        assert_eq!(count(|f| f.bn_into.is_some()), 6, "Conv→BN");
         let (images, labels) = batch(&fused, 99);
         for _ in 0..2 {
             for plan in [&mut fused, &mut plain] {
@@ -644,15 +643,16 @@ mod tests {
         fused.forward(&images, Mode::Eval);
         plain.forward(&images, Mode::Eval);
         assert_eq!(fused.probabilities(), plain.probabilities());
-        // A pass ending at a fused BatchNorm materialises its output, and a
-        // pass resuming after it runs the ReLU.
-        let bn = fused.step_of("stem_bn").unwrap();
-        assert!(matches!(fused.steps[bn].fusion, Fusion::ReluInto(_)));
-        fused.forward_through(&images, bn, Mode::Eval);
-        assert_eq!(fused.activation(bn), plain.activation(bn));
-        let cached = fused.activation(bn).to_vec();
-        fused.forward_from(bn, &cached, Mode::Eval);
-        assert_eq!(fused.probabilities(), plain.probabilities());
+        // A pass ending at a fused step materialises its output, and a
+        // pass resuming after it runs the rest itself.
+        for name in ["stem", "stem_bn"] {
+            let cut = fused.step_of(name).unwrap();
+            fused.forward_through(&images, cut, Mode::Eval);
+            assert_eq!(fused.activation(cut), plain.activation(cut), "{name}");
+            let cached = fused.activation(cut).to_vec();
+            fused.forward_from(cut, &cached, Mode::Eval);
+            assert_eq!(fused.probabilities(), plain.probabilities(), "{name}");
+        }
     }
 
     #[test]

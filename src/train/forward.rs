@@ -1,6 +1,6 @@
 //! The forward pass: one walk of the plan's steps, one kernel call each.
 
-use super::plan::{Fusion, Head, Op, Plan};
+use super::plan::{Head, Op, Plan};
 use crate::kernels::{activation, conv, dense, loss, misc, norm, pool};
 use std::time::Instant;
 
@@ -31,21 +31,28 @@ impl Plan {
         self.finish_probabilities();
     }
 
-    /// Runs steps `first..=last`. A fusion applies only when both of its
-    /// steps are in the range: a pass ending at a fused producer must
-    /// materialise its output, and a pass starting after it (a cached
-    /// activation) must run the ReLU itself.
+    /// Runs steps `first..=last`. A [`Fusion`](super::plan::Fusion) applies only when both of its
+    /// steps are in the range (and, for Conv → BatchNorm, in evaluation): a
+    /// pass ending at a fused producer must materialise its output, and a
+    /// pass starting after it (a cached activation) must run the rest itself.
     fn run_steps(&mut self, first: usize, last: usize, images: &[f32], mode: Mode) {
         for i in first..=last {
             let start = Instant::now();
-            let relu_into = match self.steps[i].fusion {
-                Fusion::ReluInto(r) if r <= last => Some(r),
-                Fusion::DoneBy(p) if p >= first => {
-                    continue;
-                }
-                _ => None,
-            };
-            self.forward_step(i, images, mode, relu_into);
+            let f = self.steps[i].fusion;
+            // Done by its producer: a ReLU whenever that ran, a BatchNorm
+            // when its conv ran in evaluation.
+            if let Some(p) = f.done_by
+                && p >= first
+                && (mode == Mode::Eval || !matches!(self.steps[p].op, Op::Conv { .. }))
+            {
+                continue;
+            }
+            // The BatchNorm this conv applies, and the step its result goes to.
+            let bn = f.bn_into.filter(|&b| b <= last && mode == Mode::Eval);
+            let after = bn.map_or(f, |b| self.steps[b].fusion);
+            let relu_into = after.relu_into.filter(|&r| r <= last);
+            let dst = relu_into.or(bn).unwrap_or(i);
+            self.forward_step(i, images, mode, dst, bn, relu_into.is_some());
             self.step_nanos[i] += start.elapsed().as_nanos() as u64;
         }
     }
@@ -106,13 +113,29 @@ impl Plan {
         }
     }
 
-    /// Runs step `i`; with `relu_into = Some(r)` (a fused BatchNorm or Add)
-    /// it applies ReLU step `r` too and writes into `r`'s buffer.
-    fn forward_step(&mut self, i: usize, images: &[f32], mode: Mode, relu_into: Option<usize>) {
+    /// Runs step `i` (a Conv also BatchNorm step `bn` in evaluation), then
+    /// a ReLU if `relu`, writing into value `dst`'s buffer (see [`Fusion`](super::plan::Fusion)).
+    fn forward_step(
+        &mut self,
+        i: usize,
+        images: &[f32],
+        mode: Mode,
+        dst: usize,
+        bn: Option<usize>,
+        relu: bool,
+    ) {
         let n = self.batch;
         let out_len = n * self.value_elems[i];
-        let relu = relu_into.is_some();
-        let dst = relu_into.unwrap_or(i);
+        if let Some(b) = bn
+            && let Op::BatchNorm {
+                eps,
+                running_var,
+                save_invstd,
+                ..
+            } = &mut self.steps[b].op
+        {
+            norm::batch_norm_eval_invstd(&self.params[*running_var].data, *eps, save_invstd);
+        }
         // Take the output buffer out so inputs can be borrowed alongside it.
         let mut y = std::mem::take(&mut self.acts[dst]);
         let out = &mut y[..out_len];
@@ -129,11 +152,28 @@ impl Plan {
             Op::Conv { geo, weight, bias } => {
                 let geo = geo.with_batch(n);
                 let b = bias.map(|b| self.params[b].data.as_slice());
-                conv::conv2d_forward(
+                let bn = bn.and_then(|b| match &self.steps[b].op {
+                    Op::BatchNorm {
+                        gamma,
+                        beta,
+                        running_mean,
+                        save_invstd,
+                        ..
+                    } => Some(norm::BnAffine {
+                        mean: &self.params[*running_mean].data,
+                        invstd: save_invstd,
+                        gamma: &self.params[*gamma].data,
+                        beta: &self.params[*beta].data,
+                        relu,
+                    }),
+                    _ => None,
+                });
+                conv::conv2d_forward_bn(
                     &geo,
                     x(0),
                     &self.params[*weight].data,
                     b,
+                    bn.as_ref(),
                     out,
                     &mut self.workspace,
                 );

@@ -154,22 +154,28 @@ pub enum GradWrite {
     Accumulate,
 }
 
-/// A ReLU folded into the forward pass of its producer, decided at compile
-/// time. Elementwise layers are memory-bound: BatchNorm or Add followed by
-/// a separate ReLU pass reads and writes the whole activation twice; fused,
-/// the producer writes `max(·, 0)` straight into the ReLU's buffer once.
-/// Backward is unchanged (the ReLU's arm masks with its own output, and
-/// neither BatchNorm's nor Add's arm reads the producer's output), so the
-/// gradients are bit-identical to the unfused plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fusion {
-    None,
-    /// This step (BatchNorm or Add) also applies ReLU step `.0` and writes
-    /// into its buffer; its own value is then not materialised (the ReLU is
-    /// its only consumer).
-    ReluInto(usize),
-    /// This ReLU's output is written by step `.0`.
-    DoneBy(usize),
+/// Forward fusions of memory-bound layers, decided at compile time. An
+/// elementwise layer after a producer reads and writes the whole activation
+/// again; fused, the producer applies it and writes straight into the last
+/// fused step's buffer, so the intermediate values are not materialised.
+///
+/// - BatchNorm or Add → ReLU (training and evaluation): backward is
+///   unchanged (the ReLU's arm masks with its own output; neither BatchNorm's
+///   nor Add's arm reads its own output), so gradients are bit-identical.
+/// - Conv → BatchNorm (evaluation only): the conv applies the BatchNorm's
+///   fixed affine map (and its fused ReLU) to each output tile in cache. In
+///   training BatchNorm's backward needs the conv output, so it stays separate.
+///
+/// A fusion applies only when both steps run in the same pass (see
+/// [`Plan::forward_through`], [`Plan::forward_from`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fusion {
+    /// (BatchNorm or Add) also applies ReLU step `r`, its only consumer.
+    pub relu_into: Option<usize>,
+    /// (Conv) in evaluation passes also applies BatchNorm step `b`, its only consumer.
+    pub bn_into: Option<usize>,
+    /// This step's output is written by the step that fused it.
+    pub done_by: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -532,10 +538,10 @@ impl Plan {
                 inputs: input_values,
                 frozen,
                 runs_backward: false,
-                fusion: Fusion::None,
+                fusion: Fusion::default(),
             });
         }
-        fuse_relus(&mut steps);
+        fuse(&mut steps);
         let logits = steps.len() - 1;
         let classes = value_elems[logits];
         let input_shape = match steps.first().map(|s| s.node).and_then(|id| graph.node(id)) {
@@ -662,9 +668,9 @@ impl Plan {
     }
 
     /// The output of `step` for the last forward pass (`batch × elems`).
-    /// A step whose ReLU was fused into it ([`Fusion::ReluInto`]) does not
-    /// write its own buffer in a full pass; [`Plan::forward_through`] ending
-    /// at it, or [`Plan::unfuse`] beforehand, does.
+    /// A step another was fused into (a Conv or BatchNorm, see [`Fusion`])
+    /// does not write its own buffer in a full pass; [`Plan::forward_through`]
+    /// ending at it, or [`Plan::unfuse`] beforehand, does.
     pub fn activation(&self, step: usize) -> &[f32] {
         &self.acts[step][..self.batch * self.value_elems[step]]
     }
@@ -704,7 +710,7 @@ impl Plan {
     /// reference for tests, and a way to inspect every layer's output).
     pub fn unfuse(&mut self) {
         for s in &mut self.steps {
-            s.fusion = Fusion::None;
+            s.fusion = Fusion::default();
         }
     }
 
@@ -726,25 +732,35 @@ impl Plan {
     }
 }
 
-/// Marks each ReLU whose input is a BatchNorm or Add consumed by nothing
-/// else as computed by that producer (see [`Fusion`]).
-fn fuse_relus(steps: &mut [Step]) {
+/// Decides the [`Fusion`]s: a ReLU into a BatchNorm or Add, and a
+/// BatchNorm into a Conv, whenever the producer has no other consumer.
+fn fuse(steps: &mut [Step]) {
     let mut consumers = vec![0usize; steps.len()];
     for s in steps.iter() {
         for &u in &s.inputs {
             consumers[u] += 1;
         }
     }
-    for r in 0..steps.len() {
-        let (Op::Relu, &[p]) = (&steps[r].op, steps[r].inputs.as_slice()) else {
+    for i in 0..steps.len() {
+        let &[p] = steps[i].inputs.as_slice() else {
             continue;
         };
-        if consumers[p] == 1
-            && matches!(steps[p].op, Op::BatchNorm { .. } | Op::Add)
-            && steps[p].fusion == Fusion::None
-        {
-            steps[p].fusion = Fusion::ReluInto(r);
-            steps[r].fusion = Fusion::DoneBy(p);
+        if consumers[p] != 1 {
+            continue;
+        }
+        let fits = match (&steps[i].op, &steps[p].op) {
+            (Op::Relu, Op::BatchNorm { .. } | Op::Add) => {
+                steps[p].fusion.relu_into = Some(i);
+                true
+            }
+            (Op::BatchNorm { c, .. }, Op::Conv { geo, .. }) if *c == geo.out_c => {
+                steps[p].fusion.bn_into = Some(i);
+                true
+            }
+            _ => false,
+        };
+        if fits {
+            steps[i].fusion.done_by = Some(p);
         }
     }
 }
