@@ -135,6 +135,7 @@ pub fn batch_norm_train_forward(
         gamma,
         beta,
         relu,
+        residual: None,
     };
     affine(x, y, &map);
 }
@@ -146,6 +147,10 @@ pub fn batch_norm_train_forward(
 /// convolution applies the whole map to each output tile while it is still
 /// in cache ([`super::conv::conv2d_forward_bn`]). Every path evaluates the
 /// same expression, so fused and unfused results agree bit for bit.
+///
+/// `residual` (the conv epilogue only) adds the other input of a following
+/// two-input Add before the ReLU: a residual block's `relu(bn(conv) + skip)`
+/// in one pass. `a + b` is exact-commutative, so this equals the Add kernel.
 #[derive(Clone, Copy, Debug)]
 pub struct BnAffine<'a> {
     pub mean: &'a [f32],
@@ -153,6 +158,8 @@ pub struct BnAffine<'a> {
     pub gamma: &'a [f32],
     pub beta: &'a [f32],
     pub relu: bool,
+    /// Added elementwise (same layout as the output) before the ReLU.
+    pub residual: Option<&'a [f32]>,
 }
 
 impl BnAffine<'_> {
@@ -162,27 +169,45 @@ impl BnAffine<'_> {
 
     #[inline(always)]
     fn value(&self, ch: usize, v: f32) -> f32 {
-        let y = (v - self.mean[ch]) * (self.invstd[ch] * self.gamma[ch]) + self.beta[ch];
+        (v - self.mean[ch]) * (self.invstd[ch] * self.gamma[ch]) + self.beta[ch]
+    }
+
+    #[inline(always)]
+    fn finish(&self, y: f32) -> f32 {
         if self.relu { y.max(0.0) } else { y }
     }
 
-    /// `y = map(x)` for rows of `channels()` values.
+    /// `y = map(x)` for rows of `channels()` values (no residual).
     fn apply(&self, x: &[f32], y: &mut [f32]) {
+        assert!(self.residual.is_none(), "BnAffine::apply: residual");
         let c = self.channels();
         for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
             for (ch, (y, x)) in yr.iter_mut().zip(xr).enumerate() {
-                *y = self.value(ch, *x);
+                *y = self.finish(self.value(ch, *x));
             }
         }
     }
 
-    /// `y = map(y)` for rows of `channels()` values (single-threaded: the
-    /// caller is already one task of a parallel kernel).
-    pub fn apply_inplace(&self, y: &mut [f32]) {
+    /// `y = map(y)` for the rows of `channels()` values starting at element
+    /// `offset` of the whole output (where the residual is read).
+    /// Single-threaded: the caller is already one task of a parallel kernel.
+    pub fn apply_inplace(&self, y: &mut [f32], offset: usize) {
         let c = self.channels();
-        for yr in y.chunks_exact_mut(c) {
-            for (ch, y) in yr.iter_mut().enumerate() {
-                *y = self.value(ch, *y);
+        match self.residual {
+            None => {
+                for yr in y.chunks_exact_mut(c) {
+                    for (ch, y) in yr.iter_mut().enumerate() {
+                        *y = self.finish(self.value(ch, *y));
+                    }
+                }
+            }
+            Some(res) => {
+                let res = &res[offset..offset + y.len()];
+                for (yr, rr) in y.chunks_exact_mut(c).zip(res.chunks_exact(c)) {
+                    for (ch, (y, r)) in yr.iter_mut().zip(rr).enumerate() {
+                        *y = self.finish(self.value(ch, *y) + *r);
+                    }
+                }
             }
         }
     }
@@ -232,6 +257,7 @@ pub fn batch_norm_eval_forward(
         gamma,
         beta,
         relu,
+        residual: None,
     };
     affine(x, y, &map);
 }

@@ -47,12 +47,21 @@ impl Plan {
             {
                 continue;
             }
-            // The BatchNorm this conv applies, and the step its result goes to.
+            // The BatchNorm (and Add) this conv applies, and the step its result goes to.
             let bn = f.bn_into.filter(|&b| b <= last && mode == Mode::Eval);
-            let after = bn.map_or(f, |b| self.steps[b].fusion);
+            let add = bn
+                .and_then(|b| self.steps[b].fusion.add_into)
+                .filter(|&a| a <= last);
+            let tail = add.or(bn);
+            let after = tail.map_or(f, |t| self.steps[t].fusion);
             let relu_into = after.relu_into.filter(|&r| r <= last);
-            let dst = relu_into.or(bn).unwrap_or(i);
-            self.forward_step(i, images, mode, dst, bn, relu_into.is_some());
+            let pool = relu_into
+                .filter(|_| bn.is_some())
+                .and_then(|r| self.steps[r].fusion.pool_into)
+                .filter(|&p| p <= last);
+            let dst = pool.or(relu_into).or(tail).unwrap_or(i);
+            let relu = relu_into.is_some();
+            self.forward_step(i, images, mode, dst, bn, add, relu, pool.is_some());
             self.step_nanos[i] += start.elapsed().as_nanos() as u64;
         }
     }
@@ -113,8 +122,10 @@ impl Plan {
         }
     }
 
-    /// Runs step `i` (a Conv also BatchNorm step `bn` in evaluation), then
-    /// a ReLU if `relu`, writing into value `dst`'s buffer (see [`Fusion`](super::plan::Fusion)).
+    /// Runs step `i` (a Conv also BatchNorm step `bn` and Add step `add` in
+    /// evaluation), then a ReLU if `relu` and a 2×2 max pool if `pool`,
+    /// writing into value `dst`'s buffer (see [`Fusion`](super::plan::Fusion)).
+    #[allow(clippy::too_many_arguments)]
     fn forward_step(
         &mut self,
         i: usize,
@@ -122,10 +133,12 @@ impl Plan {
         mode: Mode,
         dst: usize,
         bn: Option<usize>,
+        add: Option<usize>,
         relu: bool,
+        pool: bool,
     ) {
         let n = self.batch;
-        let out_len = n * self.value_elems[i];
+        let out_len = n * self.value_elems[dst];
         if let Some(b) = bn
             && let Op::BatchNorm {
                 eps,
@@ -152,6 +165,11 @@ impl Plan {
             Op::Conv { geo, weight, bias } => {
                 let geo = geo.with_batch(n);
                 let b = bias.map(|b| self.params[b].data.as_slice());
+                // The Add's other input, added before the ReLU.
+                let residual = add.zip(bn).and_then(|(a, b)| {
+                    let v = *self.steps[a].inputs.iter().find(|&&v| v != b)?;
+                    Some(&self.acts[v][..n * self.value_elems[v]])
+                });
                 let bn = bn.and_then(|b| match &self.steps[b].op {
                     Op::BatchNorm {
                         gamma,
@@ -165,6 +183,7 @@ impl Plan {
                         gamma: &self.params[*gamma].data,
                         beta: &self.params[*beta].data,
                         relu,
+                        residual,
                     }),
                     _ => None,
                 });
@@ -174,6 +193,7 @@ impl Plan {
                     &self.params[*weight].data,
                     b,
                     bn.as_ref(),
+                    pool,
                     out,
                     &mut self.workspace,
                 );

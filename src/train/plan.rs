@@ -165,6 +165,11 @@ pub enum GradWrite {
 /// - Conv → BatchNorm (evaluation only): the conv applies the BatchNorm's
 ///   fixed affine map (and its fused ReLU) to each output tile in cache. In
 ///   training BatchNorm's backward needs the conv output, so it stays separate.
+/// - Conv → BatchNorm → two-input Add (evaluation only): the conv also adds
+///   the Add's other input (computed before the conv) and the Add's fused
+///   ReLU — a residual block's tail in one pass.
+/// - Conv → BatchNorm → ReLU → 2×2 stride-2 MaxPool (evaluation only): the
+///   conv pools its output tiles and writes only the pooled quarter.
 ///
 /// A fusion applies only when both steps run in the same pass (see
 /// [`Plan::forward_through`], [`Plan::forward_from`]).
@@ -174,6 +179,12 @@ pub struct Fusion {
     pub relu_into: Option<usize>,
     /// (Conv) in evaluation passes also applies BatchNorm step `b`, its only consumer.
     pub bn_into: Option<usize>,
+    /// (BatchNorm fused into a Conv) the two-input Add step, its only
+    /// consumer, that the conv completes too.
+    pub add_into: Option<usize>,
+    /// (ReLU fused into a BatchNorm fused into a Conv) the 2×2 MaxPool step,
+    /// its only consumer, that the conv applies too.
+    pub pool_into: Option<usize>,
     /// This step's output is written by the step that fused it.
     pub done_by: Option<usize>,
 }
@@ -732,8 +743,8 @@ impl Plan {
     }
 }
 
-/// Decides the [`Fusion`]s: a ReLU into a BatchNorm or Add, and a
-/// BatchNorm into a Conv, whenever the producer has no other consumer.
+/// Decides the [`Fusion`]s: a ReLU into a BatchNorm or Add, a BatchNorm into
+/// a Conv, and an Add into that Conv, whenever the producer has no other consumer.
 fn fuse(steps: &mut [Step]) {
     let mut consumers = vec![0usize; steps.len()];
     for s in steps.iter() {
@@ -761,6 +772,44 @@ fn fuse(steps: &mut [Step]) {
         };
         if fits {
             steps[i].fusion.done_by = Some(p);
+        }
+    }
+    for a in 0..steps.len() {
+        let (Op::Add, &[u, v]) = (&steps[a].op, steps[a].inputs.as_slice()) else {
+            continue;
+        };
+        for (bn, other) in [(u, v), (v, u)] {
+            if let Some(conv) = steps[bn].fusion.done_by
+                && consumers[bn] == 1
+                && matches!(steps[bn].op, Op::BatchNorm { .. })
+                && other < conv
+            {
+                steps[bn].fusion.add_into = Some(a);
+                steps[a].fusion.done_by = Some(conv);
+                break;
+            }
+        }
+    }
+    for p in 0..steps.len() {
+        let (Op::MaxPool { geo: pool, .. }, &[r]) = (&steps[p].op, steps[p].inputs.as_slice())
+        else {
+            continue;
+        };
+        let pool2 = (pool.k_h, pool.k_w, pool.stride_h, pool.stride_w) == (2, 2, 2, 2)
+            && (pool.pad_top, pool.pad_left, pool.pad_bottom, pool.pad_right) == (0, 0, 0, 0)
+            && (pool.out_h * 2, pool.out_w * 2) == (pool.in_h, pool.in_w);
+        let conv = steps[r]
+            .fusion
+            .done_by
+            .filter(|_| matches!(steps[r].op, Op::Relu) && consumers[r] == 1)
+            .and_then(|bn| steps[bn].fusion.done_by);
+        if let Some(conv) = conv
+            && let Op::Conv { geo, .. } = &steps[conv].op
+            && pool2
+            && geo.can_fuse_max_pool2()
+        {
+            steps[r].fusion.pool_into = Some(p);
+            steps[p].fusion.done_by = Some(conv);
         }
     }
 }
