@@ -31,6 +31,9 @@ pub struct BenchReport {
     pub peak_rss_mb: f64,
     /// Median ms per layer of a training step (forward + backward), slowest first.
     pub layers: Vec<LayerTime>,
+    /// Median ms per layer of an evaluation-mode forward pass, slowest first
+    /// (fused layers report their time under the first layer of the fusion).
+    pub forward_layers: Vec<LayerTime>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -137,6 +140,21 @@ unsafe fn fma_chains_avx2(iters: u64, seed: f32) -> f64 {
     rounds as f64 * 12.0 * 8.0 * 2.0
 }
 
+/// Median ms of each step over the timed runs, slowest first.
+fn layer_medians(plan: &Plan, per_layer: &mut [Vec<f64>]) -> Vec<LayerTime> {
+    let mut layers: Vec<LayerTime> = plan
+        .steps
+        .iter()
+        .zip(per_layer.iter_mut())
+        .map(|(s, t)| LayerTime {
+            name: s.name.clone(),
+            ms: median(t),
+        })
+        .collect();
+    layers.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    layers
+}
+
 /// Times `steps` training steps (after warm-up) and as many forward passes.
 pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<BenchReport, String> {
     let analysis = analyze(graph);
@@ -176,26 +194,23 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
         }
     }
     let mut forward_ms = Vec::with_capacity(steps);
+    let mut per_layer_fwd: Vec<Vec<f64>> = vec![Vec::with_capacity(steps); n_steps];
     for _ in 0..steps {
+        plan.step_nanos.iter_mut().for_each(|t| *t = 0);
         let start = Instant::now();
         plan.forward(&images, Mode::Eval);
         forward_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        for (acc, &ns) in per_layer_fwd.iter_mut().zip(&plan.step_nanos) {
+            acc.push(ns as f64 / 1e6);
+        }
     }
     let (forward_macs, train_macs) = training_macs(&plan, graph);
     let train_step = median(&mut train_ms);
     let forward = median(&mut forward_ms);
     let peak = fma_peak_gflops();
     let train_gflops = 2.0 * train_macs as f64 / (train_step * 1e-3) / 1e9;
-    let mut layers: Vec<LayerTime> = plan
-        .steps
-        .iter()
-        .zip(per_layer.iter_mut())
-        .map(|(s, t)| LayerTime {
-            name: s.name.clone(),
-            ms: median(t),
-        })
-        .collect();
-    layers.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    let layers = layer_medians(&plan, &mut per_layer);
+    let forward_layers = layer_medians(&plan, &mut per_layer_fwd);
     Ok(BenchReport {
         design: graph.name.clone(),
         batch,
@@ -213,5 +228,6 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
         train_efficiency: train_gflops / peak,
         peak_rss_mb: peak_rss_mb(),
         layers,
+        forward_layers,
     })
 }

@@ -224,6 +224,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 for l in r.layers.iter().take(8) {
                     println!("  {:<24}{:>8.2}", l.name, l.ms);
                 }
+                println!("slowest layers (ms per evaluation forward pass):");
+                for l in r.forward_layers.iter().take(12) {
+                    println!("  {:<24}{:>8.2}", l.name, l.ms);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

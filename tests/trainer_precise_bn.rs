@@ -21,8 +21,10 @@ fn one_full_batch_gives_the_exact_dataset_statistics() {
     for img in x.chunks_exact_mut(ds.image_len()) {
         stats.apply(img);
     }
-    plan.forward(&x, Mode::Eval);
-    let c1 = plan.activation(plan.step_of("c1").expect("c1"));
+    // A pass ending at c1 materialises it (a full pass fuses bn1 into it).
+    let c1 = plan.step_of("c1").expect("c1");
+    plan.forward_through(&x, c1, Mode::Eval);
+    let c1 = plan.activation(c1);
     let c = 4;
     let n = (c1.len() / c) as f64;
     let rm = &plan.param("bn1.running_mean").expect("rm").data;

@@ -17,6 +17,7 @@
 
 use super::SendPtr;
 use super::gemm::{MatRef, sgemm};
+use super::norm::BnAffine;
 use rayon::prelude::*;
 
 /// Invalid convolution / pooling geometry.
@@ -182,13 +183,37 @@ impl Conv2dGeometry {
     }
     /// Scratch floats needed by [`conv2d_forward`].
     pub fn forward_workspace_len(&self) -> usize {
+        let packed = super::gemm::packed_b_len(self.k_cols(), self.out_c);
         let direct = match self.direct_tiling() {
-            Some((_, band)) => {
-                super::gemm::packed_b_len(self.k_cols(), self.out_c) + self.slots * band
-            }
+            Some((_, band)) => packed + self.slots * band,
             None => 0,
         };
-        (self.slots * self.tile_len()).max(direct)
+        let pooled = match self.direct_tiling_pool2() {
+            Some((tr, band)) => packed + self.slots * (band + tr * self.out_w * self.out_c),
+            None => 0,
+        };
+        (self.slots * self.tile_len()).max(direct).max(pooled)
+    }
+    /// Whether [`conv2d_forward_bn`] can apply a 2×2 stride-2 max pool to
+    /// its output tiles (direct path, even output size).
+    pub fn can_fuse_max_pool2(&self) -> bool {
+        self.direct_tiling_pool2().is_some() && super::gemm::has_avx2_fma()
+    }
+    /// Direct tiling with an even number of output rows per tile, so each
+    /// tile holds whole 2×2 pooling windows.
+    fn direct_tiling_pool2(&self) -> Option<(usize, usize)> {
+        let (tr, _) = self.direct_tiling()?;
+        if !self.out_h.is_multiple_of(2) || !self.out_w.is_multiple_of(2) {
+            return None;
+        }
+        let tr = (tr.max(2) & !1).min(self.out_h);
+        Some((tr, self.band_len(tr)))
+    }
+    /// Floats of the zero-padded input band read by `tr` output rows.
+    fn band_len(&self, tr: usize) -> usize {
+        let band_h = (tr - 1) * self.stride_h + self.k_h;
+        let band_w = self.in_w + self.pad_left + self.pad_right;
+        band_h * band_w * self.in_c
     }
     /// Direct (implicit im2col) forward: output rows per tile and the floats
     /// of one zero-padded input band. None when the im2col path is used.
@@ -197,9 +222,7 @@ impl Conv2dGeometry {
             return None;
         }
         let tr = (TILE_ROWS / self.out_w).clamp(1, self.out_h);
-        let band_h = (tr - 1) * self.stride_h + self.k_h;
-        let band_w = self.in_w + self.pad_left + self.pad_right;
-        Some((tr, band_h * band_w * self.in_c))
+        Some((tr, self.band_len(tr)))
     }
     /// Scratch floats needed by [`conv2d_backward`].
     pub fn backward_workspace_len(&self) -> usize {
@@ -409,11 +432,45 @@ pub fn conv2d_forward(
     y: &mut [f32],
     ws: &mut [f32],
 ) {
-    check_lens(geo, x.len(), w.len(), y.len(), bias.map(|b| b.len()));
+    conv2d_forward_bn(geo, x, w, bias, None, false, y, ws)
+}
+
+/// [`conv2d_forward`] followed by an evaluation-mode BatchNorm `bn` (and
+/// its residual Add and ReLU), applied to each output tile right after its
+/// GEMM while it is in cache: the separate BatchNorm pass over the whole
+/// output (memory-bound) disappears. With `max_pool2` (needs
+/// [`Conv2dGeometry::can_fuse_max_pool2`]) the tile is then max-pooled 2×2,
+/// stride 2, and only the pooled output (a quarter) is written to `y`.
+/// Same values as the kernels run one after the other.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_bn(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    bn: Option<&BnAffine>,
+    max_pool2: bool,
+    y: &mut [f32],
+    ws: &mut [f32],
+) {
+    let y_full = if max_pool2 { 4 * y.len() } else { y.len() };
+    check_lens(geo, x.len(), w.len(), y_full, bias.map(|b| b.len()));
+    if let Some(bn) = bn {
+        assert_eq!(bn.channels(), geo.out_c, "conv2d_forward_bn: channels");
+        if let Some(r) = bn.residual {
+            assert!(!max_pool2, "conv2d_forward_bn: residual with pooling");
+            assert_eq!(r.len(), y.len(), "conv2d_forward_bn: residual length");
+        }
+    }
+    if max_pool2 {
+        assert!(geo.can_fuse_max_pool2(), "conv2d_forward_bn: cannot pool");
+        let (tr, band) = geo.direct_tiling_pool2().unwrap_or((2, 0));
+        return conv2d_forward_direct(geo, x, w, bias, bn, true, y, ws, tr, band);
+    }
     if let Some((tr, band)) = geo.direct_tiling()
         && super::gemm::has_avx2_fma()
     {
-        return conv2d_forward_direct(geo, x, w, bias, y, ws, tr, band);
+        return conv2d_forward_direct(geo, x, w, bias, bn, false, y, ws, tr, band);
     }
     let oc = geo.out_c;
     let (cg, og) = (geo.cin_g(), geo.cout_g());
@@ -452,6 +509,9 @@ pub fn conv2d_forward(
                 let a = MatRef::row_major(buf, kc);
                 sgemm(count, og, kc, 1.0, a, bmat, beta, &mut yt[g * og..], oc);
             }
+        }
+        if let Some(bn) = bn {
+            bn.apply_inplace(yt, m0 * oc);
         }
     };
     let tiles = rows.div_ceil(TILE_ROWS);
@@ -523,6 +583,8 @@ fn conv2d_forward_direct(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
+    bn: Option<&BnAffine>,
+    max_pool2: bool,
     y: &mut [f32],
     ws: &mut [f32],
     tr: usize,
@@ -543,19 +605,25 @@ fn conv2d_forward_direct(
     let slots = geo.slots.min(tiles);
     let yp = SendPtr(y.as_mut_ptr());
     let plane = geo.out_h * geo.out_w;
-    rest[..slots * band]
-        .par_chunks_mut(band)
+    // With pooling, each slot also holds one unpooled output tile.
+    let tile = if max_pool2 { tr * geo.out_w * oc } else { 0 };
+    rest[..slots * (band + tile)]
+        .par_chunks_mut(band + tile)
         .enumerate()
         .for_each(|(s, buf)| {
+            let (buf, tile_buf) = buf.split_at_mut(band);
             let mut rows = [0usize; DIRECT_MAX_PIXELS];
             for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
                 let (b, oy0) = (t / per_img, (t % per_img) * tr);
                 let trr = tr.min(geo.out_h - oy0);
                 let count = fill_band(geo, x, b, oy0, trr, buf, &mut rows);
                 let m0 = b * plane + oy0 * geo.out_w;
-                // SAFETY: tiles write disjoint row ranges of y.
-                let c =
-                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(m0 * oc), count * oc) };
+                let c = if max_pool2 {
+                    &mut tile_buf[..count * oc]
+                } else {
+                    // SAFETY: tiles write disjoint row ranges of y.
+                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(m0 * oc), count * oc) }
+                };
                 let done = conv_rows(
                     buf,
                     &rows[..count],
@@ -569,8 +637,41 @@ fn conv2d_forward_direct(
                     oc,
                 );
                 assert!(done, "conv2d_forward_direct needs AVX2+FMA");
+                if let Some(bn) = bn {
+                    bn.apply_inplace(c, m0 * oc);
+                }
+                if max_pool2 {
+                    // Pooled rows oy0/2 .. (oy0+trr)/2 of image b: disjoint per tile.
+                    let (pw, row) = (geo.out_w / 2, geo.out_w * oc);
+                    let p0 = (b * (geo.out_h / 2) + oy0 / 2) * pw * oc;
+                    // SAFETY: tiles write disjoint pooled row ranges of y.
+                    let py = unsafe {
+                        std::slice::from_raw_parts_mut(yp.get().add(p0), trr / 2 * pw * oc)
+                    };
+                    max_pool2_tile(c, row, oc, py);
+                }
             }
         });
+}
+
+/// 2×2 stride-2 max pool of a tile of whole output rows (`row` floats each,
+/// `c` channels) into `y`, comparing in the window order and with the same
+/// select as [`super::pool::max_pool2d_forward_eval`], so values agree bit for bit.
+fn max_pool2_tile(t: &[f32], row: usize, c: usize, y: &mut [f32]) {
+    for (pr, yrow) in y.chunks_exact_mut(row / 2).enumerate() {
+        let top = &t[2 * pr * row..];
+        for (px, ym) in yrow.chunks_exact_mut(c).enumerate() {
+            ym.fill(f32::NEG_INFINITY);
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    let x0 = dy * row + (2 * px + dx) * c;
+                    for (m, &v) in ym.iter_mut().zip(&top[x0..x0 + c]) {
+                        *m = if v > *m { v } else { *m };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Gradients of [`conv2d_forward`]. Each of `dx`, `dw`, `db` is optional and
@@ -1001,6 +1102,9 @@ mod tests {
             Conv2dGeometry::new(2, (5, 6, 3), 4, (3, 3), (1, 1), [1, 1, 1, 1], 1).unwrap(),
             Conv2dGeometry::new(2, (7, 5, 4), 6, (3, 2), (2, 1), [0, 1, 2, 0], 2).unwrap(),
             Conv2dGeometry::new(1, (6, 6, 3), 5, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+            // even outputs: the max-pool epilogue (tiles of 6 rows, and of 2)
+            Conv2dGeometry::new(2, (6, 8, 3), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+            Conv2dGeometry::new(1, (6, 64, 3), 8, (3, 3), (1, 1), [1; 4], 1).unwrap(),
             Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 2).unwrap(),
             Conv2dGeometry::new(1, (6, 5, 4), 4, (3, 3), (2, 2), [1, 0, 1, 1], 4).unwrap(),
             Conv2dGeometry::new(1, (4, 4, 2), 3, (4, 4), (1, 1), [0; 4], 1).unwrap(),
@@ -1045,6 +1149,81 @@ mod tests {
                 for (a, b) in y.iter().zip(&want) {
                     assert!((*a as f64 - b).abs() < 1e-4, "{geo:?}: {a} vs {b}");
                 }
+            }
+        }
+    }
+
+    /// The BatchNorm epilogue gives exactly conv then BatchNorm (+ ReLU), on
+    /// the direct, im2col and pointwise paths.
+    #[test]
+    fn forward_with_bn_epilogue_equals_conv_then_bn() {
+        use crate::kernels::norm::batch_norm_eval_forward;
+        let mut rng = Rng::new(4);
+        for geo in cases() {
+            let c = geo.out_c;
+            let x = rng.vec(geo.in_len());
+            let w = rng.vec(geo.weight_len());
+            let bias = rng.vec(c);
+            let (gamma, beta, mean) = (rng.vec(c), rng.vec(c), rng.vec(c));
+            let var: Vec<f32> = rng.vec(c).iter().map(|v| v.abs() + 0.1).collect();
+            let mut invstd = vec![0.0; c];
+            let mut ws = vec![0.0; geo.workspace_len()];
+            for relu in [false, true] {
+                let mut conv = vec![0.0; geo.out_len()];
+                conv2d_forward(&geo, &x, &w, Some(&bias), &mut conv, &mut ws);
+                // BatchNorm as the model runs it, with its ReLU and without.
+                let [want, plain_bn] = [relu, false].map(|r| {
+                    let mut out = vec![0.0; geo.out_len()];
+                    batch_norm_eval_forward(
+                        &conv,
+                        &mut out,
+                        c,
+                        &gamma,
+                        &beta,
+                        &mean,
+                        &var,
+                        1e-3,
+                        &mut invstd,
+                        r,
+                    );
+                    out
+                });
+                let mut bn = BnAffine {
+                    mean: &mean,
+                    invstd: &invstd,
+                    gamma: &gamma,
+                    beta: &beta,
+                    relu,
+                    residual: None,
+                };
+                let mut y = vec![f32::NAN; geo.out_len()];
+                conv2d_forward_bn(&geo, &x, &w, Some(&bias), Some(&bn), false, &mut y, &mut ws);
+                assert_eq!(y, want, "{geo:?} relu {relu}");
+                // Pooled in the epilogue equals the max-pool kernel on the output.
+                if geo.can_fuse_max_pool2() {
+                    let pg = crate::kernels::Pool2dGeometry::new(
+                        geo.batch,
+                        (geo.out_h, geo.out_w, c),
+                        (2, 2),
+                        (2, 2),
+                        [0; 4],
+                        false,
+                    )
+                    .unwrap();
+                    let mut pooled = vec![0.0; pg.out_len()];
+                    crate::kernels::pool::max_pool2d_forward_eval(&pg, &want, &mut pooled);
+                    let mut yp = vec![f32::NAN; pg.out_len()];
+                    conv2d_forward_bn(&geo, &x, &w, Some(&bias), Some(&bn), true, &mut yp, &mut ws);
+                    assert_eq!(yp, pooled, "{geo:?} pooled relu {relu}");
+                }
+                // relu(bn(conv) + skip) equals BN, then the Add kernel with its ReLU.
+                let skip = rng.vec(geo.out_len());
+                let mut sum = vec![0.0; geo.out_len()];
+                let inputs: [&[f32]; 2] = [&plain_bn, &skip];
+                crate::kernels::misc::add_forward(2, |k| inputs[k], &mut sum, relu);
+                bn.residual = Some(&skip);
+                conv2d_forward_bn(&geo, &x, &w, Some(&bias), Some(&bn), false, &mut y, &mut ws);
+                assert_eq!(y, sum, "{geo:?} residual relu {relu}");
             }
         }
     }

@@ -71,21 +71,31 @@ pub fn dropout_backward(dy: &[f32], dx: &mut [f32], p: f32, seed: u64) {
     dropout_forward(dy, dx, p, seed)
 }
 
-/// `y = Σ inputs` (at least one input).
-pub fn add_forward(inputs: &[&[f32]], y: &mut [f32]) {
-    assert!(!inputs.is_empty(), "add: no inputs");
-    for i in inputs {
-        assert_eq!(i.len(), y.len(), "add: lengths");
+/// `y = Σ inputs`, then `max(y, 0)` if `relu` (a following ReLU fused by the
+/// plan, saving a pass over `y`). `input(k)` gives input `k` of `count ≥ 1`,
+/// so callers need not collect their inputs into a fresh Vec on every call.
+pub fn add_forward<'a>(
+    count: usize,
+    input: impl Fn(usize) -> &'a [f32] + Sync,
+    y: &mut [f32],
+    relu: bool,
+) {
+    assert!(count > 0, "add: no inputs");
+    for k in 0..count {
+        assert_eq!(input(k).len(), y.len(), "add: lengths");
     }
     y.par_chunks_mut(ELEM_CHUNK)
         .enumerate()
         .for_each(|(ci, y)| {
             let o = ci * ELEM_CHUNK;
-            y.copy_from_slice(&inputs[0][o..o + y.len()]);
-            for inp in &inputs[1..] {
-                for (a, b) in y.iter_mut().zip(&inp[o..]) {
+            y.copy_from_slice(&input(0)[o..o + y.len()]);
+            for k in 1..count {
+                for (a, b) in y.iter_mut().zip(&input(k)[o..]) {
                     *a += *b;
                 }
+            }
+            if relu {
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
             }
         });
 }
@@ -99,23 +109,26 @@ pub fn accumulate(dst: &mut [f32], src: &[f32]) {
         .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += *s));
 }
 
-/// Concatenate NHWC tensors along channels: input `k` has `channels[k]`
-/// channels; all share the same pixel count. Output has `Σ channels`.
-pub fn concat_channels_forward(inputs: &[&[f32]], channels: &[usize], y: &mut [f32]) {
-    assert_eq!(inputs.len(), channels.len(), "concat: inputs vs channels");
+/// Concatenate NHWC tensors along channels: input `k` (`input(k)`) has
+/// `channels[k]` channels; all share the same pixel count. Output has `Σ channels`.
+pub fn concat_channels_forward<'a>(
+    input: impl Fn(usize) -> &'a [f32] + Sync,
+    channels: &[usize],
+    y: &mut [f32],
+) {
     let c: usize = channels.iter().sum();
     assert_eq!(y.len() % c, 0, "concat: output length");
     let pixels = y.len() / c;
-    for (i, &ci) in inputs.iter().zip(channels) {
-        assert_eq!(i.len(), pixels * ci, "concat: input length");
+    for (k, &ci) in channels.iter().enumerate() {
+        assert_eq!(input(k).len(), pixels * ci, "concat: input length");
     }
     let rows = (ELEM_CHUNK / c).max(1);
     y.par_chunks_mut(rows * c).enumerate().for_each(|(t, y)| {
         let p0 = t * rows;
         for (r, yr) in y.chunks_exact_mut(c).enumerate() {
             let mut off = 0;
-            for (inp, &ci) in inputs.iter().zip(channels) {
-                yr[off..off + ci].copy_from_slice(&inp[(p0 + r) * ci..(p0 + r + 1) * ci]);
+            for (k, &ci) in channels.iter().enumerate() {
+                yr[off..off + ci].copy_from_slice(&input(k)[(p0 + r) * ci..(p0 + r + 1) * ci]);
                 off += ci;
             }
         }
@@ -271,7 +284,14 @@ mod tests {
         let b = [10.0f32, 20.0];
         let c = [100.0f32, 200.0];
         let mut y = [0.0; 2];
-        add_forward(&[&a, &b, &c], &mut y);
+        let inputs: [&[f32]; 3] = [&a, &b, &c];
+        add_forward(3, |k| inputs[k], &mut y, false);
+        assert_eq!(y, [111.0, 222.0]);
+        let neg = [-200.0f32, 0.0];
+        let inputs: [&[f32]; 2] = [&a, &neg];
+        add_forward(2, |k| inputs[k], &mut y, true);
+        assert_eq!(y, [0.0, 2.0]);
+        add_forward(3, |k| [&a[..], &b[..], &c[..]][k], &mut y, false);
         assert_eq!(y, [111.0, 222.0]);
         accumulate(&mut y, &a);
         assert_eq!(y, [112.0, 224.0]);
@@ -286,7 +306,7 @@ mod tests {
         let b = rng.vec(px * 3);
         let c = rng.vec(px);
         let mut y = vec![0.0; px * 6];
-        concat_channels_forward(&[&a, &b, &c], &ch, &mut y);
+        concat_channels_forward(|k| [&a[..], &b[..], &c[..]][k], &ch, &mut y);
         assert_eq!(&y[6..8], &a[2..4]);
         assert_eq!(&y[8..11], &b[3..6]);
         assert_eq!(y[11], c[1]);
@@ -295,7 +315,7 @@ mod tests {
         concat_channels_backward(&r, &ch, &mut [&mut da, &mut db, &mut dc]);
         check("concat", &mut a, &da, 1e-2, |a| {
             let mut y = vec![0.0; px * 6];
-            concat_channels_forward(&[a, &b, &c], &ch, &mut y);
+            concat_channels_forward(|k| [a, &b[..], &c[..]][k], &ch, &mut y);
             dot64(&y, &r)
         });
     }

@@ -64,6 +64,7 @@ fn channel_reduce2(
 /// Training-mode forward. `x`, `y`: rows × `c`. Writes the batch mean and
 /// `1/sqrt(var + eps)` into `save_mean`/`save_invstd` (needed by
 /// [`batch_norm_train_backward`]) and updates the running statistics.
+/// `relu` applies a ReLU to `y` in the same pass.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_forward(
     x: &[f32],
@@ -77,6 +78,7 @@ pub fn batch_norm_train_forward(
     running_var: &mut [f32],
     save_mean: &mut [f32],
     save_invstd: &mut [f32],
+    relu: bool,
 ) {
     assert_eq!(x.len(), y.len(), "batch_norm: lengths");
     assert_eq!(x.len() % c, 0, "batch_norm: channels");
@@ -127,32 +129,112 @@ pub fn batch_norm_train_forward(
         running_var[ch] = momentum * running_var[ch] + (1.0 - momentum) * var * unbias;
         save_invstd[ch] = 1.0 / (var + eps).sqrt();
     }
-    affine(x, y, c, save_mean, save_invstd, gamma, beta);
+    let map = BnAffine {
+        mean: save_mean,
+        invstd: save_invstd,
+        gamma,
+        beta,
+        relu,
+        residual: None,
+    };
+    affine(x, y, &map);
 }
 
-/// `y = (x − mean)·invstd·gamma + beta`, parallel over rows.
-fn affine(
-    x: &[f32],
-    y: &mut [f32],
-    c: usize,
-    mean: &[f32],
-    invstd: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-) {
-    let chunk = (ELEM_CHUNK / c).max(1) * c;
-    y.par_chunks_mut(chunk)
-        .zip(x.par_chunks(chunk))
-        .for_each(|(y, x)| {
-            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                for ch in 0..c {
-                    yr[ch] = (xr[ch] - mean[ch]) * (invstd[ch] * gamma[ch]) + beta[ch];
+/// The per-channel map of a BatchNorm with fixed statistics:
+/// `y = (x − mean)·(invstd·gamma) + beta`, then `max(y, 0)` if `relu`.
+/// Applying a following ReLU here (the plan fuses it when the BatchNorm is
+/// its only input) saves a full read and write of the activation; and a
+/// convolution applies the whole map to each output tile while it is still
+/// in cache ([`super::conv::conv2d_forward_bn`]). Every path evaluates the
+/// same expression, so fused and unfused results agree bit for bit.
+///
+/// `residual` (the conv epilogue only) adds the other input of a following
+/// two-input Add before the ReLU: a residual block's `relu(bn(conv) + skip)`
+/// in one pass. `a + b` is exact-commutative, so this equals the Add kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct BnAffine<'a> {
+    pub mean: &'a [f32],
+    pub invstd: &'a [f32],
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub relu: bool,
+    /// Added elementwise (same layout as the output) before the ReLU.
+    pub residual: Option<&'a [f32]>,
+}
+
+impl BnAffine<'_> {
+    pub fn channels(&self) -> usize {
+        self.mean.len()
+    }
+
+    #[inline(always)]
+    fn value(&self, ch: usize, v: f32) -> f32 {
+        (v - self.mean[ch]) * (self.invstd[ch] * self.gamma[ch]) + self.beta[ch]
+    }
+
+    #[inline(always)]
+    fn finish(&self, y: f32) -> f32 {
+        if self.relu { y.max(0.0) } else { y }
+    }
+
+    /// `y = map(x)` for rows of `channels()` values (no residual).
+    fn apply(&self, x: &[f32], y: &mut [f32]) {
+        assert!(self.residual.is_none(), "BnAffine::apply: residual");
+        let c = self.channels();
+        for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for (ch, (y, x)) in yr.iter_mut().zip(xr).enumerate() {
+                *y = self.finish(self.value(ch, *x));
+            }
+        }
+    }
+
+    /// `y = map(y)` for the rows of `channels()` values starting at element
+    /// `offset` of the whole output (where the residual is read).
+    /// Single-threaded: the caller is already one task of a parallel kernel.
+    pub fn apply_inplace(&self, y: &mut [f32], offset: usize) {
+        let c = self.channels();
+        match self.residual {
+            None => {
+                for yr in y.chunks_exact_mut(c) {
+                    for (ch, y) in yr.iter_mut().enumerate() {
+                        *y = self.finish(self.value(ch, *y));
+                    }
                 }
             }
-        });
+            Some(res) => {
+                let res = &res[offset..offset + y.len()];
+                for (yr, rr) in y.chunks_exact_mut(c).zip(res.chunks_exact(c)) {
+                    for (ch, (y, r)) in yr.iter_mut().zip(rr).enumerate() {
+                        *y = self.finish(self.value(ch, *y) + *r);
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// Inference-mode forward with the running statistics.
+/// [`BnAffine::apply`] parallel over rows.
+fn affine(x: &[f32], y: &mut [f32], map: &BnAffine) {
+    let chunk = (ELEM_CHUNK / map.channels()).max(1) * map.channels();
+    y.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(y, x)| map.apply(x, y));
+}
+
+/// `out = 1/sqrt(running_var + eps)`, the scale of an evaluation-mode BatchNorm.
+pub fn batch_norm_eval_invstd(running_var: &[f32], eps: f32, out: &mut [f32]) {
+    assert_eq!(
+        out.len(),
+        running_var.len(),
+        "batch_norm_eval: scratch length"
+    );
+    for (s, v) in out.iter_mut().zip(running_var) {
+        *s = 1.0 / (*v + eps).sqrt();
+    }
+}
+
+/// Inference-mode forward with the running statistics; `relu` as in
+/// [`batch_norm_train_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_eval_forward(
     x: &[f32],
@@ -164,13 +246,20 @@ pub fn batch_norm_eval_forward(
     running_var: &[f32],
     eps: f32,
     invstd_scratch: &mut [f32],
+    relu: bool,
 ) {
     assert_eq!(x.len(), y.len(), "batch_norm_eval: lengths");
     assert_eq!(invstd_scratch.len(), c, "batch_norm_eval: scratch length");
-    for (s, v) in invstd_scratch.iter_mut().zip(running_var) {
-        *s = 1.0 / (*v + eps).sqrt();
-    }
-    affine(x, y, c, running_mean, invstd_scratch, gamma, beta);
+    batch_norm_eval_invstd(running_var, eps, invstd_scratch);
+    let map = BnAffine {
+        mean: running_mean,
+        invstd: invstd_scratch,
+        gamma,
+        beta,
+        relu,
+        residual: None,
+    };
+    affine(x, y, &map);
 }
 
 /// Training-mode backward: `dx` (overwritten), `dgamma`, `dbeta` (overwritten)
@@ -298,6 +387,7 @@ mod tests {
         let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
         batch_norm_train_forward(
             &x, &mut y, c, &[1.0; 3], &[0.0; 3], 0.0, 0.9, &mut rm, &mut rv, &mut sm, &mut si,
+            false,
         );
         assert_eq!(sm, vec![4.5, 5.5, 6.5]);
         // biased var of {0,3,6,9} = 11.25, unbiased 15
@@ -318,6 +408,7 @@ mod tests {
         let mut y = vec![0.0; x.len()];
         batch_norm_train_forward(
             &x, &mut y, c, &[1.0; 2], &[0.0; 2], 0.0, 0.0, &mut rm, &mut rv, &mut sm, &mut si,
+            false,
         );
         for ch in 0..c {
             let vals: Vec<f64> = (0..rows).map(|r| x[r * c + ch] as f64).collect();
@@ -343,7 +434,9 @@ mod tests {
             let fwd = |x: &[f32], g: &[f32], b: &[f32], sm: &mut [f32], si: &mut [f32]| {
                 let mut y = vec![0.0; x.len()];
                 let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
-                batch_norm_train_forward(x, &mut y, c, g, b, eps, 0.9, &mut rm, &mut rv, sm, si);
+                batch_norm_train_forward(
+                    x, &mut y, c, g, b, eps, 0.9, &mut rm, &mut rv, sm, si, false,
+                );
                 dot64(&y, &r)
             };
             let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
@@ -380,7 +473,7 @@ mod tests {
         let fwd = |x: &[f32], g: &[f32], b: &[f32]| {
             let mut y = vec![0.0; x.len()];
             let mut s = vec![0.0; c];
-            batch_norm_eval_forward(x, &mut y, c, g, b, &rm, &rv, 1e-3, &mut s);
+            batch_norm_eval_forward(x, &mut y, c, g, b, &rm, &rv, 1e-3, &mut s, false);
             dot64(&y, &r)
         };
         let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);

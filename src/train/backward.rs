@@ -592,10 +592,20 @@ mod tests {
 
     #[test]
     fn residual_graph_end_to_end() {
+        check(&residual_graph(false));
+    }
+
+    /// Stem (optionally max-pooled: a finite-difference check across a max
+    /// pool's near-ties is unreliable, so only the fusion test pools) and two
+    /// residual blocks.
+    fn residual_graph(pool: bool) -> Graph {
         let mut g = Graph::new("residual");
         let mut b = Builder::new(&mut g);
         let x = b.input("in", 8, 8, 3);
-        let x = b.conv_bn_relu("stem", x, 4, 3, 1, Padding::Same);
+        let mut x = b.conv_bn_relu("stem", x, 4, 3, 1, Padding::Same);
+        if pool {
+            x = b.max_pool("pool", x, 2, 2, Padding::Valid);
+        }
         b.prefix = "b1_".into();
         let x = basic_residual_block(&mut b, x, 4, 1);
         b.prefix = "b2_".into();
@@ -604,7 +614,56 @@ mod tests {
         let x = b.layer("gap", LayerKind::GlobalAvgPool, &[x]);
         let x = b.dense("fc", x, 3);
         b.layer("softmax", LayerKind::Softmax, &[x]);
-        check(&g);
+        g
+    }
+
+    /// Fused plans (ReLU into BatchNorm / Add, BatchNorm and residual Add
+    /// into Conv in evaluation) give the same losses, gradients, running statistics and
+    /// eval outputs, bit for bit, as the unfused plan; the gradient checks
+    /// above run through the fused training path.
+    #[test]
+    fn fused_relus_match_the_unfused_plan() {
+        use crate::train::plan::Fusion;
+        let g = residual_graph(true);
+        let analysis = analyze(&g);
+        let mut fused = Plan::compile(&g, &analysis, BATCH, 7).unwrap();
+        let mut plain = Plan::compile(&g, &analysis, BATCH, 7).unwrap();
+        plain.unfuse();
+        let count = |f: fn(&Fusion) -> bool| fused.steps.iter().filter(|s| f(&s.fusion)).count();
+        // stem BN, each block's first BN and its Add (2 blocks).
+        assert_eq!(count(|f| f.relu_into.is_some()), 5, "BN→ReLU, Add→ReLU");
+        // every conv: stem, 2 per block, the projection.
+        assert_eq!(count(|f| f.bn_into.is_some()), 6, "Conv→BN");
+        // each block's second conv (or its projection) completes the Add.
+        assert_eq!(count(|f| f.add_into.is_some()), 2, "Conv→BN→Add");
+        assert_eq!(count(|f| f.pool_into.is_some()), 1, "Conv→BN→ReLU→MaxPool");
+        let (images, labels) = batch(&fused, 99);
+        for _ in 0..2 {
+            for plan in [&mut fused, &mut plain] {
+                plan.forward(&images, Mode::Train);
+                plan.loss_backward(&labels);
+                plan.backward();
+            }
+            for (a, b) in fused.params.iter().zip(&plain.params) {
+                assert_eq!(a.grad, b.grad, "{}", a.name);
+                assert_eq!(a.data, b.data, "{}", a.name);
+            }
+        }
+        fused.forward(&images, Mode::Eval);
+        plain.forward(&images, Mode::Eval);
+        assert_eq!(fused.probabilities(), plain.probabilities());
+        // A pass ending at a fused step materialises its output, and a
+        // pass resuming after it runs the rest itself.
+        for name in ["stem", "stem_bn", "stem_relu", "b1_b", "b1_b_bn", "b1_add"] {
+            let cut = fused.step_of(name).unwrap();
+            fused.forward_through(&images, cut, Mode::Eval);
+            assert_eq!(fused.activation(cut), plain.activation(cut), "{name}");
+            if name.starts_with("stem") {
+                let cached = fused.activation(cut).to_vec();
+                fused.forward_from(cut, &cached, Mode::Eval);
+                assert_eq!(fused.probabilities(), plain.probabilities(), "{name}");
+            }
+        }
     }
 
     #[test]

@@ -27,12 +27,43 @@ impl Plan {
         if mode == Mode::Train {
             self.iteration += 1;
         }
-        for i in 0..self.steps.len() {
+        self.run_steps(0, self.steps.len() - 1, images, mode);
+        self.finish_probabilities();
+    }
+
+    /// Runs steps `first..=last`. A [`Fusion`](super::plan::Fusion) applies only when both of its
+    /// steps are in the range (and, for Conv → BatchNorm, in evaluation): a
+    /// pass ending at a fused producer must materialise its output, and a
+    /// pass starting after it (a cached activation) must run the rest itself.
+    fn run_steps(&mut self, first: usize, last: usize, images: &[f32], mode: Mode) {
+        for i in first..=last {
             let start = Instant::now();
-            self.forward_step(i, images, mode);
+            let f = self.steps[i].fusion;
+            // Done by its producer: a ReLU whenever that ran, a BatchNorm
+            // when its conv ran in evaluation.
+            if let Some(p) = f.done_by
+                && p >= first
+                && (mode == Mode::Eval || !matches!(self.steps[p].op, Op::Conv { .. }))
+            {
+                continue;
+            }
+            // The BatchNorm (and Add) this conv applies, and the step its result goes to.
+            let bn = f.bn_into.filter(|&b| b <= last && mode == Mode::Eval);
+            let add = bn
+                .and_then(|b| self.steps[b].fusion.add_into)
+                .filter(|&a| a <= last);
+            let tail = add.or(bn);
+            let after = tail.map_or(f, |t| self.steps[t].fusion);
+            let relu_into = after.relu_into.filter(|&r| r <= last);
+            let pool = relu_into
+                .filter(|_| bn.is_some())
+                .and_then(|r| self.steps[r].fusion.pool_into)
+                .filter(|&p| p <= last);
+            let dst = pool.or(relu_into).or(tail).unwrap_or(i);
+            let relu = relu_into.is_some();
+            self.forward_step(i, images, mode, dst, bn, add, relu, pool.is_some());
             self.step_nanos[i] += start.elapsed().as_nanos() as u64;
         }
-        self.finish_probabilities();
     }
 
     /// Runs only steps `0..=last` on `images`; afterwards `activation(last)`
@@ -52,11 +83,7 @@ impl Plan {
         if mode == Mode::Train {
             self.iteration += 1;
         }
-        for i in 0..=last {
-            let start = Instant::now();
-            self.forward_step(i, images, mode);
-            self.step_nanos[i] += start.elapsed().as_nanos() as u64;
-        }
+        self.run_steps(0, last, images, mode);
     }
 
     /// Sets value `start`'s activation to `cached` (`n × value_elems[start]`)
@@ -75,10 +102,8 @@ impl Plan {
             self.iteration += 1;
         }
         self.acts[start][..cached.len()].copy_from_slice(cached);
-        for i in start + 1..self.steps.len() {
-            let t = Instant::now();
-            self.forward_step(i, &[], mode);
-            self.step_nanos[i] += t.elapsed().as_nanos() as u64;
+        if start + 1 < self.steps.len() {
+            self.run_steps(start + 1, self.steps.len() - 1, &[], mode);
         }
         self.finish_probabilities();
     }
@@ -97,11 +122,35 @@ impl Plan {
         }
     }
 
-    fn forward_step(&mut self, i: usize, images: &[f32], mode: Mode) {
+    /// Runs step `i` (a Conv also BatchNorm step `bn` and Add step `add` in
+    /// evaluation), then a ReLU if `relu` and a 2×2 max pool if `pool`,
+    /// writing into value `dst`'s buffer (see [`Fusion`](super::plan::Fusion)).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_step(
+        &mut self,
+        i: usize,
+        images: &[f32],
+        mode: Mode,
+        dst: usize,
+        bn: Option<usize>,
+        add: Option<usize>,
+        relu: bool,
+        pool: bool,
+    ) {
         let n = self.batch;
-        let out_len = n * self.value_elems[i];
+        let out_len = n * self.value_elems[dst];
+        if let Some(b) = bn
+            && let Op::BatchNorm {
+                eps,
+                running_var,
+                save_invstd,
+                ..
+            } = &mut self.steps[b].op
+        {
+            norm::batch_norm_eval_invstd(&self.params[*running_var].data, *eps, save_invstd);
+        }
         // Take the output buffer out so inputs can be borrowed alongside it.
-        let mut y = std::mem::take(&mut self.acts[i]);
+        let mut y = std::mem::take(&mut self.acts[dst]);
         let out = &mut y[..out_len];
         // Likewise the op, whose per-step state (BN statistics, argmax) is written.
         let mut op = std::mem::replace(&mut self.steps[i].op, Op::Input);
@@ -116,11 +165,35 @@ impl Plan {
             Op::Conv { geo, weight, bias } => {
                 let geo = geo.with_batch(n);
                 let b = bias.map(|b| self.params[b].data.as_slice());
-                conv::conv2d_forward(
+                // The Add's other input, added before the ReLU.
+                let residual = add.zip(bn).and_then(|(a, b)| {
+                    let v = *self.steps[a].inputs.iter().find(|&&v| v != b)?;
+                    Some(&self.acts[v][..n * self.value_elems[v]])
+                });
+                let bn = bn.and_then(|b| match &self.steps[b].op {
+                    Op::BatchNorm {
+                        gamma,
+                        beta,
+                        running_mean,
+                        save_invstd,
+                        ..
+                    } => Some(norm::BnAffine {
+                        mean: &self.params[*running_mean].data,
+                        invstd: save_invstd,
+                        gamma: &self.params[*gamma].data,
+                        beta: &self.params[*beta].data,
+                        relu,
+                        residual,
+                    }),
+                    _ => None,
+                });
+                conv::conv2d_forward_bn(
                     &geo,
                     x(0),
                     &self.params[*weight].data,
                     b,
+                    bn.as_ref(),
+                    pool,
                     out,
                     &mut self.workspace,
                 );
@@ -128,8 +201,13 @@ impl Plan {
             Op::ZeroPad { hwc, pad } => misc::zero_pad2d_forward(x(0), out, n, *hwc, *pad),
             Op::MaxPool { geo, argmax } => {
                 let geo = geo.with_batch(n);
-                let am = &mut argmax[..geo.out_len()];
-                pool::max_pool2d_forward(&geo, x(0), out, am);
+                if mode == Mode::Train {
+                    let am = &mut argmax[..geo.out_len()];
+                    pool::max_pool2d_forward(&geo, x(0), out, am);
+                } else {
+                    // No backward follows an evaluation pass: skip the argmax.
+                    pool::max_pool2d_forward_eval(&geo, x(0), out);
+                }
             }
             Op::AvgPool { geo } => {
                 pool::avg_pool2d_forward(&geo.with_batch(n), x(0), out, false);
@@ -161,6 +239,7 @@ impl Plan {
                         &mut rv,
                         save_mean,
                         save_invstd,
+                        relu,
                     );
                     self.params[*running_mean].data = rm;
                     self.params[*running_var].data = rv;
@@ -175,6 +254,7 @@ impl Plan {
                         &self.params[*running_var].data,
                         *eps,
                         save_invstd,
+                        relu,
                     );
                 }
             }
@@ -200,17 +280,11 @@ impl Plan {
                 let b = bias.map(|b| self.params[b].data.as_slice());
                 dense::dense_forward(x(0), &self.params[*weight].data, b, out, n, *n_in, *n_out);
             }
-            Op::Add => {
-                let inputs: Vec<&[f32]> = (0..self.steps[i].inputs.len()).map(x).collect();
-                misc::add_forward(&inputs, out);
-            }
-            Op::Concat { channels } => {
-                let inputs: Vec<&[f32]> = (0..channels.len()).map(x).collect();
-                misc::concat_channels_forward(&inputs, channels, out);
-            }
+            Op::Add => misc::add_forward(self.steps[i].inputs.len(), x, out, relu),
+            Op::Concat { channels } => misc::concat_channels_forward(x, channels, out),
         }
         self.steps[i].op = op;
-        self.acts[i] = y;
+        self.acts[dst] = y;
     }
 }
 

@@ -154,6 +154,41 @@ pub enum GradWrite {
     Accumulate,
 }
 
+/// Forward fusions of memory-bound layers, decided at compile time. An
+/// elementwise layer after a producer reads and writes the whole activation
+/// again; fused, the producer applies it and writes straight into the last
+/// fused step's buffer, so the intermediate values are not materialised.
+///
+/// - BatchNorm or Add → ReLU (training and evaluation): backward is
+///   unchanged (the ReLU's arm masks with its own output; neither BatchNorm's
+///   nor Add's arm reads its own output), so gradients are bit-identical.
+/// - Conv → BatchNorm (evaluation only): the conv applies the BatchNorm's
+///   fixed affine map (and its fused ReLU) to each output tile in cache. In
+///   training BatchNorm's backward needs the conv output, so it stays separate.
+/// - Conv → BatchNorm → two-input Add (evaluation only): the conv also adds
+///   the Add's other input (computed before the conv) and the Add's fused
+///   ReLU — a residual block's tail in one pass.
+/// - Conv → BatchNorm → ReLU → 2×2 stride-2 MaxPool (evaluation only): the
+///   conv pools its output tiles and writes only the pooled quarter.
+///
+/// A fusion applies only when both steps run in the same pass (see
+/// [`Plan::forward_through`], [`Plan::forward_from`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fusion {
+    /// (BatchNorm or Add) also applies ReLU step `r`, its only consumer.
+    pub relu_into: Option<usize>,
+    /// (Conv) in evaluation passes also applies BatchNorm step `b`, its only consumer.
+    pub bn_into: Option<usize>,
+    /// (BatchNorm fused into a Conv) the two-input Add step, its only
+    /// consumer, that the conv completes too.
+    pub add_into: Option<usize>,
+    /// (ReLU fused into a BatchNorm fused into a Conv) the 2×2 MaxPool step,
+    /// its only consumer, that the conv applies too.
+    pub pool_into: Option<usize>,
+    /// This step's output is written by the step that fused it.
+    pub done_by: Option<usize>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Step {
     pub node: NodeId,
@@ -167,6 +202,8 @@ pub struct Step {
     pub frozen: bool,
     /// Whether backward runs for this step at all.
     pub runs_backward: bool,
+    /// Forward fusion with a neighbouring step.
+    pub fusion: Fusion,
 }
 
 /// The training objective, fused with the final activation for stability.
@@ -512,8 +549,10 @@ impl Plan {
                 inputs: input_values,
                 frozen,
                 runs_backward: false,
+                fusion: Fusion::default(),
             });
         }
+        fuse(&mut steps);
         let logits = steps.len() - 1;
         let classes = value_elems[logits];
         let input_shape = match steps.first().map(|s| s.node).and_then(|id| graph.node(id)) {
@@ -640,6 +679,9 @@ impl Plan {
     }
 
     /// The output of `step` for the last forward pass (`batch × elems`).
+    /// A step another was fused into (a Conv or BatchNorm, see [`Fusion`])
+    /// does not write its own buffer in a full pass; [`Plan::forward_through`]
+    /// ending at it, or [`Plan::unfuse`] beforehand, does.
     pub fn activation(&self, step: usize) -> &[f32] {
         &self.acts[step][..self.batch * self.value_elems[step]]
     }
@@ -675,6 +717,14 @@ impl Plan {
         })
     }
 
+    /// Undoes every [`Fusion`]: each step then runs its own kernel (a
+    /// reference for tests, and a way to inspect every layer's output).
+    pub fn unfuse(&mut self) {
+        for s in &mut self.steps {
+            s.fusion = Fusion::default();
+        }
+    }
+
     /// Resets parameters to their seeded initial values (and running stats).
     pub fn reinitialise(&mut self, seed: u64) {
         let mut fresh = Vec::new();
@@ -690,6 +740,77 @@ impl Plan {
         }
         self.seed = seed;
         self.iteration = 0;
+    }
+}
+
+/// Decides the [`Fusion`]s: a ReLU into a BatchNorm or Add, a BatchNorm into
+/// a Conv, and an Add into that Conv, whenever the producer has no other consumer.
+fn fuse(steps: &mut [Step]) {
+    let mut consumers = vec![0usize; steps.len()];
+    for s in steps.iter() {
+        for &u in &s.inputs {
+            consumers[u] += 1;
+        }
+    }
+    for i in 0..steps.len() {
+        let &[p] = steps[i].inputs.as_slice() else {
+            continue;
+        };
+        if consumers[p] != 1 {
+            continue;
+        }
+        let fits = match (&steps[i].op, &steps[p].op) {
+            (Op::Relu, Op::BatchNorm { .. } | Op::Add) => {
+                steps[p].fusion.relu_into = Some(i);
+                true
+            }
+            (Op::BatchNorm { c, .. }, Op::Conv { geo, .. }) if *c == geo.out_c => {
+                steps[p].fusion.bn_into = Some(i);
+                true
+            }
+            _ => false,
+        };
+        if fits {
+            steps[i].fusion.done_by = Some(p);
+        }
+    }
+    for a in 0..steps.len() {
+        let (Op::Add, &[u, v]) = (&steps[a].op, steps[a].inputs.as_slice()) else {
+            continue;
+        };
+        for (bn, other) in [(u, v), (v, u)] {
+            if let Some(conv) = steps[bn].fusion.done_by
+                && consumers[bn] == 1
+                && matches!(steps[bn].op, Op::BatchNorm { .. })
+                && other < conv
+            {
+                steps[bn].fusion.add_into = Some(a);
+                steps[a].fusion.done_by = Some(conv);
+                break;
+            }
+        }
+    }
+    for p in 0..steps.len() {
+        let (Op::MaxPool { geo: pool, .. }, &[r]) = (&steps[p].op, steps[p].inputs.as_slice())
+        else {
+            continue;
+        };
+        let pool2 = (pool.k_h, pool.k_w, pool.stride_h, pool.stride_w) == (2, 2, 2, 2)
+            && (pool.pad_top, pool.pad_left, pool.pad_bottom, pool.pad_right) == (0, 0, 0, 0)
+            && (pool.out_h * 2, pool.out_w * 2) == (pool.in_h, pool.in_w);
+        let conv = steps[r]
+            .fusion
+            .done_by
+            .filter(|_| matches!(steps[r].op, Op::Relu) && consumers[r] == 1)
+            .and_then(|bn| steps[bn].fusion.done_by);
+        if let Some(conv) = conv
+            && let Op::Conv { geo, .. } = &steps[conv].op
+            && pool2
+            && geo.can_fuse_max_pool2()
+        {
+            steps[r].fusion.pool_into = Some(p);
+            steps[p].fusion.done_by = Some(conv);
+        }
     }
 }
 
