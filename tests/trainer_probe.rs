@@ -56,6 +56,11 @@ fn layer_reports_carry_times_and_statistics_when_watched() {
     let stats = c1.stats.expect("watched");
     assert!(stats.std > 0.0 && stats.mean.is_finite());
     assert!(stats.grad_norm.is_some_and(|g| g > 0.0), "{stats:?}");
+    // BatchNorm's own output (the plan fuses its ReLU into it unless
+    // watching): normalised, so spread near 1.
+    let bn1 = layers.iter().find(|l| l.name == "bn1").expect("bn1");
+    let bn1 = bn1.stats.expect("watched");
+    assert!(bn1.std > 0.5 && bn1.mean.abs() < 0.5, "{bn1:?}");
     // A ReLU has no parameters, so no gradient norm; its outputs are ≥ 0.
     let r1 = layers.iter().find(|l| l.name == "r1").expect("r1");
     let r1 = r1.stats.expect("watched");
@@ -121,6 +126,13 @@ fn finished_run_has_a_gallery_with_mistakes_first_and_answers_probes_until_close
     // Asking twice gives the same maps (evaluation mode, nothing moves).
     let again = probe(&t, "c2", sample.index).expect("feature maps");
     assert_eq!(again.values, maps.values);
+    // Every layer's own output, even one the evaluation pass fuses into the
+    // next (c1 → bn1 → r1): two images give two different maps, and the
+    // conv's output is not yet rectified.
+    let a = probe(&t, "c1", 3).expect("c1 maps");
+    let b = probe(&t, "c1", 5).expect("c1 maps");
+    assert_ne!(a.values, b.values);
+    assert!(a.values.iter().any(|&v| v < 0.0));
     // A vector output comes back as 1×1×n.
     let fc = probe(&t, "fc", 0).expect("fc maps");
     assert_eq!(fc.shape, (1, 1, 3));

@@ -1276,6 +1276,7 @@ fn run_inner(
     let total_batches = (config.epochs.saturating_sub(first_epoch)) as usize * batches;
     let mut cached_labels = Vec::new();
     let mut last_good: Vec<Vec<f32>> = plan.params.iter().map(|p| p.data.clone()).collect();
+    let mut fused: Option<Vec<super::plan::Fusion>> = None;
     let mut last_report = Instant::now();
     let mut nanos_at_report = plan.step_nanos.clone();
     let mut batches_since_report = 0usize;
@@ -1295,6 +1296,21 @@ fn run_inner(
                     });
                 }
                 return Ok(end);
+            }
+            // Watching needs every layer's own output, which fused steps do
+            // not write; the training fusions are bit-identical, so runs do
+            // not change.
+            match (ctl.watch, fused.is_some()) {
+                (true, false) => {
+                    fused = Some(plan.steps.iter().map(|s| s.fusion).collect());
+                    plan.unfuse();
+                }
+                (false, true) => {
+                    for (s, f) in plan.steps.iter_mut().zip(fused.take().unwrap_or_default()) {
+                        s.fusion = f;
+                    }
+                }
+                _ => {}
             }
             // The weights to fall back on if this batch goes non-finite.
             for (good, p) in last_good.iter_mut().zip(&plan.params) {
@@ -1620,13 +1636,16 @@ fn feature_maps(
         .first()
         .copied()
         .unwrap_or(0);
-    plan.step_nanos = nanos;
     let probs = plan.probabilities();
     let predicted = if plan.classes == 1 {
         u32::from(probs.first().is_some_and(|&p| p > 0.5))
     } else {
         super::argmax(probs) as u32
     };
+    // A step fused into a later one does not write its own output in a
+    // full pass; a pass ending at it does.
+    plan.forward_through(&feed.images, step, Mode::Eval);
+    plan.step_nanos = nanos;
     let values = plan.activation(step).to_vec();
     if values.len() != shape.0 * shape.1 * shape.2 {
         return Err(format!(
