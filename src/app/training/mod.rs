@@ -576,18 +576,6 @@ impl TrainingSession {
     }
 
     fn take_event(&mut self, event: Event, messages: &mut Vec<(String, bool)>) {
-        if let Event::Layers(layers) = &event {
-            for l in layers {
-                self.live.insert(l.name.clone(), l.clone());
-            }
-            return;
-        }
-        if let Event::FeatureMaps(result) = event {
-            self.probe.pending = false;
-            self.probe.result = Some(result);
-            self.probe.version += 1;
-            return;
-        }
         let Some(run) = self.runs.last_mut() else {
             return;
         };
@@ -653,7 +641,16 @@ impl TrainingSession {
                 run.status = RunStatus::Failed(why);
                 run.weights = weights_file(runs_dir, run.id);
             }
-            Event::Layers(_) | Event::FeatureMaps(_) => {}
+            Event::Layers(layers) => {
+                for l in layers {
+                    self.live.insert(l.name.clone(), l);
+                }
+            }
+            Event::FeatureMaps(result) => {
+                self.probe.pending = false;
+                self.probe.result = Some(result);
+                self.probe.version += 1;
+            }
         }
     }
 
