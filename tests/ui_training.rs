@@ -13,6 +13,7 @@ use egui_kittest::kittest::Queryable;
 use netloom::app::NetloomApp;
 use netloom::app::command::Command;
 use netloom::app::training::RunStatus;
+use netloom::app::training::views::RunColumn;
 use netloom::graph::{Graph, blocks};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -184,6 +185,40 @@ fn a_finished_run_shows_predictions_confusion_and_feature_maps() {
     let run = h.state().training.current().unwrap().clone();
     assert_eq!(run.epochs.len(), 2);
     assert!(has(&h, "Accuracy plot with 2 epochs"));
+
+    // The Runs table: each column's cell holds what its header names, in
+    // the header's column.
+    click(&mut h, "Runs");
+    let expected = [
+        (RunColumn::Macs, netloom::infer::compact(run.macs)),
+        (RunColumn::Epochs, "2 of 2".to_string()),
+        (
+            RunColumn::ValAcc,
+            format!("{:.2}%", 100.0 * run.val_acc().unwrap()),
+        ),
+        (
+            RunColumn::TestAcc,
+            format!("{:.2}%", 100.0 * run.test.as_ref().unwrap().test_acc),
+        ),
+        (RunColumn::Setup, run.setup.describe()),
+    ];
+    for (column, text) in expected {
+        assert_eq!(column.cell(&run), text, "{column:?}");
+        let header_row = h.get_by_label("Show").rect();
+        let header = h
+            .query_all_by_label(column.header())
+            .map(|n| n.rect())
+            .find(|r| (r.center().y - header_row.center().y).abs() < 2.0)
+            .unwrap_or_else(|| panic!("no {:?} header in the Runs table", column.header()));
+        let cells: Vec<egui::Rect> = h.query_all_by_label(&text).map(|n| n.rect()).collect();
+        assert!(
+            cells
+                .iter()
+                .any(|cell| (cell.min.x - header.min.x).abs() < 1.0 && cell.min.y > header.max.y),
+            "{column:?}: no cell {text:?} under its header at {header:?} (found at {cells:?})"
+        );
+    }
+    assert!(run.params > 0);
 
     click(&mut h, "Predictions");
     let test = run.test.as_ref().expect("test result");

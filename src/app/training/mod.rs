@@ -243,6 +243,8 @@ pub struct RunRecord {
     pub design: String,
     /// The design's MACs per image when the run started.
     pub macs: u64,
+    /// The design's parameters (Keras convention) when the run started.
+    pub params: u64,
     /// The tab and design generation the run was started from.
     pub tab: usize,
     pub generation: u64,
@@ -270,6 +272,7 @@ impl RunRecord {
             id,
             design,
             macs,
+            params: 0,
             tab: 0,
             generation: 0,
             setup,
@@ -288,6 +291,11 @@ impl RunRecord {
 
     pub fn label(&self) -> String {
         format!("#{} {}", self.id, self.design)
+    }
+
+    /// Training time so far: the sum of the finished epochs' seconds.
+    pub fn seconds(&self) -> f64 {
+        self.epochs.iter().map(|e| e.seconds).sum()
     }
 
     /// The last validation accuracy (the run's position in the trade-off scatter).
@@ -510,6 +518,9 @@ impl TrainingSession {
         };
         let macs = analysis.nodes.iter().flatten().map(|n| n.cost.macs).sum();
         let mut run = RunRecord::new(id, graph.name.clone(), macs, setup);
+        run.params = analysis
+            .totals(&crate::infer::Conventions::default())
+            .total_params;
         (run.tab, run.generation) = (tab, generation);
         self.runs.push(run);
         Ok(())

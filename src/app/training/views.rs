@@ -17,6 +17,112 @@ pub struct TrainingViews {
     gallery: Option<(usize, Vec<TextureHandle>)>,
     /// Input and per-channel feature-map textures of probe version `.0`.
     maps: Option<(u64, Option<TextureHandle>, Vec<TextureHandle>)>,
+    /// The Runs table's sort column and direction (`true` ascending).
+    runs_sort: Option<(RunColumn, bool)>,
+}
+
+/// The columns of the Runs table, each with its header and its cell text,
+/// so a header always names what its cells hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunColumn {
+    Run,
+    Design,
+    Macs,
+    Params,
+    Epochs,
+    ValAcc,
+    TestAcc,
+    TestAccWithoutPreciseBn,
+    Seconds,
+    Setup,
+}
+
+impl RunColumn {
+    pub const ALL: [RunColumn; 10] = [
+        RunColumn::Run,
+        RunColumn::Design,
+        RunColumn::Macs,
+        RunColumn::Params,
+        RunColumn::Epochs,
+        RunColumn::ValAcc,
+        RunColumn::TestAcc,
+        RunColumn::TestAccWithoutPreciseBn,
+        RunColumn::Seconds,
+        RunColumn::Setup,
+    ];
+
+    pub fn header(self) -> &'static str {
+        match self {
+            RunColumn::Run => "Run",
+            RunColumn::Design => "Design",
+            RunColumn::Macs => "MACs",
+            RunColumn::Params => "Params",
+            RunColumn::Epochs => "Epochs",
+            RunColumn::ValAcc => "Val acc",
+            RunColumn::TestAcc => "Test acc",
+            RunColumn::TestAccWithoutPreciseBn => "Test acc (no precise BN)",
+            RunColumn::Seconds => "Seconds",
+            RunColumn::Setup => "Setup",
+        }
+    }
+
+    /// The value a sort compares (text columns sort by their text).
+    fn key(self, r: &RunRecord) -> SortKey {
+        let pct = |v: Option<f32>| SortKey::Number(v.map_or(f64::NEG_INFINITY, f64::from));
+        match self {
+            RunColumn::Run => SortKey::Number(r.id as f64),
+            RunColumn::Macs => SortKey::Number(r.macs as f64),
+            RunColumn::Params => SortKey::Number(r.params as f64),
+            RunColumn::Epochs => SortKey::Number(r.epochs.len() as f64),
+            RunColumn::ValAcc => pct(r.val_acc()),
+            RunColumn::TestAcc => pct(r.test.as_ref().map(|t| t.test_acc)),
+            RunColumn::TestAccWithoutPreciseBn => {
+                pct(r.test.as_ref().and_then(|t| t.test_acc_without_precise_bn))
+            }
+            RunColumn::Seconds => SortKey::Number(r.seconds()),
+            RunColumn::Design | RunColumn::Setup => SortKey::Text(self.cell(r)),
+        }
+    }
+
+    /// What the cell of run `r` shows.
+    pub fn cell(self, r: &RunRecord) -> String {
+        let pct = |v: Option<f32>| v.map_or("–".into(), |a| format!("{:.2}%", 100.0 * a));
+        match self {
+            RunColumn::Run => format!("#{} · {}", r.id, r.status.label()),
+            RunColumn::Design => r.design.clone(),
+            RunColumn::Macs => compact(r.macs),
+            RunColumn::Params => compact(r.params),
+            RunColumn::Epochs => format!("{} of {}", r.epochs.len(), r.setup.epochs),
+            RunColumn::ValAcc => pct(r.val_acc()),
+            RunColumn::TestAcc => pct(r.test.as_ref().map(|t| t.test_acc)),
+            RunColumn::TestAccWithoutPreciseBn => {
+                pct(r.test.as_ref().and_then(|t| t.test_acc_without_precise_bn))
+            }
+            RunColumn::Seconds => format!("{:.1}", r.seconds()),
+            RunColumn::Setup => r.setup.describe(),
+        }
+    }
+}
+
+#[derive(PartialEq, PartialOrd)]
+enum SortKey {
+    Number(f64),
+    Text(String),
+}
+
+/// The runs in table order: start order, or by `sort`'s column.
+fn sorted_runs(runs: &[RunRecord], sort: Option<(RunColumn, bool)>) -> Vec<&RunRecord> {
+    let mut rows: Vec<&RunRecord> = runs.iter().collect();
+    if let Some((column, ascending)) = sort {
+        rows.sort_by(|a, b| {
+            let order = column
+                .key(a)
+                .partial_cmp(&column.key(b))
+                .unwrap_or(std::cmp::Ordering::Equal);
+            if ascending { order } else { order.reverse() }
+        });
+    }
+    rows
 }
 
 /// Converts `h × w × c` intensities to an image: RGB as is, one channel as
@@ -83,21 +189,40 @@ impl TrainingViews {
                 egui::ScrollArea::vertical()
                     .id_salt("runs_list")
                     .show(ui, |ui| {
+                        let columns = RunColumn::ALL;
                         egui::Grid::new("runs_grid")
                             .striped(true)
-                            .num_columns(5)
+                            .num_columns(columns.len() + 1)
                             .show(ui, |ui| {
-                                for h in [
-                                    "Run (shown in plots)",
-                                    "MACs",
-                                    "Val acc",
-                                    "Test acc",
-                                    "Setup",
-                                ] {
-                                    ui.label(RichText::new(h).strong());
+                                ui.label(RichText::new("Show").strong())
+                                    .on_hover_text("overlay the run in the plots");
+                                for column in columns {
+                                    let arrow = match self.runs_sort {
+                                        Some((c, true)) if c == column => " ^",
+                                        Some((c, false)) if c == column => " v",
+                                        _ => "",
+                                    };
+                                    let header = ui
+                                        .add(
+                                            egui::Label::new(
+                                                RichText::new(format!(
+                                                    "{}{arrow}",
+                                                    column.header()
+                                                ))
+                                                .strong(),
+                                            )
+                                            .sense(Sense::click()),
+                                        )
+                                        .on_hover_text("click to sort");
+                                    if header.clicked() {
+                                        self.runs_sort = match self.runs_sort {
+                                            Some((c, asc)) if c == column => Some((c, !asc)),
+                                            _ => Some((column, true)),
+                                        };
+                                    }
                                 }
                                 ui.end_row();
-                                for r in &session.runs {
+                                for r in sorted_runs(&session.runs, self.runs_sort) {
                                     let mut visible = r.visible;
                                     if ui
                                         .checkbox(&mut visible, "")
@@ -106,19 +231,16 @@ impl TrainingViews {
                                     {
                                         out.push(Command::ShowRun { run: r.id, visible });
                                     }
-                                    ui.colored_label(
-                                        run_color(r.id),
-                                        format!("{} · {}", r.label(), r.status.label()),
-                                    );
-                                    ui.label(compact(r.macs));
-                                    ui.label(
-                                        r.val_acc()
-                                            .map_or("–".into(), |a| format!("{:.2}%", 100.0 * a)),
-                                    );
-                                    ui.label(r.test.as_ref().map_or("–".into(), |t| {
-                                        format!("{:.2}%", 100.0 * t.test_acc)
-                                    }));
-                                    ui.weak(r.setup.describe());
+                                    for column in columns {
+                                        let text = column.cell(r);
+                                        match column {
+                                            RunColumn::Run => {
+                                                ui.colored_label(run_color(r.id), text)
+                                            }
+                                            RunColumn::Setup => ui.weak(text),
+                                            _ => ui.label(text),
+                                        };
+                                    }
                                     ui.end_row();
                                 }
                             });
