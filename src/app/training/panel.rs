@@ -6,7 +6,7 @@ use super::{
 };
 use crate::app::command::Command;
 use egui::{Color32, DragValue, RichText, Ui};
-use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints, Points};
+use egui_plot::{Line, LineStyle, Plot, PlotPoints, Points};
 
 /// A stable colour per run (by id), shared by every plot and the scatter.
 pub fn run_color(id: usize) -> Color32 {
@@ -325,100 +325,153 @@ fn eta_text(secs: u64) -> String {
     }
 }
 
+/// A plot's title and the line under it that says how to read it; both fit
+/// or wrap within two fixed lines, so the plot below keeps its height.
+fn plot_title_ui(ui: &mut Ui, title: &str, how_to_read: &str) {
+    ui.add(egui::Label::new(RichText::new(title).strong()).truncate())
+        .on_hover_text(how_to_read);
+    ui.add(egui::Label::new(RichText::new(how_to_read).small().weak()).truncate())
+        .on_hover_text(how_to_read);
+}
+
+/// The runs shown in the plots, one coloured entry each, drawn above the
+/// plots instead of as legends inside them so no curve is ever covered.
+fn run_key_ui(ui: &mut Ui, runs: &[&RunRecord]) {
+    ui.horizontal_wrapped(|ui| {
+        ui.weak("Runs:");
+        for r in runs {
+            let (swatch, _) =
+                ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+            ui.painter().rect_filled(swatch, 2.0, run_color(r.id));
+            ui.colored_label(run_color(r.id), r.label());
+        }
+        ui.weak("· drag to pan, scroll to zoom, double-click to reset a plot");
+    });
+}
+
+/// Percent tick labels for an accuracy axis holding fractions.
+fn percent_axis(mark: egui_plot::GridMark, _range: &std::ops::RangeInclusive<f64>) -> String {
+    format!("{:.0}%", 100.0 * mark.value)
+}
+
+/// Tick labels for an axis holding `log10` of a value: `1e-3`, `3e-4`, ….
+fn log_axis(mark: egui_plot::GridMark, _range: &std::ops::RangeInclusive<f64>) -> String {
+    format!("{:.0e}", 10f64.powf(mark.value))
+}
+
+/// A hover read-out: the nearest curve's name and its point, with the
+/// value shown as `value` formats it (the axes hold transformed values).
+fn read_out(
+    value: impl Fn(f64) -> String,
+) -> impl Fn(&egui_plot::HoverPosition<'_>) -> Option<String> {
+    move |hover| match hover {
+        egui_plot::HoverPosition::NearDataPoint {
+            plot_name,
+            position,
+            ..
+        } => Some(format!(
+            "{plot_name}\nepoch {:.2}\n{}",
+            position.x,
+            value(position.y)
+        )),
+        egui_plot::HoverPosition::Elsewhere { .. } => None,
+    }
+}
+
 /// Loss (raw and smoothed), accuracy and learning-rate plots, side by side.
 pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
     let runs: Vec<&RunRecord> = session.runs.iter().filter(|r| r.visible).collect();
-    // Leave room for the title line: a plot as tall as the space left would
-    // grow the resizable panel a little every frame.
-    let height = (ui.available_height() - 28.0).max(100.0);
-    let multi = runs.len() > 1;
-    let title = |ui: &mut Ui, text: String| {
-        ui.add(egui::Label::new(text).truncate());
-    };
+    run_key_ui(ui, &runs);
+    // Leave room for the two title lines: a plot as tall as the space left
+    // would grow the resizable panel a little every frame.
+    let height = (ui.available_height() - 44.0).max(100.0);
     ui.columns(3, |cols| {
         let ui = &mut cols[0];
         let points: usize = runs.iter().map(|r| r.batch_loss.len()).sum();
-        title(
+        plot_title_ui(
             ui,
-            format!("Loss per batch (faint raw, bold smoothed) · {points} points"),
+            "Loss per batch",
+            "faint: raw · bold: smoothed (moving average, 0.9)",
         );
-        let mut plot = Plot::new("loss_plot").height(height).x_axis_label("epoch");
-        if multi {
-            plot = plot.legend(Legend::default());
-        }
-        let resp = plot.show(ui, |p| {
-            for r in &runs {
-                let c = run_color(r.id);
-                p.line(
-                    Line::new(
-                        format!("{} raw", r.label()),
-                        PlotPoints::from(r.batch_loss.clone()),
-                    )
-                    .color(c.gamma_multiply(0.35))
-                    .width(1.0),
-                );
-                p.line(
-                    Line::new(
-                        format!("{} smoothed", r.label()),
-                        PlotPoints::from(r.smoothed_loss()),
-                    )
-                    .color(c)
-                    .width(2.0),
-                );
-            }
-        });
+        let resp = Plot::new("loss_plot")
+            .height(height)
+            .x_axis_label("epoch")
+            .y_axis_label("loss (cross-entropy)")
+            .label_formatter(read_out(|y| format!("loss {y:.4}")))
+            .show(ui, |p| {
+                for r in &runs {
+                    let c = run_color(r.id);
+                    p.line(
+                        Line::new(
+                            format!("{} raw", r.label()),
+                            PlotPoints::from(r.batch_loss.clone()),
+                        )
+                        .color(c.gamma_multiply(0.35))
+                        .width(1.0),
+                    );
+                    p.line(
+                        Line::new(
+                            format!("{} smoothed", r.label()),
+                            PlotPoints::from(r.smoothed_loss()),
+                        )
+                        .color(c)
+                        .width(2.0),
+                    );
+                }
+            });
         name_plot(&resp.response, format!("Loss plot with {points} points"));
 
         let ui = &mut cols[1];
-        title(
+        plot_title_ui(
             ui,
-            "Accuracy per epoch (solid train, dashed validation)".into(),
+            "Accuracy per epoch",
+            "solid: training · dashed: validation",
         );
-        let mut plot = Plot::new("accuracy_plot")
+        let resp = Plot::new("accuracy_plot")
             .height(height)
             .x_axis_label("epoch")
+            .y_axis_label("accuracy")
+            .y_axis_formatter(percent_axis)
+            .label_formatter(read_out(|y| format!("accuracy {:.2}%", 100.0 * y)))
             .include_y(0.0)
-            .include_y(1.0);
-        if multi {
-            plot = plot.legend(Legend::default());
-        }
-        let resp = plot.show(ui, |p| {
-            for r in &runs {
-                let c = run_color(r.id);
-                let train: Vec<[f64; 2]> = r
-                    .epochs
-                    .iter()
-                    .map(|e| [e.epoch as f64, e.train_acc as f64])
-                    .collect();
-                let val: Vec<[f64; 2]> = r
-                    .epochs
-                    .iter()
-                    .filter_map(|e| e.val_acc.map(|a| [e.epoch as f64, a as f64]))
-                    .collect();
-                let name = if multi { r.label() } else { String::new() };
-                p.line(
-                    Line::new(format!("{name} train"), PlotPoints::from(train.clone()))
-                        .color(c)
-                        .width(2.0),
-                );
-                p.points(
-                    Points::new(format!("{name} train"), PlotPoints::from(train))
-                        .color(c)
-                        .radius(2.5),
-                );
-                p.line(
-                    Line::new(format!("{name} val"), PlotPoints::from(val.clone()))
-                        .color(c)
-                        .style(LineStyle::dashed_loose())
-                        .width(2.0),
-                );
-                p.points(
-                    Points::new(format!("{name} val"), PlotPoints::from(val))
-                        .color(c)
-                        .radius(2.5),
-                );
-            }
-        });
+            .include_y(1.0)
+            .show(ui, |p| {
+                for r in &runs {
+                    let c = run_color(r.id);
+                    let train: Vec<[f64; 2]> = r
+                        .epochs
+                        .iter()
+                        .map(|e| [e.epoch as f64, e.train_acc as f64])
+                        .collect();
+                    let val: Vec<[f64; 2]> = r
+                        .epochs
+                        .iter()
+                        .filter_map(|e| e.val_acc.map(|a| [e.epoch as f64, a as f64]))
+                        .collect();
+                    let name = r.label();
+                    p.line(
+                        Line::new(format!("{name} train"), PlotPoints::from(train.clone()))
+                            .color(c)
+                            .width(2.0),
+                    );
+                    p.points(
+                        Points::new(format!("{name} train"), PlotPoints::from(train))
+                            .color(c)
+                            .radius(2.5),
+                    );
+                    p.line(
+                        Line::new(format!("{name} val"), PlotPoints::from(val.clone()))
+                            .color(c)
+                            .style(LineStyle::dashed_loose())
+                            .width(2.0),
+                    );
+                    p.points(
+                        Points::new(format!("{name} val"), PlotPoints::from(val))
+                            .color(c)
+                            .radius(2.5),
+                    );
+                }
+            });
         let epochs: usize = runs.iter().map(|r| r.epochs.len()).sum();
         name_plot(
             &resp.response,
@@ -426,15 +479,23 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
         );
 
         let ui = &mut cols[2];
-        title(ui, "Learning rate".into());
+        plot_title_ui(ui, "Learning rate", "per batch, on a log scale");
         let resp = Plot::new("lr_plot")
             .height(height)
             .x_axis_label("epoch")
-            .include_y(0.0)
+            .y_axis_label("learning rate (log)")
+            .y_axis_formatter(log_axis)
+            .label_formatter(read_out(|y| format!("learning rate {:.3e}", 10f64.powf(y))))
             .show(ui, |p| {
                 for r in &runs {
+                    let log_lr: Vec<[f64; 2]> = r
+                        .learning_rate
+                        .iter()
+                        .filter(|[_, lr]| *lr > 0.0)
+                        .map(|&[x, lr]| [x, lr.log10()])
+                        .collect();
                     p.line(
-                        Line::new(r.label(), PlotPoints::from(r.learning_rate.clone()))
+                        Line::new(r.label(), PlotPoints::from(log_lr))
                             .color(run_color(r.id))
                             .width(1.5),
                     );
