@@ -161,6 +161,8 @@ impl RunSetup {
             (a.crop, "crop"),
             (a.colour_shift, "colour"),
             (a.pca, "PCA"),
+            (a.rotate, "rotate"),
+            (a.shear, "shear"),
         ] {
             if on {
                 aug.push(name);

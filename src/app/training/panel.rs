@@ -136,11 +136,28 @@ pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool) -> Vec<Command> {
                 );
                 ui.end_row();
                 ui.label("Augment");
-                ui.horizontal_wrapped(|ui| {
-                    ui.checkbox(&mut s.augment.mirror, "mirror");
-                    ui.checkbox(&mut s.augment.crop, "crop");
-                    ui.checkbox(&mut s.augment.colour_shift, "colour");
-                    ui.checkbox(&mut s.augment.pca, "PCA colour");
+                // Fixed rows (a wrapped row in a grid overlapped the next row).
+                ui.vertical(|ui| {
+                    let a = &mut s.augment;
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut a.mirror, "mirror")
+                            .on_hover_text("flip left-right with probability ½");
+                        ui.checkbox(&mut a.crop, "crop").on_hover_text(format!(
+                            "pad {} pixels, crop back at a random offset",
+                            a.crop_pad
+                        ));
+                        ui.checkbox(&mut a.rotate, "rotate")
+                            .on_hover_text(format!("rotate by up to ±{}°", a.rotate_max_deg));
+                    });
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut a.colour_shift, "colour")
+                            .on_hover_text("shift each channel by a random offset");
+                        ui.checkbox(&mut a.pca, "PCA colour").on_hover_text(
+                            "AlexNet's colour augmentation along the RGB principal components",
+                        );
+                        ui.checkbox(&mut a.shear, "shear")
+                            .on_hover_text(format!("shear horizontally by up to ±{}", a.shear_max));
+                    });
                 });
                 ui.end_row();
                 labelled(ui, "Seed", DragValue::new(&mut s.seed));
@@ -340,12 +357,11 @@ fn run_key_ui(ui: &mut Ui, runs: &[&RunRecord]) {
     ui.horizontal_wrapped(|ui| {
         ui.weak("Runs:");
         for r in runs {
-            let (swatch, _) =
-                ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+            let (swatch, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
             ui.painter().rect_filled(swatch, 2.0, run_color(r.id));
             ui.colored_label(run_color(r.id), r.label());
         }
-        ui.weak("· drag to pan, scroll to zoom, double-click to reset a plot");
+        ui.weak("· drag pans, scroll zooms, double-click resets");
     });
 }
 
@@ -391,12 +407,12 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
         plot_title_ui(
             ui,
             "Loss per batch",
-            "faint: raw · bold: smoothed (moving average, 0.9)",
+            "cross-entropy · faint: raw · bold: smoothed",
         );
         let resp = Plot::new("loss_plot")
             .height(height)
             .x_axis_label("epoch")
-            .y_axis_label("loss (cross-entropy)")
+            .y_axis_label("loss")
             .label_formatter(read_out(|y| format!("loss {y:.4}")))
             .show(ui, |p| {
                 for r in &runs {
@@ -483,7 +499,7 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
         let resp = Plot::new("lr_plot")
             .height(height)
             .x_axis_label("epoch")
-            .y_axis_label("learning rate (log)")
+            .y_axis_label("learning rate")
             .y_axis_formatter(log_axis)
             .label_formatter(read_out(|y| format!("learning rate {:.3e}", 10f64.powf(y))))
             .show(ui, |p| {
