@@ -132,6 +132,12 @@ enum Command {
     Train(netloom::train::cli::TrainArgs),
     /// Evaluates trained weights: accuracy, confusion matrix, multi-crop, ensembles.
     Eval(netloom::train::cli::EvalArgs),
+    /// Learning-rate range test: trains a copy of the design for ~100 batches
+    /// with the rate rising exponentially and suggests a rate (nothing is saved).
+    LrFind(netloom::train::experiment::cli::LrFindArgs),
+    /// Trains one run per value of a parameter and prints MACs, params,
+    /// time per step and accuracy per value, with the Pareto front.
+    Sweep(netloom::train::experiment::cli::SweepArgs),
 }
 
 fn load(path: &Path) -> Result<Graph, String> {
@@ -326,6 +332,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Some(Command::Train(args)) => netloom::train::cli::train(args),
         Some(Command::Eval(args)) => netloom::train::cli::evaluate(args),
+        Some(Command::LrFind(args)) => netloom::train::experiment::cli::lr_find_command(args),
+        Some(Command::Sweep(args)) => netloom::train::experiment::cli::sweep_command(args),
         Some(Command::Compare { a, b, cost }) => {
             let (ga, gb) = (load(&a)?, load(&b)?);
             let conventions = cost.conventions();

@@ -14,6 +14,7 @@
 pub mod backward;
 pub mod cli;
 pub mod eval;
+pub mod experiment;
 pub mod forward;
 pub mod optim;
 pub mod plan;
