@@ -4,6 +4,7 @@
 
 use crate::graph::Graph;
 use crate::infer::analyze;
+use crate::kernels::KernelSet;
 use crate::kernels::misc::SplitMix64;
 use crate::train::plan::{GradWrite, Op};
 use crate::train::{Mode, Optimizer, OptimizerConfig, OptimizerKind, Plan, Schedule};
@@ -15,6 +16,8 @@ pub struct BenchReport {
     pub design: String,
     pub batch: usize,
     pub threads: usize,
+    /// The kernel set that ran (`avx512`, `avx2`, `neon`, `portable`).
+    pub kernels: String,
     pub steps: usize,
     pub train_step_ms: f64,
     pub train_step_ms_min: f64,
@@ -25,9 +28,13 @@ pub struct BenchReport {
     pub forward_macs: u64,
     pub train_gflops: f64,
     pub forward_gflops: f64,
-    /// f32 FMA throughput of all threads in a register-only loop.
+    /// f32 FMA throughput of all threads in a register-only loop on the
+    /// widest FMA unit this CPU has (whatever kernel set ran).
     pub peak_gflops: f64,
+    /// The vector width that peak was measured with.
+    pub peak_kernels: String,
     pub train_efficiency: f64,
+    pub forward_efficiency: f64,
     pub peak_rss_mb: f64,
     /// Median ms per layer of a training step (forward + backward), slowest first.
     pub layers: Vec<LayerTime>,
@@ -83,32 +90,32 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// f32 FMA throughput of every rayon thread running independent FMA chains.
-pub fn fma_peak_gflops() -> f64 {
+/// f32 FMA throughput of every rayon thread running independent FMA chains
+/// on the widest vector unit of `set`.
+pub fn fma_peak_gflops(set: KernelSet) -> f64 {
     use rayon::prelude::*;
     let threads = rayon::current_num_threads();
     let iters = 20_000_000u64;
     let start = Instant::now();
     let flops: f64 = (0..threads)
         .into_par_iter()
-        .map(|t| fma_chains(iters, t as f32))
+        .map(|t| fma_chains(set, iters, t as f32))
         .sum();
     flops / start.elapsed().as_secs_f64() / 1e9
 }
 
-#[cfg(target_arch = "x86_64")]
-fn fma_chains(iters: u64, seed: f32) -> f64 {
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected.
-        unsafe { fma_chains_avx2(iters, seed) }
-    } else {
-        fma_chains_portable(iters, seed)
+fn fma_chains(set: KernelSet, iters: u64, seed: f32) -> f64 {
+    assert!(set.supported(), "fma_chains: {set} not supported");
+    match set {
+        // SAFETY (each arm): the set's features were detected.
+        #[cfg(target_arch = "x86_64")]
+        KernelSet::Avx512 => unsafe { fma_chains_avx512(iters, seed) },
+        #[cfg(target_arch = "x86_64")]
+        KernelSet::Avx2 => unsafe { fma_chains_avx2(iters, seed) },
+        #[cfg(target_arch = "aarch64")]
+        KernelSet::Neon => unsafe { fma_chains_neon(iters, seed) },
+        _ => fma_chains_portable(iters, seed),
     }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn fma_chains(iters: u64, seed: f32) -> f64 {
-    fma_chains_portable(iters, seed)
 }
 
 fn fma_chains_portable(iters: u64, seed: f32) -> f64 {
@@ -120,6 +127,25 @@ fn fma_chains_portable(iters: u64, seed: f32) -> f64 {
     }
     std::hint::black_box(acc);
     (iters / 8) as f64 * 32.0 * 2.0
+}
+
+/// 12 independent 16-wide FMA chains: enough in flight to cover the FMA
+/// latency on two 512-bit pipes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_avx512(iters: u64, seed: f32) -> f64 {
+    use std::arch::x86_64::*;
+    let a = _mm512_set1_ps(0.999_999);
+    let b = _mm512_set1_ps(1e-7);
+    let mut acc = [_mm512_set1_ps(seed); 12];
+    let rounds = iters / 12;
+    for _ in 0..rounds {
+        for v in &mut acc {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    std::hint::black_box(&acc);
+    rounds as f64 * 12.0 * 16.0 * 2.0
 }
 
 /// 12 independent 8-wide FMA chains: enough in flight to cover FMA latency on two pipes.
@@ -138,6 +164,25 @@ unsafe fn fma_chains_avx2(iters: u64, seed: f32) -> f64 {
     }
     std::hint::black_box(&acc);
     rounds as f64 * 12.0 * 8.0 * 2.0
+}
+
+/// 24 independent 4-wide FMA chains: four FMA pipes of latency 4 (Apple
+/// M-series, Neoverse V) need 16 in flight.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn fma_chains_neon(iters: u64, seed: f32) -> f64 {
+    use std::arch::aarch64::*;
+    let a = vdupq_n_f32(0.999_999);
+    let b = vdupq_n_f32(1e-7);
+    let mut acc = [vdupq_n_f32(seed); 24];
+    let rounds = iters / 12;
+    for _ in 0..rounds {
+        for v in &mut acc {
+            *v = vfmaq_f32(b, *v, a);
+        }
+    }
+    std::hint::black_box(&acc);
+    rounds as f64 * 24.0 * 4.0 * 2.0
 }
 
 /// Median ms of each step over the timed runs, slowest first.
@@ -207,14 +252,17 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
     let (forward_macs, train_macs) = training_macs(&plan, graph);
     let train_step = median(&mut train_ms);
     let forward = median(&mut forward_ms);
-    let peak = fma_peak_gflops();
+    let peak_set = KernelSet::best();
+    let peak = fma_peak_gflops(peak_set);
     let train_gflops = 2.0 * train_macs as f64 / (train_step * 1e-3) / 1e9;
+    let forward_gflops = 2.0 * forward_macs as f64 / (forward * 1e-3) / 1e9;
     let layers = layer_medians(&plan, &mut per_layer);
     let forward_layers = layer_medians(&plan, &mut per_layer_fwd);
     Ok(BenchReport {
         design: graph.name.clone(),
         batch,
         threads: rayon::current_num_threads(),
+        kernels: crate::kernels::isa::active().name().to_string(),
         steps,
         train_step_ms: train_step,
         train_step_ms_min: train_ms[0],
@@ -223,9 +271,11 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
         train_macs,
         forward_macs,
         train_gflops,
-        forward_gflops: 2.0 * forward_macs as f64 / (forward * 1e-3) / 1e9,
+        forward_gflops,
         peak_gflops: peak,
+        peak_kernels: peak_set.name().to_string(),
         train_efficiency: train_gflops / peak,
+        forward_efficiency: forward_gflops / peak,
         peak_rss_mb: peak_rss_mb(),
         layers,
         forward_layers,

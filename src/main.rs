@@ -208,8 +208,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             } else {
                 println!(
-                    "design            {} (batch {}, {} threads)",
-                    r.design, r.batch, r.threads
+                    "design            {} (batch {}, {} threads, {} kernels)",
+                    r.design, r.batch, r.threads, r.kernels
                 );
                 println!(
                     "train step        {:.1} ms median ({:.1} min) · {:.1} GFLOP/s",
@@ -220,10 +220,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     r.forward_ms, r.forward_ms_min, r.forward_gflops
                 );
                 println!(
-                    "FMA peak          {:.1} GFLOP/s ({} threads); training at {:.0}% of peak",
+                    "FMA peak          {:.1} GFLOP/s ({} threads, {}); training at {:.0}%, forward at {:.0}% of peak",
                     r.peak_gflops,
                     r.threads,
-                    100.0 * r.train_efficiency
+                    r.peak_kernels,
+                    100.0 * r.train_efficiency,
+                    100.0 * r.forward_efficiency
                 );
                 println!("peak RSS          {:.0} MB", r.peak_rss_mb);
                 println!("slowest layers (ms per training step):");

@@ -192,12 +192,20 @@ impl Conv2dGeometry {
             Some((tr, band)) => packed + self.slots * (band + tr * self.out_w * self.out_c),
             None => 0,
         };
-        (self.slots * self.tile_len()).max(direct).max(pooled)
+        let pointwise = if self.is_direct_pointwise() {
+            packed
+        } else {
+            0
+        };
+        (self.slots * self.tile_len())
+            .max(direct)
+            .max(pooled)
+            .max(pointwise)
     }
     /// Whether [`conv2d_forward_bn`] can apply a 2×2 stride-2 max pool to
     /// its output tiles (direct path, even output size).
     pub fn can_fuse_max_pool2(&self) -> bool {
-        self.direct_tiling_pool2().is_some() && super::gemm::has_avx2_fma()
+        self.direct_tiling_pool2().is_some()
     }
     /// Direct tiling with an even number of output rows per tile, so each
     /// tile holds whole 2×2 pooling windows.
@@ -214,6 +222,19 @@ impl Conv2dGeometry {
         let band_h = (tr - 1) * self.stride_h + self.k_h;
         let band_w = self.in_w + self.pad_left + self.pad_right;
         band_h * band_w * self.in_c
+    }
+    /// A pointwise conv with groups = 1: the microkernel reads its input
+    /// rows in place (no band, no im2col).
+    fn is_direct_pointwise(&self) -> bool {
+        self.is_pointwise() && self.groups == 1 && self.out_w <= DIRECT_MAX_PIXELS
+    }
+    /// Tiling of the direct weight gradient: as [`Self::direct_tiling`], or
+    /// for a direct pointwise conv the same row tiles with no band.
+    fn direct_dw_tiling(&self) -> Option<(usize, usize)> {
+        if self.is_direct_pointwise() {
+            return Some(((TILE_ROWS / self.out_w).clamp(1, self.out_h), 0));
+        }
+        self.direct_tiling()
     }
     /// Direct (implicit im2col) forward: output rows per tile and the floats
     /// of one zero-padded input band. None when the im2col path is used.
@@ -467,10 +488,11 @@ pub fn conv2d_forward_bn(
         let (tr, band) = geo.direct_tiling_pool2().unwrap_or((2, 0));
         return conv2d_forward_direct(geo, x, w, bias, bn, true, y, ws, tr, band);
     }
-    if let Some((tr, band)) = geo.direct_tiling()
-        && super::gemm::has_avx2_fma()
-    {
+    if let Some((tr, band)) = geo.direct_tiling() {
         return conv2d_forward_direct(geo, x, w, bias, bn, false, y, ws, tr, band);
+    }
+    if geo.is_direct_pointwise() {
+        return conv2d_forward_pointwise(geo, x, w, bias, bn, y, ws);
     }
     let oc = geo.out_c;
     let (cg, og) = (geo.cin_g(), geo.cout_g());
@@ -536,6 +558,67 @@ pub fn conv2d_forward_bn(
                 let m0 = t * TILE_ROWS;
                 run_tile(m0, TILE_ROWS.min(rows - m0), buf);
             }
+        });
+}
+
+/// A 1×1 stride-1 unpadded conv (groups 1) is a GEMM on the NHWC tensor as
+/// it is: the weights are packed once and the microkernel reads each tile's
+/// input pixels in place. No copy of the input.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_forward_pointwise(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    bn: Option<&BnAffine>,
+    y: &mut [f32],
+    ws: &mut [f32],
+) {
+    use super::gemm::{conv_rows, pack_b, packed_b_len};
+    let (ic, oc) = (geo.in_c, geo.out_c);
+    let wpack = &mut ws[..packed_b_len(ic, oc)];
+    pack_b(ic, oc, MatRef::row_major(w, oc), wpack);
+    let wpack = &*wpack;
+    y.par_chunks_mut(TILE_ROWS * oc)
+        .enumerate()
+        .for_each(|(t, c)| {
+            let m0 = t * TILE_ROWS;
+            let count = c.len() / oc;
+            let mut rows = [0usize; TILE_ROWS];
+            for (i, r) in rows[..count].iter_mut().enumerate() {
+                *r = (m0 + i) * ic;
+            }
+            conv_rows(x, &rows[..count], 1, ic, 0, wpack, oc, bias, c, oc);
+            if let Some(bn) = bn {
+                bn.apply_inplace(c, m0 * oc);
+            }
+        });
+}
+
+/// dX of a direct pointwise conv: dY·Wᵀ with Wᵀ packed once, each tile's
+/// rows of dY read in place and written straight into dX.
+fn conv2d_backward_input_pointwise(
+    geo: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    ws: &mut [f32],
+) {
+    use super::gemm::{conv_rows, pack_b, packed_b_len};
+    let (ic, oc) = (geo.in_c, geo.out_c);
+    let wtp = &mut ws[..packed_b_len(oc, ic)];
+    pack_b(oc, ic, MatRef::transposed(w, oc), wtp);
+    let wtp = &*wtp;
+    dx.par_chunks_mut(TILE_ROWS * ic)
+        .enumerate()
+        .for_each(|(t, c)| {
+            let m0 = t * TILE_ROWS;
+            let count = c.len() / ic;
+            let mut rows = [0usize; TILE_ROWS];
+            for (i, r) in rows[..count].iter_mut().enumerate() {
+                *r = (m0 + i) * oc;
+            }
+            conv_rows(dy, &rows[..count], 1, oc, 0, wtp, ic, None, c, ic);
         });
 }
 
@@ -624,7 +707,7 @@ fn conv2d_forward_direct(
                     // SAFETY: tiles write disjoint row ranges of y.
                     unsafe { std::slice::from_raw_parts_mut(yp.get().add(m0 * oc), count * oc) }
                 };
-                let done = conv_rows(
+                conv_rows(
                     buf,
                     &rows[..count],
                     geo.k_h,
@@ -636,7 +719,6 @@ fn conv2d_forward_direct(
                     c,
                     oc,
                 );
-                assert!(done, "conv2d_forward_direct needs AVX2+FMA");
                 if let Some(bn) = bn {
                     bn.apply_inplace(c, m0 * oc);
                 }
@@ -697,8 +779,8 @@ pub fn conv2d_backward(
         conv2d_backward_input(geo, w, dy, dx, ws);
     }
     if dw.is_some() || db.is_some() {
-        match geo.direct_tiling() {
-            Some((tr, band)) if geo.out_c.is_multiple_of(16) && super::gemm::has_avx2_fma() => {
+        match geo.direct_dw_tiling() {
+            Some((tr, band)) if geo.out_c.is_multiple_of(16) => {
                 conv2d_backward_params_direct(geo, x, dy, dw, db, ws, tr, band)
             }
             _ => conv2d_backward_params(geo, x, dy, dw, db, ws),
@@ -722,6 +804,9 @@ fn conv2d_backward_input(
         flip_weights(geo, w, wt);
         conv2d_forward(&t, dy, wt, None, dx, rest);
         return;
+    }
+    if geo.is_direct_pointwise() {
+        return conv2d_backward_input_pointwise(geo, w, dy, dx, ws);
     }
     if geo.is_pointwise() {
         let stride1 = geo.stride_h == 1 && geo.stride_w == 1;
@@ -759,10 +844,10 @@ fn conv2d_backward_input(
     let plane = geo.out_h * geo.out_w;
     let slots = geo.slots.min(geo.batch);
     let dxp = SendPtr(dx.as_mut_ptr());
-    // groups = 1 with AVX2: Wᵀ packed once, each column tile dY·Wᵀ by the
+    // groups = 1: Wᵀ packed once, each column tile dY·Wᵀ by the
     // direct-conv microkernel (one segment of out_c per pixel), then col2im.
     let wt_len = super::gemm::packed_b_len(oc, kc);
-    if geo.groups == 1 && super::gemm::has_avx2_fma() {
+    if geo.groups == 1 {
         let (wtp, rest) = ws.split_at_mut(wt_len);
         super::gemm::pack_b(oc, kc, MatRef::transposed(w, oc), wtp);
         let wtp = &*wtp;
@@ -784,7 +869,7 @@ fn conv2d_backward_input(
                         for (i, r) in rows[..count].iter_mut().enumerate() {
                             *r = (m0 + i) * oc;
                         }
-                        let done = super::gemm::conv_rows(
+                        super::gemm::conv_rows(
                             dy,
                             &rows[..count],
                             1,
@@ -796,7 +881,6 @@ fn conv2d_backward_input(
                             &mut buf[..count * kc],
                             kc,
                         );
-                        assert!(done, "conv2d_backward: direct path needs AVX2+FMA");
                         col2im_add(geo, buf, 0, p0, count, dx_img);
                         p0 += count;
                     }
@@ -867,7 +951,8 @@ fn conv2d_backward_params_direct(
     tr: usize,
     band: usize,
 ) {
-    use super::gemm::conv_dw_rows;
+    use super::gemm::{conv_dw_rows, dw_block_rows};
+    let block = dw_block_rows(super::isa::active());
     let (oc, ic) = (geo.out_c, geo.in_c);
     let wl = geo.weight_len();
     let scratch = band.max(geo.tile_len());
@@ -904,14 +989,23 @@ fn conv2d_backward_params_direct(
                 if !want_dw {
                     continue;
                 }
-                fill_band(geo, x, b, oy0, trr, buf, &mut rows);
+                // A pointwise conv's im2col rows are its input pixels.
+                let src: &[f32] = if band == 0 {
+                    for (i, r) in rows[..count].iter_mut().enumerate() {
+                        *r = (m0 + i) * ic;
+                    }
+                    x
+                } else {
+                    fill_band(geo, x, b, oy0, trr, buf, &mut rows);
+                    buf
+                };
                 for ky in 0..geo.k_h {
                     let mut q0 = 0;
                     while q0 < seg {
-                        let mr = 6.min(seg - q0);
+                        let mr = block.min(seg - q0);
                         let kk = ky * seg + q0;
                         let done = conv_dw_rows(
-                            buf,
+                            src,
                             &rows[..count],
                             ky * band_w * ic + q0,
                             mr,
@@ -1119,6 +1213,10 @@ mod tests {
             Conv2dGeometry::new(1, (7, 6, 5), 32, (3, 3), (2, 2), [0, 0, 1, 1], 1).unwrap(),
             // padding ≥ kernel: dx via col2im
             Conv2dGeometry::new(1, (4, 4, 2), 2, (2, 2), (1, 1), [2, 2, 0, 0], 1).unwrap(),
+            // pointwise, out_c a multiple of 16: the direct pointwise forward, dx and dW
+            Conv2dGeometry::new(2, (3, 5, 20), 32, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+            // 48 outputs (a pair of panels and a single one), dW segments of 21
+            Conv2dGeometry::new(1, (4, 5, 7), 48, (3, 3), (1, 1), [1; 4], 1).unwrap(),
         ]
     }
 

@@ -5,10 +5,12 @@
 //! is row-major with a leading dimension. `beta == 0` never reads C (so C may
 //! hold garbage or NaN).
 //!
-//! On x86-64 with AVX2+FMA a 6×16 register-blocked microkernel is used; A is
-//! broadcast straight from its strided storage (no packing), B is read in
-//! place when its columns are contiguous and otherwise packed into a 16-wide
-//! panel on the stack. Nothing is allocated. Every C element is computed by
+//! A register-blocked microkernel of the process's kernel set
+//! ([`super::isa`]; 12×32 with AVX-512, 6×16 with AVX2 or NEON, 3×16
+//! portable, see [`super::micro`]) does the work; A is broadcast straight
+//! from its strided storage (packed only when its rows are strided), B is
+//! read in place when its columns are contiguous and few rows use it, and
+//! otherwise packed into 16-wide panels on the stack. Nothing is allocated. Every C element is computed by
 //! one thread with a fixed summation order, so results are bit-identical for
 //! the same inputs whatever the thread count ([`par_sgemm`] splits rows only).
 
@@ -55,10 +57,13 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// Rows of C per microkernel call.
-pub const MR: usize = 6;
-/// Columns of C per microkernel call.
-pub const NR: usize = 16;
+use super::isa::{KernelSet, active};
+use super::micro;
+pub use super::micro::NR;
+
+/// Row granularity of [`par_sgemm`]'s split: a multiple of every kernel
+/// set's rows per microkernel call, so tasks hold whole micro-rows.
+const MR_SPLIT: usize = 12;
 
 fn check_c(m: usize, n: usize, c: &[f32], ldc: usize) {
     if m > 0 && n > 0 {
@@ -72,7 +77,15 @@ fn check_c(m: usize, n: usize, c: &[f32], ldc: usize) {
     }
 }
 
-/// `C = alpha·A·B + beta·C`, single-threaded.
+/// Panics unless this CPU can run `set` (running it otherwise is undefined).
+fn assert_runs(set: KernelSet) {
+    assert!(
+        set.supported(),
+        "kernel set {set} is not supported by this CPU"
+    );
+}
+
+/// `C = alpha·A·B + beta·C`, single-threaded, with the process's kernel set.
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm(
     m: usize,
@@ -85,6 +98,24 @@ pub fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
+    sgemm_on(active(), m, n, k, alpha, a, b, beta, c, ldc)
+}
+
+/// [`sgemm`] with the kernels of `set` (which this CPU must support).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_on(
+    set: KernelSet,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert_runs(set);
     if m == 0 || n == 0 {
         return;
     }
@@ -98,7 +129,7 @@ pub fn sgemm(
     a.check(m, k, "A");
     b.check(k, n, "B");
     // SAFETY: bounds of A, B and C were checked above for the full ranges used.
-    unsafe { sgemm_unchecked(m, n, k, alpha, a, b, beta, c.as_mut_ptr(), ldc) }
+    unsafe { sgemm_unchecked(set, m, n, k, alpha, a, b, beta, c.as_mut_ptr(), ldc) }
 }
 
 fn scale_row(row: &mut [f32], beta: f32) {
@@ -121,7 +152,7 @@ impl SendPtr {
 }
 
 /// Rows of C handled by one rayon task in [`par_sgemm`].
-const PAR_ROWS: usize = 16 * MR;
+const PAR_ROWS: usize = 8 * MR_SPLIT;
 /// Columns of C per task when [`par_sgemm`] splits columns (few rows).
 const PAR_COLS: usize = 4 * NR;
 
@@ -139,6 +170,7 @@ pub fn par_sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
+    let set = active();
     // Small products are not worth a fork.
     if (m as u64) * (n as u64) * (k as u64) < 1 << 18
         || k == 0
@@ -161,14 +193,18 @@ pub fn par_sgemm(
                 ..b
             };
             // SAFETY: tasks own disjoint column ranges of C; bounds checked above.
-            unsafe { sgemm_unchecked(m, cols, k, alpha, a, b_t, beta, cp.get().add(j0), ldc) };
+            unsafe { sgemm_unchecked(set, m, cols, k, alpha, a, b_t, beta, cp.get().add(j0), ldc) };
         });
         return;
     }
     // At least 4 tasks per thread (so e.g. m = 288 on 2 threads is not split
     // 2:1), at most PAR_ROWS rows each, whole micro-rows. The split does not
     // change any C element's arithmetic, so results stay bit-identical.
-    let per = (m.div_ceil(4 * rayon::current_num_threads()).div_ceil(MR) * MR).clamp(MR, PAR_ROWS);
+    let per = (m
+        .div_ceil(4 * rayon::current_num_threads())
+        .div_ceil(MR_SPLIT)
+        * MR_SPLIT)
+        .clamp(MR_SPLIT, PAR_ROWS);
     let tasks = m.div_ceil(per);
     (0..tasks).into_par_iter().for_each(|t| {
         let i0 = t * per;
@@ -179,15 +215,30 @@ pub fn par_sgemm(
         };
         // SAFETY: tasks own disjoint row ranges [i0, i0+rows) of C, all in bounds
         // (checked above); A/B bounds checked above.
-        unsafe { sgemm_unchecked(rows, n, k, alpha, a_t, b, beta, cp.get().add(i0 * ldc), ldc) };
+        unsafe {
+            sgemm_unchecked(
+                set,
+                rows,
+                n,
+                k,
+                alpha,
+                a_t,
+                b,
+                beta,
+                cp.get().add(i0 * ldc),
+                ldc,
+            )
+        };
     });
 }
 
 /// # Safety
-/// A (m×k), B (k×n) must be in bounds of their slices; C must be valid for
-/// writes of `(m-1)*ldc + n` floats and not aliased. m, n, k > 0.
+/// `set` runs on this CPU; A (m×k), B (k×n) must be in bounds of their
+/// slices; C must be valid for writes of `(m-1)*ldc + n` floats and not
+/// aliased. m, n, k > 0.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_unchecked(
+    set: KernelSet,
     m: usize,
     n: usize,
     k: usize,
@@ -198,86 +249,39 @@ unsafe fn sgemm_unchecked(
     c: *mut f32,
     ldc: usize,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA; the rest per this fn's contract.
-            unsafe { avx2::sgemm(m, n, k, alpha, a, b, beta, c, ldc) };
-            return;
-        }
-    }
-    // SAFETY: per this fn's contract.
-    unsafe { sgemm_portable(m, n, k, alpha, a, b, beta, c, ldc) }
-}
-
-/// Whether the AVX2+FMA microkernel is used on this CPU.
-pub fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::atomic::{AtomicU8, Ordering};
-        static STATE: AtomicU8 = AtomicU8::new(0);
-        match STATE.load(Ordering::Relaxed) {
-            1 => true,
-            2 => false,
-            _ => {
-                let yes = std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                    && std::env::var_os("NETLOOM_NO_SIMD").is_none();
-                STATE.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
-                yes
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Portable blocked fallback.
-#[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_portable(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-) {
-    let mut acc = [0f32; NR];
-    for i in 0..m {
-        // SAFETY: row i of C is in bounds per contract.
-        let crow = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n) };
-        for j0 in (0..n).step_by(NR) {
-            let nr = NR.min(n - j0);
-            acc[..nr].fill(0.0);
-            for p in 0..k {
-                let av = a.data[i * a.rs + p * a.cs];
-                let boff = p * b.rs + j0 * b.cs;
-                for (jj, acc) in acc[..nr].iter_mut().enumerate() {
-                    *acc += av * b.data[boff + jj * b.cs];
-                }
-            }
-            for jj in 0..nr {
-                let v = &mut crow[j0 + jj];
-                *v = if beta == 0.0 {
-                    alpha * acc[jj]
-                } else {
-                    alpha * acc[jj] + beta * *v
-                };
-            }
+    // SAFETY (every arm): the set is supported (checked by the callers) and
+    // the bounds are as this fn's contract says.
+    unsafe {
+        match set {
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx512 => micro::avx512::sgemm(m, n, k, alpha, a, b, beta, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx2 => micro::avx2::sgemm(m, n, k, alpha, a, b, beta, c, ldc),
+            #[cfg(target_arch = "aarch64")]
+            KernelSet::Neon => micro::neon::sgemm(m, n, k, alpha, a, b, beta, c, ldc),
+            _ => micro::portable::sgemm(m, n, k, alpha, a, b, beta, c, ldc),
         }
     }
 }
 
-/// Weight-gradient block of direct convolution: for the `mr` ≤ 6 consecutive
-/// im2col columns starting at `a_off`,
+/// Im2col columns one [`conv_dw_rows`] call handles at most with `set`.
+pub fn dw_block_rows(set: KernelSet) -> usize {
+    match set {
+        #[cfg(target_arch = "x86_64")]
+        KernelSet::Avx512 => micro::avx512::MR,
+        #[cfg(target_arch = "x86_64")]
+        KernelSet::Avx2 => micro::avx2::MR,
+        #[cfg(target_arch = "aarch64")]
+        KernelSet::Neon => micro::neon::MR,
+        _ => micro::portable::MR,
+    }
+}
+
+/// Weight-gradient block of direct convolution: for the `mr` ≤
+/// [`dw_block_rows`] consecutive im2col columns starting at `a_off`,
 /// `C[r][j] += Σ_p src[rows[p] + a_off + r] · dy[p·ldd + j]` over pixels `p <
 /// rows.len()`, `j < n`. `n` must be a multiple of 16. Returns false (doing
-/// nothing) without AVX2+FMA or with other `n`; callers then use im2col.
+/// nothing) for other `n` or `mr`; callers then use im2col.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_dw_rows(
     src: &[f32],
@@ -290,7 +294,25 @@ pub fn conv_dw_rows(
     c: &mut [f32],
     ldc: usize,
 ) -> bool {
-    if !n.is_multiple_of(NR) || !has_avx2_fma() || !(1..=MR).contains(&mr) {
+    conv_dw_rows_on(active(), src, rows, a_off, mr, dy, ldd, n, c, ldc)
+}
+
+/// [`conv_dw_rows`] with the kernels of `set` (which this CPU must support).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_dw_rows_on(
+    set: KernelSet,
+    src: &[f32],
+    rows: &[usize],
+    a_off: usize,
+    mr: usize,
+    dy: &[f32],
+    ldd: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+) -> bool {
+    assert_runs(set);
+    if !n.is_multiple_of(NR) || !(1..=dw_block_rows(set)).contains(&mr) {
         return false;
     }
     if rows.is_empty() || n == 0 {
@@ -307,25 +329,24 @@ pub fn conv_dw_rows(
             "conv_dw_rows: row out of bounds"
         );
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: bounds checked above; CPU features checked.
-        unsafe {
-            avx2::conv_dw_rows(
-                src.as_ptr().add(a_off),
-                rows,
-                mr,
-                dy.as_ptr(),
-                ldd,
-                n,
-                c.as_mut_ptr(),
-                ldc,
-            )
-        };
-        return true;
+    let (s, d, cp) = (
+        unsafe { src.as_ptr().add(a_off) },
+        dy.as_ptr(),
+        c.as_mut_ptr(),
+    );
+    // SAFETY (every arm): bounds checked above; the set is supported.
+    unsafe {
+        match set {
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx512 => micro::avx512::conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc),
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx2 => micro::avx2::conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc),
+            #[cfg(target_arch = "aarch64")]
+            KernelSet::Neon => micro::neon::conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc),
+            _ => micro::portable::conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc),
+        }
     }
-    #[allow(unreachable_code)]
-    false
+    true
 }
 
 /// Floats of a B matrix (k × n) packed by [`pack_b`].
@@ -360,8 +381,7 @@ pub fn pack_b(k: usize, n: usize, b: MatRef<'_>, out: &mut [f32]) {
 /// `C[i][j] = bias[j] + Σ_seg Σ_q A_i[seg·seg_stride + q] · B[seg·seg_len + q][j]`
 /// for rows `i < rows.len()` where `A_i` starts at `src[rows[i]]`, `q <
 /// seg_len`, and B (`n_seg·seg_len` × `n`) was packed by [`pack_b`]. C is
-/// row-major with leading dimension `ldc`, overwritten. Returns false (doing
-/// nothing) if the CPU lacks AVX2+FMA; callers then use im2col + [`sgemm`].
+/// row-major with leading dimension `ldc`, overwritten.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_rows(
     src: &[f32],
@@ -374,7 +394,38 @@ pub fn conv_rows(
     bias: Option<&[f32]>,
     c: &mut [f32],
     ldc: usize,
-) -> bool {
+) {
+    conv_rows_on(
+        active(),
+        src,
+        rows,
+        n_seg,
+        seg_len,
+        seg_stride,
+        bpack,
+        n,
+        bias,
+        c,
+        ldc,
+    )
+}
+
+/// [`conv_rows`] with the kernels of `set` (which this CPU must support).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_rows_on(
+    set: KernelSet,
+    src: &[f32],
+    rows: &[usize],
+    n_seg: usize,
+    seg_len: usize,
+    seg_stride: usize,
+    bpack: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert_runs(set);
     let k = n_seg * seg_len;
     assert!(
         bpack.len() >= packed_b_len(k, n),
@@ -383,480 +434,38 @@ pub fn conv_rows(
     if let Some(b) = bias {
         assert!(b.len() >= n, "conv_rows: bias too short");
     }
-    if rows.is_empty() || n == 0 {
-        return true;
+    if rows.is_empty() || n == 0 || k == 0 {
+        return;
     }
     check_c(rows.len(), n, c, ldc);
     let span = (n_seg - 1) * seg_stride + seg_len;
     for &r in rows {
         assert!(r + span <= src.len(), "conv_rows: row out of bounds");
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2_fma() {
-            // SAFETY: bounds checked above; CPU features checked.
-            unsafe {
-                avx2::conv_rows(
-                    src.as_ptr(),
-                    rows,
-                    n_seg,
-                    seg_len,
-                    seg_stride,
-                    bpack.as_ptr(),
-                    n,
-                    bias.map(|b| b.as_ptr()),
-                    c.as_mut_ptr(),
-                    ldc,
-                )
-            };
-            return true;
-        }
-    }
-    false
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{MR, MatRef, NR};
-    use std::arch::x86_64::*;
-
-    /// Max depth of one pass over k.
-    const KC: usize = 256;
-    /// Columns of B packed per block (4 panels of 16).
-    const NC: usize = 64;
-    /// Rows of A packed per block when A is not row-contiguous.
-    const MC: usize = 72;
-
-    /// BLIS-style loop nest: for each NC block of columns and KC slice of k,
-    /// B is packed into contiguous 16-wide panels (zero-padded); A is read in
-    /// place when its rows are contiguous (cs == 1) and otherwise packed into
-    /// MR-row micro-panels. The packed B panel (≤ 16 KB) stays in L1 while
-    /// the micro-rows of A stream from L2.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn sgemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: MatRef<'_>,
-        b: MatRef<'_>,
-        beta: f32,
-        c: *mut f32,
-        ldc: usize,
-    ) {
-        // Uninitialised scratch (zeroing 136 KB per call would cost more than
-        // packing); only elements written by the packing loops are read.
-        let mut bpack_mem = std::mem::MaybeUninit::<[f32; KC * NC]>::uninit();
-        let mut apack_mem = std::mem::MaybeUninit::<[f32; MC * KC]>::uninit();
-        let bpack = bpack_mem.as_mut_ptr() as *mut f32;
-        let apack = apack_mem.as_mut_ptr() as *mut f32;
-        let ap = a.data.as_ptr();
-        let bp = b.data.as_ptr();
-        let pack_a = a.cs != 1;
-        // With few rows each B panel is used only a few times: packing it
-        // would cost more than the L1 misses of reading it in place.
-        let direct_b = b.cs == 1 && m <= 8 * MR;
-        // Even k slices (e.g. 288 → 144 + 144, not 256 + 32).
-        let kslices = k.div_ceil(KC);
-        let kc_even = k.div_ceil(kslices);
-        let mut jc = 0;
-        while jc < n {
-            let nc = NC.min(n - jc);
-            let panels = nc.div_ceil(NR);
-            let mut k0 = 0;
-            while k0 < k {
-                let kc = kc_even.min(k - k0);
-                let beta_eff = if k0 == 0 { beta } else { 1.0 };
-                // Pack B[k0..k0+kc, jc..jc+nc] as `panels` blocks of kc×16.
-                // SAFETY (whole fn): indices stay within the checked A/B/C ranges.
-                for jp in 0..panels {
-                    let j0 = jc + jp * NR;
-                    let nr = NR.min(n - j0);
-                    if direct_b && nr == NR {
-                        continue;
-                    }
-                    let dst = unsafe { bpack.add(jp * kc * NR) };
-                    if b.cs == 1 && nr == NR {
-                        for p in 0..kc {
-                            let src = unsafe { bp.add((k0 + p) * b.rs + j0) };
-                            unsafe {
-                                let d = dst.add(p * NR);
-                                _mm256_storeu_ps(d, _mm256_loadu_ps(src));
-                                _mm256_storeu_ps(d.add(8), _mm256_loadu_ps(src.add(8)));
-                            }
-                        }
-                    } else {
-                        for p in 0..kc {
-                            for jj in 0..NR {
-                                let v = if jj < nr {
-                                    unsafe { *bp.add((k0 + p) * b.rs + (j0 + jj) * b.cs) }
-                                } else {
-                                    0.0
-                                };
-                                unsafe { dst.add(p * NR + jj).write(v) };
-                            }
-                        }
-                    }
-                }
-                let mut ic = 0;
-                while ic < m {
-                    let mc = if pack_a { MC.min(m - ic) } else { m - ic };
-                    if pack_a {
-                        // Micro-panel r holds rows ic+6r.., laid out [p][row].
-                        for mp in 0..mc.div_ceil(MR) {
-                            let chunk = unsafe { apack.add(mp * MR * kc) };
-                            let i0 = ic + mp * MR;
-                            let mr = MR.min(m - i0);
-                            for p in 0..kc {
-                                for r in 0..mr {
-                                    unsafe {
-                                        chunk
-                                            .add(p * MR + r)
-                                            .write(*ap.add((i0 + r) * a.rs + (k0 + p) * a.cs))
-                                    };
-                                }
-                            }
-                        }
-                    }
-                    for jp in 0..panels {
-                        let j0 = jc + jp * NR;
-                        let nr = NR.min(n - j0);
-                        let (panel, ldb) = if direct_b && nr == NR {
-                            (unsafe { bp.add(k0 * b.rs + j0) }, b.rs)
-                        } else {
-                            (unsafe { bpack.add(jp * kc * NR) as *const f32 }, NR)
-                        };
-                        let mut ir = 0;
-                        while ir < mc {
-                            let mr = MR.min(mc - ir);
-                            let (a_blk, rsa, csa) = if pack_a {
-                                (
-                                    unsafe { apack.add((ir / MR) * MR * kc) as *const f32 },
-                                    1,
-                                    MR,
-                                )
-                            } else {
-                                (unsafe { ap.add((ic + ir) * a.rs + k0) }, a.rs, 1)
-                            };
-                            let args = Args {
-                                kc,
-                                a: a_blk,
-                                rsa,
-                                csa,
-                                b: panel,
-                                ldb,
-                                c: unsafe { c.add((ic + ir) * ldc + j0) },
-                                ldc,
-                                nr,
-                                alpha,
-                                beta: beta_eff,
-                            };
-                            unsafe {
-                                match mr {
-                                    6 => kernel::<6>(&args),
-                                    5 => kernel::<5>(&args),
-                                    4 => kernel::<4>(&args),
-                                    3 => kernel::<3>(&args),
-                                    2 => kernel::<2>(&args),
-                                    _ => kernel::<1>(&args),
-                                }
-                            }
-                            ir += MR;
-                        }
-                    }
-                    ic += mc;
-                }
-                k0 += kc;
+    let (s, bp, bias, cp) = (
+        src.as_ptr(),
+        bpack.as_ptr(),
+        bias.map(|b| b.as_ptr()),
+        c.as_mut_ptr(),
+    );
+    // SAFETY (every arm): bounds checked above; the set is supported.
+    unsafe {
+        match set {
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx512 => {
+                micro::avx512::conv_rows(s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc)
             }
-            jc += nc;
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn conv_rows(
-        src: *const f32,
-        rows: &[usize],
-        n_seg: usize,
-        seg_len: usize,
-        seg_stride: usize,
-        bpack: *const f32,
-        n: usize,
-        bias: Option<*const f32>,
-        c: *mut f32,
-        ldc: usize,
-    ) {
-        let k = n_seg * seg_len;
-        let zeros = [0f32; NR];
-        let mut biasbuf = [0f32; NR];
-        for jp in 0..n.div_ceil(NR) {
-            let j0 = jp * NR;
-            let nr = NR.min(n - j0);
-            let bias_p = match bias {
-                Some(b) => {
-                    for (jj, v) in biasbuf.iter_mut().enumerate() {
-                        *v = if jj < nr {
-                            unsafe { *b.add(j0 + jj) }
-                        } else {
-                            0.0
-                        };
-                    }
-                    biasbuf.as_ptr()
-                }
-                None => zeros.as_ptr(),
-            };
-            let panel = unsafe { bpack.add(jp * k * NR) };
-            let mut ir = 0;
-            while ir < rows.len() {
-                let mr = MR.min(rows.len() - ir);
-                let s = Seg {
-                    rows: &rows[ir..ir + mr],
-                    src,
-                    n_seg,
-                    seg_len,
-                    seg_stride,
-                    b: panel,
-                    bias: bias_p,
-                    c: unsafe { c.add(ir * ldc + j0) },
-                    ldc,
-                    nr,
-                };
-                unsafe {
-                    match mr {
-                        6 => seg_kernel::<6>(&s),
-                        5 => seg_kernel::<5>(&s),
-                        4 => seg_kernel::<4>(&s),
-                        3 => seg_kernel::<3>(&s),
-                        2 => seg_kernel::<2>(&s),
-                        _ => seg_kernel::<1>(&s),
-                    }
-                }
-                ir += MR;
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx2 => {
+                micro::avx2::conv_rows(s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc)
             }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn conv_dw_rows(
-        src: *const f32,
-        rows: &[usize],
-        mr: usize,
-        dy: *const f32,
-        ldd: usize,
-        n: usize,
-        c: *mut f32,
-        ldc: usize,
-    ) {
-        for j0 in (0..n).step_by(NR) {
-            // SAFETY: per the caller's bounds checks.
-            unsafe {
-                let (d, cc) = (dy.add(j0), c.add(j0));
-                match mr {
-                    6 => dw_kernel::<6>(src, rows, d, ldd, cc, ldc),
-                    5 => dw_kernel::<5>(src, rows, d, ldd, cc, ldc),
-                    4 => dw_kernel::<4>(src, rows, d, ldd, cc, ldc),
-                    3 => dw_kernel::<3>(src, rows, d, ldd, cc, ldc),
-                    2 => dw_kernel::<2>(src, rows, d, ldd, cc, ldc),
-                    _ => dw_kernel::<1>(src, rows, d, ldd, cc, ldc),
-                }
+            #[cfg(target_arch = "aarch64")]
+            KernelSet::Neon => {
+                micro::neon::conv_rows(s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc)
             }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn dw_kernel<const R: usize>(
-        src: *const f32,
-        rows: &[usize],
-        dy: *const f32,
-        ldd: usize,
-        c: *mut f32,
-        ldc: usize,
-    ) {
-        // SAFETY: per the caller's bounds checks.
-        unsafe {
-            let mut acc0 = [_mm256_setzero_ps(); R];
-            let mut acc1 = [_mm256_setzero_ps(); R];
-            for r in 0..R {
-                acc0[r] = _mm256_loadu_ps(c.add(r * ldc));
-                acc1[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
-            }
-            let mut dp = dy;
-            // Two pixels per iteration: halves the loop overhead.
-            let pairs = rows.chunks_exact(2);
-            let rest = pairs.remainder();
-            for pair in pairs {
-                let (a, a2) = (src.add(pair[0]), src.add(pair[1]));
-                let b0 = _mm256_loadu_ps(dp);
-                let b1 = _mm256_loadu_ps(dp.add(8));
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*a.add(r));
-                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
-                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
-                }
-                let b0 = _mm256_loadu_ps(dp.add(ldd));
-                let b1 = _mm256_loadu_ps(dp.add(ldd + 8));
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*a2.add(r));
-                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
-                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
-                }
-                dp = dp.add(2 * ldd);
-            }
-            for &off in rest {
-                let b0 = _mm256_loadu_ps(dp);
-                let b1 = _mm256_loadu_ps(dp.add(8));
-                let a = src.add(off);
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*a.add(r));
-                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
-                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
-                }
-            }
-            for r in 0..R {
-                _mm256_storeu_ps(c.add(r * ldc), acc0[r]);
-                _mm256_storeu_ps(c.add(r * ldc + 8), acc1[r]);
-            }
-        }
-    }
-
-    struct Seg<'a> {
-        rows: &'a [usize],
-        src: *const f32,
-        n_seg: usize,
-        seg_len: usize,
-        seg_stride: usize,
-        b: *const f32,
-        bias: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        nr: usize,
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn seg_kernel<const R: usize>(s: &Seg<'_>) {
-        // SAFETY: row spans and the packed panel were bounds-checked by the caller.
-        unsafe {
-            let bias0 = _mm256_loadu_ps(s.bias);
-            let bias1 = _mm256_loadu_ps(s.bias.add(8));
-            let mut acc0 = [bias0; R];
-            let mut acc1 = [bias1; R];
-            let mut arow = [std::ptr::null::<f32>(); R];
-            for (r, p) in arow.iter_mut().enumerate() {
-                *p = s.src.add(s.rows[r]);
-            }
-            let mut bptr = s.b;
-            for seg in 0..s.n_seg {
-                let off = seg * s.seg_stride;
-                for q in 0..s.seg_len {
-                    let b0 = _mm256_loadu_ps(bptr);
-                    let b1 = _mm256_loadu_ps(bptr.add(8));
-                    for r in 0..R {
-                        let av = _mm256_broadcast_ss(&*arow[r].add(off + q));
-                        acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
-                        acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
-                    }
-                    bptr = bptr.add(NR);
-                }
-            }
-            if s.nr == NR {
-                for r in 0..R {
-                    let cr = s.c.add(r * s.ldc);
-                    _mm256_storeu_ps(cr, acc0[r]);
-                    _mm256_storeu_ps(cr.add(8), acc1[r]);
-                }
-            } else {
-                let mut tmp = [0f32; NR];
-                for r in 0..R {
-                    let cr = s.c.add(r * s.ldc);
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), acc0[r]);
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc1[r]);
-                    for (jj, t) in tmp.iter().enumerate().take(s.nr) {
-                        *cr.add(jj) = *t;
-                    }
-                }
-            }
-        }
-    }
-
-    struct Args {
-        kc: usize,
-        a: *const f32,
-        rsa: usize,
-        csa: usize,
-        /// B panel: kc rows of 16 contiguous floats, `ldb` apart.
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        nr: usize,
-        alpha: f32,
-        beta: f32,
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn kernel<const R: usize>(s: &Args) {
-        let mut acc0 = [_mm256_setzero_ps(); R];
-        let mut acc1 = [_mm256_setzero_ps(); R];
-        let mut arow = [std::ptr::null::<f32>(); R];
-        for (r, p) in arow.iter_mut().enumerate() {
-            *p = unsafe { s.a.add(r * s.rsa) };
-        }
-        let mut bptr = s.b;
-        let mut aoff = 0;
-        // SAFETY: kc rows of the B panel (16 wide) and kc columns of R rows of A are in bounds.
-        unsafe {
-            for _ in 0..s.kc {
-                let b0 = _mm256_loadu_ps(bptr);
-                let b1 = _mm256_loadu_ps(bptr.add(8));
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*arow[r].add(aoff));
-                    acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
-                    acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
-                }
-                bptr = bptr.add(s.ldb);
-                aoff += s.csa;
-            }
-            let va = _mm256_set1_ps(s.alpha);
-            let vb = _mm256_set1_ps(s.beta);
-            if s.nr == NR {
-                for r in 0..R {
-                    let cr = s.c.add(r * s.ldc);
-                    let (mut v0, mut v1) = if s.alpha == 1.0 {
-                        (acc0[r], acc1[r])
-                    } else {
-                        (_mm256_mul_ps(acc0[r], va), _mm256_mul_ps(acc1[r], va))
-                    };
-                    if s.beta == 1.0 {
-                        v0 = _mm256_add_ps(_mm256_loadu_ps(cr), v0);
-                        v1 = _mm256_add_ps(_mm256_loadu_ps(cr.add(8)), v1);
-                    } else if s.beta != 0.0 {
-                        v0 = _mm256_fmadd_ps(_mm256_loadu_ps(cr), vb, v0);
-                        v1 = _mm256_fmadd_ps(_mm256_loadu_ps(cr.add(8)), vb, v1);
-                    }
-                    _mm256_storeu_ps(cr, v0);
-                    _mm256_storeu_ps(cr.add(8), v1);
-                }
-            } else {
-                let mut tmp = [0f32; NR];
-                for r in 0..R {
-                    let cr = s.c.add(r * s.ldc);
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), _mm256_mul_ps(acc0[r], va));
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), _mm256_mul_ps(acc1[r], va));
-                    for (jj, t) in tmp.iter().enumerate().take(s.nr) {
-                        let cv = cr.add(jj);
-                        *cv = if s.beta != 0.0 {
-                            s.beta.mul_add(*cv, *t)
-                        } else {
-                            *t
-                        };
-                    }
-                }
-            }
+            _ => micro::portable::conv_rows(
+                s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc,
+            ),
         }
     }
 }
@@ -929,6 +538,122 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}: element {i}: {x} vs {y}"
+            );
+        }
+    }
+
+    /// Every kernel set this CPU runs gives portable's results (to
+    /// rounding: FMA contraction differs) on shapes that take every
+    /// microkernel size: paired and single panels, partial panels, row
+    /// remainders, strided and packed A, in-place and packed B.
+    #[test]
+    fn every_supported_set_matches_portable() {
+        let mut rng = Rng::new(7);
+        let sets = KernelSet::all_supported();
+        assert!(sets.contains(&active()));
+        for &(m, n, k) in &[(29, 40, 13), (100, 64, 300), (7, 33, 5), (150, 96, 40)] {
+            let av = rng.vec(m * k);
+            let bv = rng.vec(k * n);
+            let c0 = rng.vec(m * n);
+            for (ta, tb) in [(false, false), (true, true)] {
+                let a = if ta {
+                    MatRef::transposed(&av, m)
+                } else {
+                    MatRef::row_major(&av, k)
+                };
+                let b = if tb {
+                    MatRef::transposed(&bv, k)
+                } else {
+                    MatRef::row_major(&bv, n)
+                };
+                let run = |set| {
+                    let mut c = c0.clone();
+                    sgemm_on(set, m, n, k, 0.5, a, b, -1.0, &mut c, n);
+                    c
+                };
+                let want = run(KernelSet::Portable);
+                for &set in &sets {
+                    close(&run(set), &want, &format!("sgemm {set} {m}x{n}x{k}"));
+                }
+            }
+        }
+        // conv_rows: 3 segments of 5 taps, 29 rows, 40 columns, with bias.
+        let (n_seg, seg_len, seg_stride, n) = (3, 5, 11, 40);
+        let rows: Vec<usize> = (0..29).map(|i| i * 3).collect();
+        let src = rng.vec(29 * 3 + 2 * seg_stride + seg_len);
+        let w = rng.vec(n_seg * seg_len * n);
+        let bias = rng.vec(n);
+        let mut bp = vec![0.0; packed_b_len(n_seg * seg_len, n)];
+        pack_b(n_seg * seg_len, n, MatRef::row_major(&w, n), &mut bp);
+        let run = |set| {
+            let mut c = vec![f32::NAN; rows.len() * (n + 1)];
+            conv_rows_on(
+                set,
+                &src,
+                &rows,
+                n_seg,
+                seg_len,
+                seg_stride,
+                &bp,
+                n,
+                Some(&bias),
+                &mut c,
+                n + 1,
+            );
+            // The padding column is not written.
+            for r in c.chunks(n + 1) {
+                assert!(r.get(n).is_none_or(|v| v.is_nan()));
+            }
+            c.chunks(n + 1)
+                .flat_map(|r| r[..n].to_vec())
+                .collect::<Vec<_>>()
+        };
+        let want = run(KernelSet::Portable);
+        for &set in &sets {
+            close(&run(set), &want, &format!("conv_rows {set}"));
+        }
+        // conv_dw_rows: 48 columns (a pair and a single panel), every block height.
+        let n = 48;
+        let dy = rng.vec(rows.len() * n);
+        let c0 = rng.vec(12 * n);
+        for &set in &sets {
+            for mr in 1..=dw_block_rows(set) {
+                let mut c = c0.clone();
+                assert!(conv_dw_rows_on(
+                    set, &src, &rows, 2, mr, &dy, n, n, &mut c, n
+                ));
+                let mut want = c0.clone();
+                for r in 0..mr {
+                    for j in 0..n {
+                        let s: f64 = (rows.iter().enumerate())
+                            .map(|(p, &o)| src[o + 2 + r] as f64 * dy[p * n + j] as f64)
+                            .sum();
+                        want[r * n + j] = (c0[r * n + j] as f64 + s) as f32;
+                    }
+                }
+                close(&c, &want, &format!("dw {set} mr {mr}"));
+            }
+            assert!(!conv_dw_rows_on(
+                set,
+                &src,
+                &rows,
+                0,
+                1,
+                &dy,
+                n,
+                40,
+                &mut [0.0; 480],
+                40
+            ));
         }
     }
 

@@ -18,10 +18,12 @@
 //!   not a user error); geometry constructors return [`GeometryError`].
 //!
 //! # Where the time goes
-//! Convolutions dominate. On x86-64 with AVX2+FMA (runtime-detected; set
-//! `NETLOOM_NO_SIMD=1` to force the portable path) groups=1 convs run as
+//! Convolutions dominate. The microkernels come in four kernel sets —
+//! AVX-512, AVX2+FMA, NEON, portable — chosen once per process from the CPU
+//! ([`isa::active`]; `NETLOOM_KERNELS=avx512|avx2|neon|portable` forces
+//! one). groups=1 convs run as
 //! *direct* convolutions: per tile of output rows the input rows are copied
-//! into a zero-padded band that stays in L1/L2 and a 6×16 FMA microkernel
+//! into a zero-padded band that stays in L1/L2 and the microkernel
 //! reads im2col rows straight out of it (`gemm::conv_rows`); dX of stride-1
 //! convs is the forward conv of dY with flipped weights; dW accumulates from
 //! the same band (`gemm::conv_dw_rows`). Grouped convs and the rest use
@@ -48,12 +50,15 @@ pub mod activation;
 pub mod conv;
 pub mod dense;
 pub mod gemm;
+pub mod isa;
 pub mod loss;
+mod micro;
 pub mod misc;
 pub mod norm;
 pub mod pool;
 
 pub use conv::{Conv2dGeometry, GeometryError};
+pub use isa::KernelSet;
 pub use pool::Pool2dGeometry;
 
 #[derive(Clone, Copy)]

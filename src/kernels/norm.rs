@@ -1,8 +1,8 @@
 //! Batch normalisation over the last (channel) axis of NHWC / (N, C) data.
 //!
 //! Statistics are per channel over all `rows = N·H·W` positions, accumulated
-//! in f64 over channel chunks (one task per 16 channels, rows in order), so
-//! they are deterministic. Running statistics follow the Keras convention
+//! in f64 over a fixed number of row blocks (parallel, each block in memory
+//! order) summed in block order, so they are deterministic. Running statistics follow the Keras convention
 //! `running = momentum·running + (1 − momentum)·batch` with the *unbiased*
 //! batch variance (as PyTorch stores it); normalisation in training uses the
 //! biased variance.
@@ -33,8 +33,18 @@ fn channel_reduce(
     });
 }
 
-/// Two per-channel f64 sums in one pass over the rows (`f` adds row
-/// `off` into both accumulators); `fin(ch, a, b)` gives the outputs.
+/// Row blocks of a per-channel reduction: a fixed number (not the thread
+/// count), so the sums are the same whatever the pool size.
+const ROW_BLOCKS: usize = 8;
+/// Channels one pass of [`channel_reduce2`] reduces (its partials live on the stack).
+const CH_PASS: usize = 256;
+
+/// Two per-channel f64 sums over the rows (`f(off, c0, a, b)` adds the row
+/// at `off`, channels `c0 ..`, into both accumulators); `fin(ch, a, b)`
+/// gives the outputs. Parallel over [`ROW_BLOCKS`] contiguous blocks of
+/// rows, each walking its rows in memory order, with the block partials
+/// summed in block order: deterministic, and every task streams its own
+/// part of the tensor instead of every task striding over all of it.
 fn channel_reduce2(
     c: usize,
     rows: usize,
@@ -43,22 +53,27 @@ fn channel_reduce2(
     f: impl Fn(usize, usize, &mut [f64], &mut [f64]) + Sync,
     fin: impl Fn(usize, f64, f64) -> (f32, f32) + Sync,
 ) {
-    out_a
-        .par_chunks_mut(CH_CHUNK)
-        .zip(out_b.par_chunks_mut(CH_CHUNK))
-        .enumerate()
-        .for_each(|(k, (oa, ob))| {
-            let c0 = k * CH_CHUNK;
-            let w = oa.len();
-            let mut acc_a = [0f64; CH_CHUNK];
-            let mut acc_b = [0f64; CH_CHUNK];
-            for r in 0..rows {
-                f(r * c + c0, c0, &mut acc_a[..w], &mut acc_b[..w]);
-            }
-            for j in 0..w {
-                (oa[j], ob[j]) = fin(c0 + j, acc_a[j], acc_b[j]);
+    let mut parts = [[0f64; 2 * CH_PASS]; ROW_BLOCKS];
+    for c0 in (0..c).step_by(CH_PASS) {
+        let w = CH_PASS.min(c - c0);
+        parts.par_iter_mut().enumerate().for_each(|(blk, p)| {
+            let (pa, pb) = p.split_at_mut(CH_PASS);
+            let (pa, pb) = (&mut pa[..w], &mut pb[..w]);
+            pa.fill(0.0);
+            pb.fill(0.0);
+            for r in (blk * rows / ROW_BLOCKS)..((blk + 1) * rows / ROW_BLOCKS) {
+                f(r * c + c0, c0, pa, pb);
             }
         });
+        for j in 0..w {
+            let (mut a, mut b) = (0f64, 0f64);
+            for p in &parts {
+                a += p[j];
+                b += p[CH_PASS + j];
+            }
+            (out_a[c0 + j], out_b[c0 + j]) = fin(c0 + j, a, b);
+        }
+    }
 }
 
 /// Training-mode forward. `x`, `y`: rows × `c`. Writes the batch mean and

@@ -233,6 +233,9 @@ pub fn max_pool2d_backward(geo: &Pool2dGeometry, dy: &[f32], argmax: &[u32], dx:
         geo.out_len(),
         "max_pool2d_backward: argmax length"
     );
+    if geo.tiles_input() {
+        return max_pool2d_backward_tiled(geo, dy, argmax, dx);
+    }
     dx.par_chunks_mut(geo.in_img())
         .zip(dy.par_chunks(geo.out_img()))
         .zip(argmax.par_chunks(geo.out_img()))
@@ -240,6 +243,55 @@ pub fn max_pool2d_backward(geo: &Pool2dGeometry, dy: &[f32], argmax: &[u32], dx:
             dx.fill(0.0);
             for (g, &i) in dy.iter().zip(am) {
                 dx[i as usize] += *g;
+            }
+        });
+}
+
+impl Pool2dGeometry {
+    /// Windows that tile the input exactly (stride = window, no padding,
+    /// nothing left over): every input element is in exactly one window.
+    fn tiles_input(&self) -> bool {
+        self.stride_h == self.k_h
+            && self.stride_w == self.k_w
+            && self.pad_top + self.pad_left + self.pad_bottom + self.pad_right == 0
+            && self.out_h * self.k_h == self.in_h
+            && self.out_w * self.k_w == self.in_w
+    }
+}
+
+/// Max-pool backward when the windows tile the input: each input element
+/// is written once, in memory order, with its window's gradient if it was
+/// the argmax and 0 otherwise — no zero fill, no scatter. Parallel over
+/// blocks of output rows (across the batch).
+fn max_pool2d_backward_tiled(geo: &Pool2dGeometry, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
+    let c = geo.c;
+    let out_row = geo.out_w * c;
+    let in_rows = geo.k_h * geo.in_w * c;
+    let rows_per_task = (ELEM_CHUNK / in_rows).max(1);
+    dx.par_chunks_mut(rows_per_task * in_rows)
+        .enumerate()
+        .for_each(|(t, dxb)| {
+            for (k, dxr) in dxb.chunks_exact_mut(in_rows).enumerate() {
+                let r = t * rows_per_task + k; // b·out_h + oy
+                let oy = r % geo.out_h;
+                let (g, am) = (
+                    &dy[r * out_row..][..out_row],
+                    &argmax[r * out_row..][..out_row],
+                );
+                for ky in 0..geo.k_h {
+                    let iy = oy * geo.k_h + ky;
+                    let line = &mut dxr[ky * geo.in_w * c..][..geo.in_w * c];
+                    for (ox, (gw, aw)) in g.chunks_exact(c).zip(am.chunks_exact(c)).enumerate() {
+                        for kx in 0..geo.k_w {
+                            let ix = ox * geo.k_w + kx;
+                            let i0 = (iy * geo.in_w + ix) * c;
+                            let out = &mut line[ix * c..][..c];
+                            for (ch, ((d, &gv), &a)) in out.iter_mut().zip(gw).zip(aw).enumerate() {
+                                *d = if a as usize == i0 + ch { gv } else { 0.0 };
+                            }
+                        }
+                    }
+                }
             }
         });
 }
@@ -375,6 +427,9 @@ mod tests {
     fn geos() -> Vec<Pool2dGeometry> {
         vec![
             Pool2dGeometry::new(2, (6, 6, 3), (2, 2), (2, 2), [0; 4], false).unwrap(),
+            // leftover last row and column: not tiled, the scatter path
+            Pool2dGeometry::new(2, (7, 5, 3), (2, 2), (2, 2), [0; 4], false).unwrap(),
+            Pool2dGeometry::new(1, (4, 6, 3), (2, 3), (2, 3), [0; 4], false).unwrap(),
             Pool2dGeometry::new(1, (5, 7, 2), (3, 3), (2, 2), [1, 1, 1, 1], true).unwrap(),
             Pool2dGeometry::new(2, (5, 5, 2), (3, 2), (1, 2), [0, 1, 2, 0], true).unwrap(),
         ]
