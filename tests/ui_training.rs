@@ -310,3 +310,64 @@ fn reset_weights_restarts_from_the_seeded_start_and_continuing_does_not() {
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_sweep_from_the_dialog_trains_one_run_per_value_and_plots_them() {
+    let (mut h, dir) = tiny_app(1);
+    let c2 = h.state().doc().graph.find("c2").unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::Select([c2].into_iter().collect()));
+    h.state_mut().execute(&ctx, Command::OpenSweepDialog);
+    h.run();
+    assert!(has(&h, "Start sweep"), "the dialog is open");
+    click(&mut h, "Start sweep");
+    wait_until(&mut h, "four sweep runs", |h| {
+        let runs = &h.state().training.runs;
+        runs.len() == 4 && runs.iter().all(|r| r.status == RunStatus::Finished)
+    });
+    h.run();
+    let values: Vec<f64> = h
+        .state()
+        .training
+        .runs
+        .iter()
+        .map(|r| {
+            let (label, value) = r.sweep.as_ref().expect("a sweep run");
+            assert_eq!(
+                label, "c2.filters",
+                "the dialog starts on the selected layer's filters"
+            );
+            *value
+        })
+        .collect();
+    assert_eq!(values, [8.0, 16.0, 32.0, 64.0]);
+    // Starting the sweep opened the Sweep tab.
+    assert_eq!(h.state().bottom_tab, netloom::app::BottomTab::Sweep);
+    let graph = h.state().doc().graph.clone();
+    for (run, value) in h.state().training.runs.iter().zip(values) {
+        // Each run trained its own copy: the MACs are those of the edited design.
+        let edited =
+            netloom::train::experiment::design_with(&graph, "c2", "filters", value).unwrap();
+        let macs = netloom::infer::analyze(&edited)
+            .totals(&netloom::infer::Conventions::default())
+            .macs;
+        assert_eq!(run.macs, macs);
+        let acc = run.val_acc().expect("val acc");
+        assert!(
+            has(
+                &h,
+                &format!("c2.filters = {value}: {macs} MACs, val {:.2}%", 100.0 * acc)
+            ),
+            "the Sweep plot names the point of {value}"
+        );
+    }
+    assert!(has(&h, "Sweep plot with 4 points"));
+    // The user's design is untouched by the sweep.
+    assert!(matches!(
+        graph.node(c2).unwrap().kind,
+        netloom::graph::LayerKind::Conv2d { filters: 6, .. }
+    ));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -230,6 +230,10 @@ pub enum Command {
     ShowFeatureMapsOf {
         image: usize,
     },
+    /// Open the Sweep dialog on the selected layer's parameters.
+    OpenSweepDialog,
+    /// Queue one run per value and train them one after another.
+    StartSweep(Box<super::training::sweep::SweepRequest>),
 }
 
 impl Command {
@@ -274,6 +278,8 @@ impl Command {
                 | Command::ShowRun { .. }
                 | Command::ProbeNode { .. }
                 | Command::ShowFeatureMapsOf { .. }
+                | Command::OpenSweepDialog
+                | Command::StartSweep(_)
         )
     }
 

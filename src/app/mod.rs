@@ -56,16 +56,18 @@ pub enum BottomTab {
     Predictions,
     Confusion,
     FeatureMaps,
+    Sweep,
 }
 
 impl BottomTab {
-    pub const ALL: [BottomTab; 6] = [
+    pub const ALL: [BottomTab; 7] = [
         BottomTab::Costs,
         BottomTab::Training,
         BottomTab::Runs,
         BottomTab::Predictions,
         BottomTab::Confusion,
         BottomTab::FeatureMaps,
+        BottomTab::Sweep,
     ];
 
     pub fn label(self) -> &'static str {
@@ -76,6 +78,7 @@ impl BottomTab {
             BottomTab::Predictions => "Predictions",
             BottomTab::Confusion => "Confusion matrix",
             BottomTab::FeatureMaps => "Feature maps",
+            BottomTab::Sweep => "Sweep",
         }
     }
 }
@@ -98,6 +101,7 @@ pub struct NetloomApp {
     /// Runs of this session and their trainer.
     pub training: training::TrainingSession,
     training_views: training::views::TrainingViews,
+    sweep_dialog: training::sweep_view::SweepDialog,
     /// A canvas PNG export waiting for the screenshot of the next frame.
     pending_png: Option<(
         PathBuf,
@@ -155,6 +159,7 @@ impl NetloomApp {
             bottom_tab: BottomTab::Costs,
             training: Default::default(),
             training_views: Default::default(),
+            sweep_dialog: Default::default(),
             pending_png: None,
             palette: Default::default(),
             inspector: Default::default(),
@@ -561,6 +566,26 @@ impl NetloomApp {
                 }
                 started
             }
+            Command::OpenSweepDialog => {
+                let tab = &self.tabs[self.active];
+                let node = (tab.selection.len() == 1)
+                    .then(|| tab.selection.first().copied())
+                    .flatten();
+                self.sweep_dialog.open_for(&tab.doc.graph, node);
+                Ok(())
+            }
+            Command::StartSweep(request) => {
+                let active = self.active;
+                let doc = &self.tabs[active].doc;
+                let started =
+                    self.training
+                        .start_sweep(&doc.graph, &request, active, doc.generation);
+                if started.is_ok() {
+                    self.bottom_tab = BottomTab::Sweep;
+                    self.show_cost_table = true;
+                }
+                started
+            }
             Command::TrainPause => self.training.control(Trainer::Pause),
             Command::TrainResume => self.training.control(Trainer::Resume),
             Command::TrainStep => self.training.control(Trainer::Step),
@@ -866,6 +891,7 @@ impl NetloomApp {
                     ("Save weights…", Command::SaveWeights),
                     ("Load weights…", Command::LoadWeights),
                     ("Export metrics as CSV…", Command::ExportMetrics),
+                    ("Sweep…", Command::OpenSweepDialog),
                 ] {
                     if ui.button(label).clicked() {
                         q.push(cmd);
@@ -1159,6 +1185,7 @@ impl NetloomApp {
                         .feature_maps_ui(ui, &self.training, selected.as_deref());
                 self.queue.extend(cmds);
             }
+            BottomTab::Sweep => training::sweep_view::sweep_ui(ui, &self.training),
         }
     }
 
@@ -1186,6 +1213,15 @@ impl NetloomApp {
         }
 
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        if self.sweep_dialog.open {
+            let tab = &self.tabs[self.active];
+            let node = (tab.selection.len() == 1)
+                .then(|| tab.selection.first().copied())
+                .flatten();
+            if let Some(c) = self.sweep_dialog.ui(&ctx, &tab.doc.graph, node) {
+                self.queue.push(c);
+            }
+        }
 
         egui::Panel::left("palette")
             .resizable(true)

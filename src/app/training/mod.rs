@@ -8,6 +8,8 @@
 //! [`Command`](super::command::Command) applied by `NetloomApp::execute`.
 
 pub mod panel;
+pub mod sweep;
+pub mod sweep_view;
 pub mod views;
 
 use crate::data::AugmentConfig;
@@ -265,6 +267,8 @@ pub struct RunRecord {
     pub weights: Option<PathBuf>,
     /// Drawn in the overlays.
     pub visible: bool,
+    /// The sweep (its label) and value this run trained, if any.
+    pub sweep: Option<(String, f64)>,
 }
 
 impl RunRecord {
@@ -288,6 +292,7 @@ impl RunRecord {
             notices: Vec::new(),
             weights: None,
             visible: true,
+            sweep: None,
         }
     }
 
@@ -383,6 +388,8 @@ pub struct TrainingSession {
     pub refusal: Option<String>,
     /// Where runs save their final weights (a per-process temporary folder).
     runs_dir: PathBuf,
+    /// The runs of a sweep still to start, one after another.
+    pub sweep: Option<sweep::SweepQueue>,
 }
 
 /// Sessions created in this process (each gets its own runs folder).
@@ -398,6 +405,7 @@ impl Default for TrainingSession {
             watch: false,
             probe: Probe::default(),
             refusal: None,
+            sweep: None,
             runs_dir: std::env::temp_dir().join(format!(
                 "netloom-runs-{}-{}",
                 std::process::id(),
@@ -584,6 +592,11 @@ impl TrainingSession {
         let mut messages = Vec::new();
         for event in events {
             self.take_event(event, &mut messages);
+        }
+        if self.sweep.is_some()
+            && let Some(Err(why)) = self.advance_sweep()
+        {
+            messages.push((format!("The sweep stopped: {why}"), true));
         }
         messages
     }

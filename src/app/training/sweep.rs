@@ -1,0 +1,213 @@
+//! Sweeps from the designer: one run per value of a parameter, queued and
+//! trained one after another by the session's trainer, each on its own copy
+//! of the design (the same edit `netloom sweep` makes).
+
+use super::{RunRecord, SessionError, TrainingSession};
+use crate::graph::Graph;
+use crate::infer::analyze;
+use crate::train::experiment::{SweepTarget, design_with};
+use std::collections::VecDeque;
+
+/// What the user asked to sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRequest {
+    pub target: SweepTarget,
+    pub values: Vec<f64>,
+    pub epochs: u64,
+}
+
+/// The runs of a sweep still to start.
+#[derive(Debug)]
+pub struct SweepQueue {
+    pub label: String,
+    target: SweepTarget,
+    pending: VecDeque<f64>,
+    base: Graph,
+    tab: usize,
+    generation: u64,
+    epochs: u64,
+    /// The id of the run the sweep started last.
+    last_run: Option<usize>,
+}
+
+impl SweepQueue {
+    pub fn remaining(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// One point of a sweep: a finished run with its swept value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepPoint {
+    pub run: usize,
+    pub value: f64,
+    pub macs: u64,
+    pub params: u64,
+    pub ms_per_step: Option<f64>,
+    pub val_acc: Option<f32>,
+    pub test_acc: Option<f32>,
+    pub pareto: bool,
+}
+
+impl TrainingSession {
+    /// Queues one run per value of `request` on copies of `graph` and starts
+    /// the first. Every value is checked first, so an impossible one is
+    /// refused before anything trains.
+    pub fn start_sweep(
+        &mut self,
+        graph: &Graph,
+        request: &SweepRequest,
+        tab: usize,
+        generation: u64,
+    ) -> Result<(), SessionError> {
+        if self.is_active() {
+            return Err("A run is already in progress: stop it before starting a sweep.".into());
+        }
+        if request.values.is_empty() {
+            return Err("The sweep has no values.".into());
+        }
+        for &value in &request.values {
+            let design = design_for(graph, &request.target, value)?;
+            if let Some(why) = super::design_problem(&design, &analyze(&design)) {
+                return Err(format!("{} = {value}: {why}", request.target.label()));
+            }
+        }
+        self.sweep = Some(SweepQueue {
+            label: request.target.label(),
+            target: request.target.clone(),
+            pending: request.values.iter().copied().collect(),
+            base: graph.clone(),
+            tab,
+            generation,
+            epochs: request.epochs,
+            last_run: None,
+        });
+        self.advance_sweep().unwrap_or(Ok(()))
+    }
+
+    /// Starts the sweep's next run once the current one has finished.
+    /// `None` when there is nothing to start.
+    pub fn advance_sweep(&mut self) -> Option<Result<(), SessionError>> {
+        if self.is_active() {
+            return None;
+        }
+        let queue = self.sweep.as_ref()?;
+        let last_ended_early = queue.last_run.is_some_and(|id| {
+            self.runs
+                .iter()
+                .any(|r| r.id == id && r.status != super::RunStatus::Finished)
+        });
+        if last_ended_early {
+            // A stopped or failed run ends its sweep.
+            self.sweep = None;
+            return None;
+        }
+        let queue = self.sweep.as_mut()?;
+        let Some(value) = queue.pending.pop_front() else {
+            self.sweep = None;
+            return None;
+        };
+        let (label, target, tab, generation, epochs) = (
+            queue.label.clone(),
+            queue.target.clone(),
+            queue.tab,
+            queue.generation,
+            queue.epochs,
+        );
+        let design = match design_for(&queue.base, &target, value) {
+            Ok(d) => d,
+            Err(e) => {
+                self.sweep = None;
+                return Some(Err(e));
+            }
+        };
+        // The run setup is the user's: the sweep changes it for this run only.
+        let saved = self.setup.clone();
+        self.setup.epochs = epochs;
+        match target {
+            SweepTarget::BatchSize => self.setup.batch_size = value as usize,
+            SweepTarget::LearningRate => self.setup.learning_rate = value as f32,
+            SweepTarget::Layer { .. } => {}
+        }
+        let started = self.start(&design, &analyze(&design), tab, generation);
+        self.setup = saved;
+        if started.is_err() {
+            self.sweep = None;
+        } else if let Some(run) = self.runs.last_mut() {
+            run.sweep = Some((label, value));
+            let id = run.id;
+            if let Some(q) = self.sweep.as_mut() {
+                q.last_run = Some(id);
+            }
+        }
+        Some(started)
+    }
+
+    /// The finished runs of the sweep labelled `label`, with the Pareto
+    /// front of validation accuracy against MACs marked.
+    pub fn sweep_points(&self, label: &str) -> Vec<SweepPoint> {
+        let mut points: Vec<SweepPoint> = self
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let (l, value) = r.sweep.as_ref()?;
+                (l == label && r.status == super::RunStatus::Finished).then(|| point(r, *value))
+            })
+            .collect();
+        let front: Vec<(u64, f32)> = points
+            .iter()
+            .map(|p| (p.macs, p.val_acc.unwrap_or(f32::NEG_INFINITY)))
+            .collect();
+        for p in &mut points {
+            let acc = p.val_acc.unwrap_or(f32::NEG_INFINITY);
+            p.pareto = !front
+                .iter()
+                .any(|&(m, a)| (m <= p.macs && a > acc) || (m < p.macs && a >= acc));
+        }
+        points
+    }
+
+    /// Labels of every sweep of the session, newest last.
+    pub fn sweep_labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = Vec::new();
+        for r in &self.runs {
+            if let Some((l, _)) = &r.sweep
+                && !labels.contains(l)
+            {
+                labels.push(l.clone());
+            }
+        }
+        labels
+    }
+}
+
+fn design_for(graph: &Graph, target: &SweepTarget, value: f64) -> Result<Graph, SessionError> {
+    match target {
+        SweepTarget::Layer { node, param } => {
+            design_with(graph, node, param, value).map_err(|e| e.to_string())
+        }
+        SweepTarget::BatchSize if value < 1.0 || value.fract() != 0.0 => Err(format!(
+            "batch size {value}: must be a whole number of at least 1"
+        )),
+        SweepTarget::LearningRate if !(value > 0.0 && value.is_finite()) => {
+            Err(format!("learning rate {value}: must be positive"))
+        }
+        SweepTarget::BatchSize | SweepTarget::LearningRate => Ok(graph.clone()),
+    }
+}
+
+fn point(r: &RunRecord, value: f64) -> SweepPoint {
+    SweepPoint {
+        run: r.id,
+        value,
+        macs: r.macs,
+        params: r.params,
+        ms_per_step: r
+            .progress
+            .filter(|p| p.images_per_sec > 0.0)
+            .map(|p| 1000.0 * r.setup.batch_size as f64 / p.images_per_sec),
+        val_acc: r.val_acc(),
+        test_acc: r.test.as_ref().map(|t| t.test_acc),
+        pareto: false,
+    }
+}
