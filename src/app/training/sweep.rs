@@ -5,7 +5,7 @@
 use super::{RunRecord, SessionError, TrainingSession};
 use crate::graph::Graph;
 use crate::infer::analyze;
-use crate::train::experiment::{SweepTarget, design_with};
+use crate::train::experiment::{SweepTarget, design_with, pareto_front};
 use std::collections::VecDeque;
 
 /// What the user asked to sweep.
@@ -154,15 +154,14 @@ impl TrainingSession {
                 (l == label && r.status == super::RunStatus::Finished).then(|| point(r, *value))
             })
             .collect();
-        let front: Vec<(u64, f32)> = points
-            .iter()
-            .map(|p| (p.macs, p.val_acc.unwrap_or(f32::NEG_INFINITY)))
-            .collect();
-        for p in &mut points {
-            let acc = p.val_acc.unwrap_or(f32::NEG_INFINITY);
-            p.pareto = !front
+        let front = pareto_front(
+            &points
                 .iter()
-                .any(|&(m, a)| (m <= p.macs && a > acc) || (m < p.macs && a >= acc));
+                .map(|p| (p.macs, p.val_acc))
+                .collect::<Vec<_>>(),
+        );
+        for (p, on_front) in points.iter_mut().zip(front) {
+            p.pareto = on_front;
         }
         points
     }

@@ -349,18 +349,27 @@ fn sweep_run(
     })
 }
 
-/// Marks the runs no other run dominates (fewer or equal MACs and a
-/// strictly higher validation accuracy, or fewer MACs and an equal one).
+/// Marks the runs on the Pareto front of validation accuracy against MACs.
 pub fn mark_pareto_front(runs: &mut [SweepRun]) {
-    let points: Vec<(u64, f32)> = runs
-        .iter()
-        .map(|r| (r.macs, r.val_acc.unwrap_or(f32::NEG_INFINITY)))
-        .collect();
-    for (run, &(macs, acc)) in runs.iter_mut().zip(&points) {
-        run.pareto = !points
-            .iter()
-            .any(|&(m, a)| (m <= macs && a > acc) || (m < macs && a >= acc));
+    let points: Vec<(u64, Option<f32>)> = runs.iter().map(|r| (r.macs, r.val_acc)).collect();
+    for (run, on_front) in runs.iter_mut().zip(pareto_front(&points)) {
+        run.pareto = on_front;
     }
+}
+
+/// For each `(MACs, accuracy)` point, whether no other point dominates it:
+/// none has fewer or equal MACs and a strictly higher accuracy, or fewer
+/// MACs and an equal one. A missing accuracy counts as the lowest.
+pub fn pareto_front(points: &[(u64, Option<f32>)]) -> Vec<bool> {
+    let acc = |a: Option<f32>| a.unwrap_or(f32::NEG_INFINITY);
+    points
+        .iter()
+        .map(|&(macs, a)| {
+            !points
+                .iter()
+                .any(|&(m, b)| (m <= macs && acc(b) > acc(a)) || (m < macs && acc(b) >= acc(a)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
