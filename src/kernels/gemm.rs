@@ -6,7 +6,7 @@
 //! hold garbage or NaN).
 //!
 //! A register-blocked microkernel of the process's kernel set
-//! ([`super::isa`]; 12×32 with AVX-512, 6×16 with AVX2 or NEON, 3×16
+//! ([`super::isa`]; 12×32 with AVX-512, 6×16 with AVX2 or NEON, 2×16
 //! portable, see [`super::micro`]) does the work; A is broadcast straight
 //! from its strided storage (packed only when its rows are strided), B is
 //! read in place when its columns are contiguous and few rows use it, and

@@ -8,7 +8,7 @@
 //! | `avx512` | x86-64 with AVX-512F (Zen 4/5, Intel Skylake-SP and later servers, Ice Lake+) | 12 × 32 in 24 zmm accumulators |
 //! | `avx2` | x86-64 with AVX2+FMA (Haswell and later, Zen 1–3) | 6 × 16 in 12 ymm accumulators |
 //! | `neon` | every aarch64 CPU (Apple Silicon, Graviton, Ampere, Cortex-A) | 6 × 16 in 24 q-register accumulators |
-//! | `portable` | anything else | 4 × 16, plain Rust arrays the compiler vectorises |
+//! | `portable` | anything else | 2 × 16, plain Rust arrays the compiler vectorises |
 
 use std::sync::OnceLock;
 

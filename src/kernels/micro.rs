@@ -7,7 +7,7 @@
 //! | `avx512` | `__m512` (16 lanes) | 12 × 2 | 24 zmm of 32 |
 //! | `avx2` | `__m256` (8 lanes) | 6 × 1 | 12 ymm of 16 |
 //! | `neon` | `float32x4_t` (4 lanes) | 6 × 1 | 24 q of 32 |
-//! | `portable` | `[f32; 4]` (the compiler's choice of vector) | 3 × 1 | 12 of 16 xmm on baseline x86-64 |
+//! | `portable` | `[f32; 4]` (the compiler's choice of vector) | 2 × 1 | 8 of 16 xmm on baseline x86-64 |
 //!
 //! Each module provides `ld`/`st` (unaligned load/store of one vector),
 //! `bc` (broadcast one float from memory), `splat`, `fma(a, b, c) = a·b + c`,
@@ -684,7 +684,9 @@ pub(crate) mod neon {
 pub(crate) mod portable {
     type V = [f32; 4];
     pub(crate) const L: usize = 4;
-    pub(crate) const MR: usize = 3;
+    /// Two rows: 8 accumulators, 4 B vectors and a broadcast fit the 16
+    /// xmm registers of baseline x86-64 (three rows spilled one per step).
+    pub(crate) const MR: usize = 2;
 
     #[inline(always)]
     unsafe fn ld(p: *const f32) -> V {
@@ -720,5 +722,5 @@ pub(crate) mod portable {
         [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
     }
 
-    microkernels!(attrs: [], rows: [1 2 3], panels: [1]);
+    microkernels!(attrs: [], rows: [1 2], panels: [1]);
 }
