@@ -26,6 +26,7 @@ pub mod graph;
 pub mod infer;
 pub mod interop;
 pub mod kernels;
+pub mod render;
 pub mod report;
 pub mod train;
 

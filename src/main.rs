@@ -128,6 +128,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draws the whole design as a diagram (SVG or PNG, by the output's extension).
+    Render(RenderArgs),
     /// Trains a design on a dataset (default: the embedded hand-digits set).
     Train(netloom::train::cli::TrainArgs),
     /// Evaluates trained weights: accuracy, confusion matrix, multi-crop, ensembles.
@@ -138,6 +140,101 @@ enum Command {
     /// Trains one run per value of a parameter and prints MACs, params,
     /// time per step and accuracy per value, with the Pareto front.
     Sweep(netloom::train::experiment::cli::SweepArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OrientationArg {
+    /// Top to bottom (the canvas's default).
+    Tb,
+    /// Left to right.
+    Lr,
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    design: PathBuf,
+    /// Where to write the diagram: `.svg` or `.png`.
+    #[arg(short, long)]
+    output: PathBuf,
+    #[arg(long, value_enum, default_value = "tb")]
+    orientation: OrientationArg,
+    /// Draw groups as single nodes.
+    #[arg(long)]
+    collapsed: bool,
+    /// Count FLOPs (2 × multiply-accumulates) instead of MACs.
+    #[arg(long)]
+    flops: bool,
+    /// Draw the stored node positions instead of laying the design out afresh.
+    #[arg(long)]
+    keep_positions: bool,
+    /// PNG only: pixels per scene unit.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f32,
+}
+
+/// `netloom render`: the whole design as SVG or PNG.
+fn render(args: RenderArgs) -> Result<ExitCode, String> {
+    use netloom::render::{Diagram, RenderOptions};
+    if args.collapsed {
+        return Err("--collapsed: this build has no groups to collapse; render without it".into());
+    }
+    if !(args.scale.is_finite() && args.scale > 0.0 && args.scale <= 8.0) {
+        return Err(format!("--scale {} must be in (0, 8]", args.scale));
+    }
+    let graph = load(&args.design)?;
+    let analysis = analyze(&graph);
+    let options = RenderOptions {
+        orientation: match args.orientation {
+            OrientationArg::Tb => netloom::graph::layout::Orientation::TopToBottom,
+            OrientationArg::Lr => netloom::graph::layout::Orientation::LeftToRight,
+        },
+        conventions: Conventions {
+            ops: if args.flops {
+                OpCount::Flops
+            } else {
+                OpCount::Macs
+            },
+            ..Conventions::default()
+        },
+        relayout: !args.keep_positions,
+    };
+    let diagram = Diagram::build(&graph, &analysis, &options);
+    let ext = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let out = args.output.display();
+    match ext.as_deref() {
+        Some("svg") => {
+            file::write_atomically(&args.output, netloom::render::svg(&diagram).as_bytes())
+                .map_err(|e| format!("cannot write {out}: {e}"))?
+        }
+        Some("png") => {
+            let (image, scale) =
+                netloom::render::png(&diagram, args.scale).map_err(|e| e.to_string())?;
+            if scale < args.scale {
+                eprintln!("scaled to {scale:.2} pixels per unit to stay within the PNG size limit");
+            }
+            let mut bytes = Vec::new();
+            image
+                .write_to(
+                    &mut std::io::Cursor::new(&mut bytes),
+                    image::ImageFormat::Png,
+                )
+                .map_err(|e| format!("cannot encode {out}: {e}"))?;
+            file::write_atomically(&args.output, &bytes)
+                .map_err(|e| format!("cannot write {out}: {e}"))?;
+        }
+        _ => return Err(format!("{out}: the output must end in .svg or .png")),
+    }
+    let [w, h] = diagram.size();
+    eprintln!(
+        "{} layers, {} wires, {w:.0}×{h:.0} → {out}",
+        diagram.nodes.len(),
+        diagram.routes.wires.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(path: &Path) -> Result<Graph, String> {
@@ -332,6 +429,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Render(args)) => render(args),
         Some(Command::Train(args)) => netloom::train::cli::train(args),
         Some(Command::Eval(args)) => netloom::train::cli::evaluate(args),
         Some(Command::LrFind(args)) => netloom::train::experiment::cli::lr_find_command(args),

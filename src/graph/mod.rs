@@ -7,6 +7,7 @@ pub mod blocks;
 pub mod file;
 pub mod layer;
 pub mod layout;
+pub mod route;
 
 pub use layer::{Arity, LayerKind, Padding};
 

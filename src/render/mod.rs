@@ -1,0 +1,236 @@
+//! Diagram export: the whole design (not a viewport) drawn with the
+//! canvas's own layout and routing ([`crate::graph::layout`],
+//! [`crate::graph::route`]), with names, kinds, output shapes and MACs.
+//!
+//! [`Diagram::build`] computes everything drawn; [`svg`] writes it as a
+//! vector drawing and [`png`] rasterises the same drawing. The SVG has a
+//! structure scripts can read: each node is `<g class="node"
+//! data-name="NAME">` whose first `<rect>` is the node's box, each wire a
+//! `<path class="wire" data-from="A" data-to="B">` of absolute `M`/`L`
+//! commands, each shape label a `<text class="shape" data-from data-to>`
+//! centred on its wire.
+
+mod png;
+mod svg;
+
+pub use png::png;
+pub use svg::svg;
+
+use crate::graph::layout::{self, NODE_SIZE, Orientation};
+use crate::graph::route::{self, Box2, Routes};
+use crate::graph::{Graph, LayerKind, NodeId};
+use crate::infer::{Analysis, Conventions, compact};
+use thiserror::Error;
+
+/// Why a diagram could not be written.
+#[derive(Debug, Error)]
+pub enum RenderError {
+    #[error("the diagram would be {width}×{height} pixels, more than this renderer allocates")]
+    TooLarge { width: u32, height: u32 },
+    #[error("cannot encode the PNG: {0}")]
+    Encode(String),
+}
+
+/// How to draw a design.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderOptions {
+    pub orientation: Orientation,
+    pub conventions: Conventions,
+    /// Lay the design out afresh (otherwise the stored positions are drawn).
+    pub relayout: bool,
+}
+
+/// One node as drawn.
+#[derive(Clone, Debug)]
+pub struct DiagramNode {
+    pub id: NodeId,
+    pub name: String,
+    pub kind: &'static str,
+    pub summary: String,
+    /// Output shape (H×W×C) or the node's error.
+    pub detail: String,
+    pub error: bool,
+    /// Multiply count in the chosen unit, e.g. `118.0M MACs`.
+    pub ops: Option<String>,
+    /// This node's share of the design's multiplies, 0..=1.
+    pub share: f32,
+    pub color: [u8; 3],
+    pub rect: Box2,
+}
+
+/// Everything a rendering of a design draws, in scene units.
+#[derive(Clone, Debug)]
+pub struct Diagram {
+    pub title: String,
+    pub subtitle: String,
+    pub nodes: Vec<DiagramNode>,
+    /// Node names by id index, for the wires' `data-from`/`data-to`.
+    pub names: Vec<String>,
+    pub routes: Routes,
+    /// Shape text of each label in `routes.labels`.
+    pub label_text: Vec<String>,
+    /// The drawing's extent, margins included.
+    pub bounds: Box2,
+    pub orientation: Orientation,
+}
+
+/// Header colour of a layer family (the canvas uses the same).
+pub fn kind_rgb(kind: &LayerKind) -> [u8; 3] {
+    use LayerKind::*;
+    match kind {
+        Input { .. } => [70, 140, 90],
+        Conv2d { .. } => [60, 110, 180],
+        ZeroPad2d { .. } => [100, 100, 120],
+        MaxPool2d { .. } | AvgPool2d { .. } | GlobalAvgPool => [130, 90, 170],
+        BatchNorm { .. } => [40, 140, 140],
+        Relu | LeakyRelu { .. } | Sigmoid | Tanh | Softmax => [190, 120, 50],
+        Dropout { .. } | Flatten => [110, 110, 110],
+        Dense { .. } => [160, 70, 110],
+        Add | Concat => [170, 150, 40],
+    }
+}
+
+/// Margin around the drawing and room for the title, scene units.
+const MARGIN: f32 = 30.0;
+const TITLE_HEIGHT: f32 = 46.0;
+
+impl Diagram {
+    /// Lays out (if asked) and routes `graph`, and collects every text drawn.
+    pub fn build(graph: &Graph, analysis: &Analysis, options: &RenderOptions) -> Diagram {
+        let mut graph = graph.clone();
+        if options.relayout {
+            layout::auto_layout_with(&mut graph, options.orientation);
+        }
+        let boxes = route::node_boxes(&graph);
+        let routes = route::route(&graph, &boxes, options.orientation);
+        let conv = options.conventions;
+        let totals = analysis.totals(&conv);
+        let nodes: Vec<DiagramNode> = graph
+            .nodes()
+            .filter_map(|(id, n)| {
+                let rect = boxes.get(id.index()).copied().flatten()?;
+                Some(describe_node(id, n, analysis, &conv, totals.macs, rect))
+            })
+            .collect();
+        let names = (0..graph.id_capacity())
+            .map(|i| graph.name_of(NodeId(i as u32)).to_string())
+            .collect();
+        let label_text = routes
+            .labels
+            .iter()
+            .map(|l| {
+                analysis
+                    .node(l.edge.from)
+                    .and_then(|i| i.output_shape)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "?".into())
+            })
+            .collect();
+        let bounds = drawing_bounds(&nodes, &routes);
+        Diagram {
+            title: graph.name.clone(),
+            subtitle: format!(
+                "{} layers · {} params · {} {}",
+                graph.len(),
+                crate::infer::thousands(totals.total_params),
+                compact(conv.ops(totals.macs)),
+                conv.ops_unit()
+            ),
+            nodes,
+            names,
+            routes,
+            label_text,
+            bounds,
+            orientation: options.orientation,
+        }
+    }
+
+    /// Width and height of the drawing in scene units.
+    pub fn size(&self) -> [f32; 2] {
+        self.bounds.size()
+    }
+}
+
+fn describe_node(
+    id: NodeId,
+    n: &crate::graph::Node,
+    analysis: &Analysis,
+    conv: &Conventions,
+    total_macs: u64,
+    rect: Box2,
+) -> DiagramNode {
+    let info = analysis.node(id);
+    let error = info.and_then(|i| i.error.as_ref());
+    let detail = match (error, info.and_then(|i| i.output_shape)) {
+        (Some(e), _) => e.message.clone(),
+        (None, Some(s)) => s.to_string(),
+        (None, None) => "?".into(),
+    };
+    let macs = info.map_or(0, |i| i.cost.macs);
+    DiagramNode {
+        id,
+        name: n.name.clone(),
+        kind: n.kind.display_name(),
+        summary: n.kind.summary(),
+        detail,
+        error: error.is_some(),
+        ops: (macs > 0).then(|| format!("{} {}", compact(conv.ops(macs)), conv.ops_unit())),
+        share: if total_macs > 0 {
+            macs as f32 / total_macs as f32
+        } else {
+            0.0
+        },
+        color: kind_rgb(&n.kind),
+        rect,
+    }
+}
+
+fn drawing_bounds(nodes: &[DiagramNode], routes: &Routes) -> Box2 {
+    let mut lo = [f32::INFINITY; 2];
+    let mut hi = [f32::NEG_INFINITY; 2];
+    let mut grow = |p: [f32; 2]| {
+        for k in 0..2 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    };
+    for n in nodes {
+        grow(n.rect.min);
+        grow(n.rect.max);
+    }
+    for w in &routes.wires {
+        w.points.iter().copied().for_each(&mut grow);
+    }
+    if !lo[0].is_finite() {
+        lo = [0.0, 0.0];
+        hi = NODE_SIZE;
+    }
+    Box2 {
+        min: [lo[0] - MARGIN, lo[1] - MARGIN - TITLE_HEIGHT],
+        max: [hi[0] + MARGIN, hi[1] + MARGIN],
+    }
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with `…`.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Font sizes and offsets inside a node box, shared by SVG and PNG.
+pub(crate) mod card {
+    pub const HEADER: f32 = 20.0;
+    pub const NAME_SIZE: f32 = 12.5;
+    pub const KIND_SIZE: f32 = 10.5;
+    pub const TEXT_SIZE: f32 = 11.0;
+    pub const LABEL_SIZE: f32 = 10.0;
+    /// Characters of a name that fit the header beside the kind.
+    pub const NAME_CHARS: usize = 20;
+    /// Monospace advance as a fraction of the font size.
+    pub const MONO_ADVANCE: f32 = 0.6;
+}
