@@ -15,6 +15,7 @@ pub mod backward;
 pub mod cli;
 pub mod eval;
 pub mod forward;
+pub mod memory;
 pub mod optim;
 pub mod plan;
 pub mod trainer;
