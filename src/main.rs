@@ -127,6 +127,9 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Memory the plan may take, e.g. 6G (default: 80% of the memory available).
+        #[arg(long, value_parser = netloom::train::cli::parse_memory_limit, value_name = "SIZE")]
+        memory_limit: Option<u64>,
     },
     /// Draws the whole design as a diagram (SVG or PNG, by the output's extension).
     Render(RenderArgs),
@@ -246,6 +249,29 @@ fn json_line(graph: &Graph, conventions: &Conventions) -> Result<String, String>
     serde_json::to_string(&Report::new(graph, &analysis, conventions)).map_err(|e| e.to_string())
 }
 
+/// Refuses a benchmark whose plan would not fit the memory budget (or whose
+/// design has errors, naming the layer).
+fn check_bench_memory(graph: &Graph, batch: usize, limit: Option<u64>) -> Result<(), String> {
+    use netloom::train::memory::{Budget, Purpose, estimate};
+    let analysis = analyze(graph);
+    if !analysis.is_valid() {
+        return Err(format!(
+            "the design has errors: {}",
+            analysis.error_summary(graph, 3)
+        ));
+    }
+    // The benchmark trains with SGD and momentum: one state tensor per parameter.
+    let e = estimate(
+        graph,
+        &analysis,
+        batch,
+        Purpose::Train { optimizer_slots: 1 },
+    );
+    Budget::new(limit)
+        .check(&e)
+        .map_err(|e| format!("benchmarking `{}` {e}", graph.name))
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         #[cfg(feature = "gui")]
@@ -291,9 +317,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             steps,
             seed,
             json,
+            memory_limit,
         }) => {
             let path = design.unwrap_or_else(netloom::default_design_path);
             let graph = load(&path)?;
+            check_bench_memory(&graph, batch, memory_limit)?;
             if !json {
                 eprintln!(
                     "timing {} at batch {batch}: 3 warm-up steps, then {steps} training steps and {steps} forward passes…",
@@ -341,6 +369,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             output,
             weights,
         }) => {
+            let mut outputs = vec![("-o", output.as_path())];
+            outputs.extend(weights.as_deref().map(|w| ("--weights", w)));
+            file::check_outputs(&outputs, &[("the model", &model)]).map_err(|e| e.to_string())?;
             let imported = netloom::interop::onnx::import(&model)
                 .map_err(|e| format!("{}: {e}", model.display()))?;
             for (op, count) in &imported.unsupported {
@@ -348,6 +379,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             for warning in &imported.warnings {
                 eprintln!("warning: {warning}");
+            }
+            let analysis = analyze(&imported.graph);
+            if !analysis.is_valid() {
+                return Err(format!(
+                    "{}: the imported design has errors, so {} was not written: {}",
+                    model.display(),
+                    output.display(),
+                    analysis.error_summary(&imported.graph, 5)
+                ));
             }
             file::save(&imported.graph, &output)
                 .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
@@ -369,7 +409,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     eprintln!("{} weight tensors → {}", tensors.len(), path.display());
                 }
             }
-            let totals = analyze(&imported.graph).totals(&Conventions::default());
+            let totals = analysis.totals(&Conventions::default());
             println!(
                 "{} layers, {} params, {} MACs → {}",
                 imported.graph.len(),
@@ -386,6 +426,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             weights,
             state_dict,
         }) => {
+            let mut outputs: Vec<(&str, &Path)> = Vec::new();
+            outputs.extend(onnx.as_deref().map(|p| ("--onnx", p)));
+            outputs.extend(state_dict.as_deref().map(|p| ("--state-dict", p)));
+            let mut inputs = vec![("the design", design.as_path())];
+            inputs.extend(weights.as_deref().map(|w| ("--weights", w)));
+            file::check_outputs(&outputs, &inputs).map_err(|e| e.to_string())?;
             let graph = load(&design)?;
             let tensors = match weights {
                 Some(w) => {

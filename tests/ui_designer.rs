@@ -326,3 +326,29 @@ fn canvas_exports_as_png() {
     assert!(img.width() >= (canvas.width() * 0.9) as u32 && img.width() > 100);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn close_compare_asks_before_dropping_the_other_tabs_unsaved_edits() {
+    let mut h = harness(blocks::resnet_mini());
+    button(&h, "Pin as A").click();
+    h.run();
+    // Edit B, then go back to A and close the comparison from there.
+    let ctx = h.ctx.clone();
+    let first = h.state().doc().graph.node_ids().next().unwrap();
+    h.state_mut().execute(&ctx, Command::Select([first].into()));
+    h.state_mut().execute(&ctx, Command::DeleteSelection);
+    h.run();
+    assert!(h.state().doc().dirty);
+    h.state_mut().execute(&ctx, Command::SwitchTab(0));
+    h.state_mut().execute(&ctx, Command::CloseCompare);
+    h.run();
+    assert!(has(&h, "Unsaved changes"), "Unsaved changes");
+    button(&h, "Cancel").click();
+    h.run();
+    assert!(h.state().comparing(), "cancel keeps both tabs");
+    h.state_mut().execute(&ctx, Command::CloseCompare);
+    h.run();
+    button(&h, "Don't save").click();
+    h.run();
+    assert!(!h.state().comparing());
+}

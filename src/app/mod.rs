@@ -249,6 +249,21 @@ impl NetloomApp {
         });
     }
 
+    /// A tab other than the active one with unsaved edits (what Close
+    /// compare would drop).
+    fn unsaved_other_tab(&self) -> Option<usize> {
+        (0..self.tabs.len()).find(|&i| i != self.active && self.tabs[i].doc.dirty)
+    }
+
+    /// The tab whose unsaved edits `cmd` would lose: for Close compare an
+    /// unsaved other tab, else the active one.
+    fn tab_at_stake(&self, cmd: &Command) -> usize {
+        match cmd {
+            Command::CloseCompare => self.unsaved_other_tab().unwrap_or(self.active),
+            _ => self.active,
+        }
+    }
+
     /// Whether `cmd` may replace the active design now; if not, asks first.
     fn guard_replace(&mut self, cmd: &Command) -> bool {
         if self.doc().dirty && !self.discard_ok {
@@ -518,6 +533,11 @@ impl NetloomApp {
             }
             Command::SwitchTab(i) if i < self.tabs.len() => self.active = i,
             Command::CloseCompare if self.tabs.len() > 1 => {
+                // The tabs closed here may hold unsaved edits: ask first.
+                if self.unsaved_other_tab().is_some() && !self.discard_ok {
+                    self.confirm = Some(Command::CloseCompare);
+                    return;
+                }
                 let keep = self.tabs.swap_remove(self.active);
                 self.tabs = vec![keep];
                 self.active = 0;
@@ -1007,7 +1027,8 @@ impl NetloomApp {
             return;
         }
         if let Some(pending) = self.confirm.clone() {
-            let title = self.doc().title();
+            let stake = self.tab_at_stake(&pending);
+            let title = self.tabs[stake].doc.title();
             let r = egui::Modal::new(egui::Id::unique("confirm_modal")).show(ctx, |ui| {
                 ui.heading("Unsaved changes");
                 ui.label(format!("Save the changes to {title}?"));
@@ -1030,8 +1051,13 @@ impl NetloomApp {
             match answer {
                 Some(1) => {
                     self.confirm = None;
+                    // Save the tab at stake (switching to it for the save only).
+                    let active = self.active;
+                    self.active = stake;
                     self.execute(ctx, Command::Save);
-                    if !self.doc().dirty {
+                    let saved = !self.doc().dirty;
+                    self.active = active;
+                    if saved {
                         if pending == Command::Quit {
                             self.allow_close = self.tabs.iter().all(|t| !t.doc.dirty);
                         }

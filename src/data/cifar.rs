@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::DataError;
 use super::dataset::{Dataset, Shape, Splits};
-use super::idx::read_maybe_gz;
+use super::idx::{MAX_DECOMPRESSED, read_maybe_gz};
 
 pub const SIDE: usize = 32;
 pub const PIXELS: usize = SIDE * SIDE;
@@ -89,7 +89,7 @@ pub fn load_cifar10(paths: &[PathBuf]) -> Result<Dataset, DataError> {
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for p in paths {
-        let (i, l) = parse_batch(&read_maybe_gz(p)?, p)?;
+        let (i, l) = parse_batch(&read_maybe_gz(p, MAX_DECOMPRESSED)?, p)?;
         images.extend(i);
         labels.extend(l);
     }
@@ -136,6 +136,7 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<Splits, DataError> {
         val: None,
         test,
         skipped: Vec::new(),
+        notices: Vec::new(),
     })
 }
 

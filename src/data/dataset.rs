@@ -403,6 +403,9 @@ pub struct Splits {
     pub test: Option<Dataset>,
     /// Files that could not be decoded (image folders only); never fatal.
     pub skipped: Vec<Skipped>,
+    /// What the loader changed or noticed and the user should hear about:
+    /// images resized or converted to the design's input, empty class folders.
+    pub notices: Vec<String>,
 }
 
 impl Splits {
@@ -416,6 +419,7 @@ impl Splits {
     /// of what remains (when there is no validation split). Zero fractions hold
     /// nothing out.
     pub fn hold_out(&mut self, opts: &super::LoadOptions) -> Result<(), DataError> {
+        super::check_fractions(opts.val_fraction, opts.test_fraction)?;
         if self.test.is_none() && opts.test_fraction > 0.0 {
             let (train, test) = self
                 .train
@@ -435,13 +439,75 @@ impl Splits {
 
     /// Converts every split to `shape` (resize and channel conversion).
     pub fn conform(self, shape: Shape) -> Result<Splits, DataError> {
+        self.conform_within(shape, None)
+    }
+
+    /// [`Splits::conform`], refusing when the converted images would take
+    /// more than `budget` bytes; a conversion is announced in `notices`.
+    pub fn conform_within(
+        mut self,
+        shape: Shape,
+        budget: Option<u64>,
+    ) -> Result<Splits, DataError> {
+        let from = self.train.shape();
+        let images = self.train.len()
+            + self.val.as_ref().map_or(0, Dataset::len)
+            + self.test.as_ref().map_or(0, Dataset::len);
+        check_image_budget(images, shape, budget)?;
+        if let Some(notice) = conversion_notice(from, shape) {
+            self.notices.push(notice);
+        }
         Ok(Splits {
             train: self.train.conform(shape)?,
             val: self.val.map(|d| d.conform(shape)).transpose()?,
             test: self.test.map(|d| d.conform(shape)).transpose()?,
             skipped: self.skipped,
+            notices: self.notices,
         })
     }
+}
+
+/// Refuses `images` images of `shape` (f32) when they exceed `budget` bytes.
+pub fn check_image_budget(
+    images: usize,
+    shape: Shape,
+    budget: Option<u64>,
+) -> Result<(), DataError> {
+    let bytes = (images as u64)
+        .saturating_mul(shape.h as u64)
+        .saturating_mul(shape.w as u64)
+        .saturating_mul(shape.c as u64)
+        .saturating_mul(4);
+    match budget {
+        Some(b) if bytes > b => Err(DataError::TooLarge {
+            images,
+            shape,
+            bytes,
+            budget: b,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// "the images are 28×28×1; they are resized to 32×32 and grey is repeated
+/// to 3 channels for the design's 32×32×3 input", or `None` when they match.
+pub fn conversion_notice(from: Shape, to: Shape) -> Option<String> {
+    let mut changes = Vec::new();
+    if (from.h, from.w) != (to.h, to.w) {
+        changes.push(format!("resized to {}×{}", to.h, to.w));
+    }
+    match (from.c, to.c) {
+        (1, 3) => changes.push("grey is repeated to 3 channels".to_string()),
+        (3, 1) => changes.push("colour is turned to grey".to_string()),
+        (a, b) if a != b => changes.push(format!("converted from {a} to {b} channels")),
+        _ => {}
+    }
+    (!changes.is_empty()).then(|| {
+        format!(
+            "the images are {from}; they are {} for the design's {to} input",
+            changes.join(" and ")
+        )
+    })
 }
 
 pub(crate) fn mix_purpose(seed: u64, purpose: u64) -> u64 {

@@ -19,24 +19,84 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads a file, decompressing it when it starts with the gzip magic bytes.
-pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+/// The most bytes one IDX or CIFAR file may decompress to (16 GiB): a
+/// gzip bomb stops here instead of filling memory.
+pub const MAX_DECOMPRESSED: u64 = 1 << 34;
+
+/// Reads a file, decompressing it when it starts with the gzip magic bytes;
+/// more than `limit` decompressed bytes is an error.
+pub(crate) fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
     let raw = fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("gzip: {e}"),
-            })?;
-        Ok(out)
+        let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
+        read_bounded(&mut decoder, Vec::new(), limit, path)
     } else {
         Ok(raw)
     }
+}
+
+/// Appends what `reader` yields to `out`, refusing more than `limit` bytes in all.
+fn read_bounded(
+    reader: &mut impl Read,
+    mut out: Vec<u8>,
+    limit: u64,
+    path: &Path,
+) -> Result<Vec<u8>, DataError> {
+    let corrupt = |reason: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let room = limit.saturating_sub(out.len() as u64);
+    reader
+        .take(room.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("gzip: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(corrupt(format!(
+            "decompresses to more than the {limit} bytes expected"
+        )));
+    }
+    Ok(out)
+}
+
+/// Reads an IDX file, decompressing a gzipped one only as far as its header
+/// says (and never past [`MAX_DECOMPRESSED`]), reserving that size first so
+/// an impossible size is an error, not an abort.
+fn read_idx_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
+    let mut head = read_bounded(&mut (&mut decoder).take(4), Vec::new(), 4, path)?;
+    let nd = head.get(3).copied().unwrap_or(0) as u64;
+    head = read_bounded(&mut (&mut decoder).take(4 * nd), head, 4 + 4 * nd, path)?;
+    let expected = head
+        .get(4..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64)
+        .try_fold(1u64, |acc, d| acc.checked_mul(d))
+        .and_then(|n| n.checked_add(head.len() as u64))
+        .filter(|&e| e <= MAX_DECOMPRESSED)
+        .ok_or_else(|| DataError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the IDX header claims more than the {MAX_DECOMPRESSED} bytes Netloom reads from one file"
+            ),
+        })?;
+    head.try_reserve_exact(expected.saturating_sub(head.len() as u64) as usize)
+        .map_err(|e| DataError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("cannot hold the {expected} bytes its header claims: {e}"),
+        })?;
+    read_bounded(&mut decoder, head, expected, path)
 }
 
 /// Parses IDX bytes (already decompressed). `path` is for messages.
@@ -101,7 +161,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
 
 /// Reads an IDX file, raw or gzipped.
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    parse_idx(&read_maybe_gz(path)?, path)
+    parse_idx(&read_idx_bytes(path)?, path)
 }
 
 /// Loads an images file (`n × rows × cols`) and its labels file (`n`) as a
@@ -197,6 +257,7 @@ pub fn load_idx_dir(dir: &Path) -> Result<Splits, DataError> {
         val: None,
         test,
         skipped: Vec::new(),
+        notices: Vec::new(),
     })
 }
 

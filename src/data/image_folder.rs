@@ -7,6 +7,7 @@
 //! skipped and reported, never fatal. Class folders sort by name (byte
 //! order, like PyTorch's `ImageFolder` and Keras) into label order.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use rayon::prelude::*;
 
-use super::dataset::{Dataset, Shape, Splits};
+use super::dataset::{Dataset, Shape, Splits, check_image_budget, conversion_notice};
 use super::{DataError, LoadOptions};
 
 /// A file that was skipped while loading, and why.
@@ -94,28 +95,106 @@ pub fn has_split_layout(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Every non-hidden file below `dir`, recursively, in sorted order.
-fn files_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| io_err(dir, e))?
-        .filter_map(|e| e.ok())
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            files_below(&p, out)?;
-        } else {
-            out.push(p);
+/// The folders a walk has entered, by canonical path: each is read once,
+/// so a symlink back up the tree (`..`, `.`) cannot repeat or loop.
+struct Walk {
+    entered: HashSet<PathBuf>,
+    /// Every class folder of every split: reached through a link from
+    /// another class, its images would be read twice under two labels.
+    class_dirs: HashSet<PathBuf>,
+    /// Folders not followed, and why (reported like undecodable files).
+    skipped: Vec<Skipped>,
+}
+
+impl Walk {
+    /// A walk over the class folders `parts/<class>` of every split in `parts`.
+    fn new(parts: &[&Path]) -> Result<Walk, DataError> {
+        let mut class_dirs = HashSet::new();
+        for part in parts {
+            for name in list_subdirs(part)? {
+                if let Ok(c) = fs::canonicalize(part.join(name)) {
+                    class_dirs.insert(c);
+                }
+            }
         }
+        Ok(Walk {
+            entered: HashSet::new(),
+            class_dirs,
+            skipped: Vec::new(),
+        })
     }
-    Ok(())
+
+    /// Enters a class folder (once).
+    fn enter_class(&mut self, dir: &Path, root: &Path) -> bool {
+        self.enter_unless(dir, root, false)
+    }
+
+    /// Whether sub-folder `dir` may be entered; a folder already read, a
+    /// class folder, or one holding the dataset itself is recorded as skipped.
+    fn enter(&mut self, dir: &Path, root: &Path) -> bool {
+        self.enter_unless(dir, root, true)
+    }
+
+    fn enter_unless(&mut self, dir: &Path, root: &Path, refuse_classes: bool) -> bool {
+        let Ok(canonical) = fs::canonicalize(dir) else {
+            self.skipped.push(Skipped {
+                path: relative(dir, root),
+                reason: "folder cannot be resolved".into(),
+            });
+            return false;
+        };
+        let contains_root = fs::canonicalize(root).is_ok_and(|r| r.starts_with(&canonical));
+        let another_class = refuse_classes && self.class_dirs.contains(&canonical);
+        if contains_root || another_class || !self.entered.insert(canonical.clone()) {
+            self.skipped.push(Skipped {
+                path: relative(dir, root),
+                reason: format!(
+                    "a link to {}, which is read already (a folder loop); not followed",
+                    canonical.display()
+                ),
+            });
+            return false;
+        }
+        true
+    }
+
+    /// Every non-hidden file below `dir`, recursively, in sorted order.
+    fn files_below(
+        &mut self,
+        dir: &Path,
+        root: &Path,
+        out: &mut Vec<PathBuf>,
+    ) -> Result<(), DataError> {
+        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(|e| io_err(dir, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                if self.enter(&p, root) {
+                    self.files_below(&p, root, out)?;
+                }
+            } else {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The files of one split folder, with labels by position in `classes`;
-/// class folders missing from `classes` are an error.
-fn list_split(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u32)>, DataError> {
+/// class folders missing from `classes` are an error. Class folders with
+/// no file are named in `empty`.
+fn list_split(
+    dir: &Path,
+    classes: &[String],
+    walk: &mut Walk,
+    root: &Path,
+    empty: &mut Vec<String>,
+) -> Result<Vec<(PathBuf, u32)>, DataError> {
     let mut files = Vec::new();
     for name in list_subdirs(dir)? {
         let label = classes.iter().position(|c| *c == name).ok_or_else(|| {
@@ -124,11 +203,73 @@ fn list_split(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u32)>, Dat
                 dir.display()
             ))
         })?;
+        let class_dir = dir.join(&name);
         let mut in_class = Vec::new();
-        files_below(&dir.join(&name), &mut in_class)?;
+        if walk.enter_class(&class_dir, root) {
+            walk.files_below(&class_dir, root, &mut in_class)?;
+        }
+        if in_class.is_empty() {
+            empty.push(relative(&class_dir, root).display().to_string());
+        }
         files.extend(in_class.into_iter().map(|p| (p, label as u32)));
     }
     Ok(files)
+}
+
+/// A classifier needs two classes: one class folder is refused.
+fn check_class_count(dir: &Path, classes: &[String]) -> Result<(), DataError> {
+    if let [only] = classes {
+        return Err(DataError::Invalid(format!(
+            "{}: only one class folder (`{only}`); a classifier needs at least 2 classes",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Notices about the folders: empty class folders, classes only in some splits.
+fn folder_notices(empty: &[String], missing_in_train: &[String]) -> Vec<String> {
+    let mut notices = Vec::new();
+    if !empty.is_empty() {
+        notices.push(format!(
+            "{} class folder{} without images: {}",
+            empty.len(),
+            if empty.len() == 1 { "" } else { "s" },
+            empty.join(", ")
+        ));
+    }
+    if !missing_in_train.is_empty() {
+        notices.push(format!(
+            "class{} {} appear{} only outside the training split, so the model cannot learn {}",
+            if missing_in_train.len() == 1 {
+                ""
+            } else {
+                "es"
+            },
+            missing_in_train.join(", "),
+            if missing_in_train.len() == 1 { "s" } else { "" },
+            if missing_in_train.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
+        ));
+    }
+    notices
+}
+
+/// The size and channel count of the first decodable image among `files`.
+fn probe_shape(files: &[(PathBuf, u32)]) -> Option<Shape> {
+    files.iter().find_map(|(p, _)| {
+        let img = image::ImageReader::open(p)
+            .ok()?
+            .with_guessed_format()
+            .ok()?
+            .decode()
+            .ok()?;
+        let c = if img.color().has_color() { 3 } else { 1 };
+        Some(Shape::new(img.height() as usize, img.width() as usize, c))
+    })
 }
 
 /// Decodes one file into HWC `f32` in `[0, 1]` of the given shape.
@@ -220,19 +361,39 @@ pub fn load_class_folder(
     channels: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Dataset, Vec<Skipped>), DataError> {
+    let (ds, skipped, _) = load_class_folder_within(dir, size, channels, None, progress)?;
+    Ok((ds, skipped))
+}
+
+/// [`load_class_folder`] within a memory budget, with the notices
+/// (conversion, empty folders) the user should hear.
+fn load_class_folder_within(
+    dir: &Path,
+    size: Option<(usize, usize)>,
+    channels: usize,
+    budget: Option<u64>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Dataset, Vec<Skipped>, Vec<String>), DataError> {
     let classes = list_subdirs(dir)?;
     if classes.is_empty() {
         return Err(DataError::NoClasses {
             path: dir.to_path_buf(),
         });
     }
-    let files = list_split(dir, &classes)?;
+    check_class_count(dir, &classes)?;
+    let mut walk = Walk::new(&[dir])?;
+    let mut empty = Vec::new();
+    let files = list_split(dir, &classes, &mut walk, dir, &mut empty)?;
     let shape = target_shape(dir, &files, size, channels)?;
-    let (ds, skipped) = decode_files(&files, shape, &classes, dir, progress, 0, files.len());
+    check_image_budget(files.len(), shape, budget)?;
+    let mut notices = folder_notices(&empty, &[]);
+    notices.extend(probe_shape(&files).and_then(|from| conversion_notice(from, shape)));
+    let (ds, mut skipped) = decode_files(&files, shape, &classes, dir, progress, 0, files.len());
+    skipped.extend(walk.skipped);
     if ds.is_empty() {
         return Err(no_images(dir, &skipped));
     }
-    Ok((ds, skipped))
+    Ok((ds, skipped, notices))
 }
 
 fn no_images(dir: &Path, skipped: &[Skipped]) -> DataError {
@@ -298,13 +459,27 @@ pub fn load_image_folder(
             if classes.is_empty() {
                 return Err(DataError::NoClasses { path: train_dir });
             }
+            check_class_count(dir, &classes)?;
+            let part_paths: Vec<&Path> = parts.iter().map(|p| p.as_path()).collect();
+            let mut walk = Walk::new(&part_paths)?;
+            let mut empty = Vec::new();
             let lists: Vec<Vec<(PathBuf, u32)>> = parts
                 .iter()
-                .map(|p| list_split(p, &classes))
+                .map(|p| list_split(p, &classes, &mut walk, dir, &mut empty))
                 .collect::<Result<_, _>>()?;
+            let in_train: HashSet<u32> = lists[0].iter().map(|(_, l)| *l).collect();
+            let missing_in_train: Vec<String> = classes
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| !in_train.contains(&(*k as u32)))
+                .map(|(_, c)| format!("`{c}`"))
+                .collect();
             let total: usize = lists.iter().map(Vec::len).sum();
             let shape = target_shape(dir, &lists[0], opts.size, opts.channels.unwrap_or(3))?;
-            let mut skipped = Vec::new();
+            check_image_budget(total, shape, opts.memory_budget)?;
+            let mut notices = folder_notices(&empty, &missing_in_train);
+            notices.extend(probe_shape(&lists[0]).and_then(|from| conversion_notice(from, shape)));
+            let mut skipped = std::mem::take(&mut walk.skipped);
             let mut done = 0;
             let mut sets = Vec::new();
             for files in &lists {
@@ -331,16 +506,23 @@ pub fn load_image_folder(
                 val,
                 test,
                 skipped,
+                notices,
             }
         }
         None => {
-            let (train, skipped) =
-                load_class_folder(dir, opts.size, opts.channels.unwrap_or(3), progress)?;
+            let (train, skipped, notices) = load_class_folder_within(
+                dir,
+                opts.size,
+                opts.channels.unwrap_or(3),
+                opts.memory_budget,
+                progress,
+            )?;
             Splits {
                 train,
                 val: None,
                 test: None,
                 skipped,
+                notices,
             }
         }
     };

@@ -81,6 +81,17 @@ pub enum DataError {
     UnknownFormat { path: PathBuf },
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "{images} images of {shape} take {} as f32; the memory budget leaves {} for the data (use fewer or smaller images, or raise --memory-limit)",
+        crate::train::memory::human_bytes(*.bytes),
+        crate::train::memory::human_bytes(*.budget)
+    )]
+    TooLarge {
+        images: usize,
+        shape: Shape,
+        bytes: u64,
+        budget: u64,
+    },
     #[error("could not start the batch thread: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -150,6 +161,9 @@ pub struct LoadOptions {
     /// has no test split.
     pub test_fraction: f32,
     pub seed: u64,
+    /// Bytes the decoded images may take (`None`: no limit); checked
+    /// before they are decoded or converted.
+    pub memory_budget: Option<u64>,
 }
 
 impl LoadOptions {
@@ -171,6 +185,7 @@ impl Default for LoadOptions {
             val_fraction: 0.0,
             test_fraction: 0.2,
             seed: 0,
+            memory_budget: None,
         }
     }
 }
@@ -194,6 +209,7 @@ pub fn load(
                 val: None,
                 test: None,
                 skipped: Vec::new(),
+                notices: Vec::new(),
             }
         }
         Format::Cifar10 if path.is_dir() => cifar::load_cifar10_dir(path)?,
@@ -204,6 +220,7 @@ pub fn load(
                 val: None,
                 test: None,
                 skipped: Vec::new(),
+                notices: Vec::new(),
             }
         }
     };
@@ -211,9 +228,24 @@ pub fn load(
     progress(n, n);
     let (h, w) = opts.size.unwrap_or((splits.train.h, splits.train.w));
     let c = opts.channels.unwrap_or(splits.train.c);
-    let mut splits = splits.conform(Shape::new(h, w, c))?;
+    let mut splits = splits.conform_within(Shape::new(h, w, c), opts.memory_budget)?;
     splits.hold_out(opts)?;
     Ok(splits)
+}
+
+/// Refuses a validation or test fraction outside `[0, 1)` (NaN included).
+pub fn check_fractions(val_fraction: f32, test_fraction: f32) -> Result<(), DataError> {
+    for (what, f) in [
+        ("validation fraction", val_fraction),
+        ("test fraction", test_fraction),
+    ] {
+        if !(0.0..1.0).contains(&f) {
+            return Err(DataError::Invalid(format!(
+                "the {what} must be at least 0 and below 1, got {f}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The labels file beside an IDX images file (`…images-idx3…` → `…labels-idx1…`).

@@ -16,8 +16,9 @@
 //! ```
 //! Weights never live here: they go to a separate safetensors file keyed by node name.
 
-use super::{Arity, Edge, Graph, GraphError, LayerKind, Node, NodeId};
+use super::{Arity, Edge, Graph, GraphError, LayerKind, MAX_INPUTS, Node, NodeId};
 use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -143,63 +144,24 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
     };
 
     let mut graph = Graph::new(name);
+    let mut ids: HashMap<String, NodeId> = HashMap::with_capacity(nodes.len());
     for (index, value) in nodes.iter().enumerate() {
         let node = parse_node(text, index, value)?;
-        let line = line_of_name(text, &node.name);
-        let id = graph
-            .add_node(node.name.clone(), node.kind, node.position)
-            .map_err(|e| match e {
-                GraphError::DuplicateName(name) => LoadError::DuplicateName {
-                    line: line_of_nth_name(text, &name, 1).or(line),
-                    name,
-                },
-                other => LoadError::BadParameter {
-                    node: node.name.clone(),
-                    line,
-                    message: other.to_string(),
-                },
-            })?;
-        if let Some(n) = graph.node_mut(id) {
-            n.frozen = node.frozen;
-        }
-    }
-    for (index, value) in edges.iter().enumerate() {
-        let edge = parse_edge(&graph, index, value)?;
-        let to = graph.node(edge.to).map(|n| n.kind.arity());
-        let to_name = graph.name_of(edge.to).to_string();
-        match to {
-            Some(Arity::None) => {
-                return Err(LoadError::BadEdge {
-                    index,
-                    reason: format!("`{to_name}` is an input layer and takes no inputs"),
-                });
-            }
-            Some(Arity::One) if edge.input > 0 => {
-                return Err(LoadError::BadEdge {
-                    index,
-                    reason: format!(
-                        "`{to_name}` has a single input (input 0); input {} does not exist",
-                        edge.input
-                    ),
-                });
-            }
-            _ => {}
-        }
-        if edge.from == edge.to {
-            return Err(LoadError::Cycle(vec![to_name.clone(), to_name]));
-        }
-        if let Some(first) = graph
-            .edges()
-            .iter()
-            .find(|e| e.to == edge.to && e.input == edge.input)
-        {
-            return Err(LoadError::InputFedTwice {
-                node: to_name,
-                input: edge.input,
-                first: graph.name_of(first.from).to_string(),
-                second: graph.name_of(edge.from).to_string(),
+        if ids.contains_key(&node.name) {
+            return Err(LoadError::DuplicateName {
+                line: line_of_nth_name(text, &node.name, 1),
+                name: node.name,
             });
         }
+        let name = node.name.clone();
+        let id = graph.push_node_unchecked(node);
+        ids.insert(name, id);
+    }
+    let mut fed: HashSet<(NodeId, usize)> = HashSet::with_capacity(edges.len());
+    for (index, value) in edges.iter().enumerate() {
+        let edge = parse_edge(&ids, index, value)?;
+        check_edge(&graph, &fed, index, edges.len(), &edge)?;
+        fed.insert((edge.to, edge.input));
         graph.push_edge_unchecked(edge);
     }
     match graph.topological_order() {
@@ -207,6 +169,63 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
         Err(GraphError::Cycle(names)) => Err(LoadError::Cycle(names)),
         Err(other) => Err(LoadError::NotADesign(other.to_string())),
     }
+}
+
+/// Refuses an edge into an input the target does not have or that is
+/// already fed, before anything is sized by the input number.
+fn check_edge(
+    graph: &Graph,
+    fed: &HashSet<(NodeId, usize)>,
+    index: usize,
+    edge_count: usize,
+    edge: &Edge,
+) -> Result<(), LoadError> {
+    let to_name = graph.name_of(edge.to).to_string();
+    match graph.node(edge.to).map(|n| n.kind.arity()) {
+        Some(Arity::None) => {
+            return Err(LoadError::BadEdge {
+                index,
+                reason: format!("`{to_name}` is an input layer and takes no inputs"),
+            });
+        }
+        Some(Arity::One) if edge.input > 0 => {
+            return Err(LoadError::BadEdge {
+                index,
+                reason: format!(
+                    "`{to_name}` has a single input (input 0); input {} does not exist",
+                    edge.input
+                ),
+            });
+        }
+        Some(Arity::Many) if edge.input >= edge_count.min(MAX_INPUTS) => {
+            return Err(LoadError::BadEdge {
+                index,
+                reason: format!(
+                    "input {} of `{to_name}` cannot be fed: the design has {edge_count} edges, so inputs 0 to {} at most (and a layer takes at most {MAX_INPUTS})",
+                    edge.input,
+                    edge_count.min(MAX_INPUTS) - 1
+                ),
+            });
+        }
+        _ => {}
+    }
+    if edge.from == edge.to {
+        return Err(LoadError::Cycle(vec![to_name.clone(), to_name]));
+    }
+    if fed.contains(&(edge.to, edge.input)) {
+        let first = graph
+            .edges()
+            .iter()
+            .find(|e| e.to == edge.to && e.input == edge.input)
+            .map_or("?", |e| graph.name_of(e.from));
+        return Err(LoadError::InputFedTwice {
+            node: to_name,
+            input: edge.input,
+            first: first.to_string(),
+            second: graph.name_of(edge.from).to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// serde_json appends " at line L column C"; the variant carries those separately.
@@ -247,10 +266,10 @@ fn parse_node(text: &str, index: usize, value: &Value) -> Result<Node, LoadError
             });
         }
     };
-    let line = line_of_name(text, &name);
+    // Line numbers are looked up only for an error: finding them is a scan of the text.
     let bad = |message: String| LoadError::BadParameter {
         node: name.clone(),
-        line,
+        line: line_of_name(text, &name),
         message,
     };
     let position = match object.remove("position") {
@@ -271,9 +290,9 @@ fn parse_node(text: &str, index: usize, value: &Value) -> Result<Node, LoadError
     let known: Vec<&str> = LayerKind::catalogue().iter().map(|k| k.tag()).collect();
     if !known.contains(&kind_tag.as_str()) {
         return Err(LoadError::UnknownKind {
+            line: line_of_name(text, &name),
             node: name,
             kind: kind_tag,
-            line,
             known: known.join(", "),
         });
     }
@@ -288,7 +307,11 @@ fn parse_node(text: &str, index: usize, value: &Value) -> Result<Node, LoadError
     })
 }
 
-fn parse_edge(graph: &Graph, index: usize, value: &Value) -> Result<Edge, LoadError> {
+fn parse_edge(
+    ids: &HashMap<String, NodeId>,
+    index: usize,
+    value: &Value,
+) -> Result<Edge, LoadError> {
     let object = value.as_object().ok_or_else(|| LoadError::BadEdge {
         index,
         reason: "must be an object like {\"from\": \"a\", \"to\": \"b\", \"input\": 0}".into(),
@@ -307,18 +330,23 @@ fn parse_edge(graph: &Graph, index: usize, value: &Value) -> Result<Edge, LoadEr
     let to_name = endpoint("to")?;
     let input = match object.get("input") {
         None => 0,
-        Some(v) => v.as_u64().ok_or_else(|| LoadError::BadEdge {
-            index,
-            reason: "`input` must be a non-negative integer".into(),
-        })? as usize,
+        Some(v) => v
+            .as_u64()
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| LoadError::BadEdge {
+                index,
+                reason: "`input` must be a non-negative integer".into(),
+            })?,
     };
     let lookup = |name: &str| -> Result<NodeId, LoadError> {
-        graph.find(name).ok_or_else(|| LoadError::DanglingEdge {
-            index,
-            from: from_name.clone(),
-            to: to_name.clone(),
-            missing: name.to_string(),
-        })
+        ids.get(name)
+            .copied()
+            .ok_or_else(|| LoadError::DanglingEdge {
+                index,
+                from: from_name.clone(),
+                to: to_name.clone(),
+                missing: name.to_string(),
+            })
     };
     Ok(Edge {
         from: lookup(&from_name)?,
@@ -424,26 +452,167 @@ pub fn save(graph: &Graph, path: &Path) -> std::io::Result<()> {
     write_atomically(path, to_json(graph).as_bytes())
 }
 
-/// Writes `bytes` to a sibling temporary file and renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
+/// The file a save to `path` replaces: a symlink's target (followed to the
+/// end, relative links resolved against the link's folder), else `path`.
+fn save_target(path: &Path) -> PathBuf {
+    let mut target = path.to_path_buf();
+    // A bounded walk: a symlink loop leaves the last link as the target
+    // and the rename then fails with the system's message.
+    for _ in 0..40 {
+        match std::fs::read_link(&target) {
+            Ok(link) => {
+                target = match target.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    target
+}
+
+/// The sibling temporary file a save to `target` writes first.
+fn temp_path(target: &Path) -> PathBuf {
+    let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let file_name = path
+    let file_name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "design".into());
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    dir.join(format!(".{file_name}.{}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` to a sibling temporary file and renames it over `path`:
+/// a crash mid-save never leaves a half-written file. Saving through a
+/// symlink replaces the link's target (the link stays), an existing file
+/// keeps its permission bits, and the temporary file is removed on every
+/// failure.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let target = save_target(path);
+    let tmp = temp_path(&target);
+    let result = write_then_rename(&tmp, &target, bytes);
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-    })
+    }
+    result
+}
+
+fn write_then_rename(tmp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(tmp)?;
+    if let Ok(existing) = std::fs::metadata(target) {
+        f.set_permissions(existing.permissions())?;
+    }
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, target)
+}
+
+/// Why an output path was refused before any work started.
+#[derive(Debug, Error)]
+pub enum OutputError {
+    #[error("{flag} {}: is a folder, not a file", path.display())]
+    IsFolder { flag: String, path: PathBuf },
+    #[error("{flag} {} is also an input ({what}); refusing to overwrite it", path.display())]
+    IsInput {
+        flag: String,
+        path: PathBuf,
+        what: String,
+    },
+    #[error("{flag} {}: cannot write in {}: {source}", path.display(), dir.display())]
+    NotWritable {
+        flag: String,
+        path: PathBuf,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{first} and {second} are the same file {}", path.display())]
+    Twice {
+        first: String,
+        second: String,
+        path: PathBuf,
+    },
+}
+
+/// The canonical form of a path that may not exist yet (its folder canonicalised).
+fn canonical(path: &Path) -> PathBuf {
+    let target = save_target(path);
+    if let Ok(c) = std::fs::canonicalize(&target) {
+        return c;
+    }
+    match (target.parent(), target.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or(target.clone())
+        }
+        _ => target,
+    }
+}
+
+/// Checks, before any work starts, that every output `(flag, path)` can be
+/// written (its folder exists and takes a new file), is no folder, is none
+/// of the `inputs` (`(what, path)`, compared canonically, through symlinks)
+/// and differs from the other outputs.
+pub fn check_outputs(
+    outputs: &[(&str, &Path)],
+    inputs: &[(&str, &Path)],
+) -> Result<(), OutputError> {
+    let inputs: Vec<(&str, PathBuf)> = inputs.iter().map(|(w, p)| (*w, canonical(p))).collect();
+    let mut seen: Vec<(&str, PathBuf)> = Vec::new();
+    for &(flag, path) in outputs {
+        let flag_owned = flag.to_string();
+        if path.is_dir() {
+            return Err(OutputError::IsFolder {
+                flag: flag_owned,
+                path: path.to_path_buf(),
+            });
+        }
+        let c = canonical(path);
+        if let Some((what, _)) = inputs.iter().find(|(_, i)| *i == c) {
+            return Err(OutputError::IsInput {
+                flag: flag_owned,
+                path: path.to_path_buf(),
+                what: what.to_string(),
+            });
+        }
+        if let Some((first, _)) = seen.iter().find(|(_, p)| *p == c) {
+            return Err(OutputError::Twice {
+                first: first.to_string(),
+                second: flag_owned,
+                path: path.to_path_buf(),
+            });
+        }
+        probe_writable(flag, path)?;
+        seen.push((flag, c));
+    }
+    Ok(())
+}
+
+/// Creates and removes the temporary file a save would write.
+fn probe_writable(flag: &str, path: &Path) -> Result<(), OutputError> {
+    let tmp = temp_path(&save_target(path));
+    match std::fs::File::create(&tmp) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(())
+        }
+        Err(source) => Err(OutputError::NotWritable {
+            flag: flag.to_string(),
+            path: path.to_path_buf(),
+            dir: tmp.parent().map(Path::to_path_buf).unwrap_or_default(),
+            source,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -591,6 +760,60 @@ mod tests {
             Err(LoadError::NotADesign(_))
         ));
         assert!(matches!(from_json("[1,2]"), Err(LoadError::NotADesign(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_save_through_a_symlink_keeps_link_and_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("netloom-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = dir.join("real.json");
+        std::fs::write(&real, "old").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink("real.json", &link).unwrap();
+        write_atomically(&link, b"new").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A failed save (the target is a folder) leaves no temporary file behind.
+        let sub = dir.join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        assert!(write_atomically(&sub, b"x").is_err());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn outputs_equal_to_inputs_or_unwritable_are_refused() {
+        let dir = std::env::temp_dir().join(format!("netloom-out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let design = dir.join("d.json");
+        std::fs::write(&design, "{}").unwrap();
+        let same = dir.join(".").join("d.json");
+        let err = check_outputs(&[("--save", &same)], &[("the design", &design)]).unwrap_err();
+        assert!(matches!(err, OutputError::IsInput { .. }), "{err}");
+        let missing = dir.join("no-such-dir").join("w.safetensors");
+        let err = check_outputs(&[("--save", &missing)], &[]).unwrap_err();
+        assert!(err.to_string().starts_with("--save "), "{err}");
+        let w = dir.join("w.safetensors");
+        let err = check_outputs(&[("--save", &w), ("--checkpoint", &w)], &[]).unwrap_err();
+        assert!(matches!(err, OutputError::Twice { .. }), "{err}");
+        check_outputs(&[("--save", &w)], &[("the design", &design)]).unwrap();
+        assert!(!w.exists(), "the probe leaves nothing behind");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

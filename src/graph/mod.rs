@@ -14,6 +14,10 @@ pub use layer::{Arity, LayerKind, Padding};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// The most inputs one Add or Concat may have: an input number is checked
+/// against it before any per-input table is sized by it.
+pub const MAX_INPUTS: usize = 4096;
+
 /// A stable handle to a node of one [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId(pub u32);
@@ -57,6 +61,8 @@ pub enum GraphError {
     TakesNoInputs { node: String },
     #[error("`{node}` has a single input (input 0); input {input} does not exist")]
     NoSuchInput { node: String, input: usize },
+    #[error("input {input} of `{node}` is beyond the {MAX_INPUTS} inputs a layer may have")]
+    TooManyInputs { node: String, input: usize },
     #[error("input {input} of `{node}` is already fed by `{existing}`")]
     InputFedTwice {
         node: String,
@@ -175,6 +181,13 @@ impl Graph {
         Ok(NodeId(self.slots.len() as u32 - 1))
     }
 
+    /// Appends a node whose name the caller has checked to be unique (the
+    /// loader keeps a name index, so loading stays linear in the design size).
+    pub(crate) fn push_node_unchecked(&mut self, node: Node) -> NodeId {
+        self.slots.push(Some(node));
+        NodeId(self.slots.len() as u32 - 1)
+    }
+
     /// Puts a node back into the slot it was removed from (undo of a delete).
     pub fn restore_node(&mut self, id: NodeId, node: Node) -> Result<(), GraphError> {
         if self.find(&node.name).is_some() {
@@ -215,18 +228,35 @@ impl Graph {
     pub fn inputs_of(&self, id: NodeId) -> Vec<Option<NodeId>> {
         let mut inputs: Vec<Option<NodeId>> = Vec::new();
         for e in self.edges.iter().filter(|e| e.to == id) {
-            if inputs.len() <= e.input {
-                inputs.resize(e.input + 1, None);
-            }
-            inputs[e.input] = Some(e.from);
+            place_input(&mut inputs, e);
         }
+        self.pad_single_input(id, &mut inputs);
+        inputs
+    }
+
+    /// [`Graph::inputs_of`] for every id at once (indexed by [`NodeId::index`]),
+    /// in one pass over the edges.
+    pub fn all_inputs(&self) -> Vec<Vec<Option<NodeId>>> {
+        let mut all: Vec<Vec<Option<NodeId>>> = vec![Vec::new(); self.id_capacity()];
+        for e in &self.edges {
+            if let Some(inputs) = all.get_mut(e.to.index()) {
+                place_input(inputs, e);
+            }
+        }
+        for (i, inputs) in all.iter_mut().enumerate() {
+            self.pad_single_input(NodeId(i as u32), inputs);
+        }
+        all
+    }
+
+    /// A single-input layer with nothing wired still reports its one (empty) input.
+    fn pad_single_input(&self, id: NodeId, inputs: &mut Vec<Option<NodeId>>) {
         if let Some(node) = self.node(id)
             && node.kind.arity() == Arity::One
             && inputs.is_empty()
         {
             inputs.push(None);
         }
-        inputs
     }
 
     /// Nodes fed by `id`'s output.
@@ -269,6 +299,12 @@ impl Graph {
             }
             Arity::One if input > 0 => {
                 return Err(GraphError::NoSuchInput {
+                    node: to_node.name.clone(),
+                    input,
+                });
+            }
+            Arity::Many if input >= MAX_INPUTS => {
+                return Err(GraphError::TooManyInputs {
                     node: to_node.name.clone(),
                     input,
                 });
@@ -394,9 +430,13 @@ impl Graph {
 
     /// Nodes whose output nobody consumes: the design's outputs.
     pub fn outputs(&self) -> Vec<NodeId> {
-        self.node_ids()
-            .filter(|&id| self.consumers_of(id).next().is_none())
-            .collect()
+        let mut consumed = vec![false; self.id_capacity()];
+        for e in &self.edges {
+            if let Some(c) = consumed.get_mut(e.from.index()) {
+                *c = true;
+            }
+        }
+        self.node_ids().filter(|id| !consumed[id.index()]).collect()
     }
 
     /// Nodes with no inputs (Input layers).
@@ -434,6 +474,16 @@ impl Graph {
         g.edges = edges;
         g
     }
+}
+
+/// Puts `e.from` at input `e.input`, growing the list (input numbers are
+/// bounded by [`MAX_INPUTS`] when edges are made or loaded).
+fn place_input(inputs: &mut Vec<Option<NodeId>>, e: &Edge) {
+    let slot = e.input.min(MAX_INPUTS);
+    if inputs.len() <= slot {
+        inputs.resize(slot + 1, None);
+    }
+    inputs[slot] = Some(e.from);
 }
 
 #[cfg(test)]
@@ -536,6 +586,21 @@ mod tests {
             g.connect(e.from, e.to, e.input).unwrap();
         }
         assert_eq!(g.topological_order().unwrap(), vec![a, b, c]);
+    }
+
+    #[test]
+    fn input_numbers_are_bounded_before_anything_is_sized_by_them() {
+        let mut g = Graph::new("t");
+        let a = relu(&mut g, "a");
+        let add = g.add_node("add", LayerKind::Add, [0.0, 0.0]).unwrap();
+        assert!(matches!(
+            g.connect(a, add, 500_000_000),
+            Err(GraphError::TooManyInputs { .. })
+        ));
+        g.connect(a, add, 1).unwrap();
+        assert_eq!(g.inputs_of(add), vec![None, Some(a)]);
+        assert_eq!(g.all_inputs()[add.index()], g.inputs_of(add));
+        assert_eq!(g.all_inputs()[a.index()], vec![None]);
     }
 
     #[test]

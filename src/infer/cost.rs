@@ -40,7 +40,7 @@ impl Conventions {
     pub fn ops(&self, macs: u64) -> u64 {
         match self.ops {
             OpCount::Macs => macs,
-            OpCount::Flops => 2 * macs,
+            OpCount::Flops => macs.saturating_mul(2),
         }
     }
 
@@ -108,14 +108,29 @@ pub fn compact(n: u64) -> String {
     }
 }
 
-/// The cost of `kind` with input shape `input` and output shape `output`.
+/// The product of `factors`, or an error naming `what` when it overflows `u64`.
+fn product(what: &str, factors: &[u64]) -> Result<u64, String> {
+    factors
+        .iter()
+        .try_fold(1u64, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| {
+            let text: Vec<String> = factors.iter().map(u64::to_string).collect();
+            format!(
+                "{what} {} overflows 64-bit arithmetic; the layer is far too large",
+                text.join("·")
+            )
+        })
+}
+
+/// The cost of `kind` with input shape `input` and output shape `output`,
+/// or why a count does not fit in `u64`.
 pub fn layer_cost(
     kind: &LayerKind,
     input: Option<Shape>,
     output: Shape,
     window: Option<&[Axis; 2]>,
-) -> LayerCost {
-    match kind {
+) -> Result<LayerCost, String> {
+    Ok(match kind {
         LayerKind::Conv2d {
             filters,
             kernel,
@@ -127,9 +142,11 @@ pub fn layer_cost(
             let per_group = cin / (*groups as u64).max(1);
             let (kh, kw, f) = (kernel[0] as u64, kernel[1] as u64, *filters as u64);
             let b = if *bias { f } else { 0 };
-            let weights = kh * kw * per_group * f + b;
+            let weights = product("parameter count", &[kh, kw, per_group, f])?
+                .checked_add(b)
+                .ok_or("parameter count overflows 64-bit arithmetic")?;
             let (oh, ow) = window.map_or((0, 0), |a| (a[0].output, a[1].output));
-            let macs = oh * ow * f * kh * kw * per_group;
+            let macs = product("multiply count", &[oh, ow, f, kh, kw, per_group])?;
             let cin_text = if *groups > 1 {
                 format!("({cin}/{groups})")
             } else {
@@ -154,8 +171,10 @@ pub fn layer_cost(
             let n = input.map(|s| s.elements()).unwrap_or(0);
             let u = *units as u64;
             let b = if *bias { u } else { 0 };
-            let weights = n * u + b;
-            let macs = n * u;
+            let macs = product("weight count", &[n, u])?;
+            let weights = macs
+                .checked_add(b)
+                .ok_or("parameter count overflows 64-bit arithmetic")?;
             LayerCost {
                 weights,
                 running_stats: 0,
@@ -187,7 +206,7 @@ pub fn layer_cost(
             params_arithmetic: "0".into(),
             ..Default::default()
         },
-    }
+    })
 }
 
 #[cfg(test)]
@@ -214,9 +233,23 @@ mod tests {
             Some(Shape::Vector(32)),
             Shape::Vector(32),
             None,
-        );
+        )
+        .unwrap();
         assert_eq!(cost.params(ParamStyle::Keras, false), (64, 64));
         assert_eq!(cost.params(ParamStyle::PyTorch, false), (64, 0));
         assert_eq!(cost.params(ParamStyle::Keras, true), (0, 128));
+    }
+
+    #[test]
+    fn overflowing_counts_are_errors_not_wraps() {
+        let dense = LayerKind::Dense {
+            units: u32::MAX,
+            bias: true,
+        };
+        let n = 1u64 << 40;
+        let err = layer_cost(&dense, Some(Shape::Vector(n)), Shape::Vector(1), None).unwrap_err();
+        assert!(err.contains("overflows"), "{err}");
+        let ok = layer_cost(&dense, Some(Shape::Vector(1 << 31)), Shape::Vector(1), None).unwrap();
+        assert_eq!(ok.macs, (1u64 << 31) * u32::MAX as u64);
     }
 }

@@ -66,17 +66,39 @@ impl Analysis {
         self.nodes.get(id.index()).and_then(|n| n.as_ref())
     }
 
+    /// Totals under `conventions`, saturating at `u64::MAX` (which
+    /// [`analyze`] reports as a design error, so a valid design never does).
     pub fn totals(&self, conventions: &Conventions) -> Totals {
         let mut t = Totals::default();
         for info in self.nodes.iter().flatten() {
             let (tr, non) = info.params(conventions);
-            t.trainable_params += tr;
-            t.non_trainable_params += non;
-            t.macs += info.cost.macs;
-            t.activation_bytes += info.output_shape.map_or(0, |s| s.elements() * 4);
+            t.trainable_params = t.trainable_params.saturating_add(tr);
+            t.non_trainable_params = t.non_trainable_params.saturating_add(non);
+            t.macs = t.macs.saturating_add(info.cost.macs);
+            t.activation_bytes = t.activation_bytes.saturating_add(
+                info.output_shape
+                    .map_or(0, |s| s.elements().saturating_mul(4)),
+            );
         }
-        t.total_params = t.trainable_params + t.non_trainable_params;
+        t.total_params = t.trainable_params.saturating_add(t.non_trainable_params);
         t
+    }
+
+    /// Totals under the widest conventions (FLOPs, Keras params), or `None`
+    /// when any of them overflows `u64`.
+    fn checked_totals(&self) -> Option<()> {
+        let (mut params, mut flops, mut bytes) = (0u64, 0u64, 0u64);
+        for info in self.nodes.iter().flatten() {
+            params = params
+                .checked_add(info.cost.weights)?
+                .checked_add(info.cost.running_stats)?;
+            flops = flops.checked_add(info.cost.macs.checked_mul(2)?)?;
+            bytes = bytes.checked_add(
+                info.output_shape
+                    .map_or(Some(0), |s| s.checked_elements()?.checked_mul(4))?,
+            )?;
+        }
+        Some(())
     }
 
     /// Nodes with their own errors, in topological order.
@@ -90,6 +112,26 @@ impl Analysis {
                     .map(|e| (NodeId(i as u32), e))
             })
             .collect()
+    }
+
+    /// The design's errors in one line, each naming its layer
+    /// (`` `conv1`: kernel height 9 is larger than … ``), at most `limit` of them.
+    pub fn error_summary(&self, graph: &Graph, limit: usize) -> String {
+        let mut parts: Vec<String> = self.design_error.iter().cloned().collect();
+        let errors = self.errors();
+        parts.extend(
+            errors
+                .iter()
+                .take(limit)
+                .map(|(id, e)| format!("`{}`: {}", graph.name_of(*id), e.message)),
+        );
+        if errors.len() > limit {
+            parts.push(format!("and {} more", errors.len() - limit));
+        }
+        if parts.is_empty() {
+            parts.push("a layer has no output shape".into());
+        }
+        parts.join("; ")
     }
 
     /// Whether the design can be compiled and trained as it is.
@@ -122,9 +164,10 @@ pub fn analyze(graph: &Graph) -> Analysis {
             return analysis;
         }
     };
+    let all_inputs = graph.all_inputs();
     for &id in &order {
         let Some(node) = graph.node(id) else { continue };
-        let inputs = graph.inputs_of(id);
+        let inputs = &all_inputs[id.index()];
         let input_shapes: Vec<Option<Shape>> = inputs
             .iter()
             .map(|from| {
@@ -152,14 +195,20 @@ pub fn analyze(graph: &Graph) -> Analysis {
                 .zip(&input_shapes)
                 .filter_map(|(f, s)| Some(((*f)?, (*s)?)))
                 .collect();
-            match shape::output_shape(&node.kind, &known) {
-                Ok((out, window)) => {
-                    info.cost = cost::layer_cost(
-                        &node.kind,
-                        known.first().map(|(_, s)| *s),
-                        out,
-                        window.as_ref(),
-                    );
+            let inferred = shape::output_shape(&node.kind, &known).and_then(|(out, window)| {
+                out.check_size()?;
+                let cost = cost::layer_cost(
+                    &node.kind,
+                    known.first().map(|(_, s)| *s),
+                    out,
+                    window.as_ref(),
+                )
+                .map_err(ShapeError::new)?;
+                Ok((out, window, cost))
+            });
+            match inferred {
+                Ok((out, window, cost)) => {
+                    info.cost = cost;
                     info.output_shape = Some(out);
                     info.window = window;
                 }
@@ -169,6 +218,10 @@ pub fn analyze(graph: &Graph) -> Analysis {
         analysis.nodes[id.index()] = Some(info);
     }
     analysis.order = order;
+    if analysis.checked_totals().is_none() {
+        analysis.design_error =
+            Some("the design's total parameter, multiply or activation count overflows 64-bit arithmetic".into());
+    }
     analysis
 }
 
@@ -213,6 +266,7 @@ impl Report {
         } else {
             analysis.order.clone()
         };
+        let all_inputs = graph.all_inputs();
         let layers = order
             .iter()
             .filter_map(|&id| {
@@ -227,8 +281,7 @@ impl Report {
                     trainable_params: tr,
                     macs: info.cost.macs,
                     macs_arithmetic: info.cost.macs_arithmetic.clone(),
-                    connected_to: graph
-                        .inputs_of(id)
+                    connected_to: all_inputs[id.index()]
                         .iter()
                         .map(|f| f.map_or("-".to_string(), |f| graph.name_of(f).to_string()))
                         .collect(),
@@ -258,7 +311,7 @@ impl Report {
             trainable_params: totals.trainable_params,
             non_trainable_params: totals.non_trainable_params,
             total_macs: totals.macs,
-            total_flops: 2 * totals.macs,
+            total_flops: totals.macs.saturating_mul(2),
             activation_bytes_per_sample: totals.activation_bytes,
             conventions: *conventions,
             layers,

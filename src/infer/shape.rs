@@ -11,11 +11,36 @@ pub enum Shape {
     Vector(u64),
 }
 
+/// The most values one tensor of one sample may hold (2⁴⁸, about 2.8·10¹⁴):
+/// far beyond any memory, yet small enough that sizes, costs and
+/// byte counts derived from it stay far inside `u64`.
+pub const MAX_ELEMENTS: u64 = 1 << 48;
+
 impl Shape {
+    /// Values per sample; saturates at `u64::MAX` (inference refuses any
+    /// shape above [`MAX_ELEMENTS`], so an analysed shape never does).
     pub fn elements(&self) -> u64 {
+        self.checked_elements().unwrap_or(u64::MAX)
+    }
+
+    /// Values per sample, or `None` when the product overflows `u64`.
+    pub fn checked_elements(&self) -> Option<u64> {
         match *self {
-            Shape::Volume { h, w, c } => h * w * c,
-            Shape::Vector(n) => n,
+            Shape::Volume { h, w, c } => h.checked_mul(w)?.checked_mul(c),
+            Shape::Vector(n) => Some(n),
+        }
+    }
+
+    /// An error when the shape holds more than [`MAX_ELEMENTS`] values.
+    pub fn check_size(&self) -> Result<(), ShapeError> {
+        match self.checked_elements() {
+            Some(n) if n <= MAX_ELEMENTS => Ok(()),
+            Some(n) => Err(ShapeError::new(format!(
+                "output {self} has {n} values per sample, more than the 2^48 Netloom can represent"
+            ))),
+            None => Err(ShapeError::new(format!(
+                "output {self} has more values per sample than 64-bit arithmetic can count"
+            ))),
         }
     }
 
@@ -79,7 +104,7 @@ pub struct ShapeError {
 }
 
 impl ShapeError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         ShapeError {
             message: message.into(),
             fix: None,
@@ -121,12 +146,23 @@ pub fn resolve_axis(
         }
         Padding::Same => {
             let out = n.div_ceil(stride);
-            let total = ((out - 1) * stride + kernel).saturating_sub(n);
+            let total = out
+                .saturating_sub(1)
+                .saturating_mul(stride)
+                .saturating_add(kernel)
+                .saturating_sub(n);
             (total / 2, total - total / 2)
         }
     };
-    let padded = n + before + after;
     let dim = if axis == 0 { "height" } else { "width" };
+    if stride == 0 {
+        return Err(format!("stride {dim} must be at least 1, got 0"));
+    }
+    let padded = n
+        .checked_add(before)
+        .and_then(|p| p.checked_add(after))
+        .filter(|&p| p <= MAX_ELEMENTS)
+        .ok_or_else(|| format!("padded input {dim} {n} + {before} + {after} is too large"))?;
     if padded < kernel {
         return Err(format!(
             "kernel {dim} {kernel} is larger than the padded input {dim} {padded}"
@@ -208,7 +244,7 @@ pub fn output_shape(
             ..
         } => {
             let (h, w, c) = volume("Conv2D")?;
-            if c % *groups as u64 != 0 {
+            if *groups == 0 || c % *groups as u64 != 0 {
                 return Err(ShapeError::new(format!(
                     "input channels ({c}) must be divisible by groups ({groups})"
                 )));
@@ -296,7 +332,7 @@ fn add_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
         .iter()
         .map(|(_, s)| *s)
         .min_by_key(|s| match *s {
-            Shape::Volume { h, w, c } => (h * w, u64::MAX - c),
+            Shape::Volume { h, w, c } => (h.saturating_mul(w), u64::MAX - c),
             Shape::Vector(n) => (1, u64::MAX - n),
         })
         .unwrap_or(inputs[0].1);
@@ -335,6 +371,12 @@ fn add_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
     Err(error)
 }
 
+fn sum_or_error(a: u64, b: u64, what: &str) -> Result<u64, ShapeError> {
+    a.checked_add(b)
+        .filter(|&s| s <= MAX_ELEMENTS)
+        .ok_or_else(|| ShapeError::new(format!("{what} overflow: {a} + {b} is too large")))
+}
+
 fn concat_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
     if inputs.len() < 2 {
         return Err(ShapeError::new(format!(
@@ -351,7 +393,9 @@ fn concat_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
                         h: sh,
                         w: sw,
                         c: sc,
-                    } if sh == h && sw == w => channels += sc,
+                    } if sh == h && sw == w => {
+                        channels = sum_or_error(channels, sc, "Concat channels")?
+                    }
                     other => {
                         let shapes: Vec<String> =
                             inputs.iter().map(|(_, s)| s.to_string()).collect();
@@ -368,7 +412,7 @@ fn concat_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
             let mut total = 0;
             for (_, s) in inputs {
                 match *s {
-                    Shape::Vector(n) => total += n,
+                    Shape::Vector(n) => total = sum_or_error(total, n, "Concat features")?,
                     other => {
                         return Err(ShapeError::new(format!(
                             "Concat cannot join a vector with a {other} volume"

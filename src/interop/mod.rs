@@ -261,7 +261,13 @@ fn convert(
                 continue;
             };
             let expected: usize = shape.iter().product();
-            if values.len() != expected || dims.iter().product::<usize>() != values.len() {
+            // Netloom layouts going out must match exactly: a transposed or
+            // permuted tensor of the right size would export scrambled.
+            let wrong_dims = dir == Direction::ToFramework && *dims != shape;
+            if wrong_dims
+                || values.len() != expected
+                || dims.iter().product::<usize>() != values.len()
+            {
                 misfits.push(format!(
                     "`{name}` has shape {dims:?} ({} values) but `{}` needs {expected} values (Netloom shape {shape:?})",
                     values.len(),

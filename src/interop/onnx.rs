@@ -558,6 +558,51 @@ fn topo_sort(g: &GraphProto, known: &HashSet<&str>) -> Result<Vec<usize>, Intero
     Ok(order)
 }
 
+/// A size attribute (kernel, stride, filters, group) of `node`: at least 1
+/// and within `u32`, or an error naming the operator and the value.
+fn positive_u32(node: &NodeProto, what: &str, v: i64) -> Result<u32, InteropError> {
+    u32::try_from(v).ok().filter(|&v| v >= 1).ok_or_else(|| {
+        InteropError::InvalidModel(format!(
+            "{} `{}` has {what} {v}; it must be between 1 and {}",
+            node.op_type,
+            node_label(node),
+            u32::MAX
+        ))
+    })
+}
+
+/// A padding amount of `node`: between 0 and `u32::MAX`.
+fn pad_u32(node: &NodeProto, v: i64) -> Result<u32, InteropError> {
+    u32::try_from(v).map_err(|_| {
+        InteropError::InvalidModel(format!(
+            "{} `{}` has a padding of {v}; pads must be between 0 and {}",
+            node.op_type,
+            node_label(node),
+            u32::MAX
+        ))
+    })
+}
+
+/// An image size of a graph input: within `u32`.
+fn input_u32(name: &str, v: usize) -> Result<u32, InteropError> {
+    u32::try_from(v).map_err(|_| {
+        InteropError::InvalidModel(format!(
+            "graph input `{name}` has a dimension of {v}, larger than {}",
+            u32::MAX
+        ))
+    })
+}
+
+/// The number of values of a tensor of `dims`, or an error when it
+/// overflows or exceeds what one layer may hold.
+fn element_count(name: &str, dims: &[usize]) -> Result<usize, InteropError> {
+    checked_product(dims).ok_or_else(|| {
+        InteropError::InvalidModel(format!(
+            "tensor `{name}` has dims {dims:?}, more values than Netloom can hold"
+        ))
+    })
+}
+
 fn node_label(n: &NodeProto) -> String {
     if !n.name.is_empty() {
         n.name.clone()
@@ -815,9 +860,9 @@ impl<'m> Importer<'m> {
             }
         };
         let kind = LayerKind::Input {
-            height: h as u32,
-            width: w as u32,
-            channels: c as u32,
+            height: input_u32(&vi.name, h)?,
+            width: input_u32(&vi.name, w)?,
+            channels: input_u32(&vi.name, c)?,
         };
         let (mut id, mut shape) = self.add(&vi.name, kind, &[])?;
         if flat {
@@ -842,6 +887,8 @@ impl<'m> Importer<'m> {
         } else {
             stem.to_string()
         };
+        kind.validate()
+            .map_err(|e| InteropError::InvalidModel(format!("layer `{stem}`: {e}")))?;
         let name = self.graph.unique_name(&stem);
         let id = self
             .graph
@@ -921,11 +968,19 @@ impl<'m> Importer<'m> {
             // A filled tensor of a constant shape (weights stripped from "light" models).
             let shape = node.input.first().cloned().unwrap_or_default();
             let val = match self.konst(&shape)? {
-                Some((_, Some(dims))) if dims.iter().all(|&d| d >= 0.0) => Val::Const {
-                    dims: dims.iter().map(|&d| d as usize).collect(),
-                    tensor: None,
-                    owned: None,
-                },
+                Some((_, Some(dims)))
+                    if dims.iter().all(|&d| d >= 0.0 && d <= usize::MAX as f64)
+                        && checked_product(
+                            &dims.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+                        )
+                        .is_some() =>
+                {
+                    Val::Const {
+                        dims: dims.iter().map(|&d| d as usize).collect(),
+                        tensor: None,
+                        owned: None,
+                    }
+                }
                 _ => Val::Meta,
             };
             self.set_outputs(node, val);
@@ -1069,10 +1124,14 @@ impl<'m> Importer<'m> {
                     })
                     .collect();
                 if let Some(free) = t.iter().position(|&d| d == -1.0) {
-                    let known: usize = new.iter().filter(|&&d| d != 0).product();
+                    let known = new
+                        .iter()
+                        .filter(|&&d| d != 0)
+                        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                        .unwrap_or(0);
                     new[free] = n.checked_div(known).unwrap_or(0);
                 }
-                if new.iter().product::<usize>() == n {
+                if checked_product(&new) == Some(n) {
                     Val::Const {
                         dims: new,
                         tensor,
@@ -1127,12 +1186,17 @@ impl<'m> Importer<'m> {
             Some(b) => self.konst(b)?,
             None => None,
         };
-        let groups = attr_i(node, "group").unwrap_or(1).max(1) as u32;
-        let kernel = [w_dims[2] as u32, w_dims[3] as u32];
+        let groups = positive_u32(node, "group", attr_i(node, "group").unwrap_or(1))?;
+        let dim = |what: &str, d: usize| positive_u32(node, what, i64::try_from(d).unwrap_or(-1));
+        let kernel = [
+            dim("kernel height", w_dims[2])?,
+            dim("kernel width", w_dims[3])?,
+        ];
+        let filters = dim("filter count", w_dims[0])?;
         let input = self.data(&x)?;
         let (padding, stride, _) = self.window(node, input.and_then(|(_, s)| s), kernel, false)?;
         let kind = LayerKind::Conv2d {
-            filters: w_dims[0] as u32,
+            filters,
             kernel,
             stride,
             padding,
@@ -1160,9 +1224,16 @@ impl<'m> Importer<'m> {
         allow_ceil: bool,
     ) -> Result<(Padding, [u32; 2], bool), InteropError> {
         let s = attr_ints(node, "strides").unwrap_or(&[1, 1]);
+        if s.len() > 2 {
+            return Err(InteropError::InvalidModel(format!(
+                "{} `{}` has strides {s:?}; a 2-D window takes 2",
+                node.op_type,
+                node_label(node)
+            )));
+        }
         let stride = [
-            s.first().copied().unwrap_or(1).max(1) as u32,
-            s.get(1).copied().unwrap_or(1).max(1) as u32,
+            positive_u32(node, "stride", s.first().copied().unwrap_or(1))?,
+            positive_u32(node, "stride", s.get(1).copied().unwrap_or(1))?,
         ];
         let ceil = allow_ceil && attr_i(node, "ceil_mode").unwrap_or(0) != 0;
         let auto = attr_s(node, "auto_pad").unwrap_or("NOTSET");
@@ -1194,9 +1265,8 @@ impl<'m> Importer<'m> {
                     false,
                 );
                 match (ah, aw) {
-                    (Ok(ah), Ok(aw)) => {
-                        [ah.pad_after, ah.pad_before, aw.pad_after, aw.pad_before].map(|v| v as u32)
-                    }
+                    (Ok(ah), Ok(aw)) => [ah.pad_after, ah.pad_before, aw.pad_after, aw.pad_before]
+                        .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
                     _ => return Ok((Padding::Same, stride, false)),
                 }
             }
@@ -1204,12 +1274,18 @@ impl<'m> Importer<'m> {
                 let p = attr_ints(node, "pads").unwrap_or(&[0, 0, 0, 0]);
                 if p.len() != 4 || p.iter().any(|&v| v < 0) {
                     return Err(InteropError::InvalidModel(format!(
-                        "node `{}` has pads {p:?}; expected 4 non-negative values",
+                        "{} `{}` has pads {p:?}; expected 4 non-negative values",
+                        node.op_type,
                         node_label(node)
                     )));
                 }
                 // ONNX: [top, left, bottom, right]; Netloom: [top, bottom, left, right].
-                [p[0] as u32, p[2] as u32, p[1] as u32, p[3] as u32]
+                [
+                    pad_u32(node, p[0])?,
+                    pad_u32(node, p[2])?,
+                    pad_u32(node, p[1])?,
+                    pad_u32(node, p[3])?,
+                ]
             }
         };
         let target = Padding::Explicit(explicit);
@@ -1259,7 +1335,10 @@ impl<'m> Importer<'m> {
             let label = format!("{} (dilated)", node.op_type);
             return self.unsupported(node, label);
         }
-        let kernel = [k[0].max(1) as u32, k[1].max(1) as u32];
+        let kernel = [
+            positive_u32(node, "kernel height", k[0])?,
+            positive_u32(node, "kernel width", k[1])?,
+        ];
         let input = self.data(&x)?;
         let (padding, stride, ceil_mode) =
             self.window(node, input.and_then(|(_, s)| s), kernel, true)?;
@@ -1437,7 +1516,7 @@ impl<'m> Importer<'m> {
             None => None,
         };
         let kind = LayerKind::Dense {
-            units: units as u32,
+            units: positive_u32(node, "units", i64::try_from(units).unwrap_or(-1))?,
             bias: c.is_some(),
         };
         let from = self.data(&x)?.map(|(id, _)| id);
@@ -1646,9 +1725,9 @@ impl<'m> Importer<'m> {
             })?;
             if let [h, w, c] = dims[..] {
                 let kind = LayerKind::Input {
-                    height: h as u32,
-                    width: w as u32,
-                    channels: c as u32,
+                    height: input_u32(&vi.name, h)?,
+                    width: input_u32(&vi.name, w)?,
+                    channels: input_u32(&vi.name, c)?,
                 };
                 let (id, shape) = self.add(&vi.name, kind, &[])?;
                 self.values.insert(x, Val::Data { node: id, shape });
@@ -1704,7 +1783,8 @@ impl<'m> Importer<'m> {
         if p[0] != 0.0 || p[1] != 0.0 || p[4] != 0.0 || p[5] != 0.0 || p.iter().any(|&v| v < 0.0) {
             return self.unsupported(node, "Pad (not zero padding of H, W)".into());
         }
-        let padding = [p[2] as u32, p[6] as u32, p[3] as u32, p[7] as u32];
+        let amount = |v: f64| pad_u32(node, if v <= i64::MAX as f64 { v as i64 } else { -1 });
+        let padding = [amount(p[2])?, amount(p[6])?, amount(p[3])?, amount(p[7])?];
         self.simple(node, name, LayerKind::ZeroPad2d { padding })
     }
 }
@@ -1766,10 +1846,23 @@ fn attr_s<'a>(node: &'a NodeProto, name: &str) -> Option<&'a str> {
     attr(node, name).and_then(|a| std::str::from_utf8(&a.s).ok())
 }
 
+/// Dims of a stored tensor: non-negative, with a product Netloom can hold
+/// (so every later product of them is safe).
 fn to_dims(dims: &[i64]) -> Result<Vec<usize>, String> {
-    dims.iter()
+    let dims: Vec<usize> = dims
+        .iter()
         .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    checked_product(&dims)
+        .ok_or_else(|| format!("dims {dims:?} hold more values than Netloom can represent"))?;
+    Ok(dims)
+}
+
+/// The product of `dims` when it is at most [`infer::shape::MAX_ELEMENTS`].
+fn checked_product(dims: &[usize]) -> Option<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n as u64 <= infer::shape::MAX_ELEMENTS)
 }
 
 /// All dims of a typed value, which must be static.
@@ -1788,7 +1881,12 @@ fn static_dims(vi: &ValueInfoProto) -> Result<Vec<usize>, String> {
             Some(DimValue::DimParam(p)) => Err(format!("dimension `{p}` is symbolic")),
             _ => Err("a dimension is unknown".to_string()),
         })
-        .collect()
+        .collect::<Result<Vec<usize>, String>>()
+        .and_then(|dims| {
+            checked_product(&dims)
+                .map(|_| dims.clone())
+                .ok_or_else(|| format!("dims {dims:?} hold more values than Netloom can represent"))
+        })
 }
 
 /// Dims of a graph input without its leading batch dimension, which may be symbolic.
@@ -1831,7 +1929,7 @@ fn decode_tensor(t: &TensorProto, dims: &[usize]) -> Result<Option<Vec<f64>>, In
     if t.data_location == 1 || !t.external_data.is_empty() {
         return Ok(None);
     }
-    let n: usize = dims.iter().product();
+    let n = element_count(&t.name, dims)?;
     let bad = |what: &str| {
         InteropError::InvalidModel(format!(
             "tensor `{}`: dims {dims:?} need {n} values but {what}",

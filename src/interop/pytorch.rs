@@ -408,13 +408,16 @@ pub fn state_dict(graph: &Graph, tensors: &Tensors) -> Result<Tensors, InteropEr
     let framework = to_framework(graph, &analysis, tensors)?;
     let ids = identifiers(graph);
     let mut out = Tensors::new();
+    let mut missing = Vec::new();
     for (id, node) in graph.nodes() {
         let Some(ident) = ids.get(&id) else { continue };
         let input = analysis
             .node(id)
             .and_then(|i| i.input_shapes.first().copied().flatten());
         for (key, _) in param_shapes(&node.kind, input) {
-            let Some(t) = framework.get(&format!("{}.{key}", node.name)) else {
+            let name = format!("{}.{key}", node.name);
+            let Some(t) = framework.get(&name) else {
+                missing.push(name);
                 continue;
             };
             let torch_key = match key {
@@ -429,6 +432,19 @@ pub fn state_dict(graph: &Graph, tensors: &Tensors) -> Result<Tensors, InteropEr
         {
             out.insert(format!("{ident}.num_batches_tracked"), (vec![], vec![0.0]));
         }
+    }
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(8).map(String::as_str).collect();
+        return Err(InteropError::Weights(format!(
+            "{} tensors of the design are not in the weights file, so the state dict would be partial: {}{}",
+            missing.len(),
+            shown.join(", "),
+            if missing.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        )));
     }
     Ok(out)
 }

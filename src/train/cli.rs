@@ -2,6 +2,7 @@
 //! trainer thread and the evaluator (the binary only parses and dispatches).
 
 use super::eval::{self, EvalOptions};
+use super::memory;
 use super::trainer::{DataSource, Event, RunEnd, TrainConfig, Trainer, input_hwc};
 use super::{OptimizerConfig, OptimizerKind};
 use crate::data::{self, AugmentConfig, LoadOptions};
@@ -74,6 +75,15 @@ pub struct TrainArgs {
     /// One JSON object per epoch and a final one with `test_acc`.
     #[arg(long)]
     pub json: bool,
+    /// Memory the plan and the dataset may take, e.g. 6G or 512M (default:
+    /// 80% of the memory available).
+    #[arg(long, value_parser = parse_memory_limit, value_name = "SIZE")]
+    pub memory_limit: Option<u64>,
+}
+
+/// `--memory-limit` as bytes.
+pub fn parse_memory_limit(text: &str) -> Result<u64, String> {
+    memory::parse_size(text).map_err(|e| e.to_string())
 }
 
 /// `netloom eval` options.
@@ -103,6 +113,10 @@ pub struct EvalArgs {
     pub batch: usize,
     #[arg(long)]
     pub json: bool,
+    /// Memory the models and the test data may take, e.g. 6G (default: 80%
+    /// of the memory available).
+    #[arg(long, value_parser = parse_memory_limit, value_name = "SIZE")]
+    pub memory_limit: Option<u64>,
 }
 
 fn fmt_duration(d: std::time::Duration) -> String {
@@ -116,8 +130,12 @@ fn fmt_duration(d: std::time::Duration) -> String {
 
 /// Runs `netloom train`.
 pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
-    let graph = file::load(&args.design).map_err(|e| format!("{}: {e}", args.design.display()))?;
+    if args.epochs == 0 {
+        return Err("nothing to do: 0 epochs asked for (--epochs 0)".into());
+    }
     let data_path = args.data.clone().unwrap_or_else(data::default_dataset_dir);
+    check_train_outputs(&args, &data_path)?;
+    let graph = file::load(&args.design).map_err(|e| format!("{}: {e}", args.design.display()))?;
     let mut config = TrainConfig::new(graph, DataSource::Path(data_path.clone()));
     config.epochs = args.epochs;
     config.batch_size = args.batch;
@@ -156,6 +174,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
     config.val_fraction = args.val_fraction;
     config.precise_bn = !args.no_precise_bn;
     config.activation_cache = !args.no_cache;
+    config.memory_limit = args.memory_limit;
     config.autostart = true;
     let json = args.json;
 
@@ -321,14 +340,27 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
     })
 }
 
+/// Refuses, before anything is loaded, a `--save` or `--checkpoint` that
+/// cannot be written or that would overwrite an input (a checkpoint may be
+/// the `--resume` file: continuing a run rewrites it).
+fn check_train_outputs(args: &TrainArgs, data_path: &Path) -> Result<(), String> {
+    let mut outputs: Vec<(&str, &Path)> = Vec::new();
+    outputs.extend(args.save.as_deref().map(|p| ("--save", p)));
+    outputs.extend(args.checkpoint.as_deref().map(|p| ("--checkpoint", p)));
+    let mut inputs = vec![("the design", args.design.as_path()), ("--data", data_path)];
+    inputs.extend(args.init_weights.as_deref().map(|p| ("--init-weights", p)));
+    file::check_outputs(&outputs, &inputs).map_err(|e| e.to_string())
+}
+
 /// Runs `netloom eval`.
 pub fn evaluate(args: EvalArgs) -> Result<ExitCode, String> {
     let graph = file::load(&args.design).map_err(|e| format!("{}: {e}", args.design.display()))?;
     let mut paths: Vec<&Path> = vec![args.weights.as_path()];
     paths.extend(args.ensemble.iter().map(PathBuf::as_path));
+    let budget = memory::Budget::new(args.memory_limit);
     let mut models = paths
         .iter()
-        .map(|p| eval::load_model(&graph, p, args.batch.max(1)))
+        .map(|p| eval::load_model_within(&graph, p, args.batch.max(1), &budget))
         .collect::<Result<Vec<_>, String>>()?;
     let meta = models[0].meta.clone();
     if let Some(n) = &models[0].notice
@@ -341,9 +373,15 @@ pub fn evaluate(args: EvalArgs) -> Result<ExitCode, String> {
     let opts = LoadOptions {
         val_fraction: meta.val_fraction,
         seed: meta.seed,
+        memory_budget: Some(budget.bytes),
         ..LoadOptions::for_input(h, w, c)
     };
     let splits = data::load(&data_path, &opts, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    if !args.json {
+        for notice in &splits.notices {
+            eprintln!("note: {notice}");
+        }
+    }
     if !meta.classes.is_empty() && meta.classes != splits.class_names() {
         return Err(format!(
             "{} was trained on classes {:?}, but {} has {:?}",

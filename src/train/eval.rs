@@ -3,6 +3,7 @@
 //! their mirrors, softmax averaged); ensembles (softmax averaged over several
 //! weight files of the same design).
 
+use super::memory::{self, Budget, Purpose};
 use super::plan::Plan;
 use super::trainer::{Feed, fit_output, recompute_bn_stats};
 use super::weights::{self, LoadReport, WeightsMeta};
@@ -226,6 +227,16 @@ impl Model {
 /// Compiles `graph` for the classes `weights` was trained on and loads it.
 /// Every tensor of the design must be in the file with its shape.
 pub fn load_model(graph: &Graph, weights_path: &Path, max_batch: usize) -> Result<Model, String> {
+    load_model_within(graph, weights_path, max_batch, &Budget::new(None))
+}
+
+/// [`load_model`], refusing a plan whose memory estimate exceeds `budget`.
+pub fn load_model_within(
+    graph: &Graph,
+    weights_path: &Path,
+    max_batch: usize,
+    budget: &Budget,
+) -> Result<Model, String> {
     let file = weights::read(weights_path).map_err(|e| e.to_string())?;
     let meta = file.meta.clone().unwrap_or_default();
     let mut graph = graph.clone();
@@ -235,6 +246,16 @@ pub fn load_model(graph: &Graph, weights_path: &Path, max_batch: usize) -> Resul
         fit_output(&mut graph, meta.classes.len())?
     };
     let analysis = analyze(&graph);
+    if analysis.is_valid() {
+        budget
+            .check(&memory::estimate(
+                &graph,
+                &analysis,
+                max_batch,
+                Purpose::Evaluate,
+            ))
+            .map_err(|e| format!("`{}` {e}", graph.name))?;
+    }
     let mut plan = Plan::compile(&graph, &analysis, max_batch, 0).map_err(|e| e.to_string())?;
     let report = weights::apply(&file, &mut plan.params);
     if !report.is_complete() {

@@ -18,6 +18,7 @@
 //! ```
 
 use super::eval;
+use super::memory;
 use super::plan::{Op, ParamTensor, Plan, step_param_indices};
 use super::weights::{self, EMA_PREFIX, OPTIMIZER_PREFIX, WeightsMeta};
 use super::{Mode, Optimizer, OptimizerConfig, Schedule};
@@ -28,7 +29,7 @@ use crate::data::{
 use crate::graph::{Graph, LayerKind, NodeId};
 use crate::infer::{Analysis, Shape, analyze};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
@@ -78,6 +79,9 @@ pub struct TrainConfig {
     pub activation_cache: bool,
     /// Cache bytes kept in memory; a larger cache spills to a temporary file.
     pub cache_memory_limit: usize,
+    /// Bytes the plan and the dataset may take (`None`: a fraction of the
+    /// memory available, see [`memory::Budget::new`]).
+    pub memory_limit: Option<u64>,
     /// Start training without waiting for [`Command::Start`].
     pub autostart: bool,
     /// The optimizer schedule's spans (Step `every`, Cosine `total`) count
@@ -113,6 +117,7 @@ impl TrainConfig {
             precise_bn_images: 1024,
             activation_cache: true,
             cache_memory_limit: 1 << 30,
+            memory_limit: None,
             autostart: false,
             schedule_in_epochs: false,
             background: false,
@@ -480,7 +485,12 @@ pub fn fit_output(graph: &mut Graph, classes: usize) -> Result<Option<String>, S
                 graph.name_of(output)
             ));
         }
-        None => return Err("the design has errors; fix them before training".into()),
+        None => {
+            return Err(format!(
+                "the design has errors; fix them before training: {}",
+                analysis.error_summary(graph, 3)
+            ));
+        }
     };
     let out_kind = graph.node(output).map(|n| n.kind.clone());
     if out_size == classes
@@ -1023,6 +1033,38 @@ fn run(config: TrainConfig, rx: Receiver<Command>, ev: Sender<Event>) -> TrainOu
     out
 }
 
+/// Refuses a design whose plan would not fit `budget` at the configured
+/// batch (naming the layer at fault when the design has errors); returns
+/// the estimate in bytes.
+fn check_plan_memory(
+    graph: &Graph,
+    config: &TrainConfig,
+    budget: &memory::Budget,
+) -> Result<u64, String> {
+    let analysis = analyze(graph);
+    if !analysis.is_valid() {
+        return Err(format!(
+            "the design has errors; fix them before training: {}",
+            analysis.error_summary(graph, 3)
+        ));
+    }
+    let optimizer_slots = match config.optimizer.kind {
+        super::OptimizerKind::Adam { .. } => 2,
+        super::OptimizerKind::Sgd { momentum, .. } if momentum != 0.0 => 1,
+        super::OptimizerKind::Sgd { .. } => 0,
+    };
+    let estimate = memory::estimate(
+        graph,
+        &analysis,
+        config.batch_size,
+        memory::Purpose::Train { optimizer_slots },
+    );
+    budget
+        .check(&estimate)
+        .map_err(|e| format!("training `{}` {e}", graph.name))?;
+    Ok(estimate.total())
+}
+
 fn io_err(e: std::io::Error) -> String {
     format!("activation cache: {e}")
 }
@@ -1038,18 +1080,39 @@ fn run_inner(
     if config.batch_size == 0 {
         return Err("batch size must be at least 1".into());
     }
+    // Memory: the plan's estimate first (before any data is read), then
+    // the dataset gets what is left of the budget.
+    data::check_fractions(config.val_fraction, config.test_fraction).map_err(|e| e.to_string())?;
+    // Weight files are read (and checked) before the data, so a bad one is
+    // refused at once.
+    let init_file = config
+        .init_weights
+        .as_ref()
+        .map(|p| weights::read(p))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let resume_file = config
+        .resume
+        .as_ref()
+        .map(|p| weights::read(p))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let budget = memory::Budget::new(config.memory_limit);
+    let plan_bytes = check_plan_memory(&graph, &config, &budget)?;
+    let data_budget = Some(budget.bytes.saturating_sub(plan_bytes));
     // Data.
     let source = std::mem::replace(&mut config.data, DataSource::Path(PathBuf::new()));
     let splits = match source {
         DataSource::Splits(s) => {
             let s = s
-                .conform(data::Shape::new(h, w, c))
+                .conform_within(data::Shape::new(h, w, c), data_budget)
                 .map_err(|e| e.to_string())?;
             let mut s = s;
             s.hold_out(&LoadOptions {
                 val_fraction: config.val_fraction,
                 test_fraction: config.test_fraction,
                 seed: config.seed,
+                memory_budget: data_budget,
                 ..LoadOptions::for_input(h, w, c)
             })
             .map_err(|e| e.to_string())?;
@@ -1060,6 +1123,7 @@ fn run_inner(
                 val_fraction: config.val_fraction,
                 test_fraction: config.test_fraction,
                 seed: config.seed,
+                memory_budget: data_budget,
                 ..LoadOptions::for_input(h, w, c)
             };
             let mut last = Instant::now();
@@ -1077,6 +1141,9 @@ fn run_inner(
             "{}",
             data::SkippedSummary(&splits.skipped)
         )));
+    }
+    for notice in &splits.notices {
+        let _ = ev.send(Event::Notice(notice.clone()));
     }
     if splits.train.is_empty() {
         return Err("the training split has no images".into());
@@ -1103,8 +1170,8 @@ fn run_inner(
         precise_bn: false,
     };
     out.meta = meta.clone();
-    if let Some(path) = &config.init_weights {
-        let (report, _) = weights::load_into(path, &mut plan.params).map_err(|e| e.to_string())?;
+    if let (Some(path), Some(file)) = (&config.init_weights, &init_file) {
+        let report = weights::apply(file, &mut plan.params);
         let _ = ev.send(Event::Notice(format!(
             "initial weights from {}: {report}",
             path.display()
@@ -1128,9 +1195,8 @@ fn run_inner(
     }
     let mut optimizer = Optimizer::new(config.optimizer, &plan.params);
     let mut first_epoch = 0;
-    if let Some(path) = &config.resume {
-        let file = weights::read(path).map_err(|e| e.to_string())?;
-        let report = weights::apply(&file, &mut plan.params);
+    if let (Some(path), Some(file)) = (&config.resume, &resume_file) {
+        let report = weights::apply(file, &mut plan.params);
         if !report.is_complete() {
             return Err(format!(
                 "{} does not fit this design: {report}",
@@ -1150,6 +1216,13 @@ fn run_inner(
         if let Some(m) = &file.meta {
             first_epoch = m.epoch;
             optimizer.step = m.optimizer_step;
+        }
+        if first_epoch >= config.epochs {
+            return Err(format!(
+                "nothing to do: {} already completed epoch {first_epoch} and {} epochs were asked for; ask for more epochs to continue",
+                path.display(),
+                config.epochs
+            ));
         }
         let _ = ev.send(Event::Notice(format!(
             "resumed from {} after epoch {first_epoch}",
@@ -1218,8 +1291,16 @@ fn run_inner(
                     break;
                 }
             }
+            let frozen_prefix = plan.steps[..=cut]
+                .iter()
+                .any(|s| !step_param_indices(&s.op).is_empty());
             let _ = ev.send(Event::Notice(format!(
-                "frozen layers up to `{}`: their activations were computed once ({:.1} MB{}); training runs only the layers after it",
+                "{} up to `{}`: their activations were computed once ({:.1} MB{}); training runs only the layers after it",
+                if frozen_prefix {
+                    "frozen layers"
+                } else {
+                    "the layers without parameters"
+                },
                 plan.steps[cut].name,
                 bytes as f64 / 1e6,
                 if on_disk { ", in a temporary file" } else { "" }
@@ -1463,8 +1544,14 @@ fn run_inner(
                 optimizer_step: optimizer.step,
                 ..meta.clone()
             };
-            weights::save_with_extra(path, &plan.params, &moments, &m)
-                .map_err(|e| e.to_string())?;
+            // A failed checkpoint never ends the run: it is reported and
+            // written again after the next epoch.
+            if let Err(e) = weights::save_with_extra(path, &plan.params, &moments, &m) {
+                let _ = ev.send(Event::Notice(format!(
+                    "the checkpoint after epoch {} could not be written ({e}); training goes on and tries again after the next epoch",
+                    epoch + 1
+                )));
+            }
         }
     }
     drop(prefetch.take());
@@ -1683,23 +1770,96 @@ fn layer_times(plan: &Plan, before: &[u64], batches: usize) -> Vec<LayerTime> {
     v
 }
 
+/// Saves the final weights to `--save`; when that fails, to a fallback file
+/// (see [`fallback_path`]), and the error says where they went.
 fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> Result<(), String> {
-    if let Some(path) = &config.save
-        && !out.params.is_empty()
-    {
-        let extra: Vec<(String, Vec<usize>, &[f32])> = out
-            .ema_stats
-            .iter()
-            .map(|(name, d)| (format!("{EMA_PREFIX}{name}"), vec![d.len()], d.as_slice()))
-            .collect();
-        weights::save_with_extra(path, &out.params, &extra, &out.meta)
-            .map_err(|e| e.to_string())?;
-        let _ = ev.send(Event::Notice(format!(
-            "weights saved to {}",
-            path.display()
-        )));
+    let Some(path) = &config.save else {
+        return Ok(());
+    };
+    if out.params.is_empty() {
+        return Ok(());
     }
+    let extra: Vec<(String, Vec<usize>, &[f32])> = out
+        .ema_stats
+        .iter()
+        .map(|(name, d)| (format!("{EMA_PREFIX}{name}"), vec![d.len()], d.as_slice()))
+        .collect();
+    let fallbacks = fallback_paths(path, &out.meta.design);
+    save_with_fallback(path, &fallbacks, |p| {
+        weights::save_with_extra(p, &out.params, &extra, &out.meta)
+    })?;
+    let _ = ev.send(Event::Notice(format!(
+        "weights saved to {}",
+        path.display()
+    )));
     Ok(())
+}
+
+/// Writes with `save` to `path`, else to the first of `fallbacks` that
+/// takes the file; a fallback is an error that says where the file went.
+fn save_with_fallback(
+    path: &Path,
+    fallbacks: &[PathBuf],
+    save: impl Fn(&Path) -> Result<(), weights::WeightsError>,
+) -> Result<(), String> {
+    let Err(e) = save(path) else {
+        return Ok(());
+    };
+    let mut tried = Vec::new();
+    for fallback in fallbacks {
+        if let Some(dir) = fallback.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match save(fallback) {
+            Ok(()) => {
+                return Err(format!(
+                    "could not save the weights to {} ({e}); they were saved to {} instead",
+                    path.display(),
+                    fallback.display()
+                ));
+            }
+            Err(f) => tried.push(f.to_string()),
+        }
+    }
+    Err(format!(
+        "could not save the weights to {} ({e}), nor to a fallback file ({})",
+        path.display(),
+        tried.join("; ")
+    ))
+}
+
+/// Where weights go when `--save` cannot be written: the user's data folder
+/// (`$XDG_DATA_HOME/netloom` or `~/.local/share/netloom`), then the system's
+/// temporary folder; the file is named after the design and the time.
+pub fn fallback_paths(save: &Path, design: &str) -> Vec<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stem: String = design
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let ext = save
+        .extension()
+        .map_or("safetensors".into(), |e| e.to_string_lossy().into_owned());
+    let name = format!("{stem}-unsaved-{stamp}.{ext}");
+    let mut dirs = Vec::new();
+    match std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => dirs.push(PathBuf::from(d).join("netloom")),
+        None => {
+            if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+                dirs.push(PathBuf::from(home).join(".local/share/netloom"));
+            }
+        }
+    }
+    dirs.push(std::env::temp_dir().join("netloom"));
+    dirs.into_iter().map(|d| d.join(&name)).collect()
 }
 
 fn finish_stopped(
@@ -1754,4 +1914,121 @@ fn non_finite(
         epoch + 1,
         batch + 1
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::file;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("netloom-trainer-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_failed_save_falls_back_and_says_where() {
+        let dir = scratch("fallback");
+        // Saving onto a folder fails.
+        let target = dir.join("taken");
+        std::fs::create_dir_all(&target).unwrap();
+        let fallback = dir.join("fallback").join("w.safetensors");
+        let save = |p: &Path| weights::save(p, &[], &WeightsMeta::default());
+        let err =
+            save_with_fallback(&target, &[target.clone(), fallback.clone()], save).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "they were saved to {} instead",
+                fallback.display()
+            )),
+            "{err}"
+        );
+        assert!(weights::read(&fallback).is_ok());
+        let err = save_with_fallback(&target, std::slice::from_ref(&target), save).unwrap_err();
+        assert!(err.contains("nor to a fallback file"), "{err}");
+        assert!(save_with_fallback(&dir.join("ok.safetensors"), &[], save).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fallbacks_are_named_after_the_design() {
+        let paths = fallback_paths(Path::new("/x/w.safetensors"), "res net/1");
+        assert!(!paths.is_empty());
+        for p in &paths {
+            let name = p.file_name().unwrap().to_string_lossy();
+            assert!(name.starts_with("res_net_1-unsaved-"), "{name}");
+            assert!(name.ends_with(".safetensors"), "{name}");
+        }
+    }
+
+    /// Two classes of 4×4 images: bright or dark.
+    fn two_classes() -> data::Splits {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..16 {
+            let v = if i % 2 == 0 { 0.9 } else { 0.1 };
+            images.extend(std::iter::repeat_n(v, 4 * 4 * 3));
+            labels.push((i % 2) as u32);
+        }
+        let ds = Dataset::new(
+            images,
+            labels,
+            data::Shape::new(4, 4, 3),
+            vec!["bright".into(), "dark".into()],
+        )
+        .unwrap();
+        data::Splits {
+            train: ds,
+            val: None,
+            test: None,
+            skipped: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_failed_checkpoint_is_reported_and_retried_and_the_run_goes_on() {
+        let dir = scratch("checkpoint");
+        let graph = file::from_json(
+            r#"{"format":"netloom-design","version":1,"nodes":[
+            {"name":"in","kind":"input","height":4,"width":4,"channels":3},
+            {"name":"gap","kind":"global_avg_pool"},
+            {"name":"fc","kind":"dense","units":2},
+            {"name":"sm","kind":"softmax"}],
+            "edges":[{"from":"in","to":"gap"},{"from":"gap","to":"fc"},{"from":"fc","to":"sm"}]}"#,
+        )
+        .unwrap();
+        let mut config = TrainConfig::new(graph, DataSource::Splits(Box::new(two_classes())));
+        config.epochs = 3;
+        config.batch_size = 4;
+        config.val_fraction = 0.0;
+        config.test_fraction = 0.0;
+        config.autostart = true;
+        // A folder in the checkpoint's place: every checkpoint write fails.
+        let blocked = dir.join("ck.safetensors");
+        std::fs::create_dir_all(&blocked).unwrap();
+        config.checkpoint = Some(blocked);
+        let save = dir.join("w.safetensors");
+        config.save = Some(save.clone());
+        let trainer = Trainer::spawn(config).unwrap();
+        let notices: Vec<String> = trainer
+            .events()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Notice(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let outcome = trainer.join().unwrap();
+        assert_eq!(outcome.end, RunEnd::Finished, "{notices:?}");
+        let failed = notices
+            .iter()
+            .filter(|n| n.contains("could not be written") && n.contains("tries again"))
+            .count();
+        assert_eq!(failed, 3, "{notices:?}");
+        assert!(weights::read(&save).is_ok(), "the final save still happens");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -37,6 +37,15 @@ pub enum WeightsError {
         name: String,
         dtype: String,
     },
+    #[error("{}: tensor `{name}` holds {value} at index {index}; weights must be finite numbers", path.display())]
+    NonFinite {
+        path: PathBuf,
+        name: String,
+        index: usize,
+        value: f32,
+    },
+    #[error("{}: the `{META_KEY}` metadata is unusable: {message}", path.display())]
+    BadMeta { path: PathBuf, message: String },
 }
 
 /// What a weights file knows about the run that wrote it.
@@ -61,6 +70,30 @@ pub struct WeightsMeta {
 }
 
 impl WeightsMeta {
+    /// Why the normalisation statistics cannot be used, if they cannot:
+    /// a mean that is not finite, or a standard deviation that is not a
+    /// positive finite number (dividing by it would make every input NaN
+    /// or infinite).
+    pub fn stats_problem(&self) -> Option<String> {
+        if self.mean.len() != self.std.len() {
+            return Some(format!(
+                "{} channel means but {} standard deviations",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if let Some((k, m)) = self.mean.iter().enumerate().find(|(_, m)| !m.is_finite()) {
+            return Some(format!("the mean of channel {k} is {m}"));
+        }
+        self.std
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !(s.is_finite() && **s > 0.0))
+            .map(|(k, s)| {
+                format!("the standard deviation of channel {k} is {s}; it must be positive")
+            })
+    }
+
     pub fn stats(&self) -> Option<ChannelStats> {
         (!self.mean.is_empty() && self.mean.len() == self.std.len()).then(|| ChannelStats {
             mean: self.mean.clone(),
@@ -219,6 +252,12 @@ pub fn from_safetensors(bytes: &[u8], path: &Path) -> Result<WeightsFile, Weight
         ),
         None => None,
     };
+    if let Some(message) = meta.as_ref().and_then(WeightsMeta::stats_problem) {
+        return Err(WeightsError::BadMeta {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
     let st = SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
     let mut tensors = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
@@ -232,11 +271,19 @@ pub fn from_safetensors(bytes: &[u8], path: &Path) -> Result<WeightsFile, Weight
                 dtype: format!("{:?}", view.dtype()),
             });
         }
-        let data = view
+        let data: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
+        if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(WeightsError::NonFinite {
+                path: path.to_path_buf(),
+                name,
+                index,
+                value,
+            });
+        }
         tensors.push((name, view.shape().to_vec(), data));
     }
     Ok(WeightsFile { tensors, meta })
@@ -339,6 +386,36 @@ mod tests {
         assert!(report.unused.is_empty());
         assert_eq!(other[0].data, params[0].data);
         assert!(report.to_string().contains("b.bias (file [4], design [5])"));
+    }
+
+    #[test]
+    fn non_finite_weights_and_zero_std_are_refused_by_name() {
+        let mut t = tensor("conv.weight", vec![3], 1.0);
+        t.data[2] = f32::NAN;
+        let list = vec![(t.name.clone(), t.shape.clone(), t.data.as_slice())];
+        let bytes = to_safetensors(&list, None).unwrap();
+        let err = from_safetensors(&bytes, Path::new("w"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "w: tensor `conv.weight` holds NaN at index 2; weights must be finite numbers"
+        );
+        let ok = tensor("conv.weight", vec![3], 1.0);
+        let list = vec![(ok.name.clone(), ok.shape.clone(), ok.data.as_slice())];
+        let meta = WeightsMeta {
+            mean: vec![0.5, 0.5],
+            std: vec![0.2, 0.0],
+            ..Default::default()
+        };
+        let bytes = to_safetensors(&list, Some(&meta)).unwrap();
+        let err = from_safetensors(&bytes, Path::new("w"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("standard deviation of channel 1 is 0"),
+            "{err}"
+        );
     }
 
     #[test]

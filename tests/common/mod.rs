@@ -63,6 +63,7 @@ pub fn splits() -> Splits {
         val: Some(synthetic(24, 2)),
         test: Some(synthetic(30, 3)),
         skipped: Vec::new(),
+        notices: Vec::new(),
     }
 }
 
