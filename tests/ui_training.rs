@@ -371,3 +371,44 @@ fn a_sweep_from_the_dialog_trains_one_run_per_value_and_plots_them() {
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_learning_rate_finder_plots_its_curve_offers_its_rate_and_leaves_the_runs_alone() {
+    let (mut h, dir) = tiny_app(1);
+    click(&mut h, "Train");
+    wait_until(&mut h, "the run to finish", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    let weights = h.state().training.runs[0]
+        .weights
+        .clone()
+        .expect("run weights");
+    let before = std::fs::read(&weights).expect("weights");
+    let ctx = h.ctx.clone();
+    h.state_mut().execute(&ctx, Command::FindLearningRate);
+    wait_until(&mut h, "the range test", |h| {
+        h.state().lr_finder.result.is_some()
+    });
+    h.run();
+    let curve = match &h.state().lr_finder.result {
+        Some(Ok(curve)) => curve.clone(),
+        other => panic!("the range test failed: {other:?}"),
+    };
+    assert!(curve.points.len() >= 5, "{} points", curve.points.len());
+    assert!(has(
+        &h,
+        &format!(
+            "Learning-rate finder plot with {} points",
+            curve.points.len()
+        )
+    ));
+    // A separate run: the session's runs and their weights are untouched.
+    assert_eq!(h.state().training.runs.len(), 1);
+    assert_eq!(std::fs::read(&weights).expect("weights"), before);
+    if let Some(lr) = curve.suggested_lr {
+        click(&mut h, &format!("Use {lr:.1e}"));
+        assert_eq!(h.state().training.setup.learning_rate, lr);
+    }
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -234,6 +234,10 @@ pub enum Command {
     OpenSweepDialog,
     /// Queue one run per value and train them one after another.
     StartSweep(Box<super::training::sweep::SweepRequest>),
+    /// Run the learning-rate range test on a copy of the active design.
+    FindLearningRate,
+    /// Set the run setup's learning rate (the finder's suggestion).
+    UseLearningRate(f32),
 }
 
 impl Command {
@@ -280,6 +284,8 @@ impl Command {
                 | Command::ShowFeatureMapsOf { .. }
                 | Command::OpenSweepDialog
                 | Command::StartSweep(_)
+                | Command::FindLearningRate
+                | Command::UseLearningRate(_)
         )
     }
 

@@ -102,6 +102,7 @@ pub struct NetloomApp {
     pub training: training::TrainingSession,
     training_views: training::views::TrainingViews,
     sweep_dialog: training::sweep_view::SweepDialog,
+    pub lr_finder: training::lr_finder::LrFinder,
     /// A canvas PNG export waiting for the screenshot of the next frame.
     pending_png: Option<(
         PathBuf,
@@ -160,6 +161,7 @@ impl NetloomApp {
             training: Default::default(),
             training_views: Default::default(),
             sweep_dialog: Default::default(),
+            lr_finder: Default::default(),
             pending_png: None,
             palette: Default::default(),
             inspector: Default::default(),
@@ -606,6 +608,25 @@ impl NetloomApp {
                 }
                 started
             }
+            Command::FindLearningRate => {
+                let doc = &self.tabs[self.active].doc;
+                match training::design_problem(&doc.graph, &doc.analysis) {
+                    Some(why) => Err(why),
+                    None => {
+                        let config = self.training.setup.train_config(&doc.graph);
+                        self.lr_finder.start(config)
+                    }
+                }
+            }
+            Command::UseLearningRate(lr) => {
+                self.training.setup.learning_rate = lr;
+                self.notify(
+                    ctx,
+                    format!("The next run trains with learning rate {lr:.1e}."),
+                    false,
+                );
+                Ok(())
+            }
             Command::TrainPause => self.training.control(Trainer::Pause),
             Command::TrainResume => self.training.control(Trainer::Resume),
             Command::TrainStep => self.training.control(Trainer::Step),
@@ -912,6 +933,7 @@ impl NetloomApp {
                     ("Load weights…", Command::LoadWeights),
                     ("Export metrics as CSV…", Command::ExportMetrics),
                     ("Sweep…", Command::OpenSweepDialog),
+                    ("Find learning rate", Command::FindLearningRate),
                 ] {
                     if ui.button(label).clicked() {
                         q.push(cmd);
@@ -1239,6 +1261,15 @@ impl NetloomApp {
         }
 
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        self.lr_finder.poll();
+        if self.lr_finder.is_running() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(250));
+        }
+        if self.lr_finder.open
+            && let Some(c) = self.lr_finder.ui(&ctx)
+        {
+            self.queue.push(c);
+        }
         if self.sweep_dialog.open {
             let tab = &self.tabs[self.active];
             let node = (tab.selection.len() == 1)

@@ -7,6 +7,7 @@
 //! ([`panel`], [`views`]). Everything a user does here is a
 //! [`Command`](super::command::Command) applied by `NetloomApp::execute`.
 
+pub mod lr_finder;
 pub mod panel;
 pub mod sweep;
 pub mod sweep_view;
@@ -144,6 +145,31 @@ impl Default for RunSetup {
 }
 
 impl RunSetup {
+    /// The trainer's configuration for this setup: the design, dataset,
+    /// optimizer and schedule, training in the background (low priority) and
+    /// starting at once. Where weights start from and go is the caller's.
+    pub fn train_config(&self, graph: &Graph) -> TrainConfig {
+        let data = self
+            .dataset
+            .clone()
+            .unwrap_or_else(crate::data::default_dataset_dir);
+        let mut config = TrainConfig::new(graph.clone(), DataSource::Path(data));
+        config.epochs = self.epochs;
+        config.batch_size = self.batch_size;
+        config.seed = self.seed;
+        config.augment = self.augment;
+        config.autostart = true;
+        config.background = true;
+        config.optimizer = OptimizerConfig {
+            kind: self.optimizer.kind(),
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule.schedule_in_epochs(self.epochs),
+        };
+        config.schedule_in_epochs = true;
+        config
+    }
+
     pub fn dataset_label(&self) -> String {
         match &self.dataset {
             None => "hand-digits (built in)".into(),
@@ -489,27 +515,10 @@ impl TrainingSession {
         let id = self.runs.len() + 1;
         let weights = self.runs_dir.join(format!("run-{id}.safetensors"));
         let setup = self.setup.clone();
-        let data = setup
-            .dataset
-            .clone()
-            .unwrap_or_else(crate::data::default_dataset_dir);
-        let mut config = TrainConfig::new(graph.clone(), DataSource::Path(data));
-        config.epochs = setup.epochs;
-        config.batch_size = setup.batch_size;
-        config.seed = setup.seed;
-        config.augment = setup.augment;
+        let mut config = setup.train_config(graph);
         config.init_weights = init_weights;
         config.save = Some(weights.clone());
-        config.autostart = true;
         config.linger = true;
-        config.background = true;
-        config.optimizer = OptimizerConfig {
-            kind: setup.optimizer.kind(),
-            learning_rate: setup.learning_rate,
-            weight_decay: setup.weight_decay,
-            schedule: setup.schedule.schedule_in_epochs(setup.epochs),
-        };
-        config.schedule_in_epochs = true;
         // The previous trainer (lingering for probes) ends here.
         drop(self.handle.take());
         let handle = match Trainer::spawn(config) {
