@@ -320,6 +320,18 @@ fn a_sweep_from_the_dialog_trains_one_run_per_value_and_plots_them() {
         .execute(&ctx, Command::Select([c2].into_iter().collect()));
     h.state_mut().execute(&ctx, Command::OpenSweepDialog);
     h.run();
+    // An impossible value is refused in the dialog before anything trains.
+    h.state_mut().execute(
+        &ctx,
+        Command::StartSweep(Box::new(netloom::app::training::sweep::SweepRequest {
+            target: netloom::train::experiment::SweepTarget::parse("c2.filters").unwrap(),
+            values: vec![4.0, 0.0],
+            epochs: 1,
+        })),
+    );
+    h.run();
+    assert!(has(&h, "at least 1"), "the refusal is shown in the dialog");
+    assert!(h.state().training.runs.is_empty());
     assert!(has(&h, "Start sweep"), "the dialog is open");
     click(&mut h, "Start sweep");
     wait_until(&mut h, "four sweep runs", |h| {

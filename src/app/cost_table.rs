@@ -19,6 +19,8 @@ pub enum SortBy {
 pub struct CostTable {
     pub sort: SortBy,
     pub descending: bool,
+    /// Height of the Total row and its separator, measured when drawn.
+    footer_height: f32,
 }
 
 impl Default for CostTable {
@@ -26,6 +28,7 @@ impl Default for CostTable {
         CostTable {
             sort: SortBy::Order,
             descending: false,
+            footer_height: 0.0,
         }
     }
 }
@@ -135,7 +138,11 @@ impl CostTable {
             }
         });
         let row_h = 18.0;
-        let footer_h = 24.0;
+        // Room for the separator and the Total row, as tall as they were
+        // last frame, so the Total row is always in view.
+        let footer_h = self
+            .footer_height
+            .max(row_h + 2.0 * ui.spacing().item_spacing.y + 6.0);
         egui::ScrollArea::vertical()
             .max_height((ui.available_height() - footer_h).max(40.0))
             .auto_shrink([false, true])
@@ -193,6 +200,7 @@ impl CostTable {
                     }
                 }
             });
+        let footer_top = ui.cursor().top();
         ui.separator();
         ui.horizontal(|ui| {
             ui.label(RichText::new("Total").strong());
@@ -212,6 +220,7 @@ impl CostTable {
                 totals.activation_bytes as f64 / 1e6
             ));
         });
+        self.footer_height = ui.min_rect().bottom() - footer_top + ui.spacing().item_spacing.y;
         out
     }
 }

@@ -602,9 +602,13 @@ impl NetloomApp {
                 let started =
                     self.training
                         .start_sweep(&doc.graph, &request, active, doc.generation);
-                if started.is_ok() {
-                    self.bottom_tab = BottomTab::Sweep;
-                    self.show_cost_table = true;
+                match &started {
+                    Ok(()) => {
+                        self.bottom_tab = BottomTab::Sweep;
+                        self.show_cost_table = true;
+                    }
+                    // Said in the dialog, where the user is looking, with the values kept.
+                    Err(why) => self.sweep_dialog.refuse(why.clone()),
                 }
                 started
             }
@@ -1175,9 +1179,23 @@ impl NetloomApp {
         if !self.show_cost_table {
             return;
         }
-        // Fill the panel: a panel shrinks to content sized from the space
-        // it has, a little more every frame.
-        ui.set_min_height(ui.available_height());
+        // The tab's content gets exactly the space left and the panel
+        // reports exactly that space as used: content a little taller than
+        // the space it measured (margins, a footer) grew a resizable panel
+        // every frame, and content sized from a shrinking space shrank it.
+        let body = ui.available_rect_before_wrap();
+        let mut content = ui.new_child(
+            egui::UiBuilder::new()
+                .max_rect(body)
+                .layout(egui::Layout::top_down(egui::Align::Min)),
+        );
+        content.set_clip_rect(body.intersect(ui.clip_rect()));
+        self.bottom_tab_ui(&mut content);
+        ui.allocate_rect(body, egui::Sense::hover());
+    }
+
+    /// The open tab of the bottom panel.
+    fn bottom_tab_ui(&mut self, ui: &mut Ui) {
         let tab = &self.tabs[self.active];
         match self.bottom_tab {
             BottomTab::Costs => {

@@ -67,6 +67,12 @@ impl SweepDialog {
         self.open = true;
     }
 
+    /// Reopens the dialog with the reason its sweep was refused.
+    pub fn refuse(&mut self, why: String) {
+        self.error = Some(why);
+        self.open = true;
+    }
+
     /// The request the fields describe, or why they do not describe one.
     pub fn request(&self) -> Result<SweepRequest, String> {
         Ok(SweepRequest {
@@ -165,7 +171,7 @@ fn describe(label: &str, points: &[SweepPoint]) -> String {
 pub fn sweep_ui(ui: &mut Ui, session: &TrainingSession) {
     let labels = session.sweep_labels();
     let Some(label) = labels.last() else {
-        ui.weak("No sweep yet. Run → Sweep… trains one run per value of a parameter and plots accuracy against cost here.");
+        ui.weak("No sweep yet. Run › Sweep… trains one run per value of a parameter and plots accuracy against cost here.");
         return;
     };
     let points = session.sweep_points(label);
