@@ -47,6 +47,8 @@ pub struct BenchReport {
 pub struct LayerTime {
     pub name: String,
     pub ms: f64,
+    /// Conv/dense layers: GFLOP/s of the work counted for this pass (0 otherwise).
+    pub gflops: f64,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -54,27 +56,29 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// MACs of a training step: every conv/dense layer's forward and weight
-/// gradient, plus its input gradient when the input needs one.
-fn training_macs(plan: &Plan, graph: &Graph) -> (u64, u64) {
+/// Multiply-adds of each step: (forward, training step). A training step
+/// counts every conv/dense layer's forward and weight gradient, plus its
+/// input gradient when the input needs one; other layers count 0.
+fn step_macs(plan: &Plan, graph: &Graph) -> Vec<(u64, u64)> {
     let analysis = analyze(graph);
-    let (mut forward, mut train) = (0u64, 0u64);
-    for step in &plan.steps {
-        if !matches!(step.op, Op::Conv { .. } | Op::Dense { .. }) {
-            continue;
-        }
-        let macs = analysis.node(step.node).map_or(0, |n| n.cost.macs);
-        forward += macs;
-        train += macs;
-        if step.runs_backward && !step.frozen {
-            train += macs;
-        }
-        if step.grad_writes.iter().any(|w| *w != GradWrite::Skip) {
-            train += macs;
-        }
-    }
     let batch = plan.max_batch as u64;
-    (forward * batch, train * batch)
+    plan.steps
+        .iter()
+        .map(|step| {
+            if !matches!(step.op, Op::Conv { .. } | Op::Dense { .. }) {
+                return (0, 0);
+            }
+            let macs = analysis.node(step.node).map_or(0, |n| n.cost.macs) * batch;
+            let mut train = macs;
+            if step.runs_backward && !step.frozen {
+                train += macs;
+            }
+            if step.grad_writes.iter().any(|w| *w != GradWrite::Skip) {
+                train += macs;
+            }
+            (macs, train)
+        })
+        .collect()
 }
 
 /// Peak resident memory of this process in MB (Linux), 0 where unknown.
@@ -185,15 +189,25 @@ unsafe fn fma_chains_neon(iters: u64, seed: f32) -> f64 {
     rounds as f64 * 24.0 * 4.0 * 2.0
 }
 
-/// Median ms of each step over the timed runs, slowest first.
-fn layer_medians(plan: &Plan, per_layer: &mut [Vec<f64>]) -> Vec<LayerTime> {
+/// Median ms of each step over the timed runs, slowest first, with the
+/// GFLOP/s of its `macs`.
+fn layer_medians(plan: &Plan, per_layer: &mut [Vec<f64>], macs: &[u64]) -> Vec<LayerTime> {
     let mut layers: Vec<LayerTime> = plan
         .steps
         .iter()
         .zip(per_layer.iter_mut())
-        .map(|(s, t)| LayerTime {
-            name: s.name.clone(),
-            ms: median(t),
+        .zip(macs)
+        .map(|((s, t), &m)| {
+            let ms = median(t);
+            LayerTime {
+                name: s.name.clone(),
+                ms,
+                gflops: if ms > 0.0 {
+                    2.0 * m as f64 / (ms * 1e6)
+                } else {
+                    0.0
+                },
+            }
         })
         .collect();
     layers.sort_by(|a, b| b.ms.total_cmp(&a.ms));
@@ -249,15 +263,19 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
             acc.push(ns as f64 / 1e6);
         }
     }
-    let (forward_macs, train_macs) = training_macs(&plan, graph);
+    let macs = step_macs(&plan, graph);
+    let forward_macs = macs.iter().map(|m| m.0).sum::<u64>();
+    let train_macs = macs.iter().map(|m| m.1).sum::<u64>();
     let train_step = median(&mut train_ms);
     let forward = median(&mut forward_ms);
     let peak_set = KernelSet::best();
     let peak = fma_peak_gflops(peak_set);
     let train_gflops = 2.0 * train_macs as f64 / (train_step * 1e-3) / 1e9;
     let forward_gflops = 2.0 * forward_macs as f64 / (forward * 1e-3) / 1e9;
-    let layers = layer_medians(&plan, &mut per_layer);
-    let forward_layers = layer_medians(&plan, &mut per_layer_fwd);
+    let train_layer_macs: Vec<u64> = macs.iter().map(|m| m.1).collect();
+    let forward_layer_macs: Vec<u64> = macs.iter().map(|m| m.0).collect();
+    let layers = layer_medians(&plan, &mut per_layer, &train_layer_macs);
+    let forward_layers = layer_medians(&plan, &mut per_layer_fwd, &forward_layer_macs);
     Ok(BenchReport {
         design: graph.name.clone(),
         batch,

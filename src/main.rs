@@ -355,11 +355,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("peak RSS          {:.0} MB", r.peak_rss_mb);
                 println!("slowest layers (ms per training step):");
                 for l in r.layers.iter().take(8) {
-                    println!("  {:<24}{:>8.2}", l.name, l.ms);
+                    println!("  {:<24}{:>8.2}{}", l.name, l.ms, layer_rate(l.gflops));
                 }
                 println!("slowest layers (ms per evaluation forward pass):");
                 for l in r.forward_layers.iter().take(12) {
-                    println!("  {:<24}{:>8.2}", l.name, l.ms);
+                    println!("  {:<24}{:>8.2}{}", l.name, l.ms, layer_rate(l.gflops));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -505,5 +505,14 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// A conv/dense layer's GFLOP/s after its time in `bench`'s table (blank for other layers).
+fn layer_rate(gflops: f64) -> String {
+    if gflops > 0.0 {
+        format!("  {gflops:>6.0} GFLOP/s")
+    } else {
+        String::new()
     }
 }
