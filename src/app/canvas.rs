@@ -472,6 +472,14 @@ impl Canvas {
         let painter = ui.ctx().layer_painter(layer).with_clip_rect(outer);
         let font = FontId::proportional(10.5);
         let color = ui.visuals().text_color();
+        let blocks: Vec<Rect> = graph
+            .nodes()
+            .filter_map(|(id, _)| rects.get(id.index()).copied().flatten())
+            .map(|r| Rect::from_min_max(self.to_screen(r.min), self.to_screen(r.max)))
+            .filter(|r| outer.intersects(r.expand(120.0)))
+            .collect();
+        // A name goes inside its block, else to its right, else to its left,
+        // wherever it covers no other block and no name already drawn.
         let mut taken: Vec<Rect> = Vec::new();
         for (id, node) in graph.nodes() {
             let Some(r) = rects.get(id.index()).copied().flatten() else {
@@ -482,22 +490,21 @@ impl Canvas {
                 continue;
             }
             let galley = painter.layout_no_wrap(truncate(&node.name, 24), font.clone(), color);
-            let at = if screen.width() > galley.size().x + 8.0
-                && screen.height() > galley.size().y + 2.0
-            {
-                screen.center() - galley.size() / 2.0
-            } else {
-                pos2(
-                    screen.right() + 3.0,
-                    screen.center().y - galley.size().y / 2.0,
-                )
+            let size = galley.size();
+            let y = screen.center().y - size.y / 2.0;
+            let inside = (screen.width() > size.x + 8.0 && screen.height() > size.y + 2.0)
+                .then(|| Rect::from_min_size(screen.center() - size / 2.0, size));
+            let right = Rect::from_min_size(pos2(screen.right() + 3.0, y), size);
+            let left = Rect::from_min_size(pos2(screen.left() - 3.0 - size.x, y), size);
+            let clear = |spot: &Rect| {
+                !taken.iter().any(|t| t.intersects(*spot))
+                    && !blocks.iter().any(|b| *b != screen && b.intersects(*spot))
             };
-            let spot = Rect::from_min_size(at, galley.size());
-            if taken.iter().any(|t| t.intersects(spot)) {
+            let Some(spot) = inside.into_iter().chain([right, left]).find(|s| clear(s)) else {
                 continue;
-            }
+            };
             taken.push(spot);
-            painter.galley(at, galley, color);
+            painter.galley(spot.min, galley, color);
         }
     }
 
