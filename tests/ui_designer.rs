@@ -95,16 +95,14 @@ fn cycle_is_refused_with_a_message() {
     g.connect(input, a, 0).unwrap();
     g.connect(a, b, 0).unwrap();
     let mut h = harness(g);
-    // b's output into a's (already fed) input: refused.
+    // b's output into a's input (replacing its wire) would close a loop: refused.
     let add = h.state().doc().graph.len();
     let out = canvas_point(&h, "b output");
     let target = canvas_point(&h, "a · ReLU · out 32×32×3");
     drag(&mut h, out, target);
     assert_eq!(h.state().doc().graph.len(), add);
-    assert!(
-        has(&h, "already has its input wired"),
-        "already has its input wired"
-    );
+    assert!(has(&h, "would make a cycle"), "would make a cycle");
+    assert_eq!(h.state().doc().graph.inputs_of(a), vec![Some(input)]);
 }
 
 #[test]

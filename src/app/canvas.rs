@@ -3,9 +3,14 @@
 //! Two coordinate spaces: *scene* (where `Node::position` lives, what the
 //! painter inside the scene draws in) and *screen* (egui's global points).
 //! `screen_from_scene` maps the first to the second. The canvas holds no
-//! business logic: it turns pointer input into [`Command`]s.
+//! business logic: it turns pointer input into [`Command`]s. Wires follow
+//! the routes of [`crate::graph::route`], the same the diagram export draws.
 
 use super::command::{Command, PaletteItem};
+use super::find::FindBar;
+use super::minimap::Minimap;
+use crate::graph::layout::{self, Orientation};
+use crate::graph::route::{self, Box2, Routes};
 use crate::graph::{Arity, Edge, Graph, LayerKind, NodeId};
 use crate::infer::{Analysis, Conventions, compact};
 use crate::train::LayerLive;
@@ -17,11 +22,18 @@ use egui::{
 };
 use std::collections::{BTreeSet, HashMap};
 
-/// Size of a node in scene units (the auto-layout grid is 220 × 110).
-pub const NODE_SIZE: Vec2 = vec2(188.0, 80.0);
+/// Size of a node in scene units (one home: [`layout::NODE_SIZE`]).
+pub const NODE_SIZE: Vec2 = vec2(layout::NODE_SIZE[0], layout::NODE_SIZE[1]);
 /// Height of a node showing an error.
 const ERROR_NODE_HEIGHT: f32 = 100.0;
 const PORT_RADIUS: f32 = 6.0;
+/// Zoom range: far enough out to fit 500 layers in a window.
+pub const MIN_ZOOM: f32 = 0.004;
+pub const MAX_ZOOM: f32 = 2.5;
+/// Below this zoom a node is a coloured block (name beside it, MAC-share bar).
+pub const DETAIL_ZOOM: f32 = 0.45;
+/// The canvas lays designs out top to bottom.
+const ORIENTATION: Orientation = Orientation::TopToBottom;
 
 struct MoveDrag {
     ids: BTreeSet<NodeId>,
@@ -31,6 +43,8 @@ struct MoveDrag {
 
 struct WireDrag {
     from: NodeId,
+    /// Dragging the end of this existing wire off its input (rewiring).
+    rewire: Option<Edge>,
     /// The free end, scene coordinates. Kept in state: a drop may arrive in
     /// the same frame as the pointer leaving.
     end: Pos2,
@@ -47,6 +61,9 @@ pub struct Canvas {
     pub scene_rect: Rect,
     /// Fit the view to the design on the next frame.
     pub fit_requested: bool,
+    /// The canvas rect of the last fit: while panels settle in the first
+    /// frames the canvas changes size, and the fit is redone until it holds.
+    fitted_for: Option<(Rect, u8)>,
     /// Scene to screen, as of the last frame.
     pub screen_from_scene: TSTransform,
     /// The screen rect of the canvas, as of the last frame.
@@ -58,6 +75,14 @@ pub struct Canvas {
     refusal: Option<Refusal>,
     /// Where a palette item carried over the canvas would land (scene coordinates).
     drop_at: Option<Pos2>,
+    /// The wire a carried layer would be inserted into.
+    drop_wire: Option<Edge>,
+    /// Routed wires, and the design generation they were routed for.
+    routes: Option<(u64, Routes)>,
+    /// The wire right-clicked last, for its context menu.
+    menu_wire: Option<(Edge, Pos2)>,
+    pub find: FindBar,
+    minimap: Minimap,
 }
 
 impl Default for Canvas {
@@ -65,6 +90,7 @@ impl Default for Canvas {
         Canvas {
             scene_rect: Rect::ZERO,
             fit_requested: true,
+            fitted_for: None,
             screen_from_scene: TSTransform::IDENTITY,
             screen_rect: Rect::ZERO,
             moving: None,
@@ -73,6 +99,11 @@ impl Default for Canvas {
             boxing: None,
             refusal: None,
             drop_at: None,
+            drop_wire: None,
+            routes: None,
+            menu_wire: None,
+            find: FindBar::default(),
+            minimap: Minimap,
         }
     }
 }
@@ -85,6 +116,8 @@ pub struct CanvasInput<'a> {
     pub conventions: Conventions,
     /// Measured per-layer time (and statistics) of the run training this design.
     pub live: Option<&'a HashMap<String, LayerLive>>,
+    /// Changes with every edit: routes are recomputed when it does.
+    pub generation: u64,
 }
 
 fn node_height(analysis: &Analysis, id: NodeId) -> f32 {
@@ -95,40 +128,29 @@ fn node_height(analysis: &Analysis, id: NodeId) -> f32 {
     }
 }
 
-/// Number of input ports drawn on a node: Add/Concat show one spare.
 fn port_count(graph: &Graph, id: NodeId) -> usize {
-    match graph.node(id).map(|n| n.kind.arity()) {
-        Some(Arity::None) | None => 0,
-        Some(Arity::One) => 1,
-        Some(Arity::Many) => graph.inputs_of(id).len() + 1,
-    }
+    route::port_count(graph, id)
 }
 
 fn input_port_pos(rect: Rect, i: usize, n: usize) -> Pos2 {
-    pos2(
-        rect.left() + rect.width() * (i as f32 + 1.0) / (n as f32 + 1.0),
-        rect.top(),
-    )
+    route::input_port(&to_box(rect), i, n, ORIENTATION).into()
 }
 
 fn output_port_pos(rect: Rect) -> Pos2 {
-    pos2(rect.center().x, rect.bottom())
+    route::output_port(&to_box(rect), ORIENTATION).into()
 }
 
-/// Header colour by layer family.
-fn kind_color(kind: &LayerKind) -> Color32 {
-    use LayerKind::*;
-    match kind {
-        Input { .. } => Color32::from_rgb(70, 140, 90),
-        Conv2d { .. } => Color32::from_rgb(60, 110, 180),
-        ZeroPad2d { .. } => Color32::from_rgb(100, 100, 120),
-        MaxPool2d { .. } | AvgPool2d { .. } | GlobalAvgPool => Color32::from_rgb(130, 90, 170),
-        BatchNorm { .. } => Color32::from_rgb(40, 140, 140),
-        Relu | LeakyRelu { .. } | Sigmoid | Tanh | Softmax => Color32::from_rgb(190, 120, 50),
-        Dropout { .. } | Flatten => Color32::from_rgb(110, 110, 110),
-        Dense { .. } => Color32::from_rgb(160, 70, 110),
-        Add | Concat => Color32::from_rgb(170, 150, 40),
+fn to_box(r: Rect) -> Box2 {
+    Box2 {
+        min: [r.min.x, r.min.y],
+        max: [r.max.x, r.max.y],
     }
+}
+
+/// Header colour by layer family (shared with the diagram export).
+fn kind_color(kind: &LayerKind) -> Color32 {
+    let [r, g, b] = crate::render::kind_rgb(kind);
+    Color32::from_rgb(r, g, b)
 }
 
 /// The accessible name of a node: everything the node shows, in words.
@@ -177,7 +199,8 @@ impl Canvas {
             .or(self.refusal.as_ref().map(|r| r.at))
             .unwrap_or(self.scene_rect.center());
         self.refusal = Some(Refusal {
-            message,
+            // The UI font has no arrow glyph.
+            message: message.replace('→', "->"),
             at,
             until: now + 4.0,
         });
@@ -186,6 +209,7 @@ impl Canvas {
 
     /// Pans the view so scene point `p` is at its centre.
     pub fn center_on(&mut self, p: Pos2) {
+        self.fitted_for = None;
         self.scene_rect = Rect::from_center_size(p, self.scene_rect.size());
     }
 
@@ -194,6 +218,7 @@ impl Canvas {
         self.scene_rect.center()
     }
 
+    /// Shows the whole design: zoomed out as far as it takes (never past 1:1).
     fn fit(&mut self, graph: &Graph, analysis: &Analysis, view: Vec2) {
         let mut bbox = Rect::NOTHING;
         for (id, n) in graph.nodes() {
@@ -205,18 +230,28 @@ impl Canvas {
         if !bbox.is_positive() {
             bbox = Rect::from_center_size(Pos2::ZERO, view);
         }
-        let bbox = bbox.expand(40.0);
-        // Never past 1:1 for small designs, and never so far out that
-        // nodes are unreadable: tall designs then show their top part.
+        let bbox = bbox.expand(30.0);
         let zoom = (view.x / bbox.width())
             .min(view.y / bbox.height())
-            .clamp(0.9, 1.0);
-        let size = view / zoom;
-        let mut center = bbox.center();
-        if bbox.height() > size.y {
-            center.y = bbox.top() + size.y / 2.0;
+            .clamp(MIN_ZOOM, 1.0);
+        self.scene_rect = Rect::from_center_size(bbox.center(), view / zoom);
+    }
+
+    /// Current zoom: screen points per scene unit.
+    pub fn zoom(&self) -> f32 {
+        self.screen_from_scene.scaling
+    }
+
+    /// Centres the view on `rect` (scene coordinates), zooming in until its text is readable.
+    pub fn focus(&mut self, rect: Rect) {
+        self.fitted_for = None;
+        let view = self.screen_rect.size();
+        let zoom = if self.zoom() < 0.8 { 1.0 } else { self.zoom() };
+        if view.x > 0.0 && view.y > 0.0 {
+            self.scene_rect = Rect::from_center_size(rect.center(), view / zoom);
+        } else {
+            self.center_on(rect.center());
         }
-        self.scene_rect = Rect::from_center_size(center, size);
     }
 
     /// Draws the canvas and returns the commands the user issued.
@@ -224,14 +259,31 @@ impl Canvas {
         let mut commands = Vec::new();
         let outer = ui.available_rect_before_wrap();
         self.screen_rect = outer;
-        if self.fit_requested {
+        // A few frames after a fit, redo it if the canvas changed size.
+        let settling = match self.fitted_for.take() {
+            Some((r, frames)) if frames > 0 => {
+                self.fitted_for = Some((outer, frames - 1));
+                r != outer
+            }
+            _ => false,
+        };
+        if self.fit_requested || settling {
             self.fit(input.graph, input.analysis, outer.size());
+            if self.fit_requested {
+                // Panels settle over the first frames (the bottom panel grows to its size).
+                self.fitted_for = Some((outer, 90));
+            }
             self.fit_requested = false;
         }
-        self.track_palette_drop(ui, outer, &mut commands);
+        let rects = self.node_rects(input);
+        self.update_routes(input, &rects);
+        self.track_palette_drop(ui, outer, input, &mut commands);
 
+        // Plain scroll (and pinch) zooms about the pointer; dragging with
+        // the right or middle button pans.
         let scene = egui::Scene::new()
-            .zoom_range(0.05..=2.5)
+            .zoom_range(MIN_ZOOM..=MAX_ZOOM)
+            .scroll_zooms(true)
             .drag_pan_buttons(egui::DragPanButtons::SECONDARY | egui::DragPanButtons::MIDDLE);
         let mut scene_rect = self.scene_rect;
         let response = scene
@@ -239,35 +291,220 @@ impl Canvas {
                 if let Some(t) = ui.ctx().layer_transform_to_global(ui.layer_id()) {
                     self.screen_from_scene = t;
                 }
-                self.contents_ui(ui, input, &mut commands);
+                self.contents_ui(ui, input, &rects, &mut commands);
             })
             .response;
+        if scene_rect != self.scene_rect {
+            // The user panned or zoomed: the fit no longer applies.
+            self.fitted_for = None;
+        }
         self.scene_rect = scene_rect;
         response
             .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, "Design canvas"));
         self.background_interaction(ui, &response, input, &mut commands);
+        self.wire_menu(&response, input, &mut commands);
+        if self.zoom() < DETAIL_ZOOM {
+            self.names_beside_blocks(ui, input.graph, &rects, outer);
+        }
+        let boxes: Vec<(Rect, Color32)> = input
+            .graph
+            .nodes()
+            .filter_map(|(id, n)| {
+                Some((
+                    rects.get(id.index()).copied().flatten()?,
+                    kind_color(&n.kind),
+                ))
+            })
+            .collect();
+        if let Some(center) = self.minimap.ui(ui, outer, &boxes, self.scene_rect) {
+            self.center_on(center);
+        }
+        if let Some(c) = self.find.ui(ui, outer, input.graph) {
+            commands.push(c);
+        }
         commands
     }
 
-    fn track_palette_drop(&mut self, ui: &Ui, outer: Rect, commands: &mut Vec<Command>) {
-        let ctx = ui.ctx().clone();
-        if !egui::DragAndDrop::has_payload_of_type::<PaletteItem>(&ctx) {
-            self.drop_at = None;
+    /// Scene rect of every node (indexed by id), moved nodes where they are being dragged.
+    fn node_rects(&self, input: &CanvasInput<'_>) -> Vec<Option<Rect>> {
+        (0..input.graph.id_capacity())
+            .map(|i| self.node_rect(input.graph, input.analysis, NodeId(i as u32)))
+            .collect()
+    }
+
+    /// Routes the wires anew after an edit or while nodes are dragged.
+    fn update_routes(&mut self, input: &CanvasInput<'_>, rects: &[Option<Rect>]) {
+        let fresh = self
+            .routes
+            .as_ref()
+            .is_some_and(|(g, _)| *g == input.generation);
+        if fresh && self.moving.is_none() {
             return;
         }
+        let boxes: Vec<Option<Box2>> = rects.iter().map(|r| r.map(to_box)).collect();
+        let routes = route::route(input.graph, &boxes, ORIENTATION);
+        // While dragging the cache would go stale at once: mark it so.
+        let generation = if self.moving.is_some() {
+            u64::MAX
+        } else {
+            input.generation
+        };
+        self.routes = Some((generation, routes));
+    }
+
+    /// The wire passing within `tolerance` scene units of `p`, nearest first.
+    fn wire_at(&self, p: Pos2, tolerance: f32) -> Option<Edge> {
+        let (_, routes) = self.routes.as_ref()?;
+        let mut best: Option<(f32, Edge)> = None;
+        for w in &routes.wires {
+            for s in w.points.windows(2) {
+                let d = distance_to_segment(p, s[0].into(), s[1].into());
+                if d <= tolerance && best.is_none_or(|(bd, _)| d < bd) {
+                    best = Some((d, w.edge));
+                }
+            }
+        }
+        best.map(|(_, e)| e)
+    }
+
+    fn track_palette_drop(
+        &mut self,
+        ui: &Ui,
+        outer: Rect,
+        input: &CanvasInput<'_>,
+        commands: &mut Vec<Command>,
+    ) {
+        let ctx = ui.ctx().clone();
+        let Some(item) = egui::DragAndDrop::payload::<PaletteItem>(&ctx) else {
+            self.drop_at = None;
+            self.drop_wire = None;
+            return;
+        };
         if let Some(p) = ctx.pointer_latest_pos() {
             self.drop_at = outer
                 .contains(p)
                 .then(|| self.screen_from_scene.inverse() * p);
         }
+        // A one-input layer dropped on a wire goes into it.
+        let insertable = matches!(&*item, PaletteItem::Layer(k) if k.arity() == Arity::One);
+        let over_node = self.drop_at.is_some_and(|p| {
+            input.graph.nodes().any(|(id, _)| {
+                self.node_rect(input.graph, input.analysis, id)
+                    .is_some_and(|r| r.contains(p))
+            })
+        });
+        self.drop_wire = self
+            .drop_at
+            .filter(|_| insertable && !over_node)
+            .and_then(|p| self.wire_at(p, 10.0 / self.zoom().max(MIN_ZOOM)));
         if ctx.input(|i| i.pointer.any_released())
             && let Some(at) = self.drop_at.take()
             && let Some(item) = egui::DragAndDrop::take_payload::<PaletteItem>(&ctx)
         {
-            commands.push(Command::AddItem {
-                item: (*item).clone(),
-                position: [at.x - NODE_SIZE.x / 2.0, at.y - NODE_SIZE.y / 2.0],
+            let position = [at.x - NODE_SIZE.x / 2.0, at.y - NODE_SIZE.y / 2.0];
+            match (self.drop_wire.take(), &*item) {
+                (Some(edge), PaletteItem::Layer(kind)) => commands.push(Command::InsertOnWire {
+                    edge,
+                    kind: kind.clone(),
+                    position: Some(position),
+                }),
+                _ => commands.push(Command::AddItem {
+                    item: (*item).clone(),
+                    position,
+                }),
+            }
+        }
+    }
+
+    /// Right-click on a wire: insert a layer into it, or delete it.
+    fn wire_menu(
+        &mut self,
+        response: &Response,
+        input: &CanvasInput<'_>,
+        commands: &mut Vec<Command>,
+    ) {
+        if response.secondary_clicked() {
+            self.menu_wire = response
+                .interact_pointer_pos()
+                .map(|p| self.screen_from_scene.inverse() * p)
+                .and_then(|p| {
+                    self.wire_at(p, 8.0 / self.zoom().max(MIN_ZOOM))
+                        .map(|e| (e, p))
+                });
+        }
+        let Some((edge, at)) = self.menu_wire else {
+            return;
+        };
+        let graph = input.graph;
+        response.context_menu(|ui| {
+            ui.label(format!(
+                "Wire from {} to {}",
+                graph.name_of(edge.from),
+                graph.name_of(edge.to)
+            ));
+            ui.menu_button("Insert layer", |ui| {
+                for kind in LayerKind::catalogue()
+                    .into_iter()
+                    .filter(|k| k.arity() == Arity::One)
+                {
+                    if ui.button(kind.display_name()).clicked() {
+                        commands.push(Command::InsertOnWire {
+                            edge,
+                            kind,
+                            position: Some([at.x - NODE_SIZE.x / 2.0, at.y - NODE_SIZE.y / 2.0]),
+                        });
+                        ui.close();
+                    }
+                }
             });
+            if ui.button("Delete wire").clicked() {
+                commands.push(Command::Disconnect(edge));
+                ui.close();
+            }
+        });
+    }
+
+    /// At low zoom, names in screen space beside their blocks, skipping any
+    /// that would overlap one already drawn.
+    fn names_beside_blocks(&self, ui: &Ui, graph: &Graph, rects: &[Option<Rect>], outer: Rect) {
+        // Above the scene layer, below popups.
+        let layer = egui::LayerId::new(egui::Order::Middle, Id::unique("netloom_block_names"));
+        let painter = ui.ctx().layer_painter(layer).with_clip_rect(outer);
+        let font = FontId::proportional(10.5);
+        let color = ui.visuals().text_color();
+        let blocks: Vec<Rect> = graph
+            .nodes()
+            .filter_map(|(id, _)| rects.get(id.index()).copied().flatten())
+            .map(|r| Rect::from_min_max(self.to_screen(r.min), self.to_screen(r.max)))
+            .filter(|r| outer.intersects(r.expand(120.0)))
+            .collect();
+        // A name goes inside its block, else to its right, else to its left,
+        // wherever it covers no other block and no name already drawn.
+        let mut taken: Vec<Rect> = Vec::new();
+        for (id, node) in graph.nodes() {
+            let Some(r) = rects.get(id.index()).copied().flatten() else {
+                continue;
+            };
+            let screen = Rect::from_min_max(self.to_screen(r.min), self.to_screen(r.max));
+            if !outer.intersects(screen.expand(120.0)) {
+                continue;
+            }
+            let galley = painter.layout_no_wrap(truncate(&node.name, 24), font.clone(), color);
+            let size = galley.size();
+            let y = screen.center().y - size.y / 2.0;
+            let inside = (screen.width() > size.x + 8.0 && screen.height() > size.y + 2.0)
+                .then(|| Rect::from_min_size(screen.center() - size / 2.0, size));
+            let right = Rect::from_min_size(pos2(screen.right() + 3.0, y), size);
+            let left = Rect::from_min_size(pos2(screen.left() - 3.0 - size.x, y), size);
+            let clear = |spot: &Rect| {
+                !taken.iter().any(|t| t.intersects(*spot))
+                    && !blocks.iter().any(|b| *b != screen && b.intersects(*spot))
+            };
+            let Some(spot) = inside.into_iter().chain([right, left]).find(|s| clear(s)) else {
+                continue;
+            };
+            taken.push(spot);
+            painter.galley(spot.min, galley, color);
         }
     }
 
@@ -328,7 +565,13 @@ impl Canvas {
         ))
     }
 
-    fn contents_ui(&mut self, ui: &mut Ui, input: &CanvasInput<'_>, commands: &mut Vec<Command>) {
+    fn contents_ui(
+        &mut self,
+        ui: &mut Ui,
+        input: &CanvasInput<'_>,
+        rects: &[Option<Rect>],
+        commands: &mut Vec<Command>,
+    ) {
         let graph = input.graph;
         let analysis = input.analysis;
         let painter = ui.painter().clone();
@@ -337,45 +580,21 @@ impl Canvas {
         let total_ms: f64 = input
             .live
             .map_or(0.0, |l| l.values().map(|x| x.ms_per_batch).sum());
-        let rects: Vec<Option<Rect>> = (0..graph.id_capacity())
-            .map(|i| self.node_rect(graph, analysis, NodeId(i as u32)))
-            .collect();
         let rect_of = |id: NodeId| rects.get(id.index()).copied().flatten();
         for r in rects.iter().flatten() {
             ui.expand_to_include_rect(*r);
         }
-
-        // Wires first, under the nodes.
+        let visible = ui.clip_rect().expand(20.0);
+        let detailed = self.zoom() >= DETAIL_ZOOM;
         let visuals = ui.visuals().clone();
-        for e in graph.edges() {
-            let (Some(fr), Some(tr)) = (rect_of(e.from), rect_of(e.to)) else {
-                continue;
-            };
-            let a = output_port_pos(fr);
-            let b = input_port_pos(tr, e.input, port_count(graph, e.to));
-            let bad = analysis.node(e.to).is_some_and(|n| n.error.is_some());
-            let color = if bad {
-                Color32::from_rgb(220, 80, 80)
-            } else {
-                visuals.widgets.noninteractive.fg_stroke.color
-            };
-            draw_wire(&painter, a, b, Stroke::new(1.6, color));
-            if let Some(shape) = analysis.node(e.from).and_then(|n| n.output_shape) {
-                let mid = pos2((a.x + b.x) / 2.0, (a.y + b.y) / 2.0);
-                let galley = painter.layout_no_wrap(
-                    shape.to_string(),
-                    FontId::monospace(10.0),
-                    visuals.weak_text_color(),
-                );
-                let r = Rect::from_center_size(mid, galley.size() + vec2(6.0, 2.0));
-                painter.rect_filled(r, 3.0, visuals.extreme_bg_color);
-                painter.galley(r.min + vec2(3.0, 1.0), galley, Color32::WHITE);
-            }
-        }
+        self.wires_ui(&painter, input, visible, detailed);
 
         // Nodes.
         for (id, node) in graph.nodes() {
             let Some(rect) = rect_of(id) else { continue };
+            if !visible.intersects(rect) {
+                continue;
+            }
             let info = analysis.node(id);
             let selected = input.selection.contains(&id);
             let error = info.and_then(|i| i.error.as_ref());
@@ -400,195 +619,217 @@ impl Canvas {
             } else {
                 Stroke::new(1.0, visuals.widgets.noninteractive.bg_stroke.color)
             };
-            painter.rect(rect, 6.0, fill, stroke, StrokeKind::Inside);
-            let header = Rect::from_min_size(rect.min, vec2(rect.width(), 20.0));
-            painter.rect_filled(
-                header.shrink(1.0),
-                CornerRadius {
-                    nw: 5,
-                    ne: 5,
-                    sw: 0,
-                    se: 0,
-                },
-                kind_color(&node.kind).gamma_multiply(if blocked { 0.4 } else { 0.9 }),
-            );
-            let strong = visuals.strong_text_color();
-            let text = visuals.text_color();
-            let weak = visuals.weak_text_color();
-            let name = truncate(&node.name, 20);
-            painter.text(
-                header.left_center() + vec2(6.0, 0.0),
-                Align2::LEFT_CENTER,
-                name,
-                FontId::proportional(12.5),
-                Color32::WHITE,
-            );
-            painter.text(
-                header.right_center() - vec2(6.0, 0.0),
-                Align2::RIGHT_CENTER,
-                node.kind.display_name(),
-                FontId::proportional(10.5),
-                Color32::from_white_alpha(200),
-            );
-            if node.kind.has_weights() {
-                // The lock freezes the layer for training (no gradient, no update).
-                let r = Rect::from_min_size(rect.right_top() + vec2(-24.0, 22.0), vec2(18.0, 18.0));
-                let lock = ui
-                    .interact(r, Id::unique(("netloom_lock", id.0)), Sense::click())
-                    .on_hover_text(if node.frozen {
-                        "frozen: not trained (click to train it)"
-                    } else {
-                        "trained (click to freeze it)"
-                    });
-                let what = if node.frozen { "Unfreeze" } else { "Freeze" };
-                lock.widget_info(|| {
-                    egui::WidgetInfo::labeled(
-                        egui::Role::Button,
-                        true,
-                        format!("{what} {}", node.name),
-                    )
-                });
-                let color = if node.frozen {
-                    Color32::from_rgb(120, 190, 255)
-                } else if lock.hovered() {
-                    visuals.widgets.hovered.fg_stroke.color
-                } else {
-                    visuals.weak_text_color().gamma_multiply(0.7)
-                };
-                draw_padlock(&painter, r, node.frozen, color);
-                if lock.clicked() {
-                    commands.push(Command::SetFrozen {
-                        id,
-                        frozen: !node.frozen,
-                    });
-                }
-            }
-            let summary = node.kind.summary();
-            if !summary.is_empty() {
+            if detailed {
+                painter.rect(rect, 6.0, fill, stroke, StrokeKind::Inside);
+                let header = Rect::from_min_size(rect.min, vec2(rect.width(), 20.0));
+                painter.rect_filled(
+                    header.shrink(1.0),
+                    CornerRadius {
+                        nw: 5,
+                        ne: 5,
+                        sw: 0,
+                        se: 0,
+                    },
+                    kind_color(&node.kind).gamma_multiply(if blocked { 0.4 } else { 0.9 }),
+                );
+                let strong = visuals.strong_text_color();
+                let text = visuals.text_color();
+                let weak = visuals.weak_text_color();
+                let name = truncate(&node.name, 20);
                 painter.text(
-                    rect.min + vec2(6.0, 24.0),
-                    Align2::LEFT_TOP,
-                    summary,
-                    FontId::proportional(11.5),
-                    text,
+                    header.left_center() + vec2(6.0, 0.0),
+                    Align2::LEFT_CENTER,
+                    name,
+                    FontId::proportional(12.5),
+                    Color32::WHITE,
                 );
-            }
-            if let Some(err) = error {
-                let mut job = egui::text::LayoutJob::simple(
-                    err.message.clone(),
+                painter.text(
+                    header.right_center() - vec2(6.0, 0.0),
+                    Align2::RIGHT_CENTER,
+                    node.kind.display_name(),
                     FontId::proportional(10.5),
-                    Color32::from_rgb(255, 200, 200),
-                    rect.width() - 12.0,
+                    Color32::from_white_alpha(200),
                 );
-                job.wrap.max_rows = 3;
-                let galley = painter.layout_job(job);
-                painter.galley(rect.min + vec2(6.0, 40.0), galley, Color32::WHITE);
-                if let Some(fix) = &err.fix {
+                if node.kind.has_weights() {
+                    // The lock freezes the layer for training (no gradient, no update).
                     let r =
-                        Rect::from_min_size(rect.right_top() + vec2(-44.0, 22.0), vec2(38.0, 16.0));
-                    let fix_resp = ui
-                        .put(r, egui::Button::new("Fix").small())
-                        .on_hover_text(fix.describe());
-                    if fix_resp.clicked() {
-                        commands.push(Command::ApplyFix(fix.clone()));
+                        Rect::from_min_size(rect.right_top() + vec2(-24.0, 22.0), vec2(18.0, 18.0));
+                    let lock = ui
+                        .interact(r, Id::unique(("netloom_lock", id.0)), Sense::click())
+                        .on_hover_text(if node.frozen {
+                            "frozen: not trained (click to train it)"
+                        } else {
+                            "trained (click to freeze it)"
+                        });
+                    let what = if node.frozen { "Unfreeze" } else { "Freeze" };
+                    lock.widget_info(|| {
+                        egui::WidgetInfo::labeled(
+                            egui::Role::Button,
+                            true,
+                            format!("{what} {}", node.name),
+                        )
+                    });
+                    let color = if node.frozen {
+                        Color32::from_rgb(120, 190, 255)
+                    } else if lock.hovered() {
+                        visuals.widgets.hovered.fg_stroke.color
+                    } else {
+                        visuals.weak_text_color().gamma_multiply(0.7)
+                    };
+                    draw_padlock(&painter, r, node.frozen, color);
+                    if lock.clicked() {
+                        commands.push(Command::SetFrozen {
+                            id,
+                            frozen: !node.frozen,
+                        });
                     }
                 }
-            } else if let Some(info) = info {
-                let shape = info
-                    .output_shape
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "?".into());
-                painter.text(
-                    rect.min + vec2(6.0, 42.0),
-                    Align2::LEFT_TOP,
-                    shape,
-                    FontId::monospace(12.0),
-                    strong,
-                );
-                if info.cost.macs > 0 {
+                let summary = node.kind.summary();
+                if !summary.is_empty() {
                     painter.text(
-                        rect.right_top() + vec2(-6.0, 43.0),
-                        Align2::RIGHT_TOP,
-                        format!(
-                            "{} {}",
-                            compact(input.conventions.ops(info.cost.macs)),
-                            input.conventions.ops_unit()
-                        ),
-                        FontId::proportional(11.0),
-                        weak,
-                    );
-                }
-                let live = input.live.and_then(|l| l.get(&node.name));
-                let mac_share = if total_macs > 0 {
-                    info.cost.macs as f32 / total_macs as f32
-                } else {
-                    0.0
-                };
-                if let Some(live) = live.filter(|_| total_ms > 0.0) {
-                    // Measured time beside the MAC share: where they disagree
-                    // is where the cost model and the hardware part ways.
-                    let share = (live.ms_per_batch / total_ms) as f32;
-                    let track = Rect::from_min_size(
-                        rect.left_bottom() + vec2(6.0, -7.0),
-                        vec2(rect.width() - 12.0, 4.0),
-                    );
-                    painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
-                    let mut bar = track;
-                    bar.set_width((track.width() * share).max(1.5));
-                    painter.rect_filled(bar, 2.0, Color32::from_rgb(90, 160, 255));
-                    painter.text(
-                        rect.min + vec2(6.0, 56.0),
+                        rect.min + vec2(6.0, 24.0),
                         Align2::LEFT_TOP,
-                        format!("{:.2} ms", live.ms_per_batch),
-                        FontId::proportional(10.0),
-                        Color32::from_rgb(130, 185, 255),
-                    );
-                    let right = match live.stats {
-                        Some(st) => {
-                            let mut t = format!("mean {:.2} sd {:.2}", st.mean, st.std);
-                            if let Some(g) = st.grad_norm {
-                                t.push_str(&format!(" |g| {g:.0e}"));
-                            }
-                            t
-                        }
-                        None => format!(
-                            "{:.0}% MACs · {:.0}% time",
-                            mac_share * 100.0,
-                            share * 100.0
-                        ),
-                    };
-                    painter.text(
-                        rect.right_top() + vec2(-6.0, 56.0),
-                        Align2::RIGHT_TOP,
-                        right,
-                        FontId::proportional(10.0),
-                        if live.stats.is_some() {
-                            Color32::from_rgb(210, 210, 150)
-                        } else {
-                            weak
-                        },
+                        summary,
+                        FontId::proportional(11.5),
+                        text,
                     );
                 }
-                if total_macs > 0 && info.cost.macs > 0 {
-                    let share = mac_share;
-                    let track = Rect::from_min_size(
-                        rect.left_bottom() + vec2(6.0, if live.is_some() { -13.0 } else { -14.0 }),
-                        vec2(rect.width() - 12.0, if live.is_some() { 4.0 } else { 5.0 }),
+                if let Some(err) = error {
+                    let mut job = egui::text::LayoutJob::simple(
+                        err.message.clone(),
+                        FontId::proportional(10.5),
+                        Color32::from_rgb(255, 200, 200),
+                        rect.width() - 12.0,
                     );
-                    painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
-                    let mut bar = track;
-                    bar.set_width((track.width() * share).max(1.5));
-                    painter.rect_filled(bar, 2.0, Color32::from_rgb(230, 160, 60));
-                    if live.is_none() {
+                    job.wrap.max_rows = 3;
+                    let galley = painter.layout_job(job);
+                    painter.galley(rect.min + vec2(6.0, 40.0), galley, Color32::WHITE);
+                    if let Some(fix) = &err.fix {
+                        let r = Rect::from_min_size(
+                            rect.right_top() + vec2(-44.0, 22.0),
+                            vec2(38.0, 16.0),
+                        );
+                        let fix_resp = ui
+                            .put(r, egui::Button::new("Fix").small())
+                            .on_hover_text(fix.describe());
+                        if fix_resp.clicked() {
+                            commands.push(Command::ApplyFix(fix.clone()));
+                        }
+                    }
+                } else if let Some(info) = info {
+                    let shape = info
+                        .output_shape
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into());
+                    painter.text(
+                        rect.min + vec2(6.0, 42.0),
+                        Align2::LEFT_TOP,
+                        shape,
+                        FontId::monospace(12.0),
+                        strong,
+                    );
+                    if info.cost.macs > 0 {
                         painter.text(
-                            track.right_top() - vec2(0.0, 1.0),
-                            Align2::RIGHT_BOTTOM,
-                            format!("{:.0}%", share * 100.0),
-                            FontId::proportional(9.0),
+                            rect.right_top() + vec2(-6.0, 43.0),
+                            Align2::RIGHT_TOP,
+                            format!(
+                                "{} {}",
+                                compact(input.conventions.ops(info.cost.macs)),
+                                input.conventions.ops_unit()
+                            ),
+                            FontId::proportional(11.0),
                             weak,
                         );
                     }
+                    let live = input.live.and_then(|l| l.get(&node.name));
+                    let mac_share = if total_macs > 0 {
+                        info.cost.macs as f32 / total_macs as f32
+                    } else {
+                        0.0
+                    };
+                    if let Some(live) = live.filter(|_| total_ms > 0.0) {
+                        // Measured time beside the MAC share: where they disagree
+                        // is where the cost model and the hardware part ways.
+                        let share = (live.ms_per_batch / total_ms) as f32;
+                        let track = Rect::from_min_size(
+                            rect.left_bottom() + vec2(6.0, -7.0),
+                            vec2(rect.width() - 12.0, 4.0),
+                        );
+                        painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
+                        let mut bar = track;
+                        bar.set_width((track.width() * share).max(1.5));
+                        painter.rect_filled(bar, 2.0, Color32::from_rgb(90, 160, 255));
+                        painter.text(
+                            rect.min + vec2(6.0, 56.0),
+                            Align2::LEFT_TOP,
+                            format!("{:.2} ms", live.ms_per_batch),
+                            FontId::proportional(10.0),
+                            Color32::from_rgb(130, 185, 255),
+                        );
+                        let right = match live.stats {
+                            Some(st) => {
+                                let mut t = format!("mean {:.2} sd {:.2}", st.mean, st.std);
+                                if let Some(g) = st.grad_norm {
+                                    t.push_str(&format!(" |g| {g:.0e}"));
+                                }
+                                t
+                            }
+                            None => format!(
+                                "{:.0}% MACs · {:.0}% time",
+                                mac_share * 100.0,
+                                share * 100.0
+                            ),
+                        };
+                        painter.text(
+                            rect.right_top() + vec2(-6.0, 56.0),
+                            Align2::RIGHT_TOP,
+                            right,
+                            FontId::proportional(10.0),
+                            if live.stats.is_some() {
+                                Color32::from_rgb(210, 210, 150)
+                            } else {
+                                weak
+                            },
+                        );
+                    }
+                    if total_macs > 0 && info.cost.macs > 0 {
+                        let share = mac_share;
+                        let track = Rect::from_min_size(
+                            rect.left_bottom()
+                                + vec2(6.0, if live.is_some() { -13.0 } else { -14.0 }),
+                            vec2(rect.width() - 12.0, if live.is_some() { 4.0 } else { 5.0 }),
+                        );
+                        painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
+                        let mut bar = track;
+                        bar.set_width((track.width() * share).max(1.5));
+                        painter.rect_filled(bar, 2.0, Color32::from_rgb(230, 160, 60));
+                        if live.is_none() {
+                            painter.text(
+                                track.right_top() - vec2(0.0, 1.0),
+                                Align2::RIGHT_BOTTOM,
+                                format!("{:.0}%", share * 100.0),
+                                FontId::proportional(9.0),
+                                weak,
+                            );
+                        }
+                    }
                 }
+            } else {
+                let share = info.map_or(0.0, |i| {
+                    if total_macs > 0 {
+                        i.cost.macs as f32 / total_macs as f32
+                    } else {
+                        0.0
+                    }
+                });
+                draw_block(
+                    &painter,
+                    rect,
+                    kind_color(&node.kind),
+                    share,
+                    stroke,
+                    error.is_some(),
+                );
             }
 
             // Node interaction.
@@ -622,20 +863,7 @@ impl Canvas {
                 });
             }
             resp.context_menu(|ui| {
-                if ui.button("Duplicate").clicked() {
-                    if !selected {
-                        commands.push(Command::Select(BTreeSet::from([id])));
-                    }
-                    commands.push(Command::Duplicate);
-                }
-                if ui.button("Delete").clicked() {
-                    let ids = if selected {
-                        input.selection.clone()
-                    } else {
-                        BTreeSet::from([id])
-                    };
-                    commands.push(Command::Delete(ids));
-                }
+                node_menu_ui(ui, graph, id, selected, input.selection, commands)
             });
 
             // Ports.
@@ -645,7 +873,11 @@ impl Canvas {
                 let p = input_port_pos(rect, i, n_in);
                 let wired = inputs.get(i).copied().flatten();
                 let r = Rect::from_center_size(p, Vec2::splat(PORT_RADIUS * 2.5));
-                let pr = ui.interact(r, Id::unique(("netloom_in", id.0, i)), Sense::click());
+                let pr = ui.interact(
+                    r,
+                    Id::unique(("netloom_in", id.0, i)),
+                    Sense::click_and_drag(),
+                );
                 let port_label = format!("{} input {i}", node.name);
                 pr.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &port_label));
                 let hot = self.wire.is_some() && pointer.is_some_and(|q| r.expand(6.0).contains(q));
@@ -664,13 +896,21 @@ impl Canvas {
                     Stroke::new(1.5, visuals.widgets.inactive.fg_stroke.color),
                 );
                 if let Some(from) = wired {
-                    let pr = pr.on_hover_text("Click to disconnect");
+                    let edge = Edge {
+                        from,
+                        to: id,
+                        input: i,
+                    };
+                    let pr = pr.on_hover_text("Click to disconnect, drag to rewire");
                     if pr.clicked() {
-                        commands.push(Command::Disconnect(Edge {
+                        commands.push(Command::Disconnect(edge));
+                    }
+                    if pr.drag_started() {
+                        self.wire = Some(WireDrag {
                             from,
-                            to: id,
-                            input: i,
-                        }));
+                            rewire: Some(edge),
+                            end: pointer.unwrap_or(p),
+                        });
                     }
                 }
             }
@@ -692,6 +932,7 @@ impl Canvas {
             if or.drag_started() {
                 self.wire = Some(WireDrag {
                     from: id,
+                    rewire: None,
                     end: pointer.unwrap_or(p),
                 });
             }
@@ -724,6 +965,7 @@ impl Canvas {
             }
             let from = w.from;
             let end = w.end;
+            let rewire = w.rewire;
             if let Some(fr) = rect_of(from) {
                 draw_wire(
                     &painter,
@@ -733,8 +975,16 @@ impl Canvas {
                 );
             }
             if !ui.input(|i| i.pointer.primary_down()) {
-                if let Some((to, input)) = self.drop_target(graph, &rect_of, end) {
-                    commands.push(Command::Connect { from, to, input });
+                match (self.drop_target(graph, &rect_of, end), rewire) {
+                    (Some((to, input)), Some(old)) => {
+                        commands.push(Command::Rewire { old, to, input });
+                    }
+                    (Some((to, input)), None) => {
+                        commands.push(Command::Connect { from, to, input });
+                    }
+                    // A wire pulled off its input and dropped on nothing is removed.
+                    (None, Some(old)) => commands.push(Command::Disconnect(old)),
+                    (None, None) => {}
                 }
                 self.last_wire_end = Some(end);
                 self.wire = None;
@@ -789,6 +1039,72 @@ impl Canvas {
         }
     }
 
+    /// Wires along their routes, under the nodes; shape labels at readable zoom.
+    fn wires_ui(
+        &self,
+        painter: &egui::Painter,
+        input: &CanvasInput<'_>,
+        visible: Rect,
+        detailed: bool,
+    ) {
+        let Some((_, routes)) = &self.routes else {
+            return;
+        };
+        let visuals = painter.ctx().global_style().visuals.clone();
+        let normal = visuals.widgets.noninteractive.fg_stroke.color;
+        let width = if detailed {
+            1.6
+        } else {
+            1.6 / self.zoom().max(MIN_ZOOM) * 0.6
+        };
+        for w in &routes.wires {
+            let bounds =
+                Rect::from_points(&w.points.iter().map(|p| Pos2::from(*p)).collect::<Vec<_>>());
+            if !visible.intersects(bounds.expand(2.0)) {
+                continue;
+            }
+            let bad = input
+                .analysis
+                .node(w.edge.to)
+                .is_some_and(|n| n.error.is_some());
+            let hot =
+                self.drop_wire == Some(w.edge) || self.menu_wire.is_some_and(|(e, _)| e == w.edge);
+            let (color, stroke_width) = if hot {
+                (visuals.selection.stroke.color, width * 2.0)
+            } else if bad {
+                (Color32::from_rgb(220, 80, 80), width)
+            } else {
+                (normal, width)
+            };
+            let points: Vec<Pos2> = w.points.iter().map(|p| Pos2::from(*p)).collect();
+            painter.add(egui::Shape::line(points, Stroke::new(stroke_width, color)));
+        }
+        if !detailed {
+            return;
+        }
+        for l in &routes.labels {
+            let at = Pos2::from(l.at);
+            if !visible.contains(at) {
+                continue;
+            }
+            let Some(shape) = input
+                .analysis
+                .node(l.edge.from)
+                .and_then(|n| n.output_shape)
+            else {
+                continue;
+            };
+            let galley = painter.layout_no_wrap(
+                shape.to_string(),
+                FontId::monospace(10.0),
+                visuals.weak_text_color(),
+            );
+            let r = Rect::from_center_size(at, galley.size() + vec2(6.0, 2.0));
+            painter.rect_filled(r, 3.0, visuals.extreme_bg_color);
+            painter.galley(r.min + vec2(3.0, 1.0), galley, Color32::WHITE);
+        }
+    }
+
     /// The node and input a wire dropped at `p` goes into: an input port
     /// near `p`, or the next free input of the node under `p`.
     fn drop_target(
@@ -820,6 +1136,123 @@ impl Canvas {
             .find(|&id| rect_of(id).is_some_and(|r| r.contains(p)))
             .map(|id| (id, None))
     }
+}
+
+/// Right-click on a node: insert before/after, replace the kind, delete
+/// (bridging its input to its consumers), disconnect, duplicate.
+fn node_menu_ui(
+    ui: &mut Ui,
+    graph: &Graph,
+    id: NodeId,
+    selected: bool,
+    selection: &BTreeSet<NodeId>,
+    commands: &mut Vec<Command>,
+) {
+    let Some(node) = graph.node(id) else { return };
+    let arity = node.kind.arity();
+    let one_input = || {
+        LayerKind::catalogue()
+            .into_iter()
+            .filter(|k| k.arity() == Arity::One)
+    };
+    if arity != Arity::None {
+        ui.menu_button("Insert before", |ui| {
+            for kind in one_input() {
+                if ui.button(kind.display_name()).clicked() {
+                    commands.push(Command::InsertBefore { id, kind });
+                    ui.close();
+                }
+            }
+        });
+    }
+    ui.menu_button("Insert after", |ui| {
+        for kind in one_input() {
+            if ui.button(kind.display_name()).clicked() {
+                commands.push(Command::InsertAfter { id, kind });
+                ui.close();
+            }
+        }
+    });
+    ui.menu_button("Replace with", |ui| {
+        for kind in LayerKind::catalogue()
+            .into_iter()
+            .filter(|k| k.arity() == arity && k.tag() != node.kind.tag())
+        {
+            if ui.button(kind.display_name()).clicked() {
+                commands.push(Command::ReplaceKind { id, kind });
+                ui.close();
+            }
+        }
+    });
+    ui.separator();
+    if arity == Arity::One && ui.button("Delete and bridge").clicked() {
+        commands.push(Command::DeleteAndBridge(id));
+        ui.close();
+    }
+    if ui.button("Disconnect").clicked() {
+        commands.push(Command::DisconnectAll(id));
+        ui.close();
+    }
+    if ui.button("Duplicate").clicked() {
+        if !selected {
+            commands.push(Command::Select(BTreeSet::from([id])));
+        }
+        commands.push(Command::Duplicate);
+        ui.close();
+    }
+    if ui.button("Delete").clicked() {
+        let ids = if selected {
+            selection.clone()
+        } else {
+            BTreeSet::from([id])
+        };
+        commands.push(Command::Delete(ids));
+        ui.close();
+    }
+}
+
+/// A node at low zoom: a block in its kind's colour with a MAC-share bar along the bottom.
+fn draw_block(
+    painter: &egui::Painter,
+    rect: Rect,
+    color: Color32,
+    share: f32,
+    stroke: Stroke,
+    error: bool,
+) {
+    let fill = if error {
+        Color32::from_rgb(150, 40, 40)
+    } else {
+        color.gamma_multiply(0.85)
+    };
+    painter.rect_filled(rect, 8.0, fill);
+    if share > 0.0 {
+        let track = Rect::from_min_max(pos2(rect.left(), rect.bottom() - 18.0), rect.max);
+        painter.rect_filled(track, 0.0, Color32::from_black_alpha(120));
+        let mut bar = track;
+        bar.set_width((track.width() * share).max(6.0));
+        painter.rect_filled(bar, 0.0, Color32::from_rgb(240, 170, 60));
+    }
+    // Selection and errors stay visible when zoomed far out.
+    let scale = (stroke.width * 4.0).max(3.0);
+    painter.rect_stroke(
+        rect,
+        8.0,
+        Stroke::new(scale, stroke.color),
+        StrokeKind::Outside,
+    );
+}
+
+/// Distance from `p` to the segment `a`–`b`.
+fn distance_to_segment(p: Pos2, a: Pos2, b: Pos2) -> f32 {
+    let d = b - a;
+    let len2 = d.length_sq();
+    let t = if len2 == 0.0 {
+        0.0
+    } else {
+        ((p - a).dot(d) / len2).clamp(0.0, 1.0)
+    };
+    p.distance(a + d * t)
 }
 
 /// A padlock icon in `r`: shackle closed when `locked`, swung open otherwise.

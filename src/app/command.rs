@@ -152,6 +152,38 @@ pub enum Command {
     },
     ApplyFix(FixIt),
     AutoLayout,
+    /// Put a new `kind` layer into a wire (drop on a wire, or its context menu).
+    InsertOnWire {
+        edge: Edge,
+        kind: LayerKind,
+        /// Top-left of the new node; `None`: midway along the wire.
+        position: Option<[f32; 2]>,
+    },
+    /// Move the consumer end of `old` to input `input` of `to` (one step).
+    Rewire {
+        old: Edge,
+        to: NodeId,
+        input: Option<usize>,
+    },
+    /// A new `kind` layer between `id` and the producer of its first input.
+    InsertBefore {
+        id: NodeId,
+        kind: LayerKind,
+    },
+    /// A new `kind` layer between `id` and all its consumers.
+    InsertAfter {
+        id: NodeId,
+        kind: LayerKind,
+    },
+    /// Change the layer's kind, keeping the parameters that still apply.
+    ReplaceKind {
+        id: NodeId,
+        kind: LayerKind,
+    },
+    /// Delete a one-input layer and wire its producer to its consumers.
+    DeleteAndBridge(NodeId),
+    /// Remove every wire into and out of the layer.
+    DisconnectAll(NodeId),
     // ---- history ----
     Undo,
     Redo,
@@ -164,6 +196,10 @@ pub enum Command {
     Duplicate,
     DeleteSelection,
     FitView,
+    /// Select the layer and bring it into view (find, error list).
+    FocusNode(NodeId),
+    /// Open the find-a-layer bar (Ctrl+F).
+    OpenFind,
     SetConventions(crate::infer::Conventions),
     ToggleCostTable,
     // ---- files ----
@@ -174,6 +210,9 @@ pub enum Command {
     ExportPng,
     /// Save the canvas as seen in the next frame to this PNG file.
     ExportPngTo(PathBuf),
+    /// Pick a file and draw the whole design there (SVG or PNG).
+    ExportDiagram,
+    ExportDiagramTo(PathBuf),
     /// Pick an ONNX model and open it as a new, unsaved design.
     ImportOnnx,
     ImportOnnxPath(PathBuf),
@@ -256,6 +295,13 @@ impl Command {
                 | Command::SetFrozen { .. }
                 | Command::ApplyFix(_)
                 | Command::AutoLayout
+                | Command::InsertOnWire { .. }
+                | Command::Rewire { .. }
+                | Command::InsertBefore { .. }
+                | Command::InsertAfter { .. }
+                | Command::ReplaceKind { .. }
+                | Command::DeleteAndBridge(_)
+                | Command::DisconnectAll(_)
         )
     }
 
@@ -324,26 +370,7 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
         Command::Paste { fragment, offset } => {
             out.select = Some(paste(graph, fragment, *offset));
         }
-        Command::Connect { from, to, input } => {
-            let input = match input {
-                Some(i) => *i,
-                None => graph
-                    .next_free_input(*to)
-                    .ok_or_else(|| match graph.node(*to) {
-                        Some(n) if n.kind.arity() == crate::graph::Arity::None => {
-                            GraphError::TakesNoInputs {
-                                node: n.name.clone(),
-                            }
-                            .to_string()
-                        }
-                        Some(n) => format!("`{}` already has its input wired", n.name),
-                        None => GraphError::NoSuchNode.to_string(),
-                    })?,
-            };
-            graph
-                .connect(*from, *to, input)
-                .map_err(|e| e.to_string())?;
-        }
+        Command::Connect { from, to, input } => connect_replacing(graph, *from, *to, *input)?,
         Command::Disconnect(edge) => {
             if !graph.disconnect(*edge) {
                 return Err("no such wire".into());
@@ -378,9 +405,257 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
             out.select = Some(apply_fix(graph, fix)?);
         }
         Command::AutoLayout => crate::graph::layout::auto_layout(graph),
+        Command::InsertOnWire {
+            edge,
+            kind,
+            position,
+        } => out.select = Some(insert_on_wire(graph, *edge, kind, *position)?),
+        Command::Rewire { old, to, input } => {
+            if !graph.disconnect(*old) {
+                return Err("no such wire".into());
+            }
+            connect_replacing(graph, old.from, *to, *input)?;
+        }
+        Command::InsertBefore { id, kind } => out.select = Some(insert_before(graph, *id, kind)?),
+        Command::InsertAfter { id, kind } => out.select = Some(insert_after(graph, *id, kind)?),
+        Command::ReplaceKind { id, kind } => {
+            let node = graph
+                .node_mut(*id)
+                .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+            if node.kind.arity() != kind.arity() {
+                return Err("cannot change the number of inputs of a layer".into());
+            }
+            node.kind = carry_parameters(&node.kind, kind.clone());
+        }
+        Command::DeleteAndBridge(id) => {
+            delete_and_bridge(graph, *id)?;
+            out.select = Some(BTreeSet::new());
+        }
+        Command::DisconnectAll(id) => {
+            let touching: Vec<Edge> = graph
+                .edges()
+                .iter()
+                .filter(|e| e.from == *id || e.to == *id)
+                .copied()
+                .collect();
+            for e in touching {
+                graph.disconnect(e);
+            }
+        }
         other => return Err(format!("{other:?} is not an edit")),
     }
     Ok(out)
+}
+
+/// Wires `from` into `to`: into `input`, or the lowest free one (a one-input
+/// layer's only input). A wire already feeding that input is replaced.
+fn connect_replacing(
+    graph: &mut Graph,
+    from: NodeId,
+    to: NodeId,
+    input: Option<usize>,
+) -> Result<(), String> {
+    let node = graph
+        .node(to)
+        .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+    let input = match (input, node.kind.arity()) {
+        (_, crate::graph::Arity::None) => {
+            return Err(GraphError::TakesNoInputs {
+                node: node.name.clone(),
+            }
+            .to_string());
+        }
+        (Some(i), _) => i,
+        (None, crate::graph::Arity::One) => 0,
+        (None, crate::graph::Arity::Many) => graph.next_free_input(to).unwrap_or(0),
+    };
+    let existing = graph
+        .edges()
+        .iter()
+        .find(|e| e.to == to && e.input == input)
+        .copied();
+    if let Some(old) = existing {
+        if old.from == from {
+            return Ok(());
+        }
+        graph.disconnect(old);
+    }
+    graph.connect(from, to, input).map_err(|e| e.to_string())
+}
+
+/// A fresh node of `kind` near `desired`, where it overlaps no other node.
+fn add_placed(graph: &mut Graph, kind: &LayerKind, desired: [f32; 2]) -> Result<NodeId, String> {
+    let name = graph.unique_name(&stem(kind));
+    let at = crate::graph::layout::free_position(graph, desired);
+    graph
+        .add_node(name, kind.clone(), at)
+        .map_err(|e| e.to_string())
+}
+
+fn one_input(kind: &LayerKind) -> Result<(), String> {
+    if kind.arity() == crate::graph::Arity::One {
+        Ok(())
+    } else {
+        Err(format!(
+            "only a one-input layer can go into a wire, not {}",
+            kind.display_name()
+        ))
+    }
+}
+
+fn insert_on_wire(
+    graph: &mut Graph,
+    edge: Edge,
+    kind: &LayerKind,
+    position: Option<[f32; 2]>,
+) -> Result<BTreeSet<NodeId>, String> {
+    one_input(kind)?;
+    let (Some(a), Some(b)) = (graph.node(edge.from), graph.node(edge.to)) else {
+        return Err(GraphError::NoSuchNode.to_string());
+    };
+    let desired = position.unwrap_or([
+        (a.position[0] + b.position[0]) / 2.0,
+        (a.position[1] + b.position[1]) / 2.0,
+    ]);
+    if !graph.disconnect(edge) {
+        return Err("no such wire".into());
+    }
+    let id = add_placed(graph, kind, desired)?;
+    graph.connect(edge.from, id, 0).map_err(|e| e.to_string())?;
+    graph
+        .connect(id, edge.to, edge.input)
+        .map_err(|e| e.to_string())?;
+    Ok(BTreeSet::from([id]))
+}
+
+/// One layer step along the canvas's top-to-bottom flow.
+fn row_step() -> f32 {
+    crate::graph::layout::NODE_SIZE[1] + crate::graph::layout::Orientation::TopToBottom.layer_gap()
+}
+
+fn insert_before(
+    graph: &mut Graph,
+    id: NodeId,
+    kind: &LayerKind,
+) -> Result<BTreeSet<NodeId>, String> {
+    one_input(kind)?;
+    let node = graph
+        .node(id)
+        .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+    if node.kind.arity() == crate::graph::Arity::None {
+        return Err(format!("`{}` takes no inputs", node.name));
+    }
+    let desired = [node.position[0], node.position[1] - row_step()];
+    let feed = graph
+        .edges()
+        .iter()
+        .find(|e| e.to == id && e.input == 0)
+        .copied();
+    let new = add_placed(graph, kind, desired)?;
+    if let Some(e) = feed {
+        graph.disconnect(e);
+        graph.connect(e.from, new, 0).map_err(|e| e.to_string())?;
+    }
+    graph.connect(new, id, 0).map_err(|e| e.to_string())?;
+    Ok(BTreeSet::from([new]))
+}
+
+fn insert_after(
+    graph: &mut Graph,
+    id: NodeId,
+    kind: &LayerKind,
+) -> Result<BTreeSet<NodeId>, String> {
+    one_input(kind)?;
+    let node = graph
+        .node(id)
+        .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+    let desired = [node.position[0], node.position[1] + row_step()];
+    let outs: Vec<Edge> = graph
+        .edges()
+        .iter()
+        .filter(|e| e.from == id)
+        .copied()
+        .collect();
+    let new = add_placed(graph, kind, desired)?;
+    for e in outs {
+        graph.disconnect(e);
+        graph
+            .connect(new, e.to, e.input)
+            .map_err(|e| e.to_string())?;
+    }
+    graph.connect(id, new, 0).map_err(|e| e.to_string())?;
+    Ok(BTreeSet::from([new]))
+}
+
+fn delete_and_bridge(graph: &mut Graph, id: NodeId) -> Result<(), String> {
+    let producer = graph.inputs_of(id).first().copied().flatten();
+    let (_, edges) = graph
+        .remove_node(id)
+        .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+    if let Some(p) = producer {
+        for e in edges.iter().filter(|e| e.from == id) {
+            graph.connect(p, e.to, e.input).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// `new` with the parameters of `old` that mean the same in it (a pool's
+/// window, a conv's filters as a dense layer's units and back).
+fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
+    use LayerKind::*;
+    match (old, new) {
+        (
+            MaxPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+            },
+            AvgPool2d { .. },
+        ) => AvgPool2d {
+            kernel: *kernel,
+            stride: *stride,
+            padding: *padding,
+            ceil_mode: *ceil_mode,
+        },
+        (
+            AvgPool2d {
+                kernel,
+                stride,
+                padding,
+                ceil_mode,
+            },
+            MaxPool2d { .. },
+        ) => MaxPool2d {
+            kernel: *kernel,
+            stride: *stride,
+            padding: *padding,
+            ceil_mode: *ceil_mode,
+        },
+        (Conv2d { filters, bias, .. }, Dense { .. }) => Dense {
+            units: *filters,
+            bias: *bias,
+        },
+        (
+            Dense { units, bias },
+            Conv2d {
+                kernel,
+                stride,
+                padding,
+                groups,
+                ..
+            },
+        ) => Conv2d {
+            filters: *units,
+            kernel,
+            stride,
+            padding,
+            groups,
+            bias: *bias,
+        },
+        (_, new) => new,
+    }
 }
 
 /// Stem for new node names: the kind's tag (`conv2d`, `add`, ...).
@@ -390,13 +665,10 @@ fn stem(kind: &LayerKind) -> String {
 
 fn add_item(graph: &mut Graph, item: &PaletteItem, position: [f32; 2]) -> BTreeSet<NodeId> {
     match item {
-        PaletteItem::Layer(kind) => {
-            let name = graph.unique_name(&stem(kind));
-            match graph.add_node(name, kind.clone(), position) {
-                Ok(id) => BTreeSet::from([id]),
-                Err(_) => BTreeSet::new(),
-            }
-        }
+        PaletteItem::Layer(kind) => match add_placed(graph, kind, position) {
+            Ok(id) => BTreeSet::from([id]),
+            Err(_) => BTreeSet::new(),
+        },
         PaletteItem::Block(block) => add_block(graph, *block, position),
     }
 }
@@ -548,7 +820,12 @@ fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String>
         return Err("the wire this fix repairs is gone".into());
     }
     let name = graph.unique_name(&format!("{}_{stem_name}", graph.name_of(from)));
-    let pos = [from_pos[0] + 110.0, from_pos[1] + 55.0];
+    // Beside the main column, in the shortcut's lane, a row below the source.
+    let column = crate::graph::layout::NODE_SIZE[0] + crate::graph::layout::NODE_GAP;
+    let pos = crate::graph::layout::free_position(
+        graph,
+        [from_pos[0] + column, from_pos[1] + row_step()],
+    );
     let id = graph.add_node(name, kind, pos).map_err(|e| e.to_string())?;
     graph.connect(from, id, 0).map_err(|e| e.to_string())?;
     for e in targets {
@@ -683,5 +960,166 @@ mod tests {
         assert_eq!(g.len(), 4);
         assert_eq!(g.edges().len(), 2);
         assert!(g.find("a_1").is_some());
+    }
+
+    fn chain() -> (Graph, NodeId, NodeId, NodeId) {
+        let mut g = Graph::new("t");
+        let i = g
+            .add_node(
+                "input",
+                LayerKind::Input {
+                    height: 8,
+                    width: 8,
+                    channels: 3,
+                },
+                [0.0, 0.0],
+            )
+            .unwrap();
+        let a = g.add_node("a", conv(4), [0.0, 124.0]).unwrap();
+        let b = g.add_node("b", LayerKind::Relu, [0.0, 248.0]).unwrap();
+        g.connect(i, a, 0).unwrap();
+        g.connect(a, b, 0).unwrap();
+        (g, i, a, b)
+    }
+
+    #[test]
+    fn insert_before_and_after_splice_the_chain() {
+        let (mut g, i, a, b) = chain();
+        let before = apply_edit(
+            &mut g,
+            &Command::InsertBefore {
+                id: a,
+                kind: LayerKind::BatchNorm {
+                    epsilon: 1e-3,
+                    momentum: 0.9,
+                },
+            },
+        )
+        .unwrap();
+        let bn = *before.select.unwrap().first().unwrap();
+        assert_eq!(g.inputs_of(bn), vec![Some(i)]);
+        assert_eq!(g.inputs_of(a), vec![Some(bn)]);
+        let after = apply_edit(
+            &mut g,
+            &Command::InsertAfter {
+                id: a,
+                kind: LayerKind::Dropout { rate: 0.5 },
+            },
+        )
+        .unwrap();
+        let d = *after.select.unwrap().first().unwrap();
+        assert_eq!(g.inputs_of(d), vec![Some(a)]);
+        assert_eq!(g.inputs_of(b), vec![Some(d)]);
+        // New nodes never land on top of existing ones.
+        let boxes: Vec<[f32; 2]> = g.nodes().map(|(_, n)| n.position).collect();
+        for (k, p) in boxes.iter().enumerate() {
+            for q in &boxes[k + 1..] {
+                let apart = (p[0] - q[0]).abs() >= 188.0 || (p[1] - q[1]).abs() >= 80.0;
+                assert!(apart, "{p:?} overlaps {q:?}");
+            }
+        }
+        assert!(analyze(&g).is_valid());
+    }
+
+    #[test]
+    fn delete_and_bridge_rewires_the_producer() {
+        let (mut g, i, a, b) = chain();
+        apply_edit(&mut g, &Command::DeleteAndBridge(a)).unwrap();
+        assert!(g.node(a).is_none());
+        assert_eq!(g.inputs_of(b), vec![Some(i)]);
+    }
+
+    #[test]
+    fn wire_insertion_rewire_and_replace_kind() {
+        let (mut g, i, a, b) = chain();
+        let edge = Edge {
+            from: a,
+            to: b,
+            input: 0,
+        };
+        let out = apply_edit(
+            &mut g,
+            &Command::InsertOnWire {
+                edge,
+                kind: LayerKind::Tanh,
+                position: None,
+            },
+        )
+        .unwrap();
+        let t = *out.select.unwrap().first().unwrap();
+        assert_eq!(g.inputs_of(t), vec![Some(a)]);
+        assert_eq!(g.inputs_of(b), vec![Some(t)]);
+        // Connecting into a wired input replaces its wire.
+        apply_edit(
+            &mut g,
+            &Command::Connect {
+                from: i,
+                to: b,
+                input: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(g.inputs_of(b), vec![Some(i)]);
+        apply_edit(
+            &mut g,
+            &Command::Rewire {
+                old: Edge {
+                    from: i,
+                    to: b,
+                    input: 0,
+                },
+                to: t,
+                input: Some(0),
+            },
+        )
+        .unwrap();
+        // The moved wire left b unfed and replaced t's feed.
+        assert_eq!(g.inputs_of(t), vec![Some(i)]);
+        assert_eq!(g.inputs_of(b), vec![None]);
+        g.connect(t, b, 0).unwrap();
+        let pool = LayerKind::MaxPool2d {
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: Padding::Same,
+            ceil_mode: false,
+        };
+        g.node_mut(b).unwrap().kind = pool;
+        apply_edit(
+            &mut g,
+            &Command::ReplaceKind {
+                id: b,
+                kind: LayerKind::AvgPool2d {
+                    kernel: [2, 2],
+                    stride: [2, 2],
+                    padding: Padding::Valid,
+                    ceil_mode: false,
+                },
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            g.node(b).unwrap().kind,
+            LayerKind::AvgPool2d {
+                kernel: [3, 3],
+                stride: [2, 2],
+                padding: Padding::Same,
+                ceil_mode: false,
+            }
+        );
+        // A multi-input layer cannot go into a wire.
+        let err = apply_edit(
+            &mut g,
+            &Command::InsertOnWire {
+                edge: Edge {
+                    from: t,
+                    to: b,
+                    input: 0,
+                },
+                kind: LayerKind::Add,
+                position: None,
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("one-input"), "{err}");
     }
 }

@@ -12,8 +12,10 @@ pub mod compare;
 pub mod cost_table;
 pub mod document;
 pub mod files;
+pub mod find;
 pub mod frame_stats;
 pub mod inspector;
+pub mod minimap;
 pub mod palette;
 pub mod training;
 
@@ -242,6 +244,32 @@ impl NetloomApp {
         }
     }
 
+    /// Draws the whole active design as on the canvas (SVG or PNG by extension).
+    fn export_diagram(&self, path: &Path) -> Result<(), String> {
+        use crate::render::{Diagram, RenderOptions};
+        let doc = self.doc();
+        let options = RenderOptions {
+            conventions: self.conventions,
+            ..Default::default()
+        };
+        let diagram = Diagram::build(&doc.graph, &doc.analysis, &options);
+        let bytes = match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("png") => {
+                let (image, _) = crate::render::png(&diagram, 1.0).map_err(|e| e.to_string())?;
+                let mut bytes = Vec::new();
+                image
+                    .write_to(
+                        &mut std::io::Cursor::new(&mut bytes),
+                        image::ImageFormat::Png,
+                    )
+                    .map_err(|e| e.to_string())?;
+                bytes
+            }
+            _ => crate::render::svg(&diagram).into_bytes(),
+        };
+        file::write_atomically(path, &bytes).map_err(|e| e.to_string())
+    }
+
     fn notify(&mut self, ctx: &egui::Context, text: impl Into<String>, error: bool) {
         let now = ctx.input(|i| i.time);
         self.notice = Some(Notice {
@@ -383,6 +411,15 @@ impl NetloomApp {
                 }
             }
             Command::FitView => self.tab_mut().canvas.fit_requested = true,
+            Command::FocusNode(id) => {
+                let tab = self.tab_mut();
+                if let Some(n) = tab.doc.graph.node(id) {
+                    let rect = egui::Rect::from_min_size(n.position.into(), canvas::NODE_SIZE);
+                    tab.canvas.focus(rect);
+                    tab.selection = BTreeSet::from([id]);
+                }
+            }
+            Command::OpenFind => self.tab_mut().canvas.find.open(),
             Command::SetConventions(c) => self.conventions = c,
             Command::ToggleCostTable => self.show_cost_table = !self.show_cost_table,
             Command::New if self.guard_replace(&Command::New) => {
@@ -439,6 +476,21 @@ impl NetloomApp {
                 self.pending_png = Some((path, rx));
                 ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
             }
+            Command::ExportDiagram => {
+                let name = format!("{}.svg", self.doc().graph.name);
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("SVG drawing", &["svg"])
+                    .add_filter("PNG image", &["png"])
+                    .set_file_name(name)
+                    .save_file()
+                {
+                    self.execute(ctx, Command::ExportDiagramTo(path));
+                }
+            }
+            Command::ExportDiagramTo(path) => match self.export_diagram(&path) {
+                Ok(()) => self.notify(ctx, format!("Diagram saved to {}", path.display()), false),
+                Err(e) => self.notify(ctx, format!("Could not save {}: {e}", path.display()), true),
+            },
             Command::ImportOnnx => {
                 if !self.guard_replace(&Command::ImportOnnx) {
                     return;
@@ -776,6 +828,9 @@ impl NetloomApp {
             {
                 out.push(Command::DeleteSelection);
             }
+            if i.consume_shortcut(&cmd(Key::F)) {
+                out.push(Command::OpenFind);
+            }
             if i.consume_key(Modifiers::NONE, Key::F) {
                 out.push(Command::FitView);
             }
@@ -857,6 +912,9 @@ impl NetloomApp {
                 if ui.button("Import ONNX…").clicked() {
                     q.push(Command::ImportOnnx);
                 }
+                if ui.button("Export diagram (SVG or PNG)…").clicked() {
+                    q.push(Command::ExportDiagram);
+                }
                 if ui.button("Export canvas as PNG…").clicked() {
                     q.push(Command::ExportPng);
                 }
@@ -918,8 +976,11 @@ impl NetloomApp {
                 }
             });
             ui.menu_button("View", |ui| {
-                if ui.button("Fit view").clicked() {
+                if ui.button("Fit view (F)").clicked() {
                     q.push(Command::FitView);
+                }
+                if ui.button("Find layer… (Ctrl+F)").clicked() {
+                    q.push(Command::OpenFind);
                 }
                 if ui.button("Toggle cost table").clicked() {
                     q.push(Command::ToggleCostTable);
@@ -1003,15 +1064,23 @@ impl NetloomApp {
             if ui.button("Auto-layout").clicked() {
                 self.queue.push(Command::AutoLayout);
             }
-            let errors = doc.analysis.errors().len();
-            if errors > 0 {
-                ui.colored_label(
-                    ui.visuals().error_fg_color,
-                    format!(
-                        "{errors} layer{} with errors",
-                        if errors == 1 { "" } else { "s" }
-                    ),
-                );
+            let errors = doc.analysis.errors();
+            if !errors.is_empty() {
+                let text = egui::RichText::new(format!(
+                    "{} layer{} with errors",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                ))
+                .color(ui.visuals().error_fg_color);
+                ui.menu_button(text, |ui| {
+                    for (id, err) in &errors {
+                        let line = format!("{}: {}", doc.graph.name_of(*id), err.message);
+                        if ui.button(line).clicked() {
+                            self.queue.push(Command::FocusNode(*id));
+                            ui.close();
+                        }
+                    }
+                });
             } else if doc.analysis.design_error.is_none() && !doc.graph.is_empty() {
                 ui.weak("Design is valid");
             }
@@ -1367,6 +1436,7 @@ impl NetloomApp {
                     .current()
                     .filter(|r| r.tab == self.active)
                     .map(|_| &self.training.live),
+                generation: tab.doc.generation,
             };
             let cmds = tab.canvas.ui(ui, &input);
             self.queue.extend(cmds);
