@@ -1151,8 +1151,17 @@ impl NetloomApp {
                         egui::ScrollArea::vertical()
                             .id_salt("setup_scroll")
                             .show(ui, |ui| {
-                                let cmds =
-                                    training::panel::setup_ui(ui, &self.training.setup, editable);
+                                let memory = training::panel::memory_estimate_text(
+                                    &tab.doc.graph,
+                                    &tab.doc.analysis,
+                                    &self.training.setup,
+                                );
+                                let cmds = training::panel::setup_ui(
+                                    ui,
+                                    &self.training.setup,
+                                    editable,
+                                    &memory,
+                                );
                                 self.queue.extend(cmds);
                             });
                     });
