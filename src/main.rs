@@ -251,7 +251,7 @@ fn json_line(graph: &Graph, conventions: &Conventions) -> Result<String, String>
 
 /// Refuses a benchmark whose plan would not fit the memory budget (or whose
 /// design has errors, naming the layer).
-fn check_bench_memory(graph: &Graph, batch: usize, limit: Option<u64>) -> Result<(), String> {
+fn check_bench_memory(graph: &Graph, batch: usize, limit: Option<u64>) -> Result<u64, String> {
     use netloom::train::memory::{Budget, Purpose, estimate};
     let analysis = analyze(graph);
     if !analysis.is_valid() {
@@ -269,7 +269,8 @@ fn check_bench_memory(graph: &Graph, batch: usize, limit: Option<u64>) -> Result
     );
     Budget::new(limit)
         .check(&e)
-        .map_err(|e| format!("benchmarking `{}` {e}", graph.name))
+        .map_err(|e| format!("benchmarking `{}` {e}", graph.name))?;
+    Ok(e.total())
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -321,7 +322,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }) => {
             let path = design.unwrap_or_else(netloom::default_design_path);
             let graph = load(&path)?;
-            check_bench_memory(&graph, batch, memory_limit)?;
+            let estimate = check_bench_memory(&graph, batch, memory_limit)?;
             if !json {
                 eprintln!(
                     "timing {} at batch {batch}: 3 warm-up steps, then {steps} training steps and {steps} forward passes…",
@@ -352,7 +353,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     100.0 * r.train_efficiency,
                     100.0 * r.forward_efficiency
                 );
-                println!("peak RSS          {:.0} MB", r.peak_rss_mb);
+                println!(
+                    "peak RSS          {:.0} MB (estimated {:.0} MB before compiling)",
+                    r.peak_rss_mb,
+                    estimate as f64 / 1e6
+                );
                 println!("slowest layers (ms per training step):");
                 for l in r.layers.iter().take(8) {
                     println!("  {:<24}{:>8.2}{}", l.name, l.ms, layer_rate(l.gflops));

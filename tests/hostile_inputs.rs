@@ -724,3 +724,23 @@ fn resuming_past_the_last_epoch_says_there_is_nothing_to_do() {
     assert!(tmp.is_empty(), "{tmp:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn classes_missing_from_the_training_split_are_announced() {
+    let dir = scratch("testonly");
+    for (split, class) in [("train", "a"), ("train", "b"), ("test", "a"), ("test", "c")] {
+        let folder = dir.join(split).join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        png(&folder.join("0.png"), 4, false);
+    }
+    let opts = netloom::data::LoadOptions::for_input(4, 4, 3);
+    let splits = netloom::data::load(&dir, &opts, &mut |_, _| {}).unwrap();
+    assert_eq!(splits.class_names(), ["a", "b", "c"]);
+    assert!(
+        splits.notices.iter().any(|n| n
+            == "class `c` appears only outside the training split, so the model cannot learn it"),
+        "{:?}",
+        splits.notices
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -90,6 +90,8 @@ fn batches(h: &Harness<'static, NetloomApp>) -> usize {
 fn a_run_plots_its_loss_and_pause_resume_stop_change_its_state() {
     let (mut h, dir) = tiny_app(1000);
     assert!(has(&h, "Loss plot with 0 points"));
+    // Run setup shows the run's memory estimate for the chosen batch.
+    assert!(has(&h, " at batch 8"), "memory estimate at batch 8");
     click(&mut h, "Train");
     wait_until(&mut h, "loss points", |h| batches(h) >= 3);
     assert!(has(&h, "Loss plot with") && !has(&h, "Loss plot with 0 points"));

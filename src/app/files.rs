@@ -27,6 +27,20 @@ pub struct Recovery {
     pub graph: Graph,
     /// The file the design was being edited from, if any.
     pub original: Option<PathBuf>,
+    /// The other unsaved tabs of that session (compare tabs), in order.
+    pub others: Vec<(Graph, Option<PathBuf>)>,
+}
+
+/// The recovery files of the `index`-th unsaved tab.
+fn recovery_names(index: usize) -> (String, String) {
+    if index == 0 {
+        ("recovery.json".into(), "recovery.path".into())
+    } else {
+        (
+            format!("recovery-{index}.json"),
+            format!("recovery-{index}.path"),
+        )
+    }
 }
 
 impl AppFiles {
@@ -36,37 +50,67 @@ impl AppFiles {
 
     /// Writes the working design to the recovery file.
     pub fn autosave(&self, graph: &Graph, original: Option<&Path>) -> std::io::Result<()> {
-        let (Some(design), Some(meta)) = (self.path("recovery.json"), self.path("recovery.path"))
-        else {
-            return Ok(());
-        };
-        if let Some(d) = &self.dir {
-            std::fs::create_dir_all(d)?;
-        }
-        file::write_atomically(&design, file::to_json(graph).as_bytes())?;
-        let original = original
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        file::write_atomically(&meta, original.as_bytes())
+        self.autosave_all(&[(graph, original)])
     }
 
-    /// The design left behind by a session that did not end cleanly.
-    pub fn recovery(&self) -> Option<Recovery> {
-        let design = self.path("recovery.json")?;
-        let graph = file::load(&design).ok()?;
+    /// Writes every unsaved design (one per tab) to its recovery file and
+    /// removes those of tabs that are gone.
+    pub fn autosave_all(&self, designs: &[(&Graph, Option<&Path>)]) -> std::io::Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir)?;
+        for (i, (graph, original)) in designs.iter().enumerate() {
+            let (design, meta) = recovery_names(i);
+            file::write_atomically(&dir.join(design), file::to_json(graph).as_bytes())?;
+            let original = original
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            file::write_atomically(&dir.join(meta), original.as_bytes())?;
+        }
+        self.remove_recovery_from(designs.len());
+        Ok(())
+    }
+
+    /// The `index`-th design left behind, with the file it came from.
+    fn recovered(&self, index: usize) -> Option<(Graph, Option<PathBuf>)> {
+        let (design, meta) = recovery_names(index);
+        let graph = file::load(&self.path(&design)?).ok()?;
         let original = self
-            .path("recovery.path")
+            .path(&meta)
             .and_then(|p| std::fs::read_to_string(p).ok())
             .filter(|s| !s.trim().is_empty())
             .map(|s| PathBuf::from(s.trim()));
-        Some(Recovery { graph, original })
+        Some((graph, original))
     }
 
-    /// Removes the recovery file (after a save or a clean exit).
+    /// The designs left behind by a session that did not end cleanly.
+    pub fn recovery(&self) -> Option<Recovery> {
+        let (graph, original) = self.recovered(0)?;
+        let others = (1..).map_while(|i| self.recovered(i)).collect();
+        Some(Recovery {
+            graph,
+            original,
+            others,
+        })
+    }
+
+    /// Removes the recovery files (after a save or a clean exit).
     pub fn clear_recovery(&self) {
-        for name in ["recovery.json", "recovery.path"] {
-            if let Some(p) = self.path(name) {
-                let _ = std::fs::remove_file(p);
+        self.remove_recovery_from(0);
+    }
+
+    /// Removes the recovery files of tabs `from` and later.
+    fn remove_recovery_from(&self, from: usize) {
+        for i in from.. {
+            let (design, meta) = recovery_names(i);
+            let Some(p) = self.path(&design) else { return };
+            let existed = std::fs::remove_file(p).is_ok();
+            if let Some(m) = self.path(&meta) {
+                let _ = std::fs::remove_file(m);
+            }
+            if !existed && i > 0 {
+                return;
             }
         }
     }
@@ -116,6 +160,17 @@ mod tests {
         let r = files.recovery().unwrap();
         assert_eq!(r.graph.len(), g.len());
         assert_eq!(r.original, Some(PathBuf::from("/tmp/x.json")));
+        files.clear_recovery();
+        assert!(files.recovery().is_none());
+        // Every unsaved tab is kept; fewer tabs later remove the extra files.
+        let b = crate::graph::blocks::resnet_mini();
+        files.autosave_all(&[(&g, None), (&b, None)]).unwrap();
+        let r = files.recovery().unwrap();
+        assert_eq!(r.others.len(), 1);
+        assert_eq!(r.others[0].0.len(), b.len());
+        files.autosave_all(&[(&b, None)]).unwrap();
+        let r = files.recovery().unwrap();
+        assert_eq!((r.graph.len(), r.others.len()), (b.len(), 0));
         files.clear_recovery();
         assert!(files.recovery().is_none());
         let list = files.push_recent(Path::new("/a.json"));

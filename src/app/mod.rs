@@ -127,7 +127,8 @@ pub struct NetloomApp {
     recovery: Option<Recovery>,
     allow_close: bool,
     last_autosave: f64,
-    autosaved_generation: Option<u64>,
+    /// Generations of the tabs at the last autosave.
+    autosaved_generation: Option<Vec<u64>>,
     title: String,
     /// Commands issued by modals and menus during this frame.
     queue: Vec<Command>,
@@ -563,6 +564,11 @@ impl NetloomApp {
                 if let Some(r) = self.recovery.take() {
                     self.replace_active(r.graph, r.original);
                     self.tab_mut().doc.dirty = true;
+                    for (graph, path) in r.others {
+                        let mut tab = Tab::new(Document::new(graph, path));
+                        tab.doc.dirty = true;
+                        self.tabs.push(tab);
+                    }
                 }
             }
             Command::DiscardRecovery => {
@@ -865,10 +871,21 @@ impl NetloomApp {
             return;
         }
         self.last_autosave = now;
-        let doc = &self.tabs[self.active].doc;
-        if doc.dirty && self.autosaved_generation != Some(doc.generation) {
-            match self.files.autosave(&doc.graph, doc.path.as_deref()) {
-                Ok(()) => self.autosaved_generation = Some(doc.generation),
+        // Every tab with unsaved edits, the active one first.
+        let order =
+            std::iter::once(self.active).chain((0..self.tabs.len()).filter(|&i| i != self.active));
+        let unsaved: Vec<&Document> = order
+            .map(|i| &self.tabs[i].doc)
+            .filter(|d| d.dirty)
+            .collect();
+        let generations: Vec<u64> = self.tabs.iter().map(|t| t.doc.generation).collect();
+        if !unsaved.is_empty() && self.autosaved_generation.as_ref() != Some(&generations) {
+            let designs: Vec<(&Graph, Option<&std::path::Path>)> = unsaved
+                .iter()
+                .map(|d| (&d.graph, d.path.as_deref()))
+                .collect();
+            match self.files.autosave_all(&designs) {
+                Ok(()) => self.autosaved_generation = Some(generations),
                 Err(e) => self.notify(ctx, format!("Autosave failed: {e}"), true),
             }
         }
@@ -1182,8 +1199,13 @@ impl NetloomApp {
             let layers = r.graph.len();
             let resp = egui::Modal::new(egui::Id::unique("recovery_modal")).show(ctx, |ui| {
                 ui.heading("Recover unsaved work?");
+                let more = match r.others.len() {
+                    0 => String::new(),
+                    1 => ", with 1 more unsaved tab".into(),
+                    n => format!(", with {n} more unsaved tabs"),
+                };
                 ui.label(format!(
-                    "Netloom did not close cleanly. An autosaved copy of {what} ({layers} layers) was found."
+                    "Netloom did not close cleanly. An autosaved copy of {what} ({layers} layers{more}) was found."
                 ));
                 ui.add_space(8.0);
                 ui.horizontal(|ui| {
@@ -1286,8 +1308,17 @@ impl NetloomApp {
                         egui::ScrollArea::vertical()
                             .id_salt("setup_scroll")
                             .show(ui, |ui| {
-                                let cmds =
-                                    training::panel::setup_ui(ui, &self.training.setup, editable);
+                                let memory = training::panel::memory_estimate_text(
+                                    &tab.doc.graph,
+                                    &tab.doc.analysis,
+                                    &self.training.setup,
+                                );
+                                let cmds = training::panel::setup_ui(
+                                    ui,
+                                    &self.training.setup,
+                                    editable,
+                                    &memory,
+                                );
                                 self.queue.extend(cmds);
                             });
                     });

@@ -492,12 +492,45 @@ fn temp_path(target: &Path) -> PathBuf {
 /// failure.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = save_target(path);
+    remove_stale_temps(&target);
     let tmp = temp_path(&target);
     let result = write_then_rename(&tmp, &target, bytes);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes temporary files of earlier saves to `target` whose process is
+/// gone (a save that was killed mid-write), so they do not pile up.
+fn remove_stale_temps(target: &Path) {
+    // Whether a process is alive is read from /proc; without it, keep everything.
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let (Some(dir), Some(name)) = (
+        temp_path(target).parent().map(Path::to_path_buf),
+        target.file_name(),
+    ) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let pid = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn write_then_rename(tmp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -783,6 +816,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
         let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // A temporary file of a killed save (a process that is gone) is cleaned up.
+        let stale = dir.join(".real.json.4294967295.tmp");
+        std::fs::write(&stale, "partial").unwrap();
+        write_atomically(&link, b"newer").unwrap();
+        assert!(!stale.exists());
         // A failed save (the target is a folder) leaves no temporary file behind.
         let sub = dir.join("sub");
         std::fs::create_dir_all(&sub).unwrap();

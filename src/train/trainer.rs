@@ -1988,10 +1988,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failed_checkpoint_is_reported_and_retried_and_the_run_goes_on() {
-        let dir = scratch("checkpoint");
-        let graph = file::from_json(
+    fn tiny_graph() -> Graph {
+        file::from_json(
             r#"{"format":"netloom-design","version":1,"nodes":[
             {"name":"in","kind":"input","height":4,"width":4,"channels":3},
             {"name":"gap","kind":"global_avg_pool"},
@@ -1999,8 +1997,32 @@ mod tests {
             {"name":"sm","kind":"softmax"}],
             "edges":[{"from":"in","to":"gap"},{"from":"gap","to":"fc"},{"from":"fc","to":"sm"}]}"#,
         )
-        .unwrap();
-        let mut config = TrainConfig::new(graph, DataSource::Splits(Box::new(two_classes())));
+        .unwrap()
+    }
+
+    #[test]
+    fn a_run_over_its_memory_budget_is_refused_with_the_estimate() {
+        // The designer's Train goes through here too.
+        let mut config =
+            TrainConfig::new(tiny_graph(), DataSource::Splits(Box::new(two_classes())));
+        config.autostart = true;
+        config.memory_limit = Some(1000);
+        let trainer = Trainer::spawn(config).unwrap();
+        let outcome = trainer.join().unwrap();
+        match outcome.end {
+            RunEnd::Failed(msg) => {
+                assert!(msg.starts_with("training `untitled` needs ~"), "{msg}");
+                assert!(msg.contains("at batch 32; --memory-limit is 1 kB"), "{msg}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_checkpoint_is_reported_and_retried_and_the_run_goes_on() {
+        let dir = scratch("checkpoint");
+        let mut config =
+            TrainConfig::new(tiny_graph(), DataSource::Splits(Box::new(two_classes())));
         config.epochs = 3;
         config.batch_size = 4;
         config.val_fraction = 0.0;

@@ -5,6 +5,9 @@ use super::{
     OptimizerChoice, RunRecord, RunSetup, RunStatus, ScheduleChoice, StartFrom, TrainingSession,
 };
 use crate::app::command::Command;
+use crate::graph::Graph;
+use crate::infer::Analysis;
+use crate::train::memory;
 use egui::{Color32, DragValue, RichText, Ui};
 use egui_plot::{Line, LineStyle, Plot, PlotPoints, Points};
 
@@ -54,8 +57,32 @@ fn choice<T: Copy + PartialEq>(
         .labelled_by(l.id);
 }
 
+/// The memory a run of `graph` with `setup` is estimated to need (the
+/// trainer refuses a run over its budget with the same figure).
+pub fn memory_estimate_text(graph: &Graph, analysis: &Analysis, setup: &RunSetup) -> String {
+    if !analysis.is_valid() {
+        return "- (the design has errors)".into();
+    }
+    let optimizer_slots = match setup.optimizer {
+        OptimizerChoice::Adam => 2,
+        OptimizerChoice::SgdMomentum | OptimizerChoice::Nesterov => 1,
+    };
+    let e = memory::estimate(
+        graph,
+        analysis,
+        setup.batch_size,
+        memory::Purpose::Train { optimizer_slots },
+    );
+    format!(
+        "~{} at batch {}",
+        memory::human_bytes(e.total()),
+        setup.batch_size
+    )
+}
+
 /// The setup column: returns the edited setup when something changed.
-pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool) -> Vec<Command> {
+/// `memory` is the run's estimated memory ([`memory_estimate_text`]).
+pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool, memory: &str) -> Vec<Command> {
     let mut out = Vec::new();
     let mut s = setup.clone();
     ui.add_enabled_ui(editable, |ui| {
@@ -161,6 +188,10 @@ pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool) -> Vec<Command> {
                 });
                 ui.end_row();
                 labelled(ui, "Seed", DragValue::new(&mut s.seed));
+                ui.end_row();
+                ui.label("Memory");
+                ui.label(memory)
+                    .on_hover_text("estimated before training: activations and gradients × batch, parameters, optimizer state, workspaces");
                 ui.end_row();
                 ui.label("Start from");
                 ui.vertical(|ui| {
