@@ -196,9 +196,11 @@ fn a_background_run_trains_at_low_priority_on_its_own_workers() {
             Some((name.trim().to_string(), nice))
         })
         .collect();
-    let nice_of = |n: &str| threads.iter().find(|(name, _)| name == n).map(|t| t.1);
-    assert_eq!(nice_of("netloom-trainer"), Some(10), "{threads:?}");
-    assert_eq!(nice_of("netloom-train-0"), Some(10), "{threads:?}");
+    // Tests run in parallel in this process, so other runs' trainers (at
+    // normal priority) may be listed too: this run's must be among them.
+    let niced = |n: &str| threads.iter().any(|(name, nice)| name == n && *nice == 10);
+    assert!(niced("netloom-trainer"), "{threads:?}");
+    assert!(niced("netloom-train-0"), "{threads:?}");
     // This (test) thread keeps its priority.
     assert!(threads.iter().any(|(_, nice)| *nice == 0), "{threads:?}");
     t.send(Command::Stop);

@@ -268,6 +268,10 @@ fn block_template_inserts_wired_valid_nodes() {
     let doc = h.state().doc();
     assert!(doc.graph.len() > 10);
     assert!(doc.analysis.is_valid());
+    // Only nodes in view are drawn (and so in the accessibility tree): fit first.
+    let ctx = h.ctx.clone();
+    h.state_mut().execute(&ctx, Command::FitView);
+    h.run();
     assert!(
         has(&h, "concat · Concat · out 28×28×256"),
         "concat · Concat · out 28×28×256"
