@@ -514,6 +514,30 @@ mod tests {
     }
 
     #[test]
+    fn wires_go_around_a_node_the_user_moved_into_their_way() {
+        let mut g = blocks::resnet_identity_block_preset();
+        layout::auto_layout(&mut g);
+        // Drag the second conv onto the skip lane, and the output far to the left.
+        let moved = g.find("res2b_2b").unwrap();
+        g.node_mut(moved).unwrap().position[0] += 120.0;
+        let out = g.find("res2b_out").unwrap();
+        g.node_mut(out).unwrap().position = [-700.0, -300.0];
+        let boxes = node_boxes(&g);
+        let r = route(&g, &boxes, Orientation::TopToBottom);
+        for w in &r.wires {
+            for id in g.node_ids() {
+                if id == w.edge.from || id == w.edge.to {
+                    continue;
+                }
+                let b = boxes[id.index()].unwrap();
+                for s in w.points.windows(2) {
+                    assert!(!b.hit_by_segment(s[0], s[1], 0.5), "{w:?} hits {id:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn segments_clip_against_boxes() {
         let b = Box2::from_min_size([0.0, 0.0], [10.0, 10.0]);
         assert!(b.hit_by_segment([-5.0, 5.0], [15.0, 5.0], 0.5));
