@@ -97,10 +97,13 @@ pub(crate) fn param_shapes(
 /// `None` means the orders agree.
 /// Flatten layers named in `hwc_flattens` already flatten in H·W·C order on
 /// the framework side (a Transpose to NHWC preceded them in the source model).
+/// A flattened vector longer than `largest` (the largest tensor to convert)
+/// gets no order: no tensor could use it, and it is never allocated.
 pub(crate) fn vector_orders(
     graph: &Graph,
     analysis: &Analysis,
     hwc_flattens: &HashSet<String>,
+    largest: usize,
 ) -> Result<Vec<Option<Vec<usize>>>, InteropError> {
     let mut orders: Vec<Option<Vec<usize>>> = vec![None; graph.id_capacity()];
     for &id in &analysis.order {
@@ -113,7 +116,9 @@ pub(crate) fn vector_orders(
         let order = match &node.kind {
             LayerKind::Flatten if hwc_flattens.contains(&node.name) => None,
             LayerKind::Flatten => match in_shape {
-                Some(Shape::Volume { h, w, c }) if h * w > 1 && c > 1 => {
+                Some(s @ Shape::Volume { h, w, c })
+                    if h * w > 1 && c > 1 && s.elements() <= largest as u64 =>
+                {
                     let (h, w, c) = (h as usize, w as usize, c as usize);
                     let mut perm = vec![0; h * w * c];
                     for i in 0..h {
@@ -241,7 +246,8 @@ fn convert(
     dir: Direction,
     hwc_flattens: &HashSet<String>,
 ) -> Result<(Tensors, Vec<String>), InteropError> {
-    let orders = vector_orders(graph, analysis, hwc_flattens)?;
+    let largest = tensors.values().map(|(_, v)| v.len()).max().unwrap_or(0);
+    let orders = vector_orders(graph, analysis, hwc_flattens, largest)?;
     let mut out = tensors.clone();
     let mut misfits = Vec::new();
     for (id, node) in graph.nodes() {
@@ -356,5 +362,32 @@ pub(crate) fn design_errors(graph: &Graph, analysis: &Analysis) -> Option<String
         }
     } else {
         Some(errors.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::file;
+    use crate::infer::analyze;
+
+    #[test]
+    fn a_flatten_order_is_built_only_when_a_tensor_could_use_it() {
+        // Found by the onnx_import fuzz target: a huge Flatten allocated its
+        // permutation (8 bytes per value) though no weight could need it.
+        let g = file::from_json(
+            r#"{"format":"netloom-design","version":1,"nodes":[
+            {"name":"in","kind":"input","height":100,"width":100,"channels":3},
+            {"name":"flat","kind":"flatten"},
+            {"name":"fc","kind":"dense","units":2}],
+            "edges":[{"from":"in","to":"flat"},{"from":"flat","to":"fc"}]}"#,
+        )
+        .unwrap();
+        let a = analyze(&g);
+        let flat = g.find("flat").unwrap().index();
+        let none = vector_orders(&g, &a, &HashSet::new(), 10).unwrap();
+        assert!(none[flat].is_none());
+        let some = vector_orders(&g, &a, &HashSet::new(), 60_000).unwrap();
+        assert_eq!(some[flat].as_ref().map(Vec::len), Some(30_000));
     }
 }
