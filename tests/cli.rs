@@ -1,19 +1,8 @@
 //! The `netloom` binary's headless commands, run as a user would.
 
-use std::process::Command;
+mod common;
 
-fn netloom(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netloom"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run netloom");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::netloom;
 
 #[test]
 fn compare_inception_prints_the_ratio() {

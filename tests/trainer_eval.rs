@@ -8,7 +8,6 @@ use netloom::data::ChannelStats;
 use netloom::train::eval::{self, EvalOptions};
 use netloom::train::trainer::RunEnd;
 use std::path::Path;
-use std::process::Command;
 
 fn train_and_save(path: &Path, seed: u64) {
     let mut c = config(3, 4);
@@ -83,18 +82,6 @@ fn multi_crop_and_ensembles() {
         assert!((f - (x + y) / 2.0).abs() < 1e-5, "{f} vs {x},{y}");
     }
     let _ = ChannelStats::identity(3);
-}
-
-fn netloom(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netloom"))
-        .args(args)
-        .output()
-        .expect("run netloom");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -129,3 +129,17 @@ pub fn write_png_folder(root: &std::path::Path) {
     }
     std::fs::write(root.join("train/a/corrupt.png"), b"not a png").expect("write");
 }
+
+/// Runs the `netloom` binary from the repository root: (exit code, stdout, stderr).
+pub fn netloom(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netloom"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run netloom");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
