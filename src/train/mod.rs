@@ -14,10 +14,12 @@
 pub mod backward;
 pub mod eval;
 pub mod experiment;
+pub mod feed;
 pub mod forward;
 pub mod memory;
 pub mod optim;
 pub mod plan;
+pub mod prepare;
 pub mod trainer;
 pub mod weights;
 
