@@ -426,3 +426,47 @@ fn the_learning_rate_finder_plots_its_curve_offers_its_rate_and_leaves_the_runs_
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn right_clicking_a_layer_parameter_offers_a_sweep_of_it() {
+    let mut h = harness(tiny_design(3));
+    let c2 = h.state().doc().graph.find("c2").unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::Select([c2].into_iter().collect()));
+    h.run();
+    assert!(!h.state().sweep_dialog.open);
+    h.get_by_label("Filters").click_secondary();
+    h.run();
+    h.get_by_role_and_label(egui::Role::Button, "Sweep…")
+        .click();
+    h.run();
+    let dialog = &h.state().sweep_dialog;
+    assert!(dialog.open, "the Sweep dialog opened");
+    assert_eq!(dialog.target, "c2.filters");
+    assert!(has(&h, "Start sweep"));
+    // The same on another parameter presets that one.
+    h.get_by_label("Groups").click_secondary();
+    h.run();
+    h.get_by_role_and_label(egui::Role::Button, "Sweep…")
+        .click();
+    h.run();
+    assert_eq!(h.state().sweep_dialog.target, "c2.groups");
+}
+
+#[test]
+fn the_inspector_shows_the_training_memory_estimate() {
+    let h = harness(tiny_design(3));
+    let doc = h.state().doc();
+    let expected = netloom::app::training::panel::memory_estimate_text(
+        &doc.graph,
+        &doc.analysis,
+        &h.state().training.setup,
+    );
+    assert!(
+        expected.starts_with('~') && expected.contains("at batch 32"),
+        "{expected}"
+    );
+    assert!(has(&h, "Training memory"));
+    assert!(has(&h, &expected), "the inspector shows {expected}");
+}

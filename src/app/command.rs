@@ -271,6 +271,11 @@ pub enum Command {
     },
     /// Open the Sweep dialog on the selected layer's parameters.
     OpenSweepDialog,
+    /// Open the Sweep dialog preset to parameter `param` (its design-file name) of `node`.
+    OpenSweepOn {
+        node: NodeId,
+        param: String,
+    },
     /// Queue one run per value and train them one after another.
     StartSweep(Box<super::training::sweep::SweepRequest>),
     /// Run the learning-rate range test on a copy of the active design.
@@ -329,6 +334,7 @@ impl Command {
                 | Command::ProbeNode { .. }
                 | Command::ShowFeatureMapsOf { .. }
                 | Command::OpenSweepDialog
+                | Command::OpenSweepOn { .. }
                 | Command::StartSweep(_)
                 | Command::FindLearningRate
                 | Command::UseLearningRate(_)

@@ -103,7 +103,7 @@ pub struct NetloomApp {
     /// Runs of this session and their trainer.
     pub training: training::TrainingSession,
     training_views: training::views::TrainingViews,
-    sweep_dialog: training::sweep_view::SweepDialog,
+    pub sweep_dialog: training::sweep_view::SweepDialog,
     pub lr_finder: training::lr_finder::LrFinder,
     /// A canvas PNG export waiting for the screenshot of the next frame.
     pending_png: Option<(
@@ -652,6 +652,11 @@ impl NetloomApp {
                     .then(|| tab.selection.first().copied())
                     .flatten();
                 self.sweep_dialog.open_for(&tab.doc.graph, node);
+                Ok(())
+            }
+            Command::OpenSweepOn { node, param } => {
+                let graph = &self.tabs[self.active].doc.graph;
+                self.sweep_dialog.open_on(graph, node, &param);
                 Ok(())
             }
             Command::StartSweep(request) => {
@@ -1416,9 +1421,14 @@ impl NetloomApp {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     ui.heading("Inspector");
                     let tab = &self.tabs[self.active];
-                    let cmds = self
-                        .inspector
-                        .ui(ui, &tab.doc, &tab.selection, &self.conventions);
+                    let memory = training::panel::memory_estimate_text(
+                        &tab.doc.graph,
+                        &tab.doc.analysis,
+                        &self.training.setup,
+                    );
+                    let cmds =
+                        self.inspector
+                            .ui(ui, &tab.doc, &tab.selection, &self.conventions, &memory);
                     self.queue.extend(cmds);
                     if self.tabs.len() > 1 {
                         ui.separator();

@@ -15,6 +15,7 @@ pub mod backward;
 pub mod eval;
 pub mod experiment;
 pub mod forward;
+pub mod gradcam;
 pub mod memory;
 pub mod optim;
 pub mod plan;
