@@ -17,11 +17,17 @@ legacy TorchScript one, `dynamo=False`), both at their defaults and in eval mode
 
 A row passes when the import exits 0 and writes its design, the parameter counts
 are equal and the round trip is within the tolerance. A failed step is a row, not
-a crash: the table shows how far each model got.
+a crash: the table shows how far each model got. The table also gives the ONNX
+file's own parameter count (see `onnx_params`): both exporters fold an eval-mode
+BatchNorm that follows a conv into that conv at their defaults, so the file holds
+C conv biases where torch has 2·C BatchNorm parameters; `--params-against onnx`
+checks the design against that count instead.
 
 Nothing is downloaded. Models are built with `weights=None` (torchvision's own
-initialisation, seed 0; BatchNorm statistics and affine parameters are then set to
-seeded random values so that BatchNorm handling is exercised). GoogLeNet and
+initialisation, seed 0), then BatchNorm statistics, BatchNorm affine parameters
+and biases are set to seeded random values, so that the graphs look like those of
+trained weights (`--torchvision-init` skips this: the dynamo exporter then drops
+the all-zero conv biases, and both exporters share equal tensors). GoogLeNet and
 Inception-v3 are built as torchvision's pretrained models are
 (`aux_logits=False, transform_input=True`), so a pretrained state dict loads into
 them strictly.
@@ -50,6 +56,7 @@ import contextlib
 import datetime
 import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -110,31 +117,40 @@ def first_error(stderr: str) -> str:
     return ""
 
 
+def unsupported_lines(stderr: str) -> list[str]:
+    """The importer's `unsupported operator X ×N (left out)` lines, without the prefix."""
+    p = "unsupported operator "
+    return [l.strip()[len(p):] for l in stderr.splitlines() if l.strip().startswith(p)]
+
+
 def warning_lines(stderr: str) -> list[str]:
     return [l.strip() for l in stderr.splitlines() if l.lower().startswith("warning")]
 
 
-def build_model(name: str, state_dicts: Path | None, seed: int):
+def build_model(name: str, state_dicts: Path | None, seed: int, args_torchvision_init: bool = False):
     import torch
     import torchvision
 
     ctor, kwargs, side = MODELS[name]
     torch.manual_seed(seed)
     model = getattr(torchvision.models, ctor)(weights=None, **kwargs)
-    source = "random (weights=None, seed %d)" % seed
+    source = f"random (weights=None, seed {seed}{', torchvision init' if args_torchvision_init else ''})"
     sd_path = state_dicts / f"{name}.pth" if state_dicts else None
     if sd_path and sd_path.exists():
         model.load_state_dict(torch.load(sd_path, map_location="cpu", weights_only=True), strict=True)
         source = f"state dict {sd_path}"
-    else:
-        perturb_batchnorm(model, seed)
+    elif not args_torchvision_init:
+        perturb_like_trained(model, seed)
     model.eval()
     return model, side, source
 
 
-def perturb_batchnorm(model, seed: int) -> None:
-    """Seeded non-trivial BatchNorm statistics and affine parameters (running mean
-    and variance would otherwise be 0 and 1, which hides a mis-read of either)."""
+def perturb_like_trained(model, seed: int) -> None:
+    """Seeded values where torchvision's initialisation leaves constants, so that the
+    exported graph looks like one of trained weights: BatchNorm running statistics
+    and affine parameters (0/1 otherwise, which hides a mis-read of either) and
+    biases (0 otherwise: the dynamo exporter drops an all-zero conv bias, and both
+    exporters let equal tensors share one initializer)."""
     import torch
 
     g = torch.Generator().manual_seed(seed + 1)
@@ -147,6 +163,8 @@ def perturb_batchnorm(model, seed: int) -> None:
                 if m.affine:
                     m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.75)
                     m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+            elif getattr(m, "bias", None) is not None and isinstance(m.bias, torch.nn.Parameter):
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.05)
 
 
 def export_onnx(model, x, path: Path, exporter: str) -> str:
@@ -177,11 +195,43 @@ def onnx_facts(path: Path) -> dict:
         }
     )
     return {
+        "onnx_params": onnx_params(m),
+        "batchnorm_nodes": sum(n.op_type == "BatchNormalization" for n in m.graph.node),
         "opset": next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None),
         "operators": sorted({n.op_type for n in m.graph.node}),
         "initializers": len(m.graph.initializer),
         "external_data": ext,
     }
+
+
+def onnx_params(m) -> int:
+    """Parameters the ONNX graph holds, counted as a design with one set of weights
+    per layer holds them: each float initializer a node reads counts once per node
+    that reads it (directly or through `Identity` nodes: both exporters let
+    parameters with equal values share one tensor), BatchNorm running statistics
+    not counted. Where an exporter folded BatchNorm into the convolutions this
+    differs from torch's count: each folded BatchNorm's 2·C parameters become C conv
+    biases (none where the conv already had one). A module applied twice counts
+    twice here, once in torch."""
+    import onnx
+
+    inits = {t.name: t for t in m.graph.initializer}
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+    alias = {}  # Identity output -> initializer
+    for n in m.graph.node:
+        if n.op_type == "Identity" and n.input and n.input[0] in inits:
+            alias[n.output[0]] = n.input[0]
+    total = 0
+    for n in m.graph.node:
+        if n.op_type == "Identity":
+            continue
+        for i, name in enumerate(n.input):
+            if n.op_type == "BatchNormalization" and i >= 3:
+                continue
+            t = inits.get(alias.get(name, name))
+            if t is not None and t.data_type in floats:
+                total += math.prod(t.dims)
+    return total
 
 
 def ort_run(path: Path, x):
@@ -218,7 +268,7 @@ def check_one(name: str, exporter: str, args, netloom: str) -> dict:
     work.mkdir(parents=True)
     t0 = time.time()
     try:
-        model, side, source = build_model(name, args.state_dicts, args.seed)
+        model, side, source = build_model(name, args.state_dicts, args.seed, args.torchvision_init)
         side = args.size or side
         row["weights"] = source
         row["torch_params"] = sum(p.numel() for p in model.parameters())
@@ -250,6 +300,7 @@ def check_one(name: str, exporter: str, args, netloom: str) -> dict:
         warns = warning_lines(err)
         row["import_warnings"] = len(warns)
         row["import_first_warning"] = warns[0] if warns else ""
+        row["import_unsupported"] = unsupported_lines(err)
         row["import_stdout"] = out.strip().splitlines()[-1] if out.strip() else ""
         if rc != 0 or not design.exists():
             row["stage"] = "import"
@@ -297,7 +348,7 @@ def check_one(name: str, exporter: str, args, netloom: str) -> dict:
             row["top1_same"] = bool(np.argmax(got.reshape(ref.shape), axis=-1)[0] == np.argmax(ref, axis=-1)[0])
         ok = (
             row["import_rc"] == 0
-            and row.get("netloom_params") == row["torch_params"]
+            and row.get("netloom_params") == row["torch_params" if args.params_against == "torch" else "onnx_params"]
             and row["max_rel_diff"] <= TOLERANCE
         )
         row["status"] = "PASS" if ok else "FAIL"
@@ -314,12 +365,17 @@ def check_one(name: str, exporter: str, args, netloom: str) -> dict:
             shutil.rmtree(work, ignore_errors=True)
 
 
+NOT_WRITTEN = "the imported design has errors, so d.json was not written: "
+
+
 def fmt_import(r: dict) -> str:
+    """Exit code and first error line (the importer's "the imported design has errors,
+    so d.json was not written:" shortened to "not written:")."""
     if "import_rc" not in r:
         return f"not run ({r.get('stage', '?')}: {r.get('error', '')})"
     s = f"{r['import_rc']}"
     if r.get("import_error"):
-        s += f": {r['import_error']}"
+        s += f": {r['import_error'].replace(NOT_WRITTEN, 'not written: ')}"
     elif r.get("import_warnings"):
         s += f" ({r['import_warnings']} warnings; first: {r['import_first_warning']})"
     return s
@@ -339,13 +395,19 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     for r in rows:
         np_ = r.get("netloom_params")
         tp = r.get("torch_params")
+        op_ = r.get("onnx_params")
         params = f"{np_:,}" if isinstance(np_, int) else "-"
         params += f" / {tp:,}" if isinstance(tp, int) else " / -"
-        out.append([r["model"], r["exporter"], fmt_import(r), params, fmt_diff(r), r["status"]])
+        params += f" / {op_:,}" if isinstance(op_, int) else " / -"
+        unsup = "; ".join(r.get("import_unsupported") or []) or "-"
+        out.append([r["model"], r["exporter"], fmt_import(r), unsup, params, fmt_diff(r), r["status"]])
     return out
 
 
-HEADER = ["model", "exporter", "import exit code: first error line", "params netloom / torch", "max rel diff", "result"]
+HEADER = [
+    "model", "exporter", "import exit code: first error line", "operators left out (importer's list)",
+    "params netloom / torch / ONNX file", "max rel diff", "result",
+]
 
 
 def print_table(rows: list[dict]) -> None:
@@ -361,7 +423,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    esc = lambda s: (s if len(s) <= 240 else s[:237] + "...").replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for b in table_rows(rows):
         lines.append("| " + " | ".join(esc(c) for c in b) + " |")
@@ -407,6 +469,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, help="input side for every model (default 224, 299 for Inception-v3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--state-dicts", type=Path, help="folder of <model>.pth state dicts to use instead of random weights")
+    ap.add_argument("--torchvision-init", action="store_true",
+                    help="keep torchvision's initialisation as it is (zero biases, BatchNorm at 0/1) instead of seeded values")
+    ap.add_argument("--params-against", choices=["torch", "onnx"], default="torch",
+                    help="a row's parameter check: the design's count equals torch's sum(p.numel()) (default) "
+                    "or the ONNX file's count (which differs where the exporter folded BatchNorm)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each netloom command")
     args = ap.parse_args(argv)
 
