@@ -12,7 +12,6 @@
 //! ```
 
 pub mod backward;
-pub mod cli;
 pub mod eval;
 pub mod experiment;
 pub mod forward;

@@ -1,12 +1,12 @@
 //! `netloom train` and `netloom eval`: the headless front ends of the
 //! trainer thread and the evaluator (the binary only parses and dispatches).
 
-use super::eval::{self, EvalOptions};
-use super::memory;
-use super::trainer::{DataSource, Event, RunEnd, TrainConfig, Trainer, input_hwc};
-use super::{OptimizerConfig, OptimizerKind};
 use crate::data::{self, AugmentConfig, LoadOptions};
 use crate::graph::file;
+use crate::train::eval::{self, EvalOptions};
+use crate::train::memory;
+use crate::train::trainer::{DataSource, Event, RunEnd, TrainConfig, Trainer, input_hwc};
+use crate::train::{OptimizerConfig, OptimizerKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -164,7 +164,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
     if let Some(last) = &args.freeze_through {
         config
             .freeze
-            .extend(super::trainer::layers_through(&config.graph, last)?);
+            .extend(crate::train::trainer::layers_through(&config.graph, last)?);
     }
     config.init_weights = args.init_weights.clone();
     config.save = args.save.clone();
