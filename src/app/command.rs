@@ -269,6 +269,12 @@ pub enum Command {
     ShowFeatureMapsOf {
         image: usize,
     },
+    /// Overlay Grad-CAM maps on the Predictions gallery (for `class`,
+    /// `None`: each image's predicted class), or stop.
+    ShowGradCam {
+        on: bool,
+        class: Option<u32>,
+    },
     /// Open the Sweep dialog on the selected layer's parameters.
     OpenSweepDialog,
     /// Open the Sweep dialog preset to parameter `param` (its design-file name) of `node`.
@@ -333,6 +339,7 @@ impl Command {
                 | Command::ShowRun { .. }
                 | Command::ProbeNode { .. }
                 | Command::ShowFeatureMapsOf { .. }
+                | Command::ShowGradCam { .. }
                 | Command::OpenSweepDialog
                 | Command::OpenSweepOn { .. }
                 | Command::StartSweep(_)

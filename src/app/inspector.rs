@@ -69,9 +69,8 @@ impl Inspector {
                     thousands(totals.trainable_params)
                 ));
                 ui.end_row();
-                let l = ui.label("Training memory");
+                ui.label("Training memory");
                 ui.label(training_memory)
-                    .labelled_by(l.id)
                     .on_hover_text("the estimate the trainer checks before a run with the Run setup's batch and optimizer: activations and gradients × batch, parameters, optimizer state, workspaces");
                 ui.end_row();
             });

@@ -767,6 +767,7 @@ impl NetloomApp {
                 Ok(())
             }
             Command::ProbeNode { node, image } => self.training.probe(node, image),
+            Command::ShowGradCam { on, class } => self.training.show_grad_cam(on, class),
             Command::ShowFeatureMapsOf { image } => {
                 self.training.probe.image = image;
                 self.bottom_tab = BottomTab::FeatureMaps;
@@ -1368,7 +1369,7 @@ impl NetloomApp {
         // Four frames a second keep the plots live; input repaints at once
         // anyway. Faster periodic repaints cost a software-rendered desktop
         // most of the CPU training needs (10 Hz: 42 images/s, 4 Hz: 220).
-        if self.training.is_active() || self.training.probe.pending {
+        if self.training.is_active() || self.training.probe.pending || self.training.cam.pending {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
     }

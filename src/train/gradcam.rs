@@ -265,6 +265,67 @@ impl GradCam {
     }
 }
 
+/// What the designer asks the trainer to explain: test images by index,
+/// for one class or each image's predicted one, at a layer or the default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GradCamRequest {
+    /// `None`: the last layer with a spatial output.
+    pub layer: Option<String>,
+    /// Indices into the split feature maps are read from.
+    pub images: Vec<usize>,
+    /// `None`: each image's predicted class.
+    pub class: Option<u32>,
+}
+
+/// The answer: one map per requested image, in request order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradCamMaps {
+    pub layer: String,
+    /// `(image index, map)`.
+    pub maps: Vec<(usize, ClassMap)>,
+}
+
+/// Images explained per forward and backward pass.
+pub const BATCH: usize = 8;
+
+/// Answers `request` with the `trained` weights of `graph`, reusing `cam`
+/// when it explains the same layer. `forward(plan, indices, mode)` runs
+/// the plan on those images of the split (`images` of them exist).
+pub fn explain(
+    cam: &mut Option<GradCam>,
+    graph: &Graph,
+    trained: &[ParamTensor],
+    request: &GradCamRequest,
+    images: usize,
+    mut forward: impl FnMut(&mut Plan, &[usize], Mode) -> Result<(), String>,
+) -> Result<GradCamMaps, GradCamError> {
+    if let Some(&bad) = request.images.iter().find(|&&i| i >= images) {
+        return Err(GradCamError::Input(format!(
+            "image {bad} does not exist: the split has {images} images"
+        )));
+    }
+    let reuse = cam
+        .as_ref()
+        .is_some_and(|c| request.layer.as_deref().is_none_or(|l| l == c.layer()));
+    if !reuse {
+        *cam = Some(GradCam::new(graph, request.layer.as_deref(), BATCH)?);
+    }
+    let Some(cam) = cam.as_mut() else {
+        return Err(GradCamError::NoSpatialLayer);
+    };
+    cam.load(trained);
+    let mut maps = Vec::with_capacity(request.images.len());
+    for chunk in request.images.chunks(BATCH) {
+        let classes = vec![request.class; chunk.len()];
+        let batch = cam.maps(|plan, mode| forward(plan, chunk, mode), &classes)?;
+        maps.extend(chunk.iter().copied().zip(batch));
+    }
+    Ok(GradCamMaps {
+        layer: cam.layer().to_string(),
+        maps,
+    })
+}
+
 fn predicted_class(probabilities: &[f32]) -> u32 {
     if probabilities.len() == 1 {
         u32::from(probabilities[0] > 0.5)
