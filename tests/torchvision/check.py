@@ -204,15 +204,26 @@ def onnx_facts(path: Path) -> dict:
     }
 
 
+# Operators whose initializer inputs are parameters (input index -> counted), as
+# torch counts them: weights and biases, BatchNorm scale and shift (not its running
+# statistics), PRelu slopes.
+PARAM_INPUTS = {
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1),
+    "BatchNormalization": (1, 2), "PRelu": (1,),
+}
+
+
 def onnx_params(m) -> int:
     """Parameters the ONNX graph holds, counted as a design with one set of weights
-    per layer holds them: each float initializer a node reads counts once per node
-    that reads it (directly or through `Identity` nodes: both exporters let
-    parameters with equal values share one tensor), BatchNorm running statistics
+    per layer holds them: each float initializer that a Conv, Gemm, MatMul,
+    BatchNormalization (scale, shift) or PRelu reads, or an Add reads beside a
+    MatMul's output (a bias), counts once per node reading it, directly or through
+    `Identity` nodes (both exporters let parameters with equal values share one
+    tensor). Constants of element-wise arithmetic (e.g. `transform_input`'s) are
     not counted. Where an exporter folded BatchNorm into the convolutions this
-    differs from torch's count: each folded BatchNorm's 2·C parameters become C conv
-    biases (none where the conv already had one). A module applied twice counts
-    twice here, once in torch."""
+    differs from torch's count: each folded BatchNorm's 2·C parameters become C
+    conv biases (none where the conv already had one). A module applied twice
+    counts twice here, once in torch."""
     import onnx
 
     inits = {t.name: t for t in m.graph.initializer}
@@ -221,16 +232,17 @@ def onnx_params(m) -> int:
     for n in m.graph.node:
         if n.op_type == "Identity" and n.input and n.input[0] in inits:
             alias[n.output[0]] = n.input[0]
+    matmul_out = {o for n in m.graph.node if n.op_type == "MatMul" for o in n.output}
     total = 0
     for n in m.graph.node:
-        if n.op_type == "Identity":
-            continue
-        for i, name in enumerate(n.input):
-            if n.op_type == "BatchNormalization" and i >= 3:
-                continue
-            t = inits.get(alias.get(name, name))
-            if t is not None and t.data_type in floats:
-                total += math.prod(t.dims)
+        idx = PARAM_INPUTS.get(n.op_type, ())
+        if n.op_type == "Add" and any(i in matmul_out for i in n.input):
+            idx = (0, 1)
+        for i in idx:
+            if i < len(n.input):
+                t = inits.get(alias.get(n.input[i], n.input[i]))
+                if t is not None and t.data_type in floats:
+                    total += math.prod(t.dims)
     return total
 
 
