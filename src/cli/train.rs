@@ -237,7 +237,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
                 bar.set_length(info.batches_per_epoch as u64);
                 bar.set_position(0);
             }
-            Event::State(_) | Event::Layers(_) | Event::FeatureMaps(_) => {}
+            Event::State(_) | Event::Layers(_) | Event::FeatureMaps(_) | Event::GradCam(_) => {}
             Event::Batch {
                 epoch,
                 batch,

@@ -16,6 +16,7 @@ pub mod eval;
 pub mod experiment;
 pub mod feed;
 pub mod forward;
+pub mod gradcam;
 pub mod memory;
 pub mod optim;
 pub mod plan;

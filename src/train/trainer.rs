@@ -19,6 +19,7 @@
 
 use super::eval;
 use super::feed::{ActivationCache, Feed, bn_stat_params, recompute_bn_stats};
+use super::gradcam::{self, GradCam, GradCamMaps, GradCamRequest};
 use super::memory;
 use super::plan::{ParamTensor, Plan, step_param_indices};
 use super::prepare::{apply_freeze, fit_output, input_hwc};
@@ -151,6 +152,9 @@ pub enum Command {
         node: String,
         image: usize,
     },
+    /// Grad-CAM maps of test images (the split [`Command::Probe`] reads),
+    /// answered with [`Event::GradCam`] when probes are.
+    GradCam(GradCamRequest),
     /// Ends a trainer that lingers after its run (see [`TrainConfig::linger`]).
     Close,
 }
@@ -298,6 +302,8 @@ pub enum Event {
     Layers(Vec<LayerLive>),
     /// The answer to [`Command::Probe`], or why it failed.
     FeatureMaps(Result<FeatureMaps, String>),
+    /// The answer to [`Command::GradCam`], or why it failed.
+    GradCam(Result<GradCamMaps, String>),
     Finished(TestResult),
     /// Stopped on request after `epoch`/`batch`.
     Stopped {
@@ -478,12 +484,19 @@ struct Control {
     ended: bool,
     close: bool,
     watch: bool,
-    /// Probe requests (node, image) not yet answered.
-    probes: Vec<(String, usize)>,
+    /// Probe requests not yet answered.
+    probes: Vec<Ask>,
+}
+
+/// A question the run's current network answers between batches.
+enum Ask {
+    /// Feature maps of (node, image).
+    Maps(String, usize),
+    GradCam(GradCamRequest),
 }
 
 /// Answers a probe request with the run's current network.
-type Serve<'a> = dyn FnMut(&str, usize) -> Result<FeatureMaps, String> + 'a;
+type Serve<'a> = dyn FnMut(Ask) -> Event + 'a;
 
 impl Control {
     fn new(rx: Receiver<Command>) -> Self {
@@ -505,7 +518,8 @@ impl Control {
         let stepping = cmd == Command::Step;
         match cmd {
             Command::Watch(on) => self.watch = on,
-            Command::Probe { node, image } => self.probes.push((node, image)),
+            Command::Probe { node, image } => self.probes.push(Ask::Maps(node, image)),
+            Command::GradCam(request) => self.probes.push(Ask::GradCam(request)),
             Command::Close => {
                 self.close = true;
                 self.stop = true;
@@ -533,8 +547,8 @@ impl Control {
 
     /// Answers every waiting probe.
     fn serve_probes(&mut self, ev: &Sender<Event>, serve: &mut Serve) {
-        for (node, image) in std::mem::take(&mut self.probes) {
-            let _ = ev.send(Event::FeatureMaps(serve(&node, image)));
+        for ask in std::mem::take(&mut self.probes) {
+            let _ = ev.send(serve(ask));
         }
     }
 
@@ -935,6 +949,8 @@ fn run_inner(
     let mut cached_labels = Vec::new();
     let mut last_good: Vec<Vec<f32>> = plan.params.iter().map(|p| p.data.clone()).collect();
     let mut fused: Option<Vec<super::plan::Fusion>> = None;
+    // Compiled on the first Grad-CAM request.
+    let mut cam: Option<GradCam> = None;
     let mut last_report = Instant::now();
     let mut nanos_at_report = plan.step_nanos.clone();
     let mut batches_since_report = 0usize;
@@ -944,13 +960,13 @@ fn run_inner(
         let order = train_cfg.epoch_order(train_ds.len(), epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for b in 0..batches {
-            if !ctl.gate(ev, &mut |node, image| {
-                feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+            if !ctl.gate(ev, &mut |ask| {
+                answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
             }) {
                 let end = finish_stopped(&plan, out, &config, ev, epoch, b)?;
                 if config.linger {
-                    ctl.linger(ev, &mut |node, image| {
-                        feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+                    ctl.linger(ev, &mut |ask| {
+                        answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
                     });
                 }
                 return Ok(end);
@@ -1198,8 +1214,8 @@ fn run_inner(
         image_shape: (h, w, c),
     })));
     if config.linger {
-        ctl.linger(ev, &mut |node, image| {
-            feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+        ctl.linger(ev, &mut |ask| {
+            answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
         });
     }
     Ok(RunEnd::Finished)
@@ -1265,6 +1281,36 @@ fn gallery(ds: &Dataset, predictions: &[u32]) -> Vec<Sample> {
             image: ds.image(i).to_vec(),
         })
         .collect()
+}
+
+/// Answers one probe request.
+fn answer(
+    plan: &mut Plan,
+    feed: &mut Feed,
+    analysis: &Analysis,
+    graph: &Graph,
+    cam: &mut Option<GradCam>,
+    ask: Ask,
+) -> Event {
+    match ask {
+        Ask::Maps(node, image) => {
+            Event::FeatureMaps(feature_maps(plan, feed, analysis, &node, image))
+        }
+        Ask::GradCam(request) => {
+            let images = feed.len();
+            Event::GradCam(
+                gradcam::explain(
+                    cam,
+                    graph,
+                    &plan.params,
+                    &request,
+                    images,
+                    |p, indices, mode| feed.forward(p, indices, mode).map(|_| ()).map_err(io_err),
+                )
+                .map_err(|e| e.to_string()),
+            )
+        }
+    }
 }
 
 /// Runs image `image` of `feed` through the network (evaluation mode) and

@@ -16,6 +16,7 @@ pub mod views;
 use crate::data::AugmentConfig;
 use crate::graph::Graph;
 use crate::infer::Analysis;
+use crate::train::gradcam::{GradCamMaps, GradCamRequest};
 use crate::train::trainer::{
     DataSource, EpochStats, Event, FeatureMaps, LayerLive, RunInfo, RunState, TestResult,
     TrainConfig, Trainer, TrainerHandle,
@@ -398,6 +399,20 @@ pub struct Probe {
     pub version: u64,
 }
 
+/// The Grad-CAM overlay of the Predictions gallery: whether it is on, for
+/// which class, and the trainer's answer.
+#[derive(Default)]
+pub struct CamView {
+    pub on: bool,
+    /// `None`: each image's predicted class.
+    pub class: Option<u32>,
+    pub pending: bool,
+    /// The run (id) the maps were asked of, and the answer.
+    pub result: Option<(usize, Result<GradCamMaps, String>)>,
+    /// Bumped with every new result (the gallery rebuilds its overlays then).
+    pub version: u64,
+}
+
 /// The runs of this session and the trainer of the newest one.
 pub struct TrainingSession {
     pub setup: RunSetup,
@@ -410,6 +425,7 @@ pub struct TrainingSession {
     /// Ask for activation statistics and gradient norms.
     pub watch: bool,
     pub probe: Probe,
+    pub cam: CamView,
     /// Why the last Train was refused.
     pub refusal: Option<String>,
     /// Where runs save their final weights (a per-process temporary folder).
@@ -430,6 +446,7 @@ impl Default for TrainingSession {
             live: HashMap::new(),
             watch: false,
             probe: Probe::default(),
+            cam: CamView::default(),
             refusal: None,
             sweep: None,
             runs_dir: std::env::temp_dir().join(format!(
@@ -582,6 +599,42 @@ impl TrainingSession {
         }
     }
 
+    /// Switches the gallery's Grad-CAM overlay (for `class`, `None`: the
+    /// predicted one) and, when on, asks the newest run's trainer for the
+    /// maps of the gallery's images.
+    pub fn show_grad_cam(&mut self, on: bool, class: Option<u32>) -> Result<(), SessionError> {
+        self.cam.on = on;
+        self.cam.class = class;
+        if !on {
+            return Ok(());
+        }
+        let Some(run) = self.current() else {
+            return Err("Train a run first: Grad-CAM explains a trained network.".into());
+        };
+        let Some(test) = run.test.as_ref().filter(|t| !t.samples.is_empty()) else {
+            return Err(
+                "Grad-CAM maps appear when the newest run has finished and shows its test images."
+                    .into(),
+            );
+        };
+        let request = GradCamRequest {
+            layer: None,
+            images: test.samples.iter().map(|s| s.index).collect(),
+            class,
+        };
+        let id = run.id;
+        match &self.handle {
+            Some(h) if self.can_probe() && h.send(TrainerCommand::GradCam(request)) => {
+                self.cam.pending = true;
+                self.cam.result = self.cam.result.take().filter(|(r, _)| *r == id);
+                Ok(())
+            }
+            _ => {
+                Err("The newest run's trainer has ended: train again to see Grad-CAM maps.".into())
+            }
+        }
+    }
+
     /// Drops the weights the next run would continue from: it starts from
     /// the seeded initialisation again. Stops an active run.
     pub fn reset_weights(&mut self) {
@@ -685,6 +738,14 @@ impl TrainingSession {
                 self.probe.pending = false;
                 self.probe.result = Some(result);
                 self.probe.version += 1;
+            }
+            Event::GradCam(result) => {
+                if let Err(why) = &result {
+                    messages.push((format!("Grad-CAM failed: {why}"), true));
+                }
+                self.cam.pending = false;
+                self.cam.result = Some((run.id, result));
+                self.cam.version += 1;
             }
         }
     }
