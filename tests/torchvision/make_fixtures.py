@@ -40,7 +40,6 @@ import contextlib
 import importlib
 import io
 import json
-import shutil
 import struct
 import sys
 import tempfile
