@@ -577,3 +577,61 @@ fn the_gallery_overlays_grad_cam_maps_for_the_predicted_or_a_chosen_class() {
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_final_save_that_fails_keeps_the_weights_and_save_as_writes_them() {
+    let (mut h, dir) = tiny_app(1);
+    // The run's weights file cannot be written: a folder stands in its place.
+    let runs = dir.join("runs");
+    std::fs::create_dir_all(runs.join("run-1.safetensors")).expect("mkdir");
+    h.state_mut().training.set_runs_dir(runs);
+    click(&mut h, "Train");
+    wait_until(&mut h, "the run to finish", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    h.run();
+    let run = h.state().training.current().unwrap();
+    assert!(run.weights.is_none(), "nothing was saved");
+    assert!(run.unsaved.is_some(), "the weights are kept in memory");
+    assert!(run.test.is_some(), "the run still finished and was tested");
+    assert!(has(&h, "could not be saved"));
+    assert!(has(&h, "kept in memory until you save them"));
+    let kept: Vec<(String, Vec<f32>)> = run
+        .unsaved
+        .as_ref()
+        .map(|(_, w)| {
+            w.params
+                .iter()
+                .map(|p| (p.name.clone(), p.data.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(kept.iter().any(|(n, _)| n == "c2.weight"));
+
+    // Save As to a good path writes a file the trainer can start from.
+    let good = dir.join("saved.safetensors");
+    let field = h.get_by_label("Save as");
+    field.focus();
+    h.run();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label("Save as")
+        .type_text(good.to_str().expect("utf8"));
+    h.run();
+    assert_eq!(
+        h.get_by_label("Save as").value().as_deref(),
+        good.to_str(),
+        "the typed path replaced the suggestion"
+    );
+    click(&mut h, "Save");
+    let file = netloom::train::weights::read(&good).expect("a loadable weights file");
+    for (name, data) in &kept {
+        let saved = file.tensors.iter().find(|t| &t.0 == name);
+        assert_eq!(saved.map(|t| &t.2), Some(data), "{name} saved as trained");
+    }
+    let run = h.state().training.current().unwrap();
+    assert_eq!(run.weights.as_deref(), Some(good.as_path()));
+    assert!(run.unsaved.is_none());
+    assert!(!has(&h, "could not be saved"), "the window closed");
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1484,6 +1484,8 @@ impl NetloomApp {
             self.queue.extend(cmds);
         });
 
+        let cmds = self.training_views.unsaved_weights_ui(&ctx, &self.training);
+        self.queue.extend(cmds);
         self.modals_ui(&ctx);
         self.notice_ui(&ctx);
 

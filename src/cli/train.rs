@@ -329,6 +329,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
                 bar.finish_and_clear();
                 eprintln!("error: {msg}");
             }
+            Event::SaveFailed { message, .. } => eprintln!("error: {message}"),
         }
     }
     let outcome = trainer.join()?;

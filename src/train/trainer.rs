@@ -98,6 +98,10 @@ pub struct TrainConfig {
     /// After the run ends, keep the trained network and answer
     /// [`Command::Probe`] until [`Command::Close`] (the designer's feature maps).
     pub linger: bool,
+    /// When the final save fails, send the weights with [`Event::SaveFailed`]
+    /// and end the run as if it had saved (the designer keeps them in memory
+    /// and offers Save As) instead of writing a fallback file and failing.
+    pub keep_unsaved: bool,
 }
 
 impl TrainConfig {
@@ -127,6 +131,7 @@ impl TrainConfig {
             schedule_in_epochs: false,
             background: false,
             linger: false,
+            keep_unsaved: false,
         }
     }
 }
@@ -312,6 +317,48 @@ pub enum Event {
     },
     /// The run ended with an error (bad data, non-finite loss, …).
     Failed(String),
+    /// The final weights could not be written to `--save` (only with
+    /// [`TrainConfig::keep_unsaved`]): why, and the weights themselves.
+    /// Sent before the run's end ([`Event::Finished`], [`Event::Stopped`]).
+    SaveFailed {
+        message: String,
+        weights: Box<UnsavedWeights>,
+    },
+}
+
+/// Final weights that could not be saved, as the save would have written them.
+#[derive(Clone, Debug)]
+pub struct UnsavedWeights {
+    /// The tensors (without gradients).
+    pub params: Vec<ParamTensor>,
+    /// Extra tensors (the training-time BatchNorm statistics), by file name.
+    pub extra: Vec<(String, Vec<f32>)>,
+    pub meta: WeightsMeta,
+}
+
+impl PartialEq for UnsavedWeights {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta == other.meta
+            && self.extra == other.extra
+            && self.params.len() == other.params.len()
+            && self
+                .params
+                .iter()
+                .zip(&other.params)
+                .all(|(a, b)| (&a.name, &a.shape, &a.data) == (&b.name, &b.shape, &b.data))
+    }
+}
+
+impl UnsavedWeights {
+    /// Writes the file the failed save would have written.
+    pub fn save(&self, path: &Path) -> Result<(), weights::WeightsError> {
+        let extra: Vec<(String, Vec<usize>, &[f32])> = self
+            .extra
+            .iter()
+            .map(|(name, d)| (name.clone(), vec![d.len()], d.as_slice()))
+            .collect();
+        weights::save_with_extra(path, &self.params, &extra, &self.meta)
+    }
 }
 
 /// How a run ended.
@@ -1407,6 +1454,33 @@ fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> R
         .iter()
         .map(|(name, d)| (format!("{EMA_PREFIX}{name}"), vec![d.len()], d.as_slice()))
         .collect();
+    if config.keep_unsaved {
+        return match weights::save_with_extra(path, &out.params, &extra, &out.meta) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let unsaved = UnsavedWeights {
+                    params: out
+                        .params
+                        .iter()
+                        .map(|p| ParamTensor {
+                            grad: Vec::new(),
+                            ..p.clone()
+                        })
+                        .collect(),
+                    extra: extra
+                        .iter()
+                        .map(|(name, _, d)| (name.clone(), d.to_vec()))
+                        .collect(),
+                    meta: out.meta.clone(),
+                };
+                let _ = ev.send(Event::SaveFailed {
+                    message: format!("could not save the weights to {} ({e})", path.display()),
+                    weights: Box::new(unsaved),
+                });
+                Ok(())
+            }
+        };
+    }
     let fallbacks = fallback_paths(path, &out.meta.design);
     save_with_fallback(path, &fallbacks, |p| {
         weights::save_with_extra(p, &out.params, &extra, &out.meta)

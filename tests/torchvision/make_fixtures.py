@@ -40,8 +40,6 @@ import contextlib
 import importlib
 import io
 import json
-import shutil
-import struct
 import sys
 import tempfile
 import warnings
@@ -465,19 +463,6 @@ FIXTURES: dict[str, tuple] = {
 # ---------------------------------------------------------------- writing
 
 
-def save_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
-    """A safetensors file of f32 tensors (8-byte header length, JSON header, data)."""
-    header, blobs, offset = {}, [], 0
-    for name, arr in tensors.items():
-        data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def export(model, x, path: Path, exporter: str) -> None:
     kwargs = {
         "dynamo": {},
@@ -490,44 +475,31 @@ def export(model, x, path: Path, exporter: str) -> None:
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), str(path), **kwargs)
+    strip_stack_traces(path)
+
+
+def strip_stack_traces(path: Path) -> None:
+    """Drops the dynamo exporter's `pkg.torch.onnx.stack_trace` node metadata: the
+    absolute paths of the generating script and of torch on this machine, nothing the
+    graph computes. The external data file is left as it is."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    changed = False
+    for n in m.graph.node:
+        keep = [p for p in n.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        if len(keep) != len(n.metadata_props):
+            del n.metadata_props[:]
+            n.metadata_props.extend(keep)
+            changed = True
+    if changed:
+        onnx.save_model(m, str(path))
 
 
 def netloom_today(netloom: str, onnx_path: Path, x: np.ndarray, expected: np.ndarray) -> dict:
     """What `netloom import` (and, when it writes a design, the round trip) does."""
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        design, weights, rt = t / "d.json", t / "w.safetensors", t / "rt.onnx"
-        rc, out, err = check.run([netloom, "import", str(onnx_path), "-o", str(design), "--weights", str(weights)], 300)
-        err = err.replace(str(onnx_path.parent) + "/", "").replace(f"{t}/", "")
-        warns = check.warning_lines(err)
-        res = {
-            "import_rc": rc,
-            "first_error": check.first_error(err),
-            "warnings": len(warns),
-            "first_warning": warns[0] if warns else "",
-            "unsupported": check.unsupported_lines(err),
-            "design_written": design.exists(),
-            "weights_written": weights.exists(),
-        }
-        if design.exists():
-            rc2, out2, _ = check.run([netloom, "summary", "--json", "--params", "pytorch", str(design)], 300)
-            if rc2 == 0:
-                s = json.loads(out2.splitlines()[0])
-                res["netloom_params"] = s.get("total_params")
-                layers = s.get("layers") or []
-                res["netloom_output_shape"] = layers[-1].get("output_shape") if layers else None
-        if design.exists() and weights.exists():
-            rc3, _, err3 = check.run([netloom, "export", str(design), "--onnx", str(rt), "--weights", str(weights)], 300)
-            if rc3 != 0 or not rt.exists():
-                res["roundtrip"] = "export failed: " + (check.first_error(err3.replace(f"{t}/", "")) or f"exit {rc3}")
-            else:
-                try:
-                    got = check.ort_run(rt, x)
-                    d = check.rel_diff(expected, got)
-                    res["roundtrip"] = f"output shape {list(got.shape)} vs {list(expected.shape)}" if d != d else d
-                except Exception as e:  # noqa: BLE001
-                    res["roundtrip"] = f"onnxruntime: {type(e).__name__}: {str(e).splitlines()[0]}"
-        return res
+        return check.netloom_roundtrip(netloom, onnx_path, Path(tmp), x, expected, 300)
 
 
 def main(argv=None) -> int:
@@ -566,7 +538,7 @@ def main(argv=None) -> int:
         with torch.no_grad():
             expected = model(torch.from_numpy(x)).numpy()
         io_file = f"{name}.io.safetensors"
-        save_safetensors(args.out / io_file, {"input": x, "expected": expected})
+        check.save_safetensors(args.out / io_file, {"input": x, "expected": expected})
         params = sum(p.numel() for p in model.parameters())
         for exporter in ("dynamo", "legacy", *extra):
             f = f"{name}.{exporter}.onnx"
@@ -600,8 +572,8 @@ def main(argv=None) -> int:
             nt = entry.get("netloom_today", {})
             print(f"{f:48s} opset {entry['opset']:>2}  {','.join(entry['operators'])}", file=sys.stderr)
             if nt:
-                print(f"    import {nt['import_rc']} {nt['first_error'] or nt['first_warning']}"
-                      f" params {nt.get('netloom_params')}/{params} rt {nt.get('roundtrip')}", file=sys.stderr)
+                print(f"    import {check.fmt_import(nt)}; params {nt.get('netloom_params')}/{params}; "
+                      f"round trip {check.fmt_diff(nt)}", file=sys.stderr)
 
     order = {n: i for i, n in enumerate(FIXTURES)}
     entries.sort(key=lambda e: (order.get(e["architecture_key"], 999), e["file"]))

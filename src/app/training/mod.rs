@@ -19,7 +19,7 @@ use crate::infer::Analysis;
 use crate::train::gradcam::{GradCamMaps, GradCamRequest};
 use crate::train::trainer::{
     DataSource, EpochStats, Event, FeatureMaps, LayerLive, RunInfo, RunState, TestResult,
-    TrainConfig, Trainer, TrainerHandle,
+    TrainConfig, Trainer, TrainerHandle, UnsavedWeights,
 };
 use crate::train::{Command as TrainerCommand, OptimizerConfig, OptimizerKind, Schedule};
 use std::collections::HashMap;
@@ -292,6 +292,9 @@ pub struct RunRecord {
     pub notices: Vec<String>,
     /// Where the trainer saved the final weights.
     pub weights: Option<PathBuf>,
+    /// The final weights, when the trainer could not save them (kept
+    /// until the user saves them somewhere), with the reason.
+    pub unsaved: Option<(String, Box<UnsavedWeights>)>,
     /// Drawn in the overlays.
     pub visible: bool,
     /// The sweep (its label) and value this run trained, if any.
@@ -318,6 +321,7 @@ impl RunRecord {
             test: None,
             notices: Vec::new(),
             weights: None,
+            unsaved: None,
             visible: true,
             sweep: None,
         }
@@ -434,6 +438,14 @@ pub struct TrainingSession {
     pub sweep: Option<sweep::SweepQueue>,
 }
 
+impl TrainingSession {
+    /// Where runs save their final weights: a folder of this session's
+    /// own, so tests can point it somewhere unwritable.
+    pub fn set_runs_dir(&mut self, dir: PathBuf) {
+        self.runs_dir = dir;
+    }
+}
+
 /// Sessions created in this process (each gets its own runs folder).
 static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -535,6 +547,7 @@ impl TrainingSession {
         let mut config = setup.train_config(graph);
         config.init_weights = init_weights;
         config.save = Some(weights.clone());
+        config.keep_unsaved = true;
         config.linger = true;
         // The previous trainer (lingering for probes) ends here.
         drop(self.handle.take());
@@ -739,6 +752,13 @@ impl TrainingSession {
                 self.probe.result = Some(result);
                 self.probe.version += 1;
             }
+            Event::SaveFailed { message, weights } => {
+                messages.push((
+                    format!("The weights of {} were not saved: {message}. They are kept in memory: save them with Save As.", run.label()),
+                    true,
+                ));
+                run.unsaved = Some((message, weights));
+            }
             Event::GradCam(result) => {
                 if let Err(why) = &result {
                     messages.push((format!("Grad-CAM failed: {why}"), true));
@@ -750,19 +770,41 @@ impl TrainingSession {
         }
     }
 
-    /// Copies the newest run's final weights to `path`.
-    pub fn save_weights(&self, path: &Path) -> Result<(), SessionError> {
-        let from = self
+    /// Saves the newest run's final weights to `path`: the trainer's file,
+    /// or the weights kept in memory when the trainer could not save them
+    /// (which then count as saved there).
+    pub fn save_weights(&mut self, path: &Path) -> Result<(), SessionError> {
+        let Some(run) = self
             .runs
-            .iter()
+            .iter_mut()
             .rev()
-            .find_map(|r| r.weights.clone())
-            .ok_or_else(|| {
-                "No run has finished or stopped yet, so there are no weights to save.".to_string()
-            })?;
+            .find(|r| r.unsaved.is_some() || r.weights.is_some())
+        else {
+            return Err(
+                "No run has finished or stopped yet, so there are no weights to save.".into(),
+            );
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            format!("Could not save weights to {}: {e}", path.display())
+        };
+        if let Some((_, weights)) = &run.unsaved {
+            weights.save(path).map_err(|e| failed(&e))?;
+            run.unsaved = None;
+            run.weights = Some(path.to_path_buf());
+            return Ok(());
+        }
+        let from = run.weights.clone().unwrap_or_default();
         std::fs::copy(&from, path)
             .map(|_| ())
-            .map_err(|e| format!("Could not save weights to {}: {e}", path.display()))
+            .map_err(|e| failed(&e))
+    }
+
+    /// The newest run whose weights are only in memory, with why they were not saved.
+    pub fn unsaved_weights(&self) -> Option<(&RunRecord, &str)> {
+        self.runs
+            .iter()
+            .rev()
+            .find_map(|r| r.unsaved.as_ref().map(|(why, _)| (r, why.as_str())))
     }
 
     /// Uses `path` as the next run's initial weights (checked now, so a bad
@@ -815,7 +857,7 @@ impl TrainingSession {
 
 fn weights_file(dir: &Path, id: usize) -> Option<PathBuf> {
     let p = dir.join(format!("run-{id}.safetensors"));
-    p.exists().then_some(p)
+    p.is_file().then_some(p)
 }
 
 /// Why `graph` cannot be trained, if it cannot.

@@ -22,6 +22,10 @@ pub struct TrainingViews {
     runs_sort: Option<(RunColumn, bool)>,
     /// Gallery thumbnails with the Grad-CAM overlay of map version `.0`, by image index.
     cams: Option<(u64, HashMap<usize, TextureHandle>)>,
+    /// The unsaved-weights window: its path field (for run `.0`) and the
+    /// run the user put off saving.
+    save_as: Option<(usize, String)>,
+    save_later: Option<usize>,
 }
 
 /// The columns of the Runs table, each with its header and its cell text,
@@ -265,6 +269,64 @@ fn thumbnail(ui: &mut Ui, tex: &TextureHandle, size: f32, label: &str) -> egui::
 }
 
 impl TrainingViews {
+    /// A window while the newest unsaved run's weights are only in memory:
+    /// why, and a path to save them to (typed, or chosen in a file dialog).
+    pub fn unsaved_weights_ui(
+        &mut self,
+        ctx: &egui::Context,
+        session: &TrainingSession,
+    ) -> Vec<Command> {
+        let mut out = Vec::new();
+        let Some((run, why)) = session.unsaved_weights() else {
+            return out;
+        };
+        if self.save_later == Some(run.id) {
+            return out;
+        }
+        if self.save_as.as_ref().is_none_or(|(id, _)| *id != run.id) {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let name = format!("{}-run{}.safetensors", run.design, run.id);
+            let path = home.map_or_else(|| name.clone().into(), |h| h.join(&name));
+            self.save_as = Some((run.id, path.display().to_string()));
+        }
+        let Some((_, path)) = &mut self.save_as else {
+            return out;
+        };
+        egui::Window::new("Weights not saved")
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, vec2(0.0, 0.0))
+            .show(ctx, |ui| {
+                ui.set_max_width(460.0);
+                ui.label(format!(
+                    "The trained weights of {} could not be saved: {why}.",
+                    run.label()
+                ));
+                ui.label("They are kept in memory until you save them.");
+                ui.horizontal(|ui| {
+                    let l = ui.label("Save as");
+                    ui.add(egui::TextEdit::singleline(path).desired_width(300.0))
+                        .labelled_by(l.id);
+                });
+                ui.horizontal(|ui| {
+                    if ui.button("Save").clicked() {
+                        out.push(Command::SaveWeightsTo(path.trim().into()));
+                    }
+                    if ui.button("Choose…").clicked() {
+                        out.push(Command::SaveWeights);
+                    }
+                    if ui
+                        .button("Later")
+                        .on_hover_text("keep them in memory; Run → Save weights… saves them")
+                        .clicked()
+                    {
+                        self.save_later = Some(run.id);
+                    }
+                });
+            });
+        out
+    }
+
     /// The run list (visibility toggles) and validation accuracy against MACs.
     pub fn runs_ui(&mut self, ui: &mut Ui, session: &TrainingSession) -> Vec<Command> {
         let mut out = Vec::new();
