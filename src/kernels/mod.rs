@@ -1,4 +1,4 @@
-//! f32 math on ndarray + rayon, forward and backward. Knows nothing of graphs or UI.
+//! f32 math on contiguous slices, parallel with rayon, forward and backward. Knows nothing of graphs or UI.
 //!
 //! # Conventions
 //! - Activations are NHWC (batch, height, width, channels), contiguous
