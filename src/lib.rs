@@ -20,14 +20,13 @@
 
 #[cfg(feature = "gui")]
 pub mod app;
-pub mod bench;
+pub mod cli;
 pub mod data;
 pub mod graph;
 pub mod infer;
 pub mod interop;
 pub mod kernels;
 pub mod render;
-pub mod report;
 pub mod train;
 
 /// The design opened when none is given: the small ResNet that trains in minutes.

@@ -269,8 +269,19 @@ pub enum Command {
     ShowFeatureMapsOf {
         image: usize,
     },
+    /// Overlay Grad-CAM maps on the Predictions gallery (for `class`,
+    /// `None`: each image's predicted class), or stop.
+    ShowGradCam {
+        on: bool,
+        class: Option<u32>,
+    },
     /// Open the Sweep dialog on the selected layer's parameters.
     OpenSweepDialog,
+    /// Open the Sweep dialog preset to parameter `param` (its design-file name) of `node`.
+    OpenSweepOn {
+        node: NodeId,
+        param: String,
+    },
     /// Queue one run per value and train them one after another.
     StartSweep(Box<super::training::sweep::SweepRequest>),
     /// Run the learning-rate range test on a copy of the active design.
@@ -328,7 +339,9 @@ impl Command {
                 | Command::ShowRun { .. }
                 | Command::ProbeNode { .. }
                 | Command::ShowFeatureMapsOf { .. }
+                | Command::ShowGradCam { .. }
                 | Command::OpenSweepDialog
+                | Command::OpenSweepOn { .. }
                 | Command::StartSweep(_)
                 | Command::FindLearningRate
                 | Command::UseLearningRate(_)

@@ -103,7 +103,7 @@ pub struct NetloomApp {
     /// Runs of this session and their trainer.
     pub training: training::TrainingSession,
     training_views: training::views::TrainingViews,
-    sweep_dialog: training::sweep_view::SweepDialog,
+    pub sweep_dialog: training::sweep_view::SweepDialog,
     pub lr_finder: training::lr_finder::LrFinder,
     /// A canvas PNG export waiting for the screenshot of the next frame.
     pending_png: Option<(
@@ -654,6 +654,11 @@ impl NetloomApp {
                 self.sweep_dialog.open_for(&tab.doc.graph, node);
                 Ok(())
             }
+            Command::OpenSweepOn { node, param } => {
+                let graph = &self.tabs[self.active].doc.graph;
+                self.sweep_dialog.open_on(graph, node, &param);
+                Ok(())
+            }
             Command::StartSweep(request) => {
                 let active = self.active;
                 let doc = &self.tabs[active].doc;
@@ -762,6 +767,7 @@ impl NetloomApp {
                 Ok(())
             }
             Command::ProbeNode { node, image } => self.training.probe(node, image),
+            Command::ShowGradCam { on, class } => self.training.show_grad_cam(on, class),
             Command::ShowFeatureMapsOf { image } => {
                 self.training.probe.image = image;
                 self.bottom_tab = BottomTab::FeatureMaps;
@@ -1363,7 +1369,7 @@ impl NetloomApp {
         // Four frames a second keep the plots live; input repaints at once
         // anyway. Faster periodic repaints cost a software-rendered desktop
         // most of the CPU training needs (10 Hz: 42 images/s, 4 Hz: 220).
-        if self.training.is_active() || self.training.probe.pending {
+        if self.training.is_active() || self.training.probe.pending || self.training.cam.pending {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
     }
@@ -1416,9 +1422,14 @@ impl NetloomApp {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     ui.heading("Inspector");
                     let tab = &self.tabs[self.active];
-                    let cmds = self
-                        .inspector
-                        .ui(ui, &tab.doc, &tab.selection, &self.conventions);
+                    let memory = training::panel::memory_estimate_text(
+                        &tab.doc.graph,
+                        &tab.doc.analysis,
+                        &self.training.setup,
+                    );
+                    let cmds =
+                        self.inspector
+                            .ui(ui, &tab.doc, &tab.selection, &self.conventions, &memory);
                     self.queue.extend(cmds);
                     if self.tabs.len() > 1 {
                         ui.separator();
@@ -1473,6 +1484,8 @@ impl NetloomApp {
             self.queue.extend(cmds);
         });
 
+        let cmds = self.training_views.unsaved_weights_ui(&ctx, &self.training);
+        self.queue.extend(cmds);
         self.modals_ui(&ctx);
         self.notice_ui(&ctx);
 
