@@ -635,3 +635,33 @@ fn a_final_save_that_fails_keeps_the_weights_and_save_as_writes_them() {
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_setup_estimates_seconds_per_epoch_from_timed_steps() {
+    let (mut h, dir) = tiny_app(1);
+    wait_until(&mut h, "the step timer", |h| has(h, "per epoch ("));
+    // 60 images and a corrupt file in the class folders, less the 10%
+    // held out for validation: 55 images, 7 batches of 8.
+    assert!(has(&h, "ms per step × 7 batches)"));
+    click(&mut h, "Train");
+    wait_until(&mut h, "the run to finish", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    // After a run the count is the trainer's own.
+    let images = h
+        .state()
+        .training
+        .current()
+        .unwrap()
+        .info
+        .as_ref()
+        .unwrap()
+        .train_images;
+    h.run();
+    assert!(has(
+        &h,
+        &format!("ms per step × {} batches)", images.div_ceil(8))
+    ));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}

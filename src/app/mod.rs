@@ -1319,11 +1319,18 @@ impl NetloomApp {
                                     &tab.doc.analysis,
                                     &self.training.setup,
                                 );
+                                let time = self.training.time_estimate(
+                                    &tab.doc.graph,
+                                    &tab.doc.analysis,
+                                    self.active,
+                                    tab.doc.generation,
+                                );
                                 let cmds = training::panel::setup_ui(
                                     ui,
                                     &self.training.setup,
                                     editable,
                                     &memory,
+                                    &time,
                                 );
                                 self.queue.extend(cmds);
                             });
@@ -1369,7 +1376,11 @@ impl NetloomApp {
         // Four frames a second keep the plots live; input repaints at once
         // anyway. Faster periodic repaints cost a software-rendered desktop
         // most of the CPU training needs (10 Hz: 42 images/s, 4 Hz: 220).
-        if self.training.is_active() || self.training.probe.pending || self.training.cam.pending {
+        if self.training.is_active()
+            || self.training.probe.pending
+            || self.training.cam.pending
+            || self.training.step_timer.is_measuring()
+        {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
     }

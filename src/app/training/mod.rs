@@ -7,6 +7,7 @@
 //! ([`panel`], [`views`]). Everything a user does here is a
 //! [`Command`](super::command::Command) applied by `NetloomApp::execute`.
 
+pub mod estimate;
 pub mod lr_finder;
 pub mod panel;
 pub mod sweep;
@@ -430,6 +431,8 @@ pub struct TrainingSession {
     pub watch: bool,
     pub probe: Probe,
     pub cam: CamView,
+    /// Times a few steps of the design for the Run setup's estimate.
+    pub step_timer: estimate::StepTimer,
     /// Why the last Train was refused.
     pub refusal: Option<String>,
     /// Where runs save their final weights (a per-process temporary folder).
@@ -459,6 +462,7 @@ impl Default for TrainingSession {
             watch: false,
             probe: Probe::default(),
             cam: CamView::default(),
+            step_timer: estimate::StepTimer::default(),
             refusal: None,
             sweep: None,
             runs_dir: std::env::temp_dir().join(format!(
@@ -797,6 +801,31 @@ impl TrainingSession {
         std::fs::copy(&from, path)
             .map(|_| ())
             .map_err(|e| failed(&e))
+    }
+
+    /// The Run setup's seconds-per-epoch line for the design of tab `tab`
+    /// at `generation` (measuring again when it changed).
+    pub fn time_estimate(
+        &mut self,
+        graph: &Graph,
+        analysis: &Analysis,
+        tab: usize,
+        generation: u64,
+    ) -> String {
+        let training = self.is_active();
+        self.step_timer
+            .refresh(graph, analysis, (tab, generation), &self.setup, training);
+        let known = self
+            .runs
+            .iter()
+            .rev()
+            .filter(|r| r.setup.dataset == self.setup.dataset)
+            .find_map(|r| r.info.as_ref().map(|i| i.train_images));
+        estimate::estimate_text(
+            &self.step_timer,
+            &self.setup,
+            estimate::epoch_images(&self.setup, known),
+        )
     }
 
     /// The newest run whose weights are only in memory, with why they were not saved.
