@@ -654,6 +654,22 @@ impl NetloomApp {
                 self.sweep_dialog.open_for(&tab.doc.graph, node);
                 Ok(())
             }
+            Command::TrainBoth => {
+                let [a, b] = [&self.tabs[0], &self.tabs[self.tabs.len() - 1]];
+                let started = if self.tabs.len() < 2 {
+                    Err("Train both needs two designs: pin one as A first.".into())
+                } else {
+                    self.training.train_pair([
+                        (&a.doc.graph, 0, a.doc.generation),
+                        (&b.doc.graph, 1, b.doc.generation),
+                    ])
+                };
+                if started.is_ok() {
+                    self.bottom_tab = BottomTab::Runs;
+                    self.show_cost_table = true;
+                }
+                started
+            }
             Command::OpenSweepOn { node, param } => {
                 let graph = &self.tabs[self.active].doc.graph;
                 self.sweep_dialog.open_on(graph, node, &param);
@@ -1451,6 +1467,9 @@ impl NetloomApp {
                             &self.tabs[1].doc,
                             &self.conventions,
                         );
+                        if let Some(c) = compare::train_both_ui(ui, &self.training) {
+                            self.queue.push(c);
+                        }
                         if ui.button("Close compare").clicked() {
                             self.queue.push(Command::CloseCompare);
                         }

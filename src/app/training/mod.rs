@@ -9,6 +9,7 @@
 
 pub mod estimate;
 pub mod lr_finder;
+pub mod pair;
 pub mod panel;
 pub mod sweep;
 pub mod sweep_view;
@@ -439,6 +440,8 @@ pub struct TrainingSession {
     runs_dir: PathBuf,
     /// The runs of a sweep still to start, one after another.
     pub sweep: Option<sweep::SweepQueue>,
+    /// The Compare view's "Train both": designs still to start and the pair's runs.
+    pub pair: Option<pair::PairQueue>,
 }
 
 impl TrainingSession {
@@ -465,6 +468,7 @@ impl Default for TrainingSession {
             step_timer: estimate::StepTimer::default(),
             refusal: None,
             sweep: None,
+            pair: None,
             runs_dir: std::env::temp_dir().join(format!(
                 "netloom-runs-{}-{}",
                 std::process::id(),
@@ -677,6 +681,11 @@ impl TrainingSession {
         {
             messages.push((format!("The sweep stopped: {why}"), true));
         }
+        if self.pair.is_some()
+            && let Some(Err(why)) = self.advance_pair()
+        {
+            messages.push((format!("Training both designs stopped: {why}"), true));
+        }
         messages
     }
 
@@ -826,6 +835,16 @@ impl TrainingSession {
             &self.setup,
             estimate::epoch_images(&self.setup, known),
         )
+    }
+
+    /// Whether run `id` (if any) is over without having finished (a queue of
+    /// runs stops there).
+    fn ended_unfinished(&self, id: Option<usize>) -> bool {
+        id.is_some_and(|id| {
+            self.runs
+                .iter()
+                .any(|r| r.id == id && r.status != RunStatus::Finished)
+        })
     }
 
     /// The newest run whose weights are only in memory, with why they were not saved.
