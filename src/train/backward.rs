@@ -77,6 +77,16 @@ impl Plan {
     }
 
     /// Takes the buffer input `k` of step `i` writes its gradient into.
+    /// The ReLU step whose gradient buffer BatchNorm step `bn` shares
+    /// ([`GradWrite::Shared`]): its only consumer.
+    fn relu_sharing_grad_of(&self, bn: usize) -> Option<usize> {
+        self.steps.iter().position(|s| {
+            matches!(s.op, Op::Relu)
+                && s.inputs.as_slice() == [bn]
+                && s.grad_writes.first() == Some(&GradWrite::Shared)
+        })
+    }
+
     fn take_input_grad(&mut self, i: usize, k: usize) -> Option<Vec<f32>> {
         let u = self.steps[i].inputs[k];
         match self.steps[i].grad_writes[k] {
@@ -219,6 +229,19 @@ impl Plan {
                                     None,
                                     None,
                                 );
+                                // Frozen after compiling (Grad-CAM freezes every
+                                // BatchNorm): the ReLU that shares this gradient
+                                // buffer still needs its mask applied here.
+                                if self.steps[i].backward_relu
+                                    && let Some(r) = self.relu_sharing_grad_of(i)
+                                {
+                                    let y = &self.acts[r][..dx.len()];
+                                    for (d, &v) in dx.iter_mut().zip(y) {
+                                        if v <= 0.0 {
+                                            *d = 0.0;
+                                        }
+                                    }
+                                }
                             }
                         } else {
                             let mut dgamma = std::mem::take(&mut self.params[*gamma].grad);
