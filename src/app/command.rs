@@ -276,6 +276,8 @@ pub enum Command {
         on: bool,
         class: Option<u32>,
     },
+    /// Train compare designs A and B one after another with the same setup.
+    TrainBoth,
     /// Open the Sweep dialog on the selected layer's parameters.
     OpenSweepDialog,
     /// Open the Sweep dialog preset to parameter `param` (its design-file name) of `node`.
@@ -341,6 +343,7 @@ impl Command {
                 | Command::ProbeNode { .. }
                 | Command::ShowFeatureMapsOf { .. }
                 | Command::ShowGradCam { .. }
+                | Command::TrainBoth
                 | Command::OpenSweepDialog
                 | Command::OpenSweepOn { .. }
                 | Command::StartSweep(_)

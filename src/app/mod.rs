@@ -654,6 +654,22 @@ impl NetloomApp {
                 self.sweep_dialog.open_for(&tab.doc.graph, node);
                 Ok(())
             }
+            Command::TrainBoth => {
+                let [a, b] = [&self.tabs[0], &self.tabs[self.tabs.len() - 1]];
+                let started = if self.tabs.len() < 2 {
+                    Err("Train both needs two designs: pin one as A first.".into())
+                } else {
+                    self.training.train_pair([
+                        (&a.doc.graph, 0, a.doc.generation),
+                        (&b.doc.graph, 1, b.doc.generation),
+                    ])
+                };
+                if started.is_ok() {
+                    self.bottom_tab = BottomTab::Runs;
+                    self.show_cost_table = true;
+                }
+                started
+            }
             Command::OpenSweepOn { node, param } => {
                 let graph = &self.tabs[self.active].doc.graph;
                 self.sweep_dialog.open_on(graph, node, &param);
@@ -1272,11 +1288,18 @@ impl NetloomApp {
                                     &tab.doc.analysis,
                                     &self.training.setup,
                                 );
+                                let time = self.training.time_estimate(
+                                    &tab.doc.graph,
+                                    &tab.doc.analysis,
+                                    self.active,
+                                    tab.doc.generation,
+                                );
                                 let cmds = training::panel::setup_ui(
                                     ui,
                                     &self.training.setup,
                                     editable,
                                     &memory,
+                                    &time,
                                 );
                                 self.queue.extend(cmds);
                             });
@@ -1322,7 +1345,11 @@ impl NetloomApp {
         // Four frames a second keep the plots live; input repaints at once
         // anyway. Faster periodic repaints cost a software-rendered desktop
         // most of the CPU training needs (10 Hz: 42 images/s, 4 Hz: 220).
-        if self.training.is_active() || self.training.probe.pending || self.training.cam.pending {
+        if self.training.is_active()
+            || self.training.probe.pending
+            || self.training.cam.pending
+            || self.training.step_timer.is_measuring()
+        {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
     }
@@ -1393,6 +1420,9 @@ impl NetloomApp {
                             &self.tabs[1].doc,
                             &self.conventions,
                         );
+                        if let Some(c) = compare::train_both_ui(ui, &self.training) {
+                            self.queue.push(c);
+                        }
                         if ui.button("Close compare").clicked() {
                             self.queue.push(Command::CloseCompare);
                         }
