@@ -432,6 +432,7 @@ impl Command {
             Command::ExportMetrics => "Export metrics as CSV…",
             Command::OpenSweepDialog => "Sweep…",
             Command::FindLearningRate => "Find learning rate",
+            Command::TrainBoth => "Train both",
             Command::PinAsA => "Pin as A",
             Command::CloseCompare => "Close compare",
             _ => return None,

@@ -30,6 +30,9 @@ pub enum CliError {
     /// An output path refused before any work (unwritable, or an input).
     #[error(transparent)]
     Output(#[from] file::OutputError),
+    /// A dataset that cannot be read.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     /// Anything else the command refuses, said in words for the terminal.
     #[error("{0}")]
     Refused(String),

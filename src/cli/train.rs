@@ -1,6 +1,7 @@
 //! `netloom train` and `netloom eval`: the headless front ends of the
 //! trainer thread and the evaluator (the binary only parses and dispatches).
 
+use super::CliError;
 use crate::data::{self, AugmentConfig, LoadOptions};
 use crate::graph::file;
 use crate::train::eval::{self, EvalOptions};
@@ -130,13 +131,18 @@ fn fmt_duration(d: std::time::Duration) -> String {
 }
 
 /// Runs `netloom train`.
-pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
+pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
     if args.epochs == 0 {
-        return Err("nothing to do: 0 epochs asked for (--epochs 0)".into());
+        return Err(CliError::Refused(
+            "nothing to do: 0 epochs asked for (--epochs 0)".into(),
+        ));
     }
     let data_path = args.data.clone().unwrap_or_else(data::default_dataset_dir);
     check_train_outputs(&args, &data_path)?;
-    let graph = file::load(&args.design).map_err(|e| format!("{}: {e}", args.design.display()))?;
+    let graph = file::load(&args.design).map_err(|source| CliError::Load {
+        path: args.design.clone(),
+        source,
+    })?;
     let mut config = TrainConfig::new(graph, DataSource::Path(data_path.clone()));
     config.epochs = args.epochs;
     config.batch_size = args.batch;
@@ -343,18 +349,21 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
 /// Refuses, before anything is loaded, a `--save` or `--checkpoint` that
 /// cannot be written or that would overwrite an input (a checkpoint may be
 /// the `--resume` file: continuing a run rewrites it).
-fn check_train_outputs(args: &TrainArgs, data_path: &Path) -> Result<(), String> {
+fn check_train_outputs(args: &TrainArgs, data_path: &Path) -> Result<(), CliError> {
     let mut outputs: Vec<(&str, &Path)> = Vec::new();
     outputs.extend(args.save.as_deref().map(|p| ("--save", p)));
     outputs.extend(args.checkpoint.as_deref().map(|p| ("--checkpoint", p)));
     let mut inputs = vec![("the design", args.design.as_path()), ("--data", data_path)];
     inputs.extend(args.init_weights.as_deref().map(|p| ("--init-weights", p)));
-    file::check_outputs(&outputs, &inputs).map_err(|e| e.to_string())
+    Ok(file::check_outputs(&outputs, &inputs)?)
 }
 
 /// Runs `netloom eval`.
-pub fn evaluate(args: EvalArgs) -> Result<ExitCode, String> {
-    let graph = file::load(&args.design).map_err(|e| format!("{}: {e}", args.design.display()))?;
+pub fn evaluate(args: EvalArgs) -> Result<ExitCode, CliError> {
+    let graph = file::load(&args.design).map_err(|source| CliError::Load {
+        path: args.design.clone(),
+        source,
+    })?;
     let mut paths: Vec<&Path> = vec![args.weights.as_path()];
     paths.extend(args.ensemble.iter().map(PathBuf::as_path));
     let budget = memory::Budget::new(args.memory_limit);
@@ -376,20 +385,20 @@ pub fn evaluate(args: EvalArgs) -> Result<ExitCode, String> {
         memory_budget: Some(budget.bytes),
         ..LoadOptions::for_input(h, w, c)
     };
-    let splits = data::load(&data_path, &opts, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let splits = data::load(&data_path, &opts, &mut |_, _| {})?;
     if !args.json {
         for notice in &splits.notices {
             eprintln!("note: {notice}");
         }
     }
     if !meta.classes.is_empty() && meta.classes != splits.class_names() {
-        return Err(format!(
+        return Err(CliError::Refused(format!(
             "{} was trained on classes {:?}, but {} has {:?}",
             args.weights.display(),
             meta.classes,
             data_path.display(),
             splits.class_names()
-        ));
+        )));
     }
     let stats = meta.stats().unwrap_or_else(|| splits.train.channel_stats());
     let test = splits
