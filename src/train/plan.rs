@@ -757,6 +757,13 @@ impl Plan {
         self.seed = seed;
         self.iteration = 0;
     }
+
+    /// Restarts the sequence of dropout masks (each training-mode forward
+    /// pass draws the next ones), so that two passes see the same masks, as
+    /// a finite-difference gradient check needs.
+    pub fn restart_dropout_masks(&mut self) {
+        self.iteration = 0;
+    }
 }
 
 /// The trainable BatchNorm whose backward can apply ReLU step `i`'s mask:
