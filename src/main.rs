@@ -178,13 +178,16 @@ struct RenderArgs {
 /// `netloom render`: the whole design as SVG or PNG.
 fn render(args: RenderArgs) -> Result<ExitCode, String> {
     use netloom::render::{Diagram, RenderOptions};
-    if args.collapsed {
-        return Err("--collapsed: this build has no groups to collapse; render without it".into());
-    }
     if !(args.scale.is_finite() && args.scale > 0.0 && args.scale <= 8.0) {
         return Err(format!("--scale {} must be in (0, 8]", args.scale));
     }
     let graph = load(&args.design)?;
+    if args.collapsed && graph.groups().is_empty() {
+        eprintln!(
+            "--collapsed: {} has no groups; every layer is drawn",
+            args.design.display()
+        );
+    }
     let analysis = analyze(&graph);
     let options = RenderOptions {
         orientation: match args.orientation {
@@ -200,6 +203,7 @@ fn render(args: RenderArgs) -> Result<ExitCode, String> {
             ..Conventions::default()
         },
         relayout: !args.keep_positions,
+        collapsed: args.collapsed,
     };
     let diagram = Diagram::build(&graph, &analysis, &options);
     let ext = args

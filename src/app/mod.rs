@@ -414,8 +414,15 @@ impl NetloomApp {
             Command::FitView => self.tab_mut().canvas.fit_requested = true,
             Command::FocusNode(id) => {
                 let tab = self.tab_mut();
-                if let Some(n) = tab.doc.graph.node(id) {
-                    let rect = egui::Rect::from_min_size(n.position.into(), canvas::NODE_SIZE);
+                let graph = &tab.doc.graph;
+                if let Some(n) = graph.node(id) {
+                    // A layer inside a collapsed group is shown by its group.
+                    let at = graph
+                        .group_of(id)
+                        .map(|g| &graph.groups()[g])
+                        .filter(|g| g.collapsed)
+                        .map_or(n.position, |g| g.position);
+                    let rect = egui::Rect::from_min_size(at.into(), canvas::NODE_SIZE);
                     tab.canvas.focus(rect);
                     tab.selection = BTreeSet::from([id]);
                 }
@@ -986,6 +993,10 @@ impl NetloomApp {
                     ("Delete", Command::DeleteSelection),
                     ("Select all", Command::SelectAll),
                     ("Auto-layout", Command::AutoLayout),
+                    (
+                        "Group selection",
+                        Command::GroupNodes(self.tabs[self.active].selection.clone()),
+                    ),
                 ] {
                     if ui.button(label).clicked() {
                         q.push(c);
@@ -1001,6 +1012,39 @@ impl NetloomApp {
                 }
                 if ui.button("Toggle cost table").clicked() {
                     q.push(Command::ToggleCostTable);
+                }
+                ui.separator();
+                let doc = &self.tabs[self.active].doc;
+                let lr = doc.graph.orientation == crate::graph::layout::Orientation::LeftToRight;
+                let (label, to) = if lr {
+                    (
+                        "Lay out top to bottom",
+                        crate::graph::layout::Orientation::TopToBottom,
+                    )
+                } else {
+                    (
+                        "Lay out left to right",
+                        crate::graph::layout::Orientation::LeftToRight,
+                    )
+                };
+                if ui.button(label).clicked() {
+                    q.push(Command::SetOrientation(to));
+                    q.push(Command::FitView);
+                }
+                let grouped = !doc.graph.groups().is_empty();
+                if ui
+                    .add_enabled(grouped, egui::Button::new("Collapse all groups"))
+                    .clicked()
+                {
+                    q.push(Command::SetAllGroupsCollapsed(true));
+                    q.push(Command::FitView);
+                }
+                if ui
+                    .add_enabled(grouped, egui::Button::new("Expand all groups"))
+                    .clicked()
+                {
+                    q.push(Command::SetAllGroupsCollapsed(false));
+                    q.push(Command::FitView);
                 }
             });
             ui.menu_button("Run", |ui| {
