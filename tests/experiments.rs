@@ -193,3 +193,16 @@ fn sweeps_of_unknown_layers_or_params_are_refused_with_the_reason() {
     assert_ne!(code, 0);
     assert!(err.contains("at least 1"), "{err}");
 }
+
+/// The target on the shipped design and data: Adam on resnet-mini
+/// with the built-in hand-digits set. 40 batches instead of 100 keep the
+/// test near 10 CPU-seconds; the rate still spans 1e-6 to 1.
+#[test]
+fn lr_find_on_resnet_mini_suggests_a_rate_between_1e_4_and_1e_2() {
+    let design = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/resnet-mini.json");
+    let (code, out, err) = netloom(&["lr-find", s(&design), "--batches", "40", "--json"]);
+    assert!(code == 0 || code == 1, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    let lr = v["suggested_lr"].as_f64().expect("a suggested rate");
+    assert!((1e-4..=1e-2).contains(&lr), "suggested {lr:e}: {v}");
+}

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use egui::vec2;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use netloom::app::NetloomApp;
 use netloom::app::command::Command;
 use netloom::app::training::RunStatus;
@@ -30,6 +30,16 @@ fn harness(graph: Graph) -> Harness<'static, NetloomApp> {
 
 fn has(h: &Harness<'_, NetloomApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// The accessible labels that contain `text`.
+fn labels_containing(h: &Harness<'_, NetloomApp>, text: &str) -> Vec<String> {
+    h.query_all_by_label_contains(text)
+        .filter_map(|n| {
+            let node = n.accesskit_node();
+            node.label().or_else(|| node.value())
+        })
+        .collect()
 }
 
 fn click(h: &mut Harness<'static, NetloomApp>, label: &str) {
@@ -423,6 +433,280 @@ fn the_learning_rate_finder_plots_its_curve_offers_its_rate_and_leaves_the_runs_
         click(&mut h, &format!("Use {lr:.1e}"));
         assert_eq!(h.state().training.setup.learning_rate, lr);
     }
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn right_clicking_a_layer_parameter_offers_a_sweep_of_it() {
+    let mut h = harness(tiny_design(3));
+    let c2 = h.state().doc().graph.find("c2").unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::Select([c2].into_iter().collect()));
+    h.run();
+    assert!(!h.state().sweep_dialog.open);
+    h.get_by_label("Filters").click_secondary();
+    h.run();
+    h.get_by_role_and_label(egui::Role::Button, "Sweep…")
+        .click();
+    h.run();
+    let dialog = &h.state().sweep_dialog;
+    assert!(dialog.open, "the Sweep dialog opened");
+    assert_eq!(dialog.target, "c2.filters");
+    assert!(has(&h, "Start sweep"));
+    // The same on another parameter presets that one.
+    h.get_by_label("Groups").click_secondary();
+    h.run();
+    h.get_by_role_and_label(egui::Role::Button, "Sweep…")
+        .click();
+    h.run();
+    assert_eq!(h.state().sweep_dialog.target, "c2.groups");
+}
+
+#[test]
+fn the_inspector_shows_the_training_memory_estimate() {
+    let h = harness(tiny_design(3));
+    let doc = h.state().doc();
+    let expected = netloom::app::training::panel::memory_estimate_text(
+        &doc.graph,
+        &doc.analysis,
+        &h.state().training.setup,
+    );
+    // The part that does not move with the memory the system has free.
+    let needs = expected.split(';').next().unwrap_or_default();
+    assert!(
+        needs.starts_with('~') && needs.ends_with("at batch 32"),
+        "{expected}"
+    );
+    assert!(has(&h, "Training memory"));
+    let shown = labels_containing(&h, needs);
+    assert!(
+        shown.iter().any(|l| l.contains("fits in")),
+        "the inspector shows {needs} with the batch that fits: {shown:?}"
+    );
+}
+
+#[test]
+fn the_gallery_overlays_grad_cam_maps_for_the_predicted_or_a_chosen_class() {
+    let (mut h, dir) = tiny_app(3);
+    click(&mut h, "Train");
+    wait_until(&mut h, "the run to finish", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    click(&mut h, "Predictions");
+    h.get_by_label("Grad-CAM").click();
+    h.run();
+    let done = |h: &Harness<'static, NetloomApp>| {
+        let cam = &h.state().training.cam;
+        !cam.pending && cam.result.is_some()
+    };
+    wait_until(&mut h, "Grad-CAM maps", done);
+    h.run();
+    let run = h.state().training.current().unwrap().clone();
+    let test = run.test.as_ref().unwrap();
+    let maps = match &h.state().training.cam.result {
+        Some((id, Ok(maps))) if *id == run.id => maps.clone(),
+        other => panic!("no maps: {other:?}"),
+    };
+    assert_eq!(maps.layer, "r2", "the last spatial layer");
+    assert_eq!(maps.maps.len(), test.samples.len());
+    // Synthetic class k is a bright patch at a class-specific corner.
+    let patch = |k: u32| [(0usize, 0usize), (0, 4), (4, 2)][k as usize];
+    let mut correct = 0;
+    for ((index, map), s) in maps.maps.iter().zip(&test.samples) {
+        assert_eq!(*index, s.index);
+        assert_eq!(
+            map.predicted, s.predicted,
+            "the map's network is the trained one"
+        );
+        assert_eq!(map.class, s.predicted, "the predicted class by default");
+        assert_eq!(map.coarse_size, (8, 8));
+        let heat = map.heat((8, 8));
+        assert!(heat.iter().all(|v| (0.0..=1.0).contains(v)));
+        let label = format!("test image {}: true ", s.index);
+        let shown = labels_containing(&h, &label);
+        assert!(
+            shown
+                .iter()
+                .any(|l| l.contains("Grad-CAM for") && l.contains("at `r2`")),
+            "{shown:?}"
+        );
+        if s.predicted == s.label {
+            correct += 1;
+            let (y0, x0) = patch(s.label);
+            let sum = |f: &dyn Fn(usize, usize) -> bool| -> f32 {
+                (0..64)
+                    .filter(|&i| f(i / 8, i % 8))
+                    .map(|i| map.coarse[i])
+                    .sum()
+            };
+            let in_patch = sum(&|y, x| (y0..y0 + 4).contains(&y) && (x0..x0 + 4).contains(&x));
+            let total = sum(&|_, _| true);
+            // A quarter of the image is the patch: a map that did not look
+            // there would put about a quarter of its mass in it.
+            let share = in_patch / total.max(1e-9);
+            assert!(
+                share > 0.4,
+                "image {} of class {}: {share:.2} of the map on the class's patch",
+                s.index,
+                s.label
+            );
+        }
+    }
+    assert!(correct >= 10, "{correct} of 15 right after 3 epochs");
+    // A chosen class explains that class for every image.
+    let ctx = h.ctx.clone();
+    h.state_mut().execute(
+        &ctx,
+        Command::ShowGradCam {
+            on: true,
+            class: Some(1),
+        },
+    );
+    wait_until(&mut h, "Grad-CAM maps of class b", |h| {
+        let cam = &h.state().training.cam;
+        !cam.pending && cam.result.is_some()
+    });
+    match &h.state().training.cam.result {
+        Some((_, Ok(maps))) => assert!(maps.maps.iter().all(|(_, m)| m.class == 1)),
+        other => panic!("no maps: {other:?}"),
+    }
+    h.run();
+    assert!(has(&h, "Grad-CAM for b at `r2`"));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_final_save_that_fails_keeps_the_weights_and_save_as_writes_them() {
+    let (mut h, dir) = tiny_app(1);
+    // The run's weights file cannot be written: a folder stands in its place.
+    let runs = dir.join("runs");
+    std::fs::create_dir_all(runs.join("run-1.safetensors")).expect("mkdir");
+    h.state_mut().training.set_runs_dir(runs);
+    click(&mut h, "Train");
+    wait_until(&mut h, "the run to finish", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    h.run();
+    let run = h.state().training.current().unwrap();
+    assert!(run.weights.is_none(), "nothing was saved");
+    assert!(run.unsaved.is_some(), "the weights are kept in memory");
+    assert!(run.test.is_some(), "the run still finished and was tested");
+    assert!(has(&h, "could not be saved"));
+    assert!(has(&h, "kept in memory until you save them"));
+    let kept: Vec<(String, Vec<f32>)> = run
+        .unsaved
+        .as_ref()
+        .map(|(_, w)| {
+            w.params
+                .iter()
+                .map(|p| (p.name.clone(), p.data.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(kept.iter().any(|(n, _)| n == "c2.weight"));
+
+    // Save As to a good path writes a file the trainer can start from.
+    let good = dir.join("saved.safetensors");
+    let field = h.get_by_label("Save as");
+    field.focus();
+    h.run();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label("Save as")
+        .type_text(good.to_str().expect("utf8"));
+    h.run();
+    assert_eq!(
+        h.get_by_label("Save as").value().as_deref(),
+        good.to_str(),
+        "the typed path replaced the suggestion"
+    );
+    click(&mut h, "Save");
+    let file = netloom::train::weights::read(&good).expect("a loadable weights file");
+    for (name, data) in &kept {
+        let saved = file.tensors.iter().find(|t| &t.0 == name);
+        assert_eq!(saved.map(|t| &t.2), Some(data), "{name} saved as trained");
+    }
+    let run = h.state().training.current().unwrap();
+    assert_eq!(run.weights.as_deref(), Some(good.as_path()));
+    assert!(run.unsaved.is_none());
+    assert!(!has(&h, "could not be saved"), "the window closed");
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_setup_estimates_seconds_per_epoch_from_timed_steps() {
+    let (mut h, dir) = tiny_app(1);
+    wait_until(&mut h, "the step timer", |h| has(h, "per epoch ("));
+    // 60 images and a corrupt file in the class folders, less the 10%
+    // held out for validation: 55 images, 7 batches of 8.
+    assert!(has(&h, "ms per step × 7 batches)"));
+    click(&mut h, "Train");
+    wait_until(&mut h, "the run to finish", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    // After a run the count is the trainer's own.
+    let images = h
+        .state()
+        .training
+        .current()
+        .unwrap()
+        .info
+        .as_ref()
+        .unwrap()
+        .train_images;
+    h.run();
+    assert!(has(
+        &h,
+        &format!("ms per step × {} batches)", images.div_ceil(8))
+    ));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn train_both_in_the_compare_view_trains_a_and_b_alike_and_shows_both_runs() {
+    let (mut h, dir) = tiny_app(1);
+    click(&mut h, "Train");
+    wait_until(&mut h, "an earlier run", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    let ctx = h.ctx.clone();
+    h.state_mut().execute(&ctx, Command::PinAsA);
+    // B: a wider c2.
+    let c2 = h.state().doc().graph.find("c2").unwrap();
+    let kind =
+        netloom::train::experiment::design_with(&h.state().doc().graph, "c2", "filters", 12.0)
+            .unwrap()
+            .node(c2)
+            .unwrap()
+            .kind
+            .clone();
+    h.state_mut()
+        .execute(&ctx, Command::SetKind { id: c2, kind });
+    h.run();
+    click(&mut h, "Train both");
+    wait_until(&mut h, "both runs", |h| {
+        let runs = &h.state().training.runs;
+        runs.len() == 3 && runs[1..].iter().all(|r| r.status == RunStatus::Finished)
+    });
+    h.run();
+    let runs = &h.state().training.runs;
+    let (a, b) = (&runs[1], &runs[2]);
+    assert_eq!((a.tab, b.tab), (0, 1));
+    assert_eq!(a.design, "tiny");
+    assert_eq!(b.design, "tiny (B)");
+    assert!(b.macs > a.macs, "B's wider conv costs more");
+    assert_eq!(a.setup, b.setup, "the same data and setup");
+    assert!(
+        !runs[0].visible && a.visible && b.visible,
+        "the pair alone is overlaid"
+    );
+    assert_eq!(h.state().bottom_tab, netloom::app::BottomTab::Runs);
+    assert!(has(&h, "Accuracy against MACs plot with 3 runs"));
+    assert!(has(&h, "A #2 Finished · B #3 Finished"));
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }

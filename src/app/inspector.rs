@@ -38,6 +38,7 @@ impl Inspector {
         doc: &Document,
         selection: &BTreeSet<NodeId>,
         conventions: &Conventions,
+        training_memory: &str,
     ) -> Vec<Command> {
         let mut out = Vec::new();
         if let Some(c) = conventions_ui(ui, conventions) {
@@ -67,6 +68,10 @@ impl Inspector {
                     thousands(totals.total_params),
                     thousands(totals.trainable_params)
                 ));
+                ui.end_row();
+                ui.label("Training memory");
+                ui.label(training_memory)
+                    .on_hover_text("the estimate the trainer checks before a run with the Run setup's batch and optimizer: activations and gradients × batch, parameters, optimizer state, workspaces");
                 ui.end_row();
             });
         if let Some(e) = &doc.analysis.design_error {
@@ -123,10 +128,17 @@ impl Inspector {
         }
 
         if let Some((_, draft)) = &mut self.draft {
+            let mut sweep = None;
             let changed = egui::Grid::new("params")
                 .num_columns(2)
-                .show(ui, |ui| kind_editor_ui(ui, draft))
+                .show(ui, |ui| kind_editor_ui(ui, draft, &mut sweep))
                 .inner;
+            if let Some(param) = sweep {
+                out.push(Command::OpenSweepOn {
+                    node: id,
+                    param: param.to_string(),
+                });
+            }
             match draft.validate() {
                 Err(e) => {
                     ui.colored_label(ui.visuals().error_fg_color, e);
@@ -198,44 +210,75 @@ impl Inspector {
     }
 }
 
-fn u32_ui(ui: &mut Ui, label: &str, v: &mut u32) -> bool {
-    let l = ui.label(label);
-    let c = ui
-        .add(DragValue::new(v).range(0..=1_000_000).speed(0.2))
-        .labelled_by(l.id)
-        .changed();
-    ui.end_row();
-    c
+/// Where the parameter editors report a right-click "Sweep…": the
+/// parameter's design-file name.
+type SweepAsk = Option<&'static str>;
+
+/// Offers "Sweep…" on a right-click of parameter `key`'s widget.
+fn sweep_menu(response: &egui::Response, key: &'static str, sweep: &mut SweepAsk) {
+    response.context_menu(|ui| {
+        if ui
+            .button("Sweep…")
+            .on_hover_text("train one run per value of this parameter")
+            .clicked()
+        {
+            *sweep = Some(key);
+            ui.close();
+        }
+    });
 }
 
-fn pair_ui(ui: &mut Ui, label: &str, v: &mut [u32; 2]) -> bool {
+fn u32_ui(ui: &mut Ui, label: &str, key: &'static str, v: &mut u32, sweep: &mut SweepAsk) -> bool {
+    let l = ui.label(label);
+    let r = ui
+        .add(DragValue::new(v).range(0..=1_000_000).speed(0.2))
+        .labelled_by(l.id);
+    sweep_menu(&r, key, sweep);
+    ui.end_row();
+    r.changed()
+}
+
+fn pair_ui(
+    ui: &mut Ui,
+    label: &str,
+    key: &'static str,
+    v: &mut [u32; 2],
+    sweep: &mut SweepAsk,
+) -> bool {
     let l = ui.label(label);
     let c = ui
         .horizontal(|ui| {
             let a = ui
                 .add(DragValue::new(&mut v[0]).range(0..=4096).speed(0.1))
-                .labelled_by(l.id)
-                .changed();
+                .labelled_by(l.id);
+            sweep_menu(&a, key, sweep);
             ui.label("×");
             let b = ui
                 .add(DragValue::new(&mut v[1]).range(0..=4096).speed(0.1))
-                .labelled_by(l.id)
-                .changed();
-            a || b
+                .labelled_by(l.id);
+            sweep_menu(&b, key, sweep);
+            a.changed() || b.changed()
         })
         .inner;
     ui.end_row();
     c
 }
 
-fn f64_ui(ui: &mut Ui, label: &str, v: &mut f64, speed: f64) -> bool {
+fn f64_ui(
+    ui: &mut Ui,
+    label: &str,
+    key: &'static str,
+    v: &mut f64,
+    speed: f64,
+    sweep: &mut SweepAsk,
+) -> bool {
     let l = ui.label(label);
-    let c = ui
+    let r = ui
         .add(DragValue::new(v).speed(speed).max_decimals(6))
-        .labelled_by(l.id)
-        .changed();
+        .labelled_by(l.id);
+    sweep_menu(&r, key, sweep);
     ui.end_row();
-    c
+    r.changed()
 }
 
 fn bool_ui(ui: &mut Ui, label: &str, v: &mut bool) -> bool {
@@ -288,7 +331,8 @@ fn padding_ui(ui: &mut Ui, p: &mut Padding) -> bool {
 }
 
 /// Editors for every parameter of `kind`; returns whether anything changed.
-pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind) -> bool {
+/// A right-click "Sweep…" on a numeric parameter puts its design-file name in `sweep`.
+pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind, sweep: &mut SweepAsk) -> bool {
     use LayerKind::*;
     match kind {
         Input {
@@ -296,9 +340,9 @@ pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind) -> bool {
             width,
             channels,
         } => {
-            let mut c = u32_ui(ui, "Height", height);
-            c |= u32_ui(ui, "Width", width);
-            c | u32_ui(ui, "Channels", channels)
+            let mut c = u32_ui(ui, "Height", "height", height, sweep);
+            c |= u32_ui(ui, "Width", "width", width, sweep);
+            c | u32_ui(ui, "Channels", "channels", channels, sweep)
         }
         Conv2d {
             filters,
@@ -308,11 +352,11 @@ pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind) -> bool {
             groups,
             bias,
         } => {
-            let mut c = u32_ui(ui, "Filters", filters);
-            c |= pair_ui(ui, "Kernel", kernel);
-            c |= pair_ui(ui, "Stride", stride);
+            let mut c = u32_ui(ui, "Filters", "filters", filters, sweep);
+            c |= pair_ui(ui, "Kernel", "kernel", kernel, sweep);
+            c |= pair_ui(ui, "Stride", "stride", stride, sweep);
             c |= padding_ui(ui, padding);
-            c |= u32_ui(ui, "Groups", groups);
+            c |= u32_ui(ui, "Groups", "groups", groups, sweep);
             c | bool_ui(ui, "Bias", bias)
         }
         ZeroPad2d { padding } => {
@@ -344,19 +388,19 @@ pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind) -> bool {
             padding,
             ceil_mode,
         } => {
-            let mut c = pair_ui(ui, "Kernel", kernel);
-            c |= pair_ui(ui, "Stride", stride);
+            let mut c = pair_ui(ui, "Kernel", "kernel", kernel, sweep);
+            c |= pair_ui(ui, "Stride", "stride", stride, sweep);
             c |= padding_ui(ui, padding);
             c | bool_ui(ui, "Ceil mode", ceil_mode)
         }
         BatchNorm { epsilon, momentum } => {
-            let c = f64_ui(ui, "Epsilon", epsilon, 0.0001);
-            c | f64_ui(ui, "Momentum", momentum, 0.001)
+            let c = f64_ui(ui, "Epsilon", "epsilon", epsilon, 0.0001, sweep);
+            c | f64_ui(ui, "Momentum", "momentum", momentum, 0.001, sweep)
         }
-        LeakyRelu { alpha } => f64_ui(ui, "Alpha", alpha, 0.001),
-        Dropout { rate } => f64_ui(ui, "Rate", rate, 0.01),
+        LeakyRelu { alpha } => f64_ui(ui, "Alpha", "alpha", alpha, 0.001, sweep),
+        Dropout { rate } => f64_ui(ui, "Rate", "rate", rate, 0.01, sweep),
         Dense { units, bias } => {
-            let c = u32_ui(ui, "Units", units);
+            let c = u32_ui(ui, "Units", "units", units, sweep);
             c | bool_ui(ui, "Bias", bias)
         }
         GlobalAvgPool | Relu | Sigmoid | Tanh | Softmax | Flatten | Add | Concat => {

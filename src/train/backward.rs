@@ -80,7 +80,7 @@ impl Plan {
     fn take_input_grad(&mut self, i: usize, k: usize) -> Option<Vec<f32>> {
         let u = self.steps[i].inputs[k];
         match self.steps[i].grad_writes[k] {
-            GradWrite::Skip => None,
+            GradWrite::Skip | GradWrite::Shared => None,
             GradWrite::Overwrite => {
                 self.grad_slot[u].map(|s| std::mem::take(&mut self.grad_slots[s]))
             }
@@ -96,7 +96,7 @@ impl Plan {
             return;
         };
         match self.steps[i].grad_writes[k] {
-            GradWrite::Skip => {}
+            GradWrite::Skip | GradWrite::Shared => {}
             GradWrite::Overwrite => self.grad_slots[slot] = buf,
             GradWrite::Accumulate => {
                 let len = self.batch * self.value_elems[u];
@@ -124,7 +124,7 @@ impl Plan {
                     };
                     let dx = &mut self.grad_slots[slot][..dy.len()];
                     match self.steps[i].grad_writes[k] {
-                        GradWrite::Skip => {}
+                        GradWrite::Skip | GradWrite::Shared => {}
                         GradWrite::Overwrite => dx.copy_from_slice(dy),
                         GradWrite::Accumulate => misc::accumulate(dx, dy),
                     }
@@ -139,7 +139,7 @@ impl Plan {
                     let len = n * self.value_elems[u];
                     let dx = &mut self.grad_slots[slot][..len];
                     match self.steps[i].grad_writes[k] {
-                        GradWrite::Skip => {}
+                        GradWrite::Skip | GradWrite::Shared => {}
                         GradWrite::Overwrite => {
                             misc::concat_channels_backward_one(dy, channels, k, dx, false)
                         }
@@ -178,10 +178,9 @@ impl Plan {
                             misc::zero_pad2d_backward(dy, dx, n, *hwc, *pad);
                         }
                     }
-                    Op::MaxPool { geo, argmax } => {
+                    Op::MaxPool { geo } => {
                         if let Some(dx) = dx {
-                            let geo = geo.with_batch(n);
-                            pool::max_pool2d_backward(&geo, dy, &argmax[..geo.out_len()], dx);
+                            pool::max_pool2d_backward(&geo.with_batch(n), x, y, dy, dx);
                         }
                     }
                     Op::AvgPool { geo } => {
@@ -238,8 +237,10 @@ impl Plan {
                                 dy,
                                 *c,
                                 &self.params[*gamma].data,
+                                &self.params[*beta].data,
                                 save_mean,
                                 save_invstd,
+                                self.steps[i].backward_relu,
                                 dx,
                                 &mut dgamma,
                                 &mut dbeta,
@@ -252,6 +253,7 @@ impl Plan {
                         }
                     }
                     Op::Relu => {
+                        // None when the BatchNorm before applies the mask (GradWrite::Shared).
                         if let Some(dx) = dx {
                             activation::relu_backward(y, dy, dx);
                         }

@@ -12,13 +12,15 @@
 //! ```
 
 pub mod backward;
-pub mod cli;
 pub mod eval;
 pub mod experiment;
+pub mod feed;
 pub mod forward;
+pub mod gradcam;
 pub mod memory;
 pub mod optim;
 pub mod plan;
+pub mod prepare;
 pub mod trainer;
 pub mod weights;
 

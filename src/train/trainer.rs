@@ -18,17 +18,18 @@
 //! ```
 
 use super::eval;
+use super::feed::{ActivationCache, Feed, bn_stat_params, recompute_bn_stats};
+use super::gradcam::{self, GradCam, GradCamMaps, GradCamRequest};
 use super::memory;
-use super::plan::{Op, ParamTensor, Plan, step_param_indices};
+use super::plan::{ParamTensor, Plan, step_param_indices};
+use super::prepare::{apply_freeze, fit_output, input_hwc};
 use super::weights::{self, EMA_PREFIX, OPTIMIZER_PREFIX, WeightsMeta};
 use super::{Mode, Optimizer, OptimizerConfig, Schedule};
 use crate::data::{
-    self, AugmentConfig, Augmenter, BatchConfig, ChannelStats, Dataset, LoadOptions, Prefetcher,
-    Splits,
+    self, AugmentConfig, Augmenter, BatchConfig, Dataset, LoadOptions, Prefetcher, Splits,
 };
-use crate::graph::{Graph, LayerKind, NodeId};
+use crate::graph::Graph;
 use crate::infer::{Analysis, Shape, analyze};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -36,6 +37,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Name of the training thread.
+/// Kept here too so `trainer::layers_through` callers keep working; the
+/// design-preparation steps live in [`super::prepare`].
+pub use super::prepare::layers_through;
+
 pub const THREAD_NAME: &str = "netloom-trainer";
 
 /// Where the images come from.
@@ -93,6 +98,10 @@ pub struct TrainConfig {
     /// After the run ends, keep the trained network and answer
     /// [`Command::Probe`] until [`Command::Close`] (the designer's feature maps).
     pub linger: bool,
+    /// When the final save fails, send the weights with [`Event::SaveFailed`]
+    /// and end the run as if it had saved (the designer keeps them in memory
+    /// and offers Save As) instead of writing a fallback file and failing.
+    pub keep_unsaved: bool,
 }
 
 impl TrainConfig {
@@ -122,6 +131,7 @@ impl TrainConfig {
             schedule_in_epochs: false,
             background: false,
             linger: false,
+            keep_unsaved: false,
         }
     }
 }
@@ -147,6 +157,9 @@ pub enum Command {
         node: String,
         image: usize,
     },
+    /// Grad-CAM maps of test images (the split [`Command::Probe`] reads),
+    /// answered with [`Event::GradCam`] when probes are.
+    GradCam(GradCamRequest),
     /// Ends a trainer that lingers after its run (see [`TrainConfig::linger`]).
     Close,
 }
@@ -294,6 +307,8 @@ pub enum Event {
     Layers(Vec<LayerLive>),
     /// The answer to [`Command::Probe`], or why it failed.
     FeatureMaps(Result<FeatureMaps, String>),
+    /// The answer to [`Command::GradCam`], or why it failed.
+    GradCam(Result<GradCamMaps, String>),
     Finished(TestResult),
     /// Stopped on request after `epoch`/`batch`.
     Stopped {
@@ -302,6 +317,48 @@ pub enum Event {
     },
     /// The run ended with an error (bad data, non-finite loss, …).
     Failed(String),
+    /// The final weights could not be written to `--save` (only with
+    /// [`TrainConfig::keep_unsaved`]): why, and the weights themselves.
+    /// Sent before the run's end ([`Event::Finished`], [`Event::Stopped`]).
+    SaveFailed {
+        message: String,
+        weights: Box<UnsavedWeights>,
+    },
+}
+
+/// Final weights that could not be saved, as the save would have written them.
+#[derive(Clone, Debug)]
+pub struct UnsavedWeights {
+    /// The tensors (without gradients).
+    pub params: Vec<ParamTensor>,
+    /// Extra tensors (the training-time BatchNorm statistics), by file name.
+    pub extra: Vec<(String, Vec<f32>)>,
+    pub meta: WeightsMeta,
+}
+
+impl PartialEq for UnsavedWeights {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta == other.meta
+            && self.extra == other.extra
+            && self.params.len() == other.params.len()
+            && self
+                .params
+                .iter()
+                .zip(&other.params)
+                .all(|(a, b)| (&a.name, &a.shape, &a.data) == (&b.name, &b.shape, &b.data))
+    }
+}
+
+impl UnsavedWeights {
+    /// Writes the file the failed save would have written.
+    pub fn save(&self, path: &Path) -> Result<(), weights::WeightsError> {
+        let extra: Vec<(String, Vec<usize>, &[f32])> = self
+            .extra
+            .iter()
+            .map(|(name, d)| (name.clone(), vec![d.len()], d.as_slice()))
+            .collect();
+        weights::save_with_extra(path, &self.params, &extra, &self.meta)
+    }
 }
 
 /// How a run ended.
@@ -462,433 +519,6 @@ impl TrainOutcome {
 }
 
 // ---------------------------------------------------------------------------
-// Preparing a design for a dataset
-
-/// Makes the design's output fit `classes`: when the output size differs
-/// and the design ends in a Dense layer (possibly followed by Softmax,
-/// Sigmoid or Dropout), that Dense layer's units are changed. Returns a
-/// sentence saying what changed, or why the design cannot fit.
-pub fn fit_output(graph: &mut Graph, classes: usize) -> Result<Option<String>, String> {
-    let analysis = analyze(graph);
-    let outputs = graph.outputs();
-    let [output] = outputs[..] else {
-        return Err(format!(
-            "the design needs exactly one output layer, it has {}",
-            outputs.len()
-        ));
-    };
-    let out_size = match analysis.node(output).and_then(|n| n.output_shape) {
-        Some(Shape::Vector(n)) => n as usize,
-        Some(s @ Shape::Volume { .. }) => {
-            return Err(format!(
-                "the output `{}` is a {s} volume, not a vector of {classes} class scores",
-                graph.name_of(output)
-            ));
-        }
-        None => {
-            return Err(format!(
-                "the design has errors; fix them before training: {}",
-                analysis.error_summary(graph, 3)
-            ));
-        }
-    };
-    let out_kind = graph.node(output).map(|n| n.kind.clone());
-    if out_size == classes
-        || (out_size == 1 && classes == 2 && out_kind == Some(LayerKind::Sigmoid))
-    {
-        return Ok(None);
-    }
-    // Walk back over shape-preserving layers to the last Dense.
-    let mut id: NodeId = output;
-    loop {
-        let Some(node) = graph.node(id) else {
-            return Err("the design has a dangling output".into());
-        };
-        match node.kind {
-            LayerKind::Dense { units, .. } => {
-                let name = node.name.clone();
-                if let Some(n) = graph.node_mut(id) {
-                    n.kind = match n.kind {
-                        LayerKind::Dense { bias, .. } => LayerKind::Dense {
-                            units: classes as u32,
-                            bias,
-                        },
-                        ref k => k.clone(),
-                    };
-                }
-                return Ok(Some(format!(
-                    "the design's final Dense `{name}` had {units} units; changed to {classes} to match the dataset's {classes} classes"
-                )));
-            }
-            LayerKind::Softmax
-            | LayerKind::Sigmoid
-            | LayerKind::Dropout { .. }
-            | LayerKind::Relu
-            | LayerKind::LeakyRelu { .. }
-            | LayerKind::Tanh => match graph.inputs_of(id).first().copied().flatten() {
-                Some(prev) => id = prev,
-                None => return Err(format!("`{}` has no input", node.name)),
-            },
-            ref other => {
-                return Err(format!(
-                    "the design outputs {out_size} values but the dataset has {classes} classes, and it does not end in a Dense layer whose units could be changed (`{}` is {}); end the design in Dense({classes}) + Softmax",
-                    node.name,
-                    other.display_name()
-                ));
-            }
-        }
-    }
-}
-
-/// Marks the named layers frozen; unknown names are an error that lists them.
-pub fn apply_freeze(graph: &mut Graph, names: &[String]) -> Result<(), String> {
-    let unknown: Vec<&str> = names
-        .iter()
-        .filter(|n| graph.find(n).is_none())
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        return Err(format!(
-            "--freeze: no layer named {} in `{}`",
-            unknown
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            graph.name
-        ));
-    }
-    for name in names {
-        if let Some(node) = graph.find(name).and_then(|id| graph.node_mut(id)) {
-            node.frozen = true;
-        }
-    }
-    Ok(())
-}
-
-/// Every layer up to and including `last`, in topological order (for
-/// "freeze everything through `gap`").
-pub fn layers_through(graph: &Graph, last: &str) -> Result<Vec<String>, String> {
-    let order = graph.topological_order().map_err(|e| e.to_string())?;
-    let pos = order
-        .iter()
-        .position(|&id| graph.name_of(id) == last)
-        .ok_or_else(|| format!("no layer named `{last}` in `{}`", graph.name))?;
-    Ok(order[..=pos]
-        .iter()
-        .map(|&id| graph.name_of(id).to_string())
-        .collect())
-}
-
-/// The design's input `(h, w, c)`.
-pub fn input_hwc(graph: &Graph) -> Result<(usize, usize, usize), String> {
-    let inputs = graph.input_nodes();
-    match inputs
-        .first()
-        .and_then(|&id| graph.node(id))
-        .map(|n| &n.kind)
-    {
-        Some(&LayerKind::Input {
-            height,
-            width,
-            channels,
-        }) if inputs.len() == 1 => Ok((height as usize, width as usize, channels as usize)),
-        _ => Err(format!(
-            "the design needs exactly one Input layer, it has {}",
-            inputs.len()
-        )),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Feeding batches: images, or cached activations of a frozen prefix
-
-/// Activations of one value for every image of a split, in memory or in a
-/// temporary file (deleted on drop).
-#[derive(Debug)]
-pub enum ActivationCache {
-    Memory {
-        data: Vec<f32>,
-        per: usize,
-    },
-    Disk {
-        file: std::fs::File,
-        path: PathBuf,
-        per: usize,
-    },
-}
-
-impl ActivationCache {
-    /// Values per image.
-    pub fn per_image(&self) -> usize {
-        match self {
-            ActivationCache::Memory { per, .. } | ActivationCache::Disk { per, .. } => *per,
-        }
-    }
-
-    pub fn is_on_disk(&self) -> bool {
-        matches!(self, ActivationCache::Disk { .. })
-    }
-
-    /// Runs `plan` up to step `cut` over every image of `ds` (eval mode,
-    /// normalised by `stats`) and keeps that step's output.
-    pub fn build(
-        plan: &mut Plan,
-        cut: usize,
-        ds: &Dataset,
-        stats: &ChannelStats,
-        memory_limit: usize,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> std::io::Result<Self> {
-        let per = plan.value_elems[cut];
-        let bytes = ds.len() * per * 4;
-        let mut sink = if bytes <= memory_limit {
-            ActivationCache::Memory {
-                data: Vec::with_capacity(ds.len() * per),
-                per,
-            }
-        } else {
-            static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!(
-                "netloom-activations-{}-{k}.f32",
-                std::process::id()
-            ));
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)?;
-            ActivationCache::Disk { file, path, per }
-        };
-        let cfg = BatchConfig::eval(plan.max_batch, Some(stats.clone()));
-        let mut batcher = data::Batcher::new(ds, cfg)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-        let mut images = vec![0.0; batcher.images_buffer_len()];
-        let mut labels = vec![0; plan.max_batch];
-        let mut done = 0;
-        let mut writer_buf = Vec::new();
-        while let Some(n) = batcher.next_into(&mut images, &mut labels) {
-            plan.forward_through(&images[..n * ds.image_len()], cut, Mode::Eval);
-            let act = plan.activation(cut);
-            match &mut sink {
-                ActivationCache::Memory { data, .. } => data.extend_from_slice(act),
-                ActivationCache::Disk { file, .. } => {
-                    writer_buf.clear();
-                    writer_buf.extend(act.iter().flat_map(|v| v.to_le_bytes()));
-                    file.write_all(&writer_buf)?;
-                }
-            }
-            done += n;
-            progress(done, ds.len());
-        }
-        if let ActivationCache::Disk { file, .. } = &mut sink {
-            file.flush()?;
-        }
-        Ok(sink)
-    }
-
-    /// Copies the rows `indices` into `out` (resized to fit).
-    pub fn fetch(&mut self, indices: &[usize], out: &mut Vec<f32>) -> std::io::Result<()> {
-        let per = self.per_image();
-        out.resize(indices.len() * per, 0.0);
-        match self {
-            ActivationCache::Memory { data, .. } => {
-                for (j, &i) in indices.iter().enumerate() {
-                    out[j * per..(j + 1) * per].copy_from_slice(&data[i * per..(i + 1) * per]);
-                }
-            }
-            ActivationCache::Disk { file, .. } => {
-                let mut buf = vec![0u8; per * 4];
-                for (j, &i) in indices.iter().enumerate() {
-                    file.seek(SeekFrom::Start((i * per * 4) as u64))?;
-                    file.read_exact(&mut buf)?;
-                    for (o, b) in out[j * per..(j + 1) * per]
-                        .iter_mut()
-                        .zip(buf.chunks_exact(4))
-                    {
-                        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ActivationCache {
-    fn drop(&mut self) {
-        if let ActivationCache::Disk { path, .. } = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// One split as the plan consumes it.
-pub(crate) struct Feed {
-    pub ds: Arc<Dataset>,
-    /// Cached activations at plan value `.1`, when the frozen prefix is cached.
-    pub cache: Option<(ActivationCache, usize)>,
-    stats: ChannelStats,
-    images: Vec<f32>,
-    labels: Vec<u32>,
-}
-
-impl Feed {
-    pub(crate) fn new(ds: Arc<Dataset>, stats: ChannelStats) -> Self {
-        Feed {
-            ds,
-            cache: None,
-            stats,
-            images: Vec::new(),
-            labels: Vec::new(),
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.ds.len()
-    }
-
-    /// Runs the plan forward on the images `indices` (unaugmented); returns their labels.
-    pub(crate) fn forward(
-        &mut self,
-        plan: &mut Plan,
-        indices: &[usize],
-        mode: Mode,
-    ) -> std::io::Result<&[u32]> {
-        self.labels.clear();
-        self.labels
-            .extend(indices.iter().map(|&i| self.ds.labels[i]));
-        match &mut self.cache {
-            Some((cache, value)) => {
-                cache.fetch(indices, &mut self.images)?;
-                plan.forward_from(*value, &self.images, mode);
-            }
-            None => {
-                let per = self.ds.image_len();
-                self.images.resize(indices.len() * per, 0.0);
-                let cfg = BatchConfig::eval(indices.len(), Some(self.stats.clone()));
-                let mut labels = vec![0; indices.len()];
-                data::dataset::fill_batch(
-                    &self.ds,
-                    indices,
-                    &cfg,
-                    0,
-                    0,
-                    &mut self.images,
-                    &mut labels,
-                );
-                plan.forward(&self.images, mode);
-            }
-        }
-        Ok(&self.labels)
-    }
-
-    /// Mean loss and accuracy over the whole split (eval mode, in order).
-    pub(crate) fn evaluate(&mut self, plan: &mut Plan) -> std::io::Result<(f32, f32, Vec<u32>)> {
-        let n = self.len();
-        let mut loss = 0.0f64;
-        let mut correct = 0;
-        let mut predictions = Vec::with_capacity(n);
-        let order: Vec<usize> = (0..n).collect();
-        for chunk in order.chunks(plan.max_batch) {
-            let labels = self.forward(plan, chunk, Mode::Eval)?.to_vec();
-            correct += plan.correct(&labels);
-            let k = plan.classes;
-            for row in plan.probabilities().chunks_exact(k) {
-                predictions.push(if k == 1 {
-                    (row[0] > 0.5) as u32
-                } else {
-                    super::argmax(row) as u32
-                });
-            }
-            loss += plan.loss_backward(&labels) as f64 * chunk.len() as f64;
-        }
-        Ok((
-            (loss / n.max(1) as f64) as f32,
-            correct as f32 / n.max(1) as f32,
-            predictions,
-        ))
-    }
-}
-
-/// The running-statistics tensors of every trainable BatchNorm step.
-fn bn_stat_params(plan: &Plan) -> Vec<usize> {
-    plan.steps
-        .iter()
-        .filter(|s| !s.frozen)
-        .flat_map(|s| match s.op {
-            Op::BatchNorm {
-                running_mean,
-                running_var,
-                ..
-            } => vec![running_mean, running_var],
-            _ => Vec::new(),
-        })
-        .collect()
-}
-
-/// Precise BN: replaces the running statistics of every trainable BatchNorm
-/// layer with their average over up to `images` shuffled training images
-/// (batches of the plan's size, train-mode forward, no gradients). Returns
-/// the number of batches used (0 when the plan has no such layer).
-pub(crate) fn recompute_bn_stats(
-    plan: &mut Plan,
-    feed: &mut Feed,
-    images: usize,
-    seed: u64,
-) -> std::io::Result<usize> {
-    let bn: Vec<usize> = plan
-        .steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.frozen && matches!(s.op, Op::BatchNorm { .. }))
-        .map(|(i, _)| i)
-        .collect();
-    if bn.is_empty() {
-        return Ok(0);
-    }
-    let mut order: Vec<usize> = (0..feed.len()).collect();
-    data::Rng::derive(seed, &[0xB4_7C4E]).shuffle(&mut order);
-    order.truncate(images.max(plan.max_batch).min(order.len()));
-    let saved_momentum: Vec<f32> = bn
-        .iter()
-        .map(|&i| match plan.steps[i].op {
-            Op::BatchNorm { momentum, .. } => momentum,
-            _ => 0.0,
-        })
-        .collect();
-    let iteration = plan.iteration;
-    let mut k = 0usize;
-    let mut result = Ok(());
-    for chunk in order.chunks(plan.max_batch) {
-        if chunk.len() < 2 {
-            break; // a single image has no batch variance
-        }
-        k += 1;
-        // Cumulative average: the k-th batch gets weight 1/k.
-        let m = (k - 1) as f32 / k as f32;
-        for &i in &bn {
-            if let Op::BatchNorm { momentum, .. } = &mut plan.steps[i].op {
-                *momentum = m;
-            }
-        }
-        if let Err(e) = feed.forward(plan, chunk, Mode::Train) {
-            result = Err(e);
-            break;
-        }
-    }
-    for (&i, &saved) in bn.iter().zip(&saved_momentum) {
-        if let Op::BatchNorm { momentum, .. } = &mut plan.steps[i].op {
-            *momentum = saved;
-        }
-    }
-    plan.iteration = iteration;
-    result.map(|_| k)
-}
-
-// ---------------------------------------------------------------------------
 // The run
 
 struct Control {
@@ -901,12 +531,19 @@ struct Control {
     ended: bool,
     close: bool,
     watch: bool,
-    /// Probe requests (node, image) not yet answered.
-    probes: Vec<(String, usize)>,
+    /// Probe requests not yet answered.
+    probes: Vec<Ask>,
+}
+
+/// A question the run's current network answers between batches.
+enum Ask {
+    /// Feature maps of (node, image).
+    Maps(String, usize),
+    GradCam(GradCamRequest),
 }
 
 /// Answers a probe request with the run's current network.
-type Serve<'a> = dyn FnMut(&str, usize) -> Result<FeatureMaps, String> + 'a;
+type Serve<'a> = dyn FnMut(Ask) -> Event + 'a;
 
 impl Control {
     fn new(rx: Receiver<Command>) -> Self {
@@ -928,7 +565,8 @@ impl Control {
         let stepping = cmd == Command::Step;
         match cmd {
             Command::Watch(on) => self.watch = on,
-            Command::Probe { node, image } => self.probes.push((node, image)),
+            Command::Probe { node, image } => self.probes.push(Ask::Maps(node, image)),
+            Command::GradCam(request) => self.probes.push(Ask::GradCam(request)),
             Command::Close => {
                 self.close = true;
                 self.stop = true;
@@ -956,8 +594,8 @@ impl Control {
 
     /// Answers every waiting probe.
     fn serve_probes(&mut self, ev: &Sender<Event>, serve: &mut Serve) {
-        for (node, image) in std::mem::take(&mut self.probes) {
-            let _ = ev.send(Event::FeatureMaps(serve(&node, image)));
+        for ask in std::mem::take(&mut self.probes) {
+            let _ = ev.send(serve(ask));
         }
     }
 
@@ -1358,6 +996,8 @@ fn run_inner(
     let mut cached_labels = Vec::new();
     let mut last_good: Vec<Vec<f32>> = plan.params.iter().map(|p| p.data.clone()).collect();
     let mut fused: Option<Vec<super::plan::Fusion>> = None;
+    // Compiled on the first Grad-CAM request.
+    let mut cam: Option<GradCam> = None;
     let mut last_report = Instant::now();
     let mut nanos_at_report = plan.step_nanos.clone();
     let mut batches_since_report = 0usize;
@@ -1367,13 +1007,13 @@ fn run_inner(
         let order = train_cfg.epoch_order(train_ds.len(), epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for b in 0..batches {
-            if !ctl.gate(ev, &mut |node, image| {
-                feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+            if !ctl.gate(ev, &mut |ask| {
+                answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
             }) {
                 let end = finish_stopped(&plan, out, &config, ev, epoch, b)?;
                 if config.linger {
-                    ctl.linger(ev, &mut |node, image| {
-                        feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+                    ctl.linger(ev, &mut |ask| {
+                        answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
                     });
                 }
                 return Ok(end);
@@ -1621,8 +1261,8 @@ fn run_inner(
         image_shape: (h, w, c),
     })));
     if config.linger {
-        ctl.linger(ev, &mut |node, image| {
-            feature_maps(&mut plan, &mut probe_feed, &analysis, node, image)
+        ctl.linger(ev, &mut |ask| {
+            answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
         });
     }
     Ok(RunEnd::Finished)
@@ -1690,6 +1330,36 @@ fn gallery(ds: &Dataset, predictions: &[u32]) -> Vec<Sample> {
         .collect()
 }
 
+/// Answers one probe request.
+fn answer(
+    plan: &mut Plan,
+    feed: &mut Feed,
+    analysis: &Analysis,
+    graph: &Graph,
+    cam: &mut Option<GradCam>,
+    ask: Ask,
+) -> Event {
+    match ask {
+        Ask::Maps(node, image) => {
+            Event::FeatureMaps(feature_maps(plan, feed, analysis, &node, image))
+        }
+        Ask::GradCam(request) => {
+            let images = feed.len();
+            Event::GradCam(
+                gradcam::explain(
+                    cam,
+                    graph,
+                    &plan.params,
+                    &request,
+                    images,
+                    |p, indices, mode| feed.forward(p, indices, mode).map(|_| ()).map_err(io_err),
+                )
+                .map_err(|e| e.to_string()),
+            )
+        }
+    }
+}
+
 /// Runs image `image` of `feed` through the network (evaluation mode) and
 /// returns layer `node`'s output. Layer timings are left as they were.
 fn feature_maps(
@@ -1731,7 +1401,7 @@ fn feature_maps(
     };
     // A step fused into a later one does not write its own output in a
     // full pass; a pass ending at it does.
-    plan.forward_through(&feed.images, step, Mode::Eval);
+    plan.forward_through(feed.images(), step, Mode::Eval);
     plan.step_nanos = nanos;
     let values = plan.activation(step).to_vec();
     if values.len() != shape.0 * shape.1 * shape.2 {
@@ -1784,6 +1454,33 @@ fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> R
         .iter()
         .map(|(name, d)| (format!("{EMA_PREFIX}{name}"), vec![d.len()], d.as_slice()))
         .collect();
+    if config.keep_unsaved {
+        return match weights::save_with_extra(path, &out.params, &extra, &out.meta) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let unsaved = UnsavedWeights {
+                    params: out
+                        .params
+                        .iter()
+                        .map(|p| ParamTensor {
+                            grad: Vec::new(),
+                            ..p.clone()
+                        })
+                        .collect(),
+                    extra: extra
+                        .iter()
+                        .map(|(name, _, d)| (name.clone(), d.to_vec()))
+                        .collect(),
+                    meta: out.meta.clone(),
+                };
+                let _ = ev.send(Event::SaveFailed {
+                    message: format!("could not save the weights to {} ({e})", path.display()),
+                    weights: Box::new(unsaved),
+                });
+                Ok(())
+            }
+        };
+    }
     let fallbacks = fallback_paths(path, &out.meta.design);
     save_with_fallback(path, &fallbacks, |p| {
         weights::save_with_extra(p, &out.params, &extra, &out.meta)

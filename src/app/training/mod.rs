@@ -7,7 +7,9 @@
 //! ([`panel`], [`views`]). Everything a user does here is a
 //! [`Command`](super::command::Command) applied by `NetloomApp::execute`.
 
+pub mod estimate;
 pub mod lr_finder;
+pub mod pair;
 pub mod panel;
 pub mod sweep;
 pub mod sweep_view;
@@ -16,9 +18,10 @@ pub mod views;
 use crate::data::AugmentConfig;
 use crate::graph::Graph;
 use crate::infer::Analysis;
+use crate::train::gradcam::{GradCamMaps, GradCamRequest};
 use crate::train::trainer::{
     DataSource, EpochStats, Event, FeatureMaps, LayerLive, RunInfo, RunState, TestResult,
-    TrainConfig, Trainer, TrainerHandle,
+    TrainConfig, Trainer, TrainerHandle, UnsavedWeights,
 };
 use crate::train::{Command as TrainerCommand, OptimizerConfig, OptimizerKind, Schedule};
 use std::collections::HashMap;
@@ -291,6 +294,9 @@ pub struct RunRecord {
     pub notices: Vec<String>,
     /// Where the trainer saved the final weights.
     pub weights: Option<PathBuf>,
+    /// The final weights, when the trainer could not save them (kept
+    /// until the user saves them somewhere), with the reason.
+    pub unsaved: Option<(String, Box<UnsavedWeights>)>,
     /// Drawn in the overlays.
     pub visible: bool,
     /// The sweep (its label) and value this run trained, if any.
@@ -317,6 +323,7 @@ impl RunRecord {
             test: None,
             notices: Vec::new(),
             weights: None,
+            unsaved: None,
             visible: true,
             sweep: None,
         }
@@ -398,6 +405,20 @@ pub struct Probe {
     pub version: u64,
 }
 
+/// The Grad-CAM overlay of the Predictions gallery: whether it is on, for
+/// which class, and the trainer's answer.
+#[derive(Default)]
+pub struct CamView {
+    pub on: bool,
+    /// `None`: each image's predicted class.
+    pub class: Option<u32>,
+    pub pending: bool,
+    /// The run (id) the maps were asked of, and the answer.
+    pub result: Option<(usize, Result<GradCamMaps, String>)>,
+    /// Bumped with every new result (the gallery rebuilds its overlays then).
+    pub version: u64,
+}
+
 /// The runs of this session and the trainer of the newest one.
 pub struct TrainingSession {
     pub setup: RunSetup,
@@ -410,12 +431,25 @@ pub struct TrainingSession {
     /// Ask for activation statistics and gradient norms.
     pub watch: bool,
     pub probe: Probe,
+    pub cam: CamView,
+    /// Times a few steps of the design for the Run setup's estimate.
+    pub step_timer: estimate::StepTimer,
     /// Why the last Train was refused.
     pub refusal: Option<String>,
     /// Where runs save their final weights (a per-process temporary folder).
     runs_dir: PathBuf,
     /// The runs of a sweep still to start, one after another.
     pub sweep: Option<sweep::SweepQueue>,
+    /// The Compare view's "Train both": designs still to start and the pair's runs.
+    pub pair: Option<pair::PairQueue>,
+}
+
+impl TrainingSession {
+    /// Where runs save their final weights: a folder of this session's
+    /// own, so tests can point it somewhere unwritable.
+    pub fn set_runs_dir(&mut self, dir: PathBuf) {
+        self.runs_dir = dir;
+    }
 }
 
 /// Sessions created in this process (each gets its own runs folder).
@@ -430,8 +464,11 @@ impl Default for TrainingSession {
             live: HashMap::new(),
             watch: false,
             probe: Probe::default(),
+            cam: CamView::default(),
+            step_timer: estimate::StepTimer::default(),
             refusal: None,
             sweep: None,
+            pair: None,
             runs_dir: std::env::temp_dir().join(format!(
                 "netloom-runs-{}-{}",
                 std::process::id(),
@@ -518,6 +555,7 @@ impl TrainingSession {
         let mut config = setup.train_config(graph);
         config.init_weights = init_weights;
         config.save = Some(weights.clone());
+        config.keep_unsaved = true;
         config.linger = true;
         // The previous trainer (lingering for probes) ends here.
         drop(self.handle.take());
@@ -582,6 +620,42 @@ impl TrainingSession {
         }
     }
 
+    /// Switches the gallery's Grad-CAM overlay (for `class`, `None`: the
+    /// predicted one) and, when on, asks the newest run's trainer for the
+    /// maps of the gallery's images.
+    pub fn show_grad_cam(&mut self, on: bool, class: Option<u32>) -> Result<(), SessionError> {
+        self.cam.on = on;
+        self.cam.class = class;
+        if !on {
+            return Ok(());
+        }
+        let Some(run) = self.current() else {
+            return Err("Train a run first: Grad-CAM explains a trained network.".into());
+        };
+        let Some(test) = run.test.as_ref().filter(|t| !t.samples.is_empty()) else {
+            return Err(
+                "Grad-CAM maps appear when the newest run has finished and shows its test images."
+                    .into(),
+            );
+        };
+        let request = GradCamRequest {
+            layer: None,
+            images: test.samples.iter().map(|s| s.index).collect(),
+            class,
+        };
+        let id = run.id;
+        match &self.handle {
+            Some(h) if self.can_probe() && h.send(TrainerCommand::GradCam(request)) => {
+                self.cam.pending = true;
+                self.cam.result = self.cam.result.take().filter(|(r, _)| *r == id);
+                Ok(())
+            }
+            _ => {
+                Err("The newest run's trainer has ended: train again to see Grad-CAM maps.".into())
+            }
+        }
+    }
+
     /// Drops the weights the next run would continue from: it starts from
     /// the seeded initialisation again. Stops an active run.
     pub fn reset_weights(&mut self) {
@@ -606,6 +680,11 @@ impl TrainingSession {
             && let Some(Err(why)) = self.advance_sweep()
         {
             messages.push((format!("The sweep stopped: {why}"), true));
+        }
+        if self.pair.is_some()
+            && let Some(Err(why)) = self.advance_pair()
+        {
+            messages.push((format!("Training both designs stopped: {why}"), true));
         }
         messages
     }
@@ -686,22 +765,94 @@ impl TrainingSession {
                 self.probe.result = Some(result);
                 self.probe.version += 1;
             }
+            Event::SaveFailed { message, weights } => {
+                messages.push((
+                    format!("The weights of {} were not saved: {message}. They are kept in memory: save them with Save As.", run.label()),
+                    true,
+                ));
+                run.unsaved = Some((message, weights));
+            }
+            Event::GradCam(result) => {
+                if let Err(why) = &result {
+                    messages.push((format!("Grad-CAM failed: {why}"), true));
+                }
+                self.cam.pending = false;
+                self.cam.result = Some((run.id, result));
+                self.cam.version += 1;
+            }
         }
     }
 
-    /// Copies the newest run's final weights to `path`.
-    pub fn save_weights(&self, path: &Path) -> Result<(), SessionError> {
-        let from = self
+    /// Saves the newest run's final weights to `path`: the trainer's file,
+    /// or the weights kept in memory when the trainer could not save them
+    /// (which then count as saved there).
+    pub fn save_weights(&mut self, path: &Path) -> Result<(), SessionError> {
+        let Some(run) = self
+            .runs
+            .iter_mut()
+            .rev()
+            .find(|r| r.unsaved.is_some() || r.weights.is_some())
+        else {
+            return Err(
+                "No run has finished or stopped yet, so there are no weights to save.".into(),
+            );
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            format!("Could not save weights to {}: {e}", path.display())
+        };
+        if let Some((_, weights)) = &run.unsaved {
+            weights.save(path).map_err(|e| failed(&e))?;
+            run.unsaved = None;
+            run.weights = Some(path.to_path_buf());
+            return Ok(());
+        }
+        let from = run.weights.clone().unwrap_or_default();
+        std::fs::copy(&from, path)
+            .map(|_| ())
+            .map_err(|e| failed(&e))
+    }
+
+    /// The Run setup's seconds-per-epoch line for the design of tab `tab`
+    /// at `generation` (measuring again when it changed).
+    pub fn time_estimate(
+        &mut self,
+        graph: &Graph,
+        analysis: &Analysis,
+        tab: usize,
+        generation: u64,
+    ) -> String {
+        let training = self.is_active();
+        self.step_timer
+            .refresh(graph, analysis, (tab, generation), &self.setup, training);
+        let known = self
             .runs
             .iter()
             .rev()
-            .find_map(|r| r.weights.clone())
-            .ok_or_else(|| {
-                "No run has finished or stopped yet, so there are no weights to save.".to_string()
-            })?;
-        std::fs::copy(&from, path)
-            .map(|_| ())
-            .map_err(|e| format!("Could not save weights to {}: {e}", path.display()))
+            .filter(|r| r.setup.dataset == self.setup.dataset)
+            .find_map(|r| r.info.as_ref().map(|i| i.train_images));
+        estimate::estimate_text(
+            &self.step_timer,
+            &self.setup,
+            estimate::epoch_images(&self.setup, known),
+        )
+    }
+
+    /// Whether run `id` (if any) is over without having finished (a queue of
+    /// runs stops there).
+    fn ended_unfinished(&self, id: Option<usize>) -> bool {
+        id.is_some_and(|id| {
+            self.runs
+                .iter()
+                .any(|r| r.id == id && r.status != RunStatus::Finished)
+        })
+    }
+
+    /// The newest run whose weights are only in memory, with why they were not saved.
+    pub fn unsaved_weights(&self) -> Option<(&RunRecord, &str)> {
+        self.runs
+            .iter()
+            .rev()
+            .find_map(|r| r.unsaved.as_ref().map(|(why, _)| (r, why.as_str())))
     }
 
     /// Uses `path` as the next run's initial weights (checked now, so a bad
@@ -754,7 +905,7 @@ impl TrainingSession {
 
 fn weights_file(dir: &Path, id: usize) -> Option<PathBuf> {
     let p = dir.join(format!("run-{id}.safetensors"));
-    p.exists().then_some(p)
+    p.is_file().then_some(p)
 }
 
 /// Why `graph` cannot be trained, if it cannot.

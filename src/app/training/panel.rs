@@ -58,8 +58,19 @@ fn choice<T: Copy + PartialEq>(
 }
 
 /// The memory a run of `graph` with `setup` is estimated to need (the
-/// trainer refuses a run over its budget with the same figure).
+/// trainer refuses a run over its budget with the same figure), with the
+/// largest batch the memory available now would take.
 pub fn memory_estimate_text(graph: &Graph, analysis: &Analysis, setup: &RunSetup) -> String {
+    memory_estimate_within(graph, analysis, setup, &memory::Budget::new(None))
+}
+
+/// [`memory_estimate_text`] against `budget`.
+pub fn memory_estimate_within(
+    graph: &Graph,
+    analysis: &Analysis,
+    setup: &RunSetup,
+    budget: &memory::Budget,
+) -> String {
     if !analysis.is_valid() {
         return "- (the design has errors)".into();
     }
@@ -73,16 +84,35 @@ pub fn memory_estimate_text(graph: &Graph, analysis: &Analysis, setup: &RunSetup
         setup.batch_size,
         memory::Purpose::Train { optimizer_slots },
     );
-    format!(
+    let needs = format!(
         "~{} at batch {}",
         memory::human_bytes(e.total()),
         setup.batch_size
-    )
+    );
+    if budget.bytes == u64::MAX {
+        return needs;
+    }
+    let room = memory::human_bytes(budget.bytes);
+    // The run setup offers batches up to 1024.
+    match e.batch_within(budget.bytes) {
+        Some(b) if e.total() <= budget.bytes => {
+            format!("{needs}; up to batch {} fits in {room}", b.min(1024))
+        }
+        Some(b) => format!("{needs}: over the {room} budget; batch {b} fits"),
+        None => format!("{needs}: the parameters alone exceed the {room} budget"),
+    }
 }
 
 /// The setup column: returns the edited setup when something changed.
-/// `memory` is the run's estimated memory ([`memory_estimate_text`]).
-pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool, memory: &str) -> Vec<Command> {
+/// `memory` is the run's estimated memory ([`memory_estimate_text`]),
+/// `time` its seconds per epoch ([`super::estimate::estimate_text`]).
+pub fn setup_ui(
+    ui: &mut Ui,
+    setup: &RunSetup,
+    editable: bool,
+    memory: &str,
+    time: &str,
+) -> Vec<Command> {
     let mut out = Vec::new();
     let mut s = setup.clone();
     ui.add_enabled_ui(editable, |ui| {
@@ -192,6 +222,11 @@ pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool, memory: &str) -> 
                 ui.label("Memory");
                 ui.label(memory)
                     .on_hover_text("estimated before training: activations and gradients × batch, parameters, optimizer state, workspaces");
+                ui.end_row();
+                ui.label("Time");
+                ui.label(time).on_hover_text(
+                    "a few training steps of this design at this batch, timed on this machine, × the batches of an epoch",
+                );
                 ui.end_row();
                 ui.label("Start from");
                 ui.vertical(|ui| {
@@ -550,4 +585,60 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
             });
         name_plot(&resp.response, "Learning-rate plot".into());
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::blocks;
+    use crate::infer::analyze;
+
+    fn budget(bytes: u64) -> memory::Budget {
+        memory::Budget {
+            bytes,
+            available: None,
+        }
+    }
+
+    #[test]
+    fn memory_line_names_the_estimate_and_the_batch_that_fits() {
+        let g = blocks::resnet_mini();
+        let a = analyze(&g);
+        let setup = RunSetup {
+            batch_size: 64,
+            ..RunSetup::default()
+        };
+        let e = memory::estimate(&g, &a, 64, memory::Purpose::Train { optimizer_slots: 2 });
+        let needs = format!("~{} at batch 64", memory::human_bytes(e.total()));
+        // Room for exactly batch 64 plus a little: 64 fits, 128 does not.
+        let roomy = budget(e.at_batch(64) + e.per_sample / 2);
+        assert_eq!(
+            memory_estimate_within(&g, &a, &setup, &roomy),
+            format!(
+                "{needs}; up to batch 64 fits in {}",
+                memory::human_bytes(roomy.bytes)
+            )
+        );
+        // Room for batch 20: over budget, the largest power of two that fits is 16.
+        let tight = budget(e.at_batch(20));
+        assert_eq!(
+            memory_estimate_within(&g, &a, &setup, &tight),
+            format!(
+                "{needs}: over the {} budget; batch 16 fits",
+                memory::human_bytes(tight.bytes)
+            )
+        );
+        let tiny = budget(e.fixed / 2);
+        assert_eq!(
+            memory_estimate_within(&g, &a, &setup, &tiny),
+            format!(
+                "{needs}: the parameters alone exceed the {} budget",
+                memory::human_bytes(tiny.bytes)
+            )
+        );
+        assert_eq!(
+            memory_estimate_within(&g, &a, &setup, &budget(u64::MAX)),
+            needs
+        );
+    }
 }

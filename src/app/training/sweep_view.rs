@@ -67,6 +67,14 @@ impl SweepDialog {
         self.open = true;
     }
 
+    /// Opens the dialog on parameter `param` of `node` (the inspector's
+    /// right-click "Sweep…").
+    pub fn open_on(&mut self, graph: &Graph, node: NodeId, param: &str) {
+        self.target = format!("{}.{param}", graph.name_of(node));
+        self.error = None;
+        self.open = true;
+    }
+
     /// Reopens the dialog with the reason its sweep was refused.
     pub fn refuse(&mut self, why: String) {
         self.error = Some(why);

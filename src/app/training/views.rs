@@ -9,6 +9,7 @@ use crate::infer::compact;
 use crate::train::FeatureMaps;
 use egui::{Color32, ColorImage, RichText, Sense, TextureHandle, TextureOptions, Ui, vec2};
 use egui_plot::{Legend, Plot, PlotPoints, Points, Text};
+use std::collections::HashMap;
 
 /// Textures built from trainer data, kept until the data changes.
 #[derive(Default)]
@@ -19,6 +20,12 @@ pub struct TrainingViews {
     maps: Option<(u64, Option<TextureHandle>, Vec<TextureHandle>)>,
     /// The Runs table's sort column and direction (`true` ascending).
     runs_sort: Option<(RunColumn, bool)>,
+    /// Gallery thumbnails with the Grad-CAM overlay of map version `.0`, by image index.
+    cams: Option<(u64, HashMap<usize, TextureHandle>)>,
+    /// The unsaved-weights window: its path field (for run `.0`) and the
+    /// run the user put off saving.
+    save_as: Option<(usize, String)>,
+    save_later: Option<usize>,
 }
 
 /// The columns of the Runs table, each with its header and its cell text,
@@ -165,6 +172,92 @@ fn to_image(
     }
 }
 
+/// A heat colour for `t` in `[0, 1]`: blue, cyan, yellow, red.
+fn heat_color(t: f32) -> [f32; 3] {
+    let t = t.clamp(0.0, 1.0);
+    let ramp = |a: f32, b: f32| ((t - a) / (b - a)).clamp(0.0, 1.0);
+    [
+        ramp(0.33, 0.66),
+        ramp(0.0, 0.33) - ramp(0.66, 1.0),
+        1.0 - ramp(0.33, 0.66),
+    ]
+}
+
+/// `image` with `heat` (`h × w`, in `[0, 1]`) laid over it, half and half.
+fn with_heat(image: &ColorImage, heat: &[f32]) -> ColorImage {
+    let pixels = image
+        .pixels
+        .iter()
+        .zip(heat.iter().chain(std::iter::repeat(&0.0)))
+        .map(|(p, &t)| {
+            let [r, g, b] = heat_color(t);
+            let mix = |c: u8, h: f32| (0.5 * c as f32 + 127.5 * h) as u8;
+            Color32::from_rgb(mix(p.r(), r), mix(p.g(), g), mix(p.b(), b))
+        })
+        .collect();
+    ColorImage {
+        pixels,
+        ..image.clone()
+    }
+}
+
+/// The Grad-CAM overlay row of the gallery: the toggle, the class and how the answer stands.
+fn grad_cam_bar_ui(ui: &mut Ui, session: &TrainingSession, classes: &[String]) -> Vec<Command> {
+    let mut out = Vec::new();
+    let cam = &session.cam;
+    ui.horizontal(|ui| {
+        let mut on = cam.on;
+        if ui
+            .checkbox(&mut on, "Grad-CAM")
+            .on_hover_text("overlay where the network looks: the last spatial layer's feature maps weighted by the gradient of the class score")
+            .changed()
+        {
+            out.push(Command::ShowGradCam {
+                on,
+                class: cam.class,
+            });
+        }
+        let name = |c: Option<u32>| match c {
+            None => "predicted class".to_string(),
+            Some(k) => classes
+                .get(k as usize)
+                .cloned()
+                .unwrap_or_else(|| k.to_string()),
+        };
+        let l = ui.label("for");
+        let mut class = cam.class;
+        egui::ComboBox::from_id_salt("grad_cam_class")
+            .selected_text(name(class))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut class, None, name(None));
+                for k in 0..classes.len() as u32 {
+                    ui.selectable_value(&mut class, Some(k), name(Some(k)));
+                }
+            })
+            .response
+            .labelled_by(l.id);
+        if class != cam.class {
+            out.push(Command::ShowGradCam { on: true, class });
+        }
+        if cam.on {
+            match &cam.result {
+                _ if cam.pending => {
+                    ui.spinner();
+                    ui.weak("computing…");
+                }
+                Some((_, Ok(maps))) => {
+                    ui.weak(format!("at `{}` · red: most evidence for the class", maps.layer));
+                }
+                Some((_, Err(why))) => {
+                    ui.colored_label(ui.visuals().error_fg_color, why);
+                }
+                None => {}
+            }
+        }
+    });
+    out
+}
+
 /// An image that can be clicked, with an accessible name.
 fn thumbnail(ui: &mut Ui, tex: &TextureHandle, size: f32, label: &str) -> egui::Response {
     let resp = ui.add(
@@ -176,6 +269,64 @@ fn thumbnail(ui: &mut Ui, tex: &TextureHandle, size: f32, label: &str) -> egui::
 }
 
 impl TrainingViews {
+    /// A window while the newest unsaved run's weights are only in memory:
+    /// why, and a path to save them to (typed, or chosen in a file dialog).
+    pub fn unsaved_weights_ui(
+        &mut self,
+        ctx: &egui::Context,
+        session: &TrainingSession,
+    ) -> Vec<Command> {
+        let mut out = Vec::new();
+        let Some((run, why)) = session.unsaved_weights() else {
+            return out;
+        };
+        if self.save_later == Some(run.id) {
+            return out;
+        }
+        if self.save_as.as_ref().is_none_or(|(id, _)| *id != run.id) {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let name = format!("{}-run{}.safetensors", run.design, run.id);
+            let path = home.map_or_else(|| name.clone().into(), |h| h.join(&name));
+            self.save_as = Some((run.id, path.display().to_string()));
+        }
+        let Some((_, path)) = &mut self.save_as else {
+            return out;
+        };
+        egui::Window::new("Weights not saved")
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, vec2(0.0, 0.0))
+            .show(ctx, |ui| {
+                ui.set_max_width(460.0);
+                ui.label(format!(
+                    "The trained weights of {} could not be saved: {why}.",
+                    run.label()
+                ));
+                ui.label("They are kept in memory until you save them.");
+                ui.horizontal(|ui| {
+                    let l = ui.label("Save as");
+                    ui.add(egui::TextEdit::singleline(path).desired_width(300.0))
+                        .labelled_by(l.id);
+                });
+                ui.horizontal(|ui| {
+                    if ui.button("Save").clicked() {
+                        out.push(Command::SaveWeightsTo(path.trim().into()));
+                    }
+                    if ui.button("Choose…").clicked() {
+                        out.push(Command::SaveWeights);
+                    }
+                    if ui
+                        .button("Later")
+                        .on_hover_text("keep them in memory; Run → Save weights… saves them")
+                        .clicked()
+                    {
+                        self.save_later = Some(run.id);
+                    }
+                });
+            });
+        out
+    }
+
     /// The run list (visibility toggles) and validation accuracy against MACs.
     pub fn runs_ui(&mut self, ui: &mut Ui, session: &TrainingSession) -> Vec<Command> {
         let mut out = Vec::new();
@@ -331,6 +482,44 @@ impl TrainingViews {
                 .collect();
             self.gallery = Some((run.id, textures));
         }
+        out.extend(grad_cam_bar_ui(ui, session, &classes));
+        // The maps of this run, as overlay textures.
+        let maps = match &session.cam.result {
+            Some((id, Ok(maps))) if session.cam.on && *id == run.id => Some(maps),
+            _ => None,
+        };
+        match maps {
+            Some(maps)
+                if self
+                    .cams
+                    .as_ref()
+                    .is_none_or(|(v, _)| *v != session.cam.version) =>
+            {
+                let (h, w, _) = test.image_shape;
+                let textures = maps
+                    .maps
+                    .iter()
+                    .filter_map(|(index, map)| {
+                        let s = test.samples.iter().find(|s| s.index == *index)?;
+                        let image = to_image(&s.image, test.image_shape, None, false);
+                        let tex = ui.ctx().load_texture(
+                            format!("grad_cam_{}_{}", session.cam.version, index),
+                            with_heat(&image, &map.heat((h, w))),
+                            TextureOptions::LINEAR,
+                        );
+                        Some((*index, tex))
+                    })
+                    .collect();
+                self.cams = Some((session.cam.version, textures));
+            }
+            Some(_) => {}
+            None => self.cams = None,
+        }
+        let cam_of = |index: usize| {
+            let map = maps?.maps.iter().find(|(i, _)| *i == index)?;
+            let tex = self.cams.as_ref()?.1.get(&index)?;
+            Some((&map.1, tex))
+        };
         let wrong = test
             .samples
             .iter()
@@ -356,13 +545,24 @@ impl TrainingViews {
                         for (i, (s, tex)) in test.samples.iter().zip(textures).enumerate() {
                             let ok = s.label == s.predicted;
                             ui.vertical(|ui| {
-                                let label = format!(
+                                let mut label = format!(
                                     "test image {}: true {}, predicted {}",
                                     s.index,
                                     name(s.label),
                                     name(s.predicted)
                                 );
-                                let resp = thumbnail(ui, tex, 72.0, &label);
+                                let shown = match cam_of(s.index) {
+                                    Some((map, overlay)) => {
+                                        label.push_str(&format!(
+                                            ", Grad-CAM for {} at `{}`",
+                                            name(map.class),
+                                            maps.map_or("", |m| m.layer.as_str())
+                                        ));
+                                        overlay
+                                    }
+                                    None => tex,
+                                };
+                                let resp = thumbnail(ui, shown, 72.0, &label);
                                 let color = if ok {
                                     Color32::from_rgb(120, 200, 120)
                                 } else {

@@ -4,10 +4,10 @@
 use super::{
     ExperimentError, LrFindOptions, SweepRun, SweepTarget, add_classifier_head, lr_find, sweep,
 };
+use crate::cli::train::OptimizerArg;
 use crate::data::{self, AugmentConfig};
 use crate::graph::{Graph, file};
 use crate::infer::compact;
-use crate::train::cli::OptimizerArg;
 use crate::train::trainer::{DataSource, Event, TrainConfig};
 use crate::train::{OptimizerConfig, OptimizerKind};
 use serde_json::json;

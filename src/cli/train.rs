@@ -1,12 +1,13 @@
 //! `netloom train` and `netloom eval`: the headless front ends of the
 //! trainer thread and the evaluator (the binary only parses and dispatches).
 
-use super::eval::{self, EvalOptions};
-use super::memory;
-use super::trainer::{DataSource, Event, RunEnd, TrainConfig, Trainer, input_hwc};
-use super::{OptimizerConfig, OptimizerKind};
 use crate::data::{self, AugmentConfig, LoadOptions};
 use crate::graph::file;
+use crate::train::eval::{self, EvalOptions};
+use crate::train::memory;
+use crate::train::prepare::{input_hwc, layers_through};
+use crate::train::trainer::{DataSource, Event, RunEnd, TrainConfig, Trainer};
+use crate::train::{OptimizerConfig, OptimizerKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -162,9 +163,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
         .filter(|s| !s.is_empty())
         .collect();
     if let Some(last) = &args.freeze_through {
-        config
-            .freeze
-            .extend(super::trainer::layers_through(&config.graph, last)?);
+        config.freeze.extend(layers_through(&config.graph, last)?);
     }
     config.init_weights = args.init_weights.clone();
     config.save = args.save.clone();
@@ -238,7 +237,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
                 bar.set_length(info.batches_per_epoch as u64);
                 bar.set_position(0);
             }
-            Event::State(_) | Event::Layers(_) | Event::FeatureMaps(_) => {}
+            Event::State(_) | Event::Layers(_) | Event::FeatureMaps(_) | Event::GradCam(_) => {}
             Event::Batch {
                 epoch,
                 batch,
@@ -330,6 +329,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
                 bar.finish_and_clear();
                 eprintln!("error: {msg}");
             }
+            Event::SaveFailed { message, .. } => eprintln!("error: {message}"),
         }
     }
     let outcome = trainer.join()?;
