@@ -41,6 +41,9 @@ pub enum GeometryError {
 pub const TILE_ROWS: usize = 120;
 /// Widest output row the direct path handles (its row table lives on the stack).
 const DIRECT_MAX_PIXELS: usize = 1024;
+/// Most floats of input bands one direct tile of several small images
+/// copies (256 KB: the bands stay in L2 beside a weight panel).
+const MULTI_IMAGE_BAND: usize = 1 << 16;
 
 /// Shape of one conv layer at one batch size. Construct with [`Conv2dGeometry::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +192,7 @@ impl Conv2dGeometry {
             None => 0,
         };
         let pooled = match self.direct_tiling_pool2() {
-            Some((tr, band)) => packed + self.slots * (band + tr * self.out_w * self.out_c),
+            Some((tr, band)) => packed + self.slots * (band + self.pool2_tile_len(tr)),
             None => 0,
         };
         let pointwise = if self.is_direct_pointwise() {
@@ -215,7 +218,26 @@ impl Conv2dGeometry {
             return None;
         }
         let tr = (tr.max(2) & !1).min(self.out_h);
-        Some((tr, self.band_len(tr)))
+        Some((tr, self.images_per_tile(tr) * self.band_len(tr)))
+    }
+    /// Floats of one unpooled output tile of the pooling direct path.
+    fn pool2_tile_len(&self, tr: usize) -> usize {
+        self.images_per_tile(tr) * tr * self.out_w * self.out_c
+    }
+    /// Whole images per direct tile: one image's rows `tr` at a time, or —
+    /// when a tile holds whole images with fewer pixels than [`TILE_ROWS`]
+    /// (ResNet-50's res4/res5 on 64×64 inputs: 4×4 and 2×2) — several
+    /// images, so that each pass over the weights (megabytes there) feeds
+    /// a full tile of rows instead of 4 or 16.
+    fn images_per_tile(&self, tr: usize) -> usize {
+        if tr < self.out_h {
+            return 1;
+        }
+        let pixels = self.out_h * self.out_w;
+        (TILE_ROWS / pixels)
+            .min(MULTI_IMAGE_BAND / self.band_len(tr).max(1))
+            .min(DIRECT_MAX_PIXELS / pixels)
+            .clamp(1, self.batch)
     }
     /// Floats of the zero-padded input band read by `tr` output rows.
     fn band_len(&self, tr: usize) -> usize {
@@ -243,7 +265,7 @@ impl Conv2dGeometry {
             return None;
         }
         let tr = (TILE_ROWS / self.out_w).clamp(1, self.out_h);
-        Some((tr, self.band_len(tr)))
+        Some((tr, self.images_per_tile(tr) * self.band_len(tr)))
     }
     /// Scratch floats needed by [`conv2d_backward`].
     pub fn backward_workspace_len(&self) -> usize {
@@ -656,6 +678,94 @@ fn fill_band(
     count
 }
 
+/// How the direct paths split the output: tiles of `tr` output rows of one
+/// image, or of `imgs` whole images ([`Conv2dGeometry::images_per_tile`]).
+#[derive(Clone, Copy, Debug)]
+struct DirectTiles {
+    tr: usize,
+    imgs: usize,
+    per_img: usize,
+    count: usize,
+}
+
+/// One direct tile: images `b .. b + imgs`, output rows `oy0 .. oy0 + rows` of each.
+#[derive(Clone, Copy, Debug)]
+struct DirectTile {
+    b: usize,
+    oy0: usize,
+    rows: usize,
+    imgs: usize,
+}
+
+impl DirectTiles {
+    fn new(geo: &Conv2dGeometry, tr: usize) -> Self {
+        let imgs = geo.images_per_tile(tr);
+        let per_img = geo.out_h.div_ceil(tr);
+        let count = if imgs > 1 {
+            geo.batch.div_ceil(imgs)
+        } else {
+            geo.batch * per_img
+        };
+        Self {
+            tr,
+            imgs,
+            per_img,
+            count,
+        }
+    }
+
+    fn tile(&self, geo: &Conv2dGeometry, t: usize) -> DirectTile {
+        if self.imgs > 1 {
+            let b = t * self.imgs;
+            DirectTile {
+                b,
+                oy0: 0,
+                rows: geo.out_h,
+                imgs: self.imgs.min(geo.batch - b),
+            }
+        } else {
+            let oy0 = (t % self.per_img) * self.tr;
+            DirectTile {
+                b: t / self.per_img,
+                oy0,
+                rows: self.tr.min(geo.out_h - oy0),
+                imgs: 1,
+            }
+        }
+    }
+}
+
+impl DirectTile {
+    /// First output pixel (global row of the GEMM) and the tile's pixel count;
+    /// the tile's output rows are contiguous.
+    fn pixels(&self, geo: &Conv2dGeometry) -> (usize, usize) {
+        let m0 = self.b * geo.out_h * geo.out_w + self.oy0 * geo.out_w;
+        (m0, self.imgs * self.rows * geo.out_w)
+    }
+
+    /// [`fill_band`] for each image of the tile, the bands one after
+    /// another in `buf`; `rows` gets every pixel's offset in `buf`.
+    fn fill_bands(&self, geo: &Conv2dGeometry, x: &[f32], buf: &mut [f32], rows: &mut [usize]) {
+        let band = geo.band_len(self.rows);
+        let mut done = 0;
+        for g in 0..self.imgs {
+            let n = fill_band(
+                geo,
+                x,
+                self.b + g,
+                self.oy0,
+                self.rows,
+                &mut buf[g * band..],
+                &mut rows[done..],
+            );
+            for r in &mut rows[done..done + n] {
+                *r += g * band;
+            }
+            done += n;
+        }
+    }
+}
+
 /// Direct convolution (groups = 1): per tile of `tr` output rows, copy the
 /// input rows it reads into a zero-padded band (L1/L2-resident), then run the
 /// GEMM microkernel with A rows addressed straight in the band: each im2col
@@ -683,13 +793,12 @@ fn conv2d_forward_direct(
     pack_b(kc, oc, MatRef::row_major(w, oc), wpack);
     let wpack = &*wpack;
     let band_w = geo.in_w + geo.pad_left + geo.pad_right;
-    let per_img = geo.out_h.div_ceil(tr);
-    let tiles = geo.batch * per_img;
+    let plan = DirectTiles::new(geo, tr);
+    let tiles = plan.count;
     let slots = geo.slots.min(tiles);
     let yp = SendPtr(y.as_mut_ptr());
-    let plane = geo.out_h * geo.out_w;
     // With pooling, each slot also holds one unpooled output tile.
-    let tile = if max_pool2 { tr * geo.out_w * oc } else { 0 };
+    let tile = if max_pool2 { geo.pool2_tile_len(tr) } else { 0 };
     rest[..slots * (band + tile)]
         .par_chunks_mut(band + tile)
         .enumerate()
@@ -697,10 +806,9 @@ fn conv2d_forward_direct(
             let (buf, tile_buf) = buf.split_at_mut(band);
             let mut rows = [0usize; DIRECT_MAX_PIXELS];
             for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
-                let (b, oy0) = (t / per_img, (t % per_img) * tr);
-                let trr = tr.min(geo.out_h - oy0);
-                let count = fill_band(geo, x, b, oy0, trr, buf, &mut rows);
-                let m0 = b * plane + oy0 * geo.out_w;
+                let tile = plan.tile(geo, t);
+                let (m0, count) = tile.pixels(geo);
+                tile.fill_bands(geo, x, buf, &mut rows);
                 let c = if max_pool2 {
                     &mut tile_buf[..count * oc]
                 } else {
@@ -723,13 +831,13 @@ fn conv2d_forward_direct(
                     bn.apply_inplace(c, m0 * oc);
                 }
                 if max_pool2 {
-                    // Pooled rows oy0/2 .. (oy0+trr)/2 of image b: disjoint per tile.
+                    // Pooled rows oy0/2 .. (oy0+rows)/2 of each image (whole
+                    // images when several): disjoint per tile, contiguous.
                     let (pw, row) = (geo.out_w / 2, geo.out_w * oc);
-                    let p0 = (b * (geo.out_h / 2) + oy0 / 2) * pw * oc;
+                    let p0 = (tile.b * (geo.out_h / 2) + tile.oy0 / 2) * pw * oc;
+                    let len = tile.imgs * tile.rows / 2 * pw * oc;
                     // SAFETY: tiles write disjoint pooled row ranges of y.
-                    let py = unsafe {
-                        std::slice::from_raw_parts_mut(yp.get().add(p0), trr / 2 * pw * oc)
-                    };
+                    let py = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p0), len) };
                     max_pool2_tile(c, row, oc, py);
                 }
             }
@@ -957,10 +1065,9 @@ fn conv2d_backward_params_direct(
     let wl = geo.weight_len();
     let scratch = band.max(geo.tile_len());
     let per = scratch + wl + oc;
-    let per_img = geo.out_h.div_ceil(tr);
-    let tiles = geo.batch * per_img;
+    let plan = DirectTiles::new(geo, tr);
+    let tiles = plan.count;
     let slots = geo.slots.min(tiles);
-    let plane = geo.out_h * geo.out_w;
     let band_w = geo.in_w + geo.pad_left + geo.pad_right;
     let seg = geo.k_w * ic;
     let (want_dw, want_db) = (dw.is_some(), db.is_some());
@@ -974,10 +1081,8 @@ fn conv2d_backward_params_direct(
             pb.fill(0.0);
             let mut rows = [0usize; DIRECT_MAX_PIXELS];
             for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
-                let (b, oy0) = (t / per_img, (t % per_img) * tr);
-                let trr = tr.min(geo.out_h - oy0);
-                let m0 = b * plane + oy0 * geo.out_w;
-                let count = trr * geo.out_w;
+                let tile = plan.tile(geo, t);
+                let (m0, count) = tile.pixels(geo);
                 let dyt = &dy[m0 * oc..(m0 + count) * oc];
                 if want_db {
                     for r in dyt.chunks_exact(oc) {
@@ -996,7 +1101,7 @@ fn conv2d_backward_params_direct(
                     }
                     x
                 } else {
-                    fill_band(geo, x, b, oy0, trr, buf, &mut rows);
+                    tile.fill_bands(geo, x, buf, &mut rows);
                     buf
                 };
                 for ky in 0..geo.k_h {
@@ -1217,6 +1322,10 @@ mod tests {
             Conv2dGeometry::new(2, (3, 5, 20), 32, (1, 1), (1, 1), [0; 4], 1).unwrap(),
             // 48 outputs (a pair of panels and a single one), dW segments of 21
             Conv2dGeometry::new(1, (4, 5, 7), 48, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+            // small images: direct tiles of 7 whole 4×4 images, the last of 2
+            // (forward, pooled forward, dX, dW), and pointwise ones of 13 3×3 images
+            Conv2dGeometry::new(9, (4, 4, 16), 32, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+            Conv2dGeometry::new(15, (3, 3, 16), 16, (1, 1), (1, 1), [0; 4], 1).unwrap(),
         ]
     }
 
