@@ -822,62 +822,37 @@ impl NetloomApp {
         }
         let typing = ctx.egui_wants_keyboard_input();
         ctx.input_mut(|i| {
-            let cmd = |k| KeyboardShortcut::new(Modifiers::COMMAND, k);
-            let cmd_shift = |k| KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, k);
-            if i.consume_shortcut(&cmd_shift(Key::S)) {
-                out.push(Command::SaveAs);
-            }
-            if i.consume_shortcut(&cmd(Key::S)) {
-                out.push(Command::Save);
-            }
-            if i.consume_shortcut(&cmd(Key::O)) {
-                out.push(Command::Open);
-            }
-            if i.consume_shortcut(&cmd(Key::N)) {
-                out.push(Command::New);
+            // Copy and Paste also arrive as events (winit turns Ctrl+C/V
+            // into them; tests send keys): either way, one command each.
+            let (mut copy, mut paste) = (false, false);
+            for (shortcut, command) in command::shortcut_table() {
+                if (typing && !command.works_while_typing()) || !i.consume_shortcut(&shortcut) {
+                    continue;
+                }
+                match command {
+                    Command::Copy => copy = true,
+                    Command::PasteClipboard => paste = true,
+                    other => out.push(other.clone()),
+                }
             }
             if typing {
                 return;
             }
-            if i.consume_shortcut(&cmd_shift(Key::Z)) || i.consume_shortcut(&cmd(Key::Y)) {
-                out.push(Command::Redo);
-            }
-            if i.consume_shortcut(&cmd(Key::Z)) {
-                out.push(Command::Undo);
-            }
-            if i.consume_shortcut(&cmd(Key::D)) {
-                out.push(Command::Duplicate);
-            }
-            if i.consume_shortcut(&cmd(Key::A)) {
-                out.push(Command::SelectAll);
-            }
-            if i.consume_key(Modifiers::NONE, Key::Delete)
-                || i.consume_key(Modifiers::NONE, Key::Backspace)
-            {
-                out.push(Command::DeleteSelection);
-            }
-            if i.consume_shortcut(&cmd(Key::F)) {
-                out.push(Command::OpenFind);
-            }
-            if i.consume_key(Modifiers::NONE, Key::F) {
-                out.push(Command::FitView);
-            }
-            // Winit turns Ctrl+C/X/V into Copy/Cut/Paste events; tests send keys.
-            let mut copy = i.consume_shortcut(&cmd(Key::C));
-            let mut cut = i.consume_shortcut(&cmd(Key::X));
-            let mut paste = i.consume_shortcut(&cmd(Key::V));
+            // Cut is Copy, then Delete: two commands, so not in the table.
+            let cut = i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::X));
+            let mut cut_event = false;
             for e in &i.events {
                 match e {
                     egui::Event::Copy => copy = true,
-                    egui::Event::Cut => cut = true,
+                    egui::Event::Cut => cut_event = true,
                     egui::Event::Paste(_) => paste = true,
                     _ => {}
                 }
             }
-            if copy || cut {
+            if copy || cut || cut_event {
                 out.push(Command::Copy);
             }
-            if cut {
+            if cut || cut_event {
                 out.push(Command::DeleteSelection);
             }
             if paste {
@@ -942,20 +917,14 @@ impl NetloomApp {
         let q = &mut self.queue;
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui.button("New").clicked() {
-                    q.push(Command::New);
-                }
-                if ui.button("Open…").clicked() {
-                    q.push(Command::Open);
-                }
-                if ui.button("Import ONNX…").clicked() {
-                    q.push(Command::ImportOnnx);
-                }
-                if ui.button("Export diagram (SVG or PNG)…").clicked() {
-                    q.push(Command::ExportDiagram);
-                }
-                if ui.button("Export canvas as PNG…").clicked() {
-                    q.push(Command::ExportPng);
+                for c in [
+                    Command::New,
+                    Command::Open,
+                    Command::ImportOnnx,
+                    Command::ExportDiagram,
+                    Command::ExportPng,
+                ] {
+                    command_button_ui(ui, q, c, true);
                 }
                 ui.menu_button("Open recent", |ui| {
                     if self.recent.is_empty() {
@@ -975,85 +944,69 @@ impl NetloomApp {
                     }
                 });
                 ui.separator();
-                if ui.button("Save").clicked() {
-                    q.push(Command::Save);
-                }
-                if ui.button("Save As…").clicked() {
-                    q.push(Command::SaveAs);
-                }
+                command_button_ui(ui, q, Command::Save, true);
+                command_button_ui(ui, q, Command::SaveAs, true);
                 ui.separator();
-                if ui.button("Quit").clicked() {
-                    q.push(Command::Quit);
-                }
+                command_button_ui(ui, q, Command::Quit, true);
             });
             ui.menu_button("Edit", |ui| {
                 let doc = &self.tabs[self.active].doc;
-                if ui
-                    .add_enabled(doc.can_undo(), egui::Button::new("Undo"))
-                    .clicked()
-                {
-                    q.push(Command::Undo);
-                }
-                if ui
-                    .add_enabled(doc.can_redo(), egui::Button::new("Redo"))
-                    .clicked()
-                {
-                    q.push(Command::Redo);
-                }
+                command_button_ui(ui, q, Command::Undo, doc.can_undo());
+                command_button_ui(ui, q, Command::Redo, doc.can_redo());
                 ui.separator();
-                for (label, c) in [
-                    ("Copy", Command::Copy),
-                    ("Paste", Command::PasteClipboard),
-                    ("Duplicate", Command::Duplicate),
-                    ("Delete", Command::DeleteSelection),
-                    ("Select all", Command::SelectAll),
-                    ("Auto-layout", Command::AutoLayout),
+                for c in [
+                    Command::Copy,
+                    Command::PasteClipboard,
+                    Command::Duplicate,
+                    Command::DeleteSelection,
+                    Command::SelectAll,
+                    Command::AutoLayout,
                 ] {
-                    if ui.button(label).clicked() {
-                        q.push(c);
-                    }
+                    command_button_ui(ui, q, c, true);
                 }
             });
             ui.menu_button("View", |ui| {
-                if ui.button("Fit view (F)").clicked() {
-                    q.push(Command::FitView);
-                }
-                if ui.button("Find layer… (Ctrl+F)").clicked() {
-                    q.push(Command::OpenFind);
-                }
-                if ui.button("Toggle cost table").clicked() {
-                    q.push(Command::ToggleCostTable);
+                for c in [
+                    Command::FitView,
+                    Command::OpenFind,
+                    Command::ToggleCostTable,
+                ] {
+                    command_button_ui(ui, q, c, true);
                 }
             });
             ui.menu_button("Run", |ui| {
-                for (label, cmd) in [
-                    ("Train", Command::TrainStart),
-                    ("Pause", Command::TrainPause),
-                    ("Resume", Command::TrainResume),
-                    ("Step one batch", Command::TrainStep),
-                    ("Stop", Command::TrainStop),
-                    ("Reset weights", Command::ResetWeights),
-                    ("Save weights…", Command::SaveWeights),
-                    ("Load weights…", Command::LoadWeights),
-                    ("Export metrics as CSV…", Command::ExportMetrics),
-                    ("Sweep…", Command::OpenSweepDialog),
-                    ("Find learning rate", Command::FindLearningRate),
+                for c in [
+                    Command::TrainStart,
+                    Command::TrainPause,
+                    Command::TrainResume,
+                    Command::TrainStep,
+                    Command::TrainStop,
+                    Command::ResetWeights,
+                    Command::SaveWeights,
+                    Command::LoadWeights,
+                    Command::ExportMetrics,
+                    Command::OpenSweepDialog,
+                    Command::FindLearningRate,
                 ] {
-                    if ui.button(label).clicked() {
-                        q.push(cmd);
-                    }
+                    command_button_ui(ui, q, c, true);
                 }
             });
             ui.menu_button("Compare", |ui| {
                 if ui
-                    .add_enabled(self.tabs.len() == 1, egui::Button::new("Pin as A"))
+                    .add_enabled(
+                        self.tabs.len() == 1,
+                        egui::Button::new(Command::PinAsA.text().unwrap_or_default()),
+                    )
                     .on_hover_text("Keep this design as A and edit a copy, B")
                     .clicked()
                 {
                     q.push(Command::PinAsA);
                 }
                 if ui
-                    .add_enabled(self.tabs.len() > 1, egui::Button::new("Close compare"))
+                    .add_enabled(
+                        self.tabs.len() > 1,
+                        egui::Button::new(Command::CloseCompare.text().unwrap_or_default()),
+                    )
                     .clicked()
                 {
                     q.push(Command::CloseCompare);
@@ -1558,6 +1511,21 @@ fn default_design() -> (Graph, Option<PathBuf>) {
     match file::load(&path) {
         Ok(g) => (g, None),
         Err(_) => (blocks::resnet_mini(), None),
+    }
+}
+
+/// A menu entry for `command`: its label and first shortcut come from the
+/// command itself; a click queues it.
+fn command_button_ui(ui: &mut Ui, queue: &mut Vec<Command>, command: Command, enabled: bool) {
+    let Some(text) = command.text() else {
+        return;
+    };
+    let mut button = egui::Button::new(text);
+    if let Some(shortcut) = command.kb_shortcuts().first() {
+        button = button.shortcut_text(ui.ctx().format_shortcut(shortcut));
+    }
+    if ui.add_enabled(enabled, button).clicked() {
+        queue.push(command);
     }
 }
 

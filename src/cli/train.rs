@@ -5,7 +5,8 @@ use crate::data::{self, AugmentConfig, LoadOptions};
 use crate::graph::file;
 use crate::train::eval::{self, EvalOptions};
 use crate::train::memory;
-use crate::train::trainer::{DataSource, Event, RunEnd, TrainConfig, Trainer, input_hwc};
+use crate::train::prepare::{input_hwc, layers_through};
+use crate::train::trainer::{DataSource, Event, RunEnd, TrainConfig, Trainer};
 use crate::train::{OptimizerConfig, OptimizerKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -162,9 +163,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, String> {
         .filter(|s| !s.is_empty())
         .collect();
     if let Some(last) = &args.freeze_through {
-        config
-            .freeze
-            .extend(crate::train::trainer::layers_through(&config.graph, last)?);
+        config.freeze.extend(layers_through(&config.graph, last)?);
     }
     config.init_weights = args.init_weights.clone();
     config.save = args.save.clone();

@@ -15,16 +15,8 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use rayon::prelude::*;
 
-use super::dataset::{Dataset, Shape, Splits, check_image_budget, conversion_notice};
+use super::dataset::{Dataset, Shape, Skipped, Splits, check_image_budget, conversion_notice};
 use super::{DataError, LoadOptions};
-
-/// A file that was skipped while loading, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Skipped {
-    /// The file's path, relative to the folder that was loaded when possible.
-    pub path: PathBuf,
-    pub reason: String,
-}
 
 /// Formats skipped files as "3 files skipped: a.jpg (reason), …", listing at most 5.
 pub struct SkippedSummary<'a>(pub &'a [Skipped]);

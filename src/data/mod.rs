@@ -4,8 +4,8 @@
 //! channels last), raw intensities in `[0, 1]`; labels are `u32`. Readers:
 //! [`image_folder`] (PNG/JPEG folders), [`idx`] (MNIST), [`cifar`] (CIFAR-10
 //! binary); [`load`] picks one by looking at the path. [`dataset`] holds the
-//! in-memory [`Dataset`], splits, normalisation and the (prefetching)
-//! batchers; [`augment`] the seeded training-time augmentations; [`rng`] the
+//! in-memory [`Dataset`], splits and normalisation; [`batch`] the
+//! (prefetching) batchers; [`augment`] the seeded training-time augmentations; [`rng`] the
 //! deterministic PRNG behind every shuffle, split and augmentation.
 //!
 //! ```no_run
@@ -24,6 +24,7 @@
 //! ```
 
 pub mod augment;
+pub mod batch;
 pub mod cifar;
 pub mod dataset;
 pub mod idx;
@@ -33,8 +34,9 @@ pub mod rng;
 use std::path::{Path, PathBuf};
 
 pub use augment::{AugmentConfig, Augmenter, ColorPca};
-pub use dataset::{Batch, BatchConfig, Batcher, ChannelStats, Dataset, Prefetcher, Shape, Splits};
-pub use image_folder::{Skipped, SkippedSummary};
+pub use batch::{Batch, BatchConfig, Batcher, Prefetcher};
+pub use dataset::{ChannelStats, Dataset, Shape, Skipped, Splits};
+pub use image_folder::SkippedSummary;
 pub use rng::Rng;
 
 /// Everything that can go wrong reading a dataset.

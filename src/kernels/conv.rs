@@ -738,7 +738,7 @@ fn conv2d_forward_direct(
 
 /// 2×2 stride-2 max pool of a tile of whole output rows (`row` floats each,
 /// `c` channels) into `y`, comparing in the window order and with the same
-/// select as [`super::pool::max_pool2d_forward_eval`], so values agree bit for bit.
+/// select as [`super::pool::max_pool2d_forward`], so values agree bit for bit.
 fn max_pool2_tile(t: &[f32], row: usize, c: usize, y: &mut [f32]) {
     for (pr, yrow) in y.chunks_exact_mut(row / 2).enumerate() {
         let top = &t[2 * pr * row..];
@@ -1309,7 +1309,7 @@ mod tests {
                     )
                     .unwrap();
                     let mut pooled = vec![0.0; pg.out_len()];
-                    crate::kernels::pool::max_pool2d_forward_eval(&pg, &want, &mut pooled);
+                    crate::kernels::pool::max_pool2d_forward(&pg, &want, &mut pooled);
                     let mut yp = vec![f32::NAN; pg.out_len()];
                     conv2d_forward_bn(&geo, &x, &w, Some(&bias), Some(&bn), true, &mut yp, &mut ws);
                     assert_eq!(yp, pooled, "{geo:?} pooled relu {relu}");

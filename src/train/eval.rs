@@ -3,9 +3,10 @@
 //! their mirrors, softmax averaged); ensembles (softmax averaged over several
 //! weight files of the same design).
 
+use super::feed::{Feed, recompute_bn_stats};
 use super::memory::{self, Budget, Purpose};
 use super::plan::Plan;
-use super::trainer::{Feed, fit_output, recompute_bn_stats};
+use super::prepare::fit_output;
 use super::weights::{self, LoadReport, WeightsMeta};
 use super::{Mode, argmax};
 use crate::data::{ChannelStats, Dataset, augment};

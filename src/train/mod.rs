@@ -14,11 +14,13 @@
 pub mod backward;
 pub mod eval;
 pub mod experiment;
+pub mod feed;
 pub mod forward;
 pub mod gradcam;
 pub mod memory;
 pub mod optim;
 pub mod plan;
+pub mod prepare;
 pub mod trainer;
 pub mod weights;
 

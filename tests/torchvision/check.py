@@ -60,6 +60,7 @@ import math
 import os
 import platform
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -125,6 +126,39 @@ def unsupported_lines(stderr: str) -> list[str]:
 
 def warning_lines(stderr: str) -> list[str]:
     return [l.strip() for l in stderr.splitlines() if l.lower().startswith("warning")]
+
+
+def save_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    """A safetensors file of f32 tensors (8-byte header length, JSON header, data)."""
+    import numpy as np
+
+    header, blobs, offset = {}, [], 0
+    for name, arr in tensors.items():
+        data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def load_safetensors(path: Path) -> dict:
+    """The f32 tensors of a safetensors file as numpy arrays."""
+    import numpy as np
+
+    b = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", b[:8])
+    header = json.loads(b[8 : 8 + n])
+    out = {}
+    for name, v in header.items():
+        if name == "__metadata__":
+            continue
+        if v["dtype"] != "F32":
+            raise ValueError(f"{path}: `{name}` is {v['dtype']}, not F32")
+        lo, hi = v["data_offsets"]
+        out[name] = np.frombuffer(b[8 + n + lo : 8 + n + hi], dtype="<f4").reshape(v["shape"])
+    return out
 
 
 def build_model(name: str, state_dicts: Path | None, seed: int, args_torchvision_init: bool = False):
@@ -204,15 +238,26 @@ def onnx_facts(path: Path) -> dict:
     }
 
 
+# Operators whose initializer inputs are parameters (input index -> counted), as
+# torch counts them: weights and biases, BatchNorm scale and shift (not its running
+# statistics), PRelu slopes.
+PARAM_INPUTS = {
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1),
+    "BatchNormalization": (1, 2), "PRelu": (1,),
+}
+
+
 def onnx_params(m) -> int:
     """Parameters the ONNX graph holds, counted as a design with one set of weights
-    per layer holds them: each float initializer a node reads counts once per node
-    that reads it (directly or through `Identity` nodes: both exporters let
-    parameters with equal values share one tensor), BatchNorm running statistics
+    per layer holds them: each float initializer that a Conv, Gemm, MatMul,
+    BatchNormalization (scale, shift) or PRelu reads, or an Add reads beside a
+    MatMul's output (a bias), counts once per node reading it, directly or through
+    `Identity` nodes (both exporters let parameters with equal values share one
+    tensor). Constants of element-wise arithmetic (e.g. `transform_input`'s) are
     not counted. Where an exporter folded BatchNorm into the convolutions this
-    differs from torch's count: each folded BatchNorm's 2·C parameters become C conv
-    biases (none where the conv already had one). A module applied twice counts
-    twice here, once in torch."""
+    differs from torch's count: each folded BatchNorm's 2·C parameters become C
+    conv biases (none where the conv already had one). A module applied twice
+    counts twice here, once in torch."""
     import onnx
 
     inits = {t.name: t for t in m.graph.initializer}
@@ -221,16 +266,17 @@ def onnx_params(m) -> int:
     for n in m.graph.node:
         if n.op_type == "Identity" and n.input and n.input[0] in inits:
             alias[n.output[0]] = n.input[0]
+    matmul_out = {o for n in m.graph.node if n.op_type == "MatMul" for o in n.output}
     total = 0
     for n in m.graph.node:
-        if n.op_type == "Identity":
-            continue
-        for i, name in enumerate(n.input):
-            if n.op_type == "BatchNormalization" and i >= 3:
-                continue
-            t = inits.get(alias.get(name, name))
-            if t is not None and t.data_type in floats:
-                total += math.prod(t.dims)
+        idx = PARAM_INPUTS.get(n.op_type, ())
+        if n.op_type == "Add" and any(i in matmul_out for i in n.input):
+            idx = (0, 1)
+        for i in idx:
+            if i < len(n.input):
+                t = inits.get(alias.get(n.input[i], n.input[i]))
+                if t is not None and t.data_type in floats:
+                    total += math.prod(t.dims)
     return total
 
 
@@ -256,6 +302,74 @@ def rel_diff(ref, got) -> float:
     got = got.reshape(ref.shape)
     scale = float(np.max(np.abs(ref))) or 1.0
     return float(np.max(np.abs(got - ref))) / scale
+
+
+def netloom_roundtrip(netloom: str, onnx_path: Path, work: Path, x, ref, timeout: float) -> dict:
+    """`netloom import` of `onnx_path` into `work`, `summary --json`, `export --onnx`, and
+    the round trip's output on `x` in onnxruntime against `ref`. Returns what each step
+    did; `stage` is "done" when every step ran, else the step that stopped it (with
+    `error` or `import_error`)."""
+    import numpy as np
+
+    design, weights, rt = work / "d.json", work / "w.safetensors", work / "rt.onnx"
+    strip = lambda s: s.replace(f"{onnx_path.parent}/", "").replace(f"{work}/", "")  # noqa: E731
+    rc, out, err = run([netloom, "import", str(onnx_path), "-o", str(design), "--weights", str(weights)], timeout)
+    out, err = strip(out), strip(err)
+    warns = warning_lines(err)
+    res = {
+        "import_rc": rc,
+        "import_error": first_error(err),
+        "import_warnings": len(warns),
+        "import_first_warning": warns[0] if warns else "",
+        "import_unsupported": unsupported_lines(err),
+        "import_stdout": out.strip().splitlines()[-1] if out.strip() else "",
+        "design_written": design.exists(),
+        "weights_written": weights.exists(),
+    }
+    if rc != 0 or not design.exists():
+        res["stage"] = "import"
+        if rc == 0:
+            res["import_error"] = res["import_error"] or "exit 0 but no design written"
+        return res
+
+    rc, out, err = run([netloom, "summary", "--json", "--params", "pytorch", str(design)], timeout)
+    if rc != 0:
+        res["stage"] = "summary"
+        res["error"] = first_error(err) or (err.strip().splitlines() or [f"exit {rc}"])[0]
+        return res
+    s = json.loads(out.splitlines()[0])
+    res["netloom_params"] = s.get("total_params")
+    res["netloom_macs"] = s.get("total_macs")
+    layers = s.get("layers") or []
+    res["netloom_output_shape"] = layers[-1].get("output_shape") if layers else None
+
+    if not weights.exists():
+        res["stage"] = "import"
+        res["error"] = "no weights file written"
+        return res
+    rc, out, err = run([netloom, "export", str(design), "--onnx", str(rt), "--weights", str(weights)], timeout)
+    err = strip(err)
+    res["export_rc"] = rc
+    if rc != 0 or not rt.exists():
+        res["stage"] = "export"
+        res["error"] = first_error(err) or (err.strip().splitlines() or ["no file written"])[0]
+        return res
+    try:
+        got = ort_run(rt, x)
+    except Exception as e:  # noqa: BLE001 - a failed run is a result
+        res["stage"] = "onnxruntime (round trip)"
+        res["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        return res
+    res["rt_shape"] = list(got.shape)
+    d = rel_diff(ref, got)
+    if d != d:  # NaN: the outputs have different sizes
+        res["stage"] = "compare"
+        res["error"] = f"output shape {list(got.shape)} vs {list(np.shape(ref))}"
+        return res
+    res["max_rel_diff"] = d
+    res["top1_same"] = bool(np.argmax(got.reshape(np.shape(ref)), axis=-1).ravel()[0] == np.argmax(ref, axis=-1).ravel()[0])
+    res["stage"] = "done"
+    return res
 
 
 def check_one(name: str, exporter: str, args, netloom: str) -> dict:
@@ -292,67 +406,15 @@ def check_one(name: str, exporter: str, args, netloom: str) -> dict:
         row["ref_shape"] = list(ref.shape)
         row["orig_vs_torch"] = rel_diff(ref_torch, ref)
 
-        design, weights, rt = work / "d.json", work / "w.safetensors", work / "rt.onnx"
-        rc, out, err = run([netloom, "import", str(onnx_path), "-o", str(design), "--weights", str(weights)], args.timeout)
-        out, err = out.replace(f"{work}/", ""), err.replace(f"{work}/", "")
-        row["import_rc"] = rc
-        row["import_error"] = first_error(err)
-        warns = warning_lines(err)
-        row["import_warnings"] = len(warns)
-        row["import_first_warning"] = warns[0] if warns else ""
-        row["import_unsupported"] = unsupported_lines(err)
-        row["import_stdout"] = out.strip().splitlines()[-1] if out.strip() else ""
-        if rc != 0 or not design.exists():
-            row["stage"] = "import"
-            if rc == 0:
-                row["import_error"] = row["import_error"] or "exit 0 but no design written"
+        row.update(netloom_roundtrip(netloom, onnx_path, work, x, ref, args.timeout))
+        if row["stage"] != "done":
             return row
-
-        rc, out, err = run([netloom, "summary", "--json", "--params", "pytorch", str(design)], args.timeout)
-        if rc == 0:
-            s = json.loads(out.splitlines()[0])
-            row["netloom_params"] = s.get("total_params")
-            row["netloom_macs"] = s.get("total_macs")
-            layers = s.get("layers") or []
-            row["netloom_output_shape"] = layers[-1].get("output_shape") if layers else None
-        else:
-            row["stage"] = "summary"
-            row["error"] = first_error(err) or err.strip().splitlines()[0]
-            return row
-
-        if not weights.exists():
-            row["stage"] = "import"
-            row["error"] = "no weights file written"
-            return row
-        rc, out, err = run([netloom, "export", str(design), "--onnx", str(rt), "--weights", str(weights)], args.timeout)
-        err = err.replace(f"{work}/", "")
-        row["export_rc"] = rc
-        if rc != 0 or not rt.exists():
-            row["stage"] = "export"
-            row["error"] = first_error(err) or (err.strip().splitlines() or ["no file written"])[0]
-            return row
-        try:
-            got = ort_run(rt, x)
-        except Exception as e:  # noqa: BLE001
-            row["stage"] = "onnxruntime (round trip)"
-            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
-            return row
-        row["rt_shape"] = list(got.shape)
-        row["max_rel_diff"] = rel_diff(ref, got)
-        if row["max_rel_diff"] != row["max_rel_diff"]:
-            row["max_rel_diff"] = None
-            row["stage"] = "compare"
-            row["error"] = f"output shape {row['rt_shape']} vs {row['ref_shape']}"
-            return row
-        if got.size == ref.size:
-            row["top1_same"] = bool(np.argmax(got.reshape(ref.shape), axis=-1)[0] == np.argmax(ref, axis=-1)[0])
         ok = (
             row["import_rc"] == 0
             and row.get("netloom_params") == row["torch_params" if args.params_against == "torch" else "onnx_params"]
             and row["max_rel_diff"] <= TOLERANCE
         )
         row["status"] = "PASS" if ok else "FAIL"
-        row["stage"] = "done"
         return row
     except Exception as e:  # noqa: BLE001 - anything else is still a row
         row["stage"] = row.get("stage", "script")
@@ -428,7 +490,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
     for b in table_rows(rows):
         lines.append("| " + " | ".join(esc(c) for c in b) + " |")
     counts = []
-    for ex in EXPORTERS:
+    for ex in dict.fromkeys(r["exporter"] for r in rows):
         sel = [r for r in rows if r["exporter"] == ex]
         if sel:
             p = sum(r["status"] == "PASS" for r in sel)
@@ -444,17 +506,19 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(head + lines) + "\n"
 
 
-def versions() -> str:
-    import numpy
-    import onnx
-    import onnxruntime
-    import torch
-    import torchvision
+def versions(torch: bool = True) -> str:
+    """Python's version and those of the packages used (those installed, without torch's
+    two when `torch` is false)."""
+    import importlib
 
-    return (
-        f"Python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, numpy {numpy.__version__}"
-    )
+    names = (["torch", "torchvision"] if torch else []) + ["onnx", "onnxruntime", "numpy"]
+    parts = [f"Python {platform.python_version()}"]
+    for n in names:
+        try:
+            parts.append(f"{n} {importlib.import_module(n).__version__}")
+        except ImportError:
+            pass
+    return ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
