@@ -112,9 +112,12 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
         column: e.column(),
         message: strip_position(&e.to_string()),
     })?;
-    let root = root
-        .as_object()
-        .ok_or_else(|| LoadError::NotADesign("the top level must be a JSON object".into()))?;
+    // Owned, so each node's object is taken apart rather than copied.
+    let Value::Object(mut root) = root else {
+        return Err(LoadError::NotADesign(
+            "the top level must be a JSON object".into(),
+        ));
+    };
     match root.get("format").and_then(Value::as_str) {
         Some(FORMAT) => {}
         Some(other) => {
@@ -140,16 +143,14 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
         .and_then(Value::as_str)
         .unwrap_or("untitled")
         .to_string();
-    let nodes = root
-        .get("nodes")
-        .and_then(Value::as_array)
-        .ok_or_else(|| LoadError::NotADesign("missing `nodes` array".into()))?;
-    let empty = Vec::new();
-    let edges = match root.get("edges") {
-        None => &empty,
-        Some(v) => v
-            .as_array()
-            .ok_or_else(|| LoadError::NotADesign("`edges` must be an array".into()))?,
+    let nodes = match root.remove("nodes") {
+        Some(Value::Array(nodes)) => nodes,
+        _ => return Err(LoadError::NotADesign("missing `nodes` array".into())),
+    };
+    let edges = match root.remove("edges") {
+        None => Vec::new(),
+        Some(Value::Array(edges)) => edges,
+        Some(_) => return Err(LoadError::NotADesign("`edges` must be an array".into())),
     };
 
     let mut graph = Graph::new(name);
@@ -162,8 +163,9 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
             })?;
     }
     let mut ids: HashMap<String, NodeId> = HashMap::with_capacity(nodes.len());
-    for (index, value) in nodes.iter().enumerate() {
-        let node = parse_node(text, index, value)?;
+    let known: Vec<&str> = LayerKind::catalogue().iter().map(|k| k.tag()).collect();
+    for (index, value) in nodes.into_iter().enumerate() {
+        let node = parse_node(text, &known, index, value)?;
         if ids.contains_key(&node.name) {
             return Err(LoadError::DuplicateName {
                 line: line_of_nth_name(text, &node.name, 1),
@@ -264,7 +266,7 @@ fn check_edge(
     edge_count: usize,
     edge: &Edge,
 ) -> Result<(), LoadError> {
-    let to_name = graph.name_of(edge.to).to_string();
+    let to_name = graph.name_of(edge.to);
     match graph.node(edge.to).map(|n| n.kind.arity()) {
         Some(Arity::None) => {
             return Err(LoadError::BadEdge {
@@ -294,7 +296,10 @@ fn check_edge(
         _ => {}
     }
     if edge.from == edge.to {
-        return Err(LoadError::Cycle(vec![to_name.clone(), to_name]));
+        return Err(LoadError::Cycle(vec![
+            to_name.to_string(),
+            to_name.to_string(),
+        ]));
     }
     if fed.contains(&(edge.to, edge.input)) {
         let first = graph
@@ -303,7 +308,7 @@ fn check_edge(
             .find(|e| e.to == edge.to && e.input == edge.input)
             .map_or("?", |e| graph.name_of(e.from));
         return Err(LoadError::InputFedTwice {
-            node: to_name,
+            node: to_name.to_string(),
             input: edge.input,
             first: first.to_string(),
             second: graph.name_of(edge.from).to_string(),
@@ -320,31 +325,34 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn parse_node(text: &str, index: usize, value: &Value) -> Result<Node, LoadError> {
-    let label = format!("nodes[{index}]");
-    let mut object: Map<String, Value> = value
-        .as_object()
-        .cloned()
-        .ok_or_else(|| LoadError::NotADesign(format!("{label} must be an object")))?;
+/// One node from its JSON object; `known` are the layer kinds' tags.
+fn parse_node(text: &str, known: &[&str], index: usize, value: Value) -> Result<Node, LoadError> {
+    let label = || format!("nodes[{index}]");
+    let Value::Object(mut object) = value else {
+        return Err(LoadError::NotADesign(format!(
+            "{} must be an object",
+            label()
+        )));
+    };
     let name = match object.remove("name") {
         Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(Value::String(_)) => {
             return Err(LoadError::BadParameter {
-                node: label,
+                node: label(),
                 line: None,
                 message: "name is empty".into(),
             });
         }
         Some(_) => {
             return Err(LoadError::BadParameter {
-                node: label,
+                node: label(),
                 line: None,
                 message: "name must be a string".into(),
             });
         }
         None => {
             return Err(LoadError::BadParameter {
-                node: label,
+                node: label(),
                 line: None,
                 message: "missing `name`".into(),
             });
@@ -371,7 +379,6 @@ fn parse_node(text: &str, index: usize, value: &Value) -> Result<Node, LoadError
         Some(_) => return Err(bad("`kind` must be a string".into())),
         None => return Err(bad("missing `kind`".into())),
     };
-    let known: Vec<&str> = LayerKind::catalogue().iter().map(|k| k.tag()).collect();
     if !known.contains(&kind_tag.as_str()) {
         return Err(LoadError::UnknownKind {
             line: line_of_name(text, &name),
@@ -400,11 +407,10 @@ fn parse_edge(
         index,
         reason: "must be an object like {\"from\": \"a\", \"to\": \"b\", \"input\": 0}".into(),
     })?;
-    let endpoint = |key: &str| -> Result<String, LoadError> {
+    let endpoint = |key: &str| -> Result<&str, LoadError> {
         object
             .get(key)
             .and_then(Value::as_str)
-            .map(str::to_string)
             .ok_or_else(|| LoadError::BadEdge {
                 index,
                 reason: format!("missing `{key}` (a node name)"),
@@ -427,14 +433,14 @@ fn parse_edge(
             .copied()
             .ok_or_else(|| LoadError::DanglingEdge {
                 index,
-                from: from_name.clone(),
-                to: to_name.clone(),
+                from: from_name.to_string(),
+                to: to_name.to_string(),
                 missing: name.to_string(),
             })
     };
     Ok(Edge {
-        from: lookup(&from_name)?,
-        to: lookup(&to_name)?,
+        from: lookup(from_name)?,
+        to: lookup(to_name)?,
         input,
     })
 }
