@@ -185,6 +185,19 @@ pub enum Command {
     DeleteAndBridge(NodeId),
     /// Remove every wire into and out of the layer.
     DisconnectAll(NodeId),
+    /// Make the layers a named group (a name is made up).
+    GroupNodes(BTreeSet<NodeId>),
+    /// Dissolve group `0` (an index into `Graph::groups`); its layers stay.
+    Ungroup(usize),
+    /// Collapse or expand one group, laying the design out again.
+    SetGroupCollapsed {
+        group: usize,
+        collapsed: bool,
+    },
+    /// Collapse or expand every group, laying the design out again.
+    SetAllGroupsCollapsed(bool),
+    /// Lay the design out top to bottom or left to right.
+    SetOrientation(crate::graph::layout::Orientation),
     // ---- history ----
     Undo,
     Redo,
@@ -316,6 +329,11 @@ impl Command {
                 | Command::ReplaceKind { .. }
                 | Command::DeleteAndBridge(_)
                 | Command::DisconnectAll(_)
+                | Command::GroupNodes(_)
+                | Command::Ungroup(_)
+                | Command::SetGroupCollapsed { .. }
+                | Command::SetAllGroupsCollapsed(_)
+                | Command::SetOrientation(_)
         )
     }
 
@@ -435,6 +453,18 @@ impl Command {
             Command::TrainBoth => "Train both",
             Command::PinAsA => "Pin as A",
             Command::CloseCompare => "Close compare",
+            Command::GroupNodes(_) => "Group selection",
+            Command::Ungroup(_) => "Ungroup",
+            Command::SetGroupCollapsed {
+                collapsed: true, ..
+            } => "Collapse group",
+            Command::SetGroupCollapsed { .. } => "Expand group",
+            Command::SetAllGroupsCollapsed(true) => "Collapse all groups",
+            Command::SetAllGroupsCollapsed(false) => "Expand all groups",
+            Command::SetOrientation(crate::graph::layout::Orientation::LeftToRight) => {
+                "Lay out left to right"
+            }
+            Command::SetOrientation(_) => "Lay out top to bottom",
             _ => return None,
         })
     }
@@ -546,6 +576,28 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
             out.select = Some(apply_fix(graph, fix)?);
         }
         Command::AutoLayout => crate::graph::layout::auto_layout(graph),
+        Command::GroupNodes(ids) => {
+            let name = graph.unique_group_name("group");
+            graph
+                .add_group(name, ids.iter().copied())
+                .map_err(|e| e.to_string())?;
+        }
+        Command::Ungroup(g) => {
+            graph.remove_group(*g).ok_or("no such group")?;
+        }
+        Command::SetGroupCollapsed { group, collapsed } => {
+            if !graph.set_collapsed(*group, *collapsed) {
+                return Err("no such group".into());
+            }
+            crate::graph::layout::auto_layout(graph);
+        }
+        Command::SetAllGroupsCollapsed(collapsed) => {
+            for g in 0..graph.groups().len() {
+                graph.set_collapsed(g, *collapsed);
+            }
+            crate::graph::layout::auto_layout(graph);
+        }
+        Command::SetOrientation(o) => crate::graph::layout::auto_layout_with(graph, *o),
         Command::InsertOnWire {
             edge,
             kind,
@@ -823,6 +875,7 @@ fn add_block(graph: &mut Graph, block: BlockTemplate, position: [f32; 2]) -> BTr
         let mut b = Builder::new(graph);
         let input = b.input("input", h, w, c);
         b.prefix = block.prefix().into();
+        let mark = b.mark();
         match block {
             BlockTemplate::VggStage => {
                 blocks::vgg_stage(&mut b, input, 64, 2);
@@ -851,6 +904,7 @@ fn add_block(graph: &mut Graph, block: BlockTemplate, position: [f32; 2]) -> BTr
                 );
             }
         }
+        b.group_since(block.prefix().trim_end_matches('_'), mark);
     }
     let new: BTreeSet<NodeId> = graph
         .node_ids()

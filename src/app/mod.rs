@@ -414,8 +414,15 @@ impl NetloomApp {
             Command::FitView => self.tab_mut().canvas.fit_requested = true,
             Command::FocusNode(id) => {
                 let tab = self.tab_mut();
-                if let Some(n) = tab.doc.graph.node(id) {
-                    let rect = egui::Rect::from_min_size(n.position.into(), canvas::NODE_SIZE);
+                let graph = &tab.doc.graph;
+                if let Some(n) = graph.node(id) {
+                    // A layer inside a collapsed group is shown by its group.
+                    let at = graph
+                        .group_of(id)
+                        .map(|g| &graph.groups()[g])
+                        .filter(|g| g.collapsed)
+                        .map_or(n.position, |g| g.position);
+                    let rect = egui::Rect::from_min_size(at.into(), canvas::NODE_SIZE);
                     tab.canvas.focus(rect);
                     tab.selection = BTreeSet::from([id]);
                 }
@@ -961,6 +968,7 @@ impl NetloomApp {
                     Command::DeleteSelection,
                     Command::SelectAll,
                     Command::AutoLayout,
+                    Command::GroupNodes(self.tabs[self.active].selection.clone()),
                 ] {
                     command_button_ui(ui, q, c, true);
                 }
@@ -972,6 +980,27 @@ impl NetloomApp {
                     Command::ToggleCostTable,
                 ] {
                     command_button_ui(ui, q, c, true);
+                }
+                ui.separator();
+                let doc = &self.tabs[self.active].doc;
+                let lr = doc.graph.orientation == crate::graph::layout::Orientation::LeftToRight;
+                let grouped = !doc.graph.groups().is_empty();
+                let to = if lr {
+                    crate::graph::layout::Orientation::TopToBottom
+                } else {
+                    crate::graph::layout::Orientation::LeftToRight
+                };
+                // Each lays the design out again: fit the view to the new layout.
+                for (c, enabled) in [
+                    (Command::SetOrientation(to), true),
+                    (Command::SetAllGroupsCollapsed(true), grouped),
+                    (Command::SetAllGroupsCollapsed(false), grouped),
+                ] {
+                    let text = c.text().unwrap_or_default();
+                    if ui.add_enabled(enabled, egui::Button::new(text)).clicked() {
+                        q.push(c);
+                        q.push(Command::FitView);
+                    }
                 }
             });
             ui.menu_button("Run", |ui| {
