@@ -2,8 +2,9 @@
 //!
 //! Data flows one way: [`graph`] (the design as data) → [`infer`] (shapes,
 //! params, multiply counts, errors) → [`train`] (compiled plan, autodiff,
-//! optimizers) → [`kernels`] (ndarray/rayon math that knows nothing of
-//! graphs). [`data`] feeds `train`.
+//! optimizers) → [`kernels`] (f32 math on contiguous slices, parallel with
+//! rayon, that knows nothing of graphs). [`data`] feeds `train`; [`cli`] is
+//! the command line. `ARCHITECTURE.md` at the repository root maps the code.
 //!
 //! ```no_run
 //! use netloom::{graph, infer, train};

@@ -9,7 +9,7 @@ mod densenet;
 
 use netloom::graph::layout::Orientation;
 use netloom::graph::route::Box2;
-use netloom::graph::{Graph, file};
+use netloom::graph::{Graph, file, group};
 use netloom::infer::analyze;
 use netloom::render::{Diagram, RenderOptions, svg};
 use std::collections::HashSet;
@@ -250,10 +250,10 @@ fn render(graph: &Graph, orientation: Orientation) -> String {
     svg(&Diagram::build(graph, &analysis, &options))
 }
 
-#[test]
-fn every_preset_renders_with_honest_geometry() {
+/// Every preset file: its stem and design.
+fn presets() -> Vec<(String, Graph)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("presets");
-    let mut count = 0;
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "json") {
@@ -261,12 +261,62 @@ fn every_preset_renders_with_honest_geometry() {
         }
         let graph = file::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        found.push((stem, graph));
+    }
+    found
+}
+
+#[test]
+fn every_preset_renders_with_honest_geometry() {
+    let mut count = 0;
+    for (stem, graph) in presets() {
         for o in [Orientation::TopToBottom, Orientation::LeftToRight] {
             check(&format!("{stem} {o:?}"), &graph, &render(&graph, o));
         }
         count += 1;
     }
     assert!(count >= 15, "only {count} presets found");
+}
+
+/// `netloom render --collapsed`: every group drawn as one node, wired at its boundary.
+#[test]
+fn every_preset_renders_collapsed_with_honest_geometry() {
+    let mut grouped = 0;
+    for (stem, graph) in presets() {
+        let mut collapsed = graph.clone();
+        for g in 0..collapsed.groups().len() {
+            collapsed.set_collapsed(g, true);
+        }
+        let drawn = group::view(&collapsed).graph;
+        for o in [Orientation::TopToBottom, Orientation::LeftToRight] {
+            let analysis = analyze(&graph);
+            let options = RenderOptions {
+                orientation: o,
+                collapsed: true,
+                ..Default::default()
+            };
+            let svg = svg(&Diagram::build(&graph, &analysis, &options));
+            check(&format!("{stem} collapsed {o:?}"), &drawn, &svg);
+            let (nodes, _, _) = parse(&svg);
+            for group in graph.groups() {
+                assert!(
+                    nodes.iter().any(|n| n.name == group.name),
+                    "{stem}: group {} not drawn",
+                    group.name
+                );
+                for &m in &group.members {
+                    assert!(
+                        !nodes.iter().any(|n| n.name == graph.name_of(m)),
+                        "{stem}: member {} of collapsed {} drawn",
+                        graph.name_of(m),
+                        group.name
+                    );
+                }
+            }
+        }
+        grouped += usize::from(!graph.groups().is_empty());
+    }
+    assert!(grouped >= 9, "only {grouped} presets have groups");
 }
 
 #[test]

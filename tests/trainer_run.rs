@@ -198,11 +198,23 @@ fn a_background_run_trains_at_low_priority_on_its_own_workers() {
         .collect();
     // Tests run in parallel in this process, so other runs' trainers (at
     // normal priority) may be listed too: this run's must be among them.
-    let niced = |n: &str| threads.iter().any(|(name, nice)| name == n && *nice == 10);
+    // The trainer asks for niceness 10; under `nice cargo test` the tests
+    // already run at 10 or more.
+    let base = threads
+        .iter()
+        .map(|(_, nice)| *nice)
+        .min()
+        .expect("some thread");
+    let lowered = base.max(10);
+    let niced = |n: &str| {
+        threads
+            .iter()
+            .any(|(name, nice)| name == n && *nice == lowered)
+    };
     assert!(niced("netloom-trainer"), "{threads:?}");
     assert!(niced("netloom-train-0"), "{threads:?}");
     // This (test) thread keeps its priority.
-    assert!(threads.iter().any(|(_, nice)| *nice == 0), "{threads:?}");
+    assert!(threads.iter().any(|(_, nice)| *nice == base), "{threads:?}");
     t.send(Command::Stop);
     assert_eq!(t.join().expect("join").end, RunEnd::Stopped);
 }

@@ -1,10 +1,11 @@
 //! UI tests of the canvas: fit, find, the error list, inserting a layer
-//! into a wire and rewiring an input, driven by accessible labels.
+//! into a wire, rewiring an input, collapsing and expanding a group, the
+//! left-to-right layout, driven by accessible labels.
 #![cfg(feature = "gui")]
 
 use egui::{Key, Modifiers, Pos2, vec2};
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use netloom::app::NetloomApp;
 use netloom::graph::layout::Orientation;
 use netloom::graph::{Graph, LayerKind, blocks, layout, route};
@@ -14,10 +15,6 @@ fn harness(graph: Graph) -> Harness<'static, NetloomApp> {
     let mut h = Harness::builder()
         .with_size(vec2(1400.0, 900.0))
         .build_ui_state(|ui, app: &mut NetloomApp| app.ui(ui), app);
-    // Let the panels settle (the bottom panel grows to its size over some frames).
-    for _ in 0..80 {
-        h.step();
-    }
     h.run();
     h
 }
@@ -40,6 +37,21 @@ fn node_on_screen(h: &Harness<'_, NetloomApp>, name: &str) -> egui::Rect {
     let r = h.get_by_label_contains(&format!("{name} · ")).rect();
     let c = &h.state().tab().canvas;
     egui::Rect::from_min_max(c.to_screen(r.min), c.to_screen(r.max))
+}
+
+/// A right click at a screen point (nodes inside the scene report scene rects).
+fn right_click(h: &mut Harness<'_, NetloomApp>, at: Pos2) {
+    h.hover_at(at);
+    h.run();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Secondary,
+            pressed,
+            modifiers: Modifiers::NONE,
+        });
+        h.run();
+    }
 }
 
 fn canvas_point(h: &Harness<'_, NetloomApp>, label: &str) -> Pos2 {
@@ -193,4 +205,99 @@ fn dragging_a_connected_input_rewires_it_in_one_undo_step() {
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.run();
     assert_eq!(h.state().doc().graph, before);
+}
+
+#[test]
+fn a_residual_block_collapses_to_one_node_with_its_rolled_up_cost_and_expands_again() {
+    let mut h = harness(blocks::resnet_mini());
+    let g = h.state().doc().graph.clone();
+    let block = g.find_group("block2").unwrap();
+    let members: Vec<String> = g.groups()[block]
+        .members
+        .iter()
+        .map(|&m| g.name_of(m).to_string())
+        .collect();
+    let analysis = netloom::infer::analyze(&g);
+    let macs: u64 = g.groups()[block]
+        .members
+        .iter()
+        .map(|&m| analysis.node(m).unwrap().cost.macs)
+        .sum();
+    // Collapse from the right-click menu of one of its layers.
+    let at = node_on_screen(&h, "block2_a").center();
+    right_click(&mut h, at);
+    h.get_by_label("Collapse group block2").click();
+    h.run();
+    h.run();
+    let g = h.state().doc().graph.clone();
+    assert!(g.groups()[block].collapsed);
+    // One node stands for the block, with its rolled-up figures and output shape.
+    let expected = format!(
+        "block2 · Group of {} layers · out 16×16×64 · ",
+        members.len()
+    );
+    let node = h.get_by_label_contains(&expected);
+    let label = node
+        .accesskit_node()
+        .label()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        label.ends_with(&format!("{} MACs", netloom::infer::compact(macs))),
+        "{label}"
+    );
+    for m in &members {
+        assert!(
+            h.query_by_label_contains(&format!("{m} · ")).is_none(),
+            "{m} is drawn inside the collapsed block"
+        );
+    }
+    // Its wires go to the group's boundary: the layers around it are wired to it.
+    let canvas = h.state().tab().canvas.screen_rect;
+    h.key_press(Key::F);
+    h.run();
+    for name in ["block1_out", "block3_a", "block2"] {
+        assert!(canvas.contains_rect(node_on_screen(&h, name)), "{name}");
+    }
+    // Expand from the group's right-click menu; undo collapses it again.
+    let at = node_on_screen(&h, "block2").center();
+    right_click(&mut h, at);
+    h.get_by_label("Expand group").click();
+    h.run();
+    h.run();
+    assert!(!h.state().doc().graph.groups()[block].collapsed);
+    for m in &members {
+        assert!(
+            h.query_by_label_contains(&format!("{m} · ")).is_some(),
+            "{m}"
+        );
+    }
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert!(h.state().doc().graph.groups()[block].collapsed);
+    assert!(h.query_by_label_contains(&expected).is_some());
+}
+
+#[test]
+fn the_canvas_lays_the_design_out_left_to_right() {
+    let mut h = harness(blocks::vgg16());
+    h.get_by_label("View").click();
+    h.run();
+    h.get_by_label("Lay out left to right").click();
+    h.run();
+    h.run();
+    assert_eq!(h.state().doc().graph.orientation, Orientation::LeftToRight);
+    // VGG-16 as a row: each layer to the right of its input, all on screen after the fit.
+    let canvas = h.state().tab().canvas.screen_rect;
+    let (a, b) = (
+        node_on_screen(&h, "block1_conv1"),
+        node_on_screen(&h, "block1_conv2"),
+    );
+    assert!(b.left() > a.right(), "{a:?} then {b:?}");
+    assert!((a.center().y - b.center().y).abs() < 1.0);
+    for (_, n) in h.state().doc().graph.nodes() {
+        // At fit zoom the names are drawn beside the blocks; the blocks are on screen.
+        let r = node_on_screen(&h, &n.name);
+        assert!(canvas.contains_rect(r), "{} at {r:?}", n.name);
+    }
 }

@@ -635,3 +635,78 @@ fn a_final_save_that_fails_keeps_the_weights_and_save_as_writes_them() {
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_setup_estimates_seconds_per_epoch_from_timed_steps() {
+    let (mut h, dir) = tiny_app(1);
+    wait_until(&mut h, "the step timer", |h| has(h, "per epoch ("));
+    // 60 images and a corrupt file in the class folders, less the 10%
+    // held out for validation: 55 images, 7 batches of 8.
+    assert!(has(&h, "ms per step × 7 batches)"));
+    click(&mut h, "Train");
+    wait_until(&mut h, "the run to finish", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    // After a run the count is the trainer's own.
+    let images = h
+        .state()
+        .training
+        .current()
+        .unwrap()
+        .info
+        .as_ref()
+        .unwrap()
+        .train_images;
+    h.run();
+    assert!(has(
+        &h,
+        &format!("ms per step × {} batches)", images.div_ceil(8))
+    ));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn train_both_in_the_compare_view_trains_a_and_b_alike_and_shows_both_runs() {
+    let (mut h, dir) = tiny_app(1);
+    click(&mut h, "Train");
+    wait_until(&mut h, "an earlier run", |h| {
+        h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
+    });
+    let ctx = h.ctx.clone();
+    h.state_mut().execute(&ctx, Command::PinAsA);
+    // B: a wider c2.
+    let c2 = h.state().doc().graph.find("c2").unwrap();
+    let kind =
+        netloom::train::experiment::design_with(&h.state().doc().graph, "c2", "filters", 12.0)
+            .unwrap()
+            .node(c2)
+            .unwrap()
+            .kind
+            .clone();
+    h.state_mut()
+        .execute(&ctx, Command::SetKind { id: c2, kind });
+    h.run();
+    click(&mut h, "Train both");
+    wait_until(&mut h, "both runs", |h| {
+        let runs = &h.state().training.runs;
+        runs.len() == 3 && runs[1..].iter().all(|r| r.status == RunStatus::Finished)
+    });
+    h.run();
+    let runs = &h.state().training.runs;
+    let (a, b) = (&runs[1], &runs[2]);
+    assert_eq!((a.tab, b.tab), (0, 1));
+    assert_eq!(a.design, "tiny");
+    assert_eq!(b.design, "tiny (B)");
+    assert!(b.macs > a.macs, "B's wider conv costs more");
+    assert_eq!(a.setup, b.setup, "the same data and setup");
+    assert!(
+        !runs[0].visible && a.visible && b.visible,
+        "the pair alone is overlaid"
+    );
+    assert_eq!(h.state().bottom_tab, netloom::app::BottomTab::Runs);
+    assert!(has(&h, "Accuracy against MACs plot with 3 runs"));
+    assert!(has(&h, "A #2 Finished · B #3 Finished"));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,14 +5,22 @@
 //! `screen_from_scene` maps the first to the second. The canvas holds no
 //! business logic: it turns pointer input into [`Command`]s. Wires follow
 //! the routes of [`crate::graph::route`], the same the diagram export draws.
+//!
+//! A frame is drawn in steps: [`Canvas::layout_pass`] (the design as drawn
+//! — collapsed groups as one node — with its boxes, routes and labels,
+//! cached until the design changes), then inside the scene
+//! [`Canvas::wires_ui`], [`Canvas::group_frames_ui`], [`Canvas::nodes_ui`],
+//! [`Canvas::gestures_ui`] and [`Canvas::overlay_ui`].
 
 use super::command::{Command, PaletteItem};
 use super::find::FindBar;
 use super::minimap::Minimap;
+use crate::graph::group::{self, View};
 use crate::graph::layout::{self, Orientation};
 use crate::graph::route::{self, Box2, Routes};
 use crate::graph::{Arity, Edge, Graph, LayerKind, NodeId};
 use crate::infer::{Analysis, Conventions, compact};
+use crate::render::{GroupFigures, group_figures};
 use crate::train::LayerLive;
 use egui::emath::TSTransform;
 use egui::epaint::CubicBezierShape;
@@ -32,8 +40,8 @@ pub const MIN_ZOOM: f32 = 0.004;
 pub const MAX_ZOOM: f32 = 2.5;
 /// Below this zoom a node is a coloured block (name beside it, MAC-share bar).
 pub const DETAIL_ZOOM: f32 = 0.45;
-/// The canvas lays designs out top to bottom.
-const ORIENTATION: Orientation = Orientation::TopToBottom;
+/// Space between an expanded group's frame and its nodes.
+const FRAME_MARGIN: f32 = 10.0;
 
 struct MoveDrag {
     ids: BTreeSet<NodeId>,
@@ -61,9 +69,9 @@ pub struct Canvas {
     pub scene_rect: Rect,
     /// Fit the view to the design on the next frame.
     pub fit_requested: bool,
-    /// The canvas rect of the last fit: while panels settle in the first
-    /// frames the canvas changes size, and the fit is redone until it holds.
-    fitted_for: Option<(Rect, u8)>,
+    /// The canvas rect the view was last fitted to, until the user pans or
+    /// zooms: a fitted view is fitted again when the canvas changes size.
+    fitted_to: Option<Rect>,
     /// Scene to screen, as of the last frame.
     pub screen_from_scene: TSTransform,
     /// The screen rect of the canvas, as of the last frame.
@@ -77,8 +85,8 @@ pub struct Canvas {
     drop_at: Option<Pos2>,
     /// The wire a carried layer would be inserted into.
     drop_wire: Option<Edge>,
-    /// Routed wires, and the design generation they were routed for.
-    routes: Option<(u64, Routes)>,
+    /// The design as drawn, for the generation and conventions it was made for.
+    picture: Option<Picture>,
     /// The wire right-clicked last, for its context menu.
     menu_wire: Option<(Edge, Pos2)>,
     pub find: FindBar,
@@ -90,7 +98,7 @@ impl Default for Canvas {
         Canvas {
             scene_rect: Rect::ZERO,
             fit_requested: true,
-            fitted_for: None,
+            fitted_to: None,
             screen_from_scene: TSTransform::IDENTITY,
             screen_rect: Rect::ZERO,
             moving: None,
@@ -100,7 +108,7 @@ impl Default for Canvas {
             refusal: None,
             drop_at: None,
             drop_wire: None,
-            routes: None,
+            picture: None,
             menu_wire: None,
             find: FindBar::default(),
             minimap: Minimap,
@@ -120,6 +128,30 @@ pub struct CanvasInput<'a> {
     pub generation: u64,
 }
 
+/// What the canvas draws, computed once per design change: the view (a
+/// collapsed group is one node, with id `real_capacity + group`), every
+/// view node's box, the routed wires and the text of every node.
+struct Picture {
+    generation: u64,
+    conventions: Conventions,
+    view: View,
+    orientation: Orientation,
+    /// Scene rect of every view node at its stored position (by view id).
+    rects: Vec<Option<Rect>>,
+    routes: Routes,
+    /// The producer of each input of every view node (by view id).
+    inputs: Vec<Vec<Option<NodeId>>>,
+    /// Accessible name of every view node (by view id).
+    labels: Vec<String>,
+    /// Share of the design's MACs of every view node (by view id).
+    shares: Vec<f32>,
+    /// Rolled-up figures of every group (by group index).
+    figures: Vec<GroupFigures>,
+    /// Scene rect around the nodes of every expanded group.
+    frames: Vec<(usize, Rect)>,
+    total_macs: u64,
+}
+
 fn node_height(analysis: &Analysis, id: NodeId) -> f32 {
     if analysis.node(id).is_some_and(|n| n.error.is_some()) {
         ERROR_NODE_HEIGHT
@@ -128,16 +160,12 @@ fn node_height(analysis: &Analysis, id: NodeId) -> f32 {
     }
 }
 
-fn port_count(graph: &Graph, id: NodeId) -> usize {
-    route::port_count(graph, id)
+fn input_port_pos(rect: Rect, i: usize, n: usize, orientation: Orientation) -> Pos2 {
+    route::input_port(&to_box(rect), i, n, orientation).into()
 }
 
-fn input_port_pos(rect: Rect, i: usize, n: usize) -> Pos2 {
-    route::input_port(&to_box(rect), i, n, ORIENTATION).into()
-}
-
-fn output_port_pos(rect: Rect) -> Pos2 {
-    route::output_port(&to_box(rect), ORIENTATION).into()
+fn output_port_pos(rect: Rect, orientation: Orientation) -> Pos2 {
+    route::output_port(&to_box(rect), orientation).into()
 }
 
 fn to_box(r: Rect) -> Box2 {
@@ -180,6 +208,24 @@ pub fn node_label(graph: &Graph, analysis: &Analysis, id: NodeId, conv: &Convent
     s
 }
 
+/// The accessible name of a collapsed group: its name, size, shapes and rolled-up cost.
+pub fn group_label(name: &str, f: &GroupFigures, conv: &Conventions) -> String {
+    let mut s = format!("{name} · Group of {} layers", f.layers);
+    if f.errors > 0 {
+        s.push_str(&format!(" · {} with errors", f.errors));
+    }
+    if let Some(out) = f.output_shape {
+        s.push_str(&format!(" · out {out}"));
+    }
+    s.push_str(&format!(
+        " · {} params · {} {}",
+        compact(f.params),
+        compact(conv.ops(f.macs)),
+        conv.ops_unit()
+    ));
+    s
+}
+
 impl Canvas {
     /// Screen position of a scene point.
     pub fn to_screen(&self, p: Pos2) -> Pos2 {
@@ -209,7 +255,7 @@ impl Canvas {
 
     /// Pans the view so scene point `p` is at its centre.
     pub fn center_on(&mut self, p: Pos2) {
-        self.fitted_for = None;
+        self.fitted_to = None;
         self.scene_rect = Rect::from_center_size(p, self.scene_rect.size());
     }
 
@@ -219,17 +265,18 @@ impl Canvas {
     }
 
     /// Shows the whole design: zoomed out as far as it takes (never past 1:1).
-    fn fit(&mut self, graph: &Graph, analysis: &Analysis, view: Vec2) {
-        let mut bbox = Rect::NOTHING;
-        for (id, n) in graph.nodes() {
-            bbox = bbox.union(Rect::from_min_size(
-                n.position.into(),
-                vec2(NODE_SIZE.x, node_height(analysis, id)),
-            ));
-        }
-        if !bbox.is_positive() {
-            bbox = Rect::from_center_size(Pos2::ZERO, view);
-        }
+    fn fit(&mut self, view: Vec2) {
+        let bbox = self.picture.as_ref().map_or(Rect::NOTHING, |p| {
+            p.rects
+                .iter()
+                .flatten()
+                .fold(Rect::NOTHING, |b, r| b.union(*r))
+        });
+        let bbox = if bbox.is_positive() {
+            bbox
+        } else {
+            Rect::from_center_size(Pos2::ZERO, view)
+        };
         let bbox = bbox.expand(30.0);
         let zoom = (view.x / bbox.width())
             .min(view.y / bbox.height())
@@ -244,7 +291,7 @@ impl Canvas {
 
     /// Centres the view on `rect` (scene coordinates), zooming in until its text is readable.
     pub fn focus(&mut self, rect: Rect) {
-        self.fitted_for = None;
+        self.fitted_to = None;
         let view = self.screen_rect.size();
         let zoom = if self.zoom() < 0.8 { 1.0 } else { self.zoom() };
         if view.x > 0.0 && view.y > 0.0 {
@@ -259,25 +306,14 @@ impl Canvas {
         let mut commands = Vec::new();
         let outer = ui.available_rect_before_wrap();
         self.screen_rect = outer;
-        // A few frames after a fit, redo it if the canvas changed size.
-        let settling = match self.fitted_for.take() {
-            Some((r, frames)) if frames > 0 => {
-                self.fitted_for = Some((outer, frames - 1));
-                r != outer
-            }
-            _ => false,
-        };
-        if self.fit_requested || settling {
-            self.fit(input.graph, input.analysis, outer.size());
-            if self.fit_requested {
-                // Panels settle over the first frames (the bottom panel grows to its size).
-                self.fitted_for = Some((outer, 90));
-            }
+        self.layout_pass(input);
+        if self.fit_requested || self.fitted_to.is_some_and(|r| r != outer) {
+            self.fit(outer.size());
             self.fit_requested = false;
+            self.fitted_to = Some(outer);
         }
-        let rects = self.node_rects(input);
-        self.update_routes(input, &rects);
-        self.track_palette_drop(ui, outer, input, &mut commands);
+        let rects = self.frame_rects();
+        self.track_palette_drop(ui, outer, &rects, &mut commands);
 
         // Plain scroll (and pinch) zooms about the pointer; dragging with
         // the right or middle button pans.
@@ -296,67 +332,76 @@ impl Canvas {
             .response;
         if scene_rect != self.scene_rect {
             // The user panned or zoomed: the fit no longer applies.
-            self.fitted_for = None;
+            self.fitted_to = None;
         }
         self.scene_rect = scene_rect;
         response
             .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, "Design canvas"));
-        self.background_interaction(ui, &response, input, &mut commands);
+        self.background_interaction(ui, &response, input, &rects, &mut commands);
         self.wire_menu(&response, input, &mut commands);
         if self.zoom() < DETAIL_ZOOM {
-            self.names_beside_blocks(ui, input.graph, &rects, outer);
+            self.names_beside_blocks(ui, &rects, outer);
         }
-        let boxes: Vec<(Rect, Color32)> = input
-            .graph
-            .nodes()
-            .filter_map(|(id, n)| {
-                Some((
-                    rects.get(id.index()).copied().flatten()?,
-                    kind_color(&n.kind),
-                ))
-            })
-            .collect();
-        if let Some(center) = self.minimap.ui(ui, outer, &boxes, self.scene_rect) {
-            self.center_on(center);
-        }
+        self.minimap_ui(ui, outer, &rects);
         if let Some(c) = self.find.ui(ui, outer, input.graph) {
             commands.push(c);
         }
         commands
     }
 
-    /// Scene rect of every node (indexed by id), moved nodes where they are being dragged.
-    fn node_rects(&self, input: &CanvasInput<'_>) -> Vec<Option<Rect>> {
-        (0..input.graph.id_capacity())
-            .map(|i| self.node_rect(input.graph, input.analysis, NodeId(i as u32)))
-            .collect()
-    }
-
-    /// Routes the wires anew after an edit or while nodes are dragged.
-    fn update_routes(&mut self, input: &CanvasInput<'_>, rects: &[Option<Rect>]) {
-        let fresh = self
-            .routes
-            .as_ref()
-            .is_some_and(|(g, _)| *g == input.generation);
-        if fresh && self.moving.is_none() {
-            return;
+    /// Rebuilds the picture when the design (or the cost conventions) changed.
+    fn layout_pass(&mut self, input: &CanvasInput<'_>) {
+        let fresh = self.picture.as_ref().is_some_and(|p| {
+            p.generation == input.generation && p.conventions == input.conventions
+        });
+        if !fresh {
+            self.picture = Some(Picture::build(input));
         }
-        let boxes: Vec<Option<Box2>> = rects.iter().map(|r| r.map(to_box)).collect();
-        let routes = route::route(input.graph, &boxes, ORIENTATION);
-        // While dragging the cache would go stale at once: mark it so.
-        let generation = if self.moving.is_some() {
-            u64::MAX
-        } else {
-            input.generation
-        };
-        self.routes = Some((generation, routes));
     }
 
-    /// The wire passing within `tolerance` scene units of `p`, nearest first.
+    /// Scene rect of every view node this frame: the picture's, with moved
+    /// nodes where they are being dragged (and their wires routed anew).
+    fn frame_rects(&mut self) -> Vec<Option<Rect>> {
+        let Some(picture) = self.picture.as_mut() else {
+            return Vec::new();
+        };
+        let Some(m) = &self.moving else {
+            return picture.rects.clone();
+        };
+        let d = m.current - m.start;
+        let rects: Vec<Option<Rect>> = picture
+            .rects
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.map(|r| {
+                    if m.ids.contains(&NodeId(i as u32)) {
+                        r.translate(d)
+                    } else {
+                        r
+                    }
+                })
+            })
+            .collect();
+        if d != Vec2::ZERO {
+            let boxes: Vec<Option<Box2>> = rects.iter().map(|r| r.map(to_box)).collect();
+            picture.routes = route::route(&picture.view.graph, &boxes, picture.orientation);
+            // The routes no longer match the stored positions.
+            picture.generation = u64::MAX;
+        }
+        rects
+    }
+
+    /// The wire between two design nodes passing within `tolerance` scene
+    /// units of `p`, nearest first.
     fn wire_at(&self, p: Pos2, tolerance: f32) -> Option<Edge> {
-        let (_, routes) = self.routes.as_ref()?;
+        let picture = self.picture.as_ref()?;
+        let real = picture.view.real_capacity;
         let mut best: Option<(f32, Edge)> = None;
-        for w in &routes.wires {
+        for w in &picture.routes.wires {
+            if w.edge.from.index() >= real || w.edge.to.index() >= real {
+                continue;
+            }
             for s in w.points.windows(2) {
                 let d = distance_to_segment(p, s[0].into(), s[1].into());
                 if d <= tolerance && best.is_none_or(|(bd, _)| d < bd) {
@@ -371,7 +416,7 @@ impl Canvas {
         &mut self,
         ui: &Ui,
         outer: Rect,
-        input: &CanvasInput<'_>,
+        rects: &[Option<Rect>],
         commands: &mut Vec<Command>,
     ) {
         let ctx = ui.ctx().clone();
@@ -387,12 +432,9 @@ impl Canvas {
         }
         // A one-input layer dropped on a wire goes into it.
         let insertable = matches!(&*item, PaletteItem::Layer(k) if k.arity() == Arity::One);
-        let over_node = self.drop_at.is_some_and(|p| {
-            input.graph.nodes().any(|(id, _)| {
-                self.node_rect(input.graph, input.analysis, id)
-                    .is_some_and(|r| r.contains(p))
-            })
-        });
+        let over_node = self
+            .drop_at
+            .is_some_and(|p| rects.iter().flatten().any(|r| r.contains(p)));
         self.drop_wire = self
             .drop_at
             .filter(|_| insertable && !over_node)
@@ -466,30 +508,31 @@ impl Canvas {
 
     /// At low zoom, names in screen space beside their blocks, skipping any
     /// that would overlap one already drawn.
-    fn names_beside_blocks(&self, ui: &Ui, graph: &Graph, rects: &[Option<Rect>], outer: Rect) {
+    fn names_beside_blocks(&self, ui: &Ui, rects: &[Option<Rect>], outer: Rect) {
+        let Some(picture) = &self.picture else { return };
         // Above the scene layer, below popups.
         let layer = egui::LayerId::new(egui::Order::Middle, Id::unique("netloom_block_names"));
         let painter = ui.ctx().layer_painter(layer).with_clip_rect(outer);
         let font = FontId::proportional(10.5);
         let color = ui.visuals().text_color();
-        let blocks: Vec<Rect> = graph
-            .nodes()
-            .filter_map(|(id, _)| rects.get(id.index()).copied().flatten())
-            .map(|r| Rect::from_min_max(self.to_screen(r.min), self.to_screen(r.max)))
-            .filter(|r| outer.intersects(r.expand(120.0)))
+        let on_screen: Vec<(NodeId, Rect)> = rects
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((NodeId(i as u32), (*r)?)))
+            .map(|(id, r)| {
+                (
+                    id,
+                    Rect::from_min_max(self.to_screen(r.min), self.to_screen(r.max)),
+                )
+            })
+            .filter(|(_, r)| outer.intersects(r.expand(120.0)))
             .collect();
         // A name goes inside its block, else to its right, else to its left,
         // wherever it covers no other block and no name already drawn.
         let mut taken: Vec<Rect> = Vec::new();
-        for (id, node) in graph.nodes() {
-            let Some(r) = rects.get(id.index()).copied().flatten() else {
-                continue;
-            };
-            let screen = Rect::from_min_max(self.to_screen(r.min), self.to_screen(r.max));
-            if !outer.intersects(screen.expand(120.0)) {
-                continue;
-            }
-            let galley = painter.layout_no_wrap(truncate(&node.name, 24), font.clone(), color);
+        for &(id, screen) in &on_screen {
+            let name = picture.view.graph.name_of(id);
+            let galley = painter.layout_no_wrap(truncate(name, 24), font.clone(), color);
             let size = galley.size();
             let y = screen.center().y - size.y / 2.0;
             let inside = (screen.width() > size.x + 8.0 && screen.height() > size.y + 2.0)
@@ -498,7 +541,9 @@ impl Canvas {
             let left = Rect::from_min_size(pos2(screen.left() - 3.0 - size.x, y), size);
             let clear = |spot: &Rect| {
                 !taken.iter().any(|t| t.intersects(*spot))
-                    && !blocks.iter().any(|b| *b != screen && b.intersects(*spot))
+                    && !on_screen
+                        .iter()
+                        .any(|(_, b)| *b != screen && b.intersects(*spot))
             };
             let Some(spot) = inside.into_iter().chain([right, left]).find(|s| clear(s)) else {
                 continue;
@@ -508,11 +553,31 @@ impl Canvas {
         }
     }
 
+    fn minimap_ui(&mut self, ui: &Ui, outer: Rect, rects: &[Option<Rect>]) {
+        let Some(picture) = &self.picture else { return };
+        let boxes: Vec<(Rect, Color32)> = picture
+            .view
+            .graph
+            .nodes()
+            .filter_map(|(id, n)| {
+                let color = match picture.view.group(id) {
+                    Some(_) => group_color(),
+                    None => kind_color(&n.kind),
+                };
+                Some((rects.get(id.index()).copied().flatten()?, color))
+            })
+            .collect();
+        if let Some(center) = self.minimap.ui(ui, outer, &boxes, self.scene_rect) {
+            self.center_on(center);
+        }
+    }
+
     fn background_interaction(
         &mut self,
         ui: &Ui,
         response: &Response,
         input: &CanvasInput<'_>,
+        rects: &[Option<Rect>],
         commands: &mut Vec<Command>,
     ) {
         let shift = ui.input(|i| i.modifiers.shift);
@@ -532,14 +597,14 @@ impl Canvas {
             if !response.dragged_by(egui::PointerButton::Primary) {
                 let (a, b) = self.boxing.take().unwrap_or_default();
                 let area = Rect::from_two_pos(a, b);
-                let mut sel: BTreeSet<NodeId> = input
-                    .graph
-                    .nodes()
-                    .filter(|(_, n)| {
-                        area.intersects(Rect::from_min_size(n.position.into(), NODE_SIZE))
-                    })
-                    .map(|(id, _)| id)
-                    .collect();
+                let mut sel = BTreeSet::new();
+                for (i, r) in rects.iter().enumerate() {
+                    if r.is_some_and(|r| area.intersects(r))
+                        && let Some(p) = &self.picture
+                    {
+                        sel.extend(members_of(input.graph, &p.view, NodeId(i as u32)));
+                    }
+                }
                 if shift {
                     sel.extend(input.selection.iter().copied());
                 }
@@ -551,20 +616,7 @@ impl Canvas {
         }
     }
 
-    fn node_rect(&self, graph: &Graph, analysis: &Analysis, id: NodeId) -> Option<Rect> {
-        let node = graph.node(id)?;
-        let mut pos: Pos2 = node.position.into();
-        if let Some(m) = &self.moving
-            && m.ids.contains(&id)
-        {
-            pos += m.current - m.start;
-        }
-        Some(Rect::from_min_size(
-            pos,
-            vec2(NODE_SIZE.x, node_height(analysis, id)),
-        ))
-    }
-
+    /// Everything inside the scene, in drawing order.
     fn contents_ui(
         &mut self,
         ui: &mut Ui,
@@ -572,471 +624,18 @@ impl Canvas {
         rects: &[Option<Rect>],
         commands: &mut Vec<Command>,
     ) {
-        let graph = input.graph;
-        let analysis = input.analysis;
-        let painter = ui.painter().clone();
-        let pointer = self.pointer_in_scene(ui);
-        let total_macs: u64 = analysis.nodes.iter().flatten().map(|n| n.cost.macs).sum();
-        let total_ms: f64 = input
-            .live
-            .map_or(0.0, |l| l.values().map(|x| x.ms_per_batch).sum());
-        let rect_of = |id: NodeId| rects.get(id.index()).copied().flatten();
         for r in rects.iter().flatten() {
             ui.expand_to_include_rect(*r);
         }
         let visible = ui.clip_rect().expand(20.0);
         let detailed = self.zoom() >= DETAIL_ZOOM;
-        let visuals = ui.visuals().clone();
+        let painter = ui.painter().clone();
         self.wires_ui(&painter, input, visible, detailed);
-
-        // Nodes.
-        for (id, node) in graph.nodes() {
-            let Some(rect) = rect_of(id) else { continue };
-            if !visible.intersects(rect) {
-                continue;
-            }
-            let info = analysis.node(id);
-            let selected = input.selection.contains(&id);
-            let error = info.and_then(|i| i.error.as_ref());
-            let blocked = info.is_some_and(|i| i.is_blocked());
-            let node_id = Id::unique(("netloom_node", id.0));
-            let resp = ui.interact(rect, node_id, Sense::click_and_drag());
-            let label = node_label(graph, analysis, id, &input.conventions);
-            resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
-
-            // Body.
-            let fill = if error.is_some() {
-                Color32::from_rgb(110, 30, 30)
-            } else {
-                visuals.widgets.noninteractive.bg_fill
-            };
-            let stroke = if selected {
-                Stroke::new(2.5, visuals.selection.stroke.color)
-            } else if error.is_some() {
-                Stroke::new(1.5, Color32::from_rgb(240, 90, 90))
-            } else if resp.hovered() {
-                Stroke::new(1.5, visuals.widgets.hovered.fg_stroke.color)
-            } else {
-                Stroke::new(1.0, visuals.widgets.noninteractive.bg_stroke.color)
-            };
-            if detailed {
-                painter.rect(rect, 6.0, fill, stroke, StrokeKind::Inside);
-                let header = Rect::from_min_size(rect.min, vec2(rect.width(), 20.0));
-                painter.rect_filled(
-                    header.shrink(1.0),
-                    CornerRadius {
-                        nw: 5,
-                        ne: 5,
-                        sw: 0,
-                        se: 0,
-                    },
-                    kind_color(&node.kind).gamma_multiply(if blocked { 0.4 } else { 0.9 }),
-                );
-                let strong = visuals.strong_text_color();
-                let text = visuals.text_color();
-                let weak = visuals.weak_text_color();
-                let name = truncate(&node.name, 20);
-                painter.text(
-                    header.left_center() + vec2(6.0, 0.0),
-                    Align2::LEFT_CENTER,
-                    name,
-                    FontId::proportional(12.5),
-                    Color32::WHITE,
-                );
-                painter.text(
-                    header.right_center() - vec2(6.0, 0.0),
-                    Align2::RIGHT_CENTER,
-                    node.kind.display_name(),
-                    FontId::proportional(10.5),
-                    Color32::from_white_alpha(200),
-                );
-                if node.kind.has_weights() {
-                    // The lock freezes the layer for training (no gradient, no update).
-                    let r =
-                        Rect::from_min_size(rect.right_top() + vec2(-24.0, 22.0), vec2(18.0, 18.0));
-                    let lock = ui
-                        .interact(r, Id::unique(("netloom_lock", id.0)), Sense::click())
-                        .on_hover_text(if node.frozen {
-                            "frozen: not trained (click to train it)"
-                        } else {
-                            "trained (click to freeze it)"
-                        });
-                    let what = if node.frozen { "Unfreeze" } else { "Freeze" };
-                    lock.widget_info(|| {
-                        egui::WidgetInfo::labeled(
-                            egui::Role::Button,
-                            true,
-                            format!("{what} {}", node.name),
-                        )
-                    });
-                    let color = if node.frozen {
-                        Color32::from_rgb(120, 190, 255)
-                    } else if lock.hovered() {
-                        visuals.widgets.hovered.fg_stroke.color
-                    } else {
-                        visuals.weak_text_color().gamma_multiply(0.7)
-                    };
-                    draw_padlock(&painter, r, node.frozen, color);
-                    if lock.clicked() {
-                        commands.push(Command::SetFrozen {
-                            id,
-                            frozen: !node.frozen,
-                        });
-                    }
-                }
-                let summary = node.kind.summary();
-                if !summary.is_empty() {
-                    painter.text(
-                        rect.min + vec2(6.0, 24.0),
-                        Align2::LEFT_TOP,
-                        summary,
-                        FontId::proportional(11.5),
-                        text,
-                    );
-                }
-                if let Some(err) = error {
-                    let mut job = egui::text::LayoutJob::simple(
-                        err.message.clone(),
-                        FontId::proportional(10.5),
-                        Color32::from_rgb(255, 200, 200),
-                        rect.width() - 12.0,
-                    );
-                    job.wrap.max_rows = 3;
-                    let galley = painter.layout_job(job);
-                    painter.galley(rect.min + vec2(6.0, 40.0), galley, Color32::WHITE);
-                    if let Some(fix) = &err.fix {
-                        let r = Rect::from_min_size(
-                            rect.right_top() + vec2(-44.0, 22.0),
-                            vec2(38.0, 16.0),
-                        );
-                        let fix_resp = ui
-                            .put(r, egui::Button::new("Fix").small())
-                            .on_hover_text(fix.describe());
-                        if fix_resp.clicked() {
-                            commands.push(Command::ApplyFix(fix.clone()));
-                        }
-                    }
-                } else if let Some(info) = info {
-                    let shape = info
-                        .output_shape
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "?".into());
-                    painter.text(
-                        rect.min + vec2(6.0, 42.0),
-                        Align2::LEFT_TOP,
-                        shape,
-                        FontId::monospace(12.0),
-                        strong,
-                    );
-                    if info.cost.macs > 0 {
-                        painter.text(
-                            rect.right_top() + vec2(-6.0, 43.0),
-                            Align2::RIGHT_TOP,
-                            format!(
-                                "{} {}",
-                                compact(input.conventions.ops(info.cost.macs)),
-                                input.conventions.ops_unit()
-                            ),
-                            FontId::proportional(11.0),
-                            weak,
-                        );
-                    }
-                    let live = input.live.and_then(|l| l.get(&node.name));
-                    let mac_share = if total_macs > 0 {
-                        info.cost.macs as f32 / total_macs as f32
-                    } else {
-                        0.0
-                    };
-                    if let Some(live) = live.filter(|_| total_ms > 0.0) {
-                        // Measured time beside the MAC share: where they disagree
-                        // is where the cost model and the hardware part ways.
-                        let share = (live.ms_per_batch / total_ms) as f32;
-                        let track = Rect::from_min_size(
-                            rect.left_bottom() + vec2(6.0, -7.0),
-                            vec2(rect.width() - 12.0, 4.0),
-                        );
-                        painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
-                        let mut bar = track;
-                        bar.set_width((track.width() * share).max(1.5));
-                        painter.rect_filled(bar, 2.0, Color32::from_rgb(90, 160, 255));
-                        painter.text(
-                            rect.min + vec2(6.0, 56.0),
-                            Align2::LEFT_TOP,
-                            format!("{:.2} ms", live.ms_per_batch),
-                            FontId::proportional(10.0),
-                            Color32::from_rgb(130, 185, 255),
-                        );
-                        let right = match live.stats {
-                            Some(st) => {
-                                let mut t = format!("mean {:.2} sd {:.2}", st.mean, st.std);
-                                if let Some(g) = st.grad_norm {
-                                    t.push_str(&format!(" |g| {g:.0e}"));
-                                }
-                                t
-                            }
-                            None => format!(
-                                "{:.0}% MACs · {:.0}% time",
-                                mac_share * 100.0,
-                                share * 100.0
-                            ),
-                        };
-                        painter.text(
-                            rect.right_top() + vec2(-6.0, 56.0),
-                            Align2::RIGHT_TOP,
-                            right,
-                            FontId::proportional(10.0),
-                            if live.stats.is_some() {
-                                Color32::from_rgb(210, 210, 150)
-                            } else {
-                                weak
-                            },
-                        );
-                    }
-                    if total_macs > 0 && info.cost.macs > 0 {
-                        let share = mac_share;
-                        let track = Rect::from_min_size(
-                            rect.left_bottom()
-                                + vec2(6.0, if live.is_some() { -13.0 } else { -14.0 }),
-                            vec2(rect.width() - 12.0, if live.is_some() { 4.0 } else { 5.0 }),
-                        );
-                        painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
-                        let mut bar = track;
-                        bar.set_width((track.width() * share).max(1.5));
-                        painter.rect_filled(bar, 2.0, Color32::from_rgb(230, 160, 60));
-                        if live.is_none() {
-                            painter.text(
-                                track.right_top() - vec2(0.0, 1.0),
-                                Align2::RIGHT_BOTTOM,
-                                format!("{:.0}%", share * 100.0),
-                                FontId::proportional(9.0),
-                                weak,
-                            );
-                        }
-                    }
-                }
-            } else {
-                let share = info.map_or(0.0, |i| {
-                    if total_macs > 0 {
-                        i.cost.macs as f32 / total_macs as f32
-                    } else {
-                        0.0
-                    }
-                });
-                draw_block(
-                    &painter,
-                    rect,
-                    kind_color(&node.kind),
-                    share,
-                    stroke,
-                    error.is_some(),
-                );
-            }
-
-            // Node interaction.
-            let shift = ui.input(|i| i.modifiers.shift);
-            if resp.clicked() {
-                let mut sel = if shift {
-                    input.selection.clone()
-                } else {
-                    BTreeSet::new()
-                };
-                if shift && sel.contains(&id) {
-                    sel.remove(&id);
-                } else {
-                    sel.insert(id);
-                }
-                commands.push(Command::Select(sel));
-            }
-            if resp.drag_started_by(egui::PointerButton::Primary)
-                && let Some(p) = pointer
-            {
-                let ids = if selected {
-                    input.selection.clone()
-                } else {
-                    commands.push(Command::Select(BTreeSet::from([id])));
-                    BTreeSet::from([id])
-                };
-                self.moving = Some(MoveDrag {
-                    ids,
-                    start: p,
-                    current: p,
-                });
-            }
-            resp.context_menu(|ui| {
-                node_menu_ui(ui, graph, id, selected, input.selection, commands)
-            });
-
-            // Ports.
-            let n_in = port_count(graph, id);
-            let inputs = graph.inputs_of(id);
-            for i in 0..n_in {
-                let p = input_port_pos(rect, i, n_in);
-                let wired = inputs.get(i).copied().flatten();
-                let r = Rect::from_center_size(p, Vec2::splat(PORT_RADIUS * 2.5));
-                let pr = ui.interact(
-                    r,
-                    Id::unique(("netloom_in", id.0, i)),
-                    Sense::click_and_drag(),
-                );
-                let port_label = format!("{} input {i}", node.name);
-                pr.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &port_label));
-                let hot = self.wire.is_some() && pointer.is_some_and(|q| r.expand(6.0).contains(q));
-                painter.circle(
-                    p,
-                    if hot || pr.hovered() {
-                        PORT_RADIUS + 2.0
-                    } else {
-                        PORT_RADIUS
-                    },
-                    if wired.is_some() {
-                        visuals.widgets.active.bg_fill
-                    } else {
-                        visuals.extreme_bg_color
-                    },
-                    Stroke::new(1.5, visuals.widgets.inactive.fg_stroke.color),
-                );
-                if let Some(from) = wired {
-                    let edge = Edge {
-                        from,
-                        to: id,
-                        input: i,
-                    };
-                    let pr = pr.on_hover_text("Click to disconnect, drag to rewire");
-                    if pr.clicked() {
-                        commands.push(Command::Disconnect(edge));
-                    }
-                    if pr.drag_started() {
-                        self.wire = Some(WireDrag {
-                            from,
-                            rewire: Some(edge),
-                            end: pointer.unwrap_or(p),
-                        });
-                    }
-                }
-            }
-            let p = output_port_pos(rect);
-            let r = Rect::from_center_size(p, Vec2::splat(PORT_RADIUS * 2.5));
-            let or = ui.interact(r, Id::unique(("netloom_out", id.0)), Sense::drag());
-            let port_label = format!("{} output", node.name);
-            or.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &port_label));
-            painter.circle(
-                p,
-                if or.hovered() {
-                    PORT_RADIUS + 2.0
-                } else {
-                    PORT_RADIUS
-                },
-                visuals.widgets.active.bg_fill,
-                Stroke::new(1.5, visuals.widgets.inactive.fg_stroke.color),
-            );
-            if or.drag_started() {
-                self.wire = Some(WireDrag {
-                    from: id,
-                    rewire: None,
-                    end: pointer.unwrap_or(p),
-                });
-            }
-        }
-
-        // Moving nodes.
-        if let Some(m) = &mut self.moving {
-            if let Some(p) = pointer {
-                m.current = p;
-            }
-            if !ui.input(|i| i.pointer.primary_down())
-                && let Some(m) = self.moving.take()
-            {
-                {
-                    let d = m.current - m.start;
-                    if d != Vec2::ZERO {
-                        commands.push(Command::MoveNodes {
-                            ids: m.ids,
-                            delta: [d.x, d.y],
-                        });
-                    }
-                }
-            }
-        }
-
-        // A wire being dragged.
-        if let Some(w) = &mut self.wire {
-            if let Some(p) = pointer {
-                w.end = p;
-            }
-            let from = w.from;
-            let end = w.end;
-            let rewire = w.rewire;
-            if let Some(fr) = rect_of(from) {
-                draw_wire(
-                    &painter,
-                    output_port_pos(fr),
-                    end,
-                    Stroke::new(2.0, visuals.selection.stroke.color),
-                );
-            }
-            if !ui.input(|i| i.pointer.primary_down()) {
-                match (self.drop_target(graph, &rect_of, end), rewire) {
-                    (Some((to, input)), Some(old)) => {
-                        commands.push(Command::Rewire { old, to, input });
-                    }
-                    (Some((to, input)), None) => {
-                        commands.push(Command::Connect { from, to, input });
-                    }
-                    // A wire pulled off its input and dropped on nothing is removed.
-                    (None, Some(old)) => commands.push(Command::Disconnect(old)),
-                    (None, None) => {}
-                }
-                self.last_wire_end = Some(end);
-                self.wire = None;
-            }
-        }
-
-        // Box selection.
-        if let Some((a, b)) = self.boxing {
-            let r = Rect::from_two_pos(a, b);
-            painter.rect(
-                r,
-                0.0,
-                visuals.selection.bg_fill.gamma_multiply(0.25),
-                Stroke::new(1.0, visuals.selection.stroke.color),
-                StrokeKind::Inside,
-            );
-        }
-
-        // Palette item about to be dropped.
-        if let Some(at) = self.drop_at {
-            let r = Rect::from_center_size(at, NODE_SIZE);
-            painter.rect_stroke(
-                r,
-                6.0,
-                Stroke::new(1.5, visuals.selection.stroke.color),
-                StrokeKind::Inside,
-            );
-        }
-
-        // A refused connection, at the cursor.
-        let now = ui.input(|i| i.time);
-        if let Some(r) = &self.refusal {
-            if now > r.until {
-                self.refusal = None;
-            } else {
-                let galley = painter.layout(
-                    r.message.clone(),
-                    FontId::proportional(12.0),
-                    Color32::WHITE,
-                    320.0,
-                );
-                let rect = Rect::from_min_size(r.at + vec2(12.0, 12.0), galley.size()).expand(6.0);
-                painter.rect_filled(rect, 4.0, Color32::from_rgb(150, 40, 40));
-                painter.galley(rect.min + vec2(6.0, 6.0), galley, Color32::WHITE);
-                let id = Id::unique("netloom_refusal");
-                let resp = ui.interact(rect, id, Sense::hover());
-                let msg = r.message.clone();
-                resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &msg));
-                ui.ctx()
-                    .request_repaint_after(std::time::Duration::from_millis(250));
-            }
-        }
+        self.group_frames_ui(ui, input, visible, commands);
+        let pointer = self.pointer_in_scene(ui);
+        self.nodes_ui(ui, input, rects, visible, detailed, pointer, commands);
+        self.gestures_ui(ui, input, rects, pointer, commands);
+        self.overlay_ui(ui, &painter);
     }
 
     /// Wires along their routes, under the nodes; shape labels at readable zoom.
@@ -1047,7 +646,7 @@ impl Canvas {
         visible: Rect,
         detailed: bool,
     ) {
-        let Some((_, routes)) = &self.routes else {
+        let Some(picture) = &self.picture else {
             return;
         };
         let visuals = painter.ctx().global_style().visuals.clone();
@@ -1057,7 +656,7 @@ impl Canvas {
         } else {
             1.6 / self.zoom().max(MIN_ZOOM) * 0.6
         };
-        for w in &routes.wires {
+        for w in &picture.routes.wires {
             let bounds =
                 Rect::from_points(&w.points.iter().map(|p| Pos2::from(*p)).collect::<Vec<_>>());
             if !visible.intersects(bounds.expand(2.0)) {
@@ -1082,14 +681,15 @@ impl Canvas {
         if !detailed {
             return;
         }
-        for l in &routes.labels {
+        for l in &picture.routes.labels {
             let at = Pos2::from(l.at);
             if !visible.contains(at) {
                 continue;
             }
-            let Some(shape) = input
-                .analysis
-                .node(l.edge.from)
+            let Some(shape) = picture
+                .view
+                .source(l.edge.from)
+                .and_then(|s| input.analysis.node(s))
                 .and_then(|n| n.output_shape)
             else {
                 continue;
@@ -1105,20 +705,479 @@ impl Canvas {
         }
     }
 
+    /// A labelled frame around every expanded group, with its collapse button.
+    fn group_frames_ui(
+        &self,
+        ui: &mut Ui,
+        input: &CanvasInput<'_>,
+        visible: Rect,
+        commands: &mut Vec<Command>,
+    ) {
+        let Some(picture) = &self.picture else { return };
+        let visuals = ui.visuals().clone();
+        let color = group_color();
+        for &(g, frame) in &picture.frames {
+            if !visible.intersects(frame) {
+                continue;
+            }
+            let Some(group) = input.graph.groups().get(g) else {
+                continue;
+            };
+            ui.painter().rect(
+                frame,
+                8.0,
+                color.gamma_multiply(0.12),
+                Stroke::new(1.2, color.gamma_multiply(0.8)),
+                StrokeKind::Inside,
+            );
+            let tab = Rect::from_min_size(
+                frame.left_top() + vec2(0.0, -18.0),
+                vec2(
+                    (group.name.chars().count() as f32 * 7.0 + 34.0).min(frame.width()),
+                    18.0,
+                ),
+            );
+            let resp = ui
+                .interact(tab, Id::unique(("netloom_group_tab", g)), Sense::click())
+                .on_hover_text("Collapse the group into one node (right-click for more)");
+            let label = format!("Collapse {}", group.name);
+            resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            let fill = if resp.hovered() {
+                color
+            } else {
+                color.gamma_multiply(0.8)
+            };
+            ui.painter().rect_filled(
+                tab,
+                CornerRadius {
+                    nw: 6,
+                    ne: 6,
+                    sw: 0,
+                    se: 0,
+                },
+                fill,
+            );
+            ui.painter().text(
+                tab.left_center() + vec2(6.0, 0.0),
+                Align2::LEFT_CENTER,
+                format!("[-] {}", group.name),
+                FontId::proportional(11.0),
+                visuals.strong_text_color(),
+            );
+            if resp.clicked() {
+                commands.push(Command::SetGroupCollapsed {
+                    group: g,
+                    collapsed: true,
+                });
+            }
+            resp.context_menu(|ui| group_menu_ui(ui, g, false, commands));
+        }
+    }
+
+    /// Every visible node: its card (or block at low zoom), clicks, drags and ports.
+    #[allow(clippy::too_many_arguments)]
+    fn nodes_ui(
+        &mut self,
+        ui: &mut Ui,
+        input: &CanvasInput<'_>,
+        rects: &[Option<Rect>],
+        visible: Rect,
+        detailed: bool,
+        pointer: Option<Pos2>,
+        commands: &mut Vec<Command>,
+    ) {
+        let Some(picture) = self.picture.take() else {
+            return;
+        };
+        for (id, _) in picture.view.graph.nodes() {
+            let Some(rect) = rects.get(id.index()).copied().flatten() else {
+                continue;
+            };
+            if !visible.intersects(rect) {
+                continue;
+            }
+            let members = members_of(input.graph, &picture.view, id);
+            let selected =
+                !members.is_empty() && members.iter().all(|m| input.selection.contains(m));
+            let resp = ui.interact(
+                rect,
+                Id::unique(("netloom_node", id.0)),
+                Sense::click_and_drag(),
+            );
+            let label = &picture.labels[id.index()];
+            resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, label));
+            let stroke = node_stroke(
+                ui.visuals(),
+                selected,
+                resp.hovered(),
+                self.has_error(&picture, input, id),
+            );
+            match picture.view.group(id) {
+                Some(g) => {
+                    self.group_node_ui(ui, input, &picture, g, rect, stroke, detailed, commands)
+                }
+                None if detailed => node_card_ui(ui, input, &picture, id, rect, stroke, commands),
+                None => {
+                    let kind = input.graph.node(id).map(|n| &n.kind);
+                    let color = kind.map_or(Color32::GRAY, kind_color);
+                    draw_block(
+                        ui.painter(),
+                        rect,
+                        color,
+                        picture.shares[id.index()],
+                        stroke,
+                        self.has_error(&picture, input, id),
+                    );
+                }
+            }
+            let group = picture.view.group(id);
+            self.node_interaction(
+                ui, &resp, id, group, &members, selected, pointer, input, commands,
+            );
+            self.ports_ui(ui, &picture, id, rect, pointer, commands);
+        }
+        self.picture = Some(picture);
+    }
+
+    fn has_error(&self, picture: &Picture, input: &CanvasInput<'_>, id: NodeId) -> bool {
+        match picture.view.group(id) {
+            Some(g) => picture.figures.get(g).is_some_and(|f| f.errors > 0),
+            None => input.analysis.node(id).is_some_and(|i| i.error.is_some()),
+        }
+    }
+
+    /// A collapsed group: one card with its rolled-up figures and an expand button.
+    #[allow(clippy::too_many_arguments)]
+    fn group_node_ui(
+        &self,
+        ui: &mut Ui,
+        input: &CanvasInput<'_>,
+        picture: &Picture,
+        g: usize,
+        rect: Rect,
+        stroke: Stroke,
+        detailed: bool,
+        commands: &mut Vec<Command>,
+    ) {
+        let (Some(group), Some(f)) = (input.graph.groups().get(g), picture.figures.get(g)) else {
+            return;
+        };
+        let share = picture.shares[picture.view.group_node(g).index()];
+        if !detailed {
+            draw_block(
+                ui.painter(),
+                rect,
+                group_color(),
+                share,
+                stroke,
+                f.errors > 0,
+            );
+            return;
+        }
+        let lines = GroupCard {
+            name: &group.name,
+            figures: f,
+            share,
+            conventions: input.conventions,
+        };
+        lines.draw(ui, rect, stroke);
+        let button = Rect::from_min_size(rect.right_top() + vec2(-30.0, 2.0), vec2(26.0, 16.0));
+        let resp = ui
+            .interact(button, Id::unique(("netloom_expand", g)), Sense::click())
+            .on_hover_text("Expand the group to show its layers");
+        let label = format!("Expand {}", group.name);
+        resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+        ui.painter().text(
+            button.center(),
+            Align2::CENTER_CENTER,
+            "[+]",
+            FontId::proportional(11.0),
+            if resp.hovered() {
+                Color32::WHITE
+            } else {
+                Color32::from_white_alpha(200)
+            },
+        );
+        if resp.clicked() {
+            commands.push(Command::SetGroupCollapsed {
+                group: g,
+                collapsed: false,
+            });
+        }
+    }
+
+    /// Click selects (shift toggles), a drag moves the selection, right-click opens the menu.
+    #[allow(clippy::too_many_arguments)]
+    fn node_interaction(
+        &mut self,
+        ui: &Ui,
+        resp: &Response,
+        id: NodeId,
+        group: Option<usize>,
+        members: &[NodeId],
+        selected: bool,
+        pointer: Option<Pos2>,
+        input: &CanvasInput<'_>,
+        commands: &mut Vec<Command>,
+    ) {
+        let shift = ui.input(|i| i.modifiers.shift);
+        if resp.clicked() {
+            let mut sel = if shift {
+                input.selection.clone()
+            } else {
+                BTreeSet::new()
+            };
+            if shift && selected {
+                for m in members {
+                    sel.remove(m);
+                }
+            } else {
+                sel.extend(members.iter().copied());
+            }
+            commands.push(Command::Select(sel));
+        }
+        // Collapsed groups stay where the layout puts them.
+        if group.is_none()
+            && resp.drag_started_by(egui::PointerButton::Primary)
+            && let Some(p) = pointer
+        {
+            let ids = if selected {
+                input.selection.clone()
+            } else {
+                commands.push(Command::Select(BTreeSet::from([id])));
+                BTreeSet::from([id])
+            };
+            self.moving = Some(MoveDrag {
+                ids,
+                start: p,
+                current: p,
+            });
+        }
+        match group {
+            Some(g) => {
+                resp.context_menu(|ui| group_menu_ui(ui, g, true, commands));
+            }
+            None => {
+                let graph = input.graph;
+                resp.context_menu(|ui| {
+                    node_menu_ui(ui, graph, id, selected, input.selection, commands)
+                });
+            }
+        }
+    }
+
+    /// Input and output ports: drag from an output to connect, click an
+    /// input to disconnect it, drag a wired input to rewire it.
+    fn ports_ui(
+        &mut self,
+        ui: &mut Ui,
+        picture: &Picture,
+        id: NodeId,
+        rect: Rect,
+        pointer: Option<Pos2>,
+        commands: &mut Vec<Command>,
+    ) {
+        let visuals = ui.visuals().clone();
+        let painter = ui.painter().clone();
+        let graph = &picture.view.graph;
+        let o = picture.orientation;
+        let name = graph.name_of(id).to_string();
+        // A collapsed group's ports are drawn, not used: its wires belong to its members.
+        let live = picture.view.group(id).is_none();
+        let n_in = route::port_count(graph, id);
+        let inputs = &picture.inputs[id.index()];
+        for i in 0..n_in {
+            let p = input_port_pos(rect, i, n_in, o);
+            let wired = inputs.get(i).copied().flatten();
+            let r = Rect::from_center_size(p, Vec2::splat(PORT_RADIUS * 2.5));
+            let hot = self.wire.is_some() && pointer.is_some_and(|q| r.expand(6.0).contains(q));
+            let pr = live.then(|| {
+                let pr = ui.interact(
+                    r,
+                    Id::unique(("netloom_in", id.0, i)),
+                    Sense::click_and_drag(),
+                );
+                let port_label = format!("{name} input {i}");
+                pr.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &port_label));
+                pr
+            });
+            let big = hot || pr.as_ref().is_some_and(|r| r.hovered());
+            painter.circle(
+                p,
+                if big { PORT_RADIUS + 2.0 } else { PORT_RADIUS },
+                if wired.is_some() {
+                    visuals.widgets.active.bg_fill
+                } else {
+                    visuals.extreme_bg_color
+                },
+                Stroke::new(1.5, visuals.widgets.inactive.fg_stroke.color),
+            );
+            if let (Some(from), Some(pr)) = (wired, pr) {
+                let edge = Edge {
+                    from,
+                    to: id,
+                    input: i,
+                };
+                let pr = pr.on_hover_text("Click to disconnect, drag to rewire");
+                if pr.clicked() {
+                    commands.push(Command::Disconnect(edge));
+                }
+                if pr.drag_started() && from.index() < picture.view.real_capacity {
+                    self.wire = Some(WireDrag {
+                        from,
+                        rewire: Some(edge),
+                        end: pointer.unwrap_or(p),
+                    });
+                }
+            }
+        }
+        let p = output_port_pos(rect, o);
+        let r = Rect::from_center_size(p, Vec2::splat(PORT_RADIUS * 2.5));
+        let or = live.then(|| {
+            let or = ui.interact(r, Id::unique(("netloom_out", id.0)), Sense::drag());
+            let port_label = format!("{name} output");
+            or.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &port_label));
+            or
+        });
+        let big = or.as_ref().is_some_and(|r| r.hovered());
+        painter.circle(
+            p,
+            if big { PORT_RADIUS + 2.0 } else { PORT_RADIUS },
+            visuals.widgets.active.bg_fill,
+            Stroke::new(1.5, visuals.widgets.inactive.fg_stroke.color),
+        );
+        if or.is_some_and(|r| r.drag_started()) {
+            self.wire = Some(WireDrag {
+                from: id,
+                rewire: None,
+                end: pointer.unwrap_or(p),
+            });
+        }
+    }
+
+    /// Moving nodes and dragging wires: the drag in progress, and the
+    /// command it becomes when the button is released.
+    fn gestures_ui(
+        &mut self,
+        ui: &Ui,
+        input: &CanvasInput<'_>,
+        rects: &[Option<Rect>],
+        pointer: Option<Pos2>,
+        commands: &mut Vec<Command>,
+    ) {
+        let released = !ui.input(|i| i.pointer.primary_down());
+        if let Some(m) = &mut self.moving {
+            if let Some(p) = pointer {
+                m.current = p;
+            }
+            if released && let Some(m) = self.moving.take() {
+                let d = m.current - m.start;
+                if d != Vec2::ZERO {
+                    commands.push(Command::MoveNodes {
+                        ids: m.ids,
+                        delta: [d.x, d.y],
+                    });
+                }
+            }
+        }
+        let Some(w) = &mut self.wire else { return };
+        if let Some(p) = pointer {
+            w.end = p;
+        }
+        let (from, end, rewire) = (w.from, w.end, w.rewire);
+        let o = self
+            .picture
+            .as_ref()
+            .map_or_else(Orientation::default, |p| p.orientation);
+        if let Some(fr) = rects.get(from.index()).copied().flatten() {
+            draw_wire(
+                ui.painter(),
+                output_port_pos(fr, o),
+                end,
+                Stroke::new(2.0, ui.visuals().selection.stroke.color),
+            );
+        }
+        if released {
+            match (self.drop_target(input.graph, rects, end), rewire) {
+                (Some((to, input)), Some(old)) => {
+                    commands.push(Command::Rewire { old, to, input });
+                }
+                (Some((to, input)), None) => {
+                    commands.push(Command::Connect { from, to, input });
+                }
+                // A wire pulled off its input and dropped on nothing is removed.
+                (None, Some(old)) => commands.push(Command::Disconnect(old)),
+                (None, None) => {}
+            }
+            self.last_wire_end = Some(end);
+            self.wire = None;
+        }
+    }
+
+    /// Box selection, the palette item about to land, a refused connection.
+    fn overlay_ui(&mut self, ui: &Ui, painter: &egui::Painter) {
+        let visuals = ui.visuals();
+        if let Some((a, b)) = self.boxing {
+            let r = Rect::from_two_pos(a, b);
+            painter.rect(
+                r,
+                0.0,
+                visuals.selection.bg_fill.gamma_multiply(0.25),
+                Stroke::new(1.0, visuals.selection.stroke.color),
+                StrokeKind::Inside,
+            );
+        }
+        if let Some(at) = self.drop_at {
+            let r = Rect::from_center_size(at, NODE_SIZE);
+            painter.rect_stroke(
+                r,
+                6.0,
+                Stroke::new(1.5, visuals.selection.stroke.color),
+                StrokeKind::Inside,
+            );
+        }
+        let now = ui.input(|i| i.time);
+        let Some(r) = &self.refusal else { return };
+        if now > r.until {
+            self.refusal = None;
+            return;
+        }
+        let galley = painter.layout(
+            r.message.clone(),
+            FontId::proportional(12.0),
+            Color32::WHITE,
+            320.0,
+        );
+        let rect = Rect::from_min_size(r.at + vec2(12.0, 12.0), galley.size()).expand(6.0);
+        painter.rect_filled(rect, 4.0, Color32::from_rgb(150, 40, 40));
+        painter.galley(rect.min + vec2(6.0, 6.0), galley, Color32::WHITE);
+        let resp = ui.interact(rect, Id::unique("netloom_refusal"), Sense::hover());
+        let msg = r.message.clone();
+        resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &msg));
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_millis(250));
+    }
+
     /// The node and input a wire dropped at `p` goes into: an input port
-    /// near `p`, or the next free input of the node under `p`.
+    /// near `p`, or the next free input of the node under `p`. Collapsed
+    /// groups take no wires.
     fn drop_target(
         &self,
         graph: &Graph,
-        rect_of: &impl Fn(NodeId) -> Option<Rect>,
+        rects: &[Option<Rect>],
         p: Pos2,
     ) -> Option<(NodeId, Option<usize>)> {
+        let o = self
+            .picture
+            .as_ref()
+            .map_or_else(Orientation::default, |p| p.orientation);
+        let rect_of = |id: NodeId| rects.get(id.index()).copied().flatten();
         let mut best: Option<(f32, NodeId, usize)> = None;
         for id in graph.node_ids() {
             let Some(rect) = rect_of(id) else { continue };
-            let n = port_count(graph, id);
+            let n = route::port_count(graph, id);
             for i in 0..n {
-                let d = input_port_pos(rect, i, n).distance(p);
+                let d = input_port_pos(rect, i, n, o).distance(p);
                 if d < PORT_RADIUS * 3.0 && best.is_none_or(|(bd, _, _)| d < bd) {
                     best = Some((d, id, i));
                 }
@@ -1135,6 +1194,466 @@ impl Canvas {
             .node_ids()
             .find(|&id| rect_of(id).is_some_and(|r| r.contains(p)))
             .map(|id| (id, None))
+    }
+}
+
+impl Picture {
+    /// The view of the design with every box, route and text it draws.
+    fn build(input: &CanvasInput<'_>) -> Picture {
+        let graph = input.graph;
+        let analysis = input.analysis;
+        let conv = input.conventions;
+        let view = group::view(graph);
+        let drawn = &view.graph;
+        let rects: Vec<Option<Rect>> = (0..drawn.id_capacity())
+            .map(|i| {
+                let id = NodeId(i as u32);
+                let node = drawn.node(id)?;
+                let height = match view.group(id) {
+                    Some(_) => NODE_SIZE.y,
+                    None => node_height(analysis, id),
+                };
+                Some(Rect::from_min_size(
+                    node.position.into(),
+                    vec2(NODE_SIZE.x, height),
+                ))
+            })
+            .collect();
+        let boxes: Vec<Option<Box2>> = rects.iter().map(|r| r.map(to_box)).collect();
+        let routes = route::route(drawn, &boxes, graph.orientation);
+        let figures: Vec<GroupFigures> = graph
+            .groups()
+            .iter()
+            .map(|g| group_figures(graph, g, analysis, &conv))
+            .collect();
+        let total_macs: u64 = analysis.nodes.iter().flatten().map(|n| n.cost.macs).sum();
+        let share = |macs: u64| {
+            if total_macs > 0 {
+                macs as f32 / total_macs as f32
+            } else {
+                0.0
+            }
+        };
+        let mut labels = vec![String::new(); drawn.id_capacity()];
+        let mut shares = vec![0.0; drawn.id_capacity()];
+        for (id, _) in drawn.nodes() {
+            let i = id.index();
+            match view.group(id) {
+                Some(g) => {
+                    labels[i] = group_label(drawn.name_of(id), &figures[g], &conv);
+                    shares[i] = share(figures[g].macs);
+                }
+                None => {
+                    labels[i] = node_label(graph, analysis, id, &conv);
+                    shares[i] = share(analysis.node(id).map_or(0, |n| n.cost.macs));
+                }
+            }
+        }
+        let frames = graph
+            .groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.collapsed)
+            .filter_map(|(gi, g)| {
+                let r = g
+                    .members
+                    .iter()
+                    .filter_map(|m| rects.get(m.index()).copied().flatten())
+                    .fold(Rect::NOTHING, |a, b| a.union(b));
+                r.is_positive().then(|| (gi, r.expand(FRAME_MARGIN)))
+            })
+            .collect();
+        Picture {
+            generation: input.generation,
+            conventions: conv,
+            inputs: drawn.all_inputs(),
+            orientation: graph.orientation,
+            view,
+            rects,
+            routes,
+            labels,
+            shares,
+            figures,
+            frames,
+            total_macs,
+        }
+    }
+}
+
+/// What a collapsed group's card shows.
+struct GroupCard<'a> {
+    name: &'a str,
+    figures: &'a GroupFigures,
+    share: f32,
+    conventions: Conventions,
+}
+
+impl GroupCard<'_> {
+    fn draw(&self, ui: &Ui, rect: Rect, stroke: Stroke) {
+        let painter = ui.painter();
+        let visuals = ui.visuals();
+        let f = self.figures;
+        // A second card edge behind: a stack of layers.
+        painter.rect_stroke(
+            rect.translate(vec2(4.0, 4.0)),
+            6.0,
+            Stroke::new(1.0, group_color()),
+            StrokeKind::Inside,
+        );
+        card_ui(
+            painter,
+            visuals,
+            rect,
+            f.errors > 0,
+            stroke,
+            group_color(),
+            self.name,
+        );
+        painter.text(
+            rect.min + vec2(6.0, 24.0),
+            Align2::LEFT_TOP,
+            format!("Group · {} layers · {} params", f.layers, compact(f.params)),
+            FontId::proportional(11.0),
+            visuals.text_color(),
+        );
+        let conv = self.conventions;
+        let out = match (f.errors, f.output_shape) {
+            (0, Some(s)) => s.to_string(),
+            (0, None) => "?".into(),
+            (n, _) => format!("{n} layers with errors"),
+        };
+        painter.text(
+            rect.min + vec2(6.0, 42.0),
+            Align2::LEFT_TOP,
+            out,
+            FontId::monospace(12.0),
+            visuals.strong_text_color(),
+        );
+        if f.macs > 0 {
+            painter.text(
+                rect.right_top() + vec2(-6.0, 43.0),
+                Align2::RIGHT_TOP,
+                format!("{} {}", compact(conv.ops(f.macs)), conv.ops_unit()),
+                FontId::proportional(11.0),
+                visuals.weak_text_color(),
+            );
+            mac_share_bar(ui, rect, self.share, false);
+        }
+    }
+}
+
+/// The design nodes a view node stands for: itself, or a collapsed group's members.
+fn members_of(graph: &Graph, view: &View, id: NodeId) -> Vec<NodeId> {
+    match view.group(id) {
+        Some(g) => graph
+            .groups()
+            .get(g)
+            .map(|g| g.members.clone())
+            .unwrap_or_default(),
+        None => vec![id],
+    }
+}
+
+/// Header colour of a group (its frame, its collapsed card).
+fn group_color() -> Color32 {
+    let [r, g, b] = crate::render::GROUP_RGB;
+    Color32::from_rgb(r, g, b)
+}
+
+/// A card's body and coloured header with its name; returns the header rect.
+fn card_ui(
+    painter: &egui::Painter,
+    visuals: &egui::Visuals,
+    rect: Rect,
+    error: bool,
+    stroke: Stroke,
+    header_color: Color32,
+    name: &str,
+) -> Rect {
+    let fill = if error {
+        Color32::from_rgb(110, 30, 30)
+    } else {
+        visuals.widgets.noninteractive.bg_fill
+    };
+    painter.rect(rect, 6.0, fill, stroke, StrokeKind::Inside);
+    let header = Rect::from_min_size(rect.min, vec2(rect.width(), 20.0));
+    painter.rect_filled(
+        header.shrink(1.0),
+        CornerRadius {
+            nw: 5,
+            ne: 5,
+            sw: 0,
+            se: 0,
+        },
+        header_color,
+    );
+    painter.text(
+        header.left_center() + vec2(6.0, 0.0),
+        Align2::LEFT_CENTER,
+        truncate(name, 20),
+        FontId::proportional(12.5),
+        Color32::WHITE,
+    );
+    header
+}
+
+/// The outline of a node: selection, error, hover, or none of them.
+fn node_stroke(visuals: &egui::Visuals, selected: bool, hovered: bool, error: bool) -> Stroke {
+    if selected {
+        Stroke::new(2.5, visuals.selection.stroke.color)
+    } else if error {
+        Stroke::new(1.5, Color32::from_rgb(240, 90, 90))
+    } else if hovered {
+        Stroke::new(1.5, visuals.widgets.hovered.fg_stroke.color)
+    } else {
+        Stroke::new(1.0, visuals.widgets.noninteractive.bg_stroke.color)
+    }
+}
+
+/// The node's share of the design's MACs as a bar along its bottom.
+fn mac_share_bar(ui: &Ui, rect: Rect, share: f32, live: bool) {
+    let visuals = ui.visuals();
+    let painter = ui.painter();
+    let track = Rect::from_min_size(
+        rect.left_bottom() + vec2(6.0, if live { -13.0 } else { -14.0 }),
+        vec2(rect.width() - 12.0, if live { 4.0 } else { 5.0 }),
+    );
+    painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
+    let mut bar = track;
+    bar.set_width((track.width() * share).max(1.5));
+    painter.rect_filled(bar, 2.0, Color32::from_rgb(230, 160, 60));
+    if !live {
+        painter.text(
+            track.right_top() - vec2(0.0, 1.0),
+            Align2::RIGHT_BOTTOM,
+            format!("{:.0}%", share * 100.0),
+            FontId::proportional(9.0),
+            visuals.weak_text_color(),
+        );
+    }
+}
+
+/// A layer's full card: header with name and kind, the freeze lock, its
+/// parameters, output shape or error (with its fix), MACs and measured time.
+fn node_card_ui(
+    ui: &mut Ui,
+    input: &CanvasInput<'_>,
+    picture: &Picture,
+    id: NodeId,
+    rect: Rect,
+    stroke: Stroke,
+    commands: &mut Vec<Command>,
+) {
+    let Some(node) = input.graph.node(id) else {
+        return;
+    };
+    let info = input.analysis.node(id);
+    let error = info.and_then(|i| i.error.as_ref());
+    let blocked = info.is_some_and(|i| i.is_blocked());
+    let visuals = ui.visuals().clone();
+    let painter = ui.painter().clone();
+    let header_color = kind_color(&node.kind).gamma_multiply(if blocked { 0.4 } else { 0.9 });
+    let header = card_ui(
+        &painter,
+        &visuals,
+        rect,
+        error.is_some(),
+        stroke,
+        header_color,
+        &node.name,
+    );
+    painter.text(
+        header.right_center() - vec2(6.0, 0.0),
+        Align2::RIGHT_CENTER,
+        node.kind.display_name(),
+        FontId::proportional(10.5),
+        Color32::from_white_alpha(200),
+    );
+    if node.kind.has_weights() {
+        lock_ui(ui, id, node, rect, commands);
+    }
+    let summary = node.kind.summary();
+    if !summary.is_empty() {
+        painter.text(
+            rect.min + vec2(6.0, 24.0),
+            Align2::LEFT_TOP,
+            summary,
+            FontId::proportional(11.5),
+            visuals.text_color(),
+        );
+    }
+    if let Some(err) = error {
+        error_text_ui(ui, err, rect, commands);
+        return;
+    }
+    let Some(info) = info else { return };
+    let shape = info
+        .output_shape
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "?".into());
+    painter.text(
+        rect.min + vec2(6.0, 42.0),
+        Align2::LEFT_TOP,
+        shape,
+        FontId::monospace(12.0),
+        visuals.strong_text_color(),
+    );
+    if info.cost.macs > 0 {
+        painter.text(
+            rect.right_top() + vec2(-6.0, 43.0),
+            Align2::RIGHT_TOP,
+            format!(
+                "{} {}",
+                compact(input.conventions.ops(info.cost.macs)),
+                input.conventions.ops_unit()
+            ),
+            FontId::proportional(11.0),
+            visuals.weak_text_color(),
+        );
+    }
+    let total_ms: f64 = input
+        .live
+        .map_or(0.0, |l| l.values().map(|x| x.ms_per_batch).sum());
+    let live = input.live.and_then(|l| l.get(&node.name));
+    let mac_share = picture.shares[id.index()];
+    if let Some(live) = live.filter(|_| total_ms > 0.0) {
+        live_time_ui(ui, live, rect, mac_share, total_ms);
+    }
+    if picture.total_macs > 0 && info.cost.macs > 0 {
+        mac_share_bar(ui, rect, mac_share, live.is_some());
+    }
+}
+
+/// The freeze lock at the card's top right: frozen layers are not trained.
+fn lock_ui(
+    ui: &mut Ui,
+    id: NodeId,
+    node: &crate::graph::Node,
+    rect: Rect,
+    commands: &mut Vec<Command>,
+) {
+    let r = Rect::from_min_size(rect.right_top() + vec2(-24.0, 22.0), vec2(18.0, 18.0));
+    let lock = ui
+        .interact(r, Id::unique(("netloom_lock", id.0)), Sense::click())
+        .on_hover_text(if node.frozen {
+            "frozen: not trained (click to train it)"
+        } else {
+            "trained (click to freeze it)"
+        });
+    let what = if node.frozen { "Unfreeze" } else { "Freeze" };
+    lock.widget_info(|| {
+        egui::WidgetInfo::labeled(egui::Role::Button, true, format!("{what} {}", node.name))
+    });
+    let visuals = ui.visuals();
+    let color = if node.frozen {
+        Color32::from_rgb(120, 190, 255)
+    } else if lock.hovered() {
+        visuals.widgets.hovered.fg_stroke.color
+    } else {
+        visuals.weak_text_color().gamma_multiply(0.7)
+    };
+    draw_padlock(ui.painter(), r, node.frozen, color);
+    if lock.clicked() {
+        commands.push(Command::SetFrozen {
+            id,
+            frozen: !node.frozen,
+        });
+    }
+}
+
+/// A layer's error on its card, with the Fix button when there is a fix-it.
+fn error_text_ui(
+    ui: &mut Ui,
+    err: &crate::infer::ShapeError,
+    rect: Rect,
+    commands: &mut Vec<Command>,
+) {
+    let painter = ui.painter();
+    let mut job = egui::text::LayoutJob::simple(
+        err.message.clone(),
+        FontId::proportional(10.5),
+        Color32::from_rgb(255, 200, 200),
+        rect.width() - 12.0,
+    );
+    job.wrap.max_rows = 3;
+    let galley = painter.layout_job(job);
+    painter.galley(rect.min + vec2(6.0, 40.0), galley, Color32::WHITE);
+    if let Some(fix) = &err.fix {
+        let r = Rect::from_min_size(rect.right_top() + vec2(-44.0, 22.0), vec2(38.0, 16.0));
+        let fix_resp = ui
+            .put(r, egui::Button::new("Fix").small())
+            .on_hover_text(fix.describe());
+        if fix_resp.clicked() {
+            commands.push(Command::ApplyFix(fix.clone()));
+        }
+    }
+}
+
+/// Measured time of a training layer beside its MAC share: where they
+/// disagree is where the cost model and the hardware part ways.
+fn live_time_ui(ui: &Ui, live: &LayerLive, rect: Rect, mac_share: f32, total_ms: f64) {
+    let painter = ui.painter();
+    let visuals = ui.visuals();
+    let share = (live.ms_per_batch / total_ms) as f32;
+    let track = Rect::from_min_size(
+        rect.left_bottom() + vec2(6.0, -7.0),
+        vec2(rect.width() - 12.0, 4.0),
+    );
+    painter.rect_filled(track, 2.0, visuals.extreme_bg_color);
+    let mut bar = track;
+    bar.set_width((track.width() * share).max(1.5));
+    painter.rect_filled(bar, 2.0, Color32::from_rgb(90, 160, 255));
+    painter.text(
+        rect.min + vec2(6.0, 56.0),
+        Align2::LEFT_TOP,
+        format!("{:.2} ms", live.ms_per_batch),
+        FontId::proportional(10.0),
+        Color32::from_rgb(130, 185, 255),
+    );
+    let right = match live.stats {
+        Some(st) => {
+            let mut t = format!("mean {:.2} sd {:.2}", st.mean, st.std);
+            if let Some(g) = st.grad_norm {
+                t.push_str(&format!(" |g| {g:.0e}"));
+            }
+            t
+        }
+        None => format!(
+            "{:.0}% MACs · {:.0}% time",
+            mac_share * 100.0,
+            share * 100.0
+        ),
+    };
+    painter.text(
+        rect.right_top() + vec2(-6.0, 56.0),
+        Align2::RIGHT_TOP,
+        right,
+        FontId::proportional(10.0),
+        if live.stats.is_some() {
+            Color32::from_rgb(210, 210, 150)
+        } else {
+            visuals.weak_text_color()
+        },
+    );
+}
+
+/// Right-click on a group (its frame tab, or its collapsed node).
+fn group_menu_ui(ui: &mut Ui, g: usize, collapsed: bool, commands: &mut Vec<Command>) {
+    let (label, to) = if collapsed {
+        ("Expand group", false)
+    } else {
+        ("Collapse group", true)
+    };
+    if ui.button(label).clicked() {
+        commands.push(Command::SetGroupCollapsed {
+            group: g,
+            collapsed: to,
+        });
+        ui.close();
+    }
+    if ui.button("Ungroup").clicked() {
+        commands.push(Command::Ungroup(g));
+        ui.close();
     }
 }
 
@@ -1208,6 +1727,25 @@ fn node_menu_ui(
         };
         commands.push(Command::Delete(ids));
         ui.close();
+    }
+    ui.separator();
+    if selected && selection.len() > 1 && ui.button("Group selection").clicked() {
+        commands.push(Command::GroupNodes(selection.clone()));
+        ui.close();
+    }
+    if let Some(g) = graph.group_of(id) {
+        let name = &graph.groups()[g].name;
+        if ui.button(format!("Collapse group {name}")).clicked() {
+            commands.push(Command::SetGroupCollapsed {
+                group: g,
+                collapsed: true,
+            });
+            ui.close();
+        }
+        if ui.button(format!("Ungroup {name}")).clicked() {
+            commands.push(Command::Ungroup(g));
+            ui.close();
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use crate::graph::blocks::{self, Builder, InceptionFilters};
 use crate::graph::{Edge, Graph, GraphError, LayerKind, NodeId, Padding};
 use crate::infer::FixIt;
+use egui::{Key, KeyboardShortcut, Modifiers};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -184,6 +185,19 @@ pub enum Command {
     DeleteAndBridge(NodeId),
     /// Remove every wire into and out of the layer.
     DisconnectAll(NodeId),
+    /// Make the layers a named group (a name is made up).
+    GroupNodes(BTreeSet<NodeId>),
+    /// Dissolve group `0` (an index into `Graph::groups`); its layers stay.
+    Ungroup(usize),
+    /// Collapse or expand one group, laying the design out again.
+    SetGroupCollapsed {
+        group: usize,
+        collapsed: bool,
+    },
+    /// Collapse or expand every group, laying the design out again.
+    SetAllGroupsCollapsed(bool),
+    /// Lay the design out top to bottom or left to right.
+    SetOrientation(crate::graph::layout::Orientation),
     // ---- history ----
     Undo,
     Redo,
@@ -275,6 +289,8 @@ pub enum Command {
         on: bool,
         class: Option<u32>,
     },
+    /// Train compare designs A and B one after another with the same setup.
+    TrainBoth,
     /// Open the Sweep dialog on the selected layer's parameters.
     OpenSweepDialog,
     /// Open the Sweep dialog preset to parameter `param` (its design-file name) of `node`.
@@ -313,6 +329,11 @@ impl Command {
                 | Command::ReplaceKind { .. }
                 | Command::DeleteAndBridge(_)
                 | Command::DisconnectAll(_)
+                | Command::GroupNodes(_)
+                | Command::Ungroup(_)
+                | Command::SetGroupCollapsed { .. }
+                | Command::SetAllGroupsCollapsed(_)
+                | Command::SetOrientation(_)
         )
     }
 
@@ -340,6 +361,7 @@ impl Command {
                 | Command::ProbeNode { .. }
                 | Command::ShowFeatureMapsOf { .. }
                 | Command::ShowGradCam { .. }
+                | Command::TrainBoth
                 | Command::OpenSweepDialog
                 | Command::OpenSweepOn { .. }
                 | Command::StartSweep(_)
@@ -357,6 +379,141 @@ impl Command {
             _ => None,
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Labels and keyboard shortcuts: menus and the shortcut table read them here
+
+const fn ctrl(key: Key) -> KeyboardShortcut {
+    KeyboardShortcut::new(Modifiers::COMMAND, key)
+}
+
+const fn ctrl_shift(key: Key) -> KeyboardShortcut {
+    KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), key)
+}
+
+const fn bare(key: Key) -> KeyboardShortcut {
+    KeyboardShortcut::new(Modifiers::NONE, key)
+}
+
+/// Every command with a keyboard shortcut. The shortcut table is built from
+/// this list and each command's [`Command::kb_shortcuts`]. (Ctrl+X is Copy
+/// then DeleteSelection, two commands, so the app handles it beside the table.)
+pub const SHORTCUT_COMMANDS: &[Command] = &[
+    Command::New,
+    Command::Open,
+    Command::Save,
+    Command::SaveAs,
+    Command::Undo,
+    Command::Redo,
+    Command::Copy,
+    Command::PasteClipboard,
+    Command::Duplicate,
+    Command::DeleteSelection,
+    Command::SelectAll,
+    Command::FitView,
+    Command::OpenFind,
+];
+
+impl Command {
+    /// The label menus show for a command a menu offers (`None` for the
+    /// commands only the canvas and panels send, with their data).
+    pub fn text(&self) -> Option<&'static str> {
+        Some(match self {
+            Command::New => "New",
+            Command::Open => "Open…",
+            Command::ImportOnnx => "Import ONNX…",
+            Command::ExportDiagram => "Export diagram (SVG or PNG)…",
+            Command::ExportPng => "Export canvas as PNG…",
+            Command::Save => "Save",
+            Command::SaveAs => "Save As…",
+            Command::Quit => "Quit",
+            Command::Undo => "Undo",
+            Command::Redo => "Redo",
+            Command::Copy => "Copy",
+            Command::PasteClipboard => "Paste",
+            Command::Duplicate => "Duplicate",
+            Command::DeleteSelection => "Delete",
+            Command::SelectAll => "Select all",
+            Command::AutoLayout => "Auto-layout",
+            Command::FitView => "Fit view",
+            Command::OpenFind => "Find layer…",
+            Command::ToggleCostTable => "Toggle cost table",
+            Command::TrainStart => "Train",
+            Command::TrainPause => "Pause",
+            Command::TrainResume => "Resume",
+            Command::TrainStep => "Step one batch",
+            Command::TrainStop => "Stop",
+            Command::ResetWeights => "Reset weights",
+            Command::SaveWeights => "Save weights…",
+            Command::LoadWeights => "Load weights…",
+            Command::ExportMetrics => "Export metrics as CSV…",
+            Command::OpenSweepDialog => "Sweep…",
+            Command::FindLearningRate => "Find learning rate",
+            Command::PinAsA => "Pin as A",
+            Command::CloseCompare => "Close compare",
+            Command::GroupNodes(_) => "Group selection",
+            Command::Ungroup(_) => "Ungroup",
+            Command::SetGroupCollapsed {
+                collapsed: true, ..
+            } => "Collapse group",
+            Command::SetGroupCollapsed { .. } => "Expand group",
+            Command::SetAllGroupsCollapsed(true) => "Collapse all groups",
+            Command::SetAllGroupsCollapsed(false) => "Expand all groups",
+            Command::SetOrientation(crate::graph::layout::Orientation::LeftToRight) => {
+                "Lay out left to right"
+            }
+            Command::SetOrientation(_) => "Lay out top to bottom",
+            _ => return None,
+        })
+    }
+
+    /// The keyboard shortcuts that issue the command; menus show the first.
+    pub fn kb_shortcuts(&self) -> &'static [KeyboardShortcut] {
+        match self {
+            Command::New => const { &[ctrl(Key::N)] },
+            Command::Open => const { &[ctrl(Key::O)] },
+            Command::Save => const { &[ctrl(Key::S)] },
+            Command::SaveAs => const { &[ctrl_shift(Key::S)] },
+            Command::Undo => const { &[ctrl(Key::Z)] },
+            Command::Redo => const { &[ctrl_shift(Key::Z), ctrl(Key::Y)] },
+            Command::Copy => const { &[ctrl(Key::C)] },
+            Command::PasteClipboard => const { &[ctrl(Key::V)] },
+            Command::Duplicate => const { &[ctrl(Key::D)] },
+            Command::DeleteSelection => const { &[bare(Key::Delete), bare(Key::Backspace)] },
+            Command::SelectAll => const { &[ctrl(Key::A)] },
+            Command::FitView => const { &[bare(Key::F)] },
+            Command::OpenFind => const { &[ctrl(Key::F)] },
+            _ => &[],
+        }
+    }
+
+    /// Whether the shortcut also works while a text field has the keyboard
+    /// (the file commands; the others would take the field's keys).
+    pub fn works_while_typing(&self) -> bool {
+        matches!(
+            self,
+            Command::New | Command::Open | Command::Save | Command::SaveAs
+        )
+    }
+}
+
+/// The shortcut table: `(shortcut, command)` for every shortcut of
+/// [`SHORTCUT_COMMANDS`], the ones with more modifiers first (egui matches
+/// Ctrl+S on a Ctrl+Shift+S press, so Save As must be tried before Save).
+pub fn shortcut_table() -> Vec<(KeyboardShortcut, &'static Command)> {
+    let mut table: Vec<(KeyboardShortcut, &'static Command)> = SHORTCUT_COMMANDS
+        .iter()
+        .flat_map(|c| c.kb_shortcuts().iter().map(move |s| (*s, c)))
+        .collect();
+    let modifier_count = |m: Modifiers| {
+        [m.alt, m.shift, m.command || m.ctrl]
+            .iter()
+            .filter(|b| **b)
+            .count()
+    };
+    table.sort_by_key(|(s, _)| std::cmp::Reverse(modifier_count(s.modifiers)));
+    table
 }
 
 /// What an applied edit did, for the UI to follow up.
@@ -418,6 +575,28 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
             out.select = Some(apply_fix(graph, fix)?);
         }
         Command::AutoLayout => crate::graph::layout::auto_layout(graph),
+        Command::GroupNodes(ids) => {
+            let name = graph.unique_group_name("group");
+            graph
+                .add_group(name, ids.iter().copied())
+                .map_err(|e| e.to_string())?;
+        }
+        Command::Ungroup(g) => {
+            graph.remove_group(*g).ok_or("no such group")?;
+        }
+        Command::SetGroupCollapsed { group, collapsed } => {
+            if !graph.set_collapsed(*group, *collapsed) {
+                return Err("no such group".into());
+            }
+            crate::graph::layout::auto_layout(graph);
+        }
+        Command::SetAllGroupsCollapsed(collapsed) => {
+            for g in 0..graph.groups().len() {
+                graph.set_collapsed(g, *collapsed);
+            }
+            crate::graph::layout::auto_layout(graph);
+        }
+        Command::SetOrientation(o) => crate::graph::layout::auto_layout_with(graph, *o),
         Command::InsertOnWire {
             edge,
             kind,
@@ -695,6 +874,7 @@ fn add_block(graph: &mut Graph, block: BlockTemplate, position: [f32; 2]) -> BTr
         let mut b = Builder::new(graph);
         let input = b.input("input", h, w, c);
         b.prefix = block.prefix().into();
+        let mark = b.mark();
         match block {
             BlockTemplate::VggStage => {
                 blocks::vgg_stage(&mut b, input, 64, 2);
@@ -723,6 +903,7 @@ fn add_block(graph: &mut Graph, block: BlockTemplate, position: [f32; 2]) -> BTr
                 );
             }
         }
+        b.group_since(block.prefix().trim_end_matches('_'), mark);
     }
     let new: BTreeSet<NodeId> = graph
         .node_ids()
@@ -868,6 +1049,34 @@ pub fn preset_graph(stem: &str) -> Option<Graph> {
 mod tests {
     use super::*;
     use crate::infer::analyze;
+
+    #[test]
+    fn no_two_commands_share_a_shortcut() {
+        let table = shortcut_table();
+        for (i, (a, ca)) in table.iter().enumerate() {
+            for (b, cb) in &table[i + 1..] {
+                assert!(a != b, "{ca:?} and {cb:?} are both on {a:?}");
+            }
+        }
+        // Every command with a shortcut is in the table, with a menu label.
+        for c in SHORTCUT_COMMANDS {
+            assert!(!c.kb_shortcuts().is_empty(), "{c:?} has no shortcut");
+            assert!(c.text().is_some(), "{c:?} has no label");
+        }
+    }
+
+    #[test]
+    fn the_shortcut_table_tries_save_as_before_save() {
+        let table = shortcut_table();
+        let at = |c: &Command| {
+            table
+                .iter()
+                .position(|(_, t)| std::mem::discriminant(*t) == std::mem::discriminant(c))
+                .expect("in the table")
+        };
+        assert!(at(&Command::SaveAs) < at(&Command::Save));
+        assert!(at(&Command::Redo) < at(&Command::Undo));
+    }
 
     fn conv(filters: u32) -> LayerKind {
         LayerKind::Conv2d {

@@ -1,6 +1,8 @@
 //! Compare two designs: totals side by side, deltas, ratio, per-layer differences.
 
+use super::command::Command;
 use super::document::Document;
+use super::training::TrainingSession;
 use crate::infer::{Conventions, Totals, compact, thousands};
 use egui::{RichText, Ui};
 
@@ -43,6 +45,35 @@ pub fn headline(a: &Totals, b: &Totals, conventions: &Conventions) -> String {
             compact(bo)
         )
     }
+}
+
+/// "Train both": A and B trained with the Run setup, one after another,
+/// and the state of the last such pair.
+pub fn train_both_ui(ui: &mut Ui, session: &TrainingSession) -> Option<Command> {
+    let mut out = None;
+    ui.horizontal(|ui| {
+        let busy = session.is_active() || session.pair_in_progress();
+        if ui
+            .add_enabled(!busy, egui::Button::new("Train both"))
+            .on_hover_text("train A, then B, with the Run setup (same data, seed and settings); the Runs tab shows both")
+            .clicked()
+        {
+            out = Some(Command::TrainBoth);
+        }
+        if let Some(pair) = &session.pair {
+            let states: Vec<String> = pair
+                .runs
+                .iter()
+                .zip(["A", "B"])
+                .filter_map(|(id, which)| {
+                    let r = session.runs.iter().find(|r| r.id == *id)?;
+                    Some(format!("{which} #{id} {}", r.status.label()))
+                })
+                .collect();
+            ui.weak(states.join(" · "));
+        }
+    });
+    out
 }
 
 pub fn compare_ui(ui: &mut Ui, a: &Document, b: &Document, conventions: &Conventions) {

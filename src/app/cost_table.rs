@@ -1,9 +1,14 @@
-//! Keras-style per-layer table: sortable, with totals; a click selects the layer.
+//! Keras-style per-layer table: sortable, with totals; a click selects the
+//! layer. With "Roll up by group" each group is one header row with its
+//! members' summed figures, its layers indented below it (a click on the
+//! header folds them). Rows are rebuilt only when the design, the
+//! conventions or the sort change.
 
 use super::command::Command;
 use super::document::Document;
 use crate::graph::NodeId;
 use crate::infer::{Conventions, thousands};
+use crate::render::group_figures;
 use egui::{Align, Layout, RichText, Sense, Ui, vec2};
 use std::collections::BTreeSet;
 
@@ -19,8 +24,14 @@ pub enum SortBy {
 pub struct CostTable {
     pub sort: SortBy,
     pub descending: bool,
+    /// Show each group as a header row over its layers.
+    pub rollup: bool,
+    /// Groups (by name) whose layers are hidden under their header.
+    folded: BTreeSet<String>,
     /// Height of the Total row and its separator, measured when drawn.
     footer_height: f32,
+    /// The rows as last built, and what they were built for.
+    rows: Option<(RowsKey, Vec<Row>)>,
 }
 
 impl Default for CostTable {
@@ -28,13 +39,37 @@ impl Default for CostTable {
         CostTable {
             sort: SortBy::Order,
             descending: false,
+            rollup: true,
+            folded: BTreeSet::new(),
             footer_height: 0.0,
+            rows: None,
         }
     }
 }
 
+/// Everything the rows depend on.
+#[derive(Clone, PartialEq)]
+struct RowsKey {
+    generation: u64,
+    /// The document (its title) the generation counts for.
+    design: String,
+    conventions: Conventions,
+    sort: SortBy,
+    descending: bool,
+    rollup: bool,
+    folded: BTreeSet<String>,
+}
+
+#[derive(Clone)]
+enum Target {
+    Layer(NodeId),
+    /// A group header: its name and members.
+    Group(String, Vec<NodeId>),
+}
+
+#[derive(Clone)]
 struct Row {
-    id: NodeId,
+    target: Target,
     order: usize,
     name: String,
     kind: &'static str,
@@ -43,6 +78,8 @@ struct Row {
     non_trainable: u64,
     ops: u64,
     error: bool,
+    /// 1 for a layer listed under its group's header.
+    depth: u8,
 }
 
 const WIDTHS: [f32; 7] = [170.0, 100.0, 110.0, 110.0, 110.0, 130.0, 60.0];
@@ -56,46 +93,25 @@ impl CostTable {
         conventions: &Conventions,
     ) -> Option<Command> {
         let mut out = None;
-        let analysis = &doc.analysis;
-        let order: Vec<NodeId> = if analysis.order.is_empty() {
-            doc.graph.node_ids().collect()
-        } else {
-            analysis.order.clone()
+        let totals = doc.analysis.totals(conventions);
+        let key = RowsKey {
+            generation: doc.generation,
+            design: doc.title(),
+            conventions: *conventions,
+            sort: self.sort,
+            descending: self.descending,
+            rollup: self.rollup,
+            folded: self.folded.clone(),
         };
-        let totals = analysis.totals(conventions);
-        let mut rows: Vec<Row> = order
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &id)| {
-                let node = doc.graph.node(id)?;
-                let info = analysis.node(id);
-                let (tr, non) = info.map(|n| n.params(conventions)).unwrap_or((0, 0));
-                Some(Row {
-                    id,
-                    order: i,
-                    name: node.name.clone(),
-                    kind: node.kind.display_name(),
-                    output: info
-                        .and_then(|n| n.output_shape)
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    trainable: tr,
-                    non_trainable: non,
-                    ops: conventions.ops(info.map_or(0, |n| n.cost.macs)),
-                    error: info.is_some_and(|n| n.error.is_some()),
-                })
-            })
-            .collect();
-        match self.sort {
-            SortBy::Order => rows.sort_by_key(|r| r.order),
-            SortBy::Name => rows.sort_by(|a, b| a.name.cmp(&b.name)),
-            SortBy::Kind => rows.sort_by(|a, b| a.kind.cmp(b.kind).then(a.order.cmp(&b.order))),
-            SortBy::Params => rows.sort_by_key(|r| r.trainable + r.non_trainable),
-            SortBy::Ops => rows.sort_by_key(|r| r.ops),
+        if self.rows.as_ref().is_none_or(|(k, _)| *k != key) {
+            let rows = self.build_rows(doc, conventions);
+            self.rows = Some((key, rows));
         }
-        if self.descending {
-            rows.reverse();
-        }
+        let rows = self
+            .rows
+            .as_ref()
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default();
 
         // Header: click to sort, click again to reverse.
         let headers = [
@@ -136,6 +152,9 @@ impl CostTable {
                 self.sort = SortBy::Order;
                 self.descending = false;
             }
+            if !doc.graph.groups().is_empty() {
+                ui.checkbox(&mut self.rollup, "Roll up by group");
+            }
         });
         let row_h = 18.0;
         // Room for the separator and the Total row, as tall as they were
@@ -143,12 +162,16 @@ impl CostTable {
         let footer_h = self
             .footer_height
             .max(row_h + 2.0 * ui.spacing().item_spacing.y + 6.0);
+        let mut fold: Vec<String> = Vec::new();
         egui::ScrollArea::vertical()
             .max_height((ui.available_height() - footer_h).max(40.0))
             .auto_shrink([false, true])
             .show_rows(ui, row_h, rows.len(), |ui, range| {
                 for r in &rows[range] {
-                    let selected = selection.contains(&r.id);
+                    let selected = match &r.target {
+                        Target::Layer(id) => selection.contains(id),
+                        Target::Group(_, m) => m.iter().all(|id| selection.contains(id)),
+                    };
                     let (rect, resp) = ui.allocate_exact_size(
                         vec2(WIDTHS.iter().sum::<f32>() + 40.0, row_h),
                         Sense::click(),
@@ -168,8 +191,16 @@ impl CostTable {
                     } else {
                         String::new()
                     };
+                    let name = match (&r.target, r.depth) {
+                        (Target::Group(g, _), _) if self.folded.contains(g) => {
+                            format!("[+] {}", r.name)
+                        }
+                        (Target::Group(..), _) => format!("[-] {}", r.name),
+                        (_, 0) => r.name.clone(),
+                        _ => format!("    {}", r.name),
+                    };
                     let cells = [
-                        r.name.clone(),
+                        name,
                         r.kind.to_string(),
                         r.output.clone(),
                         thousands(r.trainable),
@@ -193,13 +224,27 @@ impl CostTable {
                             egui::Label::new(RichText::new(text).color(color)).truncate(),
                         );
                     }
-                    let label = format!("row {}", r.name);
+                    let label = match &r.target {
+                        Target::Layer(_) => format!("row {}", r.name),
+                        Target::Group(..) => format!("group row {}", r.name),
+                    };
                     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Row, true, &label));
                     if resp.clicked() {
-                        out = Some(Command::Select(BTreeSet::from([r.id])));
+                        out = Some(match &r.target {
+                            Target::Layer(id) => Command::Select(BTreeSet::from([*id])),
+                            Target::Group(g, members) => {
+                                fold.push(g.clone());
+                                Command::Select(members.iter().copied().collect())
+                            }
+                        });
                     }
                 }
             });
+        for g in fold {
+            if !self.folded.remove(&g) {
+                self.folded.insert(g);
+            }
+        }
         let footer_top = ui.cursor().top();
         ui.separator();
         ui.horizontal(|ui| {
@@ -222,5 +267,111 @@ impl CostTable {
         });
         self.footer_height = ui.min_rect().bottom() - footer_top + ui.spacing().item_spacing.y;
         out
+    }
+
+    /// One row per layer in the chosen order; rolled up, group headers
+    /// with their (unfolded) layers indented below.
+    fn build_rows(&self, doc: &Document, conventions: &Conventions) -> Vec<Row> {
+        let analysis = &doc.analysis;
+        let order: Vec<NodeId> = if analysis.order.is_empty() {
+            doc.graph.node_ids().collect()
+        } else {
+            analysis.order.clone()
+        };
+        let layers: Vec<Row> = order
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &id)| {
+                let node = doc.graph.node(id)?;
+                let info = analysis.node(id);
+                let (tr, non) = info.map(|n| n.params(conventions)).unwrap_or((0, 0));
+                Some(Row {
+                    target: Target::Layer(id),
+                    order: i,
+                    name: node.name.clone(),
+                    kind: node.kind.display_name(),
+                    output: info
+                        .and_then(|n| n.output_shape)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    trainable: tr,
+                    non_trainable: non,
+                    ops: conventions.ops(info.map_or(0, |n| n.cost.macs)),
+                    error: info.is_some_and(|n| n.error.is_some()),
+                    depth: 0,
+                })
+            })
+            .collect();
+        let groups = doc.graph.groups();
+        if !self.rollup || groups.is_empty() {
+            let mut rows = layers;
+            self.sort_rows(&mut rows);
+            return rows;
+        }
+        // Top-level entries: ungrouped layers, and each group at its first member.
+        let table = doc.graph.group_table();
+        let mut entries: Vec<(Row, Vec<Row>)> = Vec::new();
+        let mut entry_of: Vec<Option<usize>> = vec![None; groups.len()];
+        for row in layers {
+            let Target::Layer(id) = row.target else {
+                continue;
+            };
+            let Some(g) = table.get(id.index()).copied().flatten() else {
+                entries.push((row, Vec::new()));
+                continue;
+            };
+            let e = *entry_of[g].get_or_insert_with(|| {
+                let group = &groups[g];
+                let f = group_figures(&doc.graph, group, analysis, conventions);
+                let header = Row {
+                    target: Target::Group(group.name.clone(), group.members.clone()),
+                    order: row.order,
+                    name: group.name.clone(),
+                    kind: "Group",
+                    output: f
+                        .output_shape
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    trainable: f.trainable_params,
+                    non_trainable: f.params - f.trainable_params,
+                    ops: conventions.ops(f.macs),
+                    error: f.errors > 0,
+                    depth: 0,
+                };
+                entries.push((header, Vec::new()));
+                entries.len() - 1
+            });
+            entries[e].1.push(Row { depth: 1, ..row });
+        }
+        let mut tops: Vec<Row> = entries.iter().map(|(r, _)| r.clone()).collect();
+        self.sort_rows(&mut tops);
+        let mut rows = Vec::with_capacity(order.len() + groups.len());
+        for top in tops {
+            let Some((header, members)) = entries
+                .iter_mut()
+                .find(|(r, _)| r.order == top.order && r.name == top.name)
+            else {
+                continue;
+            };
+            rows.push(header.clone());
+            if !matches!(&header.target, Target::Group(g, _) if self.folded.contains(g)) {
+                self.sort_rows(members);
+                rows.extend(members.iter().cloned());
+            }
+        }
+        rows
+    }
+
+    fn sort_rows(&self, rows: &mut [Row]) {
+        match self.sort {
+            SortBy::Order => rows.sort_by_key(|r| r.order),
+            SortBy::Name => rows.sort_by(|a, b| a.name.cmp(&b.name)),
+            SortBy::Kind => rows.sort_by(|a, b| a.kind.cmp(b.kind).then(a.order.cmp(&b.order))),
+            SortBy::Params => rows.sort_by_key(|r| r.trainable + r.non_trainable),
+            SortBy::Ops => rows.sort_by_key(|r| r.ops),
+        }
+        if self.descending {
+            rows.reverse();
+        }
     }
 }

@@ -414,8 +414,15 @@ impl NetloomApp {
             Command::FitView => self.tab_mut().canvas.fit_requested = true,
             Command::FocusNode(id) => {
                 let tab = self.tab_mut();
-                if let Some(n) = tab.doc.graph.node(id) {
-                    let rect = egui::Rect::from_min_size(n.position.into(), canvas::NODE_SIZE);
+                let graph = &tab.doc.graph;
+                if let Some(n) = graph.node(id) {
+                    // A layer inside a collapsed group is shown by its group.
+                    let at = graph
+                        .group_of(id)
+                        .map(|g| &graph.groups()[g])
+                        .filter(|g| g.collapsed)
+                        .map_or(n.position, |g| g.position);
+                    let rect = egui::Rect::from_min_size(at.into(), canvas::NODE_SIZE);
                     tab.canvas.focus(rect);
                     tab.selection = BTreeSet::from([id]);
                 }
@@ -654,6 +661,22 @@ impl NetloomApp {
                 self.sweep_dialog.open_for(&tab.doc.graph, node);
                 Ok(())
             }
+            Command::TrainBoth => {
+                let [a, b] = [&self.tabs[0], &self.tabs[self.tabs.len() - 1]];
+                let started = if self.tabs.len() < 2 {
+                    Err("Train both needs two designs: pin one as A first.".into())
+                } else {
+                    self.training.train_pair([
+                        (&a.doc.graph, 0, a.doc.generation),
+                        (&b.doc.graph, 1, b.doc.generation),
+                    ])
+                };
+                if started.is_ok() {
+                    self.bottom_tab = BottomTab::Runs;
+                    self.show_cost_table = true;
+                }
+                started
+            }
             Command::OpenSweepOn { node, param } => {
                 let graph = &self.tabs[self.active].doc.graph;
                 self.sweep_dialog.open_on(graph, node, &param);
@@ -806,62 +829,37 @@ impl NetloomApp {
         }
         let typing = ctx.egui_wants_keyboard_input();
         ctx.input_mut(|i| {
-            let cmd = |k| KeyboardShortcut::new(Modifiers::COMMAND, k);
-            let cmd_shift = |k| KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, k);
-            if i.consume_shortcut(&cmd_shift(Key::S)) {
-                out.push(Command::SaveAs);
-            }
-            if i.consume_shortcut(&cmd(Key::S)) {
-                out.push(Command::Save);
-            }
-            if i.consume_shortcut(&cmd(Key::O)) {
-                out.push(Command::Open);
-            }
-            if i.consume_shortcut(&cmd(Key::N)) {
-                out.push(Command::New);
+            // Copy and Paste also arrive as events (winit turns Ctrl+C/V
+            // into them; tests send keys): either way, one command each.
+            let (mut copy, mut paste) = (false, false);
+            for (shortcut, command) in command::shortcut_table() {
+                if (typing && !command.works_while_typing()) || !i.consume_shortcut(&shortcut) {
+                    continue;
+                }
+                match command {
+                    Command::Copy => copy = true,
+                    Command::PasteClipboard => paste = true,
+                    other => out.push(other.clone()),
+                }
             }
             if typing {
                 return;
             }
-            if i.consume_shortcut(&cmd_shift(Key::Z)) || i.consume_shortcut(&cmd(Key::Y)) {
-                out.push(Command::Redo);
-            }
-            if i.consume_shortcut(&cmd(Key::Z)) {
-                out.push(Command::Undo);
-            }
-            if i.consume_shortcut(&cmd(Key::D)) {
-                out.push(Command::Duplicate);
-            }
-            if i.consume_shortcut(&cmd(Key::A)) {
-                out.push(Command::SelectAll);
-            }
-            if i.consume_key(Modifiers::NONE, Key::Delete)
-                || i.consume_key(Modifiers::NONE, Key::Backspace)
-            {
-                out.push(Command::DeleteSelection);
-            }
-            if i.consume_shortcut(&cmd(Key::F)) {
-                out.push(Command::OpenFind);
-            }
-            if i.consume_key(Modifiers::NONE, Key::F) {
-                out.push(Command::FitView);
-            }
-            // Winit turns Ctrl+C/X/V into Copy/Cut/Paste events; tests send keys.
-            let mut copy = i.consume_shortcut(&cmd(Key::C));
-            let mut cut = i.consume_shortcut(&cmd(Key::X));
-            let mut paste = i.consume_shortcut(&cmd(Key::V));
+            // Cut is Copy, then Delete: two commands, so not in the table.
+            let cut = i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::X));
+            let mut cut_event = false;
             for e in &i.events {
                 match e {
                     egui::Event::Copy => copy = true,
-                    egui::Event::Cut => cut = true,
+                    egui::Event::Cut => cut_event = true,
                     egui::Event::Paste(_) => paste = true,
                     _ => {}
                 }
             }
-            if copy || cut {
+            if copy || cut || cut_event {
                 out.push(Command::Copy);
             }
-            if cut {
+            if cut || cut_event {
                 out.push(Command::DeleteSelection);
             }
             if paste {
@@ -926,20 +924,14 @@ impl NetloomApp {
         let q = &mut self.queue;
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui.button("New").clicked() {
-                    q.push(Command::New);
-                }
-                if ui.button("Open…").clicked() {
-                    q.push(Command::Open);
-                }
-                if ui.button("Import ONNX…").clicked() {
-                    q.push(Command::ImportOnnx);
-                }
-                if ui.button("Export diagram (SVG or PNG)…").clicked() {
-                    q.push(Command::ExportDiagram);
-                }
-                if ui.button("Export canvas as PNG…").clicked() {
-                    q.push(Command::ExportPng);
+                for c in [
+                    Command::New,
+                    Command::Open,
+                    Command::ImportOnnx,
+                    Command::ExportDiagram,
+                    Command::ExportPng,
+                ] {
+                    command_button_ui(ui, q, c, true);
                 }
                 ui.menu_button("Open recent", |ui| {
                     if self.recent.is_empty() {
@@ -959,85 +951,91 @@ impl NetloomApp {
                     }
                 });
                 ui.separator();
-                if ui.button("Save").clicked() {
-                    q.push(Command::Save);
-                }
-                if ui.button("Save As…").clicked() {
-                    q.push(Command::SaveAs);
-                }
+                command_button_ui(ui, q, Command::Save, true);
+                command_button_ui(ui, q, Command::SaveAs, true);
                 ui.separator();
-                if ui.button("Quit").clicked() {
-                    q.push(Command::Quit);
-                }
+                command_button_ui(ui, q, Command::Quit, true);
             });
             ui.menu_button("Edit", |ui| {
                 let doc = &self.tabs[self.active].doc;
-                if ui
-                    .add_enabled(doc.can_undo(), egui::Button::new("Undo"))
-                    .clicked()
-                {
-                    q.push(Command::Undo);
-                }
-                if ui
-                    .add_enabled(doc.can_redo(), egui::Button::new("Redo"))
-                    .clicked()
-                {
-                    q.push(Command::Redo);
-                }
+                command_button_ui(ui, q, Command::Undo, doc.can_undo());
+                command_button_ui(ui, q, Command::Redo, doc.can_redo());
                 ui.separator();
-                for (label, c) in [
-                    ("Copy", Command::Copy),
-                    ("Paste", Command::PasteClipboard),
-                    ("Duplicate", Command::Duplicate),
-                    ("Delete", Command::DeleteSelection),
-                    ("Select all", Command::SelectAll),
-                    ("Auto-layout", Command::AutoLayout),
+                for c in [
+                    Command::Copy,
+                    Command::PasteClipboard,
+                    Command::Duplicate,
+                    Command::DeleteSelection,
+                    Command::SelectAll,
+                    Command::AutoLayout,
+                    Command::GroupNodes(self.tabs[self.active].selection.clone()),
                 ] {
-                    if ui.button(label).clicked() {
-                        q.push(c);
-                    }
+                    command_button_ui(ui, q, c, true);
                 }
             });
             ui.menu_button("View", |ui| {
-                if ui.button("Fit view (F)").clicked() {
-                    q.push(Command::FitView);
+                for c in [
+                    Command::FitView,
+                    Command::OpenFind,
+                    Command::ToggleCostTable,
+                ] {
+                    command_button_ui(ui, q, c, true);
                 }
-                if ui.button("Find layer… (Ctrl+F)").clicked() {
-                    q.push(Command::OpenFind);
-                }
-                if ui.button("Toggle cost table").clicked() {
-                    q.push(Command::ToggleCostTable);
+                ui.separator();
+                let doc = &self.tabs[self.active].doc;
+                let lr = doc.graph.orientation == crate::graph::layout::Orientation::LeftToRight;
+                let grouped = !doc.graph.groups().is_empty();
+                let to = if lr {
+                    crate::graph::layout::Orientation::TopToBottom
+                } else {
+                    crate::graph::layout::Orientation::LeftToRight
+                };
+                // Each lays the design out again: fit the view to the new layout.
+                for (c, enabled) in [
+                    (Command::SetOrientation(to), true),
+                    (Command::SetAllGroupsCollapsed(true), grouped),
+                    (Command::SetAllGroupsCollapsed(false), grouped),
+                ] {
+                    let text = c.text().unwrap_or_default();
+                    if ui.add_enabled(enabled, egui::Button::new(text)).clicked() {
+                        q.push(c);
+                        q.push(Command::FitView);
+                    }
                 }
             });
             ui.menu_button("Run", |ui| {
-                for (label, cmd) in [
-                    ("Train", Command::TrainStart),
-                    ("Pause", Command::TrainPause),
-                    ("Resume", Command::TrainResume),
-                    ("Step one batch", Command::TrainStep),
-                    ("Stop", Command::TrainStop),
-                    ("Reset weights", Command::ResetWeights),
-                    ("Save weights…", Command::SaveWeights),
-                    ("Load weights…", Command::LoadWeights),
-                    ("Export metrics as CSV…", Command::ExportMetrics),
-                    ("Sweep…", Command::OpenSweepDialog),
-                    ("Find learning rate", Command::FindLearningRate),
+                for c in [
+                    Command::TrainStart,
+                    Command::TrainPause,
+                    Command::TrainResume,
+                    Command::TrainStep,
+                    Command::TrainStop,
+                    Command::ResetWeights,
+                    Command::SaveWeights,
+                    Command::LoadWeights,
+                    Command::ExportMetrics,
+                    Command::OpenSweepDialog,
+                    Command::FindLearningRate,
                 ] {
-                    if ui.button(label).clicked() {
-                        q.push(cmd);
-                    }
+                    command_button_ui(ui, q, c, true);
                 }
             });
             ui.menu_button("Compare", |ui| {
                 if ui
-                    .add_enabled(self.tabs.len() == 1, egui::Button::new("Pin as A"))
+                    .add_enabled(
+                        self.tabs.len() == 1,
+                        egui::Button::new(Command::PinAsA.text().unwrap_or_default()),
+                    )
                     .on_hover_text("Keep this design as A and edit a copy, B")
                     .clicked()
                 {
                     q.push(Command::PinAsA);
                 }
                 if ui
-                    .add_enabled(self.tabs.len() > 1, egui::Button::new("Close compare"))
+                    .add_enabled(
+                        self.tabs.len() > 1,
+                        egui::Button::new(Command::CloseCompare.text().unwrap_or_default()),
+                    )
                     .clicked()
                 {
                     q.push(Command::CloseCompare);
@@ -1319,11 +1317,18 @@ impl NetloomApp {
                                     &tab.doc.analysis,
                                     &self.training.setup,
                                 );
+                                let time = self.training.time_estimate(
+                                    &tab.doc.graph,
+                                    &tab.doc.analysis,
+                                    self.active,
+                                    tab.doc.generation,
+                                );
                                 let cmds = training::panel::setup_ui(
                                     ui,
                                     &self.training.setup,
                                     editable,
                                     &memory,
+                                    &time,
                                 );
                                 self.queue.extend(cmds);
                             });
@@ -1369,7 +1374,11 @@ impl NetloomApp {
         // Four frames a second keep the plots live; input repaints at once
         // anyway. Faster periodic repaints cost a software-rendered desktop
         // most of the CPU training needs (10 Hz: 42 images/s, 4 Hz: 220).
-        if self.training.is_active() || self.training.probe.pending || self.training.cam.pending {
+        if self.training.is_active()
+            || self.training.probe.pending
+            || self.training.cam.pending
+            || self.training.step_timer.is_measuring()
+        {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
     }
@@ -1440,6 +1449,9 @@ impl NetloomApp {
                             &self.tabs[1].doc,
                             &self.conventions,
                         );
+                        if let Some(c) = compare::train_both_ui(ui, &self.training) {
+                            self.queue.push(c);
+                        }
                         if ui.button("Close compare").clicked() {
                             self.queue.push(Command::CloseCompare);
                         }
@@ -1528,6 +1540,21 @@ fn default_design() -> (Graph, Option<PathBuf>) {
     match file::load(&path) {
         Ok(g) => (g, None),
         Err(_) => (blocks::resnet_mini(), None),
+    }
+}
+
+/// A menu entry for `command`: its label and first shortcut come from the
+/// command itself; a click queues it.
+fn command_button_ui(ui: &mut Ui, queue: &mut Vec<Command>, command: Command, enabled: bool) {
+    let Some(text) = command.text() else {
+        return;
+    };
+    let mut button = egui::Button::new(text);
+    if let Some(shortcut) = command.kb_shortcuts().first() {
+        button = button.shortcut_text(ui.ctx().format_shortcut(shortcut));
+    }
+    if ui.add_enabled(enabled, button).clicked() {
+        queue.push(command);
     }
 }
 

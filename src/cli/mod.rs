@@ -559,11 +559,6 @@ fn pytorch_project(
 /// `netloom render`: the whole design as SVG or PNG.
 fn render(args: RenderArgs) -> Result<ExitCode, CliError> {
     use crate::render::{Diagram, RenderOptions};
-    if args.collapsed {
-        return Err(CliError::Refused(
-            "--collapsed: this build has no groups to collapse; render without it".into(),
-        ));
-    }
     if !(args.scale.is_finite() && args.scale > 0.0 && args.scale <= 8.0) {
         return Err(CliError::Refused(format!(
             "--scale {} must be in (0, 8]",
@@ -571,6 +566,12 @@ fn render(args: RenderArgs) -> Result<ExitCode, CliError> {
         )));
     }
     let graph = load(&args.design)?;
+    if args.collapsed && graph.groups().is_empty() {
+        eprintln!(
+            "--collapsed: {} has no groups; every layer is drawn",
+            args.design.display()
+        );
+    }
     let analysis = analyze(&graph);
     let options = RenderOptions {
         orientation: match args.orientation {
@@ -586,6 +587,7 @@ fn render(args: RenderArgs) -> Result<ExitCode, CliError> {
             ..Conventions::default()
         },
         relayout: !args.keep_positions,
+        collapsed: args.collapsed,
     };
     let diagram = Diagram::build(&graph, &analysis, &options);
     let ext = args

@@ -34,6 +34,24 @@ impl<'g> Builder<'g> {
         id
     }
 
+    /// Where the next layer's id will be: pass it to [`Builder::group_since`].
+    pub fn mark(&self) -> usize {
+        self.graph.id_capacity()
+    }
+
+    /// Groups every layer added since `mark` as `name` (made unique). A
+    /// builder's layers form a contiguous block, so this cannot fail on
+    /// them; if it would, no group is made.
+    pub fn group_since(&mut self, name: &str, mark: usize) -> Option<usize> {
+        let members: Vec<NodeId> = self
+            .graph
+            .node_ids()
+            .filter(|id| id.index() >= mark)
+            .collect();
+        let name = self.graph.unique_group_name(name);
+        self.graph.add_group(name, members).ok()
+    }
+
     pub fn input(&mut self, name: &str, h: u32, w: u32, c: u32) -> NodeId {
         self.layer(
             name,
@@ -372,12 +390,14 @@ pub fn resnet_mini() -> Graph {
     let x = b.input("input", 64, 64, 3);
     let x = b.conv_bn_relu("stem", x, 32, 3, 1, Padding::Same);
     let x = b.max_pool("stem_pool", x, 2, 2, Padding::Valid);
-    b.prefix = "block1_".into();
-    let x = basic_residual_block(&mut b, x, 32, 1);
-    b.prefix = "block2_".into();
-    let x = basic_residual_block(&mut b, x, 64, 2);
-    b.prefix = "block3_".into();
-    let x = basic_residual_block(&mut b, x, 64, 1);
+    let mut x = x;
+    for (block, (filters, stride)) in [(32, 1), (64, 2), (64, 1)].into_iter().enumerate() {
+        let name = format!("block{}", block + 1);
+        b.prefix = format!("{name}_");
+        let mark = b.mark();
+        x = basic_residual_block(&mut b, x, filters, stride);
+        b.group_since(&name, mark);
+    }
     b.prefix.clear();
     let x = b.layer("gap", LayerKind::GlobalAvgPool, &[x]);
     classifier_head(&mut b, x, 6);
@@ -439,8 +459,11 @@ pub fn vgg16() -> Graph {
         .into_iter()
         .enumerate()
     {
-        b.prefix = format!("block{}_", stage + 1);
+        let name = format!("block{}", stage + 1);
+        b.prefix = format!("{name}_");
+        let mark = b.mark();
         x = vgg_stage(&mut b, x, filters, convs);
+        b.group_since(&name, mark);
     }
     b.prefix.clear();
     let x = b.layer("flatten", LayerKind::Flatten, &[x]);
@@ -474,6 +497,7 @@ pub fn resnet50(name: &str, size: u32, classes: u32, course: bool) -> Graph {
     ];
     let mut x = x;
     for (stage, filters, blocks, stride) in stages {
+        let mark = b.mark();
         for block in 0..blocks {
             let letter = (b'a' + block as u8) as char;
             b.prefix = format!("res{stage}{letter}_");
@@ -483,6 +507,7 @@ pub fn resnet50(name: &str, size: u32, classes: u32, course: bool) -> Graph {
                 resnet_identity_block(&mut b, x, 3, filters)
             };
         }
+        b.group_since(&format!("res{stage}"), mark);
     }
     b.prefix.clear();
     let x = if course {
@@ -534,7 +559,9 @@ pub fn googlenet() -> Graph {
             x = b.max_pool_ceil(&format!("{name}_3x3_s2"), x, 3, 2);
         } else {
             b.prefix = format!("inception_{name}_");
+            let mark = b.mark();
             x = inception_bottleneck(&mut b, x, filters);
+            b.group_since(&format!("inception_{name}"), mark);
         }
     }
     b.prefix.clear();
@@ -582,7 +609,9 @@ pub fn inception_module_naive() -> Graph {
     let mut g = Graph::new("inception-module-naive");
     let mut b = Builder::new(&mut g);
     let x = b.input("input", 28, 28, 192);
+    let mark = b.mark();
     inception_naive(&mut b, x, 64, 128, 32);
+    b.group_since("inception", mark);
     finish(g)
 }
 
@@ -590,6 +619,7 @@ pub fn inception_module_bottleneck() -> Graph {
     let mut g = Graph::new("inception-module-bottleneck");
     let mut b = Builder::new(&mut g);
     let x = b.input("input", 28, 28, 192);
+    let mark = b.mark();
     inception_bottleneck(
         &mut b,
         x,
@@ -602,6 +632,7 @@ pub fn inception_module_bottleneck() -> Graph {
             pool_proj: 32,
         },
     );
+    b.group_since("inception_3a", mark);
     finish(g)
 }
 
@@ -610,7 +641,9 @@ pub fn vgg_block() -> Graph {
     let mut b = Builder::new(&mut g);
     let x = b.input("input", 224, 224, 3);
     b.prefix = "block1_".into();
+    let mark = b.mark();
     vgg_stage(&mut b, x, 64, 2);
+    b.group_since("block1", mark);
     finish(g)
 }
 
@@ -619,7 +652,9 @@ pub fn resnet_identity_block_preset() -> Graph {
     let mut b = Builder::new(&mut g);
     let x = b.input("input", 56, 56, 256);
     b.prefix = "res2b_".into();
+    let mark = b.mark();
     resnet_identity_block(&mut b, x, 3, [64, 64, 256]);
+    b.group_since("res2b", mark);
     finish(g)
 }
 
@@ -628,6 +663,8 @@ pub fn resnet_conv_block_preset() -> Graph {
     let mut b = Builder::new(&mut g);
     let x = b.input("input", 56, 56, 256);
     b.prefix = "res3a_".into();
+    let mark = b.mark();
     resnet_conv_block(&mut b, x, 3, [128, 128, 512], 2);
+    b.group_since("res3a", mark);
     finish(g)
 }

@@ -11,11 +11,16 @@
 //!   ],
 //!   "edges": [
 //!     {"from":"input","to":"conv5x5","input":0}
+//!   ],
+//!   "groups": [
+//!     {"name":"stem","members":["input","conv5x5"],"collapsed":false,"position":[0,0]}
 //!   ]
 //! }
 //! ```
+//! `groups` came with version 2 and is optional: version 1 files have none.
 //! Weights never live here: they go to a separate safetensors file keyed by node name.
 
+use super::group::{Group, GroupError};
 use super::{Arity, Edge, Graph, GraphError, LayerKind, MAX_INPUTS, Node, NodeId};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -25,7 +30,7 @@ use thiserror::Error;
 /// The format tag every design file carries.
 pub const FORMAT: &str = "netloom-design";
 /// The newest file version this build reads and the one it writes.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 
 /// Why a design file could not be loaded. Every variant names what is wrong
 /// and where, so the message can be shown as is.
@@ -81,6 +86,10 @@ pub enum LoadError {
     BadEdge { index: usize, reason: String },
     #[error("the design has a cycle: {}", .0.join(" → "))]
     Cycle(Vec<String>),
+    #[error("groups[{index}]: {reason}")]
+    BadGroup { index: usize, reason: String },
+    #[error("{0}")]
+    Group(#[from] GroupError),
 }
 
 fn at_line(line: Option<usize>) -> String {
@@ -103,9 +112,12 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
         column: e.column(),
         message: strip_position(&e.to_string()),
     })?;
-    let root = root
-        .as_object()
-        .ok_or_else(|| LoadError::NotADesign("the top level must be a JSON object".into()))?;
+    // Owned, so each node's object is taken apart rather than copied.
+    let Value::Object(mut root) = root else {
+        return Err(LoadError::NotADesign(
+            "the top level must be a JSON object".into(),
+        ));
+    };
     match root.get("format").and_then(Value::as_str) {
         Some(FORMAT) => {}
         Some(other) => {
@@ -131,22 +143,29 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
         .and_then(Value::as_str)
         .unwrap_or("untitled")
         .to_string();
-    let nodes = root
-        .get("nodes")
-        .and_then(Value::as_array)
-        .ok_or_else(|| LoadError::NotADesign("missing `nodes` array".into()))?;
-    let empty = Vec::new();
-    let edges = match root.get("edges") {
-        None => &empty,
-        Some(v) => v
-            .as_array()
-            .ok_or_else(|| LoadError::NotADesign("`edges` must be an array".into()))?,
+    let nodes = match root.remove("nodes") {
+        Some(Value::Array(nodes)) => nodes,
+        _ => return Err(LoadError::NotADesign("missing `nodes` array".into())),
+    };
+    let edges = match root.remove("edges") {
+        None => Vec::new(),
+        Some(Value::Array(edges)) => edges,
+        Some(_) => return Err(LoadError::NotADesign("`edges` must be an array".into())),
     };
 
     let mut graph = Graph::new(name);
+    if let Some(o) = root.get("orientation") {
+        graph.orientation = o
+            .as_str()
+            .and_then(super::layout::Orientation::from_tag)
+            .ok_or_else(|| {
+                LoadError::NotADesign("`orientation` must be \"tb\" or \"lr\"".into())
+            })?;
+    }
     let mut ids: HashMap<String, NodeId> = HashMap::with_capacity(nodes.len());
-    for (index, value) in nodes.iter().enumerate() {
-        let node = parse_node(text, index, value)?;
+    let known: Vec<&str> = LayerKind::catalogue().iter().map(|k| k.tag()).collect();
+    for (index, value) in nodes.into_iter().enumerate() {
+        let node = parse_node(text, &known, index, value)?;
         if ids.contains_key(&node.name) {
             return Err(LoadError::DuplicateName {
                 line: line_of_nth_name(text, &node.name, 1),
@@ -165,10 +184,77 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
         graph.push_edge_unchecked(edge);
     }
     match graph.topological_order() {
-        Ok(_) => Ok(graph),
-        Err(GraphError::Cycle(names)) => Err(LoadError::Cycle(names)),
-        Err(other) => Err(LoadError::NotADesign(other.to_string())),
+        Ok(_) => {}
+        Err(GraphError::Cycle(names)) => return Err(LoadError::Cycle(names)),
+        Err(other) => return Err(LoadError::NotADesign(other.to_string())),
     }
+    if let Some(groups) = root.get("groups") {
+        let groups = groups
+            .as_array()
+            .ok_or_else(|| LoadError::NotADesign("`groups` must be an array".into()))?;
+        for (index, value) in groups.iter().enumerate() {
+            let group = parse_group(&ids, index, value)?;
+            graph.push_group_unchecked(group);
+        }
+        graph.check_groups()?;
+    }
+    Ok(graph)
+}
+
+/// One entry of `groups`: its name, member names, collapsed flag and position.
+fn parse_group(
+    ids: &HashMap<String, NodeId>,
+    index: usize,
+    value: &Value,
+) -> Result<Group, LoadError> {
+    let bad = |reason: &str| LoadError::BadGroup {
+        index,
+        reason: reason.to_string(),
+    };
+    let object = value.as_object().ok_or_else(|| {
+        bad("must be an object like {\"name\": \"block1\", \"members\": [\"a\", \"b\"]}")
+    })?;
+    let name = object
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("missing `name` (a string)"))?
+        .to_string();
+    let names = object
+        .get("members")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("missing `members` (an array of node names)"))?;
+    let mut members = Vec::with_capacity(names.len());
+    for member in names {
+        let member = member
+            .as_str()
+            .ok_or_else(|| bad("`members` must hold node names (strings)"))?;
+        let id = ids
+            .get(member)
+            .copied()
+            .ok_or_else(|| GroupError::NoSuchNode {
+                group: name.clone(),
+                member: member.to_string(),
+            })?;
+        members.push(id);
+    }
+    members.sort();
+    members.dedup();
+    let collapsed = match object.get("collapsed") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("`collapsed` must be true or false")),
+    };
+    let position = match object.get("position") {
+        None => [0.0, 0.0],
+        Some(v) => serde_json::from_value::<[f32; 2]>(v.clone())
+            .map_err(|_| bad("`position` must be [x, y]"))?,
+    };
+    Ok(Group {
+        name,
+        members,
+        collapsed,
+        position,
+    })
 }
 
 /// Refuses an edge into an input the target does not have or that is
@@ -180,7 +266,7 @@ fn check_edge(
     edge_count: usize,
     edge: &Edge,
 ) -> Result<(), LoadError> {
-    let to_name = graph.name_of(edge.to).to_string();
+    let to_name = graph.name_of(edge.to);
     match graph.node(edge.to).map(|n| n.kind.arity()) {
         Some(Arity::None) => {
             return Err(LoadError::BadEdge {
@@ -210,7 +296,10 @@ fn check_edge(
         _ => {}
     }
     if edge.from == edge.to {
-        return Err(LoadError::Cycle(vec![to_name.clone(), to_name]));
+        return Err(LoadError::Cycle(vec![
+            to_name.to_string(),
+            to_name.to_string(),
+        ]));
     }
     if fed.contains(&(edge.to, edge.input)) {
         let first = graph
@@ -219,7 +308,7 @@ fn check_edge(
             .find(|e| e.to == edge.to && e.input == edge.input)
             .map_or("?", |e| graph.name_of(e.from));
         return Err(LoadError::InputFedTwice {
-            node: to_name,
+            node: to_name.to_string(),
             input: edge.input,
             first: first.to_string(),
             second: graph.name_of(edge.from).to_string(),
@@ -236,31 +325,34 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn parse_node(text: &str, index: usize, value: &Value) -> Result<Node, LoadError> {
-    let label = format!("nodes[{index}]");
-    let mut object: Map<String, Value> = value
-        .as_object()
-        .cloned()
-        .ok_or_else(|| LoadError::NotADesign(format!("{label} must be an object")))?;
+/// One node from its JSON object; `known` are the layer kinds' tags.
+fn parse_node(text: &str, known: &[&str], index: usize, value: Value) -> Result<Node, LoadError> {
+    let label = || format!("nodes[{index}]");
+    let Value::Object(mut object) = value else {
+        return Err(LoadError::NotADesign(format!(
+            "{} must be an object",
+            label()
+        )));
+    };
     let name = match object.remove("name") {
         Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(Value::String(_)) => {
             return Err(LoadError::BadParameter {
-                node: label,
+                node: label(),
                 line: None,
                 message: "name is empty".into(),
             });
         }
         Some(_) => {
             return Err(LoadError::BadParameter {
-                node: label,
+                node: label(),
                 line: None,
                 message: "name must be a string".into(),
             });
         }
         None => {
             return Err(LoadError::BadParameter {
-                node: label,
+                node: label(),
                 line: None,
                 message: "missing `name`".into(),
             });
@@ -287,7 +379,6 @@ fn parse_node(text: &str, index: usize, value: &Value) -> Result<Node, LoadError
         Some(_) => return Err(bad("`kind` must be a string".into())),
         None => return Err(bad("missing `kind`".into())),
     };
-    let known: Vec<&str> = LayerKind::catalogue().iter().map(|k| k.tag()).collect();
     if !known.contains(&kind_tag.as_str()) {
         return Err(LoadError::UnknownKind {
             line: line_of_name(text, &name),
@@ -316,11 +407,10 @@ fn parse_edge(
         index,
         reason: "must be an object like {\"from\": \"a\", \"to\": \"b\", \"input\": 0}".into(),
     })?;
-    let endpoint = |key: &str| -> Result<String, LoadError> {
+    let endpoint = |key: &str| -> Result<&str, LoadError> {
         object
             .get(key)
             .and_then(Value::as_str)
-            .map(str::to_string)
             .ok_or_else(|| LoadError::BadEdge {
                 index,
                 reason: format!("missing `{key}` (a node name)"),
@@ -343,14 +433,14 @@ fn parse_edge(
             .copied()
             .ok_or_else(|| LoadError::DanglingEdge {
                 index,
-                from: from_name.clone(),
-                to: to_name.clone(),
+                from: from_name.to_string(),
+                to: to_name.to_string(),
                 missing: name.to_string(),
             })
     };
     Ok(Edge {
-        from: lookup(&from_name)?,
-        to: lookup(&to_name)?,
+        from: lookup(from_name)?,
+        to: lookup(to_name)?,
         input,
     })
 }
@@ -391,6 +481,12 @@ pub fn to_json(graph: &Graph) -> String {
         "  \"name\": {},\n",
         serde_json::to_string(&graph.name).unwrap_or_else(|_| "\"untitled\"".into())
     ));
+    if graph.orientation != super::layout::Orientation::TopToBottom {
+        out.push_str(&format!(
+            "  \"orientation\": \"{}\",\n",
+            graph.orientation.tag()
+        ));
+    }
     out.push_str("  \"nodes\": [\n");
     let nodes: Vec<String> = graph.nodes().map(|(_, n)| node_line(n)).collect();
     out.push_str(&join_lines(&nodes));
@@ -407,8 +503,39 @@ pub fn to_json(graph: &Graph) -> String {
         })
         .collect();
     out.push_str(&join_lines(&edges));
+    if graph.groups().is_empty() {
+        out.push_str("  ]\n}\n");
+        return out;
+    }
+    out.push_str("  ],\n  \"groups\": [\n");
+    let groups: Vec<String> = graph
+        .groups()
+        .iter()
+        .map(|g| group_line(&graph, g))
+        .collect();
+    out.push_str(&join_lines(&groups));
     out.push_str("  ]\n}\n");
     out
+}
+
+fn group_line(graph: &Graph, group: &Group) -> String {
+    let mut m = Map::new();
+    m.insert("name".into(), Value::from(group.name.as_str()));
+    let members: Vec<Value> = group
+        .members
+        .iter()
+        .map(|&id| Value::from(graph.name_of(id)))
+        .collect();
+    m.insert("members".into(), Value::Array(members));
+    m.insert("collapsed".into(), Value::from(group.collapsed));
+    m.insert(
+        "position".into(),
+        Value::from(vec![
+            group.position[0].round() as i64,
+            group.position[1].round() as i64,
+        ]),
+    );
+    Value::Object(m).to_string()
 }
 
 fn join_lines(lines: &[String]) -> String {
@@ -673,6 +800,65 @@ mod tests {
         let again = from_json(&saved).unwrap();
         assert_eq!(to_json(&again), saved);
         assert!(saved.contains(r#"{"name":"c","kind":"conv2d","filters":4,"kernel":[3,3],"stride":[1,1],"padding":"same","position":[0,0]}"#), "{saved}");
+    }
+
+    fn grouped(groups: &str) -> String {
+        let nodes = format!(
+            "{INPUT},\n    {{\"name\":\"a\",\"kind\":\"relu\"}},\n    {{\"name\":\"b\",\"kind\":\"relu\"}}"
+        );
+        let edges = "    {\"from\":\"in\",\"to\":\"a\"},\n    {\"from\":\"a\",\"to\":\"b\"}";
+        design(&nodes, edges)
+            .replace("\"version\": 1", "\"version\": 2")
+            .replace(
+                "  ]\n}\n",
+                &format!("  ],\n  \"groups\": [\n{groups}\n  ]\n}}\n"),
+            )
+    }
+
+    #[test]
+    fn groups_round_trip_and_version_one_files_have_none() {
+        let text = grouped(
+            r#"    {"name":"block","members":["a","b"],"collapsed":true,"position":[10,-20]}"#,
+        );
+        let g = from_json(&text).unwrap();
+        assert_eq!(g.groups().len(), 1);
+        let group = &g.groups()[0];
+        assert_eq!(group.name, "block");
+        assert!(group.collapsed);
+        assert_eq!(group.position, [10.0, -20.0]);
+        let names: Vec<&str> = group.members.iter().map(|&m| g.name_of(m)).collect();
+        assert_eq!(names, ["a", "b"]);
+        let saved = to_json(&g);
+        assert!(saved.contains("\"version\": 2"), "{saved}");
+        assert_eq!(to_json(&from_json(&saved).unwrap()), saved);
+        assert!(saved.contains(
+            r#"{"name":"block","members":["a","b"],"collapsed":true,"position":[10,-20]}"#
+        ));
+        // A version-1 file (no `groups`) still loads, with no groups.
+        let old = design(INPUT, "");
+        assert!(from_json(&old).unwrap().groups().is_empty());
+    }
+
+    #[test]
+    fn a_group_naming_a_missing_node_is_a_clear_load_error() {
+        let text = grouped(r#"    {"name":"block","members":["a","ghost"]}"#);
+        assert_eq!(
+            from_json(&text).unwrap_err().to_string(),
+            "group `block` names `ghost`, which is not a node of this design"
+        );
+        let text = grouped(
+            r#"    {"name":"x","members":["a"]},
+    {"name":"y","members":["a","b"]}"#,
+        );
+        assert_eq!(
+            from_json(&text).unwrap_err().to_string(),
+            "`a` is in two groups, `x` and `y`"
+        );
+        let text = grouped(r#"    {"name":"x","members":"a"}"#);
+        assert_eq!(
+            from_json(&text).unwrap_err().to_string(),
+            "groups[0]: missing `members` (an array of node names)"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! The wires themselves are routed by [`super::route`] from the node boxes,
 //! so user-placed nodes get honest wires too.
 
-use super::{Graph, NodeId};
+use super::{Graph, NodeId, group};
 use serde::{Deserialize, Serialize};
 
 /// Size of a node box in scene units (the canvas card and the diagram box).
@@ -40,6 +40,22 @@ pub enum Orientation {
 }
 
 impl Orientation {
+    /// The design file's word for it.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Orientation::TopToBottom => "tb",
+            Orientation::LeftToRight => "lr",
+        }
+    }
+
+    pub fn from_tag(tag: &str) -> Option<Orientation> {
+        match tag {
+            "tb" => Some(Orientation::TopToBottom),
+            "lr" => Some(Orientation::LeftToRight),
+            _ => None,
+        }
+    }
+
     /// Gap between layers along the flow: room for a shape label.
     pub fn layer_gap(self) -> f32 {
         match self {
@@ -63,14 +79,37 @@ impl Orientation {
     }
 }
 
-/// Lays out top to bottom (see [`auto_layout_with`]).
+/// Lays out in the design's orientation (see [`auto_layout_with`]).
 pub fn auto_layout(graph: &mut Graph) {
-    auto_layout_with(graph, Orientation::TopToBottom);
+    auto_layout_with(graph, graph.orientation);
 }
 
-/// Places every node of `graph` by the layered layout. Leaves the graph
-/// untouched if it has a cycle.
+/// Places every node of `graph` by the layered layout, a collapsed group
+/// as one box (its position is the group's). Leaves the graph untouched if
+/// it has a cycle.
 pub fn auto_layout_with(graph: &mut Graph, orientation: Orientation) {
+    graph.orientation = orientation;
+    if graph.groups().iter().all(|g| !g.collapsed) {
+        layout_nodes(graph, orientation);
+        return;
+    }
+    let mut view = group::view(graph);
+    layout_nodes(&mut view.graph, orientation);
+    for (id, node) in view.graph.nodes() {
+        match view.group(id) {
+            Some(g) => {
+                graph.set_group_position(g, node.position);
+            }
+            None => {
+                if let Some(n) = graph.node_mut(id) {
+                    n.position = node.position;
+                }
+            }
+        }
+    }
+}
+
+fn layout_nodes(graph: &mut Graph, orientation: Orientation) {
     let Ok(order) = graph.topological_order() else {
         return;
     };
@@ -85,7 +124,11 @@ pub fn auto_layout_with(graph: &mut Graph, orientation: Orientation) {
 /// other node, searched on a half-grid of the layout's spacing, ring by ring.
 pub fn free_position(graph: &Graph, desired: [f32; 2]) -> [f32; 2] {
     const RINGS: i32 = 40;
-    let taken: Vec<[f32; 2]> = graph.nodes().map(|(_, n)| n.position).collect();
+    let taken: Vec<[f32; 2]> = group::view(graph)
+        .graph
+        .nodes()
+        .map(|(_, n)| n.position)
+        .collect();
     let free = |p: [f32; 2]| {
         taken.iter().all(|q| {
             (p[0] - q[0]).abs() >= NODE_SIZE[0] + 8.0 || (p[1] - q[1]).abs() >= NODE_SIZE[1] + 8.0
@@ -96,7 +139,7 @@ pub fn free_position(graph: &Graph, desired: [f32; 2]) -> [f32; 2] {
     }
     let step = [
         (NODE_SIZE[0] + NODE_GAP) / 2.0,
-        (NODE_SIZE[1] + Orientation::TopToBottom.layer_gap()) / 2.0,
+        (NODE_SIZE[1] + graph.orientation.layer_gap()) / 2.0,
     ];
     for ring in 1..=RINGS {
         let mut spots: Vec<[f32; 2]> = Vec::new();

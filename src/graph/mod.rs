@@ -5,6 +5,7 @@
 
 pub mod blocks;
 pub mod file;
+pub mod group;
 pub mod layer;
 pub mod layout;
 pub mod route;
@@ -85,8 +86,12 @@ pub enum GraphError {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Graph {
     pub name: String,
+    /// Which way the stored positions lay the design out (auto-layout keeps it).
+    pub orientation: layout::Orientation,
     slots: Vec<Option<Node>>,
     edges: Vec<Edge>,
+    /// Named sets of nodes drawn as one when collapsed ([`group`]).
+    groups: Vec<group::Group>,
 }
 
 impl Graph {
@@ -206,6 +211,7 @@ impl Graph {
         let (gone, kept): (Vec<Edge>, Vec<Edge>) =
             self.edges.iter().partition(|e| e.from == id || e.to == id);
         self.edges = kept;
+        self.forget_member(id);
         Some((node, gone))
     }
 
@@ -455,6 +461,7 @@ impl Graph {
             .unwrap_or_else(|_| self.node_ids().collect());
         let mut remap = vec![None; self.id_capacity()];
         let mut g = Graph::new(self.name.clone());
+        g.orientation = self.orientation;
         for (new, &old) in order.iter().enumerate() {
             remap[old.index()] = Some(NodeId(new as u32));
             g.slots.push(self.node(old).cloned());
@@ -472,6 +479,7 @@ impl Graph {
             .collect();
         edges.sort_by_key(|e| (e.to, e.input));
         g.edges = edges;
+        g.remap_groups(&self.groups, &remap);
         g
     }
 }

@@ -201,7 +201,22 @@ pub fn layer_cost(
                 ),
             }
         }
-        _ => LayerCost {
+        // Every kind without weights, by name: a new kind must say here
+        // (or above) what it costs.
+        LayerKind::Input { .. }
+        | LayerKind::ZeroPad2d { .. }
+        | LayerKind::MaxPool2d { .. }
+        | LayerKind::AvgPool2d { .. }
+        | LayerKind::GlobalAvgPool
+        | LayerKind::Relu
+        | LayerKind::LeakyRelu { .. }
+        | LayerKind::Sigmoid
+        | LayerKind::Tanh
+        | LayerKind::Softmax
+        | LayerKind::Dropout { .. }
+        | LayerKind::Flatten
+        | LayerKind::Add
+        | LayerKind::Concat => LayerCost {
             macs_arithmetic: "0 (no weights)".into(),
             params_arithmetic: "0".into(),
             ..Default::default()

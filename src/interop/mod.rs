@@ -89,7 +89,22 @@ pub(crate) fn param_shapes(
             .into_iter()
             .map(|k| (k, vec![cin]))
             .collect(),
-        _ => Vec::new(),
+        // Every kind without parameters, by name: a new kind must say here
+        // (or above) which tensors it has.
+        LayerKind::Input { .. }
+        | LayerKind::ZeroPad2d { .. }
+        | LayerKind::MaxPool2d { .. }
+        | LayerKind::AvgPool2d { .. }
+        | LayerKind::GlobalAvgPool
+        | LayerKind::Relu
+        | LayerKind::LeakyRelu { .. }
+        | LayerKind::Sigmoid
+        | LayerKind::Tanh
+        | LayerKind::Softmax
+        | LayerKind::Dropout { .. }
+        | LayerKind::Flatten
+        | LayerKind::Add
+        | LayerKind::Concat => Vec::new(),
     }
 }
 

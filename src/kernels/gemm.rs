@@ -232,6 +232,34 @@ pub fn par_sgemm(
     });
 }
 
+/// `$item` (a call or a constant) from the microkernel module of kernel set
+/// `$set`: the one place a set is mapped to its instantiation in [`micro`].
+macro_rules! on_set {
+    ($set:expr, $($item:tt)+) => {
+        match $set {
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx512 => {
+                use micro::avx512 as set_kernels;
+                set_kernels::$($item)+
+            }
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx2 => {
+                use micro::avx2 as set_kernels;
+                set_kernels::$($item)+
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelSet::Neon => {
+                use micro::neon as set_kernels;
+                set_kernels::$($item)+
+            }
+            _ => {
+                use micro::portable as set_kernels;
+                set_kernels::$($item)+
+            }
+        }
+    };
+}
+
 /// # Safety
 /// `set` runs on this CPU; A (m×k), B (k×n) must be in bounds of their
 /// slices; C must be valid for writes of `(m-1)*ldc + n` floats and not
@@ -251,30 +279,12 @@ unsafe fn sgemm_unchecked(
 ) {
     // SAFETY (every arm): the set is supported (checked by the callers) and
     // the bounds are as this fn's contract says.
-    unsafe {
-        match set {
-            #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx512 => micro::avx512::sgemm(m, n, k, alpha, a, b, beta, c, ldc),
-            #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx2 => micro::avx2::sgemm(m, n, k, alpha, a, b, beta, c, ldc),
-            #[cfg(target_arch = "aarch64")]
-            KernelSet::Neon => micro::neon::sgemm(m, n, k, alpha, a, b, beta, c, ldc),
-            _ => micro::portable::sgemm(m, n, k, alpha, a, b, beta, c, ldc),
-        }
-    }
+    unsafe { on_set!(set, sgemm(m, n, k, alpha, a, b, beta, c, ldc)) }
 }
 
 /// Im2col columns one [`conv_dw_rows`] call handles at most with `set`.
 pub fn dw_block_rows(set: KernelSet) -> usize {
-    match set {
-        #[cfg(target_arch = "x86_64")]
-        KernelSet::Avx512 => micro::avx512::MR,
-        #[cfg(target_arch = "x86_64")]
-        KernelSet::Avx2 => micro::avx2::MR,
-        #[cfg(target_arch = "aarch64")]
-        KernelSet::Neon => micro::neon::MR,
-        _ => micro::portable::MR,
-    }
+    on_set!(set, MR)
 }
 
 /// Weight-gradient block of direct convolution: for the `mr` ≤
@@ -335,17 +345,7 @@ pub fn conv_dw_rows_on(
         c.as_mut_ptr(),
     );
     // SAFETY (every arm): bounds checked above; the set is supported.
-    unsafe {
-        match set {
-            #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx512 => micro::avx512::conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc),
-            #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx2 => micro::avx2::conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc),
-            #[cfg(target_arch = "aarch64")]
-            KernelSet::Neon => micro::neon::conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc),
-            _ => micro::portable::conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc),
-        }
-    }
+    unsafe { on_set!(set, conv_dw_rows(s, rows, mr, d, ldd, n, cp, ldc)) }
     true
 }
 
@@ -450,23 +450,10 @@ pub fn conv_rows_on(
     );
     // SAFETY (every arm): bounds checked above; the set is supported.
     unsafe {
-        match set {
-            #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx512 => {
-                micro::avx512::conv_rows(s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc)
-            }
-            #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx2 => {
-                micro::avx2::conv_rows(s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc)
-            }
-            #[cfg(target_arch = "aarch64")]
-            KernelSet::Neon => {
-                micro::neon::conv_rows(s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc)
-            }
-            _ => micro::portable::conv_rows(
-                s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc,
-            ),
-        }
+        on_set!(
+            set,
+            conv_rows(s, rows, n_seg, seg_len, seg_stride, bp, n, bias, cp, ldc)
+        )
     }
 }
 

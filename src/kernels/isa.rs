@@ -117,6 +117,40 @@ pub fn active() -> KernelSet {
     })
 }
 
+/// Runs `f` compiled with `set`'s vector extensions, so the plain loops it
+/// inlines (the memory-bound kernels: BatchNorm, pooling) vectorise at that
+/// set's width instead of baseline x86-64's 4 lanes. Call it inside each
+/// parallel task (rayon's closures are not inlined into it). Floating-point
+/// results are the same on every set: the compiler does not reassociate or
+/// contract `a·b + c` into an FMA, so only the vector width changes.
+#[inline(always)]
+pub(crate) fn with_set<R>(set: KernelSet, f: impl FnOnce() -> R) -> R {
+    match set {
+        // SAFETY: `active()` only returns sets the CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        KernelSet::Avx512 if set.supported() => unsafe { wide_avx512(f) },
+        #[cfg(target_arch = "x86_64")]
+        KernelSet::Avx2 if set.supported() => unsafe { wide_avx2(f) },
+        _ => f(),
+    }
+}
+
+/// # Safety
+/// The CPU supports AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn wide_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn wide_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

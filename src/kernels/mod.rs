@@ -1,4 +1,4 @@
-//! f32 math on ndarray + rayon, forward and backward. Knows nothing of graphs or UI.
+//! f32 math on contiguous slices, parallel with rayon, forward and backward. Knows nothing of graphs or UI.
 //!
 //! # Conventions
 //! - Activations are NHWC (batch, height, width, channels), contiguous
@@ -33,7 +33,7 @@
 //! - [`conv::conv2d_forward`]`(geo, x, w, bias, y, ws)`,
 //!   [`conv::conv2d_backward`]`(geo, x, w, dy, dx?, dw?, db?, ws)`; `ws` len
 //!   [`Conv2dGeometry::workspace_len`].
-//! - [`pool::max_pool2d_forward`]`(geo, x, y, argmax)` / `_backward(geo, dy, argmax, dx)`,
+//! - [`pool::max_pool2d_forward`]`(geo, x, y)` / `_backward(geo, x, y, dy, dx)`,
 //!   [`pool::avg_pool2d_forward`]`(geo, x, y, count_include_pad)` / `_backward`,
 //!   [`pool::global_avg_pool_forward`]`(x, y, hw, c)` / `_backward`.
 //! - [`norm::batch_norm_train_forward`], [`norm::batch_norm_eval_forward`],

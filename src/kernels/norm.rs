@@ -8,6 +8,7 @@
 //! biased variance.
 
 use super::ELEM_CHUNK;
+use super::isa::{active, with_set};
 use rayon::prelude::*;
 
 /// Channels per reduction task (one 64-byte line of f32).
@@ -38,32 +39,54 @@ fn channel_reduce(
 const ROW_BLOCKS: usize = 8;
 /// Channels one pass of [`channel_reduce2`] reduces (its partials live on the stack).
 const CH_PASS: usize = 256;
+/// Rows summed in f32 before each flush into the f64 block partials: the
+/// f32 sums stay within a few ulp (≤ 32 terms), and the f64 work (half
+/// the vector width, conversions) is a small part of the pass.
+const F32_RUN: usize = 32;
 
-/// Two per-channel f64 sums over the rows (`f(off, c0, a, b)` adds the row
-/// at `off`, channels `c0 ..`, into both accumulators); `fin(ch, a, b)`
+/// Two per-channel sums over the rows (`f(r, c0, a, b)` adds row `r`'s
+/// channels `c0 .. c0 + a.len()` into both accumulators); `fin(ch, a, b)`
 /// gives the outputs. Parallel over [`ROW_BLOCKS`] contiguous blocks of
-/// rows, each walking its rows in memory order, with the block partials
-/// summed in block order: deterministic, and every task streams its own
-/// part of the tensor instead of every task striding over all of it.
+/// rows, each walking its rows in memory order in runs of [`F32_RUN`]
+/// summed in f32 (vectorised across channels at the kernel set's width)
+/// and flushed into f64; the block partials are summed in block order:
+/// deterministic, and every task streams its own part of the tensor
+/// instead of every task striding over all of it.
 fn channel_reduce2(
     c: usize,
     rows: usize,
     out_a: &mut [f32],
     out_b: &mut [f32],
-    f: impl Fn(usize, usize, &mut [f64], &mut [f64]) + Sync,
+    f: impl Fn(usize, usize, &mut [f32], &mut [f32]) + Sync,
     fin: impl Fn(usize, f64, f64) -> (f32, f32) + Sync,
 ) {
+    let set = active();
     let mut parts = [[0f64; 2 * CH_PASS]; ROW_BLOCKS];
     for c0 in (0..c).step_by(CH_PASS) {
         let w = CH_PASS.min(c - c0);
         parts.par_iter_mut().enumerate().for_each(|(blk, p)| {
-            let (pa, pb) = p.split_at_mut(CH_PASS);
-            let (pa, pb) = (&mut pa[..w], &mut pb[..w]);
-            pa.fill(0.0);
-            pb.fill(0.0);
-            for r in (blk * rows / ROW_BLOCKS)..((blk + 1) * rows / ROW_BLOCKS) {
-                f(r * c + c0, c0, pa, pb);
-            }
+            with_set(set, || {
+                let (pa, pb) = p.split_at_mut(CH_PASS);
+                let (pa, pb) = (&mut pa[..w], &mut pb[..w]);
+                pa.fill(0.0);
+                pb.fill(0.0);
+                let (mut ra, mut rb) = ([0f32; CH_PASS], [0f32; CH_PASS]);
+                let (ra, rb) = (&mut ra[..w], &mut rb[..w]);
+                let (lo, hi) = (blk * rows / ROW_BLOCKS, (blk + 1) * rows / ROW_BLOCKS);
+                for run in (lo..hi).step_by(F32_RUN) {
+                    ra.fill(0.0);
+                    rb.fill(0.0);
+                    for r in run..(run + F32_RUN).min(hi) {
+                        f(r, c0, ra, rb);
+                    }
+                    for (s, v) in pa.iter_mut().zip(ra.iter()) {
+                        *s += *v as f64;
+                    }
+                    for (s, v) in pb.iter_mut().zip(rb.iter()) {
+                        *s += *v as f64;
+                    }
+                }
+            })
         });
         for j in 0..w {
             let (mut a, mut b) = (0f64, 0f64);
@@ -118,9 +141,11 @@ pub fn batch_norm_train_forward(
         rows,
         save_mean,
         save_invstd,
-        |off, c0, s1, s2| {
-            for (j, (a, b)) in s1.iter_mut().zip(s2.iter_mut()).enumerate() {
-                let d = x[off + j] as f64 - shift[c0 + j] as f64;
+        |r, c0, s1, s2| {
+            let w = s1.len();
+            let (xr, k) = (&x[r * c + c0..][..w], &shift[c0..c0 + w]);
+            for (((a, b), &v), &k) in s1.iter_mut().zip(s2.iter_mut()).zip(xr).zip(k) {
+                let d = v - k;
                 *a += d;
                 *b += d * d;
             }
@@ -184,7 +209,13 @@ impl BnAffine<'_> {
 
     #[inline(always)]
     fn value(&self, ch: usize, v: f32) -> f32 {
-        (v - self.mean[ch]) * (self.invstd[ch] * self.gamma[ch]) + self.beta[ch]
+        bn_value(
+            v,
+            self.mean[ch],
+            self.invstd[ch],
+            self.gamma[ch],
+            self.beta[ch],
+        )
     }
 
     #[inline(always)]
@@ -228,12 +259,19 @@ impl BnAffine<'_> {
     }
 }
 
+/// The BatchNorm of one value, the one expression every path evaluates.
+#[inline(always)]
+fn bn_value(v: f32, mean: f32, invstd: f32, gamma: f32, beta: f32) -> f32 {
+    (v - mean) * (invstd * gamma) + beta
+}
+
 /// [`BnAffine::apply`] parallel over rows.
 fn affine(x: &[f32], y: &mut [f32], map: &BnAffine) {
     let chunk = (ELEM_CHUNK / map.channels()).max(1) * map.channels();
+    let set = active();
     y.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
-        .for_each(|(y, x)| map.apply(x, y));
+        .for_each(|(y, x)| with_set(set, || map.apply(x, y)));
 }
 
 /// `out = 1/sqrt(running_var + eps)`, the scale of an evaluation-mode BatchNorm.
@@ -279,55 +317,136 @@ pub fn batch_norm_eval_forward(
 
 /// Training-mode backward: `dx` (overwritten), `dgamma`, `dbeta` (overwritten)
 /// from the `save_mean`/`save_invstd` of [`batch_norm_train_forward`].
+///
+/// `relu`: `dy` is the gradient of `relu(bn(x))` (a ReLU fused into this
+/// BatchNorm, see `train::plan::Fusion`), masked here by the sign of
+/// `bn(x)` recomputed from `x` with the forward's own expression
+/// ([`BnAffine`]), so the mask is exactly the ReLU's and its output is never read.
+///
+/// Two passes over contiguous rows: the two reductions (`Σ dy`, `Σ dy·x̂`
+/// per channel) as in [`batch_norm_train_forward`]'s statistics, then `dx`.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_backward(
     x: &[f32],
     dy: &[f32],
     c: usize,
     gamma: &[f32],
+    beta: &[f32],
     save_mean: &[f32],
     save_invstd: &[f32],
+    relu: bool,
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) {
     assert_eq!(x.len(), dy.len(), "batch_norm_backward: lengths");
     assert_eq!(x.len(), dx.len(), "batch_norm_backward: lengths");
+    assert_eq!(x.len() % c, 0, "batch_norm_backward: channels");
+    for s in [gamma.len(), beta.len(), save_mean.len(), save_invstd.len()] {
+        assert_eq!(s, c, "batch_norm_backward: per-channel length");
+    }
     let rows = x.len() / c;
-    channel_reduce2(
-        c,
-        rows,
-        dbeta,
-        dgamma,
-        |off, c0, sb, sg| {
-            for (j, (b, g)) in sb.iter_mut().zip(sg.iter_mut()).enumerate() {
-                let d = dy[off + j];
-                let xh = (x[off + j] - save_mean[c0 + j]) * save_invstd[c0 + j];
-                *b += d as f64;
-                *g += d as f64 * xh as f64;
-            }
-        },
-        |_, b, g| (b as f32, g as f32),
-    );
+    let map = BnAffine {
+        mean: save_mean,
+        invstd: save_invstd,
+        gamma,
+        beta,
+        relu,
+        residual: None,
+    };
+    if relu {
+        bn_backward_sums::<true>(x, dy, &map, dgamma, dbeta);
+    } else {
+        bn_backward_sums::<false>(x, dy, &map, dgamma, dbeta);
+    }
     let inv_n = 1.0 / rows as f32;
     let (dgamma, dbeta) = (&*dgamma, &*dbeta);
     let chunk = (ELEM_CHUNK / c).max(1) * c;
+    let set = active();
     dx.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
         .zip(dy.par_chunks(chunk))
         .for_each(|((dx, x), dy)| {
-            for ((dxr, xr), dyr) in dx
-                .chunks_exact_mut(c)
-                .zip(x.chunks_exact(c))
-                .zip(dy.chunks_exact(c))
-            {
-                for ch in 0..c {
-                    let xh = (xr[ch] - save_mean[ch]) * save_invstd[ch];
-                    let k = gamma[ch] * save_invstd[ch];
-                    dxr[ch] = k * (dyr[ch] - (dbeta[ch] + xh * dgamma[ch]) * inv_n);
+            with_set(set, || {
+                if relu {
+                    bn_backward_dx::<true>(x, dy, dx, &map, dgamma, dbeta, inv_n);
+                } else {
+                    bn_backward_dx::<false>(x, dy, dx, &map, dgamma, dbeta, inv_n);
                 }
-            }
+            })
         });
+}
+
+/// `dy` masked by a fused ReLU (`RELU`): zero where `bn(x) ≤ 0`, exactly
+/// where the ReLU's output is 0 (its gradient at 0 is 0).
+#[inline(always)]
+fn relu_masked<const RELU: bool>(bn: f32, dy: f32) -> f32 {
+    if !RELU || bn > 0.0 { dy } else { 0.0 }
+}
+
+/// Pass 1 of [`batch_norm_train_backward`]: `dbeta = Σ dy`, `dgamma = Σ dy·x̂`.
+fn bn_backward_sums<const RELU: bool>(
+    x: &[f32],
+    dy: &[f32],
+    map: &BnAffine,
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let c = map.channels();
+    channel_reduce2(
+        c,
+        x.len() / c,
+        dbeta,
+        dgamma,
+        |r, c0, sb, sg| {
+            let w = sb.len();
+            let off = r * c + c0;
+            let (xr, dr) = (&x[off..off + w], &dy[off..off + w]);
+            let (mean, invstd) = (&map.mean[c0..c0 + w], &map.invstd[c0..c0 + w]);
+            let (gamma, beta) = (&map.gamma[c0..c0 + w], &map.beta[c0..c0 + w]);
+            let sg = &mut sg[..w];
+            for j in 0..w {
+                let v = xr[j];
+                let bn = bn_value(v, mean[j], invstd[j], gamma[j], beta[j]);
+                let d = relu_masked::<RELU>(bn, dr[j]);
+                sb[j] += d;
+                sg[j] += d * ((v - mean[j]) * invstd[j]);
+            }
+        },
+        |_, b, g| (b as f32, g as f32),
+    );
+}
+
+/// Pass 2 of [`batch_norm_train_backward`] over whole rows:
+/// `dx = γ·invstd·(dy − (dβ + x̂·dγ)/n)`.
+#[inline(always)]
+fn bn_backward_dx<const RELU: bool>(
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    map: &BnAffine,
+    dgamma: &[f32],
+    dbeta: &[f32],
+    inv_n: f32,
+) {
+    let c = map.channels();
+    let (mean, invstd) = (&map.mean[..c], &map.invstd[..c]);
+    let (gamma, beta) = (&map.gamma[..c], &map.beta[..c]);
+    let (dgamma, dbeta) = (&dgamma[..c], &dbeta[..c]);
+    for ((dxr, xr), dyr) in dx
+        .chunks_exact_mut(c)
+        .zip(x.chunks_exact(c))
+        .zip(dy.chunks_exact(c))
+    {
+        for ch in 0..c {
+            let v = xr[ch];
+            let bn = bn_value(v, mean[ch], invstd[ch], gamma[ch], beta[ch]);
+            let d = relu_masked::<RELU>(bn, dyr[ch]);
+            let xh = (v - mean[ch]) * invstd[ch];
+            let k = gamma[ch] * invstd[ch];
+            dxr[ch] = k * (d - (dbeta[ch] + xh * dgamma[ch]) * inv_n);
+        }
+    }
 }
 
 /// Backward of [`batch_norm_eval_forward`] (a frozen affine map): `dx =
@@ -457,7 +576,9 @@ mod tests {
             let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
             fwd(&x, &gamma, &beta, &mut sm, &mut si);
             let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-            batch_norm_train_backward(&x, &r, c, &gamma, &sm, &si, &mut dx, &mut dg, &mut db);
+            batch_norm_train_backward(
+                &x, &r, c, &gamma, &beta, &sm, &si, false, &mut dx, &mut dg, &mut db,
+            );
             let mut s = (vec![0.0; c], vec![0.0; c]);
             let (g0, b0) = (gamma.clone(), beta.clone());
             // Normalisation amplifies f32 rounding by invstd (~2 here); eps 1e-2 keeps
@@ -472,6 +593,50 @@ mod tests {
             check("bn dbeta", &mut beta, &db, 1e-2, |b| {
                 fwd(&x0, &g0, b, &mut s.0, &mut s.1)
             });
+        }
+    }
+
+    /// The fused BatchNorm+ReLU backward equals the ReLU's backward (masking
+    /// with the forward's output) followed by the plain BatchNorm backward,
+    /// bit for bit, with ties at 0 (beta = 0, x = mean on some rows) and
+    /// more channels than one reduction pass.
+    #[test]
+    fn fused_relu_backward_equals_relu_then_batch_norm() {
+        let mut rng = Rng::new(24);
+        for (rows, c) in [(37, 3), (300, 40), (5, 300)] {
+            let mut x = rng.vec(rows * c);
+            x.copy_within(..c, c);
+            let gamma = rng.vec(c);
+            let mut beta = rng.vec(c);
+            beta[0] = 0.0;
+            let dy = rng.vec(rows * c);
+            let (mut y, mut rm, mut rv) = (vec![0.0; x.len()], vec![0.0; c], vec![1.0; c]);
+            let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
+            batch_norm_train_forward(
+                &x, &mut y, c, &gamma, &beta, 1e-3, 0.9, &mut rm, &mut rv, &mut sm, &mut si, true,
+            );
+            assert!(y.contains(&0.0));
+            let mut masked = vec![0.0; x.len()];
+            crate::kernels::activation::relu_backward(&y, &dy, &mut masked);
+            let mut want = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+            batch_norm_train_backward(
+                &x,
+                &masked,
+                c,
+                &gamma,
+                &beta,
+                &sm,
+                &si,
+                false,
+                &mut want.0,
+                &mut want.1,
+                &mut want.2,
+            );
+            let mut got = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+            batch_norm_train_backward(
+                &x, &dy, c, &gamma, &beta, &sm, &si, true, &mut got.0, &mut got.1, &mut got.2,
+            );
+            assert_eq!(got, want, "rows {rows}, c {c}");
         }
     }
 

@@ -6,6 +6,7 @@
 
 use super::ELEM_CHUNK;
 use super::conv::{GeometryError, out_dim};
+use super::isa::{active, with_set};
 use rayon::prelude::*;
 
 /// Shape of one pooling layer at one batch size.
@@ -133,116 +134,93 @@ impl Pool2dGeometry {
     }
 }
 
-/// Max pooling. `argmax[i]` receives, for output element `i`, the index of
-/// the chosen input element within its image (`(iy·in_w + ix)·c + ch`).
-/// Padding never wins (it is −∞); ties pick the first in row-major window order.
-pub fn max_pool2d_forward(geo: &Pool2dGeometry, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
-    assert_eq!(argmax.len(), geo.out_len(), "max_pool2d: argmax length");
-    max_pool2d_rows::<true>(geo, x, y, argmax);
-}
-
-/// Max pooling without the argmax (evaluation: no backward follows), with
-/// the same outputs as [`max_pool2d_forward`] and half the memory traffic.
-pub fn max_pool2d_forward_eval(geo: &Pool2dGeometry, x: &[f32], y: &mut [f32]) {
-    max_pool2d_rows::<false>(geo, x, y, &mut []);
+/// Max pooling. Padding never wins (it is −∞). No argmax is stored: the
+/// backward finds each window's winner again from the input and output
+/// ([`max_pool2d_backward`]), which saves the index tensor's memory and
+/// its writes here.
+pub fn max_pool2d_forward(geo: &Pool2dGeometry, x: &[f32], y: &mut [f32]) {
+    max_pool2d_rows(geo, x, y);
 }
 
 /// Max pooling over blocks of output rows (across the batch), so small
 /// batches still use every core; each output element is computed by one
 /// task in a fixed order, so results do not depend on the thread count. The
-/// channel loop is branch-free (compare + select) so it vectorises: a
-/// data-dependent branch there mispredicts on half the elements of random data.
-fn max_pool2d_rows<const ARGMAX: bool>(
-    geo: &Pool2dGeometry,
-    x: &[f32],
-    y: &mut [f32],
-    argmax: &mut [u32],
-) {
+/// channel loop is branch-free (compare + select) so it vectorises (at the
+/// kernel set's width): a data-dependent branch there mispredicts on half
+/// the elements of random data.
+fn max_pool2d_rows(geo: &Pool2dGeometry, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), geo.in_len(), "max_pool2d: input length");
     assert_eq!(y.len(), geo.out_len(), "max_pool2d: output length");
-    assert!(geo.in_img() < u32::MAX as usize);
     let c = geo.c;
     let row_len = geo.out_w * c;
     let rows_per_task = (ELEM_CHUNK / row_len).max(1);
-    let block = rows_per_task * row_len;
-    let one_row = |r: usize, yrow: &mut [f32], arow: &mut [u32]| {
+    let set = active();
+    let one_row = |r: usize, yrow: &mut [f32]| {
         let (b, oy) = (r / geo.out_h, r % geo.out_h);
         let x = &x[b * geo.in_img()..(b + 1) * geo.in_img()];
         for (ox, yr) in yrow.chunks_exact_mut(c).enumerate() {
             yr.fill(f32::NEG_INFINITY);
             let (rows, cols, _) = geo.window(oy, ox);
-            let ar = if ARGMAX {
-                let ar = &mut arow[ox * c..(ox + 1) * c];
-                let first = ((rows.start * geo.in_w + cols.start) * c) as u32;
-                for (ch, a) in ar.iter_mut().enumerate() {
-                    *a = first + ch as u32;
-                }
-                ar
-            } else {
-                &mut []
-            };
-            for iy in rows.clone() {
+            for iy in rows {
                 for ix in cols.clone() {
                     let i0 = (iy * geo.in_w + ix) * c;
-                    let xs = &x[i0..i0 + c];
-                    if ARGMAX {
-                        for (ch, ((m, a), &v)) in
-                            yr.iter_mut().zip(ar.iter_mut()).zip(xs).enumerate()
-                        {
-                            let gt = v > *m;
-                            *m = if gt { v } else { *m };
-                            *a = if gt { (i0 + ch) as u32 } else { *a };
-                        }
-                    } else {
-                        for (m, &v) in yr.iter_mut().zip(xs) {
-                            *m = if v > *m { v } else { *m };
-                        }
+                    for (m, &v) in yr.iter_mut().zip(&x[i0..i0 + c]) {
+                        *m = if v > *m { v } else { *m };
                     }
                 }
             }
         }
     };
-    if ARGMAX {
-        y.par_chunks_mut(block)
-            .zip(argmax.par_chunks_mut(block))
-            .enumerate()
-            .for_each(|(t, (y, am))| {
-                for (k, (yrow, arow)) in y
-                    .chunks_exact_mut(row_len)
-                    .zip(am.chunks_exact_mut(row_len))
-                    .enumerate()
-                {
-                    one_row(t * rows_per_task + k, yrow, arow);
+    y.par_chunks_mut(rows_per_task * row_len)
+        .enumerate()
+        .for_each(|(t, y)| {
+            with_set(set, || {
+                for (k, yrow) in y.chunks_exact_mut(row_len).enumerate() {
+                    one_row(t * rows_per_task + k, yrow);
                 }
-            });
-    } else {
-        y.par_chunks_mut(block).enumerate().for_each(|(t, y)| {
-            for (k, yrow) in y.chunks_exact_mut(row_len).enumerate() {
-                one_row(t * rows_per_task + k, yrow, &mut []);
-            }
+            })
         });
-    }
 }
 
-/// `dx` (overwritten) from `dy` and the argmax of [`max_pool2d_forward`].
-pub fn max_pool2d_backward(geo: &Pool2dGeometry, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
+/// `dx` (overwritten) of [`max_pool2d_forward`] from its input `x`, output
+/// `y` and `dy`. Each window's gradient goes to its winner: the first
+/// element in row-major window order equal to the window's maximum, or the
+/// window's first element when none is (every value NaN) — the element a
+/// forward scan keeping the first strict maximum would have picked.
+pub fn max_pool2d_backward(geo: &Pool2dGeometry, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert_eq!(x.len(), geo.in_len(), "max_pool2d_backward: x length");
     assert_eq!(dx.len(), geo.in_len(), "max_pool2d_backward: dx length");
+    assert_eq!(y.len(), geo.out_len(), "max_pool2d_backward: y length");
     assert_eq!(dy.len(), geo.out_len(), "max_pool2d_backward: dy length");
-    assert_eq!(
-        argmax.len(),
-        geo.out_len(),
-        "max_pool2d_backward: argmax length"
-    );
     if geo.tiles_input() {
-        return max_pool2d_backward_tiled(geo, dy, argmax, dx);
+        return max_pool2d_backward_tiled(geo, x, y, dy, dx);
     }
+    let c = geo.c;
     dx.par_chunks_mut(geo.in_img())
-        .zip(dy.par_chunks(geo.out_img()))
-        .zip(argmax.par_chunks(geo.out_img()))
-        .for_each(|((dx, dy), am)| {
+        .zip(x.par_chunks(geo.in_img()))
+        .zip(
+            dy.par_chunks(geo.out_img())
+                .zip(y.par_chunks(geo.out_img())),
+        )
+        .for_each(|((dx, x), (dy, y))| {
             dx.fill(0.0);
-            for (g, &i) in dy.iter().zip(am) {
-                dx[i as usize] += *g;
+            for oy in 0..geo.out_h {
+                for ox in 0..geo.out_w {
+                    let (rows, cols, _) = geo.window(oy, ox);
+                    let o = (oy * geo.out_w + ox) * c;
+                    for ch in 0..c {
+                        let m = y[o + ch];
+                        let first = (rows.start * geo.in_w + cols.start) * c + ch;
+                        let won = rows
+                            .clone()
+                            .flat_map(|iy| {
+                                cols.clone().map(move |ix| (iy * geo.in_w + ix) * c + ch)
+                            })
+                            .find(|&i| x[i] == m)
+                            .unwrap_or(first);
+                        dx[won] += dy[o + ch];
+                    }
+                }
             }
         });
 }
@@ -259,41 +237,77 @@ impl Pool2dGeometry {
     }
 }
 
+/// Channels whose "winner found" flags one pass of the tiled backward keeps.
+const CH_BLOCK: usize = 64;
+
 /// Max-pool backward when the windows tile the input: each input element
-/// is written once, in memory order, with its window's gradient if it was
-/// the argmax and 0 otherwise — no zero fill, no scatter. Parallel over
-/// blocks of output rows (across the batch).
-fn max_pool2d_backward_tiled(geo: &Pool2dGeometry, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
+/// is written once with its window's gradient if it is the winner and 0
+/// otherwise — no zero fill, no scatter. Parallel over blocks of output
+/// rows (across the batch); per window and block of channels, the window's
+/// elements are visited in row-major order with a flag per channel.
+fn max_pool2d_backward_tiled(
+    geo: &Pool2dGeometry,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
     let c = geo.c;
     let out_row = geo.out_w * c;
     let in_rows = geo.k_h * geo.in_w * c;
     let rows_per_task = (ELEM_CHUNK / in_rows).max(1);
+    let set = active();
     dx.par_chunks_mut(rows_per_task * in_rows)
+        .zip(x.par_chunks(rows_per_task * in_rows))
         .enumerate()
-        .for_each(|(t, dxb)| {
-            for (k, dxr) in dxb.chunks_exact_mut(in_rows).enumerate() {
-                let r = t * rows_per_task + k; // b·out_h + oy
-                let oy = r % geo.out_h;
-                let (g, am) = (
-                    &dy[r * out_row..][..out_row],
-                    &argmax[r * out_row..][..out_row],
-                );
-                for ky in 0..geo.k_h {
-                    let iy = oy * geo.k_h + ky;
-                    let line = &mut dxr[ky * geo.in_w * c..][..geo.in_w * c];
-                    for (ox, (gw, aw)) in g.chunks_exact(c).zip(am.chunks_exact(c)).enumerate() {
-                        for kx in 0..geo.k_w {
-                            let ix = ox * geo.k_w + kx;
-                            let i0 = (iy * geo.in_w + ix) * c;
-                            let out = &mut line[ix * c..][..c];
-                            for (ch, ((d, &gv), &a)) in out.iter_mut().zip(gw).zip(aw).enumerate() {
-                                *d = if a as usize == i0 + ch { gv } else { 0.0 };
-                            }
-                        }
+        .for_each(|(t, (dxb, xb))| {
+            with_set(set, || {
+                for (k, (dxr, xr)) in dxb
+                    .chunks_exact_mut(in_rows)
+                    .zip(xb.chunks_exact(in_rows))
+                    .enumerate()
+                {
+                    let r = t * rows_per_task + k; // b·out_h + oy
+                    let (g, m) = (&dy[r * out_row..][..out_row], &y[r * out_row..][..out_row]);
+                    window_row_backward(geo, xr, m, g, dxr);
+                }
+            })
+        });
+}
+
+/// One row of tiled windows: `x`/`dx` the `k_h` input rows, `m`/`g` the
+/// output row's maxima and gradients.
+#[inline(always)]
+fn window_row_backward(geo: &Pool2dGeometry, x: &[f32], m: &[f32], g: &[f32], dx: &mut [f32]) {
+    let c = geo.c;
+    let line = geo.in_w * c;
+    for ox in 0..geo.out_w {
+        for c0 in (0..c).step_by(CH_BLOCK) {
+            let w = CH_BLOCK.min(c - c0);
+            let (mw, gw) = (&m[ox * c + c0..][..w], &g[ox * c + c0..][..w]);
+            // All ones while channel j's winner is still to come: the
+            // loop is bitwise selects, so it vectorises.
+            let mut open = [u32::MAX; CH_BLOCK];
+            let open = &mut open[..w];
+            for ky in 0..geo.k_h {
+                for kx in 0..geo.k_w {
+                    let i0 = ky * line + (ox * geo.k_w + kx) * c + c0;
+                    let (xs, ds) = (&x[i0..i0 + w], &mut dx[i0..i0 + w]);
+                    for j in 0..w {
+                        let hit = if xs[j] == mw[j] { open[j] } else { 0 };
+                        open[j] &= !hit;
+                        ds[j] = f32::from_bits(gw[j].to_bits() & hit);
                     }
                 }
             }
-        });
+            // No element equals the maximum (all NaN): the first one, which
+            // was written 0, wins.
+            let i0 = (ox * geo.k_w) * c + c0;
+            for (j, d) in dx[i0..i0 + w].iter_mut().enumerate() {
+                *d = f32::from_bits(d.to_bits() | (gw[j].to_bits() & open[j]));
+            }
+        }
+    }
 }
 
 /// Average pooling. `count_include_pad = true` divides by the window clipped
@@ -447,6 +461,34 @@ mod tests {
         assert_eq!(y, vec![1.0; 4]);
     }
 
+    /// The winner a forward scan keeping the first strict maximum picks
+    /// (the old argmax rule), by brute force.
+    fn argmax_reference(geo: &Pool2dGeometry, x: &[f32]) -> Vec<usize> {
+        let mut am = Vec::with_capacity(geo.out_len());
+        for b in 0..geo.batch {
+            for oy in 0..geo.out_h {
+                for ox in 0..geo.out_w {
+                    let (rows, cols, _) = geo.window(oy, ox);
+                    for ch in 0..geo.c {
+                        let at = |iy: usize, ix: usize| {
+                            b * geo.in_img() + (iy * geo.in_w + ix) * geo.c + ch
+                        };
+                        let (mut best, mut m) = (at(rows.start, cols.start), f32::NEG_INFINITY);
+                        for iy in rows.clone() {
+                            for ix in cols.clone() {
+                                if x[at(iy, ix)] > m {
+                                    (best, m) = (at(iy, ix), x[at(iy, ix)]);
+                                }
+                            }
+                        }
+                        am.push(best);
+                    }
+                }
+            }
+        }
+        am
+    }
+
     #[test]
     fn max_pool_values_and_gradient() {
         let mut rng = Rng::new(11);
@@ -454,27 +496,58 @@ mod tests {
             let mut x = rng.vec(geo.in_len());
             let r = rng.vec(geo.out_len());
             let mut y = vec![0.0; geo.out_len()];
-            let mut am = vec![0u32; geo.out_len()];
-            max_pool2d_forward(&geo, &x, &mut y, &mut am);
-            let mut y_eval = vec![0.0; geo.out_len()];
-            max_pool2d_forward_eval(&geo, &x, &mut y_eval);
-            assert_eq!(y, y_eval, "eval max pool agrees with the training one");
-            // brute-force check of values
-            let img = geo.in_h * geo.in_w * geo.c;
+            max_pool2d_forward(&geo, &x, &mut y);
+            let am = argmax_reference(&geo, &x);
             for (i, &v) in y.iter().enumerate() {
-                let b = i / (geo.out_h * geo.out_w * geo.c);
-                assert_eq!(v, x[b * img + am[i] as usize]);
+                assert_eq!(v, x[am[i]]);
             }
             let mut dx = vec![0.0; geo.in_len()];
-            max_pool2d_backward(&geo, &r, &am, &mut dx);
+            max_pool2d_backward(&geo, &x, &y, &r, &mut dx);
             // eps small enough that no window's winner changes (inputs are
             // random in [-1,1), gaps between them ≫ 1e-3).
             check("max_pool dx", &mut x, &dx, 1e-3, |x| {
                 let mut y = vec![0.0; geo.out_len()];
-                let mut am = vec![0u32; geo.out_len()];
-                max_pool2d_forward(&geo, x, &mut y, &mut am);
+                max_pool2d_forward(&geo, x, &mut y);
                 dot64(&y, &r)
             });
+        }
+    }
+
+    /// Ties (ReLU zeros, repeated values), −∞ and all-NaN windows: the
+    /// gradient goes exactly where the first-strict-maximum rule puts it,
+    /// on the tiled and the general path, for more channels than one block.
+    #[test]
+    fn max_pool_backward_routes_ties_and_nan_like_an_argmax() {
+        let mut rng = Rng::new(14);
+        let tiled = Pool2dGeometry::new(2, (4, 6, 70), (2, 2), (2, 2), [0; 4], false).unwrap();
+        let general = Pool2dGeometry::new(1, (5, 5, 3), (3, 3), (2, 2), [1; 4], false).unwrap();
+        for geo in [tiled, general] {
+            let mut x: Vec<f32> = rng
+                .vec(geo.in_len())
+                .iter()
+                .map(|v| (v * 2.0).round().max(0.0))
+                .collect();
+            x[0] = f32::NEG_INFINITY;
+            for i in [geo.c, 2 * geo.c + 1] {
+                x[i] = f32::NAN;
+            }
+            // One all-NaN window on channel 1 of the first output.
+            let (rows, cols, _) = geo.window(0, 0);
+            for iy in rows {
+                for ix in cols.clone() {
+                    x[(iy * geo.in_w + ix) * geo.c + 1] = f32::NAN;
+                }
+            }
+            let mut y = vec![0.0; geo.out_len()];
+            max_pool2d_forward(&geo, &x, &mut y);
+            let dy = rng.vec(geo.out_len());
+            let mut dx = vec![0.0; geo.in_len()];
+            max_pool2d_backward(&geo, &x, &y, &dy, &mut dx);
+            let mut want = vec![0.0; geo.in_len()];
+            for (i, &w) in argmax_reference(&geo, &x).iter().enumerate() {
+                want[w] += dy[i];
+            }
+            assert_eq!(dx, want, "{geo:?}");
         }
     }
 

@@ -16,10 +16,11 @@ mod svg;
 pub use png::png;
 pub use svg::svg;
 
+use crate::graph::group::{self, Group};
 use crate::graph::layout::{self, NODE_SIZE, Orientation};
 use crate::graph::route::{self, Box2, Routes};
 use crate::graph::{Graph, LayerKind, NodeId};
-use crate::infer::{Analysis, Conventions, compact};
+use crate::infer::{Analysis, Conventions, Shape, compact};
 use thiserror::Error;
 
 /// Why a diagram could not be written.
@@ -38,6 +39,8 @@ pub struct RenderOptions {
     pub conventions: Conventions,
     /// Lay the design out afresh (otherwise the stored positions are drawn).
     pub relayout: bool,
+    /// Draw every group collapsed, as one node (laid out afresh).
+    pub collapsed: bool,
 }
 
 /// One node as drawn.
@@ -98,29 +101,41 @@ impl Diagram {
     /// Lays out (if asked) and routes `graph`, and collects every text drawn.
     pub fn build(graph: &Graph, analysis: &Analysis, options: &RenderOptions) -> Diagram {
         let mut graph = graph.clone();
-        if options.relayout {
+        if options.collapsed {
+            for g in 0..graph.groups().len() {
+                graph.set_collapsed(g, true);
+            }
+        }
+        if options.relayout || options.collapsed {
             layout::auto_layout_with(&mut graph, options.orientation);
         }
-        let boxes = route::node_boxes(&graph);
-        let routes = route::route(&graph, &boxes, options.orientation);
+        // Stored positions are drawn in the orientation they were laid out in.
+        let orientation = graph.orientation;
+        let view = group::view(&graph);
+        let drawn = &view.graph;
+        let boxes = route::node_boxes(drawn);
+        let routes = route::route(drawn, &boxes, orientation);
         let conv = options.conventions;
         let totals = analysis.totals(&conv);
-        let nodes: Vec<DiagramNode> = graph
+        let nodes: Vec<DiagramNode> = drawn
             .nodes()
             .filter_map(|(id, n)| {
                 let rect = boxes.get(id.index()).copied().flatten()?;
-                Some(describe_node(id, n, analysis, &conv, totals.macs, rect))
+                Some(match view.group(id) {
+                    Some(g) => describe_group(&graph, g, analysis, &conv, totals.macs, id, rect),
+                    None => describe_node(id, n, analysis, &conv, totals.macs, rect),
+                })
             })
             .collect();
-        let names = (0..graph.id_capacity())
-            .map(|i| graph.name_of(NodeId(i as u32)).to_string())
+        let names = (0..drawn.id_capacity())
+            .map(|i| drawn.name_of(NodeId(i as u32)).to_string())
             .collect();
         let label_text = routes
             .labels
             .iter()
             .map(|l| {
-                analysis
-                    .node(l.edge.from)
+                view.source(l.edge.from)
+                    .and_then(|s| analysis.node(s))
                     .and_then(|i| i.output_shape)
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "?".into())
@@ -141,7 +156,7 @@ impl Diagram {
             routes,
             label_text,
             bounds,
-            orientation: options.orientation,
+            orientation,
         }
     }
 
@@ -184,6 +199,99 @@ fn describe_node(
         rect,
     }
 }
+
+/// A group's figures rolled up from its members' inference results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupFigures {
+    pub layers: usize,
+    /// Total and trainable parameters (in the conventions' style).
+    pub params: u64,
+    pub trainable_params: u64,
+    pub macs: u64,
+    /// Shapes entering the group from outside, and its output's.
+    pub input_shapes: Vec<Shape>,
+    pub output_shape: Option<Shape>,
+    /// Members with an error.
+    pub errors: usize,
+}
+
+/// Sums params and MACs over `group`'s members; shapes at its boundary.
+pub fn group_figures(
+    graph: &Graph,
+    group: &Group,
+    analysis: &Analysis,
+    conventions: &Conventions,
+) -> GroupFigures {
+    let mut f = GroupFigures {
+        layers: group.members.len(),
+        ..Default::default()
+    };
+    for &m in &group.members {
+        let Some(info) = analysis.node(m) else {
+            continue;
+        };
+        let (trainable, non_trainable) = info.params(conventions);
+        f.params += trainable + non_trainable;
+        f.trainable_params += trainable;
+        f.macs += info.cost.macs;
+        f.errors += usize::from(info.error.is_some());
+    }
+    let inside = |id: NodeId| group.members.binary_search(&id).is_ok();
+    let mut sources: Vec<NodeId> = graph
+        .edges()
+        .iter()
+        .filter(|e| inside(e.to) && !inside(e.from))
+        .map(|e| e.from)
+        .collect();
+    sources.sort();
+    sources.dedup();
+    f.input_shapes = sources
+        .iter()
+        .filter_map(|&s| analysis.node(s)?.output_shape)
+        .collect();
+    f.output_shape = graph
+        .group_output(group)
+        .and_then(|o| analysis.node(o)?.output_shape);
+    f
+}
+
+/// A collapsed group as drawn: its name, layer count, output shape and rolled-up cost.
+fn describe_group(
+    graph: &Graph,
+    g: usize,
+    analysis: &Analysis,
+    conv: &Conventions,
+    total_macs: u64,
+    id: NodeId,
+    rect: Box2,
+) -> DiagramNode {
+    let group = &graph.groups()[g];
+    let f = group_figures(graph, group, analysis, conv);
+    let detail = match (f.errors, f.output_shape) {
+        (0, Some(s)) => s.to_string(),
+        (0, None) => "?".into(),
+        (n, _) => format!("{n} layers with errors"),
+    };
+    DiagramNode {
+        id,
+        name: group.name.clone(),
+        kind: "Group",
+        summary: format!("{} layers · {} params", f.layers, compact(f.params)),
+        detail,
+        error: f.errors > 0,
+        ops: (f.macs > 0).then(|| format!("{} {}", compact(conv.ops(f.macs)), conv.ops_unit())),
+        share: if total_macs > 0 {
+            f.macs as f32 / total_macs as f32
+        } else {
+            0.0
+        },
+        color: GROUP_RGB,
+        rect,
+    }
+}
+
+/// Header colour of a collapsed group.
+pub const GROUP_RGB: [u8; 3] = [85, 95, 150];
 
 fn drawing_bounds(nodes: &[DiagramNode], routes: &Routes) -> Box2 {
     let mut lo = [f32::INFINITY; 2];
@@ -233,4 +341,68 @@ pub(crate) mod card {
     pub const NAME_CHARS: usize = 20;
     /// Monospace advance as a fraction of the font size.
     pub const MONO_ADVANCE: f32 = 0.6;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::blocks;
+    use crate::infer::analyze;
+
+    #[test]
+    fn group_figures_are_the_sums_of_their_members_inference() {
+        let graph = blocks::resnet50("resnet50", 224, 1000, false);
+        let analysis = analyze(&graph);
+        let conv = Conventions::default();
+        assert_eq!(graph.groups().len(), 4, "one group per stage");
+        let (mut params, mut macs) = (0, 0);
+        for g in graph.groups() {
+            let f = group_figures(&graph, g, &analysis, &conv);
+            let member_macs: u64 = g
+                .members
+                .iter()
+                .map(|&m| analysis.node(m).unwrap().cost.macs)
+                .sum();
+            let member_params: u64 = g
+                .members
+                .iter()
+                .map(|&m| {
+                    let (t, n) = analysis.node(m).unwrap().params(&conv);
+                    t + n
+                })
+                .sum();
+            assert_eq!(f.macs, member_macs, "{}", g.name);
+            assert_eq!(f.params, member_params, "{}", g.name);
+            assert_eq!(f.layers, g.members.len());
+            assert_eq!(f.errors, 0);
+            params += f.params;
+            macs += f.macs;
+        }
+        // The four stages hold most of the network: the rest is the stem and the head.
+        let totals = analysis.totals(&conv);
+        let outside = |pick: fn(&crate::infer::NodeInfo, &Conventions) -> u64| -> u64 {
+            let table = graph.group_table();
+            graph
+                .node_ids()
+                .filter(|id| table[id.index()].is_none())
+                .map(|id| pick(analysis.node(id).unwrap(), &conv))
+                .sum()
+        };
+        assert_eq!(
+            params
+                + outside(|i, c| {
+                    let (t, n) = i.params(c);
+                    t + n
+                }),
+            totals.total_params
+        );
+        assert_eq!(macs + outside(|i, _| i.cost.macs), totals.macs);
+        // Boundary shapes: stage 2 takes the pooled 56×56×64 and gives 56×56×256.
+        let res2 = &graph.groups()[0];
+        let f = group_figures(&graph, res2, &analysis, &conv);
+        assert_eq!(res2.name, "res2");
+        assert_eq!(f.input_shapes.len(), 1);
+        assert_eq!(f.input_shapes[0].to_string(), "56×56×64");
+        assert_eq!(f.output_shape.unwrap().to_string(), "56×56×256");
+    }
 }

@@ -77,10 +77,20 @@ impl Plan {
     }
 
     /// Takes the buffer input `k` of step `i` writes its gradient into.
+    /// The ReLU step whose gradient buffer BatchNorm step `bn` shares
+    /// ([`GradWrite::Shared`]): its only consumer.
+    fn relu_sharing_grad_of(&self, bn: usize) -> Option<usize> {
+        self.steps.iter().position(|s| {
+            matches!(s.op, Op::Relu)
+                && s.inputs.as_slice() == [bn]
+                && s.grad_writes.first() == Some(&GradWrite::Shared)
+        })
+    }
+
     fn take_input_grad(&mut self, i: usize, k: usize) -> Option<Vec<f32>> {
         let u = self.steps[i].inputs[k];
         match self.steps[i].grad_writes[k] {
-            GradWrite::Skip => None,
+            GradWrite::Skip | GradWrite::Shared => None,
             GradWrite::Overwrite => {
                 self.grad_slot[u].map(|s| std::mem::take(&mut self.grad_slots[s]))
             }
@@ -96,7 +106,7 @@ impl Plan {
             return;
         };
         match self.steps[i].grad_writes[k] {
-            GradWrite::Skip => {}
+            GradWrite::Skip | GradWrite::Shared => {}
             GradWrite::Overwrite => self.grad_slots[slot] = buf,
             GradWrite::Accumulate => {
                 let len = self.batch * self.value_elems[u];
@@ -124,7 +134,7 @@ impl Plan {
                     };
                     let dx = &mut self.grad_slots[slot][..dy.len()];
                     match self.steps[i].grad_writes[k] {
-                        GradWrite::Skip => {}
+                        GradWrite::Skip | GradWrite::Shared => {}
                         GradWrite::Overwrite => dx.copy_from_slice(dy),
                         GradWrite::Accumulate => misc::accumulate(dx, dy),
                     }
@@ -139,7 +149,7 @@ impl Plan {
                     let len = n * self.value_elems[u];
                     let dx = &mut self.grad_slots[slot][..len];
                     match self.steps[i].grad_writes[k] {
-                        GradWrite::Skip => {}
+                        GradWrite::Skip | GradWrite::Shared => {}
                         GradWrite::Overwrite => {
                             misc::concat_channels_backward_one(dy, channels, k, dx, false)
                         }
@@ -178,10 +188,9 @@ impl Plan {
                             misc::zero_pad2d_backward(dy, dx, n, *hwc, *pad);
                         }
                     }
-                    Op::MaxPool { geo, argmax } => {
+                    Op::MaxPool { geo } => {
                         if let Some(dx) = dx {
-                            let geo = geo.with_batch(n);
-                            pool::max_pool2d_backward(&geo, dy, &argmax[..geo.out_len()], dx);
+                            pool::max_pool2d_backward(&geo.with_batch(n), x, y, dy, dx);
                         }
                     }
                     Op::AvgPool { geo } => {
@@ -220,6 +229,19 @@ impl Plan {
                                     None,
                                     None,
                                 );
+                                // Frozen after compiling (Grad-CAM freezes every
+                                // BatchNorm): the ReLU that shares this gradient
+                                // buffer still needs its mask applied here.
+                                if self.steps[i].backward_relu
+                                    && let Some(r) = self.relu_sharing_grad_of(i)
+                                {
+                                    let y = &self.acts[r][..dx.len()];
+                                    for (d, &v) in dx.iter_mut().zip(y) {
+                                        if v <= 0.0 {
+                                            *d = 0.0;
+                                        }
+                                    }
+                                }
                             }
                         } else {
                             let mut dgamma = std::mem::take(&mut self.params[*gamma].grad);
@@ -238,8 +260,10 @@ impl Plan {
                                 dy,
                                 *c,
                                 &self.params[*gamma].data,
+                                &self.params[*beta].data,
                                 save_mean,
                                 save_invstd,
+                                self.steps[i].backward_relu,
                                 dx,
                                 &mut dgamma,
                                 &mut dbeta,
@@ -252,6 +276,7 @@ impl Plan {
                         }
                     }
                     Op::Relu => {
+                        // None when the BatchNorm before applies the mask (GradWrite::Shared).
                         if let Some(dx) = dx {
                             activation::relu_backward(y, dy, dx);
                         }

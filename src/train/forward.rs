@@ -152,7 +152,7 @@ impl Plan {
         // Take the output buffer out so inputs can be borrowed alongside it.
         let mut y = std::mem::take(&mut self.acts[dst]);
         let out = &mut y[..out_len];
-        // Likewise the op, whose per-step state (BN statistics, argmax) is written.
+        // Likewise the op, whose per-step state (BN statistics) is written.
         let mut op = std::mem::replace(&mut self.steps[i].op, Op::Input);
         let x = |k: usize| -> &[f32] {
             let v = self.steps[i].inputs[k];
@@ -199,16 +199,7 @@ impl Plan {
                 );
             }
             Op::ZeroPad { hwc, pad } => misc::zero_pad2d_forward(x(0), out, n, *hwc, *pad),
-            Op::MaxPool { geo, argmax } => {
-                let geo = geo.with_batch(n);
-                if mode == Mode::Train {
-                    let am = &mut argmax[..geo.out_len()];
-                    pool::max_pool2d_forward(&geo, x(0), out, am);
-                } else {
-                    // No backward follows an evaluation pass: skip the argmax.
-                    pool::max_pool2d_forward_eval(&geo, x(0), out);
-                }
-            }
+            Op::MaxPool { geo } => pool::max_pool2d_forward(&geo.with_batch(n), x(0), out),
             Op::AvgPool { geo } => {
                 pool::avg_pool2d_forward(&geo.with_batch(n), x(0), out, false);
             }

@@ -95,9 +95,9 @@ pub enum Op {
         /// `[top, left, bottom, right]` as the kernels take it.
         pad: [usize; 4],
     },
+    /// (Its backward finds each window's winner from its input and output.)
     MaxPool {
         geo: Pool2dGeometry,
-        argmax: Vec<u32>,
     },
     AvgPool {
         geo: Pool2dGeometry,
@@ -152,6 +152,11 @@ pub enum GradWrite {
     Overwrite,
     /// Later contributions (skip paths, branches): add into it.
     Accumulate,
+    /// (A ReLU after a trainable BatchNorm, its only consumer) the input's
+    /// gradient buffer is this step's own: the BatchNorm's backward applies
+    /// the ReLU's mask itself ([`Step::backward_relu`]), so the ReLU's
+    /// backward reads and writes nothing.
+    Shared,
 }
 
 /// Forward fusions of memory-bound layers, decided at compile time. An
@@ -204,6 +209,10 @@ pub struct Step {
     pub runs_backward: bool,
     /// Forward fusion with a neighbouring step.
     pub fusion: Fusion,
+    /// (BatchNorm) its backward also applies the ReLU after it, whose
+    /// gradient buffer it shares ([`GradWrite::Shared`]). Fixed at compile
+    /// time: unlike [`Fusion`], [`Plan::unfuse`] leaves it.
+    pub backward_relu: bool,
 }
 
 /// The training objective, fused with the final activation for stability.
@@ -478,10 +487,7 @@ impl Plan {
                         ));
                     }
                     if matches!(node.kind, LayerKind::MaxPool2d { .. }) {
-                        Op::MaxPool {
-                            geo,
-                            argmax: vec![0; geo.out_len()],
-                        }
+                        Op::MaxPool { geo }
                     } else {
                         Op::AvgPool { geo }
                     }
@@ -550,6 +556,7 @@ impl Plan {
                 frozen,
                 runs_backward: false,
                 fusion: Fusion::default(),
+                backward_relu: false,
             });
         }
         fuse(&mut steps);
@@ -599,6 +606,15 @@ impl Plan {
                 continue;
             };
             steps[i].runs_backward = true;
+            if let Some(p) = relu_backward_into_bn(&steps, i)
+                && needs_grad[p]
+                && grad_slot[p].is_none()
+            {
+                grad_slot[p] = Some(own_slot);
+                steps[i].grad_writes[0] = GradWrite::Shared;
+                steps[p].backward_relu = true;
+                continue;
+            }
             let inputs = steps[i].inputs.clone();
             for (k, &u) in inputs.iter().enumerate() {
                 if !needs_grad[u] {
@@ -741,6 +757,25 @@ impl Plan {
         self.seed = seed;
         self.iteration = 0;
     }
+
+    /// Restarts the sequence of dropout masks (each training-mode forward
+    /// pass draws the next ones), so that two passes see the same masks, as
+    /// a finite-difference gradient check needs.
+    pub fn restart_dropout_masks(&mut self) {
+        self.iteration = 0;
+    }
+}
+
+/// The trainable BatchNorm whose backward can apply ReLU step `i`'s mask:
+/// its only input, with `i` its only consumer (a forward fusion).
+fn relu_backward_into_bn(steps: &[Step], i: usize) -> Option<usize> {
+    let (Op::Relu, &[p]) = (&steps[i].op, steps[i].inputs.as_slice()) else {
+        return None;
+    };
+    (matches!(steps[p].op, Op::BatchNorm { .. })
+        && !steps[p].frozen
+        && steps[p].fusion.relu_into == Some(i))
+    .then_some(p)
 }
 
 /// Decides the [`Fusion`]s: a ReLU into a BatchNorm or Add, a BatchNorm into

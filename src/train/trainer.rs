@@ -41,6 +41,47 @@ use std::time::{Duration, Instant};
 /// design-preparation steps live in [`super::prepare`].
 pub use super::prepare::layers_through;
 
+/// Why a run could not start or go on. Its text is what `Event::Failed`
+/// and `RunEnd::Failed` carry to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The design or the settings cannot be trained, said in words
+    /// (no single input, an output that cannot fit the classes, batch 0, …).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Weights(#[from] weights::WeightsError),
+    #[error(transparent)]
+    Compile(#[from] super::CompileError),
+    /// The plan would not fit the memory budget.
+    #[error("training `{design}` {source}")]
+    Memory {
+        design: String,
+        source: memory::MemoryError,
+    },
+    /// The loss or a parameter stopped being finite (the message names the
+    /// batch, the layer and what was rolled back).
+    #[error("{0}")]
+    Diverged(String),
+    /// Reading or writing the cached activations of the frozen prefix.
+    #[error("activation cache: {0}")]
+    Cache(#[from] std::io::Error),
+}
+
+impl From<String> for TrainError {
+    fn from(message: String) -> Self {
+        TrainError::Refused(message)
+    }
+}
+
+impl From<&str> for TrainError {
+    fn from(message: &str) -> Self {
+        TrainError::Refused(message.to_string())
+    }
+}
+
 pub const THREAD_NAME: &str = "netloom-trainer";
 
 /// Where the images come from.
@@ -663,7 +704,8 @@ fn run(config: TrainConfig, rx: Receiver<Command>, ev: Sender<Event>) -> TrainOu
     let mut out = TrainOutcome::failed(graph, String::new());
     match run_inner(config, &mut ctl, &ev, &mut out) {
         Ok(end) => out.end = end,
-        Err(msg) => {
+        Err(error) => {
+            let msg = error.to_string();
             let _ = ev.send(Event::Failed(msg.clone()));
             out.end = RunEnd::Failed(msg);
         }
@@ -678,13 +720,13 @@ fn check_plan_memory(
     graph: &Graph,
     config: &TrainConfig,
     budget: &memory::Budget,
-) -> Result<u64, String> {
+) -> Result<u64, TrainError> {
     let analysis = analyze(graph);
     if !analysis.is_valid() {
-        return Err(format!(
+        return Err(TrainError::Refused(format!(
             "the design has errors; fix them before training: {}",
             analysis.error_summary(graph, 3)
-        ));
+        )));
     }
     let optimizer_slots = match config.optimizer.kind {
         super::OptimizerKind::Adam { .. } => 2,
@@ -699,12 +741,15 @@ fn check_plan_memory(
     );
     budget
         .check(&estimate)
-        .map_err(|e| format!("training `{}` {e}", graph.name))?;
+        .map_err(|source| TrainError::Memory {
+            design: graph.name.clone(),
+            source,
+        })?;
     Ok(estimate.total())
 }
 
 fn io_err(e: std::io::Error) -> String {
-    format!("activation cache: {e}")
+    TrainError::Cache(e).to_string()
 }
 
 fn run_inner(
@@ -712,7 +757,7 @@ fn run_inner(
     ctl: &mut Control,
     ev: &Sender<Event>,
     out: &mut TrainOutcome,
-) -> Result<RunEnd, String> {
+) -> Result<RunEnd, TrainError> {
     let mut graph = config.graph.clone();
     let (h, w, c) = input_hwc(&graph)?;
     if config.batch_size == 0 {
@@ -720,21 +765,19 @@ fn run_inner(
     }
     // Memory: the plan's estimate first (before any data is read), then
     // the dataset gets what is left of the budget.
-    data::check_fractions(config.val_fraction, config.test_fraction).map_err(|e| e.to_string())?;
+    data::check_fractions(config.val_fraction, config.test_fraction)?;
     // Weight files are read (and checked) before the data, so a bad one is
     // refused at once.
     let init_file = config
         .init_weights
         .as_ref()
         .map(|p| weights::read(p))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+        .transpose()?;
     let resume_file = config
         .resume
         .as_ref()
         .map(|p| weights::read(p))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+        .transpose()?;
     let budget = memory::Budget::new(config.memory_limit);
     let plan_bytes = check_plan_memory(&graph, &config, &budget)?;
     let data_budget = Some(budget.bytes.saturating_sub(plan_bytes));
@@ -742,9 +785,7 @@ fn run_inner(
     let source = std::mem::replace(&mut config.data, DataSource::Path(PathBuf::new()));
     let splits = match source {
         DataSource::Splits(s) => {
-            let s = s
-                .conform_within(data::Shape::new(h, w, c), data_budget)
-                .map_err(|e| e.to_string())?;
+            let s = s.conform_within(data::Shape::new(h, w, c), data_budget)?;
             let mut s = s;
             s.hold_out(&LoadOptions {
                 val_fraction: config.val_fraction,
@@ -752,8 +793,7 @@ fn run_inner(
                 seed: config.seed,
                 memory_budget: data_budget,
                 ..LoadOptions::for_input(h, w, c)
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
             s
         }
         DataSource::Path(path) => {
@@ -770,8 +810,7 @@ fn run_inner(
                     last = Instant::now();
                     let _ = ev.send(Event::DataLoading { done, total });
                 }
-            })
-            .map_err(|e| e.to_string())?
+            })?
         }
     };
     if !splits.skipped.is_empty() {
@@ -793,8 +832,7 @@ fn run_inner(
     apply_freeze(&mut graph, &config.freeze)?;
     out.graph = graph.clone();
     let analysis = analyze(&graph);
-    let mut plan = Plan::compile(&graph, &analysis, config.batch_size, config.seed)
-        .map_err(|e| e.to_string())?;
+    let mut plan = Plan::compile(&graph, &analysis, config.batch_size, config.seed)?;
     let stats = splits.train.channel_stats();
     let meta = WeightsMeta {
         design: graph.name.clone(),
@@ -836,10 +874,10 @@ fn run_inner(
     if let (Some(path), Some(file)) = (&config.resume, &resume_file) {
         let report = weights::apply(file, &mut plan.params);
         if !report.is_complete() {
-            return Err(format!(
+            return Err(TrainError::Refused(format!(
                 "{} does not fit this design: {report}",
                 path.display()
-            ));
+            )));
         }
         let names: Vec<String> = plan.params.iter().map(|p| p.name.clone()).collect();
         for (name, (m, v)) in names.iter().zip(optimizer.moments_mut()) {
@@ -856,11 +894,11 @@ fn run_inner(
             optimizer.step = m.optimizer_step;
         }
         if first_epoch >= config.epochs {
-            return Err(format!(
+            return Err(TrainError::Refused(format!(
                 "nothing to do: {} already completed epoch {first_epoch} and {} epochs were asked for; ask for more epochs to continue",
                 path.display(),
                 config.epochs
-            ));
+            )));
         }
         let _ = ev.send(Event::Notice(format!(
             "resumed from {} after epoch {first_epoch}",
@@ -919,8 +957,7 @@ fn run_inner(
                             total,
                         });
                     },
-                )
-                .map_err(io_err)?;
+                )?;
                 done_before += feed.len();
                 bytes += feed.len() * cache.per_image() * 4;
                 on_disk |= cache.is_on_disk();
@@ -952,7 +989,7 @@ fn run_inner(
         config.batch_size,
         config.seed,
         if augmenting {
-            Some(Augmenter::new(config.augment, &train_ds).map_err(|e| e.to_string())?)
+            Some(Augmenter::new(config.augment, &train_ds)?)
         } else {
             None
         },
@@ -979,15 +1016,12 @@ fn run_inner(
     let mut prefetch = if cached || first_epoch >= config.epochs {
         None
     } else {
-        Some(
-            Prefetcher::spawn(
-                Arc::clone(&train_ds),
-                train_cfg.clone(),
-                first_epoch..config.epochs,
-                4,
-            )
-            .map_err(|e| e.to_string())?,
-        )
+        Some(Prefetcher::spawn(
+            Arc::clone(&train_ds),
+            train_cfg.clone(),
+            first_epoch..config.epochs,
+            4,
+        )?)
     };
     let bn_stats = bn_stat_params(&plan);
     let run_start = Instant::now();
@@ -1042,11 +1076,7 @@ fn run_inner(
                 let idx =
                     &order[b * config.batch_size..((b + 1) * config.batch_size).min(order.len())];
                 cached_labels.clear();
-                cached_labels.extend_from_slice(
-                    train_feed
-                        .forward(&mut plan, idx, Mode::Train)
-                        .map_err(io_err)?,
-                );
+                cached_labels.extend_from_slice(train_feed.forward(&mut plan, idx, Mode::Train)?);
                 &cached_labels
             } else {
                 let Some(batch) = prefetch.as_mut().and_then(Iterator::next) else {
@@ -1089,7 +1119,9 @@ fn run_inner(
                 for (p, good) in plan.params.iter_mut().zip(&last_good) {
                     p.data.copy_from_slice(good);
                 }
-                return Err(non_finite(&plan, out, &config, ev, bad_loss, epoch, b, lr));
+                return Err(TrainError::Diverged(non_finite(
+                    &plan, out, &config, ev, bad_loss, epoch, b, lr,
+                )));
             }
             let n = labels.len();
             loss_sum += loss as f64 * n as f64;
@@ -1137,10 +1169,9 @@ fn run_inner(
                         &mut train_feed,
                         config.precise_bn_images,
                         config.seed ^ epoch,
-                    )
-                    .map_err(io_err)?;
+                    )?;
                 }
-                let (l, a, _) = vf.evaluate(&mut plan).map_err(io_err)?;
+                let (l, a, _) = vf.evaluate(&mut plan)?;
                 for (&i, d) in bn_stats.iter().zip(ema) {
                     plan.params[i].data = d;
                 }
@@ -1204,7 +1235,7 @@ fn run_inner(
         .map(|&i| (plan.params[i].name.clone(), plan.params[i].data.clone()))
         .collect();
     if let Some(tf) = test_feed.as_mut() {
-        let (l0, a0, p0) = tf.evaluate(&mut plan).map_err(io_err)?;
+        let (l0, a0, p0) = tf.evaluate(&mut plan)?;
         let mut without = None;
         let (mut l, mut a, mut predictions) = (l0, a0, p0);
         if config.precise_bn
@@ -1213,13 +1244,11 @@ fn run_inner(
                 &mut train_feed,
                 config.precise_bn_images,
                 config.seed ^ 0xF1,
-            )
-            .map_err(io_err)?
-                > 0
+            )? > 0
         {
             used_precise = true;
             without = Some(a0);
-            (l, a, predictions) = tf.evaluate(&mut plan).map_err(io_err)?;
+            (l, a, predictions) = tf.evaluate(&mut plan)?;
         }
         let confusion = eval::confusion_matrix(&tf.ds.labels, &predictions, classes.len());
         result = Some(TestResult {
@@ -1236,9 +1265,7 @@ fn run_inner(
             &mut train_feed,
             config.precise_bn_images,
             config.seed ^ 0xF1,
-        )
-        .map_err(io_err)?
-            > 0;
+        )? > 0;
     }
     out.params.clone_from(&plan.params);
     out.meta = WeightsMeta {

@@ -7,7 +7,9 @@
 //! ([`panel`], [`views`]). Everything a user does here is a
 //! [`Command`](super::command::Command) applied by `NetloomApp::execute`.
 
+pub mod estimate;
 pub mod lr_finder;
+pub mod pair;
 pub mod panel;
 pub mod sweep;
 pub mod sweep_view;
@@ -430,12 +432,16 @@ pub struct TrainingSession {
     pub watch: bool,
     pub probe: Probe,
     pub cam: CamView,
+    /// Times a few steps of the design for the Run setup's estimate.
+    pub step_timer: estimate::StepTimer,
     /// Why the last Train was refused.
     pub refusal: Option<String>,
     /// Where runs save their final weights (a per-process temporary folder).
     runs_dir: PathBuf,
     /// The runs of a sweep still to start, one after another.
     pub sweep: Option<sweep::SweepQueue>,
+    /// The Compare view's "Train both": designs still to start and the pair's runs.
+    pub pair: Option<pair::PairQueue>,
 }
 
 impl TrainingSession {
@@ -459,8 +465,10 @@ impl Default for TrainingSession {
             watch: false,
             probe: Probe::default(),
             cam: CamView::default(),
+            step_timer: estimate::StepTimer::default(),
             refusal: None,
             sweep: None,
+            pair: None,
             runs_dir: std::env::temp_dir().join(format!(
                 "netloom-runs-{}-{}",
                 std::process::id(),
@@ -673,6 +681,11 @@ impl TrainingSession {
         {
             messages.push((format!("The sweep stopped: {why}"), true));
         }
+        if self.pair.is_some()
+            && let Some(Err(why)) = self.advance_pair()
+        {
+            messages.push((format!("Training both designs stopped: {why}"), true));
+        }
         messages
     }
 
@@ -797,6 +810,41 @@ impl TrainingSession {
         std::fs::copy(&from, path)
             .map(|_| ())
             .map_err(|e| failed(&e))
+    }
+
+    /// The Run setup's seconds-per-epoch line for the design of tab `tab`
+    /// at `generation` (measuring again when it changed).
+    pub fn time_estimate(
+        &mut self,
+        graph: &Graph,
+        analysis: &Analysis,
+        tab: usize,
+        generation: u64,
+    ) -> String {
+        let training = self.is_active();
+        self.step_timer
+            .refresh(graph, analysis, (tab, generation), &self.setup, training);
+        let known = self
+            .runs
+            .iter()
+            .rev()
+            .filter(|r| r.setup.dataset == self.setup.dataset)
+            .find_map(|r| r.info.as_ref().map(|i| i.train_images));
+        estimate::estimate_text(
+            &self.step_timer,
+            &self.setup,
+            estimate::epoch_images(&self.setup, known),
+        )
+    }
+
+    /// Whether run `id` (if any) is over without having finished (a queue of
+    /// runs stops there).
+    fn ended_unfinished(&self, id: Option<usize>) -> bool {
+        id.is_some_and(|id| {
+            self.runs
+                .iter()
+                .any(|r| r.id == id && r.status != RunStatus::Finished)
+        })
     }
 
     /// The newest run whose weights are only in memory, with why they were not saved.

@@ -104,8 +104,15 @@ pub fn memory_estimate_within(
 }
 
 /// The setup column: returns the edited setup when something changed.
-/// `memory` is the run's estimated memory ([`memory_estimate_text`]).
-pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool, memory: &str) -> Vec<Command> {
+/// `memory` is the run's estimated memory ([`memory_estimate_text`]),
+/// `time` its seconds per epoch ([`super::estimate::estimate_text`]).
+pub fn setup_ui(
+    ui: &mut Ui,
+    setup: &RunSetup,
+    editable: bool,
+    memory: &str,
+    time: &str,
+) -> Vec<Command> {
     let mut out = Vec::new();
     let mut s = setup.clone();
     ui.add_enabled_ui(editable, |ui| {
@@ -215,6 +222,11 @@ pub fn setup_ui(ui: &mut Ui, setup: &RunSetup, editable: bool, memory: &str) -> 
                 ui.label("Memory");
                 ui.label(memory)
                     .on_hover_text("estimated before training: activations and gradients × batch, parameters, optimizer state, workspaces");
+                ui.end_row();
+                ui.label("Time");
+                ui.label(time).on_hover_text(
+                    "a few training steps of this design at this batch, timed on this machine, × the batches of an epoch",
+                );
                 ui.end_row();
                 ui.label("Start from");
                 ui.vertical(|ui| {

@@ -92,11 +92,7 @@ impl TrainingSession {
             return None;
         }
         let queue = self.sweep.as_ref()?;
-        let last_ended_early = queue.last_run.is_some_and(|id| {
-            self.runs
-                .iter()
-                .any(|r| r.id == id && r.status != super::RunStatus::Finished)
-        });
+        let last_ended_early = self.ended_unfinished(queue.last_run);
         if last_ended_early {
             // A stopped or failed run ends its sweep.
             self.sweep = None;

@@ -364,6 +364,10 @@ impl<'m> Importer<'m> {
             ..
         } = self;
         let mut graph = graph.compacted();
+        // Blocks named by prefix (`layer1.0.*`) become groups.
+        for (name, members) in crate::graph::group::groups_from_name_prefixes(&graph) {
+            let _ = graph.add_group(name, members);
+        }
         layout::auto_layout(&mut graph);
         let analysis = infer::analyze(&graph);
         let weights = match from_framework_with(&graph, &analysis, &weights, &hwc_flattens) {

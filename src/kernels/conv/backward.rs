@@ -1,0 +1,471 @@
+//! Gradients of a convolution: dX (the forward conv of dY with flipped
+//! weights, a pointwise GEMM, or dY·Wᵀ + col2im), dW and db.
+
+use super::forward::*;
+use super::geometry::*;
+use crate::kernels::SendPtr;
+use crate::kernels::gemm::{MatRef, sgemm};
+use rayon::prelude::*;
+
+/// Adds im2col-shaped rows (pixels `p0 .. p0+count` of image `b`, group `g`)
+/// back into that image's input gradient `dx_img` (`[in_h][in_w][in_c]`).
+pub(super) fn col2im_add(
+    geo: &Conv2dGeometry,
+    buf: &[f32],
+    g: usize,
+    p0: usize,
+    count: usize,
+    dx_img: &mut [f32],
+) {
+    let kc = geo.k_cols();
+    let cg = geo.cin_g();
+    let (mut oy, mut ox) = (p0 / geo.out_w, p0 % geo.out_w);
+    let run = geo.k_w * cg;
+    for row in buf[..count * kc].chunks_exact(kc) {
+        let iy0 = (oy * geo.stride_h) as isize - geo.pad_top as isize;
+        let ix0 = (ox * geo.stride_w) as isize - geo.pad_left as isize;
+        let full_x = ix0 >= 0 && ix0 as usize + geo.k_w <= geo.in_w;
+        for (ky, seg) in row.chunks_exact(run).enumerate() {
+            let iy = iy0 + ky as isize;
+            if iy < 0 || iy as usize >= geo.in_h {
+                continue;
+            }
+            let base = iy as usize * geo.in_w;
+            if full_x && geo.groups == 1 {
+                let start = (base + ix0 as usize) * geo.in_c;
+                for (d, s) in dx_img[start..start + run].iter_mut().zip(seg) {
+                    *d += *s;
+                }
+                continue;
+            }
+            for (kx, px) in seg.chunks_exact(cg).enumerate() {
+                let ix = ix0 + kx as isize;
+                if ix >= 0 && (ix as usize) < geo.in_w {
+                    let start = (base + ix as usize) * geo.in_c + g * cg;
+                    for (d, s) in dx_img[start..start + cg].iter_mut().zip(px) {
+                        *d += *s;
+                    }
+                }
+            }
+        }
+        ox += 1;
+        if ox == geo.out_w {
+            ox = 0;
+            oy += 1;
+        }
+    }
+}
+
+/// dX of a direct pointwise conv: dY·Wᵀ with Wᵀ packed once, each tile's
+/// rows of dY read in place and written straight into dX.
+pub(super) fn conv2d_backward_input_pointwise(
+    geo: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    ws: &mut [f32],
+) {
+    use crate::kernels::gemm::{conv_rows, pack_b, packed_b_len};
+    let (ic, oc) = (geo.in_c, geo.out_c);
+    let wtp = &mut ws[..packed_b_len(oc, ic)];
+    pack_b(oc, ic, MatRef::transposed(w, oc), wtp);
+    let wtp = &*wtp;
+    dx.par_chunks_mut(TILE_ROWS * ic)
+        .enumerate()
+        .for_each(|(t, c)| {
+            let m0 = t * TILE_ROWS;
+            let count = c.len() / ic;
+            let mut rows = [0usize; TILE_ROWS];
+            for (i, r) in rows[..count].iter_mut().enumerate() {
+                *r = (m0 + i) * oc;
+            }
+            conv_rows(dy, &rows[..count], 1, oc, 0, wtp, ic, None, c, ic);
+        });
+}
+
+/// Gradients of [`conv2d_forward`]. Each of `dx`, `dw`, `db` is optional and
+/// overwritten. `ws` needs [`Conv2dGeometry::backward_workspace_len`] floats.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+) {
+    check_lens(geo, x.len(), w.len(), dy.len(), None);
+    assert!(
+        ws.len() >= geo.backward_workspace_len(),
+        "conv2d_backward: workspace too small"
+    );
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), geo.in_len(), "conv2d_backward: dx length");
+        conv2d_backward_input(geo, w, dy, dx, ws);
+    }
+    if dw.is_some() || db.is_some() {
+        match geo.direct_dw_tiling() {
+            Some((tr, band)) if geo.out_c.is_multiple_of(16) => {
+                conv2d_backward_params_direct(geo, x, dy, dw, db, ws, tr, band)
+            }
+            _ => conv2d_backward_params(geo, x, dy, dw, db, ws),
+        }
+    }
+}
+
+pub(super) fn conv2d_backward_input(
+    geo: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    ws: &mut [f32],
+) {
+    let oc = geo.out_c;
+    let (cg, og) = (geo.cin_g(), geo.cout_g());
+    let kc = geo.k_cols();
+    if let Some(t) = geo.transposed() {
+        // dX = conv(dY, flipped Wᵀ): runs on the tiled forward path, no col2im.
+        let (wt, rest) = ws.split_at_mut(geo.weight_len());
+        flip_weights(geo, w, wt);
+        conv2d_forward(&t, dy, wt, None, dx, rest);
+        return;
+    }
+    if geo.is_direct_pointwise() {
+        return conv2d_backward_input_pointwise(geo, w, dy, dx, ws);
+    }
+    if geo.is_pointwise() {
+        let stride1 = geo.stride_h == 1 && geo.stride_w == 1;
+        if !stride1 {
+            dx.par_chunks_mut(crate::kernels::ELEM_CHUNK)
+                .for_each(|c| c.fill(0.0));
+        }
+        let rows = geo.rows();
+        let tiles = rows.div_ceil(TILE_ROWS);
+        let dxp = SendPtr(dx.as_mut_ptr());
+        let dxlen = dx.len();
+        (0..tiles).into_par_iter().for_each(|t| {
+            let m0 = t * TILE_ROWS;
+            segments(geo, m0, (m0 + TILE_ROWS).min(rows), |s| {
+                for g in 0..geo.groups {
+                    let a = MatRef::row_major(&dy[s.m0 * oc + g * og..], oc);
+                    let b = MatRef {
+                        data: &w[g * og..],
+                        rs: 1,
+                        cs: oc,
+                    };
+                    let off = s.x_pix * geo.in_c + g * cg;
+                    // SAFETY: distinct output pixels of a 1×1 unpadded conv read
+                    // distinct input pixels, so segments write disjoint rows of dx.
+                    let c =
+                        unsafe { std::slice::from_raw_parts_mut(dxp.get().add(off), dxlen - off) };
+                    sgemm(s.count, cg, og, 1.0, a, b, 0.0, c, s.x_step * geo.in_c);
+                }
+            });
+        });
+        return;
+    }
+    let tl = geo.tile_len();
+    let img_in = geo.in_h * geo.in_w * geo.in_c;
+    let plane = geo.out_h * geo.out_w;
+    let slots = geo.slots.min(geo.batch);
+    let dxp = SendPtr(dx.as_mut_ptr());
+    // groups = 1: Wᵀ packed once, each column tile dY·Wᵀ by the
+    // direct-conv microkernel (one segment of out_c per pixel), then col2im.
+    let wt_len = crate::kernels::gemm::packed_b_len(oc, kc);
+    if geo.groups == 1 {
+        let (wtp, rest) = ws.split_at_mut(wt_len);
+        crate::kernels::gemm::pack_b(oc, kc, MatRef::transposed(w, oc), wtp);
+        let wtp = &*wtp;
+        rest[..slots * tl]
+            .par_chunks_mut(tl)
+            .enumerate()
+            .for_each(|(s, buf)| {
+                let mut rows = [0usize; TILE_ROWS];
+                for b in (s * geo.batch / slots)..((s + 1) * geo.batch / slots) {
+                    // SAFETY: each image's gradient is written by exactly one slot.
+                    let dx_img = unsafe {
+                        std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), img_in)
+                    };
+                    dx_img.fill(0.0);
+                    let mut p0 = 0;
+                    while p0 < plane {
+                        let count = TILE_ROWS.min(plane - p0);
+                        let m0 = b * plane + p0;
+                        for (i, r) in rows[..count].iter_mut().enumerate() {
+                            *r = (m0 + i) * oc;
+                        }
+                        crate::kernels::gemm::conv_rows(
+                            dy,
+                            &rows[..count],
+                            1,
+                            oc,
+                            0,
+                            wtp,
+                            kc,
+                            None,
+                            &mut buf[..count * kc],
+                            kc,
+                        );
+                        col2im_add(geo, buf, 0, p0, count, dx_img);
+                        p0 += count;
+                    }
+                }
+            });
+        return;
+    }
+    ws[..slots * tl]
+        .par_chunks_mut(tl)
+        .enumerate()
+        .for_each(|(s, buf)| {
+            for b in (s * geo.batch / slots)..((s + 1) * geo.batch / slots) {
+                // SAFETY: each image's gradient is written by exactly one slot.
+                let dx_img =
+                    unsafe { std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), img_in) };
+                dx_img.fill(0.0);
+                let mut p0 = 0;
+                while p0 < plane {
+                    let count = TILE_ROWS.min(plane - p0);
+                    let m0 = b * plane + p0;
+                    for g in 0..geo.groups {
+                        let a = MatRef::row_major(&dy[m0 * oc + g * og..], oc);
+                        let bm = MatRef {
+                            data: &w[g * og..],
+                            rs: 1,
+                            cs: oc,
+                        };
+                        sgemm(count, kc, og, 1.0, a, bm, 0.0, buf, kc);
+                        col2im_add(geo, buf, g, p0, count, dx_img);
+                    }
+                    p0 += count;
+                }
+            }
+        });
+}
+
+/// `wt[ky'][kx'][co_local][ci] = w[kh−1−ky'][kw−1−kx'][ci mod cin_g][g·cout_g + co_local]`,
+/// the HWIO weight of the transposed convolution (groups preserved).
+pub(super) fn flip_weights(geo: &Conv2dGeometry, w: &[f32], wt: &mut [f32]) {
+    let (cg, og, oc, ic) = (geo.cin_g(), geo.cout_g(), geo.out_c, geo.in_c);
+    for ky in 0..geo.k_h {
+        for kx in 0..geo.k_w {
+            let src_tap = (geo.k_h - 1 - ky) * geo.k_w + (geo.k_w - 1 - kx);
+            let dst_tap = ky * geo.k_w + kx;
+            for col in 0..og {
+                let drow = &mut wt[(dst_tap * og + col) * ic..(dst_tap * og + col + 1) * ic];
+                for (ci, d) in drow.iter_mut().enumerate() {
+                    let g = ci / cg;
+                    *d = w[(src_tap * cg + ci % cg) * oc + g * og + col];
+                }
+            }
+        }
+    }
+}
+
+/// dW and db of a groups=1 conv without im2col: per tile, the input band of
+/// the forward pass, then for each run of 6 im2col columns (inside one
+/// `k_w·in_c` segment) `dW[kk..kk+6][:] += Σ_p band[row_p + kk..] ⊗ dY[p]`.
+/// Per-slot partials in dW layout, reduced in slot order.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_backward_params_direct(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+    tr: usize,
+    band: usize,
+) {
+    use crate::kernels::gemm::{conv_dw_rows, dw_block_rows};
+    let block = dw_block_rows(crate::kernels::isa::active());
+    let (oc, ic) = (geo.out_c, geo.in_c);
+    let wl = geo.weight_len();
+    let scratch = band.max(geo.tile_len());
+    let per = scratch + wl + oc;
+    let plan = DirectTiles::new(geo, tr);
+    let tiles = plan.count;
+    let slots = geo.slots.min(tiles);
+    let band_w = geo.in_w + geo.pad_left + geo.pad_right;
+    let seg = geo.k_w * ic;
+    let (want_dw, want_db) = (dw.is_some(), db.is_some());
+    ws[..slots * per]
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(s, slot)| {
+            let (buf, rest) = slot.split_at_mut(scratch);
+            let (pw, pb) = rest.split_at_mut(wl);
+            pw.fill(0.0);
+            pb.fill(0.0);
+            let mut rows = [0usize; DIRECT_MAX_PIXELS];
+            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+                let tile = plan.tile(geo, t);
+                let (m0, count) = tile.pixels(geo);
+                let dyt = &dy[m0 * oc..(m0 + count) * oc];
+                if want_db {
+                    for r in dyt.chunks_exact(oc) {
+                        for (p, v) in pb.iter_mut().zip(r) {
+                            *p += *v;
+                        }
+                    }
+                }
+                if !want_dw {
+                    continue;
+                }
+                // A pointwise conv's im2col rows are its input pixels.
+                let src: &[f32] = if band == 0 {
+                    for (i, r) in rows[..count].iter_mut().enumerate() {
+                        *r = (m0 + i) * ic;
+                    }
+                    x
+                } else {
+                    tile.fill_bands(geo, x, buf, &mut rows);
+                    buf
+                };
+                for ky in 0..geo.k_h {
+                    let mut q0 = 0;
+                    while q0 < seg {
+                        let mr = block.min(seg - q0);
+                        let kk = ky * seg + q0;
+                        let done = conv_dw_rows(
+                            src,
+                            &rows[..count],
+                            ky * band_w * ic + q0,
+                            mr,
+                            dyt,
+                            oc,
+                            oc,
+                            &mut pw[kk * oc..],
+                            oc,
+                        );
+                        assert!(done, "conv2d_backward_params_direct: unsupported shape");
+                        q0 += mr;
+                    }
+                }
+            }
+        });
+    let parts = &*ws;
+    if let Some(dw) = dw {
+        assert_eq!(dw.len(), wl, "conv2d_backward: dw length");
+        dw.par_chunks_mut(1024).enumerate().for_each(|(ci, out)| {
+            let i0 = ci * 1024;
+            out.fill(0.0);
+            for s in 0..slots {
+                let p = &parts[s * per + scratch + i0..][..out.len()];
+                for (o, v) in out.iter_mut().zip(p) {
+                    *o += *v;
+                }
+            }
+        });
+    }
+    if let Some(db) = db {
+        assert_eq!(db.len(), oc, "conv2d_backward: db length");
+        db.fill(0.0);
+        for s in 0..slots {
+            let p = &parts[s * per + scratch + wl..s * per + per];
+            for (o, v) in db.iter_mut().zip(p) {
+                *o += *v;
+            }
+        }
+    }
+}
+
+pub(super) fn conv2d_backward_params(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+) {
+    let oc = geo.out_c;
+    let (cg, og) = (geo.cin_g(), geo.cout_g());
+    let kc = geo.k_cols();
+    let wl = geo.weight_len();
+    let tl = geo.tile_len();
+    let per = tl + wl + oc;
+    let rows = geo.rows();
+    let tiles = rows.div_ceil(TILE_ROWS);
+    let slots = geo.slots.min(tiles);
+    let want_dw = dw.is_some();
+    let want_db = db.is_some();
+    ws[..slots * per]
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(s, slot)| {
+            let (buf, rest) = slot.split_at_mut(tl);
+            let (pw, pb) = rest.split_at_mut(wl);
+            pw.fill(0.0);
+            pb.fill(0.0);
+            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+                let m0 = t * TILE_ROWS;
+                let count = TILE_ROWS.min(rows - m0);
+                if want_db {
+                    for r in dy[m0 * oc..(m0 + count) * oc].chunks_exact(oc) {
+                        for (p, v) in pb.iter_mut().zip(r) {
+                            *p += *v;
+                        }
+                    }
+                }
+                if !want_dw {
+                    continue;
+                }
+                // The partial is dWᵀ (out_c × k_cols): dWᵀ_g += dY_gᵀ · col_g.
+                // A = dYᵀ packs cheaply (6 channels per pixel), B = col packs
+                // with vector copies; the other orientation would transpose
+                // the whole column tile while packing.
+                for g in 0..geo.groups {
+                    let a = MatRef {
+                        data: &dy[m0 * oc + g * og..],
+                        rs: 1,
+                        cs: oc,
+                    };
+                    let c = &mut pw[g * og * kc..];
+                    if geo.is_pointwise() {
+                        let b = MatRef::row_major(&x[m0 * geo.in_c + g * cg..], geo.in_c);
+                        sgemm(og, cg, count, 1.0, a, b, 1.0, c, kc);
+                    } else {
+                        im2col(geo, x, g, m0, count, buf);
+                        sgemm(
+                            og,
+                            kc,
+                            count,
+                            1.0,
+                            a,
+                            MatRef::row_major(buf, kc),
+                            1.0,
+                            c,
+                            kc,
+                        );
+                    }
+                }
+            }
+        });
+    // Reduce the slot partials in slot order.
+    let parts = &*ws;
+    if let Some(dw) = dw {
+        assert_eq!(dw.len(), wl, "conv2d_backward: dw length");
+        // dw[kk][j] = Σ_s partial_s[j][kk] (partials hold dWᵀ; with groups,
+        // row j = g·cout_g + co of dWᵀ is exactly column j of HWIO).
+        dw.par_chunks_mut(oc).enumerate().for_each(|(kk, out)| {
+            out.fill(0.0);
+            for s in 0..slots {
+                let p = &parts[s * per + tl..s * per + tl + wl];
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o += p[j * kc + kk];
+                }
+            }
+        });
+    }
+    if let Some(db) = db {
+        assert_eq!(db.len(), oc, "conv2d_backward: db length");
+        db.fill(0.0);
+        for s in 0..slots {
+            let p = &parts[s * per + tl + wl..s * per + per];
+            for (o, v) in db.iter_mut().zip(p) {
+                *o += *v;
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! 2-D convolution in NHWC with HWIO weights, forward and backward.
+//!
+//! - Input `x`: `[batch][in_h][in_w][in_c]`, output `y`: `[batch][out_h][out_w][out_c]`.
+//! - Weight `w`: HWIO, `[k_h][k_w][in_c/groups][out_c]`; output channel `co`
+//!   belongs to group `co / (out_c/groups)` and sees input channels
+//!   `g·in_c/groups ..`. With this layout the im2col matrix (rows = output
+//!   pixels, columns = `[ky][kx][ci]`) times the weight viewed as a
+//!   `(k_h·k_w·in_c/groups) × out_c` row-major matrix is the output.
+//! - Bias: `[out_c]`, optional.
+//!
+//! Forward is im2col + GEMM, done in tiles of [`TILE_ROWS`] output pixels so
+//! the column tile stays in L2; 1×1 unpadded convolutions skip im2col and run
+//! the GEMM on the input directly (NHWC makes it a pixels × channels matrix;
+//! strides just skip rows). Backward: d_input = dY·Wᵀ then col2im, per image
+//! (no write races); d_weight = colᵀ·dY with per-slot partial sums reduced in
+//! slot order; d_bias = column sums of dY, likewise.
+//!
+//! Files: `geometry` (shapes, workspace sizes, direct tiling and input
+//! bands), `forward` (im2col, direct and pointwise forward), `epilogue`
+//! (what a forward tile does after its GEMM: the fused pool), `backward`
+//! (dX, dW, db).
+
+mod backward;
+mod epilogue;
+mod forward;
+mod geometry;
+
+pub use backward::conv2d_backward;
+pub use forward::{conv2d_forward, conv2d_forward_bn};
+pub(crate) use geometry::out_dim;
+pub use geometry::{Conv2dGeometry, GeometryError, TILE_ROWS};
+
+#[cfg(test)]
+mod tests;
