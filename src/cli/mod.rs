@@ -169,6 +169,11 @@ enum Command {
         /// With `--pytorch --weights`: write the state dict the generated module loads.
         #[arg(long, requires_all = ["pytorch", "weights"])]
         state_dict: Option<PathBuf>,
+        /// Write a PyTorch project (model.py, train.py for torchrun, README)
+        /// into this new or empty folder; `--weights` adds its class names,
+        /// normalisation and initial weights.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["onnx", "pytorch"])]
+        pytorch_project: Option<PathBuf>,
     },
     /// Times training steps and forward passes of a design on random data.
     Bench {
@@ -253,10 +258,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }) => import(&model, &output, weights.as_deref()),
         Some(Command::Export {
             design,
+            weights,
+            pytorch_project: Some(dir),
+            ..
+        }) => pytorch_project(&design, weights.as_deref(), &dir),
+        Some(Command::Export {
+            design,
             onnx,
             pytorch,
             weights,
             state_dict,
+            pytorch_project: None,
         }) => export(
             &design,
             onnx.as_deref(),
@@ -505,6 +517,45 @@ fn export(
             "say what to export: --onnx FILE or --pytorch".into(),
         ));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `netloom export --pytorch-project DIR`: see [`crate::interop::pytorch_project`].
+fn pytorch_project(
+    design: &Path,
+    weights: Option<&Path>,
+    dir: &Path,
+) -> Result<ExitCode, CliError> {
+    use crate::interop::pytorch_project::{InitialWeights, write_project};
+    let graph = load(design)?;
+    let initial = match weights {
+        Some(w) => {
+            let bytes = std::fs::read(w).map_err(|e| format!("{}: {e}", w.display()))?;
+            let file =
+                crate::train::weights::from_safetensors(&bytes, w).map_err(|e| e.to_string())?;
+            // The weights must fit the design before the project carries them.
+            let tensors: crate::interop::Tensors = file
+                .tensors
+                .into_iter()
+                .map(|(name, shape, data)| (name, (shape, data)))
+                .collect();
+            crate::interop::pytorch::state_dict(&graph, &tensors)
+                .map_err(|e| format!("--weights {}: {e}", w.display()))?;
+            Some((bytes, file.meta))
+        }
+        None => None,
+    };
+    let initial = initial.as_ref().map(|(bytes, meta)| InitialWeights {
+        bytes,
+        meta: meta.as_ref(),
+    });
+    let written = write_project(&graph, initial.as_ref(), dir).map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote {} files into {}: torchrun --nproc_per_node=N {}/train.py --data FOLDER",
+        written.len(),
+        dir.display(),
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,6 +17,7 @@
 pub mod onnx;
 pub mod proto;
 pub mod pytorch;
+pub mod pytorch_project;
 
 use crate::graph::{Graph, LayerKind, NodeId};
 use crate::infer::{Analysis, Shape};

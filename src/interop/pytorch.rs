@@ -150,6 +150,31 @@ fn pair(a: u64, b: u64) -> String {
 
 /// Python source of an `nn.Module` equivalent to `graph` (NCHW tensors).
 pub fn module_source(graph: &Graph) -> Result<String, InteropError> {
+    module_source_with(graph, false)
+}
+
+/// [`module_source`] whose `forward` returns logits: a Softmax or Sigmoid
+/// that is the design's only output is left out of `forward` and applied by
+/// a `predict_proba` method instead (for `CrossEntropyLoss` and friends).
+pub fn module_source_logits(graph: &Graph) -> Result<String, InteropError> {
+    module_source_with(graph, true)
+}
+
+/// The only output of `graph` when it is a Softmax or Sigmoid: its id and the
+/// torch expression that turns logits `x` into probabilities.
+pub fn final_activation(graph: &Graph) -> Option<(NodeId, &'static str)> {
+    let [out] = graph.outputs()[..] else {
+        return None;
+    };
+    match graph.node(out)?.kind {
+        LayerKind::Softmax => Some((out, "torch.softmax(x, dim=1)")),
+        LayerKind::Sigmoid => Some((out, "torch.sigmoid(x)")),
+        _ => None,
+    }
+}
+
+fn module_source_with(graph: &Graph, logits: bool) -> Result<String, InteropError> {
+    let held_back = final_activation(graph).filter(|_| logits);
     let analysis = infer::analyze(graph);
     if let Some(errors) = design_errors(graph, &analysis) {
         return Err(InteropError::Design(errors));
@@ -194,6 +219,7 @@ pub fn module_source(graph: &Graph) -> Result<String, InteropError> {
         };
         let [pt, pb, pl, pr] = pads;
         match &node.kind {
+            _ if held_back.is_some_and(|(out, _)| out == id) => line(x.clone()),
             LayerKind::Input {
                 height,
                 width,
@@ -372,6 +398,16 @@ pub fn module_source(graph: &Graph) -> Result<String, InteropError> {
     let _ = writeln!(src, "    def forward(self, {}):", args.join(", "));
     src.push_str(&forward);
     let _ = writeln!(src, "        return {ret}");
+    if let Some((_, proba)) = held_back {
+        let _ = writeln!(src);
+        let _ = writeln!(src, "    def predict_proba(self, {}):", args.join(", "));
+        let _ = writeln!(
+            src,
+            "        \"\"\"Probabilities: `forward` returns logits.\"\"\""
+        );
+        let _ = writeln!(src, "        x = self.forward({})", args.join(", "));
+        let _ = writeln!(src, "        return {proba}");
+    }
     let _ = writeln!(src);
     let _ = writeln!(src);
     let _ = writeln!(src, "if __name__ == \"__main__\":");
