@@ -72,8 +72,13 @@ fn wait_until(
 
 /// The tiny design set up to train on a PNG folder of synthetic images.
 fn tiny_app(epochs: u64) -> (Harness<'static, NetloomApp>, PathBuf) {
-    let dir =
-        std::env::temp_dir().join(format!("netloom-ui-train-{}-{epochs}", std::process::id()));
+    // One folder per call: tests run in parallel and each removes its own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "netloom-ui-train-{}-{epochs}-{call}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     write_png_folder(&dir);
     let mut h = harness(tiny_design(3));
