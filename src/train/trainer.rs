@@ -93,6 +93,10 @@ pub enum DataSource {
     Splits(Box<Splits>),
 }
 
+/// Fraction of the training images held out for validation when the data
+/// has no validation split (also what the designer's epoch estimate assumes).
+pub const DEFAULT_VAL_FRACTION: f32 = 0.1;
+
 /// Everything a training run needs.
 #[derive(Debug)]
 pub struct TrainConfig {
@@ -161,7 +165,7 @@ impl TrainConfig {
             checkpoint: None,
             resume: None,
             seed: 42,
-            val_fraction: 0.1,
+            val_fraction: DEFAULT_VAL_FRACTION,
             test_fraction: 0.2,
             precise_bn: true,
             precise_bn_images: 1024,

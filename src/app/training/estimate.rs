@@ -147,8 +147,7 @@ pub fn epoch_images(setup: &RunSetup, last_run_of_same_data: Option<usize>) -> O
     let train = dir.join("train");
     let root = if train.is_dir() { train } else { dir };
     let files = image_files_in_class_folders(&root)?;
-    let val = crate::train::TrainConfig::new(Graph::new(""), crate::train::DataSource::Path(root))
-        .val_fraction as f64;
+    let val = crate::train::trainer::DEFAULT_VAL_FRACTION as f64;
     Some(((files as f64) * (1.0 - val)).round() as usize)
 }
 
