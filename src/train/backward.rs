@@ -77,16 +77,6 @@ impl Plan {
     }
 
     /// Takes the buffer input `k` of step `i` writes its gradient into.
-    /// The ReLU step whose gradient buffer BatchNorm step `bn` shares
-    /// ([`GradWrite::Shared`]): its only consumer.
-    fn relu_sharing_grad_of(&self, bn: usize) -> Option<usize> {
-        self.steps.iter().position(|s| {
-            matches!(s.op, Op::Relu)
-                && s.inputs.as_slice() == [bn]
-                && s.grad_writes.first() == Some(&GradWrite::Shared)
-        })
-    }
-
     fn take_input_grad(&mut self, i: usize, k: usize) -> Option<Vec<f32>> {
         let u = self.steps[i].inputs[k];
         match self.steps[i].grad_writes[k] {
@@ -232,9 +222,7 @@ impl Plan {
                                 // Frozen after compiling (Grad-CAM freezes every
                                 // BatchNorm): the ReLU that shares this gradient
                                 // buffer still needs its mask applied here.
-                                if self.steps[i].backward_relu
-                                    && let Some(r) = self.relu_sharing_grad_of(i)
-                                {
+                                if let Some(r) = self.steps[i].backward_relu {
                                     let y = &self.acts[r][..dx.len()];
                                     for (d, &v) in dx.iter_mut().zip(y) {
                                         if v <= 0.0 {
@@ -263,7 +251,7 @@ impl Plan {
                                 &self.params[*beta].data,
                                 save_mean,
                                 save_invstd,
-                                self.steps[i].backward_relu,
+                                self.steps[i].backward_relu.is_some(),
                                 dx,
                                 &mut dgamma,
                                 &mut dbeta,

@@ -209,10 +209,10 @@ pub struct Step {
     pub runs_backward: bool,
     /// Forward fusion with a neighbouring step.
     pub fusion: Fusion,
-    /// (BatchNorm) its backward also applies the ReLU after it, whose
-    /// gradient buffer it shares ([`GradWrite::Shared`]). Fixed at compile
-    /// time: unlike [`Fusion`], [`Plan::unfuse`] leaves it.
-    pub backward_relu: bool,
+    /// (BatchNorm) the ReLU step after it whose mask its backward also
+    /// applies, sharing that step's gradient buffer ([`GradWrite::Shared`]).
+    /// Fixed at compile time: unlike [`Fusion`], [`Plan::unfuse`] leaves it.
+    pub backward_relu: Option<usize>,
 }
 
 /// The training objective, fused with the final activation for stability.
@@ -556,7 +556,7 @@ impl Plan {
                 frozen,
                 runs_backward: false,
                 fusion: Fusion::default(),
-                backward_relu: false,
+                backward_relu: None,
             });
         }
         fuse(&mut steps);
@@ -612,7 +612,7 @@ impl Plan {
             {
                 grad_slot[p] = Some(own_slot);
                 steps[i].grad_writes[0] = GradWrite::Shared;
-                steps[p].backward_relu = true;
+                steps[p].backward_relu = Some(i);
                 continue;
             }
             let inputs = steps[i].inputs.clone();
