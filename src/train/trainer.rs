@@ -56,6 +56,8 @@ pub enum TrainError {
     Weights(#[from] weights::WeightsError),
     #[error(transparent)]
     Compile(#[from] super::CompileError),
+    #[error(transparent)]
+    Prepare(#[from] super::prepare::PrepareError),
     /// The plan would not fit the memory budget.
     #[error("training `{design}` {source}")]
     Memory {
