@@ -127,6 +127,19 @@ pub(super) fn conv2d_backward_input(
     let kc = geo.k_cols();
     if let Some(t) = geo.transposed() {
         // dX = conv(dY, flipped Wᵀ): runs on the tiled forward path, no col2im.
+        if let Some((tr, band)) = t.direct_tiling() {
+            // Flipped and packed in one parallel pass, straight into the
+            // layout the direct path reads.
+            let packed = crate::kernels::gemm::packed_b_len(t.k_cols(), t.out_c);
+            let (wtp, rest) = ws.split_at_mut(packed);
+            pack_flipped(geo, w, wtp);
+            let tiling = DirectTiling {
+                tr,
+                band,
+                max_pool2: false,
+            };
+            return conv2d_forward_direct_packed(&t, dy, wtp, None, None, dx, rest, tiling);
+        }
         let (wt, rest) = ws.split_at_mut(geo.weight_len());
         flip_weights(geo, w, wt);
         conv2d_forward(&t, dy, wt, None, dx, rest);
@@ -261,6 +274,38 @@ pub(super) fn flip_weights(geo: &Conv2dGeometry, w: &[f32], wt: &mut [f32]) {
             }
         }
     }
+}
+
+/// [`flip_weights`] (groups = 1) packed as [`crate::kernels::gemm::pack_b`]
+/// packs the transposed conv's `k_h·k_w·out_c × in_c` weight: panel `jp`,
+/// row `(tap′, co)`, lane `jj` holds `w[flip(tap′)][jp·16 + jj][co]`. Each
+/// panel is written by one task; per tap it transposes a 16 × `out_c` block
+/// of `w` that is contiguous.
+pub(super) fn pack_flipped(geo: &Conv2dGeometry, w: &[f32], out: &mut [f32]) {
+    use crate::kernels::gemm::{NR, packed_b_len};
+    assert_eq!(geo.groups, 1, "pack_flipped: groups");
+    let (ic, oc, taps) = (geo.in_c, geo.out_c, geo.k_h * geo.k_w);
+    let k = taps * oc;
+    let out = &mut out[..packed_b_len(k, ic)];
+    out.par_chunks_exact_mut(NR * k)
+        .enumerate()
+        .for_each(|(jp, panel)| {
+            let j0 = jp * NR;
+            let width = NR.min(ic - j0);
+            if width < NR {
+                panel.fill(0.0);
+            }
+            for dst_tap in 0..taps {
+                let src_tap = taps - 1 - dst_tap;
+                let rows = &mut panel[dst_tap * oc * NR..(dst_tap + 1) * oc * NR];
+                for jj in 0..width {
+                    let src = &w[(src_tap * ic + j0 + jj) * oc..][..oc];
+                    for (d, v) in rows[jj..].iter_mut().step_by(NR).zip(src) {
+                        *d = *v;
+                    }
+                }
+            }
+        });
 }
 
 /// dW and db of a groups=1 conv without im2col: per tile, the input band of

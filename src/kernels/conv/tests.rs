@@ -260,3 +260,32 @@ fn gradients_match_finite_differences() {
         check("conv db", &mut bias, &db, 1e-2, |b| fwd(&x0, &w0, b));
     }
 }
+
+/// The fused flip-and-pack of the dX path is `pack_b` of `flip_weights`,
+/// bit for bit (input channels a multiple of 16 and not; several taps).
+#[test]
+fn pack_flipped_is_pack_of_flipped_weights() {
+    use crate::kernels::gemm::{MatRef, pack_b, packed_b_len};
+    let mut rng = Rng::new(9);
+    for geo in [
+        Conv2dGeometry::new(1, (4, 4, 20), 32, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+        Conv2dGeometry::new(1, (3, 5, 64), 48, (3, 2), (1, 1), [1, 0, 0, 1], 1).unwrap(),
+    ] {
+        let t = geo.transposed().unwrap();
+        let w = rng.vec(geo.weight_len());
+        let mut flipped = vec![0.0; geo.weight_len()];
+        flip_weights(&geo, &w, &mut flipped);
+        let len = packed_b_len(t.k_cols(), t.out_c);
+        let mut want = vec![f32::NAN; len];
+        pack_b(
+            t.k_cols(),
+            t.out_c,
+            MatRef::row_major(&flipped, t.out_c),
+            &mut want,
+        );
+        let mut got = vec![f32::NAN; len];
+        pack_flipped(&geo, &w, &mut got);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
+    }
+}
