@@ -194,6 +194,7 @@ impl RunSetup {
             (a.pca, "PCA"),
             (a.rotate, "rotate"),
             (a.shear, "shear"),
+            (a.elastic, "warp"),
         ] {
             if on {
                 aug.push(name);

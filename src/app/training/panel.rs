@@ -230,6 +230,10 @@ pub fn setup_ui(
                         );
                         ui.checkbox(&mut a.shear, "shear")
                             .on_hover_text(format!("shear horizontally by up to ±{}", a.shear_max));
+                        ui.checkbox(&mut a.elastic, "local warp").on_hover_text(format!(
+                            "elastic distortion: pixels move by up to {} px along a smooth random field",
+                            a.elastic_alpha
+                        ));
                     });
                 });
                 ui.end_row();

@@ -25,7 +25,7 @@ pub struct RunArgs {
     pub batch: usize,
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerArg,
-    /// Augmentations, comma-separated: mirror,crop,colour,pca,rotate,shear.
+    /// Augmentations, comma-separated: mirror,crop,colour,pca,rotate,shear,elastic.
     #[arg(long)]
     pub augment: Option<String>,
     #[arg(long, default_value_t = 42)]
