@@ -517,24 +517,22 @@ impl NetloomApp {
                     return;
                 }
                 match crate::interop::onnx::import(&path) {
-                    Ok(imported) => {
-                        let unsupported: Vec<String> = imported
-                            .unsupported
-                            .iter()
-                            .map(|(op, n)| format!("{op} ×{n}"))
-                            .collect();
+                    Ok(mut imported) => {
+                        let faithful = imported.is_faithful();
+                        let list = imported.deviation_list(12);
+                        if !faithful {
+                            imported.mark_partial();
+                        }
                         self.replace_active(imported.graph, None);
                         self.tab_mut().doc.dirty = true;
-                        let text = if unsupported.is_empty() {
-                            format!("Imported {}", path.display())
+                        if faithful {
+                            self.notify(ctx, format!("Imported {}", path.display()), false);
                         } else {
-                            format!(
-                                "Imported {}; left out unsupported operators: {}",
-                                path.display(),
-                                unsupported.join(", ")
-                            )
-                        };
-                        self.notify(ctx, text, !unsupported.is_empty());
+                            self.error_modal = Some(format!(
+                                "Imported {} only in part: the design does not compute what the model does.\n\n{list}\n\nThe design is open, named as a partial import; fix or replace these layers before training.",
+                                path.display()
+                            ));
+                        }
                     }
                     Err(e) => {
                         self.error_modal = Some(format!(

@@ -108,7 +108,11 @@ pub fn conv2d_backward(
     if dw.is_some() || db.is_some() {
         match geo.direct_dw_tiling() {
             Some((tr, band)) if geo.out_c.is_multiple_of(16) => {
-                conv2d_backward_params_direct(geo, x, dy, dw, db, ws, tr, band)
+                if geo.dw_by_rows(tr, band) {
+                    conv2d_backward_params_by_rows(geo, x, dy, dw, db, ws, tr, band)
+                } else {
+                    conv2d_backward_params_direct(geo, x, dy, dw, db, ws, tr, band)
+                }
             }
             _ => conv2d_backward_params(geo, x, dy, dw, db, ws),
         }
@@ -412,6 +416,88 @@ pub(super) fn conv2d_backward_params_direct(
             for (o, v) in db.iter_mut().zip(p) {
                 *o += *v;
             }
+        }
+    }
+}
+
+/// dW and db of a direct conv whose weight outweighs its input (see
+/// [`Conv2dGeometry::dw_by_rows`]): every slot copies the whole batch's
+/// input bands once, then computes its share of dW's row blocks over every
+/// pixel, writing each dW element once. No per-slot partials of dW, no
+/// reduction. Each element sums the pixels in order, whatever the slots.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_backward_params_by_rows(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+    tr: usize,
+    band: usize,
+) {
+    use crate::kernels::gemm::{conv_dw_rows, dw_block_rows};
+    let (oc, ic, pixels) = (geo.out_c, geo.in_c, geo.rows());
+    if let Some(db) = db {
+        assert_eq!(db.len(), oc, "conv2d_backward: db length");
+        column_sums(dy, oc, db);
+    }
+    let Some(dw) = dw else {
+        return;
+    };
+    assert_eq!(dw.len(), geo.weight_len(), "conv2d_backward: dw length");
+    let block = dw_block_rows(crate::kernels::isa::active());
+    let plan = DirectTiles::new(geo, tr);
+    let (seg, band_w) = (geo.k_w * ic, geo.in_w + geo.pad_left + geo.pad_right);
+    let per_seg = seg.div_ceil(block);
+    let blocks = geo.k_h * per_seg;
+    let slots = geo.slots.min(blocks);
+    let per = band.max(geo.tile_len()) + geo.weight_len() + oc;
+    let dwp = SendPtr(dw.as_mut_ptr());
+    ws[..slots * per]
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(s, buf)| {
+            let mut rows = [0usize; DIRECT_MAX_PIXELS];
+            let rows = &mut rows[..pixels];
+            // A pointwise conv's im2col rows are its input pixels.
+            let src: &[f32] = if band == 0 {
+                for (p, r) in rows.iter_mut().enumerate() {
+                    *r = p * ic;
+                }
+                x
+            } else {
+                for t in 0..plan.count {
+                    let tile = plan.tile(geo, t);
+                    let (m0, count) = tile.pixels(geo);
+                    let tile_rows = &mut rows[m0..m0 + count];
+                    tile.fill_bands(geo, x, &mut buf[t * band..], tile_rows);
+                    for r in tile_rows {
+                        *r += t * band;
+                    }
+                }
+                buf
+            };
+            for blk in (s * blocks / slots)..((s + 1) * blocks / slots) {
+                let (ky, q0) = (blk / per_seg, blk % per_seg * block);
+                let mr = block.min(seg - q0);
+                let kk = ky * seg + q0;
+                // SAFETY: each block of dW rows is written by one slot only.
+                let c = unsafe { std::slice::from_raw_parts_mut(dwp.get().add(kk * oc), mr * oc) };
+                c.fill(0.0);
+                let a_off = ky * band_w * ic + q0;
+                let done = conv_dw_rows(src, rows, a_off, mr, dy, oc, oc, c, oc);
+                assert!(done, "conv2d_backward_params_by_rows: unsupported shape");
+            }
+        });
+}
+
+/// `out[j] = Σ_rows m[row][j]` over the rows of the row-major `m`, in row order.
+fn column_sums(m: &[f32], width: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for r in m.chunks_exact(width) {
+        for (o, v) in out.iter_mut().zip(r) {
+            *o += *v;
         }
     }
 }

@@ -73,7 +73,32 @@ fn cases() -> Vec<Conv2dGeometry> {
         // (forward, pooled forward, dX, dW), and pointwise ones of 13 3×3 images
         Conv2dGeometry::new(9, (4, 4, 16), 32, (3, 3), (1, 1), [1; 4], 1).unwrap(),
         Conv2dGeometry::new(15, (3, 3, 16), 16, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+        // input larger than the weight: dW by per-slot partials
+        Conv2dGeometry::new(4, (9, 9, 4), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
     ]
+}
+
+/// The cases take both direct weight-gradient paths: rows of dW split
+/// between slots (banded and pointwise, one tile and several) and per-slot
+/// partials.
+#[test]
+fn cases_cover_both_direct_dw_paths() {
+    let mut seen = [false; 4];
+    for geo in cases() {
+        let Some((tr, band)) = geo.direct_dw_tiling() else {
+            continue;
+        };
+        if !geo.out_c.is_multiple_of(16) {
+            continue;
+        }
+        let by_rows = geo.dw_by_rows(tr, band);
+        let tiles = DirectTiles::new(&geo, tr).count;
+        seen[0] |= by_rows && band > 0 && tiles > 1;
+        seen[1] |= by_rows && band == 0;
+        seen[2] |= !by_rows && band > 0;
+        seen[3] |= !by_rows && band == 0;
+    }
+    assert_eq!(seen, [true; 4]);
 }
 
 #[test]
