@@ -458,7 +458,9 @@ pub(super) fn conv2d_backward_params_by_rows(
     let (seg, band_w) = (geo.k_w * ic, geo.in_w + geo.pad_left + geo.pad_right);
     let per_seg = seg.div_ceil(block);
     let blocks = geo.k_h * per_seg;
-    let slots = geo.slots.min(blocks);
+    // Blocks cost the same, so one slot per thread balances; more would
+    // only copy the bands more often.
+    let slots = geo.slots.min(rayon::current_num_threads()).min(blocks);
     let per = band.max(geo.tile_len()) + geo.weight_len() + oc;
     let dwp = SendPtr(dw.as_mut_ptr());
     ws[..slots * per]
