@@ -277,6 +277,11 @@ pub enum Command {
     /// Pick a file and write every run's per-epoch metrics there as CSV.
     ExportMetrics,
     ExportMetricsTo(PathBuf),
+    /// Pick a file and write the newest sweep's table there as CSV.
+    ExportSweepCsv,
+    ExportSweepCsvTo(PathBuf),
+    /// Draw run `0` (its id) highlighted in every plot (`None`: none).
+    HighlightRun(Option<usize>),
     /// Report activation statistics and gradient norms per layer.
     SetWatch(bool),
     /// Overlay run `run` (its id) in the plots.
@@ -366,6 +371,9 @@ impl Command {
                 | Command::LoadWeightsFrom(_)
                 | Command::ExportMetrics
                 | Command::ExportMetricsTo(_)
+                | Command::ExportSweepCsv
+                | Command::ExportSweepCsvTo(_)
+                | Command::HighlightRun(_)
                 | Command::SetWatch(_)
                 | Command::ShowRun { .. }
                 | Command::ProbeNode { .. }
@@ -458,6 +466,7 @@ impl Command {
             Command::SaveWeights => "Save weights…",
             Command::LoadWeights => "Load weights…",
             Command::ExportMetrics => "Export metrics as CSV…",
+            Command::ExportSweepCsv => "Export sweep table as CSV…",
             Command::OpenSweepDialog => "Sweep…",
             Command::FindLearningRate => "Find learning rate",
             Command::TrainBoth => "Train both",
