@@ -820,6 +820,55 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
     );
 }
 
+/// GoogLeNet's `transform_input`: channels picked one by one, scaled and
+/// shifted, put back together — a depthwise 1×1 conv, only when all of them
+/// come back in order.
+#[test]
+fn per_channel_transform_of_the_input() {
+    let build = |order: [&str; 2]| {
+        let mut m = M::new("x", &[1, 2, 3, 3]);
+        m.ints("i0", &[0])
+            .ints("i1", &[1])
+            .node("Gather", "g0", &["x", "i0"], vec![a1("axis", 1)])
+            .node("Gather", "g1", &["x", "i1"], vec![a1("axis", 1)])
+            .init("k", &[1])
+            .init("two", &[])
+            .node("Mul", "m0", &["g0", "k"], vec![])
+            .node("Add", "a1", &["two", "g1"], vec![])
+            .node("Concat", "cat", &order, vec![a1("axis", 1)])
+            .output("cat");
+        m.g.initializer
+            .iter_mut()
+            .find(|t| t.name == "two")
+            .unwrap()
+            .float_data = vec![2.0];
+        m.import()
+    };
+    let imp = build(["m0", "a1"]);
+    assert!(imp.is_faithful(), "{:?}", imp.deviations);
+    assert_eq!(
+        kind(&imp.graph, "cat"),
+        &LayerKind::Conv2d {
+            filters: 2,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: Padding::Valid,
+            groups: 2,
+            bias: true
+        }
+    );
+    // `k` holds 0: channel 0 × 0; channel 1 × 1 + 2.
+    assert_eq!(imp.weights["cat.weight"].1, vec![0.0, 1.0]);
+    assert_eq!(imp.weights["cat.bias"].1, vec![0.0, 2.0]);
+    let imp = build(["a1", "m0"]);
+    assert!(!imp.is_faithful());
+    assert!(
+        imp.deviations[0].what.contains("not all in order"),
+        "{:?}",
+        imp.deviations
+    );
+}
+
 /// torch.onnx (≥ 1.13) scopes node names; layers take their module path.
 #[test]
 fn pytorch_scoped_names_become_module_paths() {
@@ -858,6 +907,8 @@ mod fixtures {
     /// fixture must be refused (exit 2, naming what it could not do).
     const FAITHFUL: &[&str] = &[
         "alexnet_mini.dynamo.onnx",
+        "googlenet_mini.dynamo.onnx",
+        "googlenet_mini.legacy.onnx",
         "alexnet_mini.legacy.onnx",
         "vgg16_mini.dynamo.onnx",
         "vgg16_mini.legacy.onnx",
@@ -912,6 +963,12 @@ mod fixtures {
     /// Where the design's parameter count is not the file's own count
     /// (`onnx_params`), by how much and why.
     const PARAMS_BEYOND_FILE: &[(&str, i64, &str)] = &[
+        (
+            "googlenet_mini.dynamo.onnx",
+            6,
+            "`transform_input` (constant per-channel scale and shift of the input) becomes a depthwise 1×1 conv: 3 weights + 3 biases",
+        ),
+        ("googlenet_mini.legacy.onnx", 6, "as the dynamo file"),
         (
             "constant_scale.dynamo.onnx",
             16,

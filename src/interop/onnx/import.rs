@@ -1,5 +1,7 @@
 //! ONNX import: an ONNX graph mapped onto Netloom layers.
 
+mod channels;
+
 use super::attributes::{attr, attr_f, attr_i, attr_ints, attr_s};
 use super::external::{ExternalData, is_external};
 use super::{Deviation, Imported, SAME_HINT};
@@ -109,6 +111,8 @@ enum Val<'m> {
     Meta,
     /// Produced by an operator Netloom cannot represent.
     Cut,
+    /// One channel selected from a volume, scaled and shifted ([`channels`]).
+    Channel(channels::Channel),
 }
 
 struct Importer<'m> {
@@ -641,6 +645,13 @@ impl<'m> Importer<'m> {
             self.set_outputs(node, val);
             return Ok(());
         }
+        if node
+            .input
+            .iter()
+            .any(|i| matches!(self.values.get(i), Some(Val::Channel(_))))
+        {
+            return self.channel_op(node);
+        }
         let any_data = node.input.iter().any(|i| self.is_data(i));
         let any_cut = node
             .input
@@ -665,6 +676,7 @@ impl<'m> Importer<'m> {
             "GlobalAveragePool" => self.global_pool(node, &name),
             "ReduceMean" => self.reduce_mean(node, &name),
             "Mul" => self.mul_op(node, &name),
+            "Gather" => self.gather(node),
             "BatchNormalization" => self.batch_norm(node, &name),
             "Relu" => self.simple(node, &name, LayerKind::Relu),
             "Sigmoid" => self.simple(node, &name, LayerKind::Sigmoid),
