@@ -418,15 +418,15 @@ impl NetloomApp {
                 if let Some(n) = graph.node(id) {
                     // A layer inside a collapsed group is shown by its group.
                     let at = graph
-                        .group_of(id)
-                        .map(|g| &graph.groups()[g])
-                        .filter(|g| g.collapsed)
-                        .map_or(n.position, |g| g.position);
+                        .nesting()
+                        .drawn_in(id)
+                        .map_or(n.position, |g| graph.groups()[g].position);
                     let rect = egui::Rect::from_min_size(at.into(), canvas::NODE_SIZE);
                     tab.canvas.focus(rect);
                     tab.selection = BTreeSet::from([id]);
                 }
             }
+            Command::FocusGroup(g) => self.focus_group(ctx, g),
             Command::OpenFind => self.tab_mut().canvas.find.open(),
             Command::SetConventions(c) => self.conventions = c,
             Command::ToggleCostTable => self.show_cost_table = !self.show_cost_table,
@@ -826,6 +826,37 @@ impl NetloomApp {
         if let Err(e) = result {
             self.notify(ctx, e, true);
         }
+    }
+
+    /// Expands the collapsed groups around group `g` (outermost first, each
+    /// an undoable edit), selects its layers and brings it into view.
+    fn focus_group(&mut self, ctx: &egui::Context, g: usize) {
+        let graph = &self.doc().graph;
+        let Some(group) = graph.groups().get(g) else {
+            return;
+        };
+        let members: BTreeSet<NodeId> = group.members.iter().copied().collect();
+        let nesting = graph.nesting();
+        let mut closed: Vec<usize> = nesting
+            .ancestors(g)
+            .filter(|&a| graph.groups()[a].collapsed)
+            .collect();
+        closed.reverse();
+        for a in closed {
+            self.execute(
+                ctx,
+                Command::SetGroupCollapsed {
+                    group: a,
+                    collapsed: false,
+                },
+            );
+        }
+        let tab = self.tab_mut();
+        if let Some([min, max]) = crate::graph::layout::drawn_rect(&tab.doc.graph, g) {
+            tab.canvas
+                .focus(egui::Rect::from_min_max(min.into(), max.into()));
+        }
+        tab.selection = members;
     }
 
     fn save_to(&mut self, ctx: &egui::Context, path: PathBuf) {
