@@ -233,7 +233,8 @@ fn pytorch_style_cnn_imports_with_costs_and_weights() {
             stride: [1, 1],
             padding: Padding::Explicit([1, 1, 1, 1]),
             groups: 1,
-            bias: true
+            bias: true,
+            dilation: [1, 1],
         }
     );
     assert!(matches!(kind(g, "flat"), LayerKind::Flatten));

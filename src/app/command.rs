@@ -811,6 +811,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
             stride: *stride,
             padding: *padding,
             ceil_mode: *ceil_mode,
+            include_padding: false,
         },
         (
             AvgPool2d {
@@ -818,6 +819,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
                 stride,
                 padding,
                 ceil_mode,
+                ..
             },
             MaxPool2d { .. },
         ) => MaxPool2d {
@@ -846,6 +848,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
             padding,
             groups,
             bias: *bias,
+            dilation: [1, 1],
         },
         (_, new) => new,
     }
@@ -976,6 +979,7 @@ fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String>
                 padding: Padding::Valid,
                 groups: 1,
                 bias: true,
+                dilation: [1, 1],
             },
             "proj",
         ),
@@ -1087,6 +1091,7 @@ mod tests {
             padding: Padding::Same,
             groups: 1,
             bias: true,
+            dilation: [1, 1],
         }
     }
 
@@ -1316,6 +1321,7 @@ mod tests {
                     stride: [2, 2],
                     padding: Padding::Valid,
                     ceil_mode: false,
+                    include_padding: false,
                 },
             },
         )
@@ -1327,6 +1333,7 @@ mod tests {
                 stride: [2, 2],
                 padding: Padding::Same,
                 ceil_mode: false,
+                include_padding: false,
             }
         );
         // A multi-input layer cannot go into a wire.

@@ -8,6 +8,8 @@
 
 use crate::graph::{Graph, LayerKind, NodeId};
 use crate::infer::{Analysis, Shape};
+use crate::kernels::activation::Elementwise;
+use crate::kernels::conv::DilatedConv2d;
 use crate::kernels::misc::{SplitMix64, mix64};
 use crate::kernels::{Conv2dGeometry, Pool2dGeometry};
 use thiserror::Error;
@@ -90,6 +92,12 @@ pub enum Op {
         weight: usize,
         bias: Option<usize>,
     },
+    /// A convolution with dilation above 1 (its own kernels; no fusions).
+    DilatedConv {
+        conv: DilatedConv2d,
+        weight: usize,
+        bias: Option<usize>,
+    },
     ZeroPad {
         hwc: (usize, usize, usize),
         /// `[top, left, bottom, right]` as the kernels take it.
@@ -101,6 +109,8 @@ pub enum Op {
     },
     AvgPool {
         geo: Pool2dGeometry,
+        /// Padded zeros count in each window's divisor.
+        include_padding: bool,
     },
     GlobalAvgPool {
         hw: usize,
@@ -123,6 +133,8 @@ pub enum Op {
     },
     Sigmoid,
     Tanh,
+    /// A parameter-free element-wise function whose backward reads the input.
+    Elementwise(Elementwise),
     Softmax {
         classes: usize,
     },
@@ -138,6 +150,11 @@ pub enum Op {
         bias: Option<usize>,
     },
     Add,
+    /// Input 0 (`hw` positions × `c` channels) times input 1's `c` gate values.
+    ChannelScale {
+        hw: usize,
+        c: usize,
+    },
     Concat {
         channels: Vec<usize>,
     },
@@ -416,6 +433,7 @@ impl Plan {
                     kernel,
                     groups,
                     bias,
+                    dilation,
                     ..
                 } => {
                     let (h, w, c) = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
@@ -451,7 +469,24 @@ impl Plan {
                     );
                     let bias = bias
                         .then(|| pb.add(name, ParamRole::Bias, vec![*filters as usize], frozen));
-                    Op::Conv { geo, weight, bias }
+                    if *dilation == [1, 1] {
+                        Op::Conv { geo, weight, bias }
+                    } else {
+                        let conv = DilatedConv2d::dilate(
+                            geo,
+                            (win[0].dilation as usize, win[1].dilation as usize),
+                        )
+                        .map_err(|e| shape_err(name, e.to_string()))?;
+                        if (conv.geo.out_h, conv.geo.out_w)
+                            != (win[0].output as usize, win[1].output as usize)
+                        {
+                            return Err(shape_err(
+                                name,
+                                "conv geometry disagrees with shape inference",
+                            ));
+                        }
+                        Op::DilatedConv { conv, weight, bias }
+                    }
                 }
                 LayerKind::ZeroPad2d { padding } => {
                     let hwc = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
@@ -486,10 +521,14 @@ impl Plan {
                             "pool geometry disagrees with shape inference",
                         ));
                     }
-                    if matches!(node.kind, LayerKind::MaxPool2d { .. }) {
-                        Op::MaxPool { geo }
-                    } else {
-                        Op::AvgPool { geo }
+                    match node.kind {
+                        LayerKind::AvgPool2d {
+                            include_padding, ..
+                        } => Op::AvgPool {
+                            geo,
+                            include_padding,
+                        },
+                        _ => Op::MaxPool { geo },
                     }
                 }
                 LayerKind::GlobalAvgPool => {
@@ -516,6 +555,10 @@ impl Plan {
                 },
                 LayerKind::Sigmoid => Op::Sigmoid,
                 LayerKind::Tanh => Op::Tanh,
+                LayerKind::Relu6 => Op::Elementwise(Elementwise::Relu6),
+                LayerKind::HardSigmoid => Op::Elementwise(Elementwise::HardSigmoid),
+                LayerKind::HardSwish => Op::Elementwise(Elementwise::HardSwish),
+                LayerKind::Silu => Op::Elementwise(Elementwise::Silu),
                 LayerKind::Softmax => Op::Softmax {
                     classes: out.channels() as usize,
                 },
@@ -537,6 +580,13 @@ impl Plan {
                     }
                 }
                 LayerKind::Add => Op::Add,
+                LayerKind::ChannelScale => {
+                    let c = out.channels() as usize;
+                    Op::ChannelScale {
+                        hw: out.elements() as usize / c.max(1),
+                        c,
+                    }
+                }
                 LayerKind::Concat => Op::Concat {
                     channels: info
                         .input_shapes
@@ -635,6 +685,7 @@ impl Plan {
             .iter()
             .map(|s| match &s.op {
                 Op::Conv { geo, .. } => geo.workspace_len(),
+                Op::DilatedConv { conv, .. } => conv.workspace_len(),
                 _ => 0,
             })
             .max()
@@ -852,7 +903,9 @@ fn fuse(steps: &mut [Step]) {
 /// Parameter indices a step reads.
 pub fn step_param_indices(op: &Op) -> Vec<usize> {
     match op {
-        Op::Conv { weight, bias, .. } | Op::Dense { weight, bias, .. } => {
+        Op::Conv { weight, bias, .. }
+        | Op::DilatedConv { weight, bias, .. }
+        | Op::Dense { weight, bias, .. } => {
             let mut v = vec![*weight];
             v.extend(bias);
             v

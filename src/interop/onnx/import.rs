@@ -832,6 +832,7 @@ impl<'m> Importer<'m> {
             padding,
             groups,
             bias: bias.is_some(),
+            dilation: [1, 1],
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
         self.origin.insert(id, "Conv");
@@ -985,6 +986,7 @@ impl<'m> Importer<'m> {
                 stride,
                 padding,
                 ceil_mode,
+                include_padding: false,
             }
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
@@ -1010,6 +1012,7 @@ impl<'m> Importer<'m> {
                     stride: [1, 1],
                     padding: Padding::Valid,
                     ceil_mode: false,
+                    include_padding: false,
                 };
                 self.simple(node, name, kind)
             }
