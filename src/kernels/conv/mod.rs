@@ -25,11 +25,13 @@
 //! (dX, dW, db).
 
 mod backward;
+mod dilated;
 mod epilogue;
 mod forward;
 mod geometry;
 
 pub use backward::conv2d_backward;
+pub use dilated::DilatedConv2d;
 pub use forward::{conv2d_forward, conv2d_forward_bn};
 pub(crate) use geometry::out_dim;
 pub use geometry::{Conv2dGeometry, GeometryError, TILE_ROWS};
