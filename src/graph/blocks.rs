@@ -84,6 +84,7 @@ impl<'g> Builder<'g> {
                 padding,
                 groups,
                 bias: true,
+                dilation: [1, 1],
             },
             &[from],
         )
@@ -131,6 +132,7 @@ impl<'g> Builder<'g> {
                 stride,
                 padding: p,
                 ceil_mode: false,
+                include_padding: false,
             }
         };
         self.layer(name, kind, &[from])
@@ -501,12 +503,15 @@ pub fn resnet50(name: &str, size: u32, classes: u32, course: bool) -> Graph {
         for block in 0..blocks {
             let letter = (b'a' + block as u8) as char;
             b.prefix = format!("res{stage}{letter}_");
+            let block_mark = b.mark();
             x = if block == 0 {
                 resnet_conv_block(&mut b, x, 3, filters, stride)
             } else {
                 resnet_identity_block(&mut b, x, 3, filters)
             };
+            b.group_since(&format!("res{stage}{letter}"), block_mark);
         }
+        // The stage holds its blocks.
         b.group_since(&format!("res{stage}"), mark);
     }
     b.prefix.clear();

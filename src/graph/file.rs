@@ -1024,13 +1024,20 @@ mod tests {
             from_json(&text).unwrap_err().to_string(),
             "group `block` names `ghost`, which is not a node of this design"
         );
+        // Nested groups load and save as they are; a partial overlap is refused.
         let text = grouped(
             r#"    {"name":"x","members":["a"]},
     {"name":"y","members":["a","b"]}"#,
         );
+        let nested = from_json(&text).unwrap();
+        assert_eq!(from_json(&to_json(&nested)).unwrap(), nested);
+        let text = grouped(
+            r#"    {"name":"x","members":["in","a"]},
+    {"name":"y","members":["a","b"]}"#,
+        );
         assert_eq!(
             from_json(&text).unwrap_err().to_string(),
-            "`a` is in two groups, `x` and `y`"
+            "groups `x` and `y` overlap at `b` but neither holds the other; a group must lie wholly inside another or apart from it"
         );
         let text = grouped(r#"    {"name":"x","members":"a"}"#);
         assert_eq!(

@@ -8,6 +8,8 @@
 
 use crate::graph::{Graph, LayerKind, Node, NodeId};
 use crate::infer::{Analysis, Axis, NodeInfo, Shape};
+use crate::kernels::activation::Elementwise;
+use crate::kernels::conv::DilatedConv2d;
 use crate::kernels::misc::{SplitMix64, mix64};
 use crate::kernels::{Conv2dGeometry, Pool2dGeometry};
 use thiserror::Error;
@@ -113,6 +115,12 @@ pub enum Op {
         weight: usize,
         bias: Option<usize>,
     },
+    /// A convolution with dilation above 1 (its own kernels; no fusions).
+    DilatedConv {
+        conv: DilatedConv2d,
+        weight: usize,
+        bias: Option<usize>,
+    },
     ZeroPad {
         hwc: (usize, usize, usize),
         /// `[top, left, bottom, right]` as the kernels take it.
@@ -124,6 +132,8 @@ pub enum Op {
     },
     AvgPool {
         geo: Pool2dGeometry,
+        /// Padded zeros count in each window's divisor.
+        include_padding: bool,
     },
     GlobalAvgPool {
         hw: usize,
@@ -146,6 +156,8 @@ pub enum Op {
     },
     Sigmoid,
     Tanh,
+    /// A parameter-free element-wise function whose backward reads the input.
+    Elementwise(Elementwise),
     Softmax {
         classes: usize,
     },
@@ -161,6 +173,11 @@ pub enum Op {
         bias: Option<usize>,
     },
     Add,
+    /// Input 0 (`hw` positions × `c` channels) times input 1's `c` gate values.
+    ChannelScale {
+        hw: usize,
+        c: usize,
+    },
     Concat {
         channels: Vec<usize>,
     },
@@ -633,6 +650,7 @@ fn lower_op(
             kernel,
             groups,
             bias,
+            dilation,
             ..
         } => {
             let (h, w, c) = input_dims()?;
@@ -662,7 +680,24 @@ fn lower_op(
             let bias = bias
                 .then(|| pb.add(name, ParamRole::Bias, vec![*filters as usize], frozen))
                 .transpose()?;
-            Op::Conv { geo, weight, bias }
+            if *dilation == [1, 1] {
+                Op::Conv { geo, weight, bias }
+            } else {
+                let conv = DilatedConv2d::dilate(
+                    geo,
+                    (win[0].dilation as usize, win[1].dilation as usize),
+                )
+                .map_err(|e| shape_err(name, e.to_string()))?;
+                if (conv.geo.out_h, conv.geo.out_w)
+                    != (win[0].output as usize, win[1].output as usize)
+                {
+                    return Err(shape_err(
+                        name,
+                        "conv geometry disagrees with shape inference",
+                    ));
+                }
+                Op::DilatedConv { conv, weight, bias }
+            }
         }
         LayerKind::ZeroPad2d { padding } => {
             let hwc = input_dims()?;
@@ -690,10 +725,14 @@ fn lower_op(
                     "pool geometry disagrees with shape inference",
                 ));
             }
-            if matches!(node.kind, LayerKind::MaxPool2d { .. }) {
-                Op::MaxPool { geo }
-            } else {
-                Op::AvgPool { geo }
+            match node.kind {
+                LayerKind::AvgPool2d {
+                    include_padding, ..
+                } => Op::AvgPool {
+                    geo,
+                    include_padding,
+                },
+                _ => Op::MaxPool { geo },
             }
         }
         LayerKind::GlobalAvgPool => {
@@ -720,6 +759,10 @@ fn lower_op(
         },
         LayerKind::Sigmoid => Op::Sigmoid,
         LayerKind::Tanh => Op::Tanh,
+        LayerKind::Relu6 => Op::Elementwise(Elementwise::Relu6),
+        LayerKind::HardSigmoid => Op::Elementwise(Elementwise::HardSigmoid),
+        LayerKind::HardSwish => Op::Elementwise(Elementwise::HardSwish),
+        LayerKind::Silu => Op::Elementwise(Elementwise::Silu),
         LayerKind::Softmax => Op::Softmax {
             classes: out.channels() as usize,
         },
@@ -743,6 +786,13 @@ fn lower_op(
             }
         }
         LayerKind::Add => Op::Add,
+        LayerKind::ChannelScale => {
+            let c = out.channels() as usize;
+            Op::ChannelScale {
+                hw: out.elements() as usize / c.max(1),
+                c,
+            }
+        }
         LayerKind::Concat => Op::Concat {
             channels: info
                 .input_shapes
@@ -880,6 +930,7 @@ fn allocate(
         .iter()
         .map(|s| match &s.op {
             Op::Conv { geo, .. } => geo.workspace_len(),
+            Op::DilatedConv { conv, .. } => conv.workspace_len(),
             _ => 0,
         })
         .max()
@@ -1004,7 +1055,9 @@ fn fuse(steps: &mut [Step]) {
 /// Parameter indices a step reads.
 pub fn step_param_indices(op: &Op) -> Vec<usize> {
     match op {
-        Op::Conv { weight, bias, .. } | Op::Dense { weight, bias, .. } => {
+        Op::Conv { weight, bias, .. }
+        | Op::DilatedConv { weight, bias, .. }
+        | Op::Dense { weight, bias, .. } => {
             let mut v = vec![*weight];
             v.extend(bias);
             v
