@@ -5,7 +5,8 @@ use netloom::graph::{Graph, LayerKind, Padding, blocks};
 use netloom::infer::{Conventions, Shape, analyze};
 use netloom::interop::proto::{
     AttributeProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
+    ValueInfoProto,
 };
 use netloom::interop::{InteropError, Tensors, onnx};
 use prost::Message;
@@ -360,7 +361,19 @@ fn matmul_add_chains_pad_same_and_unsupported_ops() {
             ("Resize".to_string(), 1)
         ]
     );
-    assert!(imp.warnings.iter().any(|w| w.contains("HardSwish")));
+    assert!(!imp.is_faithful());
+    let named: Vec<&str> = imp.deviations.iter().map(|d| d.what.as_str()).collect();
+    assert_eq!(
+        named,
+        ["HardSwish", "Resize", "Mystery"],
+        "{:?}",
+        imp.deviations
+    );
+    assert!(
+        imp.deviations[0]
+            .effect
+            .contains("passes through unchanged")
+    );
     let a = analyze(g);
     assert!(a.is_valid(), "{:?}", a.errors());
     assert_eq!(
@@ -642,9 +655,6 @@ fn global_pool_feeding_a_conv_keeps_the_volume() {
         .init("ext", &[2, 2, 1, 1])
         .node("Conv", "ext_conv", &["squeeze", "ext"], vec![])
         .output("ext_conv");
-    // Weights kept in an external file: structure imports, values are skipped with a warning.
-    m.g.initializer[1].float_data.clear();
-    m.g.initializer[1].data_location = 1;
     let imp = m.import();
     let g = &imp.graph;
     assert!(matches!(
@@ -655,11 +665,20 @@ fn global_pool_feeding_a_conv_keeps_the_volume() {
     assert!(a.is_valid(), "{:?}", a.errors());
     assert_eq!(a.totals(&Conventions::default()).macs, 16 + 4);
     assert!(imp.weights.contains_key("squeeze.weight"));
-    assert!(!imp.weights.contains_key("ext_conv.weight"));
+    assert!(imp.weights.contains_key("ext_conv.weight"));
+    // A tensor in an external file cannot be found from memory: refused by name.
+    m.g.initializer[1].float_data.clear();
+    m.g.initializer[1].data_location = 1;
+    m.g.initializer[1].external_data = vec![StringStringEntryProto {
+        key: "location".into(),
+        value: "tiny.onnx.data".into(),
+    }];
+    let err = onnx::import_bytes(&m.bytes(), "tiny")
+        .expect_err("external data from memory")
+        .to_string();
     assert!(
-        imp.warnings.iter().any(|w| w.contains("external")),
-        "{:?}",
-        imp.warnings
+        err.contains("`ext`") && err.contains("read from memory"),
+        "{err}"
     );
 }
 
@@ -762,7 +781,7 @@ fn computed_reshape_is_read_as_flatten() {
 
 /// Weights given as shapes only (the ONNX test suite's "light" models):
 /// ConstantOfShape, a Reshape of a constant, BN parameters as graph inputs,
-/// and a caffe2-style per-channel Mul/Add that is passed through.
+/// and a caffe2-style per-channel Mul/Add (a depthwise 1×1 conv with a bias).
 #[test]
 fn weights_from_constant_of_shape_and_reshaped_constants() {
     let mut m = M::new("x", &[1, 3, 8, 8]);
@@ -788,13 +807,68 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
     let a = analyze(&imp.graph);
     assert!(a.is_valid(), "{:?}", a.errors());
     let t = a.totals(&Conventions::default());
-    assert_eq!(t.total_params, 4 * 27 + 4 * 4);
-    assert_eq!(t.macs, 8 * 8 * 4 * 27);
+    assert_eq!(t.total_params, 4 * 27 + 4 * 4 + 4 + 4);
+    assert_eq!(t.macs, 8 * 8 * 4 * 27 + 8 * 8 * 4);
+    assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+    assert_eq!(imp.weights["scaled.weight"].1, vec![0.0, 1.0, 2.0, 3.0]);
+    // The conv's and BatchNorm's values are not in the file: said, by tensor.
+    let missing: Vec<&str> = imp.deviations.iter().map(|d| d.node.as_str()).collect();
     assert_eq!(
-        imp.unsupported,
-        vec![("Add (constant)".to_string(), 1), ("Mul".to_string(), 1)]
+        missing,
+        ["conv", "bn", "bn", "bn", "bn"],
+        "{:?}",
+        imp.deviations
     );
-    assert!(imp.weights.is_empty());
+}
+
+/// GoogLeNet's `transform_input`: channels picked one by one, scaled and
+/// shifted, put back together — a depthwise 1×1 conv, only when all of them
+/// come back in order.
+#[test]
+fn per_channel_transform_of_the_input() {
+    let build = |order: [&str; 2]| {
+        let mut m = M::new("x", &[1, 2, 3, 3]);
+        m.ints("i0", &[0])
+            .ints("i1", &[1])
+            .node("Gather", "g0", &["x", "i0"], vec![a1("axis", 1)])
+            .node("Gather", "g1", &["x", "i1"], vec![a1("axis", 1)])
+            .init("k", &[1])
+            .init("two", &[])
+            .node("Mul", "m0", &["g0", "k"], vec![])
+            .node("Add", "a1", &["two", "g1"], vec![])
+            .node("Concat", "cat", &order, vec![a1("axis", 1)])
+            .output("cat");
+        m.g.initializer
+            .iter_mut()
+            .find(|t| t.name == "two")
+            .unwrap()
+            .float_data = vec![2.0];
+        m.import()
+    };
+    let imp = build(["m0", "a1"]);
+    assert!(imp.is_faithful(), "{:?}", imp.deviations);
+    assert_eq!(
+        kind(&imp.graph, "cat"),
+        &LayerKind::Conv2d {
+            filters: 2,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: Padding::Valid,
+            groups: 2,
+            bias: true,
+            dilation: [1, 1],
+        }
+    );
+    // `k` holds 0: channel 0 × 0; channel 1 × 1 + 2.
+    assert_eq!(imp.weights["cat.weight"].1, vec![0.0, 1.0]);
+    assert_eq!(imp.weights["cat.bias"].1, vec![0.0, 2.0]);
+    let imp = build(["a1", "m0"]);
+    assert!(!imp.is_faithful());
+    assert!(
+        imp.deviations[0].what.contains("not all in order"),
+        "{:?}",
+        imp.deviations
+    );
 }
 
 /// torch.onnx (≥ 1.13) scopes node names; layers take their module path.
@@ -819,4 +893,318 @@ fn pytorch_scoped_names_become_module_paths() {
     assert!(imp.graph.find("layer1.0.conv1").is_some());
     assert!(imp.graph.find("layer1/layer1.0/relu/Relu").is_some());
     assert!(imp.weights.contains_key("layer1.0.conv1.weight"));
+}
+
+// --- the committed fixtures: what PyTorch's two exporters write --------------
+
+mod fixtures {
+    use netloom::infer::{Conventions, ParamStyle, analyze};
+    use netloom::interop::onnx;
+    use netloom::train::{Mode, Plan};
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// Files whose import is faithful: exit 0, the expected parameter count
+    /// and Netloom's own forward within 1e-4 of torch's output. Every other
+    /// fixture must be refused (exit 2, naming what it could not do).
+    const FAITHFUL: &[&str] = &[
+        "alexnet_mini.dynamo.onnx",
+        "googlenet_mini.dynamo.onnx",
+        "googlenet_mini.legacy.onnx",
+        "alexnet_mini.legacy.onnx",
+        "vgg16_mini.dynamo.onnx",
+        "vgg16_mini.legacy.onnx",
+        "resnet18_mini.dynamo.onnx",
+        "resnet18_mini.legacy-opset13.onnx",
+        "resnet18_mini.legacy.onnx",
+        "resnet50_mini.dynamo.onnx",
+        "resnet50_mini.legacy.onnx",
+        "squeezenet1_0_mini.dynamo.onnx",
+        "squeezenet1_0_mini.legacy.onnx",
+        "densenet121_mini.dynamo.onnx",
+        "densenet121_mini.legacy.onnx",
+        "conv_depthwise.dynamo.onnx",
+        "conv_depthwise.legacy.onnx",
+        "avgpool_exclude_pad.dynamo.onnx",
+        "avgpool_exclude_pad.legacy.onnx",
+        "avgpool_ceil.dynamo.onnx",
+        "avgpool_ceil.legacy.onnx",
+        "conv_bn_relu.dynamo.onnx",
+        "conv_bn_relu.legacy.onnx",
+        "gap_adaptive.dynamo.onnx",
+        "gap_adaptive.legacy.onnx",
+        "gap_mean.dynamo-opset18.onnx",
+        "gap_mean.dynamo.onnx",
+        "gap_mean.legacy-opset13.onnx",
+        "gap_mean.legacy.onnx",
+        "gap_mean_keepdim.dynamo.onnx",
+        "gap_mean_keepdim.legacy.onnx",
+        "flatten_view.dynamo.onnx",
+        "flatten_view.legacy-opset13.onnx",
+        "flatten_view.legacy.onnx",
+        "flatten_reshape_const.dynamo.onnx",
+        "flatten_reshape_const.legacy.onnx",
+        "flatten_squeeze.dynamo.onnx",
+        "flatten_squeeze.legacy-opset13.onnx",
+        "flatten_squeeze.legacy.onnx",
+        "flatten_nn.dynamo.onnx",
+        "flatten_nn.legacy.onnx",
+        "gemm_nobias.dynamo.onnx",
+        "gemm_nobias.legacy.onnx",
+        "shared_initializers.dynamo.onnx",
+        "shared_initializers.legacy.onnx",
+        "zero_biases.dynamo.onnx",
+        "zero_biases.legacy.onnx",
+        "constant_scale.dynamo.onnx",
+        "constant_scale.legacy.onnx",
+        "batchnorm_kept.dynamo.onnx",
+        "batchnorm_kept.legacy-nofold.onnx",
+        "batchnorm_kept.legacy.onnx",
+    ];
+
+    /// Where the design's parameter count is not the file's own count
+    /// (`onnx_params`), by how much and why.
+    const PARAMS_BEYOND_FILE: &[(&str, i64, &str)] = &[
+        (
+            "googlenet_mini.dynamo.onnx",
+            6,
+            "`transform_input` (constant per-channel scale and shift of the input) becomes a depthwise 1×1 conv: 3 weights + 3 biases",
+        ),
+        ("googlenet_mini.legacy.onnx", 6, "as the dynamo file"),
+        (
+            "constant_scale.dynamo.onnx",
+            16,
+            "`x * s + b` with 1×C×1×1 constants (buffers in torch) becomes a depthwise 1×1 conv: C weights + C biases",
+        ),
+        ("constant_scale.legacy.onnx", 16, "as the dynamo file"),
+    ];
+
+    fn dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
+    }
+
+    struct Fixture {
+        file: String,
+        onnx_params: i64,
+        torch_params: i64,
+        io: String,
+    }
+
+    fn manifest() -> Vec<Fixture> {
+        let text = std::fs::read_to_string(dir().join("MANIFEST.json")).expect("MANIFEST.json");
+        let root: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
+        root["fixtures"]
+            .as_array()
+            .expect("fixtures array")
+            .iter()
+            .map(|f| Fixture {
+                file: f["file"].as_str().expect("file").to_string(),
+                onnx_params: f["onnx_params"].as_i64().expect("onnx_params"),
+                torch_params: f["torch_params"].as_i64().expect("torch_params"),
+                io: f["io_file"].as_str().expect("io_file").to_string(),
+            })
+            .collect()
+    }
+
+    /// `input` (N·C·H·W, returned as NHWC) and `expected` of an io file.
+    fn io(name: &str) -> (Vec<f32>, Vec<f32>) {
+        let bytes = std::fs::read(dir().join(name)).expect("io file");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let read = |key: &str| {
+            let t = st.tensor(key).expect(key);
+            let v: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (t.shape().to_vec(), v)
+        };
+        let (shape, nchw) = read("input");
+        let [n, c, h, w] = shape[..] else {
+            panic!("{name}: input shape {shape:?}")
+        };
+        let mut nhwc = vec![0.0; nchw.len()];
+        for b in 0..n {
+            for ch in 0..c {
+                for y in 0..h {
+                    for x in 0..w {
+                        nhwc[((b * h + y) * w + x) * c + ch] = nchw[((b * c + ch) * h + y) * w + x];
+                    }
+                }
+            }
+        }
+        (nhwc, read("expected").1)
+    }
+
+    /// Netloom's evaluation forward of an import on `input`: the output layer's values.
+    fn forward(imported: &onnx::Imported, input: &[f32]) -> Vec<f32> {
+        let g = &imported.graph;
+        let analysis = analyze(g);
+        let mut plan = Plan::compile(g, &analysis, 1, 0).expect("compiles");
+        for p in &mut plan.params {
+            let (shape, data) = imported
+                .weights
+                .get(&p.name)
+                .unwrap_or_else(|| panic!("`{}` imported", p.name));
+            assert_eq!(shape, &p.shape, "`{}`", p.name);
+            p.data.copy_from_slice(data);
+        }
+        let outputs: Vec<_> = g
+            .node_ids()
+            .filter(|&id| g.edges().iter().all(|e| e.from != id))
+            .collect();
+        assert_eq!(outputs.len(), 1, "one output layer");
+        let last = plan.step_of(g.name_of(outputs[0])).expect("output step");
+        plan.forward_through(input, last, Mode::Eval);
+        plan.activation(last).to_vec()
+    }
+
+    fn max_relative(a: &[f32], b: &[f32]) -> f64 {
+        let scale = b.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+        let diff = a
+            .iter()
+            .zip(b)
+            .fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+        diff / scale.max(1e-30)
+    }
+
+    /// What one fixture's import gives: `Ok(params, max relative difference)`
+    /// when faithful, else the deviations.
+    fn check(f: &Fixture) -> Result<(i64, f64), String> {
+        let imported = onnx::import(&dir().join(&f.file)).map_err(|e| format!("error: {e}"))?;
+        if !imported.is_faithful() {
+            return Err(imported.deviation_list(3));
+        }
+        let analysis = analyze(&imported.graph);
+        if !analysis.is_valid() {
+            return Err(analysis.error_summary(&imported.graph, 3));
+        }
+        // PyTorch's convention: BatchNorm running statistics are buffers, as
+        // in the file's own count.
+        let torch_style = Conventions {
+            params: ParamStyle::PyTorch,
+            ..Conventions::default()
+        };
+        let params = analysis.totals(&torch_style).total_params as i64;
+        let (input, expected) = io(&f.io);
+        let got = forward(&imported, &input);
+        assert_eq!(got.len(), expected.len(), "{}: output size", f.file);
+        Ok((params, max_relative(&got, &expected)))
+    }
+
+    /// `netloom import FILE -o d.json --weights w.safetensors [extra]` in `out`.
+    fn netloom_import(file: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_netloom"))
+            .arg("import")
+            .arg(dir().join(file))
+            .arg("-o")
+            .arg(out.join("d.json"))
+            .arg("--weights")
+            .arg(out.join("w.safetensors"))
+            .args(extra)
+            .output()
+            .expect("netloom runs")
+    }
+
+    /// The command line agrees with the library: exit 0 and a design for a
+    /// faithful import, exit 2 naming every deviation and nothing written
+    /// otherwise.
+    fn check_cli(f: &Fixture, faithful: &Result<(i64, f64), String>, problems: &mut Vec<String>) {
+        let out = tempfile::tempdir().expect("temp dir");
+        let run = netloom_import(&f.file, out.path(), &[]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let code = run.status.code();
+        let written = out.path().join("d.json").exists();
+        match faithful {
+            Ok(_) if code != Some(0) || !written => {
+                problems.push(format!("{}: `netloom import` exit {code:?}: {stderr}", f.file))
+            }
+            Err(why) if code != Some(2) || written || !stderr.contains(why.lines().next().unwrap_or("?").trim_start_matches("  - ")) => {
+                problems.push(format!(
+                    "{}: refused import gave exit {code:?}, design written {written}, stderr: {stderr}",
+                    f.file
+                ))
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn allow_partial_writes_a_marked_design() {
+        let out = tempfile::tempdir().expect("temp dir");
+        let run = netloom_import("relu6.dynamo.onnx", out.path(), &[]);
+        assert_eq!(run.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains("Clip") && stderr.contains("--allow-partial"),
+            "{stderr}"
+        );
+        let run = netloom_import("relu6.dynamo.onnx", out.path(), &["--allow-partial"]);
+        assert_eq!(run.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains("PARTIAL import") && stderr.contains("Clip"),
+            "{stderr}"
+        );
+        let text = std::fs::read_to_string(out.path().join("d.json")).expect("design");
+        assert!(
+            text.contains("\"note\": \"Partial import") && text.contains("Clip"),
+            "{text}"
+        );
+        let g = netloom::graph::file::load(&out.path().join("d.json")).expect("loads");
+        assert!(g.name.ends_with(onnx::PARTIAL_MARK), "{}", g.name);
+        assert!(out.path().join("w.safetensors").exists());
+    }
+
+    #[test]
+    fn every_fixture_imports_faithfully_or_is_refused() {
+        let mut problems = Vec::new();
+        let mut table = Vec::new();
+        for f in manifest() {
+            let expect_faithful = FAITHFUL.contains(&f.file.as_str());
+            let beyond = PARAMS_BEYOND_FILE
+                .iter()
+                .find(|(file, _, _)| *file == f.file)
+                .map_or(0, |(_, extra, _)| *extra);
+            let result = check(&f);
+            check_cli(&f, &result, &mut problems);
+            match result {
+                Ok((params, diff)) => {
+                    table.push(format!(
+                        "{:<40} faithful  params {params} (file {}, torch {})  max rel diff {diff:.2e}",
+                        f.file, f.onnx_params, f.torch_params
+                    ));
+                    if !expect_faithful {
+                        problems.push(format!("{}: faithful now; add it to FAITHFUL", f.file));
+                    }
+                    if params != f.onnx_params + beyond {
+                        problems.push(format!(
+                            "{}: {params} params, expected {} (the file's {} + {beyond})",
+                            f.file,
+                            f.onnx_params + beyond,
+                            f.onnx_params
+                        ));
+                    }
+                    if diff > 1e-4 || diff.is_nan() {
+                        problems.push(format!(
+                            "{}: output differs by {diff:.3e} (relative)",
+                            f.file
+                        ));
+                    }
+                }
+                Err(why) => {
+                    table.push(format!(
+                        "{:<40} refused   {}",
+                        f.file,
+                        why.lines().next().unwrap_or("")
+                    ));
+                    if expect_faithful {
+                        problems.push(format!("{}: refused:\n{why}", f.file));
+                    }
+                }
+            }
+        }
+        println!("{}", table.join("\n"));
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
 }

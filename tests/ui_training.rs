@@ -392,6 +392,35 @@ fn a_sweep_from_the_dialog_trains_one_run_per_value_and_plots_them() {
         );
     }
     assert!(has(&h, "Sweep plot with 4 points"));
+    // Its table exports as CSV, one row per value, with the runs' figures.
+    assert!(has(&h, "Export sweep table as CSV…"));
+    let csv_path = dir.with_extension("csv");
+    h.state_mut()
+        .execute(&ctx, Command::ExportSweepCsvTo(csv_path.clone()));
+    let csv = std::fs::read_to_string(&csv_path).expect("the sweep CSV");
+    let _ = std::fs::remove_file(&csv_path);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(netloom::train::experiment::SWEEP_CSV_HEADER)
+    );
+    let points = h.state().training.sweep_points("c2.filters");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4);
+    for (row, (run, p)) in rows.iter().zip(h.state().training.runs.iter().zip(&points)) {
+        assert_eq!(row[0], "c2.filters");
+        assert_eq!(row[1].parse::<f64>().unwrap(), p.value);
+        assert_eq!(row[2].parse::<u64>().unwrap(), run.macs);
+        assert_eq!(row[3].parse::<u64>().unwrap(), run.params);
+        let ms: f64 = row[4].parse().expect("ms per step");
+        assert!((ms - p.ms_per_step.unwrap()).abs() < 1e-9);
+        assert_eq!(row[5].parse::<f32>().ok(), run.val_acc());
+        assert_eq!(
+            row[6].parse::<f32>().ok(),
+            run.test.as_ref().map(|t| t.test_acc)
+        );
+        assert_eq!(row[7], p.pareto.to_string());
+    }
     // The user's design is untouched by the sweep.
     assert!(matches!(
         graph.node(c2).unwrap().kind,
@@ -648,7 +677,20 @@ fn run_setup_estimates_seconds_per_epoch_from_timed_steps() {
     // 60 images and a corrupt file in the class folders, less the 10%
     // held out for validation: 55 images, 7 batches of 8.
     assert!(has(&h, "ms per step × 7 batches)"));
+    let measured = match h.state().training.step_timer.ms_per_step {
+        Some(Ok(ms)) => ms,
+        ref other => panic!("no step time: {other:?}"),
+    };
     click(&mut h, "Train");
+    // The run's ETA starts from that estimate: 7 batches of the measured step.
+    let estimate = h.state().training.current().unwrap().estimate;
+    assert_eq!(
+        estimate,
+        Some(netloom::app::training::estimate::StartEstimate {
+            ms_per_step: measured,
+            batches_per_epoch: Some(7),
+        })
+    );
     wait_until(&mut h, "the run to finish", |h| {
         h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
     });
@@ -674,6 +716,16 @@ fn run_setup_estimates_seconds_per_epoch_from_timed_steps() {
 #[test]
 fn train_both_in_the_compare_view_trains_a_and_b_alike_and_shows_both_runs() {
     let (mut h, dir) = tiny_app(1);
+    // Run › Train both is there, disabled outside a compare.
+    h.get_by_role_and_label(egui::Role::Button, "Run").click();
+    h.run();
+    assert!(
+        h.get_by_role_and_label(egui::Role::Button, "Train both")
+            .accesskit_node()
+            .is_disabled()
+    );
+    h.key_press(egui::Key::Escape);
+    h.run();
     click(&mut h, "Train");
     wait_until(&mut h, "an earlier run", |h| {
         h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
@@ -710,8 +762,23 @@ fn train_both_in_the_compare_view_trains_a_and_b_alike_and_shows_both_runs() {
         "the pair alone is overlaid"
     );
     assert_eq!(h.state().bottom_tab, netloom::app::BottomTab::Runs);
-    assert!(has(&h, "Accuracy against MACs plot with 3 runs"));
+    // The scatter shows the shown runs only.
+    assert!(has(&h, "Accuracy against MACs plot with 2 runs (#2, #3)"));
     assert!(has(&h, "A #2 Finished · B #3 Finished"));
+    // Clicking a run in the table highlights it in every plot.
+    let cell = RunColumn::Run.cell(&h.state().training.runs[1]);
+    click(&mut h, &cell);
+    assert_eq!(h.state().training.highlighted, Some(2));
+    assert!(has(&h, "plot with 2 runs (#2, #3); highlighted run #2"));
+    click(&mut h, "Training");
+    for plot in ["Loss plot", "Accuracy plot", "Learning-rate plot"] {
+        assert!(
+            labels_containing(&h, plot)
+                .iter()
+                .any(|l| l.ends_with("; highlighted run #2")),
+            "{plot} highlights run #2"
+        );
+    }
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }

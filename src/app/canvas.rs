@@ -91,6 +91,9 @@ pub struct Canvas {
     menu_wire: Option<(Edge, Pos2)>,
     pub find: FindBar,
     minimap: Minimap,
+    /// Screen rects of the group labels drawn this frame (names at low
+    /// zoom keep off them).
+    group_labels: Vec<Rect>,
 }
 
 impl Default for Canvas {
@@ -112,6 +115,7 @@ impl Default for Canvas {
             menu_wire: None,
             find: FindBar::default(),
             minimap: Minimap,
+            group_labels: Vec::new(),
         }
     }
 }
@@ -147,8 +151,14 @@ struct Picture {
     shares: Vec<f32>,
     /// Rolled-up figures of every group (by group index).
     figures: Vec<GroupFigures>,
-    /// Scene rect around the nodes of every expanded group.
-    frames: Vec<(usize, Rect)>,
+    /// The view nodes drawn inside every framed group (by group index):
+    /// its layers and the cards of collapsed groups inside it.
+    contents: Vec<Vec<NodeId>>,
+    /// The groups drawn as a frame (expanded, inside no collapsed group),
+    /// children before their parents.
+    framed: Vec<usize>,
+    /// The group holding each group (by group index).
+    parent: Vec<Option<usize>>,
     total_macs: u64,
 }
 
@@ -238,6 +248,13 @@ impl Canvas {
             .map(|p| self.screen_from_scene.inverse() * p)
     }
 
+    /// Where the primary button went down (scene coordinates): a drag
+    /// starts there, not where it was recognised as a drag.
+    fn press_in_scene(&self, ui: &Ui) -> Option<Pos2> {
+        ui.input(|i| i.pointer.press_origin())
+            .map(|p| self.screen_from_scene.inverse() * p)
+    }
+
     /// Shows a refusal (e.g. a cycle) next to where the wire was dropped.
     pub fn refuse(&mut self, message: String, now: f64) {
         let at = self
@@ -289,11 +306,14 @@ impl Canvas {
         self.screen_from_scene.scaling
     }
 
-    /// Centres the view on `rect` (scene coordinates), zooming in until its text is readable.
+    /// Centres the view on `rect` (scene coordinates), zooming in until its
+    /// text is readable, or as far as the whole of `rect` fits if less.
     pub fn focus(&mut self, rect: Rect) {
         self.fitted_to = None;
         let view = self.screen_rect.size();
-        let zoom = if self.zoom() < 0.8 { 1.0 } else { self.zoom() };
+        let readable = if self.zoom() < 0.8 { 1.0 } else { self.zoom() };
+        let fits = (view.x / (rect.width() + 60.0)).min(view.y / (rect.height() + 60.0));
+        let zoom = readable.min(fits).max(MIN_ZOOM);
         if view.x > 0.0 && view.y > 0.0 {
             self.scene_rect = Rect::from_center_size(rect.center(), view / zoom);
         } else {
@@ -312,7 +332,7 @@ impl Canvas {
             self.fit_requested = false;
             self.fitted_to = Some(outer);
         }
-        let rects = self.frame_rects();
+        let rects = self.frame_rects(input.graph);
         self.track_palette_drop(ui, outer, &rects, &mut commands);
 
         // Plain scroll (and pinch) zooms about the pointer; dragging with
@@ -360,8 +380,9 @@ impl Canvas {
     }
 
     /// Scene rect of every view node this frame: the picture's, with moved
-    /// nodes where they are being dragged (and their wires routed anew).
-    fn frame_rects(&mut self) -> Vec<Option<Rect>> {
+    /// nodes (and collapsed groups all of whose layers move) where they are
+    /// being dragged, and their wires routed anew.
+    fn frame_rects(&mut self, graph: &Graph) -> Vec<Option<Rect>> {
         let Some(picture) = self.picture.as_mut() else {
             return Vec::new();
         };
@@ -369,13 +390,20 @@ impl Canvas {
             return picture.rects.clone();
         };
         let d = m.current - m.start;
+        let moves = |id: NodeId| match picture.view.group(id) {
+            Some(g) => graph
+                .groups()
+                .get(g)
+                .is_some_and(|g| g.members.iter().all(|x| m.ids.contains(x))),
+            None => m.ids.contains(&id),
+        };
         let rects: Vec<Option<Rect>> = picture
             .rects
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 r.map(|r| {
-                    if m.ids.contains(&NodeId(i as u32)) {
+                    if moves(NodeId(i as u32)) {
                         r.translate(d)
                     } else {
                         r
@@ -528,8 +556,9 @@ impl Canvas {
             .filter(|(_, r)| outer.intersects(r.expand(120.0)))
             .collect();
         // A name goes inside its block, else to its right, else to its left,
-        // wherever it covers no other block and no name already drawn.
-        let mut taken: Vec<Rect> = Vec::new();
+        // wherever it covers no other block, no group label and no name
+        // already drawn.
+        let mut taken: Vec<Rect> = self.group_labels.clone();
         for &(id, screen) in &on_screen {
             let name = picture.view.graph.name_of(id);
             let galley = painter.layout_no_wrap(truncate(name, 24), font.clone(), color);
@@ -630,10 +659,12 @@ impl Canvas {
         let visible = ui.clip_rect().expand(20.0);
         let detailed = self.zoom() >= DETAIL_ZOOM;
         let painter = ui.painter().clone();
+        let frames = self.frames(rects);
         self.wires_ui(&painter, input, visible, detailed);
-        self.group_frames_ui(ui, input, visible, commands);
+        self.group_frames_ui(ui, &frames, visible);
         let pointer = self.pointer_in_scene(ui);
         self.nodes_ui(ui, input, rects, visible, detailed, pointer, commands);
+        self.group_labels_ui(ui, input, &frames, pointer, commands);
         self.gestures_ui(ui, input, rects, pointer, commands);
         self.overlay_ui(ui, &painter);
     }
@@ -705,73 +736,134 @@ impl Canvas {
         }
     }
 
-    /// A labelled frame around every expanded group, with its collapse button.
-    fn group_frames_ui(
-        &self,
-        ui: &mut Ui,
-        input: &CanvasInput<'_>,
-        visible: Rect,
-        commands: &mut Vec<Command>,
-    ) {
-        let Some(picture) = &self.picture else { return };
-        let visuals = ui.visuals().clone();
+    /// The scene rect of every framed group this frame, parents first: its
+    /// drawn nodes and its children's frames, with a margin.
+    fn frames(&self, rects: &[Option<Rect>]) -> Vec<(usize, Rect)> {
+        let Some(picture) = &self.picture else {
+            return Vec::new();
+        };
+        let mut frame: Vec<Option<Rect>> = vec![None; picture.contents.len()];
+        for &g in &picture.framed {
+            let nodes = picture.contents[g]
+                .iter()
+                .filter_map(|id| rects.get(id.index()).copied().flatten());
+            let children = picture
+                .framed
+                .iter()
+                .filter(|&&c| picture.parent[c] == Some(g))
+                .filter_map(|&c| frame[c]);
+            let r = nodes.chain(children).fold(Rect::NOTHING, Rect::union);
+            frame[g] = r.is_positive().then(|| r.expand(FRAME_MARGIN));
+        }
+        picture
+            .framed
+            .iter()
+            .rev()
+            .filter_map(|&g| Some((g, frame[g]?)))
+            .collect()
+    }
+
+    /// A frame around every expanded group, parents under their children.
+    fn group_frames_ui(&self, ui: &Ui, frames: &[(usize, Rect)], visible: Rect) {
         let color = group_color();
-        for &(g, frame) in &picture.frames {
+        for &(_, frame) in frames {
             if !visible.intersects(frame) {
                 continue;
             }
-            let Some(group) = input.graph.groups().get(g) else {
-                continue;
-            };
             ui.painter().rect(
                 frame,
                 8.0,
-                color.gamma_multiply(0.12),
+                color.gamma_multiply(0.10),
                 Stroke::new(1.2, color.gamma_multiply(0.8)),
                 StrokeKind::Inside,
             );
-            let tab = Rect::from_min_size(
-                frame.left_top() + vec2(0.0, -18.0),
-                vec2(
-                    (group.name.chars().count() as f32 * 7.0 + 34.0).min(frame.width()),
-                    18.0,
-                ),
-            );
+        }
+    }
+
+    /// Every framed group's name in screen space, the same size at every
+    /// zoom, outside its frame (to the left of its top when the design
+    /// flows down, above its left end when it flows right; a nested group's
+    /// label steps past its parent's). Click collapses the group, a drag
+    /// moves it, right-click opens its menu.
+    fn group_labels_ui(
+        &mut self,
+        ui: &mut Ui,
+        input: &CanvasInput<'_>,
+        frames: &[(usize, Rect)],
+        pointer: Option<Pos2>,
+        commands: &mut Vec<Command>,
+    ) {
+        let layer = egui::LayerId::new(egui::Order::Middle, Id::unique("netloom_group_labels"));
+        let outer = self.screen_rect;
+        let painter = ui.ctx().layer_painter(layer).with_clip_rect(outer);
+        let font = FontId::proportional(12.0);
+        let text_color = Color32::WHITE;
+        let down = input.graph.orientation == Orientation::TopToBottom;
+        let t = self.screen_from_scene;
+        let mut taken: Vec<Rect> = Vec::new();
+        for &(g, frame) in frames {
+            let Some(group) = input.graph.groups().get(g) else {
+                continue;
+            };
+            let screen = Rect::from_min_max(t * frame.min, t * frame.max);
+            if !outer.intersects(screen.expand(300.0)) {
+                continue;
+            }
+            let galley =
+                painter.layout_no_wrap(format!("[-] {}", group.name), font.clone(), text_color);
+            let size = galley.size() + vec2(10.0, 4.0);
+            let mut spot = if down {
+                Rect::from_min_size(pos2(screen.left() - 4.0 - size.x, screen.top()), size)
+            } else {
+                Rect::from_min_size(pos2(screen.left(), screen.top() - 4.0 - size.y), size)
+            };
+            let step = vec2(0.0, if down { size.y + 2.0 } else { -size.y - 2.0 });
+            for _ in 0..8 {
+                if !taken.iter().any(|r| r.intersects(spot)) {
+                    break;
+                }
+                spot = spot.translate(step);
+            }
+            taken.push(spot);
+            let scene_spot = Rect::from_min_max(t.inverse() * spot.min, t.inverse() * spot.max);
             let resp = ui
-                .interact(tab, Id::unique(("netloom_group_tab", g)), Sense::click())
-                .on_hover_text("Collapse the group into one node (right-click for more)");
+                .interact(
+                    scene_spot,
+                    Id::unique(("netloom_group_tab", g)),
+                    Sense::click_and_drag(),
+                )
+                .on_hover_text(
+                    "Click to collapse the group, drag to move it (right-click for more)",
+                );
             let label = format!("Collapse {}", group.name);
             resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
             let fill = if resp.hovered() {
-                color
+                group_color()
             } else {
-                color.gamma_multiply(0.8)
+                group_color().gamma_multiply(0.85)
             };
-            ui.painter().rect_filled(
-                tab,
-                CornerRadius {
-                    nw: 6,
-                    ne: 6,
-                    sw: 0,
-                    se: 0,
-                },
-                fill,
-            );
-            ui.painter().text(
-                tab.left_center() + vec2(6.0, 0.0),
-                Align2::LEFT_CENTER,
-                format!("[-] {}", group.name),
-                FontId::proportional(11.0),
-                visuals.strong_text_color(),
-            );
+            painter.rect_filled(spot, 4.0, fill);
+            painter.galley(spot.min + vec2(5.0, 2.0), galley, text_color);
             if resp.clicked() {
                 commands.push(Command::SetGroupCollapsed {
                     group: g,
                     collapsed: true,
                 });
             }
+            if resp.drag_started_by(egui::PointerButton::Primary)
+                && let Some(p) = self.press_in_scene(ui).or(pointer)
+            {
+                let ids: BTreeSet<NodeId> = group.members.iter().copied().collect();
+                commands.push(Command::Select(ids.clone()));
+                self.moving = Some(MoveDrag {
+                    ids,
+                    start: p,
+                    current: p,
+                });
+            }
             resp.context_menu(|ui| group_menu_ui(ui, g, false, commands));
         }
+        self.group_labels = taken;
     }
 
     /// Every visible node: its card (or block at low zoom), clicks, drags and ports.
@@ -936,16 +1028,16 @@ impl Canvas {
             }
             commands.push(Command::Select(sel));
         }
-        // Collapsed groups stay where the layout puts them.
-        if group.is_none()
-            && resp.drag_started_by(egui::PointerButton::Primary)
-            && let Some(p) = pointer
+        // A collapsed group moves with its layers (one MoveNodes).
+        if resp.drag_started_by(egui::PointerButton::Primary)
+            && let Some(p) = self.press_in_scene(ui).or(pointer)
         {
             let ids = if selected {
                 input.selection.clone()
             } else {
-                commands.push(Command::Select(BTreeSet::from([id])));
-                BTreeSet::from([id])
+                let ids: BTreeSet<NodeId> = members.iter().copied().collect();
+                commands.push(Command::Select(ids.clone()));
+                ids
             };
             self.moving = Some(MoveDrag {
                 ids,
@@ -955,6 +1047,12 @@ impl Canvas {
         }
         match group {
             Some(g) => {
+                if resp.double_clicked() {
+                    commands.push(Command::SetGroupCollapsed {
+                        group: g,
+                        collapsed: false,
+                    });
+                }
                 resp.context_menu(|ui| group_menu_ui(ui, g, true, commands));
             }
             None => {
@@ -1249,20 +1347,26 @@ impl Picture {
                 }
             }
         }
-        let frames = graph
-            .groups()
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| !g.collapsed)
-            .filter_map(|(gi, g)| {
-                let r = g
-                    .members
-                    .iter()
-                    .filter_map(|m| rects.get(m.index()).copied().flatten())
-                    .fold(Rect::NOTHING, |a, b| a.union(b));
-                r.is_positive().then(|| (gi, r.expand(FRAME_MARGIN)))
-            })
+        let nesting = graph.nesting();
+        let mut framed: Vec<usize> = (0..graph.groups().len())
+            .filter(|&g| !graph.groups()[g].collapsed && !nesting.hidden[g])
             .collect();
+        framed.sort_by_key(|&g| graph.groups()[g].members.len());
+        let mut contents: Vec<Vec<NodeId>> = vec![Vec::new(); graph.groups().len()];
+        for (id, _) in drawn.nodes() {
+            match view.group(id) {
+                Some(h) => {
+                    for a in nesting.ancestors(h) {
+                        contents[a].push(id);
+                    }
+                }
+                None => {
+                    for a in nesting.groups_of(id) {
+                        contents[a].push(id);
+                    }
+                }
+            }
+        }
         Picture {
             generation: input.generation,
             conventions: conv,
@@ -1274,7 +1378,9 @@ impl Picture {
             labels,
             shares,
             figures,
-            frames,
+            contents,
+            framed,
+            parent: nesting.parent,
             total_macs,
         }
     }

@@ -82,14 +82,16 @@ pub enum PaletteItem {
     Block(BlockTemplate),
 }
 
-/// Nodes and the wires among them, as copied to the clipboard.
+/// Nodes, the wires among them and the groups wholly inside them, as
+/// copied to the clipboard.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Fragment {
     pub graph: Graph,
 }
 
 impl Fragment {
-    /// The selected nodes of `graph` with the wires between them.
+    /// The selected nodes of `graph` with the wires between them and every
+    /// group all of whose members are selected.
     pub fn copy(graph: &Graph, ids: &BTreeSet<NodeId>) -> Fragment {
         let mut g = Graph::new("clipboard");
         let mut map = std::collections::HashMap::new();
@@ -97,6 +99,9 @@ impl Fragment {
             if let Some(node) = graph.node(id)
                 && let Ok(new) = g.add_node(node.name.clone(), node.kind.clone(), node.position)
             {
+                if let Some(n) = g.node_mut(new) {
+                    n.frozen = node.frozen;
+                }
                 map.insert(id, new);
             }
         }
@@ -105,6 +110,7 @@ impl Fragment {
                 let _ = g.connect(f, t, e.input);
             }
         }
+        copy_groups(graph, &mut g, &map, [0.0, 0.0], |name, _| name.to_string());
         Fragment { graph: g }
     }
 
@@ -189,7 +195,8 @@ pub enum Command {
     GroupNodes(BTreeSet<NodeId>),
     /// Dissolve group `0` (an index into `Graph::groups`); its layers stay.
     Ungroup(usize),
-    /// Collapse or expand one group, laying the design out again.
+    /// Collapse or expand one group where it stands
+    /// ([`crate::graph::layout::set_collapsed_in_place`]).
     SetGroupCollapsed {
         group: usize,
         collapsed: bool,
@@ -212,6 +219,9 @@ pub enum Command {
     FitView,
     /// Select the layer and bring it into view (find, error list).
     FocusNode(NodeId),
+    /// Select the group's layers and bring it into view (find), expanding
+    /// any collapsed group it lies in.
+    FocusGroup(usize),
     /// Open the find-a-layer bar (Ctrl+F).
     OpenFind,
     SetConventions(crate::infer::Conventions),
@@ -267,6 +277,11 @@ pub enum Command {
     /// Pick a file and write every run's per-epoch metrics there as CSV.
     ExportMetrics,
     ExportMetricsTo(PathBuf),
+    /// Pick a file and write the newest sweep's table there as CSV.
+    ExportSweepCsv,
+    ExportSweepCsvTo(PathBuf),
+    /// Draw run `0` (its id) highlighted in every plot (`None`: none).
+    HighlightRun(Option<usize>),
     /// Report activation statistics and gradient norms per layer.
     SetWatch(bool),
     /// Overlay run `run` (its id) in the plots.
@@ -356,6 +371,9 @@ impl Command {
                 | Command::LoadWeightsFrom(_)
                 | Command::ExportMetrics
                 | Command::ExportMetricsTo(_)
+                | Command::ExportSweepCsv
+                | Command::ExportSweepCsvTo(_)
+                | Command::HighlightRun(_)
                 | Command::SetWatch(_)
                 | Command::ShowRun { .. }
                 | Command::ProbeNode { .. }
@@ -448,6 +466,7 @@ impl Command {
             Command::SaveWeights => "Save weights…",
             Command::LoadWeights => "Load weights…",
             Command::ExportMetrics => "Export metrics as CSV…",
+            Command::ExportSweepCsv => "Export sweep table as CSV…",
             Command::OpenSweepDialog => "Sweep…",
             Command::FindLearningRate => "Find learning rate",
             Command::TrainBoth => "Train both",
@@ -547,14 +566,7 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
                 return Err("no such wire".into());
             }
         }
-        Command::MoveNodes { ids, delta } => {
-            for &id in ids {
-                if let Some(n) = graph.node_mut(id) {
-                    n.position[0] += delta[0];
-                    n.position[1] += delta[1];
-                }
-            }
-        }
+        Command::MoveNodes { ids, delta } => graph.move_nodes(ids, *delta),
         Command::SetKind { id, kind } => {
             kind.validate()?;
             let node = graph
@@ -586,10 +598,9 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
             graph.remove_group(*g).ok_or("no such group")?;
         }
         Command::SetGroupCollapsed { group, collapsed } => {
-            if !graph.set_collapsed(*group, *collapsed) {
+            if !crate::graph::layout::set_collapsed_in_place(graph, *group, *collapsed) {
                 return Err("no such group".into());
             }
-            crate::graph::layout::auto_layout(graph);
         }
         Command::SetAllGroupsCollapsed(collapsed) => {
             for g in 0..graph.groups().len() {
@@ -959,7 +970,39 @@ fn paste(graph: &mut Graph, fragment: &Fragment, offset: [f32; 2]) -> BTreeSet<N
             let _ = graph.connect(f, t, e.input);
         }
     }
+    copy_groups(&fragment.graph, graph, &map, offset, |name, to| {
+        to.unique_group_name(name)
+    });
     new
+}
+
+/// Adds to `to` every group of `from` whose members all map through
+/// `map`, named by `name` (given the old name and `to`), keeping its
+/// collapsed flag, its box moved by `offset`. A group `to` refuses is left
+/// out; its layers stay.
+fn copy_groups(
+    from: &Graph,
+    to: &mut Graph,
+    map: &std::collections::HashMap<NodeId, NodeId>,
+    offset: [f32; 2],
+    name: impl Fn(&str, &Graph) -> String,
+) {
+    for group in from.groups() {
+        let Some(members) = group
+            .members
+            .iter()
+            .map(|m| map.get(m).copied())
+            .collect::<Option<Vec<NodeId>>>()
+        else {
+            continue;
+        };
+        let new_name = name(&group.name, to);
+        if let Ok(g) = to.add_group(new_name, members) {
+            to.set_collapsed(g, group.collapsed);
+            let [x, y] = group.position;
+            to.set_group_position(g, [x + offset[0], y + offset[1]]);
+        }
+    }
 }
 
 /// Applies a fix-it from shape inference; returns the inserted node.
@@ -1188,6 +1231,43 @@ mod tests {
         assert_eq!(g.len(), 4);
         assert_eq!(g.edges().len(), 2);
         assert!(g.find("a_1").is_some());
+    }
+
+    #[test]
+    fn paste_carries_nested_groups_wholly_inside_the_selection_renamed() {
+        let mut g = crate::graph::blocks::resnet50("r", 64, 10, true);
+        let res2 = g.find_group("res2").unwrap();
+        let res3a = g.find_group("res3a").unwrap();
+        // The whole of res2 and one layer of res3a: only res2's groups go along.
+        let mut ids: BTreeSet<NodeId> = g.groups()[res2].members.iter().copied().collect();
+        ids.insert(g.groups()[res3a].members[0]);
+        g.set_collapsed(g.find_group("res2b").unwrap(), true);
+        let frag = Fragment::copy(&g, &ids);
+        let names: Vec<&str> = frag
+            .graph
+            .groups()
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["res2a", "res2b", "res2c", "res2"]);
+        let before = g.groups().len();
+        let out = apply_edit(
+            &mut g,
+            &Command::Paste {
+                fragment: frag,
+                offset: [40.0, 0.0],
+            },
+        )
+        .unwrap();
+        assert_eq!(g.groups().len(), before + 4);
+        g.check_groups().unwrap();
+        let copy = g.find_group("res2_2").unwrap();
+        let inner = g.find_group("res2b_2").unwrap();
+        assert_eq!(g.nesting().parent[inner], Some(copy));
+        assert!(g.groups()[inner].collapsed);
+        let pasted = out.select.unwrap();
+        assert!(g.groups()[copy].members.iter().all(|m| pasted.contains(m)));
+        assert_eq!(g.groups()[copy].members.len() + 1, pasted.len());
     }
 
     fn chain() -> (Graph, NodeId, NodeId, NodeId) {

@@ -1,7 +1,7 @@
 //! Keras-style per-layer table: sortable, with totals; a click selects the
 //! layer. With "Roll up by group" each group is one header row with its
-//! members' summed figures, its layers indented below it (a click on the
-//! header folds them). Rows are rebuilt only when the design, the
+//! members' summed figures, its layers and the groups inside it indented
+//! below it (a click on the header folds them). Rows are rebuilt only when the design, the
 //! conventions or the sort change.
 
 use super::command::Command;
@@ -78,11 +78,23 @@ struct Row {
     non_trainable: u64,
     ops: u64,
     error: bool,
-    /// 1 for a layer listed under its group's header.
+    /// How many group headers the row is listed under.
     depth: u8,
 }
 
 const WIDTHS: [f32; 7] = [170.0, 100.0, 110.0, 110.0, 110.0, 130.0, 60.0];
+/// Indentation of a row per group header it is listed under.
+const INDENT: f32 = 12.0;
+
+/// The column widths that fit `available` points (with `spacing` between
+/// cells), narrowed together down to 60% of [`WIDTHS`] so the last column
+/// is not cut off in a narrow panel.
+fn column_widths(available: f32, spacing: f32) -> [f32; 7] {
+    let gaps = spacing * (WIDTHS.len() as f32 - 1.0) + 16.0;
+    let full: f32 = WIDTHS.iter().sum();
+    let scale = ((available - gaps) / full).clamp(0.6, 1.0);
+    WIDTHS.map(|w| (w * scale).floor())
+}
 
 impl CostTable {
     pub fn ui(
@@ -123,8 +135,10 @@ impl CostTable {
             (conventions.ops_unit(), Some(SortBy::Ops)),
             ("Share", None),
         ];
+        let widths = column_widths(ui.available_width(), ui.spacing().item_spacing.x);
+        let row_w = widths.iter().sum::<f32>() + ui.spacing().item_spacing.x * 6.0;
         ui.horizontal(|ui| {
-            for ((title, key), w) in headers.into_iter().zip(WIDTHS) {
+            for ((title, key), w) in headers.into_iter().zip(widths) {
                 let arrow = match key {
                     Some(k) if k == self.sort => {
                         if self.descending {
@@ -172,10 +186,7 @@ impl CostTable {
                         Target::Layer(id) => selection.contains(id),
                         Target::Group(_, m) => m.iter().all(|id| selection.contains(id)),
                     };
-                    let (rect, resp) = ui.allocate_exact_size(
-                        vec2(WIDTHS.iter().sum::<f32>() + 40.0, row_h),
-                        Sense::click(),
-                    );
+                    let (rect, resp) = ui.allocate_exact_size(vec2(row_w, row_h), Sense::click());
                     if selected {
                         ui.painter()
                             .rect_filled(rect, 0.0, ui.visuals().selection.bg_fill);
@@ -191,13 +202,12 @@ impl CostTable {
                     } else {
                         String::new()
                     };
-                    let name = match (&r.target, r.depth) {
-                        (Target::Group(g, _), _) if self.folded.contains(g) => {
+                    let name = match &r.target {
+                        Target::Group(g, _) if self.folded.contains(g) => {
                             format!("[+] {}", r.name)
                         }
-                        (Target::Group(..), _) => format!("[-] {}", r.name),
-                        (_, 0) => r.name.clone(),
-                        _ => format!("    {}", r.name),
+                        Target::Group(..) => format!("[-] {}", r.name),
+                        Target::Layer(_) => r.name.clone(),
                     };
                     let cells = [
                         name,
@@ -218,10 +228,21 @@ impl CostTable {
                     } else {
                         child.visuals().text_color()
                     };
-                    for (text, w) in cells.into_iter().zip(WIDTHS) {
-                        child.add_sized(
-                            [w, row_h],
-                            egui::Label::new(RichText::new(text).color(color)).truncate(),
+                    for (i, (text, w)) in cells.into_iter().zip(widths).enumerate() {
+                        let label = egui::Label::new(RichText::new(text).color(color)).truncate();
+                        if i > 0 {
+                            child.add_sized([w, row_h], label);
+                            continue;
+                        }
+                        // The name reads from the left, indented under its groups.
+                        child.allocate_ui_with_layout(
+                            vec2(w, row_h),
+                            Layout::left_to_right(Align::Center),
+                            |ui| {
+                                ui.set_min_width(w);
+                                ui.add_space(INDENT * f32::from(r.depth));
+                                ui.add(label);
+                            },
                         );
                     }
                     let label = match &r.target {
@@ -308,58 +329,75 @@ impl CostTable {
             self.sort_rows(&mut rows);
             return rows;
         }
-        // Top-level entries: ungrouped layers, and each group at its first member.
-        let table = doc.graph.group_table();
-        let mut entries: Vec<(Row, Vec<Row>)> = Vec::new();
-        let mut entry_of: Vec<Option<usize>> = vec![None; groups.len()];
+        // Each group's header lists the layers and groups directly in it;
+        // the top level lists the rest, each group at its first member.
+        let nesting = doc.graph.nesting();
+        let mut inside: Vec<Vec<Row>> = vec![Vec::new(); groups.len()];
+        let mut top: Vec<Row> = Vec::new();
+        let mut first_order: Vec<usize> = vec![usize::MAX; groups.len()];
         for row in layers {
             let Target::Layer(id) = row.target else {
                 continue;
             };
-            let Some(g) = table.get(id.index()).copied().flatten() else {
-                entries.push((row, Vec::new()));
-                continue;
-            };
-            let e = *entry_of[g].get_or_insert_with(|| {
-                let group = &groups[g];
-                let f = group_figures(&doc.graph, group, analysis, conventions);
-                let header = Row {
-                    target: Target::Group(group.name.clone(), group.members.clone()),
-                    order: row.order,
-                    name: group.name.clone(),
-                    kind: "Group",
-                    output: f
-                        .output_shape
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    trainable: f.trainable_params,
-                    non_trainable: f.params - f.trainable_params,
-                    ops: conventions.ops(f.macs),
-                    error: f.errors > 0,
-                    depth: 0,
-                };
-                entries.push((header, Vec::new()));
-                entries.len() - 1
-            });
-            entries[e].1.push(Row { depth: 1, ..row });
-        }
-        let mut tops: Vec<Row> = entries.iter().map(|(r, _)| r.clone()).collect();
-        self.sort_rows(&mut tops);
-        let mut rows = Vec::with_capacity(order.len() + groups.len());
-        for top in tops {
-            let Some((header, members)) = entries
-                .iter_mut()
-                .find(|(r, _)| r.order == top.order && r.name == top.name)
-            else {
-                continue;
-            };
-            rows.push(header.clone());
-            if !matches!(&header.target, Target::Group(g, _) if self.folded.contains(g)) {
-                self.sort_rows(members);
-                rows.extend(members.iter().cloned());
+            for g in nesting.groups_of(id) {
+                first_order[g] = first_order[g].min(row.order);
+            }
+            match nesting.innermost.get(id.index()).copied().flatten() {
+                Some(g) => inside[g].push(row),
+                None => top.push(row),
             }
         }
+        for (g, group) in groups.iter().enumerate() {
+            let f = group_figures(&doc.graph, group, analysis, conventions);
+            let header = Row {
+                target: Target::Group(group.name.clone(), group.members.clone()),
+                order: first_order[g],
+                name: group.name.clone(),
+                kind: "Group",
+                output: f
+                    .output_shape
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                trainable: f.trainable_params,
+                non_trainable: f.params - f.trainable_params,
+                ops: conventions.ops(f.macs),
+                error: f.errors > 0,
+                depth: 0,
+            };
+            match nesting.parent[g] {
+                Some(p) => inside[p].push(header),
+                None => top.push(header),
+            }
+        }
+        let mut rows = Vec::with_capacity(order.len() + groups.len());
+        self.list_rows(top, 0, &mut inside, doc, &mut rows);
         rows
+    }
+
+    /// Appends `list` sorted, at `depth`, each unfolded group header
+    /// followed by what it holds.
+    fn list_rows(
+        &self,
+        mut list: Vec<Row>,
+        depth: u8,
+        inside: &mut [Vec<Row>],
+        doc: &Document,
+        rows: &mut Vec<Row>,
+    ) {
+        self.sort_rows(&mut list);
+        for row in list {
+            let held = match &row.target {
+                Target::Group(name, _) if !self.folded.contains(name) => doc
+                    .graph
+                    .find_group(name)
+                    .map(|g| std::mem::take(&mut inside[g])),
+                _ => None,
+            };
+            rows.push(Row { depth, ..row });
+            if let Some(held) = held {
+                self.list_rows(held, depth.saturating_add(1), inside, doc, rows);
+            }
+        }
     }
 
     fn sort_rows(&self, rows: &mut [Row]) {

@@ -1,5 +1,6 @@
 //! The minimap: the whole design in a corner of the canvas with the visible
-//! part outlined; click or drag in it to move the view there.
+//! part outlined; click or drag in it to move the view there. Hidden while
+//! the whole design is in view.
 
 use egui::{Color32, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, vec2};
 
@@ -24,7 +25,13 @@ impl Minimap {
             .iter()
             .fold(Rect::NOTHING, |r, (b, _)| r.union(*b))
             .expand(40.0);
-        if boxes.len() < 2 || !scene.is_positive() || canvas.width() < 3.0 * MAX_SIZE.x {
+        // Nothing to navigate to when the whole design is in view (and the
+        // map would only cover part of it).
+        if boxes.len() < 2
+            || !scene.is_positive()
+            || canvas.width() < 3.0 * MAX_SIZE.x
+            || view.contains_rect(scene.shrink(40.0))
+        {
             return None;
         }
         let scale = (MAX_SIZE.x / scene.width()).min(MAX_SIZE.y / scene.height());

@@ -418,15 +418,15 @@ impl NetloomApp {
                 if let Some(n) = graph.node(id) {
                     // A layer inside a collapsed group is shown by its group.
                     let at = graph
-                        .group_of(id)
-                        .map(|g| &graph.groups()[g])
-                        .filter(|g| g.collapsed)
-                        .map_or(n.position, |g| g.position);
+                        .nesting()
+                        .drawn_in(id)
+                        .map_or(n.position, |g| graph.groups()[g].position);
                     let rect = egui::Rect::from_min_size(at.into(), canvas::NODE_SIZE);
                     tab.canvas.focus(rect);
                     tab.selection = BTreeSet::from([id]);
                 }
             }
+            Command::FocusGroup(g) => self.focus_group(ctx, g),
             Command::OpenFind => self.tab_mut().canvas.find.open(),
             Command::SetConventions(c) => self.conventions = c,
             Command::ToggleCostTable => self.show_cost_table = !self.show_cost_table,
@@ -517,24 +517,22 @@ impl NetloomApp {
                     return;
                 }
                 match crate::interop::onnx::import(&path) {
-                    Ok(imported) => {
-                        let unsupported: Vec<String> = imported
-                            .unsupported
-                            .iter()
-                            .map(|(op, n)| format!("{op} ×{n}"))
-                            .collect();
+                    Ok(mut imported) => {
+                        let faithful = imported.is_faithful();
+                        let list = imported.deviation_list(12);
+                        if !faithful {
+                            imported.mark_partial();
+                        }
                         self.replace_active(imported.graph, None);
                         self.tab_mut().doc.dirty = true;
-                        let text = if unsupported.is_empty() {
-                            format!("Imported {}", path.display())
+                        if faithful {
+                            self.notify(ctx, format!("Imported {}", path.display()), false);
                         } else {
-                            format!(
-                                "Imported {}; left out unsupported operators: {}",
-                                path.display(),
-                                unsupported.join(", ")
-                            )
-                        };
-                        self.notify(ctx, text, !unsupported.is_empty());
+                            self.error_modal = Some(format!(
+                                "Imported {} only in part: the design does not compute what the model does.\n\n{list}\n\nThe design is open, named as a partial import; fix or replace these layers before training.",
+                                path.display()
+                            ));
+                        }
                     }
                     Err(e) => {
                         self.error_modal = Some(format!(
@@ -779,6 +777,31 @@ impl NetloomApp {
                         })
                 }
             }
+            Command::ExportSweepCsv => {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("CSV", &["csv"])
+                    .set_file_name("netloom-sweep.csv")
+                    .save_file()
+                {
+                    self.execute(ctx, Command::ExportSweepCsvTo(path));
+                }
+                Ok(())
+            }
+            Command::ExportSweepCsvTo(path) => self.training.sweep_csv().and_then(|csv| {
+                file::write_atomically(&path, csv.as_bytes())
+                    .map_err(|e| format!("Could not write {}: {e}", path.display()))
+                    .map(|()| {
+                        self.notify(
+                            ctx,
+                            format!("Sweep table saved to {}", path.display()),
+                            false,
+                        );
+                    })
+            }),
+            Command::HighlightRun(run) => {
+                self.training.highlighted = run;
+                Ok(())
+            }
             Command::SetWatch(on) => {
                 self.training.set_watch(on);
                 Ok(())
@@ -803,6 +826,37 @@ impl NetloomApp {
         if let Err(e) = result {
             self.notify(ctx, e, true);
         }
+    }
+
+    /// Expands the collapsed groups around group `g` (outermost first, each
+    /// an undoable edit), selects its layers and brings it into view.
+    fn focus_group(&mut self, ctx: &egui::Context, g: usize) {
+        let graph = &self.doc().graph;
+        let Some(group) = graph.groups().get(g) else {
+            return;
+        };
+        let members: BTreeSet<NodeId> = group.members.iter().copied().collect();
+        let nesting = graph.nesting();
+        let mut closed: Vec<usize> = nesting
+            .ancestors(g)
+            .filter(|&a| graph.groups()[a].collapsed)
+            .collect();
+        closed.reverse();
+        for a in closed {
+            self.execute(
+                ctx,
+                Command::SetGroupCollapsed {
+                    group: a,
+                    collapsed: false,
+                },
+            );
+        }
+        let tab = self.tab_mut();
+        if let Some([min, max]) = crate::graph::layout::drawn_rect(&tab.doc.graph, g) {
+            tab.canvas
+                .focus(egui::Rect::from_min_max(min.into(), max.into()));
+        }
+        tab.selection = members;
     }
 
     fn save_to(&mut self, ctx: &egui::Context, path: PathBuf) {
@@ -1015,9 +1069,22 @@ impl NetloomApp {
                     Command::LoadWeights,
                     Command::ExportMetrics,
                     Command::OpenSweepDialog,
+                    Command::ExportSweepCsv,
                     Command::FindLearningRate,
                 ] {
                     command_button_ui(ui, q, c, true);
+                }
+                ui.separator();
+                let text = Command::TrainBoth.text().unwrap_or_default();
+                if ui
+                    .add_enabled(self.tabs.len() > 1, egui::Button::new(text))
+                    .on_hover_text("Train compare designs A and B with the same setup, one after the other")
+                    .on_disabled_hover_text(
+                        "Train both trains the two designs of a compare: pin a design as A first (Compare › Pin as A)",
+                    )
+                    .clicked()
+                {
+                    q.push(Command::TrainBoth);
                 }
             });
             ui.menu_button("Compare", |ui| {
@@ -1362,7 +1429,10 @@ impl NetloomApp {
                         .feature_maps_ui(ui, &self.training, selected.as_deref());
                 self.queue.extend(cmds);
             }
-            BottomTab::Sweep => training::sweep_view::sweep_ui(ui, &self.training),
+            BottomTab::Sweep => {
+                let cmds = training::sweep_view::sweep_ui(ui, &self.training);
+                self.queue.extend(cmds);
+            }
         }
     }
 

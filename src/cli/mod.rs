@@ -7,7 +7,7 @@ pub mod report;
 pub mod train;
 
 use crate::graph::{Graph, file};
-use crate::infer::{Conventions, OpCount, ParamStyle, Report, analyze};
+use crate::infer::{Analysis, Conventions, OpCount, ParamStyle, Report, analyze};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -152,6 +152,11 @@ enum Command {
         /// Also write the model's weights (safetensors, Netloom layouts).
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// Write what could be read even when the design does not compute
+        /// what the model does (its name and a note in the file say so);
+        /// without it such an import writes nothing and exits 2.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Writes a design as ONNX (opset 13) or as PyTorch code on standard output.
     Export {
@@ -255,7 +260,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             model,
             output,
             weights,
-        }) => import(&model, &output, weights.as_deref()),
+            allow_partial,
+        }) => import(&model, &output, weights.as_deref(), allow_partial),
         Some(Command::Export {
             design,
             weights,
@@ -315,7 +321,7 @@ fn summary(design: &Path, cost: &CostArgs) -> Result<ExitCode, CliError> {
     let conventions = cost.conventions();
     let analysis = analyze(&graph);
     if cost.json {
-        println!("{}", json_line(&graph, &conventions)?);
+        println!("{}", json_line(&graph, &analysis, &conventions)?);
     } else {
         print!("{}", report::summary_table(&graph, &analysis, &conventions));
     }
@@ -331,8 +337,8 @@ fn compare(a: &Path, b: &Path, cost: &CostArgs) -> Result<ExitCode, CliError> {
     let (ga, gb) = (load(a)?, load(b)?);
     let conventions = cost.conventions();
     if cost.json {
-        println!("{}", json_line(&ga, &conventions)?);
-        println!("{}", json_line(&gb, &conventions)?);
+        println!("{}", json_line(&ga, &analyze(&ga), &conventions)?);
+        println!("{}", json_line(&gb, &analyze(&gb), &conventions)?);
     } else {
         let (aa, ab) = (analyze(&ga), analyze(&gb));
         print!(
@@ -407,30 +413,50 @@ fn print_bench(r: &bench::BenchReport, estimate: u64) {
     }
 }
 
-/// `netloom import`: an ONNX model to a design (and its weights), written
-/// only when the imported design has no errors.
-fn import(model: &Path, output: &Path, weights: Option<&Path>) -> Result<ExitCode, CliError> {
+/// `netloom import`: an ONNX model to a design (and its weights). Written
+/// only when the design computes what the model does and has no errors,
+/// unless `allow_partial`, which writes it marked as partial.
+fn import(
+    model: &Path,
+    output: &Path,
+    weights: Option<&Path>,
+    allow_partial: bool,
+) -> Result<ExitCode, CliError> {
     let mut outputs = vec![("-o", output)];
     outputs.extend(weights.map(|w| ("--weights", w)));
     file::check_outputs(&outputs, &[("the model", model)])?;
-    let imported =
+    let mut imported =
         crate::interop::onnx::import(model).map_err(|e| format!("{}: {e}", model.display()))?;
-    for (op, count) in &imported.unsupported {
-        eprintln!("unsupported operator {op} ×{count} (left out)");
-    }
     for warning in &imported.warnings {
         eprintln!("warning: {warning}");
     }
     let analysis = analyze(&imported.graph);
-    if !analysis.is_valid() {
-        return Err(CliError::Refused(format!(
-            "{}: the imported design has errors, so {} was not written: {}",
-            model.display(),
-            output.display(),
-            analysis.error_summary(&imported.graph, 5)
-        )));
+    let faithful = imported.is_faithful();
+    if !allow_partial {
+        if !faithful {
+            return Err(CliError::Refused(format!(
+                "{}: the design would not compute what the model does, so {} was not written:\n{}\n(--allow-partial writes what could be read, marked as partial)",
+                model.display(),
+                output.display(),
+                imported.deviation_list(usize::MAX)
+            )));
+        }
+        if !analysis.is_valid() {
+            return Err(CliError::Refused(format!(
+                "{}: the imported design has errors, so {} was not written: {}",
+                model.display(),
+                output.display(),
+                analysis.error_summary(&imported.graph, 5)
+            )));
+        }
     }
-    file::save(&imported.graph, output).map_err(|source| CliError::Write {
+    let text = if faithful {
+        file::to_json(&imported.graph)
+    } else {
+        imported.mark_partial();
+        with_note(&file::to_json(&imported.graph), &imported.partial_note())
+    };
+    file::write_atomically(output, text.as_bytes()).map_err(|source| CliError::Write {
         path: output.to_path_buf(),
         source,
     })?;
@@ -453,7 +479,35 @@ fn import(model: &Path, output: &Path, weights: Option<&Path>) -> Result<ExitCod
         crate::infer::thousands(totals.macs),
         output.display()
     );
+    if !faithful {
+        eprintln!(
+            "PARTIAL import: {} does not compute what the model does:\n{}",
+            output.display(),
+            imported.deviation_list(usize::MAX)
+        );
+        if !analysis.is_valid() {
+            eprintln!(
+                "the design has errors: {}",
+                analysis.error_summary(&imported.graph, 5)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Design JSON with a top-level `note` after its `version` (the loader
+/// ignores keys it does not know, so the file stays a valid design).
+fn with_note(json: &str, note: &str) -> String {
+    let quoted = serde_json::to_string(note).unwrap_or_else(|_| "\"partial import\"".into());
+    let mut out = String::with_capacity(json.len() + quoted.len() + 16);
+    for (i, line) in json.lines().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        if i == 2 {
+            out.push_str(&format!("  \"note\": {quoted},\n"));
+        }
+    }
+    out
 }
 
 /// Writes named tensors as safetensors; returns how many.
@@ -642,10 +696,14 @@ fn load(path: &Path) -> Result<Graph, CliError> {
     })
 }
 
-fn json_line(graph: &Graph, conventions: &Conventions) -> Result<String, CliError> {
-    let analysis = analyze(graph);
+/// The design's report as one JSON line, from its analysis.
+fn json_line(
+    graph: &Graph,
+    analysis: &Analysis,
+    conventions: &Conventions,
+) -> Result<String, CliError> {
     Ok(
-        serde_json::to_string(&Report::new(graph, &analysis, conventions))
+        serde_json::to_string(&Report::new(graph, analysis, conventions))
             .map_err(|e| e.to_string())?,
     )
 }

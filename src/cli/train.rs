@@ -42,7 +42,7 @@ pub struct TrainArgs {
     /// L2 weight decay on conv and dense weights.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
-    /// Augmentations, comma-separated: mirror,crop,colour,pca,rotate,shear.
+    /// Augmentations, comma-separated: mirror,crop,colour,pca,rotate,shear,elastic.
     #[arg(long)]
     pub augment: Option<String>,
     /// Layers to freeze, comma-separated.

@@ -14,6 +14,7 @@ use super::rng::Rng;
 
 /// One switch per augmentation, with its strength.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AugmentConfig {
     /// Horizontal flip with probability ½.
     pub mirror: bool,
@@ -33,6 +34,12 @@ pub struct AugmentConfig {
     /// Horizontal shear `x' = x + s·y`, `s` uniform in `±shear_max` (bilinear).
     pub shear: bool,
     pub shear_max: f32,
+    /// Local warping (Simard et al. 2003): every pixel moves by a random
+    /// displacement field, uniform in ±1 per pixel, smoothed by a Gaussian of
+    /// `elastic_sigma` pixels and scaled by `elastic_alpha` pixels (bilinear).
+    pub elastic: bool,
+    pub elastic_alpha: f32,
+    pub elastic_sigma: f32,
 }
 
 impl Default for AugmentConfig {
@@ -50,6 +57,9 @@ impl Default for AugmentConfig {
             rotate_max_deg: 10.0,
             shear: false,
             shear_max: 0.1,
+            elastic: false,
+            elastic_alpha: 2.0,
+            elastic_sigma: 3.0,
         }
     }
 }
@@ -57,7 +67,7 @@ impl Default for AugmentConfig {
 impl AugmentConfig {
     /// Names accepted by [`AugmentConfig::parse`].
     pub const NAMES: &'static [&'static str] = &[
-        "mirror", "crop", "colour", "pca", "rotate", "shear", "affine", "all", "none",
+        "mirror", "crop", "colour", "pca", "rotate", "shear", "affine", "elastic", "all", "none",
     ];
 
     /// Parses a comma-separated list such as `mirror,crop,colour,pca`
@@ -75,6 +85,7 @@ impl AugmentConfig {
                 "pca" | "pca-colour" | "pca-color" | "lighting" => cfg.pca = true,
                 "rotate" | "rotation" => cfg.rotate = true,
                 "shear" => cfg.shear = true,
+                "elastic" | "warp" | "elastic-warp" => cfg.elastic = true,
                 "affine" => {
                     cfg.rotate = true;
                     cfg.shear = true;
@@ -86,6 +97,7 @@ impl AugmentConfig {
                     cfg.pca = true;
                     cfg.rotate = true;
                     cfg.shear = true;
+                    cfg.elastic = true;
                 }
                 "none" => {}
                 other => {
@@ -101,7 +113,13 @@ impl AugmentConfig {
 
     /// `true` when at least one augmentation is on.
     pub fn any(&self) -> bool {
-        self.mirror || self.crop || self.colour_shift || self.pca || self.rotate || self.shear
+        self.mirror
+            || self.crop
+            || self.colour_shift
+            || self.pca
+            || self.rotate
+            || self.shear
+            || self.elastic
     }
 }
 
@@ -189,6 +207,113 @@ pub fn affine_bilinear(src: &[f32], dst: &mut [f32], s: Shape, inv: [[f32; 2]; 2
                 }
             }
         }
+    }
+}
+
+/// Resamples `src` through a per-pixel displacement field: destination pixel
+/// `(x, y)` reads `src` at `(x + dx[i], y + dy[i])`, `i = y·w + x`, by bilinear
+/// interpolation, with zeros outside the image.
+pub fn displace_bilinear(src: &[f32], dst: &mut [f32], s: Shape, dx: &[f32], dy: &[f32]) {
+    let c = s.c;
+    let (w, h) = (s.w as isize, s.h as isize);
+    for y in 0..s.h {
+        for x in 0..s.w {
+            let i = y * s.w + x;
+            let fx = x as f32 + dx[i];
+            let fy = y as f32 + dy[i];
+            let x0 = fx.floor();
+            let y0 = fy.floor();
+            let tx = fx - x0;
+            let ty = fy - y0;
+            let (x0, y0) = (x0 as isize, y0 as isize);
+            let out = &mut dst[i * c..(i + 1) * c];
+            out.fill(0.0);
+            for (yy, wy) in [(y0, 1.0 - ty), (y0 + 1, ty)] {
+                for (xx, wx) in [(x0, 1.0 - tx), (x0 + 1, tx)] {
+                    let wgt = wy * wx;
+                    if wgt == 0.0 || xx < 0 || yy < 0 || xx >= w || yy >= h {
+                        continue;
+                    }
+                    let at = (yy as usize * s.w + xx as usize) * c;
+                    for k in 0..c {
+                        out[k] += wgt * src[at + k];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Normalised Gaussian taps `exp(−t²/2σ²)` for `t` in `−r..=r`, `r = ⌈3σ⌉`
+/// (capped so the kernel never exceeds `2·limit + 1` taps).
+fn gaussian_taps(sigma: f32, limit: usize) -> Vec<f32> {
+    let r = ((3.0 * sigma).ceil().max(0.0) as usize).min(limit);
+    let two_s2 = 2.0 * sigma * sigma;
+    let mut taps: Vec<f32> = (0..=2 * r)
+        .map(|i| {
+            let t = i as f32 - r as f32;
+            if two_s2 > 0.0 {
+                (-t * t / two_s2).exp()
+            } else {
+                f32::from(t == 0.0)
+            }
+        })
+        .collect();
+    let sum: f32 = taps.iter().sum();
+    taps.iter_mut().for_each(|t| *t /= sum);
+    taps
+}
+
+/// Smooths an `h × w` field in place with a separable Gaussian whose taps
+/// are renormalised at the borders, so a field in `±1` stays in `±1`.
+/// `tmp` is scratch of the same length.
+fn gaussian_smooth(field: &mut [f32], tmp: &mut [f32], h: usize, w: usize, taps: &[f32]) {
+    let r = (taps.len() / 2) as isize;
+    let pass = |src: &[f32], dst: &mut [f32], along_x: bool| {
+        for y in 0..h {
+            for x in 0..w {
+                let (mut acc, mut norm) = (0.0f32, 0.0f32);
+                for (j, &t) in taps.iter().enumerate() {
+                    let o = j as isize - r;
+                    let (yy, xx) = if along_x {
+                        (y as isize, x as isize + o)
+                    } else {
+                        (y as isize + o, x as isize)
+                    };
+                    if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                        continue;
+                    }
+                    acc += t * src[yy as usize * w + xx as usize];
+                    norm += t;
+                }
+                dst[y * w + x] = if norm > 0.0 { acc / norm } else { 0.0 };
+            }
+        }
+    };
+    pass(field, tmp, true);
+    pass(tmp, field, false);
+}
+
+/// Draws a smoothed displacement field for [`displace_bilinear`] into
+/// `fields = [dx | dy | scratch]` (each `h·w`; at most `alpha` pixels in
+/// each direction).
+pub fn elastic_field(
+    h: usize,
+    w: usize,
+    alpha: f32,
+    sigma: f32,
+    rng: &mut Rng,
+    fields: &mut [f32],
+) {
+    let n = h * w;
+    let (dx, rest) = fields.split_at_mut(n);
+    let (dy, tmp) = rest.split_at_mut(n);
+    let tmp = &mut tmp[..n];
+    let taps = gaussian_taps(sigma, h.max(w));
+    for field in [&mut *dx, &mut *dy] {
+        field.iter_mut().for_each(|v| *v = rng.uniform(-1.0, 1.0));
+        gaussian_smooth(field, tmp, h, w, &taps);
+        field.iter_mut().for_each(|v| *v *= alpha);
     }
 }
 
@@ -399,8 +524,8 @@ impl Augmenter {
         Ok(Augmenter { config, pca })
     }
 
-    /// Augments one HWC image in place. Order: rotation/shear, crop, mirror,
-    /// colour shift, PCA colour. `scratch` is reused between calls.
+    /// Augments one HWC image in place. Order: rotation/shear, local warp,
+    /// crop, mirror, colour shift, PCA colour. `scratch` is reused between calls.
     pub fn apply(&self, img: &mut [f32], s: Shape, rng: &mut Rng, scratch: &mut Vec<f32>) {
         let cfg = &self.config;
         if cfg.rotate || cfg.shear {
@@ -417,6 +542,16 @@ impl Augmenter {
             scratch.clear();
             scratch.extend_from_slice(img);
             affine_bilinear(scratch, img, s, rotation_shear_inverse(deg, sh));
+        }
+        if cfg.elastic && cfg.elastic_alpha > 0.0 {
+            let n = s.h * s.w;
+            scratch.clear();
+            scratch.extend_from_slice(img);
+            scratch.resize(img.len() + 3 * n, 0.0);
+            let (copy, fields) = scratch.split_at_mut(img.len());
+            elastic_field(s.h, s.w, cfg.elastic_alpha, cfg.elastic_sigma, rng, fields);
+            let (dx, rest) = fields.split_at_mut(n);
+            displace_bilinear(copy, img, s, dx, &rest[..n]);
         }
         if cfg.crop && cfg.crop_pad > 0 {
             let span = 2 * cfg.crop_pad as u64 + 1;
@@ -734,10 +869,110 @@ mod tests {
     }
 
     #[test]
+    fn elastic_field_is_smooth_seeded_and_bounded_by_alpha() {
+        let (h, w) = (24, 20);
+        let field = |seed: u64, alpha: f32, sigma: f32| {
+            let mut fields = vec![0.0; 3 * h * w];
+            let mut rng = Rng::new(seed);
+            elastic_field(h, w, alpha, sigma, &mut rng, &mut fields);
+            (fields[..h * w].to_vec(), fields[h * w..2 * h * w].to_vec())
+        };
+        let (dx, dy) = field(5, 2.0, 3.0);
+        assert_eq!(
+            (dx.clone(), dy.clone()),
+            field(5, 2.0, 3.0),
+            "same seed, same field"
+        );
+        assert_ne!(dx, field(6, 2.0, 3.0).0);
+        assert!(dx.iter().chain(&dy).all(|v| v.abs() <= 2.0 + 1e-5));
+        assert!(dx.iter().any(|v| v.abs() > 0.05), "the field moves pixels");
+        // Smoothing: neighbours move together, far more than raw noise would.
+        let step: f32 = (0..h * w - 1)
+            .filter(|i| (i + 1) % w != 0)
+            .map(|i| (dx[i + 1] - dx[i]).abs())
+            .sum::<f32>()
+            / ((w - 1) * h) as f32;
+        let (raw, _) = field(5, 2.0, 0.0);
+        let raw_step: f32 = (0..h * w - 1)
+            .filter(|i| (i + 1) % w != 0)
+            .map(|i| (raw[i + 1] - raw[i]).abs())
+            .sum::<f32>()
+            / ((w - 1) * h) as f32;
+        assert!(
+            step * 5.0 < raw_step,
+            "smoothed step {step}, raw step {raw_step}"
+        );
+    }
+
+    #[test]
+    fn displace_bilinear_shifts_by_the_field() {
+        let s = Shape::new(5, 6, 2);
+        let src = ramp(s);
+        let n = s.h * s.w;
+        let mut out = vec![f32::NAN; s.len()];
+        displace_bilinear(&src, &mut out, s, &vec![0.0; n], &vec![0.0; n]);
+        assert_eq!(out, src, "a zero field is the identity");
+        // Every pixel reads one column to its right (the last column reads zeros).
+        displace_bilinear(&src, &mut out, s, &vec![1.0; n], &vec![0.0; n]);
+        for y in 0..s.h {
+            for x in 0..s.w {
+                let want = if x + 1 < s.w {
+                    at(&src, s, y, x + 1, 1)
+                } else {
+                    0.0
+                };
+                assert_eq!(at(&out, s, y, x, 1), want, "({y},{x})");
+            }
+        }
+        // Half a row down: the mean of two rows.
+        displace_bilinear(&src, &mut out, s, &vec![0.0; n], &vec![0.5; n]);
+        assert_eq!(
+            at(&out, s, 1, 2, 0),
+            0.5 * (at(&src, s, 1, 2, 0) + at(&src, s, 2, 2, 0))
+        );
+    }
+
+    #[test]
+    fn elastic_warp_moves_a_dot_by_at_most_alpha() {
+        let s = Shape::new(32, 32, 1);
+        let mut cfg = AugmentConfig::parse("elastic").unwrap();
+        cfg.elastic_alpha = 3.0;
+        let aug = Augmenter {
+            config: cfg,
+            pca: None,
+        };
+        for seed in 0..8 {
+            let mut img = vec![0.0; s.len()];
+            for y in 14..18 {
+                for x in 14..18 {
+                    img[y * 32 + x] = 1.0;
+                }
+            }
+            let mut rng = Rng::new(seed);
+            aug.apply(&mut img, s, &mut rng, &mut Vec::new());
+            let mass: f32 = img.iter().sum();
+            assert!(mass > 4.0, "the dot survives (mass {mass})");
+            let (mut cy, mut cx) = (0.0, 0.0);
+            for (i, v) in img.iter().enumerate() {
+                cy += (i / 32) as f32 * v;
+                cx += (i % 32) as f32 * v;
+            }
+            let (cy, cx) = (cy / mass, cx / mass);
+            assert!(
+                (cy - 15.5).abs() <= 3.0 + 1e-3 && (cx - 15.5).abs() <= 3.0 + 1e-3,
+                "seed {seed}: ({cy}, {cx})"
+            );
+            assert!(img.iter().all(|v| (0.0..=1.0 + 1e-6).contains(v)));
+        }
+    }
+
+    #[test]
     fn parse_names() {
         let c = AugmentConfig::parse("mirror, crop,colour,pca").unwrap();
         assert!(c.mirror && c.crop && c.colour_shift && c.pca && !c.rotate && !c.shear);
         assert!(AugmentConfig::parse("affine").unwrap().shear);
+        assert!(AugmentConfig::parse("elastic").unwrap().elastic);
+        assert!(AugmentConfig::parse("all").unwrap().elastic);
         assert!(!AugmentConfig::parse("").unwrap().any());
         let err = AugmentConfig::parse("mirror,blur").unwrap_err().to_string();
         assert!(err.contains("blur") && err.contains("mirror"), "{err}");

@@ -503,12 +503,15 @@ pub fn resnet50(name: &str, size: u32, classes: u32, course: bool) -> Graph {
         for block in 0..blocks {
             let letter = (b'a' + block as u8) as char;
             b.prefix = format!("res{stage}{letter}_");
+            let block_mark = b.mark();
             x = if block == 0 {
                 resnet_conv_block(&mut b, x, 3, filters, stride)
             } else {
                 resnet_identity_block(&mut b, x, 3, filters)
             };
+            b.group_since(&format!("res{stage}{letter}"), block_mark);
         }
+        // The stage holds its blocks.
         b.group_since(&format!("res{stage}"), mark);
     }
     b.prefix.clear();

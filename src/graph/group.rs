@@ -1,11 +1,13 @@
 //! Groups: named sets of nodes (a residual block, an Inception module, a
 //! VGG stage) that the canvas and the diagram can draw collapsed as one node.
 //!
-//! A group's members are nodes of the design; no node is in two groups, and
-//! a group is *contiguous*: no path leaves it and comes back, so collapsing
-//! it never makes a cycle. [`View`] is the design as drawn, with every
-//! collapsed group replaced by one node whose wires go to its boundary;
-//! layout and routing work on it.
+//! A group's members are nodes of the design. Groups nest: two groups are
+//! disjoint, or one holds every member of the other and more (a ResNet
+//! stage holds its blocks), never a partial overlap. A group is
+//! *contiguous*: no path leaves it and comes back, so collapsing it never
+//! makes a cycle. [`Nesting`] says which group holds which. [`View`] is the
+//! design as drawn, with every outermost collapsed group replaced by one
+//! node whose wires go to its boundary; layout and routing work on it.
 
 use super::{Edge, Graph, LayerKind, Node, NodeId};
 use std::collections::{HashMap, HashSet};
@@ -35,12 +37,16 @@ pub enum GroupError {
     Empty(String),
     #[error("group `{group}` names `{member}`, which is not a node of this design")]
     NoSuchNode { group: String, member: String },
-    #[error("`{node}` is in two groups, `{first}` and `{second}`")]
-    InTwoGroups {
+    #[error(
+        "groups `{first}` and `{second}` overlap at `{node}` but neither holds the other; a group must lie wholly inside another or apart from it"
+    )]
+    Overlap {
         node: String,
         first: String,
         second: String,
     },
+    #[error("groups `{first}` and `{second}` have the same members")]
+    SameMembers { first: String, second: String },
     #[error(
         "group `{group}` is not contiguous: a path leaves it and comes back through `{outside}`, so it cannot be drawn as one node"
     )]
@@ -52,24 +58,42 @@ impl Graph {
         &self.groups
     }
 
-    /// The group of each node (indexed by id), as an index into [`Graph::groups`].
+    /// The innermost group of each node (indexed by id), as an index into [`Graph::groups`].
     pub fn group_table(&self) -> Vec<Option<usize>> {
-        let mut table = vec![None; self.id_capacity()];
-        for (g, group) in self.groups.iter().enumerate() {
-            for m in &group.members {
-                if let Some(slot) = table.get_mut(m.index()) {
-                    *slot = Some(g);
-                }
-            }
-        }
-        table
+        self.nesting().innermost
     }
 
-    /// The index of the group containing `id`.
+    /// The index of the innermost group containing `id`.
     pub fn group_of(&self, id: NodeId) -> Option<usize> {
         self.groups
             .iter()
-            .position(|g| g.members.binary_search(&id).is_ok())
+            .enumerate()
+            .filter(|(_, g)| g.members.binary_search(&id).is_ok())
+            .min_by_key(|(_, g)| g.members.len())
+            .map(|(i, _)| i)
+    }
+
+    /// Which group holds which, and each node's innermost group.
+    pub fn nesting(&self) -> Nesting {
+        Nesting::of(self)
+    }
+
+    /// Moves the nodes `ids` by `delta`, and with them the collapsed box of
+    /// every group whose members all move (a dragged collapsed group carries
+    /// its layers, so expanding shows them where the card went).
+    pub fn move_nodes(&mut self, ids: &std::collections::BTreeSet<NodeId>, delta: [f32; 2]) {
+        for &id in ids {
+            if let Some(n) = self.node_mut(id) {
+                n.position[0] += delta[0];
+                n.position[1] += delta[1];
+            }
+        }
+        for g in &mut self.groups {
+            if g.members.iter().all(|m| ids.contains(m)) {
+                g.position[0] += delta[0];
+                g.position[1] += delta[1];
+            }
+        }
     }
 
     pub fn find_group(&self, name: &str) -> Option<usize> {
@@ -148,12 +172,20 @@ impl Graph {
         }
     }
 
-    /// Drops `id` from its group, and the group once it is empty.
+    /// Drops `id` from its groups, and a group once it is empty or has
+    /// the same members as one before it (a block whose stage lost
+    /// everything else).
     pub(crate) fn forget_member(&mut self, id: NodeId) {
         for g in &mut self.groups {
             g.members.retain(|&m| m != id);
         }
-        self.groups.retain(|g| !g.members.is_empty());
+        self.drop_empty_and_repeated_groups();
+    }
+
+    fn drop_empty_and_repeated_groups(&mut self) {
+        let mut seen: HashSet<Vec<NodeId>> = HashSet::with_capacity(self.groups.len());
+        self.groups
+            .retain(|g| !g.members.is_empty() && seen.insert(g.members.clone()));
     }
 
     /// Maps member ids through `remap` (old id → new id), dropping members that are gone.
@@ -173,14 +205,15 @@ impl Graph {
                 })
             })
             .collect();
+        self.drop_empty_and_repeated_groups();
     }
 
     /// Checks every group: a non-empty unique name that no layer has,
-    /// live members, no node in two groups, each group contiguous.
+    /// live members, nested or apart (never a partial overlap, never the
+    /// same members twice), each group contiguous.
     pub fn check_groups(&self) -> Result<(), GroupError> {
         let mut names: HashSet<&str> = HashSet::with_capacity(self.groups.len());
-        let mut owner: Vec<Option<usize>> = vec![None; self.id_capacity()];
-        for (gi, g) in self.groups.iter().enumerate() {
+        for g in &self.groups {
             if g.name.trim().is_empty() {
                 return Err(GroupError::EmptyName);
             }
@@ -193,22 +226,14 @@ impl Graph {
             if g.members.is_empty() {
                 return Err(GroupError::Empty(g.name.clone()));
             }
-            for &m in &g.members {
-                let Some(slot) = owner.get_mut(m.index()).filter(|_| self.node(m).is_some()) else {
-                    return Err(GroupError::NoSuchNode {
-                        group: g.name.clone(),
-                        member: format!("#{}", m.0),
-                    });
-                };
-                if let Some(first) = slot.replace(gi) {
-                    return Err(GroupError::InTwoGroups {
-                        node: self.name_of(m).to_string(),
-                        first: self.groups[first].name.clone(),
-                        second: g.name.clone(),
-                    });
-                }
+            if let Some(&m) = g.members.iter().find(|&&m| self.node(m).is_none()) {
+                return Err(GroupError::NoSuchNode {
+                    group: g.name.clone(),
+                    member: format!("#{}", m.0),
+                });
             }
         }
+        Nesting::check(self)?;
         for g in &self.groups {
             if let Some(outside) = self.reentry(g) {
                 return Err(GroupError::NotContiguous {
@@ -261,6 +286,120 @@ impl Graph {
     }
 }
 
+/// How the groups of a design nest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Nesting {
+    /// The smallest group holding each group (by group index).
+    pub parent: Vec<Option<usize>>,
+    /// The smallest group holding each node (by node id).
+    pub innermost: Vec<Option<usize>>,
+    /// Whether each group is drawn as one node: collapsed, inside no
+    /// collapsed group (by group index).
+    pub shown_collapsed: Vec<bool>,
+    /// Whether each group is inside a collapsed group, so neither its
+    /// frame nor its card is drawn (by group index).
+    pub hidden: Vec<bool>,
+}
+
+impl Nesting {
+    fn of(graph: &Graph) -> Nesting {
+        Nesting::build(graph, false).unwrap_or_default()
+    }
+
+    fn check(graph: &Graph) -> Result<(), GroupError> {
+        Nesting::build(graph, true).map(|_| ())
+    }
+
+    /// Groups from the biggest down: each group's members must all sit in
+    /// the same smallest group seen so far (its parent), or in none.
+    /// `strict`: refuse a partial overlap; otherwise such a group is
+    /// treated as top-level and claims no members.
+    fn build(graph: &Graph, strict: bool) -> Result<Nesting, GroupError> {
+        let groups = &graph.groups;
+        let mut by_size: Vec<usize> = (0..groups.len()).collect();
+        by_size.sort_by_key(|&g| std::cmp::Reverse(groups[g].members.len()));
+        let mut parent = vec![None; groups.len()];
+        let mut innermost: Vec<Option<usize>> = vec![None; graph.id_capacity()];
+        for &g in &by_size {
+            let group = &groups[g];
+            let owner = |m: &NodeId| innermost.get(m.index()).copied().flatten();
+            let first = group.members.first().and_then(owner);
+            let straddles = group.members.iter().find(|m| owner(m) != first);
+            if let Some(&m) = straddles {
+                if strict {
+                    let other = owner(&m).or(first).unwrap_or(g);
+                    return Err(GroupError::Overlap {
+                        node: graph.name_of(m).to_string(),
+                        first: groups[other].name.clone(),
+                        second: group.name.clone(),
+                    });
+                }
+                continue;
+            }
+            if let Some(p) = first
+                && groups[p].members.len() == group.members.len()
+            {
+                if strict {
+                    return Err(GroupError::SameMembers {
+                        first: groups[p].name.clone(),
+                        second: group.name.clone(),
+                    });
+                }
+                continue;
+            }
+            parent[g] = first;
+            for m in &group.members {
+                if let Some(slot) = innermost.get_mut(m.index()) {
+                    *slot = Some(g);
+                }
+            }
+        }
+        let mut nesting = Nesting {
+            parent,
+            innermost,
+            shown_collapsed: vec![false; groups.len()],
+            hidden: vec![false; groups.len()],
+        };
+        for g in 0..groups.len() {
+            let hidden = nesting.ancestors(g).any(|a| groups[a].collapsed);
+            nesting.hidden[g] = hidden;
+            nesting.shown_collapsed[g] = groups[g].collapsed && !nesting.hidden[g];
+        }
+        Ok(nesting)
+    }
+
+    /// The groups holding group `g`, innermost first.
+    pub fn ancestors(&self, g: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::successors(self.parent.get(g).copied().flatten(), |&a| {
+            self.parent.get(a).copied().flatten()
+        })
+    }
+
+    /// How many groups hold group `g`.
+    pub fn depth(&self, g: usize) -> usize {
+        self.ancestors(g).count()
+    }
+
+    /// The groups holding node `id`, innermost first.
+    pub fn groups_of(&self, id: NodeId) -> impl Iterator<Item = usize> + '_ {
+        let first = self.innermost.get(id.index()).copied().flatten();
+        std::iter::successors(first, |&a| self.parent.get(a).copied().flatten())
+    }
+
+    /// The collapsed group node `id` is drawn as, if any: the outermost
+    /// collapsed group holding it.
+    pub fn drawn_in(&self, id: NodeId) -> Option<usize> {
+        self.groups_of(id)
+            .filter(|&g| self.shown_collapsed[g])
+            .last()
+    }
+
+    /// Whether group `inner` is `outer` or lies inside it.
+    pub fn within(&self, inner: usize, outer: usize) -> bool {
+        inner == outer || self.ancestors(inner).any(|a| a == outer)
+    }
+}
+
 fn group_output_in(graph: &Graph, group: &Group, order: &[NodeId]) -> Option<NodeId> {
     let inside = |id: NodeId| group.members.binary_search(&id).is_ok();
     let leaves = |id: NodeId| graph.edges.iter().any(|e| e.from == id && !inside(e.to));
@@ -301,21 +440,16 @@ impl View {
     }
 }
 
-/// Builds the [`View`] of `graph` for its groups' collapsed flags.
+/// Builds the [`View`] of `graph` for its groups' collapsed flags: the
+/// members of an outermost collapsed group (and every group inside it)
+/// are drawn as that group's one node.
 pub fn view(graph: &Graph) -> View {
     let cap = graph.id_capacity();
     let order = graph
         .topological_order()
         .unwrap_or_else(|_| graph.node_ids().collect());
-    let table = graph.group_table();
-    let collapsed_group = |id: NodeId| {
-        table
-            .get(id.index())
-            .copied()
-            .flatten()
-            .filter(|&g| graph.groups[g].collapsed)
-    };
-    let to_view = |id: NodeId| match collapsed_group(id) {
+    let nesting = graph.nesting();
+    let to_view = |id: NodeId| match nesting.drawn_in(id) {
         Some(g) => NodeId((cap + g) as u32),
         None => id,
     };
@@ -326,7 +460,7 @@ pub fn view(graph: &Graph) -> View {
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let keep = n.is_some() && collapsed_group(NodeId(i as u32)).is_none();
+            let keep = n.is_some() && nesting.drawn_in(NodeId(i as u32)).is_none();
             if keep {
                 source[i] = Some(NodeId(i as u32));
             }
@@ -335,7 +469,7 @@ pub fn view(graph: &Graph) -> View {
         .collect();
     for (g, group) in graph.groups.iter().enumerate() {
         let out = group_output_in(graph, group, &order);
-        let node = out.filter(|_| group.collapsed).and_then(|o| {
+        let node = out.filter(|_| nesting.shown_collapsed[g]).and_then(|o| {
             let kind = graph.node(o)?.kind.clone();
             Some(Node {
                 name: group.name.clone(),
@@ -493,8 +627,8 @@ mod tests {
         g.add_group("first", [ids[0], ids[1]]).unwrap();
         assert_eq!(
             g.add_group("second", [ids[1], ids[2]]).unwrap_err(),
-            GroupError::InTwoGroups {
-                node: "b".into(),
+            GroupError::Overlap {
+                node: "c".into(),
                 first: "first".into(),
                 second: "second".into()
             }
@@ -516,6 +650,92 @@ mod tests {
             GroupError::EmptyName
         );
         assert_eq!(g.groups().len(), 1, "refused groups leave nothing behind");
+    }
+
+    #[test]
+    fn groups_nest_inside_groups_but_never_overlap_partly() {
+        let (mut g, ids) = chain(&["a", "b", "c", "d", "e"]);
+        let stage = g.add_group("stage", ids[..4].iter().copied()).unwrap();
+        let first = g.add_group("first", [ids[0], ids[1]]).unwrap();
+        let second = g.add_group("second", [ids[2], ids[3]]).unwrap();
+        let inner = g.add_group("inner", [ids[0]]).unwrap();
+        let n = g.nesting();
+        assert_eq!(n.parent[first], Some(stage));
+        assert_eq!(n.parent[second], Some(stage));
+        assert_eq!(n.parent[inner], Some(first));
+        assert_eq!(n.parent[stage], None);
+        assert_eq!(n.depth(inner), 2);
+        assert_eq!(g.group_of(ids[0]), Some(inner));
+        assert_eq!(g.group_of(ids[3]), Some(second));
+        assert_eq!(g.group_of(ids[4]), None);
+        // A group reaching out of its parent, or the same set twice.
+        assert!(matches!(
+            g.add_group("across", [ids[3], ids[4]]),
+            Err(GroupError::Overlap { .. })
+        ));
+        assert!(matches!(
+            g.add_group("across2", [ids[1], ids[2]]),
+            Err(GroupError::Overlap { .. })
+        ));
+        assert_eq!(
+            g.add_group("again", [ids[2], ids[3]]).unwrap_err(),
+            GroupError::SameMembers {
+                first: "second".into(),
+                second: "again".into()
+            }
+        );
+        assert_eq!(g.groups().len(), 4);
+        // A parent shrinking to its child's members drops the repeat.
+        g.remove_node(ids[3]);
+        g.remove_node(ids[2]);
+        g.remove_node(ids[1]);
+        let names: Vec<&str> = g.groups().iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["stage"],
+            "first and inner repeated stage's members"
+        );
+        g.check_groups().unwrap();
+    }
+
+    #[test]
+    fn a_collapsed_parent_hides_its_children_and_a_collapsed_child_shows_in_its_parent() {
+        let (mut g, ids) = chain(&["a", "b", "c", "d", "e"]);
+        let stage = g.add_group("stage", ids[1..4].iter().copied()).unwrap();
+        let block = g.add_group("block", [ids[1], ids[2]]).unwrap();
+        g.set_collapsed(block, true);
+        let v = view(&g);
+        let names = |v: &View| {
+            let mut n: Vec<String> = v.graph.nodes().map(|(_, n)| n.name.clone()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&v), vec!["a", "block", "d", "e"]);
+        assert!(v.graph.find("block").is_some());
+        g.set_collapsed(stage, true);
+        let v = view(&g);
+        assert_eq!(names(&v), vec!["a", "e", "stage"]);
+        let n = g.nesting();
+        assert!(n.hidden[block] && !n.shown_collapsed[block]);
+        assert!(n.shown_collapsed[stage]);
+        assert_eq!(v.source(v.group_node(stage)), Some(ids[3]));
+        assert_eq!(v.graph.edges().len(), 2);
+        assert!(v.graph.topological_order().is_ok());
+    }
+
+    #[test]
+    fn moving_every_member_moves_the_collapsed_box_of_each_group_inside() {
+        let (mut g, ids) = chain(&["a", "b", "c"]);
+        let outer = g.add_group("outer", [ids[0], ids[1]]).unwrap();
+        let inner = g.add_group("inner", [ids[0]]).unwrap();
+        let other = g.add_group("other", [ids[2]]).unwrap();
+        g.set_group_position(outer, [5.0, 5.0]);
+        g.move_nodes(&[ids[0], ids[1]].into_iter().collect(), [10.0, -2.0]);
+        assert_eq!(g.groups()[outer].position, [15.0, 3.0]);
+        assert_eq!(g.groups()[inner].position, [10.0, -2.0]);
+        assert_eq!(g.groups()[other].position, [0.0, 0.0]);
+        assert_eq!(g.node(ids[1]).unwrap().position, [10.0, -2.0]);
+        assert_eq!(g.node(ids[2]).unwrap().position, [0.0, 0.0]);
     }
 
     #[test]

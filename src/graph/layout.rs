@@ -109,6 +109,144 @@ pub fn auto_layout_with(graph: &mut Graph, orientation: Orientation) {
     }
 }
 
+/// Collapses or expands group `g` where it stands, leaving every other
+/// node where the user put it except to close or open room along the flow:
+/// collapsed, its card takes the top-left of what it drew and what comes
+/// after moves up by the space it no longer needs; expanded, its layers
+/// are drawn from where the card is (they moved with it) and what comes
+/// after moves down, what stands beside it aside. Collapsing and expanding
+/// again gives back the same picture. False if there is no such group.
+pub fn set_collapsed_in_place(graph: &mut Graph, g: usize, collapsed: bool) -> bool {
+    let Some(group) = graph.groups().get(g) else {
+        return false;
+    };
+    if group.collapsed == collapsed || graph.nesting().hidden[g] {
+        graph.set_collapsed(g, collapsed);
+        return true;
+    }
+    let o = graph.orientation;
+    let card = o.flow(group.position);
+    if collapsed {
+        let Some(content) = drawn_content(graph, g) else {
+            graph.set_collapsed(g, true);
+            return true;
+        };
+        graph.set_group_position(g, o.flow(content.min));
+        graph.set_collapsed(g, true);
+        let shrink = content.max[0] - content.min[0] - o.node_extent()[0];
+        shift_followers(graph, g, content.max[0], -shrink);
+    } else {
+        graph.set_collapsed(g, false);
+        let Some(content) = drawn_content(graph, g) else {
+            return true;
+        };
+        let d = o.flow([card[0] - content.min[0], card[1] - content.min[1]]);
+        let members: std::collections::BTreeSet<NodeId> =
+            graph.groups()[g].members.iter().copied().collect();
+        graph.move_nodes(&members, d);
+        let placed = FlowBox {
+            min: card,
+            max: [
+                card[0] + content.max[0] - content.min[0],
+                card[1] + content.max[1] - content.min[1],
+            ],
+        };
+        let growth = placed.max[0] - placed.min[0] - o.node_extent()[0];
+        shift_followers(graph, g, card[0] + o.node_extent()[0], growth);
+        move_aside(graph, g, &placed);
+    }
+    true
+}
+
+/// The scene rect `[min, max]` of what group `g` draws: its card when
+/// it is drawn collapsed, else its layers and the cards inside it; `None`
+/// if it is inside a collapsed group or draws nothing.
+pub fn drawn_rect(graph: &Graph, g: usize) -> Option<[[f32; 2]; 2]> {
+    let nesting = graph.nesting();
+    if *nesting.hidden.get(g)? {
+        return None;
+    }
+    let o = graph.orientation;
+    let b = drawn_content(graph, g)?;
+    let (a, c) = (o.flow(b.min), o.flow(b.max));
+    Some([a, c])
+}
+
+/// A box in flow coordinates `[along, across]`.
+struct FlowBox {
+    min: [f32; 2],
+    max: [f32; 2],
+}
+
+/// The boxes of the design as drawn, each with the design nodes it stands
+/// for (a node, or a collapsed group's members) and whether it is part of
+/// group `g`.
+fn drawn_boxes(graph: &Graph, g: usize) -> Vec<(FlowBox, Vec<NodeId>, bool)> {
+    let o = graph.orientation;
+    let view = group::view(graph);
+    let nesting = graph.nesting();
+    let ext = o.node_extent();
+    view.graph
+        .nodes()
+        .map(|(id, n)| {
+            let min = o.flow(n.position);
+            let b = FlowBox {
+                min,
+                max: [min[0] + ext[0], min[1] + ext[1]],
+            };
+            match view.group(id) {
+                Some(h) => (b, graph.groups()[h].members.clone(), nesting.within(h, g)),
+                None => (b, vec![id], nesting.groups_of(id).any(|x| x == g)),
+            }
+        })
+        .collect()
+}
+
+/// The flow-space box around what group `g` draws (its layers, or the
+/// cards of collapsed groups inside it).
+fn drawn_content(graph: &Graph, g: usize) -> Option<FlowBox> {
+    drawn_boxes(graph, g)
+        .into_iter()
+        .filter(|(_, _, inside)| *inside)
+        .map(|(b, _, _)| b)
+        .reduce(|a, b| FlowBox {
+            min: [a.min[0].min(b.min[0]), a.min[1].min(b.min[1])],
+            max: [a.max[0].max(b.max[0]), a.max[1].max(b.max[1])],
+        })
+}
+
+/// Moves every drawn box outside group `g` that starts at or after `from`
+/// (along the flow) by `by` along it.
+fn shift_followers(graph: &mut Graph, g: usize, from: f32, by: f32) {
+    if by == 0.0 {
+        return;
+    }
+    let o = graph.orientation;
+    let ids: std::collections::BTreeSet<NodeId> = drawn_boxes(graph, g)
+        .into_iter()
+        .filter(|(b, _, inside)| !inside && b.min[0] >= from - 1.0)
+        .flat_map(|(_, members, _)| members)
+        .collect();
+    graph.move_nodes(&ids, o.flow([by, 0.0]));
+}
+
+/// Moves every drawn box outside group `g` that overlaps `placed` to the
+/// far side of it, across the flow.
+fn move_aside(graph: &mut Graph, g: usize, placed: &FlowBox) {
+    let o = graph.orientation;
+    for (b, members, inside) in drawn_boxes(graph, g) {
+        let overlaps = b.min[0] < placed.max[0]
+            && placed.min[0] < b.max[0]
+            && b.min[1] < placed.max[1]
+            && placed.min[1] < b.max[1];
+        if inside || !overlaps {
+            continue;
+        }
+        let by = placed.max[1] + NODE_GAP - b.min[1];
+        graph.move_nodes(&members.into_iter().collect(), o.flow([0.0, by]));
+    }
+}
+
 fn layout_nodes(graph: &mut Graph, orientation: Orientation) {
     let Ok(order) = graph.topological_order() else {
         return;

@@ -355,23 +355,62 @@ pub fn packed_b_len(k: usize, n: usize) -> usize {
 }
 
 /// Packs B (k × n) into 16-wide, k-major panels (zero-padded), the layout
-/// [`conv_rows`] reads.
+/// [`conv_rows`] reads. Panels are packed in parallel when B is large
+/// (weights are packed once per call of a conv, outside its tiled loop).
 pub fn pack_b(k: usize, n: usize, b: MatRef<'_>, out: &mut [f32]) {
     b.check(k, n, "B");
     assert!(out.len() >= packed_b_len(k, n), "pack_b: output too small");
-    for (jp, panel) in out
-        .chunks_exact_mut(NR * k)
-        .take(n.div_ceil(NR))
-        .enumerate()
-    {
-        for p in 0..k {
-            for jj in 0..NR {
-                let j = jp * NR + jj;
-                panel[p * NR + jj] = if j < n {
-                    b.data[p * b.rs + j * b.cs]
-                } else {
-                    0.0
-                };
+    if k == 0 || n == 0 {
+        return;
+    }
+    let out = &mut out[..packed_b_len(k, n)];
+    if k * n < PAR_PACK_MIN {
+        for (jp, panel) in out.chunks_exact_mut(NR * k).enumerate() {
+            pack_panel(k, n, jp, b, panel);
+        }
+    } else {
+        out.par_chunks_exact_mut(NR * k)
+            .enumerate()
+            .for_each(|(jp, panel)| pack_panel(k, n, jp, b, panel));
+    }
+}
+
+/// Elements of B below which [`pack_b`] packs on the calling thread.
+const PAR_PACK_MIN: usize = 1 << 16;
+
+/// Rows of B transposed per block in [`pack_panel`], so the 16 columns it
+/// writes stay in L1 while each source column is read contiguously.
+const PACK_ROW_BLOCK: usize = 64;
+
+/// Panel `jp` of [`pack_b`]: `panel[p·16 + jj] = B[p][jp·16 + jj]`, zero
+/// past column `n`.
+fn pack_panel(k: usize, n: usize, jp: usize, b: MatRef<'_>, panel: &mut [f32]) {
+    let j0 = jp * NR;
+    let width = NR.min(n - j0);
+    if b.cs == 1 {
+        // Rows of B are contiguous: one 16-float copy per row.
+        for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+            row[..width].copy_from_slice(&b.data[p * b.rs + j0..][..width]);
+            row[width..].fill(0.0);
+        }
+        return;
+    }
+    if width < NR {
+        panel.fill(0.0);
+    }
+    // Columns of B are contiguous when B is a transpose (rs = 1): read each
+    // column's run of a row block, write it with stride 16.
+    for p0 in (0..k).step_by(PACK_ROW_BLOCK) {
+        let rows = PACK_ROW_BLOCK.min(k - p0);
+        for jj in 0..width {
+            let col = (j0 + jj) * b.cs + p0 * b.rs;
+            for (i, d) in panel[p0 * NR + jj..]
+                .iter_mut()
+                .step_by(NR)
+                .take(rows)
+                .enumerate()
+            {
+                *d = b.data[col + i * b.rs];
             }
         }
     }
@@ -641,6 +680,42 @@ mod tests {
                 &mut [0.0; 480],
                 40
             ));
+        }
+    }
+
+    /// `pack_b` lays out `B[p][j]` at `panel j/16, row p, lane j%16`, zero
+    /// past `n`, for row-major, transposed and generally strided B, on the
+    /// serial (small) and parallel (large) paths.
+    #[test]
+    fn pack_b_matches_its_definition() {
+        let mut rng = Rng::new(11);
+        let shapes = [(5, 7), (13, 40), (300, 33), (257, 512), (70, 1000)];
+        assert!(shapes.iter().any(|&(k, n)| k * n < PAR_PACK_MIN));
+        assert!(shapes.iter().any(|&(k, n)| k * n >= PAR_PACK_MIN));
+        for &(k, n) in &shapes {
+            let data = rng.vec(3 * k * n);
+            for b in [
+                MatRef::row_major(&data, n),
+                MatRef::transposed(&data, k),
+                MatRef {
+                    data: &data,
+                    rs: 2,
+                    cs: 2 * k + 1,
+                },
+            ] {
+                let mut out = vec![f32::NAN; packed_b_len(k, n)];
+                pack_b(k, n, b, &mut out);
+                for (i, v) in out.iter().enumerate() {
+                    let (jp, p, jj) = (i / (NR * k), i % (NR * k) / NR, i % NR);
+                    let j = jp * NR + jj;
+                    let want = if j < n {
+                        b.data[p * b.rs + j * b.cs]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(v.to_bits(), want.to_bits(), "k {k} n {n} rs {}", b.rs);
+                }
+            }
         }
     }
 

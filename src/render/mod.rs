@@ -362,9 +362,14 @@ mod tests {
         let graph = blocks::resnet50("resnet50", 224, 1000, false);
         let analysis = analyze(&graph);
         let conv = Conventions::default();
-        assert_eq!(graph.groups().len(), 4, "one group per stage");
+        assert_eq!(
+            graph.groups().len(),
+            4 + 16,
+            "four stages holding 16 blocks"
+        );
+        let nesting = graph.nesting();
         let (mut params, mut macs) = (0, 0);
-        for g in graph.groups() {
+        for (gi, g) in graph.groups().iter().enumerate() {
             let f = group_figures(&graph, g, &analysis, &conv);
             let member_macs: u64 = g
                 .members
@@ -383,8 +388,24 @@ mod tests {
             assert_eq!(f.params, member_params, "{}", g.name);
             assert_eq!(f.layers, g.members.len());
             assert_eq!(f.errors, 0);
-            params += f.params;
-            macs += f.macs;
+            // A stage's figures are its blocks' sums.
+            let blocks: Vec<&Group> = (0..graph.groups().len())
+                .filter(|&b| nesting.parent[b] == Some(gi))
+                .map(|b| &graph.groups()[b])
+                .collect();
+            if nesting.parent[gi].is_none() {
+                assert!(blocks.len() >= 3, "{} holds its blocks", g.name);
+                let sum = |pick: fn(&GroupFigures) -> u64| -> u64 {
+                    blocks
+                        .iter()
+                        .map(|b| pick(&group_figures(&graph, b, &analysis, &conv)))
+                        .sum()
+                };
+                assert_eq!(sum(|f| f.macs), f.macs, "{}", g.name);
+                assert_eq!(sum(|f| f.params), f.params, "{}", g.name);
+                params += f.params;
+                macs += f.macs;
+            }
         }
         // The four stages hold most of the network: the rest is the stem and the head.
         let totals = analysis.totals(&conv);
@@ -406,7 +427,7 @@ mod tests {
         );
         assert_eq!(macs + outside(|i, _| i.cost.macs), totals.macs);
         // Boundary shapes: stage 2 takes the pooled 56×56×64 and gives 56×56×256.
-        let res2 = &graph.groups()[0];
+        let res2 = &graph.groups()[graph.find_group("res2").unwrap()];
         let f = group_figures(&graph, res2, &analysis, &conv);
         assert_eq!(res2.name, "res2");
         assert_eq!(f.input_shapes.len(), 1);

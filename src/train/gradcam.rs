@@ -13,9 +13,9 @@
 //!
 //! The gradient comes from the plan's own backward pass, seeded at the class
 //! score instead of the loss. The network runs as in evaluation: a private
-//! copy of the plan whose BatchNorms are frozen (running statistics, and the
-//! matching backward) and whose dropout keeps everything; the backward walk
-//! stops at the chosen layer.
+//! plan compiled from a copy of the design whose BatchNorms are frozen before
+//! compiling (running statistics, and the matching backward) and whose
+//! dropout keeps everything; the backward walk stops at the chosen layer.
 
 use super::forward::Mode;
 use super::plan::{CompileError, Op, ParamTensor, Plan};
@@ -43,6 +43,22 @@ pub enum GradCamError {
     Compile(#[from] CompileError),
     #[error("Grad-CAM could not read the images: {0}")]
     Input(String),
+}
+
+/// The design as Grad-CAM compiles it: every weighted layer trainable, so
+/// every value downstream of the first weights gets a gradient buffer (a
+/// frozen layer would cut the walk), except the BatchNorms, frozen so that
+/// the compiled plan normalises with the running statistics forward and
+/// applies their fixed affine map backward, as in evaluation.
+fn evaluation_copy(graph: &Graph) -> Graph {
+    let mut graph = graph.clone();
+    let ids: Vec<_> = graph.node_ids().collect();
+    for id in ids {
+        if let Some(n) = graph.node_mut(id) {
+            n.frozen = matches!(n.kind, LayerKind::BatchNorm { .. });
+        }
+    }
+    graph
 }
 
 /// One image's map.
@@ -86,15 +102,7 @@ impl GradCam {
     /// `max_batch`, explaining layer `layer` (`None`: the last layer with a
     /// spatial output). Load the trained weights with [`GradCam::load`].
     pub fn new(graph: &Graph, layer: Option<&str>, max_batch: usize) -> Result<Self, GradCamError> {
-        // Every layer trainable, so every value downstream of the first
-        // weights gets a gradient buffer (frozen layers would cut the walk).
-        let mut graph = graph.clone();
-        let ids: Vec<_> = graph.node_ids().collect();
-        for id in ids {
-            if let Some(n) = graph.node_mut(id) {
-                n.frozen = false;
-            }
-        }
+        let graph = evaluation_copy(graph);
         let analysis = analyze(&graph);
         let mut plan = Plan::compile(&graph, &analysis, max_batch.max(1), 0)?;
         plan.unfuse();
@@ -130,11 +138,8 @@ impl GradCam {
             return Err(GradCamError::NoGradient(plan.steps[target].name.clone()));
         }
         for (i, step) in plan.steps.iter_mut().enumerate() {
-            match &mut step.op {
-                // Running statistics forward, their fixed affine map backward.
-                Op::BatchNorm { .. } => step.frozen = true,
-                Op::Dropout { rate, .. } => *rate = 0.0,
-                _ => {}
+            if let Op::Dropout { rate, .. } = &mut step.op {
+                *rate = 0.0;
             }
             // The walk ends at the explained layer: its gradient stays in its buffer.
             if i <= target {

@@ -6,8 +6,8 @@
 //! All buffers are allocated at compile time for the largest batch; a training
 //! step then allocates nothing.
 
-use crate::graph::{Graph, LayerKind, NodeId};
-use crate::infer::{Analysis, Shape};
+use crate::graph::{Graph, LayerKind, Node, NodeId};
+use crate::infer::{Analysis, Axis, NodeInfo, Shape};
 use crate::kernels::activation::Elementwise;
 use crate::kernels::conv::DilatedConv2d;
 use crate::kernels::misc::{SplitMix64, mix64};
@@ -344,376 +344,28 @@ impl ParamBuilder<'_> {
 
 impl Plan {
     /// Compiles `graph` (already analysed) for batches of up to `max_batch`,
-    /// initialising parameters from `seed`.
+    /// initialising parameters from `seed`: validate the design, lower each
+    /// node to a step, decide the fusions, assign gradient buffers by
+    /// liveness, then allocate every buffer.
     pub fn compile(
         graph: &Graph,
         analysis: &Analysis,
         max_batch: usize,
         seed: u64,
     ) -> Result<Plan, CompileError> {
-        if max_batch == 0 {
-            return Err(CompileError::ZeroBatch);
-        }
-        if let Some(e) = &analysis.design_error {
-            return Err(CompileError::Invalid(e.clone()));
-        }
-        if let Some((id, e)) = analysis.errors().first() {
-            return Err(CompileError::Invalid(format!(
-                "`{}`: {}",
-                graph.name_of(*id),
-                e.message
-            )));
-        }
-        let inputs = graph.input_nodes();
-        if inputs.len() != 1 {
-            return Err(CompileError::InputCount(inputs.len()));
-        }
-        let outputs = graph.outputs();
-        if outputs.len() != 1 {
-            return Err(CompileError::OutputCount(
-                outputs
-                    .iter()
-                    .map(|&id| graph.name_of(id).to_string())
-                    .collect(),
-            ));
-        }
-        let output = outputs[0];
-        let out_shape = analysis
-            .node(output)
-            .and_then(|n| n.output_shape)
-            .ok_or_else(|| CompileError::Invalid("output has no shape".into()))?;
-        if let Shape::Volume { .. } = out_shape {
-            return Err(CompileError::OutputNotVector(
-                graph.name_of(output).to_string(),
-                out_shape.to_string(),
-            ));
-        }
-        // The final Softmax/Sigmoid is fused into the loss; its step is dropped.
-        let out_kind = graph.node(output).map(|n| n.kind.clone());
-        let (head, fused) = match out_kind {
-            Some(LayerKind::Softmax) => (Head::SoftmaxCrossEntropy, Some(output)),
-            Some(LayerKind::Sigmoid) => (Head::SigmoidBinaryCrossEntropy, Some(output)),
-            _ => (Head::SoftmaxCrossEntropy, None),
-        };
-
-        let mut params = Vec::new();
-        let mut pb = ParamBuilder {
-            params: &mut params,
-            seed,
-        };
-        let mut steps: Vec<Step> = Vec::new();
-        let mut value_of: Vec<Option<usize>> = vec![None; graph.id_capacity()];
-        let mut value_elems = Vec::new();
-        for &id in &analysis.order {
-            if Some(id) == fused {
-                continue;
-            }
-            let node = graph
-                .node(id)
-                .ok_or_else(|| CompileError::Invalid("stale node".into()))?;
-            let info = analysis
-                .node(id)
-                .ok_or_else(|| CompileError::Invalid(format!("`{}` not inferred", node.name)))?;
-            let out = info
-                .output_shape
-                .ok_or_else(|| shape_err(&node.name, "no output shape"))?;
-            let input_values: Vec<usize> = graph
-                .inputs_of(id)
-                .iter()
-                .map(|f| f.and_then(|f| value_of[f.index()]))
-                .collect::<Option<Vec<usize>>>()
-                .ok_or_else(|| shape_err(&node.name, "an input is not connected"))?;
-            let in_shape = info.input_shapes.first().copied().flatten();
-            let name = node.name.as_str();
-            let frozen = node.frozen;
-            let op = match &node.kind {
-                LayerKind::Input { .. } => Op::Input,
-                LayerKind::Conv2d {
-                    filters,
-                    kernel,
-                    groups,
-                    bias,
-                    dilation,
-                    ..
-                } => {
-                    let (h, w, c) = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
-                    let win = info
-                        .window
-                        .ok_or_else(|| shape_err(name, "unresolved window"))?;
-                    let geo = Conv2dGeometry::new(
-                        max_batch,
-                        (h, w, c),
-                        *filters as usize,
-                        (kernel[0] as usize, kernel[1] as usize),
-                        (win[0].stride as usize, win[1].stride as usize),
-                        [
-                            win[0].pad_before as usize,
-                            win[1].pad_before as usize,
-                            win[0].pad_after as usize,
-                            win[1].pad_after as usize,
-                        ],
-                        *groups as usize,
-                    )
-                    .map_err(|e| shape_err(name, e.to_string()))?;
-                    let cin_g = c / *groups as usize;
-                    let weight = pb.add(
-                        name,
-                        ParamRole::Weight,
-                        vec![
-                            kernel[0] as usize,
-                            kernel[1] as usize,
-                            cin_g,
-                            *filters as usize,
-                        ],
-                        frozen,
-                    );
-                    let bias = bias
-                        .then(|| pb.add(name, ParamRole::Bias, vec![*filters as usize], frozen));
-                    if *dilation == [1, 1] {
-                        Op::Conv { geo, weight, bias }
-                    } else {
-                        let conv = DilatedConv2d::dilate(
-                            geo,
-                            (win[0].dilation as usize, win[1].dilation as usize),
-                        )
-                        .map_err(|e| shape_err(name, e.to_string()))?;
-                        if (conv.geo.out_h, conv.geo.out_w)
-                            != (win[0].output as usize, win[1].output as usize)
-                        {
-                            return Err(shape_err(
-                                name,
-                                "conv geometry disagrees with shape inference",
-                            ));
-                        }
-                        Op::DilatedConv { conv, weight, bias }
-                    }
-                }
-                LayerKind::ZeroPad2d { padding } => {
-                    let hwc = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
-                    let p = padding.map(|v| v as usize);
-                    Op::ZeroPad {
-                        hwc,
-                        pad: [p[0], p[2], p[1], p[3]],
-                    }
-                }
-                LayerKind::MaxPool2d { ceil_mode, .. } | LayerKind::AvgPool2d { ceil_mode, .. } => {
-                    let (h, w, c) = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
-                    let win = info
-                        .window
-                        .ok_or_else(|| shape_err(name, "unresolved window"))?;
-                    let geo = Pool2dGeometry::new(
-                        max_batch,
-                        (h, w, c),
-                        (win[0].kernel as usize, win[1].kernel as usize),
-                        (win[0].stride as usize, win[1].stride as usize),
-                        [
-                            win[0].pad_before as usize,
-                            win[1].pad_before as usize,
-                            win[0].pad_after as usize,
-                            win[1].pad_after as usize,
-                        ],
-                        *ceil_mode,
-                    )
-                    .map_err(|e| shape_err(name, e.to_string()))?;
-                    if (geo.out_h, geo.out_w) != (win[0].output as usize, win[1].output as usize) {
-                        return Err(shape_err(
-                            name,
-                            "pool geometry disagrees with shape inference",
-                        ));
-                    }
-                    match node.kind {
-                        LayerKind::AvgPool2d {
-                            include_padding, ..
-                        } => Op::AvgPool {
-                            geo,
-                            include_padding,
-                        },
-                        _ => Op::MaxPool { geo },
-                    }
-                }
-                LayerKind::GlobalAvgPool => {
-                    let (h, w, c) = dims(in_shape.ok_or_else(|| shape_err(name, "no input"))?);
-                    Op::GlobalAvgPool { hw: h * w, c }
-                }
-                LayerKind::BatchNorm { epsilon, momentum } => {
-                    let c = out.channels() as usize;
-                    Op::BatchNorm {
-                        c,
-                        eps: *epsilon as f32,
-                        momentum: *momentum as f32,
-                        gamma: pb.add(name, ParamRole::Gamma, vec![c], frozen),
-                        beta: pb.add(name, ParamRole::Beta, vec![c], frozen),
-                        running_mean: pb.add(name, ParamRole::RunningMean, vec![c], frozen),
-                        running_var: pb.add(name, ParamRole::RunningVar, vec![c], frozen),
-                        save_mean: vec![0.0; c],
-                        save_invstd: vec![0.0; c],
-                    }
-                }
-                LayerKind::Relu => Op::Relu,
-                LayerKind::LeakyRelu { alpha } => Op::LeakyRelu {
-                    alpha: *alpha as f32,
-                },
-                LayerKind::Sigmoid => Op::Sigmoid,
-                LayerKind::Tanh => Op::Tanh,
-                LayerKind::Relu6 => Op::Elementwise(Elementwise::Relu6),
-                LayerKind::HardSigmoid => Op::Elementwise(Elementwise::HardSigmoid),
-                LayerKind::HardSwish => Op::Elementwise(Elementwise::HardSwish),
-                LayerKind::Silu => Op::Elementwise(Elementwise::Silu),
-                LayerKind::Softmax => Op::Softmax {
-                    classes: out.channels() as usize,
-                },
-                LayerKind::Dropout { rate } => Op::Dropout {
-                    rate: *rate as f32,
-                    seed: tensor_seed(seed, name),
-                },
-                LayerKind::Flatten => Op::Flatten,
-                LayerKind::Dense { units, bias } => {
-                    let n_in = in_shape.map(|s| s.elements() as usize).unwrap_or(0);
-                    let n_out = *units as usize;
-                    let weight = pb.add(name, ParamRole::Weight, vec![n_in, n_out], frozen);
-                    let bias = bias.then(|| pb.add(name, ParamRole::Bias, vec![n_out], frozen));
-                    Op::Dense {
-                        n_in,
-                        n_out,
-                        weight,
-                        bias,
-                    }
-                }
-                LayerKind::Add => Op::Add,
-                LayerKind::ChannelScale => {
-                    let c = out.channels() as usize;
-                    Op::ChannelScale {
-                        hw: out.elements() as usize / c.max(1),
-                        c,
-                    }
-                }
-                LayerKind::Concat => Op::Concat {
-                    channels: info
-                        .input_shapes
-                        .iter()
-                        .map(|s| s.map_or(0, |s| s.channels() as usize))
-                        .collect(),
-                },
-            };
-            value_of[id.index()] = Some(steps.len());
-            value_elems.push(out.elements() as usize);
-            steps.push(Step {
-                node: id,
-                name: node.name.clone(),
-                op,
-                grad_writes: vec![GradWrite::Skip; input_values.len()],
-                inputs: input_values,
-                frozen,
-                runs_backward: false,
-                fusion: Fusion::default(),
-                backward_relu: None,
-            });
-        }
-        fuse(&mut steps);
-        let logits = steps.len() - 1;
-        let classes = value_elems[logits];
-        let input_shape = match steps.first().map(|s| s.node).and_then(|id| graph.node(id)) {
-            Some(node) => match node.kind {
-                LayerKind::Input {
-                    height,
-                    width,
-                    channels,
-                } => (height as usize, width as usize, channels as usize),
-                _ => return Err(CompileError::InputCount(0)),
-            },
-            None => return Err(CompileError::InputCount(0)),
-        };
-
-        // Which values need a gradient: those downstream of a trainable parameter.
-        let mut needs_grad = vec![false; steps.len()];
-        for (i, step) in steps.iter().enumerate() {
-            let own = step_param_indices(&step.op)
-                .iter()
-                .any(|&p| params[p].is_trainable());
-            needs_grad[i] = own || step.inputs.iter().any(|&u| needs_grad[u]);
-        }
-        // Gradient buffers by liveness, walking the backward order.
-        let mut grad_slot: Vec<Option<usize>> = vec![None; steps.len()];
-        let mut slot_lens: Vec<usize> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
-        let alloc = |len: usize, slot_lens: &mut Vec<usize>, free: &mut Vec<usize>| {
-            if let Some(pos) = free.iter().position(|&s| slot_lens[s] == len) {
-                free.swap_remove(pos)
-            } else {
-                slot_lens.push(len);
-                slot_lens.len() - 1
-            }
-        };
-        if needs_grad[logits] {
-            grad_slot[logits] = Some(alloc(
-                value_elems[logits] * max_batch,
-                &mut slot_lens,
-                &mut free,
-            ));
-        }
-        for i in (0..steps.len()).rev() {
-            let Some(own_slot) = grad_slot[i] else {
-                continue;
-            };
-            steps[i].runs_backward = true;
-            if let Some(p) = relu_backward_into_bn(&steps, i)
-                && needs_grad[p]
-                && grad_slot[p].is_none()
-            {
-                grad_slot[p] = Some(own_slot);
-                steps[i].grad_writes[0] = GradWrite::Shared;
-                steps[p].backward_relu = Some(i);
-                continue;
-            }
-            let inputs = steps[i].inputs.clone();
-            for (k, &u) in inputs.iter().enumerate() {
-                if !needs_grad[u] {
-                    continue;
-                }
-                steps[i].grad_writes[k] = if grad_slot[u].is_some() {
-                    GradWrite::Accumulate
-                } else {
-                    grad_slot[u] =
-                        Some(alloc(value_elems[u] * max_batch, &mut slot_lens, &mut free));
-                    GradWrite::Overwrite
-                };
-            }
-            free.push(own_slot);
-        }
-        let max_elems = value_elems.iter().copied().max().unwrap_or(0) * max_batch;
-        let workspace_len = steps
-            .iter()
-            .map(|s| match &s.op {
-                Op::Conv { geo, .. } => geo.workspace_len(),
-                Op::DilatedConv { conv, .. } => conv.workspace_len(),
-                _ => 0,
-            })
-            .max()
-            .unwrap_or(0);
-        Ok(Plan {
-            acts: value_elems
-                .iter()
-                .map(|&e| vec![0.0; e * max_batch])
-                .collect(),
-            grad_slots: slot_lens.iter().map(|&l| vec![0.0; l]).collect(),
-            grad_slot,
-            scratch: vec![0.0; max_elems],
-            workspace: vec![0.0; workspace_len],
-            probs: vec![0.0; classes * max_batch],
-            labels_f32: vec![0.0; classes * max_batch],
-            step_nanos: vec![0; steps.len()],
-            steps,
-            params,
-            value_elems,
-            head,
-            logits,
-            classes,
+        let output = validate(graph, analysis, max_batch)?;
+        let mut lowered = lower(graph, analysis, max_batch, seed, output.fused)?;
+        fuse(&mut lowered.steps);
+        let input_shape = input_shape(graph, &lowered.steps)?;
+        let grads = assign_grad_slots(&mut lowered, max_batch);
+        Ok(allocate(
+            lowered,
+            grads,
+            output.head,
             input_shape,
             max_batch,
-            iteration: 0,
             seed,
-            batch: 0,
-        })
+        ))
     }
 
     /// Learned parameters updated in training.
@@ -814,6 +466,482 @@ impl Plan {
     /// a finite-difference gradient check needs.
     pub fn restart_dropout_masks(&mut self) {
         self.iteration = 0;
+    }
+}
+
+/// The design's output as training sees it: the head it feeds, and the
+/// final Softmax/Sigmoid fused into the loss (its step is dropped).
+struct OutputHead {
+    head: Head,
+    fused: Option<NodeId>,
+}
+
+/// Checks that the design can be compiled at all: a batch, no errors, one
+/// input, one output that is a vector of class scores.
+fn validate(
+    graph: &Graph,
+    analysis: &Analysis,
+    max_batch: usize,
+) -> Result<OutputHead, CompileError> {
+    if max_batch == 0 {
+        return Err(CompileError::ZeroBatch);
+    }
+    if let Some(e) = &analysis.design_error {
+        return Err(CompileError::Invalid(e.clone()));
+    }
+    if let Some((id, e)) = analysis.errors().first() {
+        return Err(CompileError::Invalid(format!(
+            "`{}`: {}",
+            graph.name_of(*id),
+            e.message
+        )));
+    }
+    let inputs = graph.input_nodes();
+    if inputs.len() != 1 {
+        return Err(CompileError::InputCount(inputs.len()));
+    }
+    let outputs = graph.outputs();
+    if outputs.len() != 1 {
+        return Err(CompileError::OutputCount(
+            outputs
+                .iter()
+                .map(|&id| graph.name_of(id).to_string())
+                .collect(),
+        ));
+    }
+    let output = outputs[0];
+    let out_shape = analysis
+        .node(output)
+        .and_then(|n| n.output_shape)
+        .ok_or_else(|| CompileError::Invalid("output has no shape".into()))?;
+    if let Shape::Volume { .. } = out_shape {
+        return Err(CompileError::OutputNotVector(
+            graph.name_of(output).to_string(),
+            out_shape.to_string(),
+        ));
+    }
+    Ok(match graph.node(output).map(|n| &n.kind) {
+        Some(LayerKind::Softmax) => OutputHead {
+            head: Head::SoftmaxCrossEntropy,
+            fused: Some(output),
+        },
+        Some(LayerKind::Sigmoid) => OutputHead {
+            head: Head::SigmoidBinaryCrossEntropy,
+            fused: Some(output),
+        },
+        _ => OutputHead {
+            head: Head::SoftmaxCrossEntropy,
+            fused: None,
+        },
+    })
+}
+
+/// The steps of a design before any buffer exists: each node's operation,
+/// its parameters (initialised), and the size of each value.
+struct Lowered {
+    steps: Vec<Step>,
+    params: Vec<ParamTensor>,
+    /// Elements per sample of each value (value `i` is step `i`'s output).
+    value_elems: Vec<usize>,
+}
+
+/// Lowers every node in topological order (except `skip`, the head's fused
+/// activation) to a step reading its producers' values.
+fn lower(
+    graph: &Graph,
+    analysis: &Analysis,
+    max_batch: usize,
+    seed: u64,
+    skip: Option<NodeId>,
+) -> Result<Lowered, CompileError> {
+    let mut params = Vec::new();
+    let mut pb = ParamBuilder {
+        params: &mut params,
+        seed,
+    };
+    let mut steps: Vec<Step> = Vec::new();
+    let mut value_of: Vec<Option<usize>> = vec![None; graph.id_capacity()];
+    let mut value_elems = Vec::new();
+    for &id in &analysis.order {
+        if Some(id) == skip {
+            continue;
+        }
+        let node = graph
+            .node(id)
+            .ok_or_else(|| CompileError::Invalid("stale node".into()))?;
+        let info = analysis
+            .node(id)
+            .ok_or_else(|| CompileError::Invalid(format!("`{}` not inferred", node.name)))?;
+        let out = info
+            .output_shape
+            .ok_or_else(|| shape_err(&node.name, "no output shape"))?;
+        let input_values: Vec<usize> = graph
+            .inputs_of(id)
+            .iter()
+            .map(|f| f.and_then(|f| value_of[f.index()]))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| shape_err(&node.name, "an input is not connected"))?;
+        let op = lower_op(node, info, out, max_batch, seed, &mut pb)?;
+        value_of[id.index()] = Some(steps.len());
+        value_elems.push(out.elements() as usize);
+        steps.push(Step {
+            node: id,
+            name: node.name.clone(),
+            op,
+            grad_writes: vec![GradWrite::Skip; input_values.len()],
+            inputs: input_values,
+            frozen: node.frozen,
+            runs_backward: false,
+            fusion: Fusion::default(),
+            backward_relu: None,
+        });
+    }
+    Ok(Lowered {
+        steps,
+        params,
+        value_elems,
+    })
+}
+
+/// The operation of one node (the per-kind rule), adding its parameters.
+fn lower_op(
+    node: &Node,
+    info: &NodeInfo,
+    out: Shape,
+    max_batch: usize,
+    seed: u64,
+    pb: &mut ParamBuilder,
+) -> Result<Op, CompileError> {
+    let in_shape = info.input_shapes.first().copied().flatten();
+    let name = node.name.as_str();
+    let frozen = node.frozen;
+    let input_dims = || {
+        in_shape
+            .map(dims)
+            .ok_or_else(|| shape_err(name, "no input"))
+    };
+    let window = || {
+        info.window
+            .ok_or_else(|| shape_err(name, "unresolved window"))
+    };
+    Ok(match &node.kind {
+        LayerKind::Input { .. } => Op::Input,
+        LayerKind::Conv2d {
+            filters,
+            kernel,
+            groups,
+            bias,
+            dilation,
+            ..
+        } => {
+            let (h, w, c) = input_dims()?;
+            let win = window()?;
+            let geo = Conv2dGeometry::new(
+                max_batch,
+                (h, w, c),
+                *filters as usize,
+                (kernel[0] as usize, kernel[1] as usize),
+                (win[0].stride as usize, win[1].stride as usize),
+                kernel_pads(&win),
+                *groups as usize,
+            )
+            .map_err(|e| shape_err(name, e.to_string()))?;
+            let cin_g = c / *groups as usize;
+            let weight = pb.add(
+                name,
+                ParamRole::Weight,
+                vec![
+                    kernel[0] as usize,
+                    kernel[1] as usize,
+                    cin_g,
+                    *filters as usize,
+                ],
+                frozen,
+            );
+            let bias = bias.then(|| pb.add(name, ParamRole::Bias, vec![*filters as usize], frozen));
+            if *dilation == [1, 1] {
+                Op::Conv { geo, weight, bias }
+            } else {
+                lower_dilated_conv(name, geo, &win, weight, bias)?
+            }
+        }
+        LayerKind::ZeroPad2d { padding } => {
+            let hwc = input_dims()?;
+            let p = padding.map(|v| v as usize);
+            Op::ZeroPad {
+                hwc,
+                pad: [p[0], p[2], p[1], p[3]],
+            }
+        }
+        LayerKind::MaxPool2d { ceil_mode, .. } | LayerKind::AvgPool2d { ceil_mode, .. } => {
+            let (h, w, c) = input_dims()?;
+            let win = window()?;
+            let geo = Pool2dGeometry::new(
+                max_batch,
+                (h, w, c),
+                (win[0].kernel as usize, win[1].kernel as usize),
+                (win[0].stride as usize, win[1].stride as usize),
+                kernel_pads(&win),
+                *ceil_mode,
+            )
+            .map_err(|e| shape_err(name, e.to_string()))?;
+            if (geo.out_h, geo.out_w) != (win[0].output as usize, win[1].output as usize) {
+                return Err(shape_err(
+                    name,
+                    "pool geometry disagrees with shape inference",
+                ));
+            }
+            match node.kind {
+                LayerKind::AvgPool2d {
+                    include_padding, ..
+                } => Op::AvgPool {
+                    geo,
+                    include_padding,
+                },
+                _ => Op::MaxPool { geo },
+            }
+        }
+        LayerKind::GlobalAvgPool => {
+            let (h, w, c) = input_dims()?;
+            Op::GlobalAvgPool { hw: h * w, c }
+        }
+        LayerKind::BatchNorm { epsilon, momentum } => {
+            let c = out.channels() as usize;
+            Op::BatchNorm {
+                c,
+                eps: *epsilon as f32,
+                momentum: *momentum as f32,
+                gamma: pb.add(name, ParamRole::Gamma, vec![c], frozen),
+                beta: pb.add(name, ParamRole::Beta, vec![c], frozen),
+                running_mean: pb.add(name, ParamRole::RunningMean, vec![c], frozen),
+                running_var: pb.add(name, ParamRole::RunningVar, vec![c], frozen),
+                save_mean: vec![0.0; c],
+                save_invstd: vec![0.0; c],
+            }
+        }
+        LayerKind::Relu => Op::Relu,
+        LayerKind::LeakyRelu { alpha } => Op::LeakyRelu {
+            alpha: *alpha as f32,
+        },
+        LayerKind::Sigmoid => Op::Sigmoid,
+        LayerKind::Tanh => Op::Tanh,
+        LayerKind::Relu6 => Op::Elementwise(Elementwise::Relu6),
+        LayerKind::HardSigmoid => Op::Elementwise(Elementwise::HardSigmoid),
+        LayerKind::HardSwish => Op::Elementwise(Elementwise::HardSwish),
+        LayerKind::Silu => Op::Elementwise(Elementwise::Silu),
+        LayerKind::Softmax => Op::Softmax {
+            classes: out.channels() as usize,
+        },
+        LayerKind::Dropout { rate } => Op::Dropout {
+            rate: *rate as f32,
+            seed: tensor_seed(seed, name),
+        },
+        LayerKind::Flatten => Op::Flatten,
+        LayerKind::Dense { units, bias } => {
+            let n_in = in_shape.map(|s| s.elements() as usize).unwrap_or(0);
+            let n_out = *units as usize;
+            let weight = pb.add(name, ParamRole::Weight, vec![n_in, n_out], frozen);
+            let bias = bias.then(|| pb.add(name, ParamRole::Bias, vec![n_out], frozen));
+            Op::Dense {
+                n_in,
+                n_out,
+                weight,
+                bias,
+            }
+        }
+        LayerKind::Add => Op::Add,
+        LayerKind::ChannelScale => {
+            let c = out.channels() as usize;
+            Op::ChannelScale {
+                hw: out.elements() as usize / c.max(1),
+                c,
+            }
+        }
+        LayerKind::Concat => Op::Concat {
+            channels: info
+                .input_shapes
+                .iter()
+                .map(|s| s.map_or(0, |s| s.channels() as usize))
+                .collect(),
+        },
+    })
+}
+
+/// A conv whose taps are `win`'s dilation apart: `geo` (built for the
+/// undilated kernel) re-resolved for the dilated window, checked against
+/// inference.
+fn lower_dilated_conv(
+    name: &str,
+    geo: Conv2dGeometry,
+    win: &[Axis; 2],
+    weight: usize,
+    bias: Option<usize>,
+) -> Result<Op, CompileError> {
+    let dilation = (win[0].dilation as usize, win[1].dilation as usize);
+    let conv = DilatedConv2d::dilate(geo, dilation).map_err(|e| shape_err(name, e.to_string()))?;
+    if (conv.geo.out_h, conv.geo.out_w) != (win[0].output as usize, win[1].output as usize) {
+        return Err(shape_err(
+            name,
+            "conv geometry disagrees with shape inference",
+        ));
+    }
+    Ok(Op::DilatedConv { conv, weight, bias })
+}
+
+/// A window's padding as the kernels take it: `[top, left, bottom, right]`.
+fn kernel_pads(win: &[Axis; 2]) -> [usize; 4] {
+    [
+        win[0].pad_before as usize,
+        win[1].pad_before as usize,
+        win[0].pad_after as usize,
+        win[1].pad_after as usize,
+    ]
+}
+
+/// The input `(h, w, c)`: the first step must be the design's Input layer.
+fn input_shape(graph: &Graph, steps: &[Step]) -> Result<(usize, usize, usize), CompileError> {
+    match steps.first().map(|s| s.node).and_then(|id| graph.node(id)) {
+        Some(node) => match node.kind {
+            LayerKind::Input {
+                height,
+                width,
+                channels,
+            } => Ok((height as usize, width as usize, channels as usize)),
+            _ => Err(CompileError::InputCount(0)),
+        },
+        None => Err(CompileError::InputCount(0)),
+    }
+}
+
+/// Which value uses which gradient buffer, and each buffer's length.
+struct GradSlots {
+    slot_of: Vec<Option<usize>>,
+    lens: Vec<usize>,
+    /// Buffers no live gradient uses (during assignment).
+    free: Vec<usize>,
+}
+
+impl GradSlots {
+    /// A free buffer of `len` elements, or a new one.
+    fn take(&mut self, len: usize) -> usize {
+        if let Some(pos) = self.free.iter().position(|&s| self.lens[s] == len) {
+            self.free.swap_remove(pos)
+        } else {
+            self.lens.push(len);
+            self.lens.len() - 1
+        }
+    }
+}
+
+/// Values that need a gradient: those downstream of a trainable parameter.
+fn needs_gradient(steps: &[Step], params: &[ParamTensor]) -> Vec<bool> {
+    let mut needs_grad = vec![false; steps.len()];
+    for (i, step) in steps.iter().enumerate() {
+        let own = step_param_indices(&step.op)
+            .iter()
+            .any(|&p| params[p].is_trainable());
+        needs_grad[i] = own || step.inputs.iter().any(|&u| needs_grad[u]);
+    }
+    needs_grad
+}
+
+/// Assigns gradient buffers by liveness, walking the backward order: a
+/// buffer is free again once its value's producer has run its backward.
+/// Marks the steps whose backward runs and how each writes its inputs'
+/// gradients.
+fn assign_grad_slots(lowered: &mut Lowered, max_batch: usize) -> GradSlots {
+    let needs_grad = needs_gradient(&lowered.steps, &lowered.params);
+    let (steps, value_elems) = (&mut lowered.steps, &lowered.value_elems);
+    let logits = steps.len() - 1;
+    let mut slots = GradSlots {
+        slot_of: vec![None; steps.len()],
+        lens: Vec::new(),
+        free: Vec::new(),
+    };
+    if needs_grad[logits] {
+        slots.slot_of[logits] = Some(slots.take(value_elems[logits] * max_batch));
+    }
+    for i in (0..steps.len()).rev() {
+        let Some(own_slot) = slots.slot_of[i] else {
+            continue;
+        };
+        steps[i].runs_backward = true;
+        if let Some(p) = relu_backward_into_bn(steps, i)
+            && needs_grad[p]
+            && slots.slot_of[p].is_none()
+        {
+            slots.slot_of[p] = Some(own_slot);
+            steps[i].grad_writes[0] = GradWrite::Shared;
+            steps[p].backward_relu = Some(i);
+            continue;
+        }
+        for k in 0..steps[i].inputs.len() {
+            let u = steps[i].inputs[k];
+            if !needs_grad[u] {
+                continue;
+            }
+            steps[i].grad_writes[k] = if slots.slot_of[u].is_some() {
+                GradWrite::Accumulate
+            } else {
+                slots.slot_of[u] = Some(slots.take(value_elems[u] * max_batch));
+                GradWrite::Overwrite
+            };
+        }
+        slots.free.push(own_slot);
+    }
+    slots
+}
+
+/// Allocates every buffer of the plan: activations, gradient slots, the
+/// scratch, the convolution workspace and the head's probabilities and targets.
+fn allocate(
+    lowered: Lowered,
+    grads: GradSlots,
+    head: Head,
+    input_shape: (usize, usize, usize),
+    max_batch: usize,
+    seed: u64,
+) -> Plan {
+    let Lowered {
+        steps,
+        params,
+        value_elems,
+    } = lowered;
+    let logits = steps.len() - 1;
+    let classes = value_elems[logits];
+    let max_elems = value_elems.iter().copied().max().unwrap_or(0) * max_batch;
+    let workspace_len = steps
+        .iter()
+        .map(|s| match &s.op {
+            Op::Conv { geo, .. } => geo.workspace_len(),
+            Op::DilatedConv { conv, .. } => conv.workspace_len(),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    Plan {
+        acts: value_elems
+            .iter()
+            .map(|&e| vec![0.0; e * max_batch])
+            .collect(),
+        grad_slots: grads.lens.iter().map(|&l| vec![0.0; l]).collect(),
+        grad_slot: grads.slot_of,
+        scratch: vec![0.0; max_elems],
+        workspace: vec![0.0; workspace_len],
+        probs: vec![0.0; classes * max_batch],
+        labels_f32: vec![0.0; classes * max_batch],
+        step_nanos: vec![0; steps.len()],
+        steps,
+        params,
+        value_elems,
+        head,
+        logits,
+        classes,
+        input_shape,
+        max_batch,
+        iteration: 0,
+        seed,
+        batch: 0,
     }
 }
 

@@ -9,7 +9,7 @@ use crate::train::memory;
 use crate::train::{Optimizer, Plan};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Timed steps after one untimed warm-up step; the fastest counts.
 const TIMED_STEPS: usize = 2;
@@ -88,6 +88,64 @@ impl StepTimer {
     pub fn is_measuring(&self) -> bool {
         self.pending.is_some()
     }
+
+    /// Milliseconds per step measured for this design version, batch and
+    /// optimizer (`None` when the figure is of something else or missing).
+    pub fn measured_for(&self, (tab, generation): (usize, u64), setup: &RunSetup) -> Option<f64> {
+        let key = Key {
+            tab,
+            generation,
+            batch: setup.batch_size,
+            optimizer: setup.optimizer,
+        };
+        match (&self.key, &self.ms_per_step) {
+            (Some(k), Some(Ok(ms))) if *k == key && self.pending.is_none() => Some(*ms),
+            _ => None,
+        }
+    }
+}
+
+/// The Run setup's estimate a run started with: the progress bar's ETA
+/// starts from it and blends into the measured time per batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StartEstimate {
+    pub ms_per_step: f64,
+    /// Batches an epoch of the chosen dataset has, when known before loading it.
+    pub batches_per_epoch: Option<usize>,
+}
+
+/// How many measured batches the estimate counts as: after that many the
+/// measured time has half the say, after ten times as many nearly all of it.
+const ESTIMATE_WEIGHT_IN_BATCHES: f64 = 10.0;
+
+/// The time left of a run of `epochs` epochs: before its first batch, the
+/// estimate times the batches to train; after, the trainer's measured time
+/// per batch blended with the estimate by their weights (batches measured
+/// against [`ESTIMATE_WEIGHT_IN_BATCHES`]). `None`: nothing to go on yet.
+pub fn eta(
+    estimate: Option<&StartEstimate>,
+    progress: Option<&super::Progress>,
+    epochs: u64,
+) -> Option<Duration> {
+    let Some(p) = progress else {
+        let e = estimate?;
+        let batches = e.batches_per_epoch? as f64 * epochs.max(1) as f64;
+        return Some(Duration::from_secs_f64(e.ms_per_step * batches / 1e3));
+    };
+    let Some(e) = estimate else {
+        return Some(p.eta);
+    };
+    let total = p.epochs.max(1) * p.batches.max(1) as u64;
+    let done = (p.epoch.saturating_sub(1) * p.batches as u64 + p.batch as u64).min(total);
+    let remaining = (total - done) as f64;
+    if remaining == 0.0 {
+        return Some(Duration::ZERO);
+    }
+    let measured = p.eta.as_secs_f64() / remaining;
+    let w = done as f64;
+    let per_batch = (w * measured + ESTIMATE_WEIGHT_IN_BATCHES * e.ms_per_step / 1e3)
+        / (w + ESTIMATE_WEIGHT_IN_BATCHES);
+    Some(Duration::from_secs_f64(per_batch * remaining))
 }
 
 /// Milliseconds of the fastest of [`TIMED_STEPS`] training steps of
@@ -221,6 +279,68 @@ mod tests {
         );
         assert_eq!(estimate_text(&timer, &setup, None), "40 ms per step of 32");
         assert_eq!(human_seconds(600.0), "10 min");
+    }
+
+    fn progress(epoch: u64, batch: usize, eta_secs: f64) -> super::super::Progress {
+        super::super::Progress {
+            epoch,
+            epochs: 2,
+            batch,
+            batches: 50,
+            images_per_sec: 1.0,
+            eta: Duration::from_secs_f64(eta_secs),
+        }
+    }
+
+    #[test]
+    fn the_eta_starts_from_the_estimate_and_blends_into_measured_time() {
+        let e = StartEstimate {
+            ms_per_step: 100.0,
+            batches_per_epoch: Some(50),
+        };
+        let secs = |d: Option<Duration>| d.expect("an ETA").as_secs_f64();
+        // Before the first batch: 2 epochs × 50 batches × 0.1 s.
+        assert!((secs(eta(Some(&e), None, 2)) - 10.0).abs() < 1e-9);
+        // Unknown batch count and no progress: nothing to say.
+        let no_count = StartEstimate {
+            batches_per_epoch: None,
+            ..e
+        };
+        assert_eq!(eta(Some(&no_count), None, 2), None);
+        // After 10 batches measured at 0.3 s (90 left, trainer says 27 s):
+        // equal weights, 0.2 s per batch.
+        assert!((secs(eta(Some(&e), Some(&progress(1, 10, 27.0)), 2)) - 18.0).abs() < 1e-9);
+        // After 90 of 100 at 0.3 s: (90 × 0.3 + 10 × 0.1) / 100 = 0.28 s for each of the last 10.
+        let late = secs(eta(Some(&e), Some(&progress(2, 40, 3.0)), 2));
+        assert!((late - 2.8).abs() < 1e-9, "{late}");
+        // Without an estimate the trainer's figure stands; at the end, zero.
+        assert!((secs(eta(None, Some(&progress(1, 10, 27.0)), 2)) - 27.0).abs() < 1e-9);
+        assert_eq!(
+            eta(Some(&e), Some(&progress(2, 50, 0.0)), 2),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn a_figure_counts_only_for_the_design_and_setup_it_measured() {
+        let setup = RunSetup::default();
+        let timer = StepTimer {
+            key: Some(Key {
+                tab: 0,
+                generation: 3,
+                batch: setup.batch_size,
+                optimizer: setup.optimizer,
+            }),
+            pending: None,
+            ms_per_step: Some(Ok(12.0)),
+        };
+        assert_eq!(timer.measured_for((0, 3), &setup), Some(12.0));
+        assert_eq!(timer.measured_for((0, 4), &setup), None);
+        let bigger = RunSetup {
+            batch_size: setup.batch_size * 2,
+            ..setup.clone()
+        };
+        assert_eq!(timer.measured_for((0, 3), &bigger), None);
     }
 
     #[test]

@@ -194,6 +194,7 @@ impl RunSetup {
             (a.pca, "PCA"),
             (a.rotate, "rotate"),
             (a.shear, "shear"),
+            (a.elastic, "warp"),
         ] {
             if on {
                 aug.push(name);
@@ -301,6 +302,8 @@ pub struct RunRecord {
     pub visible: bool,
     /// The sweep (its label) and value this run trained, if any.
     pub sweep: Option<(String, f64)>,
+    /// The Run setup's time estimate for this design and setup, when it had one.
+    pub estimate: Option<estimate::StartEstimate>,
 }
 
 impl RunRecord {
@@ -326,6 +329,7 @@ impl RunRecord {
             unsaved: None,
             visible: true,
             sweep: None,
+            estimate: None,
         }
     }
 
@@ -336,6 +340,13 @@ impl RunRecord {
     /// Training time so far: the sum of the finished epochs' seconds.
     pub fn seconds(&self) -> f64 {
         self.epochs.iter().map(|e| e.seconds).sum()
+    }
+
+    /// Time left: from the Run setup's estimate before the first batches,
+    /// then blended into the measured time per batch.
+    pub fn eta(&self) -> Option<Duration> {
+        let epochs = self.info.as_ref().map_or(self.setup.epochs, |i| i.epochs);
+        estimate::eta(self.estimate.as_ref(), self.progress.as_ref(), epochs)
     }
 
     /// The last validation accuracy (the run's position in the trade-off scatter).
@@ -442,6 +453,8 @@ pub struct TrainingSession {
     pub sweep: Option<sweep::SweepQueue>,
     /// The Compare view's "Train both": designs still to start and the pair's runs.
     pub pair: Option<pair::PairQueue>,
+    /// The run (its id) clicked in the Runs table, drawn highlighted in every plot.
+    pub highlighted: Option<usize>,
 }
 
 impl TrainingSession {
@@ -469,6 +482,7 @@ impl Default for TrainingSession {
             refusal: None,
             sweep: None,
             pair: None,
+            highlighted: None,
             runs_dir: std::env::temp_dir().join(format!(
                 "netloom-runs-{}-{}",
                 std::process::id(),
@@ -579,6 +593,7 @@ impl TrainingSession {
             .totals(&crate::infer::Conventions::default())
             .total_params;
         (run.tab, run.generation) = (tab, generation);
+        run.estimate = self.start_estimate((tab, generation));
         self.runs.push(run);
         Ok(())
     }
@@ -824,17 +839,29 @@ impl TrainingSession {
         let training = self.is_active();
         self.step_timer
             .refresh(graph, analysis, (tab, generation), &self.setup, training);
+        estimate::estimate_text(&self.step_timer, &self.setup, self.epoch_images())
+    }
+
+    /// Training images per epoch of the setup's dataset, as far as known before loading it.
+    fn epoch_images(&self) -> Option<usize> {
         let known = self
             .runs
             .iter()
             .rev()
             .filter(|r| r.setup.dataset == self.setup.dataset)
             .find_map(|r| r.info.as_ref().map(|i| i.train_images));
-        estimate::estimate_text(
-            &self.step_timer,
-            &self.setup,
-            estimate::epoch_images(&self.setup, known),
-        )
+        estimate::epoch_images(&self.setup, known)
+    }
+
+    /// The Run setup's estimate for a run of design version `at` with the current setup.
+    fn start_estimate(&self, at: (usize, u64)) -> Option<estimate::StartEstimate> {
+        let ms_per_step = self.step_timer.measured_for(at, &self.setup)?;
+        Some(estimate::StartEstimate {
+            ms_per_step,
+            batches_per_epoch: self
+                .epoch_images()
+                .map(|n| n.div_ceil(self.setup.batch_size.max(1))),
+        })
     }
 
     /// Whether run `id` (if any) is over without having finished (a queue of
@@ -891,6 +918,11 @@ impl TrainingSession {
                 "batches": r.batch_loss.len(),
                 "epochs_done": r.epochs.len(),
                 "images_per_sec": r.progress.map(|p| p.images_per_sec),
+                "estimate_ms_per_step": r.estimate.map(|e| e.ms_per_step),
+                "estimate_seconds_per_epoch": r.estimate.and_then(|e| {
+                    e.batches_per_epoch.map(|b| e.ms_per_step * b as f64 / 1e3)
+                }),
+                "epoch_seconds": r.epochs.iter().map(|e| e.seconds).collect::<Vec<_>>(),
                 "threads": rayon::current_num_threads(),
             }),
         }

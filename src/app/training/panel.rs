@@ -26,8 +26,24 @@ pub fn run_color(id: usize) -> Color32 {
     COLORS[(id.saturating_sub(1)) % COLORS.len()]
 }
 
-/// Gives a plot an accessible name (egui_plot leaves it without one).
-fn name_plot(response: &egui::Response, name: String) {
+/// How a run is drawn: its colour and a width factor. With a run
+/// highlighted (clicked in the Runs table) it is drawn twice as wide and
+/// the others faded, in every plot.
+pub fn run_style(session: &TrainingSession, id: usize) -> (Color32, f32) {
+    match session.highlighted {
+        Some(h) if h == id => (run_color(id), 2.0),
+        Some(_) => (run_color(id).gamma_multiply(0.3), 1.0),
+        None => (run_color(id), 1.0),
+    }
+}
+
+/// Gives a plot an accessible name (egui_plot leaves it without one),
+/// saying which run is highlighted.
+pub fn name_plot(response: &egui::Response, session: &TrainingSession, name: String) {
+    let name = match session.highlighted {
+        Some(h) => format!("{name}; highlighted run #{h}"),
+        None => name,
+    };
     response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, &name));
 }
 
@@ -214,6 +230,10 @@ pub fn setup_ui(
                         );
                         ui.checkbox(&mut a.shear, "shear")
                             .on_hover_text(format!("shear horizontally by up to ±{}", a.shear_max));
+                        ui.checkbox(&mut a.elastic, "local warp").on_hover_text(format!(
+                            "elastic distortion: pixels move by up to {} px along a smooth random field",
+                            a.elastic_alpha
+                        ));
                     });
                 });
                 ui.end_row();
@@ -374,9 +394,16 @@ fn progress_ui(ui: &mut Ui, run: &RunRecord) {
                 p.batch,
                 p.batches,
                 p.images_per_sec,
-                eta_text(p.eta.as_secs())
+                run.eta().map_or("–".into(), |d| eta_text(d.as_secs()))
             ),
         ),
+        (RunStatus::Waiting | RunStatus::Running, None) => match run.eta() {
+            Some(d) => (
+                0.0,
+                format!("{status} · ETA {} (estimated)", eta_text(d.as_secs())),
+            ),
+            None => (0.0, status.clone()),
+        },
         _ => (0.0, status.clone()),
     };
     ui.add(egui::ProgressBar::new(fraction).text(text));
@@ -482,14 +509,14 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
             .label_formatter(read_out(|y| format!("loss {y:.4}")))
             .show(ui, |p| {
                 for r in &runs {
-                    let c = run_color(r.id);
+                    let (c, wide) = run_style(session, r.id);
                     p.line(
                         Line::new(
                             format!("{} raw", r.label()),
                             PlotPoints::from(r.batch_loss.clone()),
                         )
                         .color(c.gamma_multiply(0.35))
-                        .width(1.0),
+                        .width(wide),
                     );
                     p.line(
                         Line::new(
@@ -497,11 +524,15 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
                             PlotPoints::from(r.smoothed_loss()),
                         )
                         .color(c)
-                        .width(2.0),
+                        .width(2.0 * wide),
                     );
                 }
             });
-        name_plot(&resp.response, format!("Loss plot with {points} points"));
+        name_plot(
+            &resp.response,
+            session,
+            format!("Loss plot with {points} points"),
+        );
 
         let ui = &mut cols[1];
         plot_title_ui(
@@ -519,7 +550,7 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
             .include_y(1.0)
             .show(ui, |p| {
                 for r in &runs {
-                    let c = run_color(r.id);
+                    let (c, wide) = run_style(session, r.id);
                     let train: Vec<[f64; 2]> = r
                         .epochs
                         .iter()
@@ -534,29 +565,30 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
                     p.line(
                         Line::new(format!("{name} train"), PlotPoints::from(train.clone()))
                             .color(c)
-                            .width(2.0),
+                            .width(2.0 * wide),
                     );
                     p.points(
                         Points::new(format!("{name} train"), PlotPoints::from(train))
                             .color(c)
-                            .radius(2.5),
+                            .radius(2.5 * wide),
                     );
                     p.line(
                         Line::new(format!("{name} val"), PlotPoints::from(val.clone()))
                             .color(c)
                             .style(LineStyle::dashed_loose())
-                            .width(2.0),
+                            .width(2.0 * wide),
                     );
                     p.points(
                         Points::new(format!("{name} val"), PlotPoints::from(val))
                             .color(c)
-                            .radius(2.5),
+                            .radius(2.5 * wide),
                     );
                 }
             });
         let epochs: usize = runs.iter().map(|r| r.epochs.len()).sum();
         name_plot(
             &resp.response,
+            session,
             format!("Accuracy plot with {epochs} epochs"),
         );
 
@@ -576,14 +608,15 @@ pub fn plots_ui(ui: &mut Ui, session: &TrainingSession) {
                         .filter(|[_, lr]| *lr > 0.0)
                         .map(|&[x, lr]| [x, lr.log10()])
                         .collect();
+                    let (c, wide) = run_style(session, r.id);
                     p.line(
                         Line::new(r.label(), PlotPoints::from(log_lr))
-                            .color(run_color(r.id))
-                            .width(1.5),
+                            .color(c)
+                            .width(1.5 * wide),
                     );
                 }
             });
-        name_plot(&resp.response, "Learning-rate plot".into());
+        name_plot(&resp.response, session, "Learning-rate plot".into());
     });
 }
 

@@ -5,7 +5,7 @@
 use super::{RunRecord, SessionError, TrainingSession};
 use crate::graph::Graph;
 use crate::infer::analyze;
-use crate::train::experiment::{SweepTarget, design_with, pareto_front};
+use crate::train::experiment::{SweepRow, SweepTarget, design_with, pareto_front, sweep_csv};
 use std::collections::VecDeque;
 
 /// What the user asked to sweep.
@@ -162,6 +162,21 @@ impl TrainingSession {
         points
     }
 
+    /// The newest sweep's table as CSV (what its Export writes), or why there is none.
+    pub fn sweep_csv(&self) -> Result<String, SessionError> {
+        let labels = self.sweep_labels();
+        let label = labels
+            .last()
+            .ok_or("No sweep yet: there is no sweep table to export.")?;
+        let points = self.sweep_points(label);
+        if points.is_empty() {
+            return Err(format!(
+                "The sweep of {label} has no finished run yet: there is nothing to export."
+            ));
+        }
+        Ok(sweep_csv(label, points.iter().map(SweepRow::from)))
+    }
+
     /// Labels of every sweep of the session, newest last.
     pub fn sweep_labels(&self) -> Vec<String> {
         let mut labels: Vec<String> = Vec::new();
@@ -173,6 +188,20 @@ impl TrainingSession {
             }
         }
         labels
+    }
+}
+
+impl From<&SweepPoint> for SweepRow {
+    fn from(p: &SweepPoint) -> Self {
+        SweepRow {
+            value: p.value,
+            macs: p.macs,
+            params: p.params,
+            ms_per_step: p.ms_per_step,
+            val_acc: p.val_acc,
+            test_acc: p.test_acc,
+            on_front: p.pareto,
+        }
     }
 }
 

@@ -176,20 +176,33 @@ fn describe(label: &str, points: &[SweepPoint]) -> String {
 }
 
 /// The Sweep tab.
-pub fn sweep_ui(ui: &mut Ui, session: &TrainingSession) {
+pub fn sweep_ui(ui: &mut Ui, session: &TrainingSession) -> Vec<Command> {
+    let mut out = Vec::new();
     let labels = session.sweep_labels();
     let Some(label) = labels.last() else {
         ui.weak("No sweep yet. Run › Sweep… trains one run per value of a parameter and plots accuracy against cost here.");
-        return;
+        return out;
     };
     let points = session.sweep_points(label);
-    if let Some(q) = &session.sweep {
-        ui.label(format!(
-            "Sweeping {} · {} runs still to train",
-            q.label,
-            q.remaining()
-        ));
-    }
+    ui.horizontal(|ui| {
+        if let Some(q) = &session.sweep {
+            ui.label(format!(
+                "Sweeping {} · {} runs still to train",
+                q.label,
+                q.remaining()
+            ));
+        }
+        let export = Command::ExportSweepCsv;
+        if ui
+            .add_enabled(
+                !points.is_empty(),
+                egui::Button::new(export.text().unwrap_or_default()),
+            )
+            .clicked()
+        {
+            out.push(export);
+        }
+    });
     ui.horizontal_top(|ui| {
         ui.vertical(|ui| {
             ui.set_width((ui.available_width() * 0.45).max(280.0));
@@ -259,4 +272,5 @@ pub fn sweep_ui(ui: &mut Ui, session: &TrainingSession) {
                 .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, &name));
         });
     });
+    out
 }

@@ -2,7 +2,7 @@
 //! scatter, the prediction gallery, the confusion matrix and feature maps.
 //! Drawing only; requests go out as commands.
 
-use super::panel::run_color;
+use super::panel::{name_plot, run_color, run_style};
 use super::{RunRecord, TrainingSession};
 use crate::app::command::Command;
 use crate::infer::compact;
@@ -386,7 +386,21 @@ impl TrainingViews {
                                         let text = column.cell(r);
                                         match column {
                                             RunColumn::Run => {
-                                                ui.colored_label(run_color(r.id), text)
+                                                let on = session.highlighted == Some(r.id);
+                                                let cell = ui
+                                                    .add(egui::Button::selectable(
+                                                        on,
+                                                        RichText::new(text).color(run_color(r.id)),
+                                                    ))
+                                                    .on_hover_text(
+                                                        "click to highlight the run in every plot",
+                                                    );
+                                                if cell.clicked() {
+                                                    out.push(Command::HighlightRun(
+                                                        (!on).then_some(r.id),
+                                                    ));
+                                                }
+                                                cell
                                             }
                                             RunColumn::Setup => ui.weak(text),
                                             _ => ui.label(text),
@@ -398,10 +412,11 @@ impl TrainingViews {
                     });
             });
             ui.vertical(|ui| {
+                // The shown runs only, as in the other plots.
                 let with_acc: Vec<&RunRecord> = session
                     .runs
                     .iter()
-                    .filter(|r| r.val_acc().is_some())
+                    .filter(|r| r.visible && r.val_acc().is_some())
                     .collect();
                 ui.label(format!(
                     "Validation accuracy against MACs per image · {} runs",
@@ -420,25 +435,29 @@ impl TrainingViews {
                         for r in &with_acc {
                             let x = r.macs as f64 / 1e6;
                             let y = r.val_acc().unwrap_or(0.0) as f64;
+                            let (c, wide) = run_style(session, r.id);
                             p.points(
                                 Points::new(r.label(), PlotPoints::from(vec![[x, y]]))
-                                    .color(run_color(r.id))
-                                    .radius(5.0),
+                                    .color(c)
+                                    .radius(5.0 * wide),
                             );
                             p.text(
                                 Text::new(r.label(), [x, y].into(), format!("  {}", r.label()))
                                     .anchor(egui::Align2::LEFT_CENTER)
-                                    .color(run_color(r.id)),
+                                    .color(c),
                             );
                         }
                     });
-                resp.response.widget_info(|| {
-                    egui::WidgetInfo::labeled(
-                        egui::Role::Image,
-                        true,
-                        format!("Accuracy against MACs plot with {} runs", with_acc.len()),
-                    )
-                });
+                let shown: Vec<String> = with_acc.iter().map(|r| format!("#{}", r.id)).collect();
+                name_plot(
+                    &resp.response,
+                    session,
+                    format!(
+                        "Accuracy against MACs plot with {} runs ({})",
+                        with_acc.len(),
+                        shown.join(", ")
+                    ),
+                );
             });
         });
         out

@@ -1,7 +1,10 @@
 //! ONNX import: an ONNX graph mapped onto Netloom layers.
 
+mod channels;
+
 use super::attributes::{attr, attr_f, attr_i, attr_ints, attr_s};
-use super::{Imported, SAME_HINT};
+use super::external::{ExternalData, is_external};
+use super::{Deviation, Imported, SAME_HINT};
 use crate::graph::{Graph, LayerKind, NodeId, Padding, layout};
 use crate::infer::{self, Shape, shape::resolve_axis};
 use crate::interop::proto::{
@@ -39,7 +42,7 @@ pub fn import(path: &Path) -> Result<Imported, InteropError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
-    import_bytes(&bytes, &stem).map_err(|e| match e {
+    import_with(&bytes, &stem, ExternalData::beside(path)).map_err(|e| match e {
         InteropError::Decode { message, .. } => InteropError::Decode {
             path: path.to_path_buf(),
             message,
@@ -49,7 +52,13 @@ pub fn import(path: &Path) -> Result<Imported, InteropError> {
 }
 
 /// Reads an ONNX model from memory; `name` is used when the graph has none.
+/// Tensors stored in external files are refused (there is no folder to
+/// find them in): use [`import`] for those.
 pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Imported, InteropError> {
+    import_with(bytes, name, ExternalData::unavailable())
+}
+
+fn import_with(bytes: &[u8], name: &str, external: ExternalData) -> Result<Imported, InteropError> {
     let model = ModelProto::decode(bytes).map_err(|e| InteropError::Decode {
         path: "<memory>".into(),
         message: format!("protobuf decoding failed ({e}); the file may be truncated or not ONNX"),
@@ -76,7 +85,7 @@ pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Imported, InteropError> 
     } else {
         graph.name.clone()
     };
-    let mut importer = Importer::new(graph, opset, graph_name)?;
+    let mut importer = Importer::new(graph, opset, graph_name, external)?;
     importer.run()?;
     importer.finish()
 }
@@ -102,6 +111,8 @@ enum Val<'m> {
     Meta,
     /// Produced by an operator Netloom cannot represent.
     Cut,
+    /// One channel selected from a volume, scaled and shifted ([`channels`]).
+    Channel(channels::Channel),
 }
 
 struct Importer<'m> {
@@ -122,9 +133,11 @@ struct Importer<'m> {
     /// Parameters in framework layouts, keyed `{layer}.{key}`.
     weights: Tensors,
     unsupported: BTreeMap<String, usize>,
-    passed_through: BTreeMap<String, usize>,
+    deviations: Vec<Deviation>,
     warnings: Vec<String>,
     order: Vec<usize>,
+    /// Where tensors stored outside the model file are read from.
+    external: ExternalData,
 }
 
 fn topo_sort(g: &GraphProto, known: &HashSet<&str>) -> Result<Vec<usize>, InteropError> {
@@ -288,7 +301,12 @@ const SHAPE_KEEPING: &[&str] = &[
 ];
 
 impl<'m> Importer<'m> {
-    fn new(proto: &'m GraphProto, opset: i64, name: String) -> Result<Self, InteropError> {
+    fn new(
+        proto: &'m GraphProto,
+        opset: i64,
+        name: String,
+        external: ExternalData,
+    ) -> Result<Self, InteropError> {
         let mut values: HashMap<String, Val<'m>> = HashMap::new();
         for t in &proto.initializer {
             if t.name.is_empty() {
@@ -339,9 +357,10 @@ impl<'m> Importer<'m> {
             origin: HashMap::new(),
             weights: Tensors::new(),
             unsupported: BTreeMap::new(),
-            passed_through: BTreeMap::new(),
+            deviations: Vec::new(),
             warnings: Vec::new(),
             order,
+            external,
         })
     }
 
@@ -358,8 +377,8 @@ impl<'m> Importer<'m> {
             graph,
             weights,
             unsupported,
-            passed_through,
-            mut warnings,
+            mut deviations,
+            warnings,
             hwc_flattens,
             ..
         } = self;
@@ -370,34 +389,27 @@ impl<'m> Importer<'m> {
         }
         layout::auto_layout(&mut graph);
         let analysis = infer::analyze(&graph);
+        let carried_weights = !weights.is_empty();
         let weights = match from_framework_with(&graph, &analysis, &weights, &hwc_flattens) {
             Ok((w, misfits)) => {
-                match misfits.len() {
-                    0 => {}
-                    1..=3 => {
-                        warnings.extend(misfits.into_iter().map(|m| format!("weight skipped: {m}")))
-                    }
-                    n => warnings.push(format!(
-                        "{n} weights skipped because their layers have no shape or a different one; first: {}",
-                        misfits[0]
-                    )),
-                }
+                deviations.extend(misfits.into_iter().map(|m| Deviation {
+                    node: "weights".into(),
+                    what: "weights".into(),
+                    effect: format!("not imported: {m}"),
+                }));
                 w
             }
             Err(e) => {
-                warnings.push(format!("weights were not imported: {e}"));
+                deviations.push(Deviation {
+                    node: "weights".into(),
+                    what: "weights".into(),
+                    effect: format!("not imported: {e}"),
+                });
                 Tensors::new()
             }
         };
-        if !passed_through.is_empty() {
-            let list: Vec<String> = passed_through
-                .iter()
-                .map(|(op, n)| format!("{op} ×{n}"))
-                .collect();
-            warnings.push(format!(
-                "unsupported element-wise operators were passed through (shape kept, cost not counted): {}",
-                list.join(", ")
-            ));
+        if carried_weights {
+            deviations.extend(missing_weights(&graph, &analysis, &weights));
         }
         let mut unsupported: Vec<(String, usize)> = unsupported.into_iter().collect();
         unsupported.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -405,8 +417,18 @@ impl<'m> Importer<'m> {
             graph,
             weights,
             unsupported,
+            deviations,
             warnings,
         })
+    }
+
+    /// Records that `node` is not represented faithfully.
+    fn deviate(&mut self, node: &NodeProto, what: impl Into<String>, effect: impl Into<String>) {
+        self.deviations.push(Deviation {
+            node: node_label(node),
+            what: what.into(),
+            effect: effect.into(),
+        });
     }
 
     // --- values -----------------------------------------------------------
@@ -441,16 +463,7 @@ impl<'m> Importer<'m> {
             }) => {
                 let values = match (owned, tensor) {
                     (Some(v), _) => Some(v),
-                    (None, Some(t)) => {
-                        let v = decode_tensor(t, &dims)?;
-                        if v.is_none() {
-                            self.warnings.push(format!(
-                                "tensor `{}` is stored in an external file; its values were not imported",
-                                t.name
-                            ));
-                        }
-                        v
-                    }
+                    (None, Some(t)) => Some(decode_tensor(t, &dims, &self.external)?),
                     (None, None) => None,
                 };
                 Ok(Some((dims, values)))
@@ -575,10 +588,19 @@ impl<'m> Importer<'m> {
             && node.input.iter().filter(|i| self.is_data(i)).count() == 1
             && self.is_data(&first);
         if pass && let Some((id, shape)) = self.data(&first)? {
-            *self.passed_through.entry(label).or_default() += 1;
+            self.deviate(
+                node,
+                label,
+                "left out: its input passes through unchanged, so the design computes something else",
+            );
             self.set_outputs(node, Val::Data { node: id, shape });
             return Ok(());
         }
+        self.deviate(
+            node,
+            label,
+            "left out: the layers reading its output are left unconnected",
+        );
         self.set_outputs(node, Val::Cut);
         Ok(())
     }
@@ -593,6 +615,13 @@ impl<'m> Importer<'m> {
         // Constants and shape arithmetic.
         if op == "Constant" {
             return self.constant(node);
+        }
+        if op == "Identity" {
+            // Also routes shared initializers (the legacy exporter de-duplicates equal tensors).
+            let x = node.input.first().cloned().unwrap_or_default();
+            let v = self.values.get(&x).cloned().unwrap_or(Val::Cut);
+            self.set_outputs(node, v);
+            return Ok(());
         }
         if op == "ConstantOfShape" {
             // A filled tensor of a constant shape (weights stripped from "light" models).
@@ -616,6 +645,13 @@ impl<'m> Importer<'m> {
             self.set_outputs(node, val);
             return Ok(());
         }
+        if node
+            .input
+            .iter()
+            .any(|i| matches!(self.values.get(i), Some(Val::Channel(_))))
+        {
+            return self.channel_op(node);
+        }
         let any_data = node.input.iter().any(|i| self.is_data(i));
         let any_cut = node
             .input
@@ -638,6 +674,9 @@ impl<'m> Importer<'m> {
             "Conv" => self.conv(node, &name),
             "MaxPool" | "AveragePool" => self.pool(node, &name),
             "GlobalAveragePool" => self.global_pool(node, &name),
+            "ReduceMean" => self.reduce_mean(node, &name),
+            "Mul" => self.mul_op(node, &name),
+            "Gather" => self.gather(node),
             "BatchNormalization" => self.batch_norm(node, &name),
             "Relu" => self.simple(node, &name, LayerKind::Relu),
             "Sigmoid" => self.simple(node, &name, LayerKind::Sigmoid),
@@ -657,9 +696,11 @@ impl<'m> Importer<'m> {
                     };
                     let axis = if axis < 0 { axis + rank } else { axis };
                     if axis != 1 {
-                        self.warnings.push(format!(
-                            "Softmax `{name}` is over axis {axis}; Netloom's Softmax is over channels"
-                        ));
+                        self.deviate(
+                            node,
+                            format!("Softmax (axis {axis})"),
+                            "read as a Softmax over channels, which Netloom's Softmax is",
+                        );
                     }
                 }
                 self.simple(node, &name, LayerKind::Softmax)
@@ -673,11 +714,6 @@ impl<'m> Importer<'m> {
                 }
                 let rate = rate.unwrap_or(0.5).clamp(0.0, 0.999);
                 self.simple(node, &name, LayerKind::Dropout { rate })
-            }
-            "Identity" => {
-                let v = self.values.get(&x).cloned().unwrap_or(Val::Cut);
-                self.set_outputs(node, v);
-                Ok(())
             }
             "Flatten" | "Reshape" | "Squeeze" => self.flatten(node, &name),
             "Gemm" | "MatMul" => self.dense(node, &name),
@@ -973,6 +1009,17 @@ impl<'m> Importer<'m> {
         let input = self.data(&x)?;
         let (padding, stride, ceil_mode) =
             self.window(node, input.and_then(|(_, s)| s), kernel, true)?;
+        let padded = !matches!(padding, Padding::Valid | Padding::Explicit([0, 0, 0, 0]));
+        if node.op_type == "AveragePool"
+            && padded
+            && attr_i(node, "count_include_pad").unwrap_or(0) != 0
+        {
+            self.deviate(
+                node,
+                "AveragePool (count_include_pad)",
+                "read as excluding the padding from each average, so outputs at the borders differ",
+            );
+        }
         let kind = if node.op_type == "MaxPool" {
             LayerKind::MaxPool2d {
                 kernel,
@@ -1018,6 +1065,94 @@ impl<'m> Importer<'m> {
             }
             _ => self.simple(node, name, LayerKind::GlobalAvgPool),
         }
+    }
+
+    /// `ReduceMean` over H and W (the dynamo exporter's global average
+    /// pool, and `x.mean((2, 3))`): axes from the attribute (opset < 18) or
+    /// the second input; `keepdims` 0 gives a vector, 1 a 1×1×C volume.
+    fn reduce_mean(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let keepdims = attr_i(node, "keepdims").unwrap_or(1) != 0;
+        let axes: Option<Vec<i64>> = match attr_ints(node, "axes") {
+            Some(a) => Some(a.to_vec()),
+            None => match node.input.get(1).filter(|a| !a.is_empty()) {
+                Some(a) => self
+                    .konst(a)?
+                    .and_then(|(_, v)| v)
+                    .map(|v| v.iter().map(|&x| x as i64).collect()),
+                None => None,
+            },
+        };
+        let x = node.input.first().cloned().unwrap_or_default();
+        let shape = self.data(&x)?.and_then(|(_, s)| s);
+        let mut over = axes.clone().unwrap_or_default();
+        for a in &mut over {
+            if *a < 0 {
+                *a += 4;
+            }
+        }
+        over.sort_unstable();
+        if !(matches!(shape, Some(Shape::Volume { .. })) && over == [2, 3]) {
+            let label = match axes {
+                Some(a) => format!("ReduceMean (axes {a:?})"),
+                None => "ReduceMean (all axes)".into(),
+            };
+            return self.unsupported(node, label);
+        }
+        if keepdims {
+            self.global_pool(node, name)
+        } else {
+            self.simple(node, name, LayerKind::GlobalAvgPool)
+        }
+    }
+
+    /// `Mul` of a volume by a per-channel or scalar constant: a depthwise
+    /// 1×1 convolution holding the factors (a following constant `Add`
+    /// becomes its bias).
+    fn mul_op(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let ins = present_inputs(node);
+        let data: Vec<String> = ins.iter().filter(|i| self.is_data(i)).cloned().collect();
+        if ins.len() == 2 && data.len() == 1 {
+            let c_name = if ins[0] == data[0] { &ins[1] } else { &ins[0] };
+            if let Some((id, Some(Shape::Volume { c, .. }))) = self.data(&data[0])?
+                && let Some((dims, vals)) = self.konst(c_name)?
+                && let Some(scale) = channel_constant(&dims, vals, c as usize)
+            {
+                return self.channel_affine(node, name, id, c, Some(scale), None);
+            }
+            return self.unsupported(node, "Mul (by a constant that is not per channel)".into());
+        }
+        self.unsupported(node, "Mul (of two tensors)".into())
+    }
+
+    /// `y = x·scale + shift` per channel as a depthwise 1×1 convolution.
+    fn channel_affine(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        from: NodeId,
+        channels: u64,
+        scale: Option<Vec<f64>>,
+        shift: Option<Vec<f64>>,
+    ) -> Result<(), InteropError> {
+        let filters = positive_u32(node, "channel count", i64::try_from(channels).unwrap_or(-1))?;
+        let kind = LayerKind::Conv2d {
+            filters,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: Padding::Valid,
+            groups: filters,
+            bias: shift.is_some(),
+            dilation: [1, 1],
+        };
+        let (id, shape) = self.add(name, kind, &[Some(from)])?;
+        self.origin.insert(id, "Conv");
+        let c = channels as usize;
+        self.store(id, "weight", vec![c, 1, 1, 1], scale);
+        if shift.is_some() {
+            self.store(id, "bias", vec![c], shift);
+        }
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
     }
 
     fn batch_norm(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
@@ -1076,9 +1211,22 @@ impl<'m> Importer<'m> {
                                 || t[0] > 0.0)
                     }
                     _ => {
-                        self.warnings.push(format!(
-                            "Reshape `{name}` has a computed target shape; assumed to flatten to a vector"
-                        ));
+                        // Only a dense layer after it proves the result is N×K.
+                        let out = node.output.first().cloned().unwrap_or_default();
+                        let to_dense = self.consumers.get(&out).is_some_and(|ops| {
+                            ops.iter().all(|op| matches!(*op, "Gemm" | "MatMul"))
+                        });
+                        if to_dense {
+                            self.warnings.push(format!(
+                                "Reshape `{name}` has a computed target shape; read as a flatten, as the dense layer after it needs"
+                            ));
+                        } else {
+                            self.deviate(
+                                node,
+                                "Reshape (computed target shape)",
+                                "read as a flatten to a vector, which it may not be",
+                            );
+                        }
                         true
                     }
                 }
@@ -1181,12 +1329,7 @@ impl<'m> Importer<'m> {
     }
 
     fn add_op(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
-        let ins: Vec<String> = node
-            .input
-            .iter()
-            .filter(|i| !i.is_empty())
-            .cloned()
-            .collect();
+        let ins = present_inputs(node);
         let data: Vec<&String> = ins.iter().filter(|i| self.is_data(i)).collect();
         let consts: Vec<&String> = ins
             .iter()
@@ -1219,6 +1362,13 @@ impl<'m> Importer<'m> {
                 };
                 // A 1-D constant broadcasts over W in NCHW, not over channels.
                 let fits = fits || (is_conv && n == 1);
+                if !fits && let Some(Shape::Volume { c, .. }) = shape {
+                    let ones = vec![1.0; c as usize];
+                    let channel = channel_constant(&dims, vals.clone(), c as usize);
+                    if let Some(bias) = channel {
+                        return self.channel_affine(node, name, id, c, Some(ones), Some(bias));
+                    }
+                }
                 if fits {
                     if let Some(node_mut) = self.graph.node_mut(id) {
                         match &mut node_mut.kind {
@@ -1308,12 +1458,7 @@ impl<'m> Importer<'m> {
     }
 
     fn concat(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
-        let ins: Vec<String> = node
-            .input
-            .iter()
-            .filter(|i| !i.is_empty())
-            .cloned()
-            .collect();
+        let ins = present_inputs(node);
         if ins.iter().any(|i| !self.is_data(i)) {
             return self.unsupported(node, "Concat (constant)".into());
         }
@@ -1420,6 +1565,55 @@ impl<'m> Importer<'m> {
         let padding = [amount(p[2])?, amount(p[6])?, amount(p[3])?, amount(p[7])?];
         self.simple(node, name, LayerKind::ZeroPad2d { padding })
     }
+}
+
+/// The node's inputs that are given (ONNX marks a skipped optional one by `""`).
+fn present_inputs(node: &NodeProto) -> Vec<String> {
+    node.input
+        .iter()
+        .filter(|i| !i.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// A constant that broadcasts over an N×C×H×W volume one value per channel
+/// (dims `[1, C, 1, 1]`, `[C, 1, 1]`) or one value for all (a scalar or a
+/// single value): its `channels` values. `None` for any other shape, or when
+/// its values are unknown.
+fn channel_constant(dims: &[usize], values: Option<Vec<f64>>, channels: usize) -> Option<Vec<f64>> {
+    let values = values?;
+    let n: usize = dims.iter().product();
+    if n == 1 {
+        return values.first().map(|&v| vec![v; channels]);
+    }
+    let per_channel = match dims {
+        [1, c, 1, 1] | [c, 1, 1] => *c == channels,
+        _ => false,
+    };
+    (per_channel && values.len() == channels).then_some(values)
+}
+
+/// Layers whose parameter tensors are not all among the imported weights.
+fn missing_weights(graph: &Graph, analysis: &infer::Analysis, weights: &Tensors) -> Vec<Deviation> {
+    let mut out = Vec::new();
+    for (id, node) in graph.nodes() {
+        let input = analysis
+            .node(id)
+            .and_then(|info| info.input_shapes.first().copied().flatten());
+        for (key, _) in crate::interop::param_shapes(&node.kind, input) {
+            let name = format!("{}.{key}", node.name);
+            if !weights.contains_key(&name) {
+                out.push(Deviation {
+                    node: node.name.clone(),
+                    what: "weights".into(),
+                    effect: format!(
+                        "`{name}` is not in the model, so the layer would start from random values"
+                    ),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The Netloom name for a node: the module path of its weight when the
@@ -1541,19 +1735,45 @@ fn static_dims_batch_free(vi: &ValueInfoProto) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-/// The values of a tensor as f64, or `None` when they are stored elsewhere.
-fn decode_tensor(t: &TensorProto, dims: &[usize]) -> Result<Option<Vec<f64>>, InteropError> {
-    if t.data_location == 1 || !t.external_data.is_empty() {
-        return Ok(None);
+/// The bytes of one value of an ONNX data type stored as raw data.
+fn element_size(data_type: i32) -> Option<usize> {
+    match data_type {
+        data_type::FLOAT | data_type::INT32 => Some(4),
+        data_type::DOUBLE | data_type::INT64 => Some(8),
+        data_type::FLOAT16 => Some(2),
+        _ => None,
     }
+}
+
+/// The values of a tensor as f64, from the model file or its external data.
+fn decode_tensor(
+    t: &TensorProto,
+    dims: &[usize],
+    external: &ExternalData,
+) -> Result<Vec<f64>, InteropError> {
     let n = element_count(&t.name, dims)?;
+    let stored_outside;
+    let raw: &[u8] = if is_external(t) {
+        let Some(size) = element_size(t.data_type) else {
+            return Err(InteropError::InvalidModel(format!(
+                "tensor `{}` has data type {}, which Netloom does not read",
+                t.name, t.data_type
+            )));
+        };
+        let len = n.checked_mul(size).ok_or_else(|| {
+            InteropError::InvalidModel(format!("tensor `{}` is too large to read", t.name))
+        })?;
+        stored_outside = external.read(t, len)?;
+        &stored_outside
+    } else {
+        &t.raw_data
+    };
     let bad = |what: &str| {
         InteropError::InvalidModel(format!(
             "tensor `{}`: dims {dims:?} need {n} values but {what}",
             t.name
         ))
     };
-    let raw = &t.raw_data;
     let values: Vec<f64> = match t.data_type {
         data_type::FLOAT if !raw.is_empty() => {
             if raw.len() != 4 * n {
@@ -1616,7 +1836,7 @@ fn decode_tensor(t: &TensorProto, dims: &[usize]) -> Result<Option<Vec<f64>>, In
     if values.len() != n {
         return Err(bad(&format!("it holds {}", values.len())));
     }
-    Ok(Some(values))
+    Ok(values)
 }
 
 /// IEEE half → single precision.

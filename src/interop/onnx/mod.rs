@@ -10,6 +10,7 @@
 
 mod attributes;
 mod export;
+mod external;
 mod import;
 
 pub use export::{export, export_bytes};
@@ -36,6 +37,70 @@ pub struct Imported {
     pub weights: Tensors,
     /// Operators Netloom has no layer for: `(op_type, how many)`, most frequent first.
     pub unsupported: Vec<(String, usize)>,
-    /// Things the user should know: approximations, skipped weights.
+    /// Every place where the design does not compute what the model does
+    /// (operators left out or passed through, weights not imported), in
+    /// graph order. Empty when the import is faithful.
+    pub deviations: Vec<Deviation>,
+    /// Things the user should know that do not change the function.
     pub warnings: Vec<String>,
+}
+
+/// Appended to the design's name when an unfaithful import is kept anyway.
+pub const PARTIAL_MARK: &str = " (partial import)";
+
+impl Imported {
+    /// Whether the design computes the same function as the model.
+    pub fn is_faithful(&self) -> bool {
+        self.deviations.is_empty()
+    }
+
+    /// The deviations, one a line (`  - …`), at most `max` of them and a
+    /// count of the rest.
+    pub fn deviation_list(&self, max: usize) -> String {
+        let mut lines: Vec<String> = self
+            .deviations
+            .iter()
+            .take(max)
+            .map(|d| format!("  - {d}"))
+            .collect();
+        if self.deviations.len() > max {
+            lines.push(format!("  … and {} more", self.deviations.len() - max));
+        }
+        lines.join("\n")
+    }
+
+    /// Marks the design as a partial import (its name says so), for when
+    /// the user keeps what could be read.
+    pub fn mark_partial(&mut self) {
+        if !self.graph.name.ends_with(PARTIAL_MARK) {
+            self.graph.name.push_str(PARTIAL_MARK);
+        }
+    }
+
+    /// The note a partial design file carries: what it leaves out.
+    pub fn partial_note(&self) -> String {
+        let items: Vec<String> = self.deviations.iter().map(|d| d.to_string()).collect();
+        format!(
+            "Partial import: this design does not compute what the ONNX model does. {}",
+            items.join("; ")
+        )
+    }
+}
+
+/// One thing the imported design does differently from the ONNX model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deviation {
+    /// The ONNX node (its name, or `op → first output`), or the tensor.
+    pub node: String,
+    /// What could not be represented: an operator with its variant
+    /// (`Clip (min 0, max 1)`), or `weights`.
+    pub what: String,
+    /// What it changes in the written design.
+    pub effect: String,
+}
+
+impl std::fmt::Display for Deviation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} `{}`: {}", self.what, self.node, self.effect)
+    }
 }

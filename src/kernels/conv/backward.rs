@@ -108,7 +108,11 @@ pub fn conv2d_backward(
     if dw.is_some() || db.is_some() {
         match geo.direct_dw_tiling() {
             Some((tr, band)) if geo.out_c.is_multiple_of(16) => {
-                conv2d_backward_params_direct(geo, x, dy, dw, db, ws, tr, band)
+                if geo.dw_by_rows(tr, band) {
+                    conv2d_backward_params_by_rows(geo, x, dy, dw, db, ws, tr, band)
+                } else {
+                    conv2d_backward_params_direct(geo, x, dy, dw, db, ws, tr, band)
+                }
             }
             _ => conv2d_backward_params(geo, x, dy, dw, db, ws),
         }
@@ -127,6 +131,19 @@ pub(super) fn conv2d_backward_input(
     let kc = geo.k_cols();
     if let Some(t) = geo.transposed() {
         // dX = conv(dY, flipped Wᵀ): runs on the tiled forward path, no col2im.
+        if let Some((tr, band)) = t.direct_tiling() {
+            // Flipped and packed in one parallel pass, straight into the
+            // layout the direct path reads.
+            let packed = crate::kernels::gemm::packed_b_len(t.k_cols(), t.out_c);
+            let (wtp, rest) = ws.split_at_mut(packed);
+            pack_flipped(geo, w, wtp);
+            let tiling = DirectTiling {
+                tr,
+                band,
+                max_pool2: false,
+            };
+            return conv2d_forward_direct_packed(&t, dy, wtp, None, None, dx, rest, tiling);
+        }
         let (wt, rest) = ws.split_at_mut(geo.weight_len());
         flip_weights(geo, w, wt);
         conv2d_forward(&t, dy, wt, None, dx, rest);
@@ -169,52 +186,59 @@ pub(super) fn conv2d_backward_input(
     let tl = geo.tile_len();
     let img_in = geo.in_h * geo.in_w * geo.in_c;
     let plane = geo.out_h * geo.out_w;
-    let slots = geo.slots.min(geo.batch);
     let dxp = SendPtr(dx.as_mut_ptr());
     // groups = 1: Wᵀ packed once, each column tile dY·Wᵀ by the
     // direct-conv microkernel (one segment of out_c per pixel), then col2im.
+    // Small images share a tile (the packed Wᵀ is streamed once per tile,
+    // not once per 4–16 pixels of ResNet-50's strided projections).
     let wt_len = crate::kernels::gemm::packed_b_len(oc, kc);
     if geo.groups == 1 {
         let (wtp, rest) = ws.split_at_mut(wt_len);
         crate::kernels::gemm::pack_b(oc, kc, MatRef::transposed(w, oc), wtp);
         let wtp = &*wtp;
+        let imgs_per_tile = (TILE_ROWS / plane).max(1);
+        let slots = geo.slots.min(geo.batch.div_ceil(imgs_per_tile));
+        // Columns dY·Wᵀ of output pixels m0 .. m0+count into buf.
+        let columns = |m0: usize, count: usize, buf: &mut [f32]| {
+            let mut rows = [0usize; TILE_ROWS];
+            for (i, r) in rows[..count].iter_mut().enumerate() {
+                *r = (m0 + i) * oc;
+            }
+            let c = &mut buf[..count * kc];
+            crate::kernels::gemm::conv_rows(dy, &rows[..count], 1, oc, 0, wtp, kc, None, c, kc);
+        };
         rest[..slots * tl]
             .par_chunks_mut(tl)
             .enumerate()
             .for_each(|(s, buf)| {
-                let mut rows = [0usize; TILE_ROWS];
-                for b in (s * geo.batch / slots)..((s + 1) * geo.batch / slots) {
+                let (mut b, b1) = (s * geo.batch / slots, (s + 1) * geo.batch / slots);
+                while b < b1 {
+                    let n = imgs_per_tile.min(b1 - b);
                     // SAFETY: each image's gradient is written by exactly one slot.
-                    let dx_img = unsafe {
-                        std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), img_in)
+                    let dx_imgs = unsafe {
+                        std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), n * img_in)
                     };
-                    dx_img.fill(0.0);
-                    let mut p0 = 0;
-                    while p0 < plane {
-                        let count = TILE_ROWS.min(plane - p0);
-                        let m0 = b * plane + p0;
-                        for (i, r) in rows[..count].iter_mut().enumerate() {
-                            *r = (m0 + i) * oc;
+                    dx_imgs.fill(0.0);
+                    if n * plane <= TILE_ROWS {
+                        columns(b * plane, n * plane, buf);
+                        for (i, dx_img) in dx_imgs.chunks_exact_mut(img_in).enumerate() {
+                            col2im_add(geo, &buf[i * plane * kc..], 0, 0, plane, dx_img);
                         }
-                        crate::kernels::gemm::conv_rows(
-                            dy,
-                            &rows[..count],
-                            1,
-                            oc,
-                            0,
-                            wtp,
-                            kc,
-                            None,
-                            &mut buf[..count * kc],
-                            kc,
-                        );
-                        col2im_add(geo, buf, 0, p0, count, dx_img);
-                        p0 += count;
+                    } else {
+                        let mut p0 = 0;
+                        while p0 < plane {
+                            let count = TILE_ROWS.min(plane - p0);
+                            columns(b * plane + p0, count, buf);
+                            col2im_add(geo, buf, 0, p0, count, dx_imgs);
+                            p0 += count;
+                        }
                     }
+                    b += n;
                 }
             });
         return;
     }
+    let slots = geo.slots.min(geo.batch);
     ws[..slots * tl]
         .par_chunks_mut(tl)
         .enumerate()
@@ -261,6 +285,38 @@ pub(super) fn flip_weights(geo: &Conv2dGeometry, w: &[f32], wt: &mut [f32]) {
             }
         }
     }
+}
+
+/// [`flip_weights`] (groups = 1) packed as [`crate::kernels::gemm::pack_b`]
+/// packs the transposed conv's `k_h·k_w·out_c × in_c` weight: panel `jp`,
+/// row `(tap′, co)`, lane `jj` holds `w[flip(tap′)][jp·16 + jj][co]`. Each
+/// panel is written by one task; per tap it transposes a 16 × `out_c` block
+/// of `w` that is contiguous.
+pub(super) fn pack_flipped(geo: &Conv2dGeometry, w: &[f32], out: &mut [f32]) {
+    use crate::kernels::gemm::{NR, packed_b_len};
+    assert_eq!(geo.groups, 1, "pack_flipped: groups");
+    let (ic, oc, taps) = (geo.in_c, geo.out_c, geo.k_h * geo.k_w);
+    let k = taps * oc;
+    let out = &mut out[..packed_b_len(k, ic)];
+    out.par_chunks_exact_mut(NR * k)
+        .enumerate()
+        .for_each(|(jp, panel)| {
+            let j0 = jp * NR;
+            let width = NR.min(ic - j0);
+            if width < NR {
+                panel.fill(0.0);
+            }
+            for dst_tap in 0..taps {
+                let src_tap = taps - 1 - dst_tap;
+                let rows = &mut panel[dst_tap * oc * NR..(dst_tap + 1) * oc * NR];
+                for jj in 0..width {
+                    let src = &w[(src_tap * ic + j0 + jj) * oc..][..oc];
+                    for (d, v) in rows[jj..].iter_mut().step_by(NR).zip(src) {
+                        *d = *v;
+                    }
+                }
+            }
+        });
 }
 
 /// dW and db of a groups=1 conv without im2col: per tile, the input band of
@@ -367,6 +423,90 @@ pub(super) fn conv2d_backward_params_direct(
             for (o, v) in db.iter_mut().zip(p) {
                 *o += *v;
             }
+        }
+    }
+}
+
+/// dW and db of a direct conv whose weight outweighs its input (see
+/// [`Conv2dGeometry::dw_by_rows`]): every slot copies the whole batch's
+/// input bands once, then computes its share of dW's row blocks over every
+/// pixel, writing each dW element once. No per-slot partials of dW, no
+/// reduction. Each element sums the pixels in order, whatever the slots.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_backward_params_by_rows(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+    ws: &mut [f32],
+    tr: usize,
+    band: usize,
+) {
+    use crate::kernels::gemm::{conv_dw_rows, dw_block_rows};
+    let (oc, ic, pixels) = (geo.out_c, geo.in_c, geo.rows());
+    if let Some(db) = db {
+        assert_eq!(db.len(), oc, "conv2d_backward: db length");
+        column_sums(dy, oc, db);
+    }
+    let Some(dw) = dw else {
+        return;
+    };
+    assert_eq!(dw.len(), geo.weight_len(), "conv2d_backward: dw length");
+    let block = dw_block_rows(crate::kernels::isa::active());
+    let plan = DirectTiles::new(geo, tr);
+    let (seg, band_w) = (geo.k_w * ic, geo.in_w + geo.pad_left + geo.pad_right);
+    let per_seg = seg.div_ceil(block);
+    let blocks = geo.k_h * per_seg;
+    // Blocks cost the same, so one slot per thread balances; more would
+    // only copy the bands more often.
+    let slots = geo.slots.min(rayon::current_num_threads()).min(blocks);
+    let per = band.max(geo.tile_len()) + geo.weight_len() + oc;
+    let dwp = SendPtr(dw.as_mut_ptr());
+    ws[..slots * per]
+        .par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(s, buf)| {
+            let mut rows = [0usize; DIRECT_MAX_PIXELS];
+            let rows = &mut rows[..pixels];
+            // A pointwise conv's im2col rows are its input pixels.
+            let src: &[f32] = if band == 0 {
+                for (p, r) in rows.iter_mut().enumerate() {
+                    *r = p * ic;
+                }
+                x
+            } else {
+                for t in 0..plan.count {
+                    let tile = plan.tile(geo, t);
+                    let (m0, count) = tile.pixels(geo);
+                    let tile_rows = &mut rows[m0..m0 + count];
+                    tile.fill_bands(geo, x, &mut buf[t * band..], tile_rows);
+                    for r in tile_rows {
+                        *r += t * band;
+                    }
+                }
+                buf
+            };
+            for blk in (s * blocks / slots)..((s + 1) * blocks / slots) {
+                let (ky, q0) = (blk / per_seg, blk % per_seg * block);
+                let mr = block.min(seg - q0);
+                let kk = ky * seg + q0;
+                // SAFETY: each block of dW rows is written by one slot only.
+                let c = unsafe { std::slice::from_raw_parts_mut(dwp.get().add(kk * oc), mr * oc) };
+                c.fill(0.0);
+                let a_off = ky * band_w * ic + q0;
+                let done = conv_dw_rows(src, rows, a_off, mr, dy, oc, oc, c, oc);
+                assert!(done, "conv2d_backward_params_by_rows: unsupported shape");
+            }
+        });
+}
+
+/// `out[j] = Σ_rows m[row][j]` over the rows of the row-major `m`, in row order.
+fn column_sums(m: &[f32], width: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for r in m.chunks_exact(width) {
+        for (o, v) in out.iter_mut().zip(r) {
+            *o += *v;
         }
     }
 }

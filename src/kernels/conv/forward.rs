@@ -279,15 +279,52 @@ pub(super) fn conv2d_forward_direct(
     tr: usize,
     band: usize,
 ) {
-    use crate::kernels::gemm::{conv_rows, pack_b, packed_b_len};
+    use crate::kernels::gemm::{pack_b, packed_b_len};
     assert!(
         ws.len() >= geo.forward_workspace_len(),
         "conv2d_forward: workspace too small"
     );
-    let (oc, ic, kc) = (geo.out_c, geo.in_c, geo.k_cols());
+    let (oc, kc) = (geo.out_c, geo.k_cols());
     let (wpack, rest) = ws.split_at_mut(packed_b_len(kc, oc));
     pack_b(kc, oc, MatRef::row_major(w, oc), wpack);
-    let wpack = &*wpack;
+    let tiling = DirectTiling {
+        tr,
+        band,
+        max_pool2,
+    };
+    conv2d_forward_direct_packed(geo, x, wpack, bias, bn, y, rest, tiling);
+}
+
+/// How [`conv2d_forward_direct_packed`] tiles: `tr` output rows per tile,
+/// `band` floats of input band per slot, and whether tiles are max-pooled.
+#[derive(Clone, Copy)]
+pub(super) struct DirectTiling {
+    pub(super) tr: usize,
+    pub(super) band: usize,
+    pub(super) max_pool2: bool,
+}
+
+/// [`conv2d_forward_direct`] with the weights already packed by
+/// [`crate::kernels::gemm::pack_b`] (`k_cols × out_c`); `ws` holds the
+/// slots' bands (and unpooled tiles).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_forward_direct_packed(
+    geo: &Conv2dGeometry,
+    x: &[f32],
+    wpack: &[f32],
+    bias: Option<&[f32]>,
+    bn: Option<&BnAffine>,
+    y: &mut [f32],
+    rest: &mut [f32],
+    tiling: DirectTiling,
+) {
+    use crate::kernels::gemm::conv_rows;
+    let DirectTiling {
+        tr,
+        band,
+        max_pool2,
+    } = tiling;
+    let (oc, ic) = (geo.out_c, geo.in_c);
     let band_w = geo.in_w + geo.pad_left + geo.pad_right;
     let plan = DirectTiles::new(geo, tr);
     let tiles = plan.count;

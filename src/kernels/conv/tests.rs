@@ -73,7 +73,35 @@ fn cases() -> Vec<Conv2dGeometry> {
         // (forward, pooled forward, dX, dW), and pointwise ones of 13 3×3 images
         Conv2dGeometry::new(9, (4, 4, 16), 32, (3, 3), (1, 1), [1; 4], 1).unwrap(),
         Conv2dGeometry::new(15, (3, 3, 16), 16, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+        // strided, several small images per slot: dX tiles of whole images
+        Conv2dGeometry::new(12, (4, 4, 16), 32, (1, 1), (2, 2), [0; 4], 1).unwrap(),
+        Conv2dGeometry::new(5, (6, 6, 8), 16, (3, 3), (2, 2), [1; 4], 1).unwrap(),
+        // input larger than the weight: dW by per-slot partials
+        Conv2dGeometry::new(4, (9, 9, 4), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
     ]
+}
+
+/// The cases take both direct weight-gradient paths: rows of dW split
+/// between slots (banded and pointwise, one tile and several) and per-slot
+/// partials.
+#[test]
+fn cases_cover_both_direct_dw_paths() {
+    let mut seen = [false; 4];
+    for geo in cases() {
+        let Some((tr, band)) = geo.direct_dw_tiling() else {
+            continue;
+        };
+        if !geo.out_c.is_multiple_of(16) {
+            continue;
+        }
+        let by_rows = geo.dw_by_rows(tr, band);
+        let tiles = DirectTiles::new(&geo, tr).count;
+        seen[0] |= by_rows && band > 0 && tiles > 1;
+        seen[1] |= by_rows && band == 0;
+        seen[2] |= !by_rows && band > 0;
+        seen[3] |= !by_rows && band == 0;
+    }
+    assert_eq!(seen, [true; 4]);
 }
 
 #[test]
@@ -258,5 +286,34 @@ fn gradients_match_finite_differences() {
         let x0 = x.clone();
         check("conv dw", &mut w, &dw, 1e-2, |w| fwd(&x0, w, &b0));
         check("conv db", &mut bias, &db, 1e-2, |b| fwd(&x0, &w0, b));
+    }
+}
+
+/// The fused flip-and-pack of the dX path is `pack_b` of `flip_weights`,
+/// bit for bit (input channels a multiple of 16 and not; several taps).
+#[test]
+fn pack_flipped_is_pack_of_flipped_weights() {
+    use crate::kernels::gemm::{MatRef, pack_b, packed_b_len};
+    let mut rng = Rng::new(9);
+    for geo in [
+        Conv2dGeometry::new(1, (4, 4, 20), 32, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+        Conv2dGeometry::new(1, (3, 5, 64), 48, (3, 2), (1, 1), [1, 0, 0, 1], 1).unwrap(),
+    ] {
+        let t = geo.transposed().unwrap();
+        let w = rng.vec(geo.weight_len());
+        let mut flipped = vec![0.0; geo.weight_len()];
+        flip_weights(&geo, &w, &mut flipped);
+        let len = packed_b_len(t.k_cols(), t.out_c);
+        let mut want = vec![f32::NAN; len];
+        pack_b(
+            t.k_cols(),
+            t.out_c,
+            MatRef::row_major(&flipped, t.out_c),
+            &mut want,
+        );
+        let mut got = vec![f32::NAN; len];
+        pack_flipped(&geo, &w, &mut got);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
     }
 }

@@ -2,7 +2,8 @@
 //! ends (the binary only parses and dispatches).
 
 use super::{
-    ExperimentError, LrFindOptions, SweepRun, SweepTarget, add_classifier_head, lr_find, sweep,
+    ExperimentError, LrFindOptions, SweepRow, SweepRun, SweepTarget, add_classifier_head, lr_find,
+    sweep, sweep_csv,
 };
 use crate::cli::train::OptimizerArg;
 use crate::data::{self, AugmentConfig};
@@ -24,7 +25,7 @@ pub struct RunArgs {
     pub batch: usize,
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerArg,
-    /// Augmentations, comma-separated: mirror,crop,colour,pca,rotate,shear.
+    /// Augmentations, comma-separated: mirror,crop,colour,pca,rotate,shear,elastic.
     #[arg(long)]
     pub augment: Option<String>,
     #[arg(long, default_value_t = 42)]
@@ -125,6 +126,9 @@ pub struct SweepArgs {
     pub set: String,
     #[arg(long, default_value_t = 3)]
     pub epochs: u64,
+    /// Also write the sweep's table to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
     /// Learning rate of every run (default 1e-3 for Adam, 1e-2 for SGD).
     #[arg(long)]
     pub lr: Option<f32>,
@@ -258,6 +262,11 @@ pub fn sweep_command(args: SweepArgs) -> Result<ExitCode, String> {
     })
     .map_err(|e| e.to_string())?;
     print_sweep(&label, &runs, json);
+    if let Some(path) = &args.csv {
+        let csv = sweep_csv(&label, runs.iter().map(SweepRow::from));
+        file::write_atomically(path, csv.as_bytes())
+            .map_err(|e| format!("--csv {}: {e}", path.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

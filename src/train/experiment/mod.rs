@@ -349,6 +349,64 @@ fn sweep_run(
     })
 }
 
+/// One row of a sweep's table as its CSV export writes it (from a headless
+/// [`SweepRun`] or a run of the designer's Sweep view).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRow {
+    pub value: f64,
+    pub macs: u64,
+    pub params: u64,
+    /// `None`: not measured (the run reported no speed).
+    pub ms_per_step: Option<f64>,
+    pub val_acc: Option<f32>,
+    pub test_acc: Option<f32>,
+    pub on_front: bool,
+}
+
+impl From<&SweepRun> for SweepRow {
+    fn from(r: &SweepRun) -> Self {
+        SweepRow {
+            value: r.value,
+            macs: r.macs,
+            params: r.params,
+            ms_per_step: Some(r.ms_per_step),
+            val_acc: r.val_acc,
+            test_acc: r.test_acc,
+            on_front: r.pareto,
+        }
+    }
+}
+
+/// The header of [`sweep_csv`].
+pub const SWEEP_CSV_HEADER: &str =
+    "parameter,value,macs,params,ms_per_step,val_acc,test_acc,on_front";
+
+/// A sweep's table as CSV: [`SWEEP_CSV_HEADER`], then one line per run with
+/// the swept parameter's name (`label`), accuracies as fractions, and an
+/// empty field for a figure the run does not have.
+pub fn sweep_csv(label: &str, rows: impl IntoIterator<Item = SweepRow>) -> String {
+    let quoted = if label.contains([',', '"', '\n']) {
+        format!("\"{}\"", label.replace('"', "\"\""))
+    } else {
+        label.to_string()
+    };
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let mut out = format!("{SWEEP_CSV_HEADER}\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{quoted},{},{},{},{},{},{},{}\n",
+            r.value,
+            r.macs,
+            r.params,
+            opt(r.ms_per_step),
+            opt(r.val_acc.map(f64::from)),
+            opt(r.test_acc.map(f64::from)),
+            r.on_front
+        ));
+    }
+    out
+}
+
 /// Marks the runs on the Pareto front of validation accuracy against MACs.
 pub fn mark_pareto_front(runs: &mut [SweepRun]) {
     let points: Vec<(u64, Option<f32>)> = runs.iter().map(|r| (r.macs, r.val_acc)).collect();
@@ -375,6 +433,36 @@ pub fn pareto_front(points: &[(u64, Option<f32>)]) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sweep_csv_has_a_row_per_run_with_empty_fields_for_missing_figures() {
+        let rows = [
+            SweepRow {
+                value: 8.0,
+                macs: 1200,
+                params: 34,
+                ms_per_step: Some(2.5),
+                val_acc: Some(0.5),
+                test_acc: None,
+                on_front: true,
+            },
+            SweepRow {
+                value: 16.0,
+                macs: 2400,
+                params: 68,
+                ms_per_step: None,
+                val_acc: None,
+                test_acc: Some(0.25),
+                on_front: false,
+            },
+        ];
+        assert_eq!(
+            sweep_csv("a,b.filters", rows),
+            "parameter,value,macs,params,ms_per_step,val_acc,test_acc,on_front\n\
+             \"a,b.filters\",8,1200,34,2.5,0.5,,true\n\
+             \"a,b.filters\",16,2400,68,,,0.25,false\n"
+        );
+    }
 
     fn run(macs: u64, acc: f32) -> SweepRun {
         SweepRun {
