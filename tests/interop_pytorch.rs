@@ -271,6 +271,13 @@ fn torch_python() -> Option<std::path::PathBuf> {
     })
 }
 
+fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
 /// A design with every kind added for MobileNet/EfficientNet-style models:
 /// ReLU6, a dilated grouped conv, HardSwish, SiLU, HardSigmoid, a
 /// squeeze-and-excitation channel scale, and an average pool that counts
@@ -405,6 +412,10 @@ fn new_kinds_compute_the_same_function_in_pytorch() {
         .map(|v| v.parse().unwrap())
         .collect();
     assert_eq!(torch.len(), netloom.len());
+    println!(
+        "largest |Netloom − PyTorch|: {:e}",
+        largest_difference(&netloom, &torch)
+    );
     for (i, (a, b)) in netloom.iter().zip(&torch).enumerate() {
         assert!(
             (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
@@ -412,6 +423,85 @@ fn new_kinds_compute_the_same_function_in_pytorch() {
         );
     }
     // The outputs are not degenerate (a constant output would match trivially).
+    assert!(
+        netloom.iter().any(|&p| (p - 0.2).abs() > 1e-3),
+        "{netloom:?}"
+    );
+}
+
+/// Optional (skipped, saying why, without onnxruntime): the ONNX export of
+/// the same design with its weights computes in onnxruntime what Netloom's
+/// forward pass computes, to 1e-5 + 1e-4 relative.
+#[test]
+fn new_kinds_export_to_onnx_runs_the_same_in_onnxruntime() {
+    use netloom::interop::onnx;
+    use netloom::train::{Mode, Plan};
+    let Some(python) = torch_python().filter(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import onnxruntime"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        println!("skipped: no Python with onnxruntime (set NETLOOM_TORCH_PYTHON)");
+        return;
+    };
+    let g = new_kinds_design();
+    let a = analyze(&g);
+    let batch = 2;
+    let mut plan = Plan::compile(&g, &a, batch, 9).unwrap();
+    let (h, w, c) = plan.input_shape;
+    let images: Vec<f32> = (0..batch * h * w * c)
+        .map(|i| ((i * 6151 % 1000) as f32 / 125.0) - 4.0)
+        .collect();
+    plan.forward(&images, Mode::Eval);
+    let netloom = plan.probabilities()[..batch * plan.classes].to_vec();
+    let tensors: Tensors = plan
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), (p.shape.clone(), p.data.clone())))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("netloom-ort-kinds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("model.onnx"),
+        onnx::export_bytes(&g, Some(&tensors)).unwrap(),
+    )
+    .unwrap();
+    let blob: Vec<u8> = images.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("images.f32"), blob).unwrap();
+    let script = format!(
+        "import numpy as np, onnxruntime as ort\n\
+         x = np.fromfile({dir:?} + '/images.f32', dtype='<f4').reshape({batch}, {h}, {w}, {c}).transpose(0, 3, 1, 2).copy()\n\
+         s = ort.InferenceSession({dir:?} + '/model.onnx', providers=['CPUExecutionProvider'])\n\
+         y = s.run(['softmax'], {{'in': x}})[0]\n\
+         print(' '.join(repr(float(v)) for v in y.flatten()))",
+        dir = dir.to_str().unwrap()
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ort: Vec<f32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(ort.len(), netloom.len());
+    println!(
+        "largest |Netloom − onnxruntime|: {:e}",
+        largest_difference(&netloom, &ort)
+    );
+    for (i, (a, b)) in netloom.iter().zip(&ort).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+            "output {i}: Netloom {a}, onnxruntime {b}\nNetloom {netloom:?}\nonnxruntime {ort:?}"
+        );
+    }
     assert!(
         netloom.iter().any(|&p| (p - 0.2).abs() > 1e-3),
         "{netloom:?}"
