@@ -42,18 +42,35 @@ pub enum CompileError {
 /// A zeroed buffer of `len` floats: every buffer of a plan (and its
 /// optimizer state) is allocated through here, so memory the system cannot
 /// give is an error naming `buffer()`, never an abort.
+///
+/// The memory comes from the allocator's zeroing path (`calloc`: large
+/// buffers are fresh pages the system zeroes on first touch), as
+/// `vec![0.0; len]` would, so a buffer a run never writes — a gradient slot of
+/// a frozen prefix, a workspace larger than this batch needs — costs no
+/// resident memory.
 pub(crate) fn zeroed(
     buffer: impl FnOnce() -> String,
     len: usize,
 ) -> Result<Vec<f32>, CompileError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| CompileError::OutOfMemory {
-            buffer: buffer(),
-            bytes: (len as u64).saturating_mul(4),
-        })?;
-    v.resize(len, 0.0);
-    Ok(v)
+    let refused = |buffer: String| CompileError::OutOfMemory {
+        buffer,
+        bytes: (len as u64).saturating_mul(4),
+    };
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let Ok(layout) = std::alloc::Layout::array::<f32>(len) else {
+        return Err(refused(buffer()));
+    };
+    // SAFETY: `layout` has a non-zero size (len > 0). A non-null result is a
+    // block of `len` zeroed f32s (all-zero bits are 0.0) from the global
+    // allocator with exactly the layout `Vec<f32>` uses for capacity `len`,
+    // so the Vec may own and free it.
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<f32>();
+    if ptr.is_null() {
+        return Err(refused(buffer()));
+    }
+    Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }
 
 /// What a parameter tensor is, which decides its init, decay and update.
