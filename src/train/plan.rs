@@ -700,7 +700,20 @@ fn lower_op(
             if *dilation == [1, 1] {
                 Op::Conv { geo, weight, bias }
             } else {
-                lower_dilated_conv(name, geo, &win, weight, bias)?
+                let conv = DilatedConv2d::dilate(
+                    geo,
+                    (win[0].dilation as usize, win[1].dilation as usize),
+                )
+                .map_err(|e| shape_err(name, e.to_string()))?;
+                if (conv.geo.out_h, conv.geo.out_w)
+                    != (win[0].output as usize, win[1].output as usize)
+                {
+                    return Err(shape_err(
+                        name,
+                        "conv geometry disagrees with shape inference",
+                    ));
+                }
+                Op::DilatedConv { conv, weight, bias }
             }
         }
         LayerKind::ZeroPad2d { padding } => {
@@ -805,27 +818,6 @@ fn lower_op(
                 .collect(),
         },
     })
-}
-
-/// A conv whose taps are `win`'s dilation apart: `geo` (built for the
-/// undilated kernel) re-resolved for the dilated window, checked against
-/// inference.
-fn lower_dilated_conv(
-    name: &str,
-    geo: Conv2dGeometry,
-    win: &[Axis; 2],
-    weight: usize,
-    bias: Option<usize>,
-) -> Result<Op, CompileError> {
-    let dilation = (win[0].dilation as usize, win[1].dilation as usize);
-    let conv = DilatedConv2d::dilate(geo, dilation).map_err(|e| shape_err(name, e.to_string()))?;
-    if (conv.geo.out_h, conv.geo.out_w) != (win[0].output as usize, win[1].output as usize) {
-        return Err(shape_err(
-            name,
-            "conv geometry disagrees with shape inference",
-        ));
-    }
-    Ok(Op::DilatedConv { conv, weight, bias })
 }
 
 /// A window's padding as the kernels take it: `[top, left, bottom, right]`.
