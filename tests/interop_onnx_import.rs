@@ -236,7 +236,8 @@ fn pytorch_style_cnn_imports_with_costs_and_weights() {
             stride: [1, 1],
             padding: Padding::Explicit([1, 1, 1, 1]),
             groups: 1,
-            bias: true
+            bias: true,
+            dilation: [1, 1],
         }
     );
     assert!(matches!(kind(g, "flat"), LayerKind::Flatten));
@@ -879,7 +880,8 @@ fn per_channel_transform_of_the_input() {
             stride: [1, 1],
             padding: Padding::Valid,
             groups: 2,
-            bias: true
+            bias: true,
+            dilation: [1, 1],
         }
     );
     // `k` holds 0: channel 0 × 0; channel 1 × 1 + 2.

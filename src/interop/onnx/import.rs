@@ -872,6 +872,7 @@ impl<'m> Importer<'m> {
             padding,
             groups,
             bias: bias.is_some(),
+            dilation: [1, 1],
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
         self.origin.insert(id, "Conv");
@@ -1036,6 +1037,7 @@ impl<'m> Importer<'m> {
                 stride,
                 padding,
                 ceil_mode,
+                include_padding: false,
             }
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
@@ -1061,6 +1063,7 @@ impl<'m> Importer<'m> {
                     stride: [1, 1],
                     padding: Padding::Valid,
                     ceil_mode: false,
+                    include_padding: false,
                 };
                 self.simple(node, name, kind)
             }
@@ -1143,6 +1146,7 @@ impl<'m> Importer<'m> {
             padding: Padding::Valid,
             groups: filters,
             bias: shift.is_some(),
+            dilation: [1, 1],
         };
         let (id, shape) = self.add(name, kind, &[Some(from)])?;
         self.origin.insert(id, "Conv");
