@@ -823,6 +823,29 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
     );
 }
 
+/// `Gemm` with `transB` 0, `alpha` and `beta`: Y = alpha·X·B + beta·C.
+#[test]
+fn gemm_without_trans_b_scales_weights_and_bias() {
+    let mut m = M::new("x", &[1, 3]);
+    m.init("b", &[3, 2])
+        .init("c", &[2])
+        .node(
+            "Gemm",
+            "fc",
+            &["x", "b", "c"],
+            vec![af("alpha", 2.0), af("beta", 0.5), a1("transB", 0)],
+        )
+        .output("fc");
+    let imp = m.import();
+    assert!(imp.is_faithful(), "{:?}", imp.deviations);
+    // Netloom's dense layout is [in][out], as B is here: 2·B.
+    assert_eq!(
+        imp.weights["fc.weight"].1,
+        vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    );
+    assert_eq!(imp.weights["fc.bias"].1, vec![0.0, 0.5]);
+}
+
 /// GoogLeNet's `transform_input`: channels picked one by one, scaled and
 /// shifted, put back together — a depthwise 1×1 conv, only when all of them
 /// come back in order.
