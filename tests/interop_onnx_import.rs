@@ -11,6 +11,8 @@ use netloom::interop::proto::{
 use netloom::interop::{InteropError, Tensors, onnx};
 use prost::Message;
 
+mod common;
+
 // --- a tiny model builder ----------------------------------------------------
 
 struct M {
@@ -234,7 +236,8 @@ fn pytorch_style_cnn_imports_with_costs_and_weights() {
             stride: [1, 1],
             padding: Padding::Explicit([1, 1, 1, 1]),
             groups: 1,
-            bias: true
+            bias: true,
+            dilation: [1, 1],
         }
     );
     assert!(matches!(kind(g, "flat"), LayerKind::Flatten));
@@ -820,6 +823,56 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
     );
 }
 
+/// GoogLeNet's `transform_input`: channels picked one by one, scaled and
+/// shifted, put back together — a depthwise 1×1 conv, only when all of them
+/// come back in order.
+#[test]
+fn per_channel_transform_of_the_input() {
+    let build = |order: [&str; 2]| {
+        let mut m = M::new("x", &[1, 2, 3, 3]);
+        m.ints("i0", &[0])
+            .ints("i1", &[1])
+            .node("Gather", "g0", &["x", "i0"], vec![a1("axis", 1)])
+            .node("Gather", "g1", &["x", "i1"], vec![a1("axis", 1)])
+            .init("k", &[1])
+            .init("two", &[])
+            .node("Mul", "m0", &["g0", "k"], vec![])
+            .node("Add", "a1", &["two", "g1"], vec![])
+            .node("Concat", "cat", &order, vec![a1("axis", 1)])
+            .output("cat");
+        m.g.initializer
+            .iter_mut()
+            .find(|t| t.name == "two")
+            .unwrap()
+            .float_data = vec![2.0];
+        m.import()
+    };
+    let imp = build(["m0", "a1"]);
+    assert!(imp.is_faithful(), "{:?}", imp.deviations);
+    assert_eq!(
+        kind(&imp.graph, "cat"),
+        &LayerKind::Conv2d {
+            filters: 2,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: Padding::Valid,
+            groups: 2,
+            bias: true,
+            dilation: [1, 1],
+        }
+    );
+    // `k` holds 0: channel 0 × 0; channel 1 × 1 + 2.
+    assert_eq!(imp.weights["cat.weight"].1, vec![0.0, 1.0]);
+    assert_eq!(imp.weights["cat.bias"].1, vec![0.0, 2.0]);
+    let imp = build(["a1", "m0"]);
+    assert!(!imp.is_faithful());
+    assert!(
+        imp.deviations[0].what.contains("not all in order"),
+        "{:?}",
+        imp.deviations
+    );
+}
+
 /// torch.onnx (≥ 1.13) scopes node names; layers take their module path.
 #[test]
 fn pytorch_scoped_names_become_module_paths() {
@@ -858,6 +911,8 @@ mod fixtures {
     /// fixture must be refused (exit 2, naming what it could not do).
     const FAITHFUL: &[&str] = &[
         "alexnet_mini.dynamo.onnx",
+        "googlenet_mini.dynamo.onnx",
+        "googlenet_mini.legacy.onnx",
         "alexnet_mini.legacy.onnx",
         "vgg16_mini.dynamo.onnx",
         "vgg16_mini.legacy.onnx",
@@ -912,6 +967,12 @@ mod fixtures {
     /// Where the design's parameter count is not the file's own count
     /// (`onnx_params`), by how much and why.
     const PARAMS_BEYOND_FILE: &[(&str, i64, &str)] = &[
+        (
+            "googlenet_mini.dynamo.onnx",
+            6,
+            "`transform_input` (constant per-channel scale and shift of the input) becomes a depthwise 1×1 conv: 3 weights + 3 biases",
+        ),
+        ("googlenet_mini.legacy.onnx", 6, "as the dynamo file"),
         (
             "constant_scale.dynamo.onnx",
             16,
@@ -1148,4 +1209,74 @@ mod fixtures {
         println!("{}", table.join("\n"));
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
+}
+
+// --- transfer learning from an imported model --------------------------------
+
+/// The course's recipe on a torchvision architecture: import ResNet-18 (width
+/// reduced, with its weights), lock everything but the classifier, train a
+/// new head on an image folder (8×8 PNGs, resized to the 32×32 input).
+#[test]
+fn transfer_learning_from_an_imported_resnet18() {
+    use netloom::train::trainer::{DataSource, RunEnd, TrainConfig};
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx/resnet18_mini.legacy.onnx");
+    let imported = onnx::import(&model).expect("imports");
+    assert!(imported.is_faithful(), "{:?}", imported.deviations);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let weights = dir.path().join("resnet18.safetensors");
+    let list: Vec<(String, Vec<usize>, &[f32])> = imported
+        .weights
+        .iter()
+        .map(|(n, (shape, data))| (n.clone(), shape.clone(), data.as_slice()))
+        .collect();
+    let bytes = netloom::train::weights::to_safetensors(&list, None).expect("safetensors");
+    std::fs::write(&weights, bytes).expect("write weights");
+    let images = dir.path().join("images");
+    common::write_png_folder(&images);
+
+    let g = imported.graph.clone();
+    let head = g
+        .nodes()
+        .filter(|(_, n)| matches!(n.kind, LayerKind::Dense { .. }))
+        .map(|(_, n)| n.name.clone())
+        .last()
+        .expect("a classifier");
+    let backbone: Vec<String> = g
+        .nodes()
+        .filter(|(_, n)| n.kind.has_weights() && n.name != head)
+        .map(|(_, n)| n.name.clone())
+        .collect();
+    let mut c = TrainConfig::new(g, DataSource::Path(images));
+    c.init_weights = Some(weights);
+    c.freeze = backbone.clone();
+    c.epochs = 6;
+    c.batch_size = 16;
+    c.seed = 3;
+    c.autostart = true;
+    c.optimizer.learning_rate = 0.05;
+    let (_, out) = common::run(c);
+    assert_eq!(out.end, RunEnd::Finished);
+
+    // The locked backbone is exactly the imported model.
+    let mut checked = 0;
+    for p in out.params.iter().filter(|p| backbone.contains(&p.layer)) {
+        let (_, want) = &imported.weights[&p.name];
+        assert_eq!(&p.data, want, "`{}` changed", p.name);
+        checked += 1;
+    }
+    // Every imported tensor but the head's weight and bias.
+    assert_eq!(checked, imported.weights.len() - 2);
+    // The new head (resized to the folder's 3 classes) learned.
+    let first = out.history.first().expect("epochs").train_loss;
+    let last = out.history.last().expect("epochs").train_loss;
+    assert!(last < 0.8 * first, "train loss {first} -> {last}");
+    let test = out.test.expect("test split");
+    println!(
+        "{} backbone tensors locked; train loss {first:.4} -> {last:.4} over {} epochs; test accuracy {:.3}",
+        checked,
+        out.history.len(),
+        test.test_acc
+    );
+    assert!(test.test_acc > 0.6, "test accuracy {}", test.test_acc);
 }

@@ -822,6 +822,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
             stride: *stride,
             padding: *padding,
             ceil_mode: *ceil_mode,
+            include_padding: false,
         },
         (
             AvgPool2d {
@@ -829,6 +830,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
                 stride,
                 padding,
                 ceil_mode,
+                ..
             },
             MaxPool2d { .. },
         ) => MaxPool2d {
@@ -857,6 +859,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
             padding,
             groups,
             bias: *bias,
+            dilation: [1, 1],
         },
         (_, new) => new,
     }
@@ -1019,6 +1022,7 @@ fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String>
                 padding: Padding::Valid,
                 groups: 1,
                 bias: true,
+                dilation: [1, 1],
             },
             "proj",
         ),
@@ -1130,6 +1134,7 @@ mod tests {
             padding: Padding::Same,
             groups: 1,
             bias: true,
+            dilation: [1, 1],
         }
     }
 
@@ -1396,6 +1401,7 @@ mod tests {
                     stride: [2, 2],
                     padding: Padding::Valid,
                     ceil_mode: false,
+                    include_padding: false,
                 },
             },
         )
@@ -1407,6 +1413,7 @@ mod tests {
                 stride: [2, 2],
                 padding: Padding::Same,
                 ceil_mode: false,
+                include_padding: false,
             }
         );
         // A multi-input layer cannot go into a wire.

@@ -7,7 +7,7 @@ pub mod report;
 pub mod train;
 
 use crate::graph::{Graph, file};
-use crate::infer::{Conventions, OpCount, ParamStyle, Report, analyze};
+use crate::infer::{Analysis, Conventions, OpCount, ParamStyle, Report, analyze};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +33,12 @@ pub enum CliError {
     /// A dataset that cannot be read.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// A design that cannot be prepared for the data (head, freezing, input).
+    #[error(transparent)]
+    Prepare(#[from] crate::train::prepare::PrepareError),
+    /// Trained weights that cannot be loaded for evaluation.
+    #[error(transparent)]
+    Eval(#[from] crate::train::eval::EvalError),
     /// Anything else the command refuses, said in words for the terminal.
     #[error("{0}")]
     Refused(String),
@@ -321,7 +327,7 @@ fn summary(design: &Path, cost: &CostArgs) -> Result<ExitCode, CliError> {
     let conventions = cost.conventions();
     let analysis = analyze(&graph);
     if cost.json {
-        println!("{}", json_line(&graph, &conventions)?);
+        println!("{}", json_line(&graph, &analysis, &conventions)?);
     } else {
         print!("{}", report::summary_table(&graph, &analysis, &conventions));
     }
@@ -337,8 +343,8 @@ fn compare(a: &Path, b: &Path, cost: &CostArgs) -> Result<ExitCode, CliError> {
     let (ga, gb) = (load(a)?, load(b)?);
     let conventions = cost.conventions();
     if cost.json {
-        println!("{}", json_line(&ga, &conventions)?);
-        println!("{}", json_line(&gb, &conventions)?);
+        println!("{}", json_line(&ga, &analyze(&ga), &conventions)?);
+        println!("{}", json_line(&gb, &analyze(&gb), &conventions)?);
     } else {
         let (aa, ab) = (analyze(&ga), analyze(&gb));
         print!(
@@ -696,10 +702,14 @@ fn load(path: &Path) -> Result<Graph, CliError> {
     })
 }
 
-fn json_line(graph: &Graph, conventions: &Conventions) -> Result<String, CliError> {
-    let analysis = analyze(graph);
+/// The design's report as one JSON line, from its analysis.
+fn json_line(
+    graph: &Graph,
+    analysis: &Analysis,
+    conventions: &Conventions,
+) -> Result<String, CliError> {
     Ok(
-        serde_json::to_string(&Report::new(graph, &analysis, conventions))
+        serde_json::to_string(&Report::new(graph, analysis, conventions))
             .map_err(|e| e.to_string())?,
     )
 }

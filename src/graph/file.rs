@@ -27,6 +27,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+mod doc;
+
 /// The format tag every design file carries.
 pub const FORMAT: &str = "netloom-design";
 /// The newest file version this build reads and the one it writes.
@@ -105,8 +107,154 @@ pub fn load(path: &Path) -> Result<Graph, LoadError> {
     from_json(&text)
 }
 
-/// Parses and checks design JSON: syntax, kinds, parameters, names, edges, cycles.
+/// Parses and checks design JSON: syntax, kinds, parameters, names, edges,
+/// cycles, groups. A well-formed file is read typed in one pass
+/// ([`doc::DesignDoc`]); any other goes through the checked reader, whose
+/// error names the line and the field at fault.
 pub fn from_json(text: &str) -> Result<Graph, LoadError> {
+    match doc::DesignDoc::read(text) {
+        Some(doc) => from_doc(text, doc),
+        None => from_checked_value(text),
+    }
+}
+
+/// Builds the graph of a typed document (its per-node checks passed).
+fn from_doc(text: &str, doc: doc::DesignDoc) -> Result<Graph, LoadError> {
+    let orientation = doc
+        .orientation
+        .as_deref()
+        .and_then(super::layout::Orientation::from_tag)
+        .unwrap_or_default();
+    let name = doc.name.as_deref().unwrap_or("untitled");
+    let mut builder = Builder::new(text, name, orientation, doc.nodes.len(), doc.edges.len());
+    for node in doc.nodes {
+        builder.node(Node {
+            name: node.name.into_owned(),
+            kind: node.kind,
+            position: node.position,
+            frozen: node.frozen,
+        })?;
+    }
+    for (index, edge) in doc.edges.iter().enumerate() {
+        let edge = builder.edge_between(index, &edge.from, &edge.to, edge.input)?;
+        builder.edge(index, edge)?;
+    }
+    builder.check_cycles()?;
+    let Some(groups) = doc.groups else {
+        return Ok(builder.graph);
+    };
+    for group in groups {
+        let mut members = Vec::with_capacity(group.members.len());
+        for member in &group.members {
+            members.push(builder.ids.get(member.as_ref()).copied().ok_or_else(|| {
+                GroupError::NoSuchNode {
+                    group: group.name.to_string(),
+                    member: member.to_string(),
+                }
+            })?);
+        }
+        members.sort();
+        members.dedup();
+        builder.graph.push_group_unchecked(Group {
+            name: group.name.into_owned(),
+            members,
+            collapsed: group.collapsed,
+            position: group.position,
+        });
+    }
+    builder.graph.check_groups()?;
+    Ok(builder.graph)
+}
+
+/// The checks both readers share, in file order: unique names, edges into
+/// inputs that exist and are fed once, no cycle.
+struct Builder<'t> {
+    text: &'t str,
+    graph: Graph,
+    ids: HashMap<String, NodeId>,
+    fed: HashSet<(NodeId, usize)>,
+    edge_count: usize,
+}
+
+impl<'t> Builder<'t> {
+    fn new(
+        text: &'t str,
+        name: &str,
+        orientation: super::layout::Orientation,
+        node_count: usize,
+        edge_count: usize,
+    ) -> Self {
+        let mut graph = Graph::new(name);
+        graph.orientation = orientation;
+        Builder {
+            text,
+            graph,
+            ids: HashMap::with_capacity(node_count),
+            fed: HashSet::with_capacity(edge_count),
+            edge_count,
+        }
+    }
+
+    /// Adds a node whose name no earlier node has.
+    fn node(&mut self, node: Node) -> Result<(), LoadError> {
+        if self.ids.contains_key(&node.name) {
+            return Err(LoadError::DuplicateName {
+                line: line_of_nth_name(self.text, &node.name, 1),
+                name: node.name,
+            });
+        }
+        let name = node.name.clone();
+        let id = self.graph.push_node_unchecked(node);
+        self.ids.insert(name, id);
+        Ok(())
+    }
+
+    /// The edge between two named nodes, both of which must exist.
+    fn edge_between(
+        &self,
+        index: usize,
+        from: &str,
+        to: &str,
+        input: usize,
+    ) -> Result<Edge, LoadError> {
+        let lookup = |name: &str| -> Result<NodeId, LoadError> {
+            self.ids
+                .get(name)
+                .copied()
+                .ok_or_else(|| LoadError::DanglingEdge {
+                    index,
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    missing: name.to_string(),
+                })
+        };
+        Ok(Edge {
+            from: lookup(from)?,
+            to: lookup(to)?,
+            input,
+        })
+    }
+
+    /// Adds an edge into an input its target has and nothing feeds yet.
+    fn edge(&mut self, index: usize, edge: Edge) -> Result<(), LoadError> {
+        check_edge(&self.graph, &self.fed, index, self.edge_count, &edge)?;
+        self.fed.insert((edge.to, edge.input));
+        self.graph.push_edge_unchecked(edge);
+        Ok(())
+    }
+
+    fn check_cycles(&self) -> Result<(), LoadError> {
+        match self.graph.topological_order() {
+            Ok(_) => Ok(()),
+            Err(GraphError::Cycle(names)) => Err(LoadError::Cycle(names)),
+            Err(other) => Err(LoadError::NotADesign(other.to_string())),
+        }
+    }
+}
+
+/// The checked reader: the whole file as a JSON value, taken apart field
+/// by field so every problem is named where it is.
+fn from_checked_value(text: &str) -> Result<Graph, LoadError> {
     let root: Value = serde_json::from_str(text).map_err(|e| LoadError::Syntax {
         line: e.line(),
         column: e.column(),
@@ -152,53 +300,36 @@ pub fn from_json(text: &str) -> Result<Graph, LoadError> {
         Some(Value::Array(edges)) => edges,
         Some(_) => return Err(LoadError::NotADesign("`edges` must be an array".into())),
     };
-
-    let mut graph = Graph::new(name);
-    if let Some(o) = root.get("orientation") {
-        graph.orientation = o
+    let orientation = match root.get("orientation") {
+        None => Default::default(),
+        Some(o) => o
             .as_str()
             .and_then(super::layout::Orientation::from_tag)
             .ok_or_else(|| {
                 LoadError::NotADesign("`orientation` must be \"tb\" or \"lr\"".into())
-            })?;
-    }
-    let mut ids: HashMap<String, NodeId> = HashMap::with_capacity(nodes.len());
+            })?,
+    };
+    let mut builder = Builder::new(text, &name, orientation, nodes.len(), edges.len());
     let known: Vec<&str> = LayerKind::catalogue().iter().map(|k| k.tag()).collect();
     for (index, value) in nodes.into_iter().enumerate() {
-        let node = parse_node(text, &known, index, value)?;
-        if ids.contains_key(&node.name) {
-            return Err(LoadError::DuplicateName {
-                line: line_of_nth_name(text, &node.name, 1),
-                name: node.name,
-            });
-        }
-        let name = node.name.clone();
-        let id = graph.push_node_unchecked(node);
-        ids.insert(name, id);
+        builder.node(parse_node(text, &known, index, value)?)?;
     }
-    let mut fed: HashSet<(NodeId, usize)> = HashSet::with_capacity(edges.len());
     for (index, value) in edges.iter().enumerate() {
-        let edge = parse_edge(&ids, index, value)?;
-        check_edge(&graph, &fed, index, edges.len(), &edge)?;
-        fed.insert((edge.to, edge.input));
-        graph.push_edge_unchecked(edge);
+        let edge = parse_edge(&builder, index, value)?;
+        builder.edge(index, edge)?;
     }
-    match graph.topological_order() {
-        Ok(_) => {}
-        Err(GraphError::Cycle(names)) => return Err(LoadError::Cycle(names)),
-        Err(other) => return Err(LoadError::NotADesign(other.to_string())),
-    }
+    builder.check_cycles()?;
     if let Some(groups) = root.get("groups") {
         let groups = groups
             .as_array()
             .ok_or_else(|| LoadError::NotADesign("`groups` must be an array".into()))?;
         for (index, value) in groups.iter().enumerate() {
-            let group = parse_group(&ids, index, value)?;
-            graph.push_group_unchecked(group);
+            let group = parse_group(&builder.ids, index, value)?;
+            builder.graph.push_group_unchecked(group);
         }
-        graph.check_groups()?;
+        builder.graph.check_groups()?;
     }
-    Ok(graph)
+    Ok(builder.graph)
 }
 
 /// One entry of `groups`: its name, member names, collapsed flag and position.
@@ -398,11 +529,7 @@ fn parse_node(text: &str, known: &[&str], index: usize, value: Value) -> Result<
     })
 }
 
-fn parse_edge(
-    ids: &HashMap<String, NodeId>,
-    index: usize,
-    value: &Value,
-) -> Result<Edge, LoadError> {
+fn parse_edge(builder: &Builder, index: usize, value: &Value) -> Result<Edge, LoadError> {
     let object = value.as_object().ok_or_else(|| LoadError::BadEdge {
         index,
         reason: "must be an object like {\"from\": \"a\", \"to\": \"b\", \"input\": 0}".into(),
@@ -428,21 +555,7 @@ fn parse_edge(
                 reason: "`input` must be a non-negative integer".into(),
             })?,
     };
-    let lookup = |name: &str| -> Result<NodeId, LoadError> {
-        ids.get(name)
-            .copied()
-            .ok_or_else(|| LoadError::DanglingEdge {
-                index,
-                from: from_name.to_string(),
-                to: to_name.to_string(),
-                missing: name.to_string(),
-            })
-    };
-    Ok(Edge {
-        from: lookup(from_name)?,
-        to: lookup(to_name)?,
-        input,
-    })
+    builder.edge_between(index, from_name, to_name, input)
 }
 
 /// 1-based line of the `n`-th (0-based) `"name": "<name>"` in the text.
@@ -800,6 +913,71 @@ mod tests {
         let again = from_json(&saved).unwrap();
         assert_eq!(to_json(&again), saved);
         assert!(saved.contains(r#"{"name":"c","kind":"conv2d","filters":4,"kernel":[3,3],"stride":[1,1],"padding":"same","position":[0,0]}"#), "{saved}");
+    }
+
+    /// The typed reader takes every preset and builds exactly what the
+    /// checked reader builds (compared through the saved text).
+    #[test]
+    fn typed_and_checked_readers_agree_on_every_preset() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
+        let mut read = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let doc = doc::DesignDoc::read(&text)
+                .unwrap_or_else(|| panic!("{}: the typed reader refused it", path.display()));
+            let typed = to_json(&from_doc(&text, doc).unwrap());
+            let checked = to_json(&from_checked_value(&text).unwrap());
+            assert_eq!(typed, checked, "{}", path.display());
+            read += 1;
+        }
+        assert!(read >= 10, "only {read} presets");
+    }
+
+    /// What the typed reader must not take on its own (the checked reader
+    /// decides): a null where a value must be, a non-string name, a
+    /// repeated key, an out-of-range parameter.
+    #[test]
+    fn the_typed_reader_leaves_doubtful_files_to_the_checked_one() {
+        let base = grouped(r#"    {"name":"block","members":["a"]}"#);
+        assert!(doc::DesignDoc::read(&base).is_some());
+        let cases = [
+            base.replace("\"name\": \"t\",", "\"orientation\": null,"),
+            base.replace("\"name\": \"t\",", "\"name\": 5,"),
+            base.replace("\"groups\": [", "\"groups\": null, \"g\": ["),
+            base.replace(r#""kind":"relu"}"#, r#""kind":"relu","frozen":null}"#),
+            base.replace(r#""kind":"relu"}"#, r#""kind":"relu","kind":"relu"}"#),
+            base.replace(r#""channels":3"#, r#""channels":0"#),
+            base.replace(r#""channels":3"#, r#""channels":3,"units":3"#),
+        ];
+        for text in &cases {
+            assert!(doc::DesignDoc::read(text).is_none(), "{text}");
+        }
+        // Each is then what the checked reader says: refused, or (a
+        // non-string name) read as untitled, or (a repeated key) the last
+        // value taken.
+        assert!(matches!(
+            from_json(&cases[0]),
+            Err(LoadError::NotADesign(m)) if m.contains("orientation")
+        ));
+        assert_eq!(from_json(&cases[1]).unwrap().name, "untitled");
+        assert!(
+            matches!(from_json(&cases[2]), Err(LoadError::NotADesign(m)) if m.contains("groups"))
+        );
+        assert_eq!(from_json(&cases[4]).unwrap().len(), 3);
+        for text in [&cases[3], &cases[5], &cases[6]] {
+            assert!(
+                matches!(
+                    from_json(text),
+                    Err(LoadError::BadParameter { line: Some(_), .. })
+                ),
+                "{text}: {:?}",
+                from_json(text)
+            );
+        }
     }
 
     fn grouped(groups: &str) -> String {

@@ -11,6 +11,7 @@
 //! let loss = plan.train_step(&images, &labels, &mut opt);
 //! ```
 
+pub mod arrays;
 pub mod backward;
 pub mod eval;
 pub mod experiment;
@@ -24,6 +25,7 @@ pub mod prepare;
 pub mod trainer;
 pub mod weights;
 
+pub use arrays::ArrayError;
 pub use forward::Mode;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Schedule};
 pub use plan::{CompileError, Head, ParamRole, ParamTensor, Plan};

@@ -186,52 +186,59 @@ pub(super) fn conv2d_backward_input(
     let tl = geo.tile_len();
     let img_in = geo.in_h * geo.in_w * geo.in_c;
     let plane = geo.out_h * geo.out_w;
-    let slots = geo.slots.min(geo.batch);
     let dxp = SendPtr(dx.as_mut_ptr());
     // groups = 1: Wᵀ packed once, each column tile dY·Wᵀ by the
     // direct-conv microkernel (one segment of out_c per pixel), then col2im.
+    // Small images share a tile (the packed Wᵀ is streamed once per tile,
+    // not once per 4–16 pixels of ResNet-50's strided projections).
     let wt_len = crate::kernels::gemm::packed_b_len(oc, kc);
     if geo.groups == 1 {
         let (wtp, rest) = ws.split_at_mut(wt_len);
         crate::kernels::gemm::pack_b(oc, kc, MatRef::transposed(w, oc), wtp);
         let wtp = &*wtp;
+        let imgs_per_tile = (TILE_ROWS / plane).max(1);
+        let slots = geo.slots.min(geo.batch.div_ceil(imgs_per_tile));
+        // Columns dY·Wᵀ of output pixels m0 .. m0+count into buf.
+        let columns = |m0: usize, count: usize, buf: &mut [f32]| {
+            let mut rows = [0usize; TILE_ROWS];
+            for (i, r) in rows[..count].iter_mut().enumerate() {
+                *r = (m0 + i) * oc;
+            }
+            let c = &mut buf[..count * kc];
+            crate::kernels::gemm::conv_rows(dy, &rows[..count], 1, oc, 0, wtp, kc, None, c, kc);
+        };
         rest[..slots * tl]
             .par_chunks_mut(tl)
             .enumerate()
             .for_each(|(s, buf)| {
-                let mut rows = [0usize; TILE_ROWS];
-                for b in (s * geo.batch / slots)..((s + 1) * geo.batch / slots) {
+                let (mut b, b1) = (s * geo.batch / slots, (s + 1) * geo.batch / slots);
+                while b < b1 {
+                    let n = imgs_per_tile.min(b1 - b);
                     // SAFETY: each image's gradient is written by exactly one slot.
-                    let dx_img = unsafe {
-                        std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), img_in)
+                    let dx_imgs = unsafe {
+                        std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), n * img_in)
                     };
-                    dx_img.fill(0.0);
-                    let mut p0 = 0;
-                    while p0 < plane {
-                        let count = TILE_ROWS.min(plane - p0);
-                        let m0 = b * plane + p0;
-                        for (i, r) in rows[..count].iter_mut().enumerate() {
-                            *r = (m0 + i) * oc;
+                    dx_imgs.fill(0.0);
+                    if n * plane <= TILE_ROWS {
+                        columns(b * plane, n * plane, buf);
+                        for (i, dx_img) in dx_imgs.chunks_exact_mut(img_in).enumerate() {
+                            col2im_add(geo, &buf[i * plane * kc..], 0, 0, plane, dx_img);
                         }
-                        crate::kernels::gemm::conv_rows(
-                            dy,
-                            &rows[..count],
-                            1,
-                            oc,
-                            0,
-                            wtp,
-                            kc,
-                            None,
-                            &mut buf[..count * kc],
-                            kc,
-                        );
-                        col2im_add(geo, buf, 0, p0, count, dx_img);
-                        p0 += count;
+                    } else {
+                        let mut p0 = 0;
+                        while p0 < plane {
+                            let count = TILE_ROWS.min(plane - p0);
+                            columns(b * plane + p0, count, buf);
+                            col2im_add(geo, buf, 0, p0, count, dx_imgs);
+                            p0 += count;
+                        }
                     }
+                    b += n;
                 }
             });
         return;
     }
+    let slots = geo.slots.min(geo.batch);
     ws[..slots * tl]
         .par_chunks_mut(tl)
         .enumerate()
@@ -451,7 +458,9 @@ pub(super) fn conv2d_backward_params_by_rows(
     let (seg, band_w) = (geo.k_w * ic, geo.in_w + geo.pad_left + geo.pad_right);
     let per_seg = seg.div_ceil(block);
     let blocks = geo.k_h * per_seg;
-    let slots = geo.slots.min(blocks);
+    // Blocks cost the same, so one slot per thread balances; more would
+    // only copy the bands more often.
+    let slots = geo.slots.min(rayon::current_num_threads()).min(blocks);
     let per = band.max(geo.tile_len()) + geo.weight_len() + oc;
     let dwp = SendPtr(dw.as_mut_ptr());
     ws[..slots * per]
