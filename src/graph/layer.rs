@@ -282,7 +282,7 @@ impl LayerKind {
                 "conv2d",
                 "Conv2D",
                 "Learned filters slid over the volume (optionally grouped and dilated).",
-                "out = ⌊(n + 2p − d(f−1) − 1)/s⌋ + 1 per axis; C = filters",
+                "out = floor((n + 2p - d(f-1) - 1)/s) + 1 per axis; C = filters",
             ),
             ZeroPad2d { .. } => (
                 "zero_pad2d",
@@ -294,19 +294,19 @@ impl LayerKind {
                 "max_pool2d",
                 "MaxPool2D",
                 "The largest value of each window.",
-                "out = ⌊(n + 2p − f)/s⌋ + 1 per axis; C unchanged",
+                "out = floor((n + 2p - f)/s) + 1 per axis; C unchanged",
             ),
             AvgPool2d { .. } => (
                 "avg_pool2d",
                 "AvgPool2D",
                 "The mean of each window, counting padded zeros or not.",
-                "out = ⌊(n + 2p − f)/s⌋ + 1 per axis; C unchanged",
+                "out = floor((n + 2p - f)/s) + 1 per axis; C unchanged",
             ),
             GlobalAvgPool => (
                 "global_avg_pool",
                 "GlobalAvgPool",
                 "The mean of each channel over the whole image.",
-                "H×W×C → C",
+                "H×W×C -> C",
             ),
             BatchNorm { .. } => (
                 "batch_norm",
@@ -324,7 +324,7 @@ impl LayerKind {
             Sigmoid => (
                 "sigmoid",
                 "Sigmoid",
-                "1 / (1 + e^−x), element-wise.",
+                "1 / (1 + e^-x), element-wise.",
                 "unchanged",
             ),
             Tanh => ("tanh", "Tanh", "tanh(x), element-wise.", "unchanged"),
@@ -368,13 +368,13 @@ impl LayerKind {
                 "flatten",
                 "Flatten",
                 "The volume as one vector.",
-                "H×W×C → H·W·C",
+                "H×W×C -> H·W·C",
             ),
             Dense { .. } => (
                 "dense",
                 "Dense",
                 "Every input connected to every unit (fully connected).",
-                "vector → units",
+                "vector -> units",
             ),
             Add => (
                 "add",
@@ -392,7 +392,7 @@ impl LayerKind {
                 "channel_scale",
                 "ChannelScale",
                 "Each channel of input 0 times the matching gate value of input 1 (squeeze-and-excitation).",
-                "H×W×C (input 0) × C or 1×1×C (input 1) → H×W×C",
+                "H×W×C (input 0) × C or 1×1×C (input 1) -> H×W×C",
             ),
         };
         KindInfo {

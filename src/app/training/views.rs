@@ -317,7 +317,7 @@ impl TrainingViews {
                     }
                     if ui
                         .button("Later")
-                        .on_hover_text("keep them in memory; Run → Save weights… saves them")
+                        .on_hover_text("keep them in memory; Run > Save weights… saves them")
                         .clicked()
                     {
                         self.save_later = Some(run.id);
