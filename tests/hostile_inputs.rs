@@ -191,6 +191,47 @@ fn designs_too_large_for_memory_are_refused_with_the_estimate() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A budget set far above what the process may have lets the estimate
+/// through; the plan's own allocations then refuse the buffer the system
+/// will not give, by name, instead of aborting.
+#[test]
+fn an_allocation_past_the_estimate_is_an_error_naming_the_buffer() {
+    let dir = scratch("alloc");
+    // 1024×1024×8 per image: at batch 128 one activation is 4.3 GB, more
+    // than the 3 GiB address space the binary runs in.
+    let d = design(
+        &dir,
+        &[
+            r#"{"name":"in","kind":"input","height":1024,"width":1024,"channels":8}"#,
+            r#"{"name":"r","kind":"relu"}"#,
+            GAP,
+            FC,
+            SOFTMAX,
+        ],
+        &[
+            r#"{"from":"in","to":"r"}"#,
+            r#"{"from":"r","to":"gap"}"#,
+            r#"{"from":"gap","to":"fc"}"#,
+            r#"{"from":"fc","to":"sm"}"#,
+        ],
+    );
+    let run = netloom(&[
+        "bench",
+        s(&d),
+        "--batch",
+        "128",
+        "--steps",
+        "1",
+        "--memory-limit",
+        "1T",
+    ]);
+    refused(
+        &run,
+        "out of memory: the system refused the activations of `in` (4.3 GB)",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_huge_batch_is_refused_with_a_batch_that_fits() {
     let run = netloom(&["bench", "--batch", "100000", "--steps", "1"]);

@@ -214,6 +214,7 @@ fn exported_weights_give_the_same_logits_in_onnxruntime() {
             padding: Padding::Same,
             groups: 1,
             bias: true,
+            dilation: [1, 1],
         },
         &[x],
     );

@@ -11,6 +11,8 @@ use netloom::interop::proto::{
 use netloom::interop::{InteropError, Tensors, onnx};
 use prost::Message;
 
+mod common;
+
 // --- a tiny model builder ----------------------------------------------------
 
 struct M {
@@ -234,7 +236,8 @@ fn pytorch_style_cnn_imports_with_costs_and_weights() {
             stride: [1, 1],
             padding: Padding::Explicit([1, 1, 1, 1]),
             groups: 1,
-            bias: true
+            bias: true,
+            dilation: [1, 1],
         }
     );
     assert!(matches!(kind(g, "flat"), LayerKind::Flatten));
@@ -854,7 +857,8 @@ fn per_channel_transform_of_the_input() {
             stride: [1, 1],
             padding: Padding::Valid,
             groups: 2,
-            bias: true
+            bias: true,
+            dilation: [1, 1],
         }
     );
     // `k` holds 0: channel 0 × 0; channel 1 × 1 + 2.
@@ -1205,4 +1209,74 @@ mod fixtures {
         println!("{}", table.join("\n"));
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
+}
+
+// --- transfer learning from an imported model --------------------------------
+
+/// The course's recipe on a torchvision architecture: import ResNet-18 (width
+/// reduced, with its weights), lock everything but the classifier, train a
+/// new head on an image folder (8×8 PNGs, resized to the 32×32 input).
+#[test]
+fn transfer_learning_from_an_imported_resnet18() {
+    use netloom::train::trainer::{DataSource, RunEnd, TrainConfig};
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx/resnet18_mini.legacy.onnx");
+    let imported = onnx::import(&model).expect("imports");
+    assert!(imported.is_faithful(), "{:?}", imported.deviations);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let weights = dir.path().join("resnet18.safetensors");
+    let list: Vec<(String, Vec<usize>, &[f32])> = imported
+        .weights
+        .iter()
+        .map(|(n, (shape, data))| (n.clone(), shape.clone(), data.as_slice()))
+        .collect();
+    let bytes = netloom::train::weights::to_safetensors(&list, None).expect("safetensors");
+    std::fs::write(&weights, bytes).expect("write weights");
+    let images = dir.path().join("images");
+    common::write_png_folder(&images);
+
+    let g = imported.graph.clone();
+    let head = g
+        .nodes()
+        .filter(|(_, n)| matches!(n.kind, LayerKind::Dense { .. }))
+        .map(|(_, n)| n.name.clone())
+        .last()
+        .expect("a classifier");
+    let backbone: Vec<String> = g
+        .nodes()
+        .filter(|(_, n)| n.kind.has_weights() && n.name != head)
+        .map(|(_, n)| n.name.clone())
+        .collect();
+    let mut c = TrainConfig::new(g, DataSource::Path(images));
+    c.init_weights = Some(weights);
+    c.freeze = backbone.clone();
+    c.epochs = 6;
+    c.batch_size = 16;
+    c.seed = 3;
+    c.autostart = true;
+    c.optimizer.learning_rate = 0.05;
+    let (_, out) = common::run(c);
+    assert_eq!(out.end, RunEnd::Finished);
+
+    // The locked backbone is exactly the imported model.
+    let mut checked = 0;
+    for p in out.params.iter().filter(|p| backbone.contains(&p.layer)) {
+        let (_, want) = &imported.weights[&p.name];
+        assert_eq!(&p.data, want, "`{}` changed", p.name);
+        checked += 1;
+    }
+    // Every imported tensor but the head's weight and bias.
+    assert_eq!(checked, imported.weights.len() - 2);
+    // The new head (resized to the folder's 3 classes) learned.
+    let first = out.history.first().expect("epochs").train_loss;
+    let last = out.history.last().expect("epochs").train_loss;
+    assert!(last < 0.8 * first, "train loss {first} -> {last}");
+    let test = out.test.expect("test split");
+    println!(
+        "{} backbone tensors locked; train loss {first:.4} -> {last:.4} over {} epochs; test accuracy {:.3}",
+        checked,
+        out.history.len(),
+        test.test_acc
+    );
+    assert!(test.test_acc > 0.6, "test accuracy {}", test.test_acc);
 }

@@ -250,3 +250,260 @@ fn generated_code_parses_and_runs_when_python_is_available() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A Python with PyTorch: `NETLOOM_TORCH_PYTHON`, the peer-benchmark venv,
+/// or `python3` when it has torch.
+fn torch_python() -> Option<std::path::PathBuf> {
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("NETLOOM_TORCH_PYTHON") {
+        candidates.push(p.into());
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates
+            .push(std::path::Path::new(&home).join(".cache/netloom-peers/venv-torch/bin/python"));
+    }
+    candidates.push("python3".into());
+    candidates.into_iter().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import torch"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+/// A design with every kind added for MobileNet/EfficientNet-style models:
+/// ReLU6, a dilated grouped conv, HardSwish, SiLU, HardSigmoid, a
+/// squeeze-and-excitation channel scale, and an average pool that counts
+/// its padding.
+fn new_kinds_design() -> Graph {
+    use netloom::graph::Padding;
+    use netloom::graph::blocks::Builder;
+    let mut g = Graph::new("new-kinds");
+    let mut b = Builder::new(&mut g);
+    let input = b.input("in", 9, 9, 3);
+    let x = b.conv("c1", input, 8, 3, 1, Padding::Same);
+    let x = b.layer("relu6", LayerKind::Relu6, &[x]);
+    let x = b.layer(
+        "c2",
+        LayerKind::Conv2d {
+            filters: 8,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: Padding::Explicit([2, 2, 2, 2]),
+            groups: 2,
+            bias: true,
+            dilation: [2, 2],
+        },
+        &[x],
+    );
+    let x = b.layer("hswish", LayerKind::HardSwish, &[x]);
+    let s = b.layer("squeeze", LayerKind::GlobalAvgPool, &[x]);
+    let s = b.dense("reduce", s, 4);
+    let s = b.layer("silu", LayerKind::Silu, &[s]);
+    let s = b.dense("expand", s, 8);
+    let s = b.layer("hsig", LayerKind::HardSigmoid, &[s]);
+    let x = b.layer("scale", LayerKind::ChannelScale, &[x, s]);
+    let x = b.layer(
+        "pool",
+        LayerKind::AvgPool2d {
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: Padding::Explicit([1, 1, 1, 1]),
+            ceil_mode: true,
+            include_padding: true,
+        },
+        &[x],
+    );
+    let x = b.layer("flat", LayerKind::Flatten, &[x]);
+    let x = b.dense("fc", x, 5);
+    b.layer("softmax", LayerKind::Softmax, &[x]);
+    g
+}
+
+/// Optional (skipped, saying why, without PyTorch): the generated module,
+/// loaded with the state dict of randomly initialised weights, computes
+/// what Netloom's forward pass computes, to 1e-5 + 1e-4 relative.
+#[test]
+fn new_kinds_compute_the_same_function_in_pytorch() {
+    use netloom::train::{Mode, Plan};
+    let Some(python) = torch_python() else {
+        println!("skipped: no Python with PyTorch (set NETLOOM_TORCH_PYTHON)");
+        return;
+    };
+    let g = new_kinds_design();
+    let a = analyze(&g);
+    assert!(a.is_valid(), "{}", a.error_summary(&g, 3));
+    let batch = 2;
+    let mut plan = Plan::compile(&g, &a, batch, 5).unwrap();
+    let (h, w, c) = plan.input_shape;
+    // Inputs spread over ±4 so the activations' kinks at −3, 0, 3 and 6 are all crossed.
+    let images: Vec<f32> = (0..batch * h * w * c)
+        .map(|i| ((i * 7919 % 1000) as f32 / 125.0) - 4.0)
+        .collect();
+    plan.forward(&images, Mode::Eval);
+    let netloom = plan.probabilities()[..batch * plan.classes].to_vec();
+    let tensors: Tensors = plan
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), (p.shape.clone(), p.data.clone())))
+        .collect();
+    let sd = pytorch::state_dict(&g, &tensors).unwrap();
+
+    let dir = std::env::temp_dir().join(format!("netloom-pt-kinds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("new_kinds.py"),
+        pytorch::module_source(&g).unwrap(),
+    )
+    .unwrap();
+    // Raw little-endian f32 blobs and an index of names, shapes and offsets.
+    let mut blob: Vec<u8> = Vec::new();
+    let mut index = String::new();
+    let mut put = |name: &str, shape: &[usize], values: &[f32], index: &mut String| {
+        index.push_str(&format!(
+            "{name} {} {} {}\n",
+            blob.len() / 4,
+            values.len(),
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        blob.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    };
+    put("__images__", &[batch, h, w, c], &images, &mut index);
+    for (k, (shape, v)) in &sd {
+        put(k, shape, v, &mut index);
+    }
+    std::fs::write(dir.join("blob.f32"), &blob).unwrap();
+    std::fs::write(dir.join("index.txt"), index).unwrap();
+    let script = format!(
+        "import sys, torch\nsys.path.insert(0, {dir:?})\nimport new_kinds as m\n\
+         net = [v for v in vars(m).values() if isinstance(v, type) and issubclass(v, torch.nn.Module) and v.__module__ == 'new_kinds'][0]()\n\
+         blob = torch.frombuffer(bytearray(open({dir:?} + '/blob.f32', 'rb').read()), dtype=torch.float32)\n\
+         t = {{}}\n\
+         for line in open({dir:?} + '/index.txt'):\n    name, off, n, shape = line.split()\n    t[name] = blob[int(off):int(off) + int(n)].reshape([int(d) for d in shape.split(',')]).clone()\n\
+         x = t.pop('__images__').permute(0, 3, 1, 2).contiguous()\n\
+         net.load_state_dict(t, strict=True)\nnet.eval()\n\
+         with torch.no_grad():\n    y = net(x)\n\
+         print(' '.join(repr(float(v)) for v in y.flatten()))",
+        dir = dir.to_str().unwrap()
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let torch: Vec<f32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(torch.len(), netloom.len());
+    println!(
+        "largest |Netloom − PyTorch|: {:e}",
+        largest_difference(&netloom, &torch)
+    );
+    for (i, (a, b)) in netloom.iter().zip(&torch).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+            "output {i}: Netloom {a}, PyTorch {b}\nNetloom {netloom:?}\nPyTorch {torch:?}"
+        );
+    }
+    // The outputs are not degenerate (a constant output would match trivially).
+    assert!(
+        netloom.iter().any(|&p| (p - 0.2).abs() > 1e-3),
+        "{netloom:?}"
+    );
+}
+
+/// Optional (skipped, saying why, without onnxruntime): the ONNX export of
+/// the same design with its weights computes in onnxruntime what Netloom's
+/// forward pass computes, to 1e-5 + 1e-4 relative.
+#[test]
+fn new_kinds_export_to_onnx_runs_the_same_in_onnxruntime() {
+    use netloom::interop::onnx;
+    use netloom::train::{Mode, Plan};
+    let Some(python) = torch_python().filter(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import onnxruntime"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        println!("skipped: no Python with onnxruntime (set NETLOOM_TORCH_PYTHON)");
+        return;
+    };
+    let g = new_kinds_design();
+    let a = analyze(&g);
+    let batch = 2;
+    let mut plan = Plan::compile(&g, &a, batch, 9).unwrap();
+    let (h, w, c) = plan.input_shape;
+    let images: Vec<f32> = (0..batch * h * w * c)
+        .map(|i| ((i * 6151 % 1000) as f32 / 125.0) - 4.0)
+        .collect();
+    plan.forward(&images, Mode::Eval);
+    let netloom = plan.probabilities()[..batch * plan.classes].to_vec();
+    let tensors: Tensors = plan
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), (p.shape.clone(), p.data.clone())))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("netloom-ort-kinds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("model.onnx"),
+        onnx::export_bytes(&g, Some(&tensors)).unwrap(),
+    )
+    .unwrap();
+    let blob: Vec<u8> = images.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("images.f32"), blob).unwrap();
+    let script = format!(
+        "import numpy as np, onnxruntime as ort\n\
+         x = np.fromfile({dir:?} + '/images.f32', dtype='<f4').reshape({batch}, {h}, {w}, {c}).transpose(0, 3, 1, 2).copy()\n\
+         s = ort.InferenceSession({dir:?} + '/model.onnx', providers=['CPUExecutionProvider'])\n\
+         y = s.run(['softmax'], {{'in': x}})[0]\n\
+         print(' '.join(repr(float(v)) for v in y.flatten()))",
+        dir = dir.to_str().unwrap()
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ort: Vec<f32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(ort.len(), netloom.len());
+    println!(
+        "largest |Netloom − onnxruntime|: {:e}",
+        largest_difference(&netloom, &ort)
+    );
+    for (i, (a, b)) in netloom.iter().zip(&ort).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+            "output {i}: Netloom {a}, onnxruntime {b}\nNetloom {netloom:?}\nonnxruntime {ort:?}"
+        );
+    }
+    assert!(
+        netloom.iter().any(|&p| (p - 0.2).abs() > 1e-3),
+        "{netloom:?}"
+    );
+}

@@ -2,7 +2,8 @@
 //! contract: `<g class="node" data-name>` whose first `<rect>` is the box,
 //! `<path class="wire" data-from data-to>` with absolute M/L commands,
 //! `<text class="shape" data-from data-to>` on its wire), for every preset
-//! in both orientations and a DenseNet-121-shaped import.
+//! in both orientations, a DenseNet-121-shaped graph and the torchvision
+//! models imported from tests/fixtures/onnx, expanded and collapsed.
 
 #[path = "common/densenet.rs"]
 mod densenet;
@@ -283,44 +284,93 @@ fn every_preset_renders_with_honest_geometry() {
 fn every_preset_renders_collapsed_with_honest_geometry() {
     let mut grouped = 0;
     for (stem, graph) in presets() {
-        let mut collapsed = graph.clone();
-        for g in 0..collapsed.groups().len() {
-            collapsed.set_collapsed(g, true);
-        }
-        let drawn = group::view(&collapsed).graph;
-        for o in [Orientation::TopToBottom, Orientation::LeftToRight] {
-            let analysis = analyze(&graph);
-            let options = RenderOptions {
-                orientation: o,
-                collapsed: true,
-                ..Default::default()
-            };
-            let svg = svg(&Diagram::build(&graph, &analysis, &options));
-            check(&format!("{stem} collapsed {o:?}"), &drawn, &svg);
-            let (nodes, _, _) = parse(&svg);
-            let nesting = graph.nesting();
-            for (g, group) in graph.groups().iter().enumerate() {
-                // The outermost groups are drawn; a group inside one is not.
-                let outermost = nesting.parent[g].is_none();
-                assert_eq!(
-                    nodes.iter().any(|n| n.name == group.name),
-                    outermost,
-                    "{stem}: group {} (outermost: {outermost})",
-                    group.name
-                );
-                for &m in &group.members {
-                    assert!(
-                        !nodes.iter().any(|n| n.name == graph.name_of(m)),
-                        "{stem}: member {} of collapsed {} drawn",
-                        graph.name_of(m),
-                        group.name
-                    );
-                }
-            }
-        }
+        check_collapsed(&stem, &graph);
         grouped += usize::from(!graph.groups().is_empty());
     }
     assert!(grouped >= 9, "only {grouped} presets have groups");
+}
+
+/// Renders `graph` with every group collapsed in both orientations: the
+/// geometry checks hold, every outermost group is one node, no group
+/// inside another and no member is drawn.
+fn check_collapsed(stem: &str, graph: &Graph) {
+    let mut collapsed = graph.clone();
+    for g in 0..collapsed.groups().len() {
+        collapsed.set_collapsed(g, true);
+    }
+    let drawn = group::view(&collapsed).graph;
+    let analysis = analyze(graph);
+    let nesting = graph.nesting();
+    for o in [Orientation::TopToBottom, Orientation::LeftToRight] {
+        let options = RenderOptions {
+            orientation: o,
+            collapsed: true,
+            ..Default::default()
+        };
+        let svg = svg(&Diagram::build(graph, &analysis, &options));
+        check(&format!("{stem} collapsed {o:?}"), &drawn, &svg);
+        let (nodes, _, _) = parse(&svg);
+        for (g, group) in graph.groups().iter().enumerate() {
+            // The outermost groups are drawn; a group inside one is not.
+            let outermost = nesting.parent[g].is_none();
+            assert_eq!(
+                nodes.iter().any(|n| n.name == group.name),
+                outermost,
+                "{stem}: group {} (outermost: {outermost})",
+                group.name
+            );
+            for &m in &group.members {
+                assert!(
+                    !nodes.iter().any(|n| n.name == graph.name_of(m)),
+                    "{stem}: member {} of collapsed {} drawn",
+                    graph.name_of(m),
+                    group.name
+                );
+            }
+        }
+    }
+}
+
+/// The torchvision models of the Done-when, width-reduced, as committed
+/// in tests/fixtures/onnx (both exporters).
+const TORCHVISION: [&str; 6] = [
+    "resnet18_mini",
+    "resnet50_mini",
+    "googlenet_mini",
+    "densenet121_mini",
+    "inception_v3_mini",
+    "squeezenet1_0_mini",
+];
+
+#[test]
+fn torchvision_imports_render_with_honest_geometry_expanded_and_collapsed() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let mut checked = Vec::new();
+    for stem in TORCHVISION {
+        for exporter in ["legacy", "dynamo"] {
+            let file = format!("{stem}.{exporter}.onnx");
+            let graph = netloom::interop::onnx::import(&dir.join(&file))
+                .unwrap_or_else(|e| panic!("{file} does not import: {e}"))
+                .graph;
+            // The legacy exporter keeps module paths in the names, which
+            // become groups (layer1.0, features.denseblock1, Mixed_5b…).
+            if exporter == "legacy" {
+                assert!(graph.groups().len() >= 3, "{file}: {:?}", graph.groups());
+            }
+            // Drawn as imported, errors and all (an error is a taller box).
+            let errors = analyze(&graph).errors().len();
+            for o in [Orientation::TopToBottom, Orientation::LeftToRight] {
+                check(&format!("{file} {o:?}"), &graph, &render(&graph, o));
+            }
+            check_collapsed(&file, &graph);
+            checked.push(format!(
+                "{file}: {} layers, {} groups, {errors} with errors",
+                graph.len(),
+                graph.groups().len()
+            ));
+        }
+    }
+    eprintln!("checked: {checked:#?}");
 }
 
 #[test]

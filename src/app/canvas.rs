@@ -574,7 +574,17 @@ impl Canvas {
                         .iter()
                         .any(|(_, b)| *b != screen && b.intersects(*spot))
             };
-            let Some(spot) = inside.into_iter().chain([right, left]).find(|s| clear(s)) else {
+            // Left, past a group label in the way.
+            let past_label = taken
+                .iter()
+                .find(|t| t.intersects(left))
+                .map(|t| Rect::from_min_size(pos2(t.left() - 3.0 - size.x, y), size));
+            let Some(spot) = inside
+                .into_iter()
+                .chain([right, left])
+                .chain(past_label)
+                .find(|s| clear(s))
+            else {
                 continue;
             };
             taken.push(spot);
@@ -763,9 +773,11 @@ impl Canvas {
             .collect()
     }
 
-    /// A frame around every expanded group, parents under their children.
+    /// A frame around every expanded group, parents under their children;
+    /// its outline is 1.5 points wide at every zoom.
     fn group_frames_ui(&self, ui: &Ui, frames: &[(usize, Rect)], visible: Rect) {
         let color = group_color();
+        let width = 1.5 / self.zoom().max(MIN_ZOOM);
         for &(_, frame) in frames {
             if !visible.intersects(frame) {
                 continue;
@@ -774,7 +786,7 @@ impl Canvas {
                 frame,
                 8.0,
                 color.gamma_multiply(0.10),
-                Stroke::new(1.2, color.gamma_multiply(0.8)),
+                Stroke::new(width, color.gamma_multiply(0.9)),
                 StrokeKind::Inside,
             );
         }
@@ -817,12 +829,18 @@ impl Canvas {
             } else {
                 Rect::from_min_size(pos2(screen.left(), screen.top() - 4.0 - size.y), size)
             };
+            // Past the labels of the groups around it, within its own
+            // frame's extent along the flow; none if it does not fit there.
             let step = vec2(0.0, if down { size.y + 2.0 } else { -size.y - 2.0 });
-            for _ in 0..8 {
-                if !taken.iter().any(|r| r.intersects(spot)) {
-                    break;
-                }
+            let mut tries = 0;
+            while taken.iter().any(|r| r.intersects(spot)) && tries < 4 {
                 spot = spot.translate(step);
+                tries += 1;
+            }
+            let fits = !taken.iter().any(|r| r.intersects(spot))
+                && (!down || spot.bottom() <= screen.bottom());
+            if !fits {
+                continue;
             }
             taken.push(spot);
             let scene_spot = Rect::from_min_max(t.inverse() * spot.min, t.inverse() * spot.max);

@@ -847,6 +847,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
             stride: *stride,
             padding: *padding,
             ceil_mode: *ceil_mode,
+            include_padding: false,
         },
         (
             AvgPool2d {
@@ -854,6 +855,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
                 stride,
                 padding,
                 ceil_mode,
+                ..
             },
             MaxPool2d { .. },
         ) => MaxPool2d {
@@ -882,6 +884,7 @@ fn carry_parameters(old: &LayerKind, new: LayerKind) -> LayerKind {
             padding,
             groups,
             bias: *bias,
+            dilation: [1, 1],
         },
         (_, new) => new,
     }
@@ -1044,6 +1047,7 @@ fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String>
                 padding: Padding::Valid,
                 groups: 1,
                 bias: true,
+                dilation: [1, 1],
             },
             "proj",
         ),
@@ -1155,6 +1159,7 @@ mod tests {
             padding: Padding::Same,
             groups: 1,
             bias: true,
+            dilation: [1, 1],
         }
     }
 
@@ -1421,6 +1426,7 @@ mod tests {
                     stride: [2, 2],
                     padding: Padding::Valid,
                     ceil_mode: false,
+                    include_padding: false,
                 },
             },
         )
@@ -1432,6 +1438,7 @@ mod tests {
                 stride: [2, 2],
                 padding: Padding::Same,
                 ceil_mode: false,
+                include_padding: false,
             }
         );
         // A multi-input layer cannot go into a wire.

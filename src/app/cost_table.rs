@@ -137,6 +137,16 @@ impl CostTable {
         ];
         let widths = column_widths(ui.available_width(), ui.spacing().item_spacing.x);
         let row_w = widths.iter().sum::<f32>() + ui.spacing().item_spacing.x * 6.0;
+        // Above the columns, so they keep the panel's width.
+        ui.horizontal(|ui| {
+            if ui.small_button("order").clicked() {
+                self.sort = SortBy::Order;
+                self.descending = false;
+            }
+            if !doc.graph.groups().is_empty() {
+                ui.checkbox(&mut self.rollup, "Roll up by group");
+            }
+        });
         ui.horizontal(|ui| {
             for ((title, key), w) in headers.into_iter().zip(widths) {
                 let arrow = match key {
@@ -161,13 +171,6 @@ impl CostTable {
                         self.descending = matches!(k, SortBy::Params | SortBy::Ops);
                     }
                 }
-            }
-            if ui.small_button("order").clicked() {
-                self.sort = SortBy::Order;
-                self.descending = false;
-            }
-            if !doc.graph.groups().is_empty() {
-                ui.checkbox(&mut self.rollup, "Roll up by group");
             }
         });
         let row_h = 18.0;

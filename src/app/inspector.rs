@@ -351,10 +351,12 @@ pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind, sweep: &mut SweepAsk) -
             padding,
             groups,
             bias,
+            dilation,
         } => {
             let mut c = u32_ui(ui, "Filters", "filters", filters, sweep);
             c |= pair_ui(ui, "Kernel", "kernel", kernel, sweep);
             c |= pair_ui(ui, "Stride", "stride", stride, sweep);
+            c |= pair_ui(ui, "Dilation", "dilation", dilation, sweep);
             c |= padding_ui(ui, padding);
             c |= u32_ui(ui, "Groups", "groups", groups, sweep);
             c | bool_ui(ui, "Bias", bias)
@@ -381,17 +383,24 @@ pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind, sweep: &mut SweepAsk) -
             stride,
             padding,
             ceil_mode,
-        }
-        | AvgPool2d {
-            kernel,
-            stride,
-            padding,
-            ceil_mode,
         } => {
             let mut c = pair_ui(ui, "Kernel", "kernel", kernel, sweep);
             c |= pair_ui(ui, "Stride", "stride", stride, sweep);
             c |= padding_ui(ui, padding);
             c | bool_ui(ui, "Ceil mode", ceil_mode)
+        }
+        AvgPool2d {
+            kernel,
+            stride,
+            padding,
+            ceil_mode,
+            include_padding,
+        } => {
+            let mut c = pair_ui(ui, "Kernel", "kernel", kernel, sweep);
+            c |= pair_ui(ui, "Stride", "stride", stride, sweep);
+            c |= padding_ui(ui, padding);
+            c |= bool_ui(ui, "Ceil mode", ceil_mode);
+            c | bool_ui(ui, "Count padding", include_padding)
         }
         BatchNorm { epsilon, momentum } => {
             let c = f64_ui(ui, "Epsilon", "epsilon", epsilon, 0.0001, sweep);
@@ -403,7 +412,13 @@ pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind, sweep: &mut SweepAsk) -
             let c = u32_ui(ui, "Units", "units", units, sweep);
             c | bool_ui(ui, "Bias", bias)
         }
-        GlobalAvgPool | Relu | Sigmoid | Tanh | Softmax | Flatten | Add | Concat => {
+        GlobalAvgPool
+        | crate::graph::parameter_free_activation!()
+        | Softmax
+        | Flatten
+        | Add
+        | Concat
+        | ChannelScale => {
             ui.weak("No parameters");
             ui.end_row();
             false

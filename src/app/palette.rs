@@ -3,7 +3,7 @@
 //! centre of the view.
 
 use super::command::{BlockTemplate, Command, PaletteItem};
-use crate::graph::LayerKind;
+use crate::graph::{LayerKind, parameter_free_activation};
 use egui::{Sense, Ui};
 
 #[derive(Default)]
@@ -19,9 +19,9 @@ fn group_of(kind: &LayerKind) -> &'static str {
         Conv2d { .. } | ZeroPad2d { .. } => "Convolution",
         MaxPool2d { .. } | AvgPool2d { .. } | GlobalAvgPool => "Pooling",
         BatchNorm { .. } | Dropout { .. } => "Normalisation & regularisation",
-        Relu | LeakyRelu { .. } | Sigmoid | Tanh | Softmax => "Activation",
+        parameter_free_activation!() | LeakyRelu { .. } | Softmax => "Activation",
         Flatten | Dense { .. } => "Dense",
-        Add | Concat => "Merge",
+        Add | Concat | ChannelScale => "Merge",
     }
 }
 
@@ -60,12 +60,7 @@ impl Palette {
                 ui.add_space(4.0);
                 ui.label(egui::RichText::new(group).small().weak());
                 for kind in items {
-                    let summary = kind.summary();
-                    let hover = if summary.is_empty() {
-                        "Drag onto the canvas, or click to add".to_string()
-                    } else {
-                        format!("Defaults: {summary}. Drag onto the canvas, or click to add")
-                    };
+                    let hover = hover_text(kind);
                     if let Some(c) = item_ui(
                         ui,
                         kind.display_name(),
@@ -99,6 +94,21 @@ impl Palette {
         });
         out
     }
+}
+
+/// A layer entry's tooltip: what it computes, its shape rule, its defaults.
+fn hover_text(kind: &LayerKind) -> String {
+    let info = kind.info();
+    let summary = kind.summary();
+    let defaults = if summary.is_empty() {
+        String::new()
+    } else {
+        format!("\nDefaults: {summary}.")
+    };
+    format!(
+        "{}\nShape: {}.{defaults}\nDrag onto the canvas, or click to add.",
+        info.description, info.shape_rule
+    )
 }
 
 /// One palette entry: a button that can be dragged onto the canvas.
@@ -144,4 +154,22 @@ fn item_ui(
         });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_group_and_a_tooltip_with_its_shape_rule() {
+        for kind in LayerKind::catalogue() {
+            assert!(GROUPS.contains(&group_of(&kind)), "{kind:?}");
+            let info = kind.info();
+            assert!(!info.description.is_empty() && !info.shape_rule.is_empty());
+            let hover = hover_text(&kind);
+            assert!(hover.starts_with(info.description), "{hover}");
+            assert!(hover.contains(info.shape_rule), "{hover}");
+        }
+        assert!(hover_text(&LayerKind::Relu6).contains("min(max(x, 0), 6)"));
+    }
 }

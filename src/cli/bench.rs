@@ -225,7 +225,7 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
     let labels: Vec<u32> = (0..batch)
         .map(|_| (rng.next_u64() % classes) as u32)
         .collect();
-    let mut opt = Optimizer::new(
+    let mut opt = Optimizer::try_new(
         OptimizerConfig {
             kind: OptimizerKind::sgd_momentum(),
             learning_rate: 0.01,
@@ -233,7 +233,8 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
             schedule: Schedule::Constant,
         },
         &plan.params,
-    );
+    )
+    .map_err(|e| e.to_string())?;
     for _ in 0..3 {
         plan.train_step(&images, &labels, &mut opt);
     }

@@ -33,6 +33,12 @@ pub enum CliError {
     /// A dataset that cannot be read.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// A design that cannot be prepared for the data (head, freezing, input).
+    #[error(transparent)]
+    Prepare(#[from] crate::train::prepare::PrepareError),
+    /// Trained weights that cannot be loaded for evaluation.
+    #[error(transparent)]
+    Eval(#[from] crate::train::eval::EvalError),
     /// Anything else the command refuses, said in words for the terminal.
     #[error("{0}")]
     Refused(String),

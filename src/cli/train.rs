@@ -7,7 +7,9 @@ use crate::graph::file;
 use crate::train::eval::{self, EvalOptions};
 use crate::train::memory;
 use crate::train::prepare::{input_hwc, layers_through};
-use crate::train::trainer::{DataSource, Event, RunEnd, TrainConfig, Trainer};
+use crate::train::trainer::{
+    DataSource, EpochStats, Event, RunEnd, RunInfo, TestResult, TrainConfig, Trainer,
+};
 use crate::train::{OptimizerConfig, OptimizerKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -139,11 +141,29 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
     }
     let data_path = args.data.clone().unwrap_or_else(data::default_dataset_dir);
     check_train_outputs(&args, &data_path)?;
+    let config = config_from_args(&args, &data_path)?;
+    let trainer =
+        Trainer::spawn(config).map_err(|e| format!("could not start the trainer: {e}"))?;
+    let mut printer = Printer::new(&args, &data_path)?;
+    for event in trainer.events() {
+        printer.event(event);
+    }
+    let outcome = trainer.join()?;
+    Ok(match outcome.end {
+        RunEnd::Finished => ExitCode::SUCCESS,
+        RunEnd::Stopped => ExitCode::from(1),
+        RunEnd::Failed(_) => ExitCode::from(3),
+    })
+}
+
+/// The run's settings from the command line (the design loaded, the
+/// layers to freeze resolved).
+fn config_from_args(args: &TrainArgs, data_path: &Path) -> Result<TrainConfig, CliError> {
     let graph = file::load(&args.design).map_err(|source| CliError::Load {
         path: args.design.clone(),
         source,
     })?;
-    let mut config = TrainConfig::new(graph, DataSource::Path(data_path.clone()));
+    let mut config = TrainConfig::new(graph, DataSource::Path(data_path.to_path_buf()));
     config.epochs = args.epochs;
     config.batch_size = args.batch;
     let kind = match args.optimizer {
@@ -181,38 +201,63 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
     config.activation_cache = !args.no_cache;
     config.memory_limit = args.memory_limit;
     config.autostart = true;
-    let json = args.json;
+    Ok(config)
+}
 
-    let trainer =
-        Trainer::spawn(config).map_err(|e| format!("could not start the trainer: {e}"))?;
-    let bar = if json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0).with_style(
-            ProgressStyle::default_bar()
-                .template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                .map_err(|e| e.to_string())?
-                .progress_chars("=> "),
-        )
-    };
-    // A hidden bar (JSON, or stderr not a terminal) prints nothing, so lines go straight out.
-    let say = |line: String| {
-        if bar.is_hidden() {
+/// Shows the trainer's events on the terminal: a progress bar and lines,
+/// or JSON lines with `--json`.
+struct Printer<'a> {
+    bar: ProgressBar,
+    json: bool,
+    batch: usize,
+    data_path: &'a Path,
+    epochs: u64,
+    last_layers: Vec<crate::train::trainer::LayerTime>,
+}
+
+impl<'a> Printer<'a> {
+    fn new(args: &TrainArgs, data_path: &'a Path) -> Result<Self, CliError> {
+        let bar = if args.json {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0).with_style(
+                ProgressStyle::default_bar()
+                    .template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+                    .map_err(|e| e.to_string())?
+                    .progress_chars("=> "),
+            )
+        };
+        Ok(Printer {
+            bar,
+            json: args.json,
+            batch: args.batch,
+            data_path,
+            epochs: 0,
+            last_layers: Vec::new(),
+        })
+    }
+
+    /// A line for the user on stderr (through the bar when it is shown:
+    /// a hidden bar, with JSON or stderr not a terminal, prints nothing).
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
-            bar.println(line);
+            self.bar.println(line);
         }
-    };
-    let say_out = |line: String| {
-        if bar.is_hidden() {
+    }
+
+    /// A result line on stdout (through the bar when it is shown).
+    fn say_out(&self, line: String) {
+        if self.bar.is_hidden() {
             println!("{line}");
         } else {
-            bar.println(line);
+            self.bar.println(line);
         }
-    };
-    let mut epochs = 0;
-    let mut last_layers = Vec::new();
-    for event in trainer.events() {
+    }
+
+    fn event(&mut self, event: Event) {
+        let bar = &self.bar;
         match event {
             Event::DataLoading { done, total } => {
                 bar.set_prefix("loading");
@@ -224,25 +269,8 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             }
-            Event::Notice(msg) => say(format!("note: {msg}")),
-            Event::Started(info) => {
-                epochs = info.epochs;
-                say(format!(
-                    "training {} on {} ({} classes): {} train / {} val / {} test images, {} batches of {} per epoch, {} trainable of {} parameters",
-                    info.design,
-                    data_path.display(),
-                    info.classes.len(),
-                    info.train_images,
-                    info.val_images,
-                    info.test_images,
-                    info.batches_per_epoch,
-                    args.batch,
-                    info.trainable_params,
-                    info.total_params
-                ));
-                bar.set_length(info.batches_per_epoch as u64);
-                bar.set_position(0);
-            }
+            Event::Notice(msg) => self.say(format!("note: {msg}")),
+            Event::Started(info) => self.started(&info),
             Event::State(_) | Event::Layers(_) | Event::FeatureMaps(_) | Event::GradCam(_) => {}
             Event::Batch {
                 epoch,
@@ -253,7 +281,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
                 eta,
                 ..
             } => {
-                bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+                bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
                 bar.set_length(batches as u64);
                 bar.set_position(batch as u64);
                 bar.set_message(format!(
@@ -261,75 +289,11 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
                     fmt_duration(eta)
                 ));
             }
-            Event::Epoch(e) => {
-                last_layers.clone_from(&e.layer_times);
-                if json {
-                    println!(
-                        "{}",
-                        json!({
-                            "epoch": e.epoch,
-                            "train_loss": e.train_loss,
-                            "train_acc": e.train_acc,
-                            "val_loss": e.val_loss,
-                            "val_acc": e.val_acc,
-                            "seconds": e.seconds,
-                        })
-                    );
-                } else {
-                    let val = match (e.val_loss, e.val_acc) {
-                        (Some(l), Some(a)) => format!(" · val loss {l:.4} acc {:.2}%", 100.0 * a),
-                        _ => String::new(),
-                    };
-                    say_out(format!(
-                        "epoch {:>3}/{epochs} · train loss {:.4} acc {:.2}%{val} · {:.1} s",
-                        e.epoch,
-                        e.train_loss,
-                        100.0 * e.train_acc,
-                        e.seconds
-                    ));
-                }
-                bar.set_position(0);
-            }
-            Event::Finished(t) => {
-                bar.finish_and_clear();
-                if !json && !last_layers.is_empty() {
-                    let top: Vec<String> = last_layers
-                        .iter()
-                        .take(5)
-                        .map(|l| format!("{} {:.1}", l.name, l.ms_per_batch))
-                        .collect();
-                    eprintln!(
-                        "slowest layers (ms per batch, last epoch): {}",
-                        top.join(", ")
-                    );
-                }
-                if json {
-                    println!(
-                        "{}",
-                        json!({
-                            "test_acc": t.test_acc,
-                            "test_loss": t.test_loss,
-                            "test_acc_without_precise_bn": t.test_acc_without_precise_bn,
-                            "epochs": epochs,
-                        })
-                    );
-                } else if t.test_acc.is_finite() {
-                    let without = t
-                        .test_acc_without_precise_bn
-                        .map(|a| format!(" (without precise BN {:.2}%)", 100.0 * a))
-                        .unwrap_or_default();
-                    println!(
-                        "test accuracy {:.2}%{without} · test loss {:.4}",
-                        100.0 * t.test_acc,
-                        t.test_loss
-                    );
-                } else {
-                    println!("no test split; done");
-                }
-            }
+            Event::Epoch(e) => self.epoch(&e),
+            Event::Finished(t) => self.finished(&t),
             Event::Stopped { epoch, batch } => {
                 bar.finish_and_clear();
-                say(format!("stopped in epoch {epoch} after batch {batch}"));
+                self.say(format!("stopped in epoch {epoch} after batch {batch}"));
             }
             Event::Failed(msg) => {
                 bar.finish_and_clear();
@@ -338,12 +302,95 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
             Event::SaveFailed { message, .. } => eprintln!("error: {message}"),
         }
     }
-    let outcome = trainer.join()?;
-    Ok(match outcome.end {
-        RunEnd::Finished => ExitCode::SUCCESS,
-        RunEnd::Stopped => ExitCode::from(1),
-        RunEnd::Failed(_) => ExitCode::from(3),
-    })
+
+    fn started(&mut self, info: &RunInfo) {
+        self.epochs = info.epochs;
+        self.say(format!(
+            "training {} on {} ({} classes): {} train / {} val / {} test images, {} batches of {} per epoch, {} trainable of {} parameters",
+            info.design,
+            self.data_path.display(),
+            info.classes.len(),
+            info.train_images,
+            info.val_images,
+            info.test_images,
+            info.batches_per_epoch,
+            self.batch,
+            info.trainable_params,
+            info.total_params
+        ));
+        self.bar.set_length(info.batches_per_epoch as u64);
+        self.bar.set_position(0);
+    }
+
+    fn epoch(&mut self, e: &EpochStats) {
+        self.last_layers.clone_from(&e.layer_times);
+        if self.json {
+            println!(
+                "{}",
+                json!({
+                    "epoch": e.epoch,
+                    "train_loss": e.train_loss,
+                    "train_acc": e.train_acc,
+                    "val_loss": e.val_loss,
+                    "val_acc": e.val_acc,
+                    "seconds": e.seconds,
+                })
+            );
+        } else {
+            let val = match (e.val_loss, e.val_acc) {
+                (Some(l), Some(a)) => format!(" · val loss {l:.4} acc {:.2}%", 100.0 * a),
+                _ => String::new(),
+            };
+            self.say_out(format!(
+                "epoch {:>3}/{} · train loss {:.4} acc {:.2}%{val} · {:.1} s",
+                e.epoch,
+                self.epochs,
+                e.train_loss,
+                100.0 * e.train_acc,
+                e.seconds
+            ));
+        }
+        self.bar.set_position(0);
+    }
+
+    fn finished(&self, t: &TestResult) {
+        self.bar.finish_and_clear();
+        if !self.json && !self.last_layers.is_empty() {
+            let top: Vec<String> = self
+                .last_layers
+                .iter()
+                .take(5)
+                .map(|l| format!("{} {:.1}", l.name, l.ms_per_batch))
+                .collect();
+            eprintln!(
+                "slowest layers (ms per batch, last epoch): {}",
+                top.join(", ")
+            );
+        }
+        if self.json {
+            println!(
+                "{}",
+                json!({
+                    "test_acc": t.test_acc,
+                    "test_loss": t.test_loss,
+                    "test_acc_without_precise_bn": t.test_acc_without_precise_bn,
+                    "epochs": self.epochs,
+                })
+            );
+        } else if t.test_acc.is_finite() {
+            let without = t
+                .test_acc_without_precise_bn
+                .map(|a| format!(" (without precise BN {:.2}%)", 100.0 * a))
+                .unwrap_or_default();
+            println!(
+                "test accuracy {:.2}%{without} · test loss {:.4}",
+                100.0 * t.test_acc,
+                t.test_loss
+            );
+        } else {
+            println!("no test split; done");
+        }
+    }
 }
 
 /// Refuses, before anything is loaded, a `--save` or `--checkpoint` that
@@ -370,7 +417,7 @@ pub fn evaluate(args: EvalArgs) -> Result<ExitCode, CliError> {
     let mut models = paths
         .iter()
         .map(|p| eval::load_model_within(&graph, p, args.batch.max(1), &budget))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let meta = models[0].meta.clone();
     if let Some(n) = &models[0].notice
         && !args.json

@@ -84,6 +84,7 @@ impl<'g> Builder<'g> {
                 padding,
                 groups,
                 bias: true,
+                dilation: [1, 1],
             },
             &[from],
         )
@@ -131,6 +132,7 @@ impl<'g> Builder<'g> {
                 stride,
                 padding: p,
                 ceil_mode: false,
+                include_padding: false,
             }
         };
         self.layer(name, kind, &[from])

@@ -57,6 +57,9 @@ fn default_leaky_alpha() -> f64 {
 fn is_one(v: &u32) -> bool {
     *v == 1
 }
+fn is_one2(v: &[u32; 2]) -> bool {
+    *v == [1, 1]
+}
 fn is_true(v: &bool) -> bool {
     *v
 }
@@ -85,6 +88,9 @@ pub enum LayerKind {
         groups: u32,
         #[serde(default = "yes", skip_serializing_if = "is_true")]
         bias: bool,
+        /// `[height, width]` spacing of the kernel's taps (1: adjacent).
+        #[serde(default = "one2", skip_serializing_if = "is_one2")]
+        dilation: [u32; 2],
     },
     #[serde(rename = "zero_pad2d")]
     ZeroPad2d {
@@ -106,6 +112,12 @@ pub enum LayerKind {
         padding: Padding,
         #[serde(default, skip_serializing_if = "is_false")]
         ceil_mode: bool,
+        /// Divide every window by its size clipped to the padded input
+        /// (padded zeros count; PyTorch's default `count_include_pad=True`),
+        /// instead of by the number of real input values in it (off; the
+        /// behaviour of design files that do not say).
+        #[serde(default, skip_serializing_if = "is_false")]
+        include_padding: bool,
     },
     GlobalAvgPool,
     BatchNorm {
@@ -122,6 +134,14 @@ pub enum LayerKind {
     },
     Sigmoid,
     Tanh,
+    /// `min(max(x, 0), 6)` (MobileNet).
+    Relu6,
+    /// PyTorch's hard sigmoid, `relu6(x + 3) / 6`.
+    HardSigmoid,
+    /// `x · hard_sigmoid(x)` (MobileNetV3).
+    HardSwish,
+    /// SiLU / Swish, `x · sigmoid(x)` (EfficientNet).
+    Silu,
     Softmax,
     Dropout {
         rate: f64,
@@ -136,6 +156,42 @@ pub enum LayerKind {
     Add,
     /// Concatenation of N inputs along the channel axis.
     Concat,
+    /// Input 0 (an H×W×C volume) with each channel multiplied by the matching
+    /// value of input 1 (a gate of C values, as a vector or 1×1×C):
+    /// squeeze-and-excitation.
+    ChannelScale,
+}
+
+/// The parameter-free element-wise activation kinds, as one pattern: the one
+/// list that shape, cost, interop, the inspector and the palette match on.
+/// A new parameter-free activation is added here (and to [`LayerKind`],
+/// its catalogue and [`LayerKind::info`]); the places that then need it
+/// (its kernel, plan lowering, ONNX and PyTorch export) are the exhaustive
+/// `match`es the compiler points to.
+macro_rules! parameter_free_activation {
+    () => {
+        $crate::graph::LayerKind::Relu
+            | $crate::graph::LayerKind::Sigmoid
+            | $crate::graph::LayerKind::Tanh
+            | $crate::graph::LayerKind::Relu6
+            | $crate::graph::LayerKind::HardSigmoid
+            | $crate::graph::LayerKind::HardSwish
+            | $crate::graph::LayerKind::Silu
+    };
+}
+pub(crate) use parameter_free_activation;
+
+/// A kind's catalogue entry, from [`LayerKind::info`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindInfo {
+    /// The serialised tag, e.g. `conv2d`.
+    pub tag: &'static str,
+    /// Human-readable kind, as shown in tables and on nodes.
+    pub name: &'static str,
+    /// One line on what the layer computes (the palette's tooltip).
+    pub description: &'static str,
+    /// How its output shape follows from its input.
+    pub shape_rule: &'static str,
 }
 
 /// How many inputs a layer takes.
@@ -164,6 +220,7 @@ impl LayerKind {
                 padding: Padding::Same,
                 groups: 1,
                 bias: true,
+                dilation: [1, 1],
             },
             ZeroPad2d {
                 padding: [1, 1, 1, 1],
@@ -179,6 +236,7 @@ impl LayerKind {
                 stride: [2, 2],
                 padding: Padding::Valid,
                 ceil_mode: false,
+                include_padding: false,
             },
             GlobalAvgPool,
             BatchNorm {
@@ -191,6 +249,10 @@ impl LayerKind {
             },
             Sigmoid,
             Tanh,
+            Relu6,
+            HardSigmoid,
+            HardSwish,
+            Silu,
             Softmax,
             Dropout { rate: 0.5 },
             Flatten,
@@ -200,41 +262,155 @@ impl LayerKind {
             },
             Add,
             Concat,
+            ChannelScale,
         ]
     }
 
-    /// The serialised tag and the human-readable name, from one table so they cannot drift apart.
-    fn names(&self) -> (&'static str, &'static str) {
+    /// What the catalogue says about the kind: its serialised tag, name,
+    /// one-line description and shape rule, from one table so they cannot
+    /// drift apart.
+    pub fn info(&self) -> KindInfo {
         use LayerKind::*;
-        match self {
-            Input { .. } => ("input", "Input"),
-            Conv2d { .. } => ("conv2d", "Conv2D"),
-            ZeroPad2d { .. } => ("zero_pad2d", "ZeroPad2D"),
-            MaxPool2d { .. } => ("max_pool2d", "MaxPool2D"),
-            AvgPool2d { .. } => ("avg_pool2d", "AvgPool2D"),
-            GlobalAvgPool => ("global_avg_pool", "GlobalAvgPool"),
-            BatchNorm { .. } => ("batch_norm", "BatchNorm"),
-            Relu => ("relu", "ReLU"),
-            LeakyRelu { .. } => ("leaky_relu", "LeakyReLU"),
-            Sigmoid => ("sigmoid", "Sigmoid"),
-            Tanh => ("tanh", "Tanh"),
-            Softmax => ("softmax", "Softmax"),
-            Dropout { .. } => ("dropout", "Dropout"),
-            Flatten => ("flatten", "Flatten"),
-            Dense { .. } => ("dense", "Dense"),
-            Add => ("add", "Add"),
-            Concat => ("concat", "Concat"),
+        let (tag, name, description, shape_rule) = match self {
+            Input { .. } => (
+                "input",
+                "Input",
+                "The images fed to the network.",
+                "H×W×C as set",
+            ),
+            Conv2d { .. } => (
+                "conv2d",
+                "Conv2D",
+                "Learned filters slid over the volume (optionally grouped and dilated).",
+                "out = ⌊(n + 2p − d(f−1) − 1)/s⌋ + 1 per axis; C = filters",
+            ),
+            ZeroPad2d { .. } => (
+                "zero_pad2d",
+                "ZeroPad2D",
+                "Zeros added around the border.",
+                "H + top + bottom × W + left + right × C",
+            ),
+            MaxPool2d { .. } => (
+                "max_pool2d",
+                "MaxPool2D",
+                "The largest value of each window.",
+                "out = ⌊(n + 2p − f)/s⌋ + 1 per axis; C unchanged",
+            ),
+            AvgPool2d { .. } => (
+                "avg_pool2d",
+                "AvgPool2D",
+                "The mean of each window, counting padded zeros or not.",
+                "out = ⌊(n + 2p − f)/s⌋ + 1 per axis; C unchanged",
+            ),
+            GlobalAvgPool => (
+                "global_avg_pool",
+                "GlobalAvgPool",
+                "The mean of each channel over the whole image.",
+                "H×W×C → C",
+            ),
+            BatchNorm { .. } => (
+                "batch_norm",
+                "BatchNorm",
+                "Normalises each channel over the batch, then scales and shifts it.",
+                "unchanged",
+            ),
+            Relu => ("relu", "ReLU", "max(x, 0), element-wise.", "unchanged"),
+            LeakyRelu { .. } => (
+                "leaky_relu",
+                "LeakyReLU",
+                "x for x > 0, else α·x, element-wise.",
+                "unchanged",
+            ),
+            Sigmoid => (
+                "sigmoid",
+                "Sigmoid",
+                "1 / (1 + e^−x), element-wise.",
+                "unchanged",
+            ),
+            Tanh => ("tanh", "Tanh", "tanh(x), element-wise.", "unchanged"),
+            Relu6 => (
+                "relu6",
+                "ReLU6",
+                "min(max(x, 0), 6), element-wise (MobileNet).",
+                "unchanged",
+            ),
+            HardSigmoid => (
+                "hard_sigmoid",
+                "HardSigmoid",
+                "relu6(x + 3) / 6, element-wise: a cheap sigmoid.",
+                "unchanged",
+            ),
+            HardSwish => (
+                "hard_swish",
+                "HardSwish",
+                "x · relu6(x + 3) / 6, element-wise (MobileNetV3).",
+                "unchanged",
+            ),
+            Silu => (
+                "silu",
+                "SiLU",
+                "Swish: x · sigmoid(x), element-wise (EfficientNet).",
+                "unchanged",
+            ),
+            Softmax => (
+                "softmax",
+                "Softmax",
+                "Class probabilities: e^x / Σ e^x over the last axis.",
+                "unchanged",
+            ),
+            Dropout { .. } => (
+                "dropout",
+                "Dropout",
+                "Zeroes a random share of values while training.",
+                "unchanged",
+            ),
+            Flatten => (
+                "flatten",
+                "Flatten",
+                "The volume as one vector.",
+                "H×W×C → H·W·C",
+            ),
+            Dense { .. } => (
+                "dense",
+                "Dense",
+                "Every input connected to every unit (fully connected).",
+                "vector → units",
+            ),
+            Add => (
+                "add",
+                "Add",
+                "Element-wise sum of two or more inputs.",
+                "all inputs the same shape; unchanged",
+            ),
+            Concat => (
+                "concat",
+                "Concat",
+                "Inputs stacked along the channel axis.",
+                "same H×W; C = sum of the inputs' C",
+            ),
+            ChannelScale => (
+                "channel_scale",
+                "ChannelScale",
+                "Each channel of input 0 times the matching gate value of input 1 (squeeze-and-excitation).",
+                "H×W×C (input 0) × C or 1×1×C (input 1) → H×W×C",
+            ),
+        };
+        KindInfo {
+            tag,
+            name,
+            description,
+            shape_rule,
         }
     }
 
     /// The serialised tag, e.g. `conv2d`.
     pub fn tag(&self) -> &'static str {
-        self.names().0
+        self.info().tag
     }
 
     /// Human-readable kind, as shown in tables and on nodes.
     pub fn display_name(&self) -> &'static str {
-        self.names().1
+        self.info().name
     }
 
     /// Key parameters in a few characters, e.g. `32 · 3×3 /2 same`.
@@ -263,6 +439,7 @@ impl LayerKind {
                 stride: s,
                 padding,
                 groups,
+                dilation,
                 ..
             } => {
                 let g = if *groups > 1 {
@@ -270,8 +447,13 @@ impl LayerKind {
                 } else {
                     String::new()
                 };
+                let d = match *dilation {
+                    [1, 1] => String::new(),
+                    [a, b] if a == b => format!(" d{a}"),
+                    [a, b] => format!(" d{a}×{b}"),
+                };
                 format!(
-                    "{filters} · {}×{}{} {}{g}",
+                    "{filters} · {}×{}{} {}{g}{d}",
                     kernel[0],
                     kernel[1],
                     stride(s),
@@ -290,28 +472,42 @@ impl LayerKind {
                 stride: s,
                 padding,
                 ceil_mode,
+                ..
             } => format!(
-                "{}×{}{} {}{}",
+                "{}×{}{} {}{}{}",
                 kernel[0],
                 kernel[1],
                 stride(s),
                 padding.label(),
-                if *ceil_mode { " ceil" } else { "" }
+                if *ceil_mode { " ceil" } else { "" },
+                match self {
+                    AvgPool2d {
+                        include_padding: true,
+                        padding: Padding::Same | Padding::Explicit(_),
+                        ..
+                    } => " incl. pad",
+                    _ => "",
+                }
             ),
             BatchNorm { momentum, .. } => format!("momentum {momentum}"),
             LeakyRelu { alpha } => format!("α {alpha}"),
             Dropout { rate } => format!("rate {rate}"),
             Dense { units, .. } => format!("{units} units"),
-            GlobalAvgPool | Relu | Sigmoid | Tanh | Softmax | Flatten | Add | Concat => {
-                String::new()
-            }
+            GlobalAvgPool
+            | parameter_free_activation!()
+            | Softmax
+            | Flatten
+            | Add
+            | Concat
+            | ChannelScale => String::new(),
         }
     }
 
     pub fn arity(&self) -> Arity {
         match self {
             LayerKind::Input { .. } => Arity::None,
-            LayerKind::Add | LayerKind::Concat => Arity::Many,
+            // ChannelScale takes exactly two; inference says so when it has more.
+            LayerKind::Add | LayerKind::Concat | LayerKind::ChannelScale => Arity::Many,
             _ => Arity::One,
         }
     }
@@ -353,11 +549,13 @@ impl LayerKind {
                 kernel,
                 stride,
                 groups,
+                dilation,
                 ..
             } => {
                 positive("filters", *filters)?;
                 pair("kernel", kernel)?;
                 pair("stride", stride)?;
+                pair("dilation", dilation)?;
                 positive("groups", *groups)?;
                 if filters % groups != 0 {
                     return Err(format!(
@@ -396,13 +594,12 @@ impl LayerKind {
             Dense { units, .. } => positive("units", *units),
             ZeroPad2d { .. }
             | GlobalAvgPool
-            | Relu
-            | Sigmoid
-            | Tanh
+            | parameter_free_activation!()
             | Softmax
             | Flatten
             | Add
-            | Concat => Ok(()),
+            | Concat
+            | ChannelScale => Ok(()),
         }
     }
 }
@@ -423,7 +620,8 @@ mod tests {
                 stride: [1, 1],
                 padding: Padding::Valid,
                 groups: 1,
-                bias: true
+                bias: true,
+                dilation: [1, 1],
             }
         );
         let text = serde_json::to_string(&kind).unwrap();
@@ -459,6 +657,7 @@ mod tests {
             padding: Padding::Valid,
             groups: 1,
             bias: true,
+            dilation: [1, 1],
         };
         assert_eq!(
             conv.validate().unwrap_err(),

@@ -10,7 +10,8 @@ pub mod layer;
 pub mod layout;
 pub mod route;
 
-pub use layer::{Arity, LayerKind, Padding};
+pub(crate) use layer::parameter_free_activation;
+pub use layer::{Arity, KindInfo, LayerKind, Padding};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -7,7 +7,7 @@
 //!   non-trainable) or PyTorch-style (running statistics are buffers, not params).
 
 use super::shape::{Axis, Shape};
-use crate::graph::LayerKind;
+use crate::graph::{LayerKind, parameter_free_activation};
 use serde::Serialize;
 
 /// How operations are counted.
@@ -208,15 +208,14 @@ pub fn layer_cost(
         | LayerKind::MaxPool2d { .. }
         | LayerKind::AvgPool2d { .. }
         | LayerKind::GlobalAvgPool
-        | LayerKind::Relu
+        | parameter_free_activation!()
         | LayerKind::LeakyRelu { .. }
-        | LayerKind::Sigmoid
-        | LayerKind::Tanh
         | LayerKind::Softmax
         | LayerKind::Dropout { .. }
         | LayerKind::Flatten
         | LayerKind::Add
-        | LayerKind::Concat => LayerCost {
+        | LayerKind::Concat
+        | LayerKind::ChannelScale => LayerCost {
             macs_arithmetic: "0 (no weights)".into(),
             params_arithmetic: "0".into(),
             ..Default::default()

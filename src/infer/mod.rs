@@ -349,6 +349,7 @@ mod tests {
                     padding: Padding::Valid,
                     groups: 1,
                     bias: true,
+                    dilation: [1, 1],
                 },
                 [0.0, 0.0],
             )

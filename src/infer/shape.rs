@@ -1,6 +1,6 @@
 //! Output volume of every layer, with errors attached to the node at fault.
 
-use crate::graph::{LayerKind, NodeId, Padding};
+use crate::graph::{LayerKind, NodeId, Padding, parameter_free_activation};
 use serde::Serialize;
 use std::fmt;
 
@@ -116,7 +116,10 @@ impl ShapeError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Axis {
     pub input: u64,
+    /// Taps of the window (the weight's extent, not its span).
     pub kernel: u64,
+    /// Spacing of the taps: the window spans `dilation·(kernel − 1) + 1`.
+    pub dilation: u64,
     pub stride: u64,
     pub pad_before: u64,
     pub pad_after: u64,
@@ -180,11 +183,44 @@ pub fn resolve_axis(
     Ok(Axis {
         input: n,
         kernel,
+        dilation: 1,
         stride,
         pad_before: before,
         pad_after: after,
         output,
     })
+}
+
+/// [`resolve_axis`] for a window of `kernel` taps `dilation` apart: it spans
+/// `d(f − 1) + 1` inputs, so `out = ⌊(n + p_total − d(f − 1) − 1)/s⌋ + 1`.
+pub fn resolve_dilated_axis(
+    n: u64,
+    kernel: u64,
+    dilation: u64,
+    stride: u64,
+    padding: Padding,
+    axis: usize,
+) -> Result<Axis, String> {
+    let dim = if axis == 0 { "height" } else { "width" };
+    if dilation == 0 {
+        return Err(format!("dilation {dim} must be at least 1, got 0"));
+    }
+    let span = kernel
+        .checked_sub(1)
+        .and_then(|k| k.checked_mul(dilation))
+        .and_then(|s| s.checked_add(1))
+        .filter(|&s| s <= MAX_ELEMENTS)
+        .ok_or_else(|| format!("kernel {dim} {kernel} dilated by {dilation} is too large"))?;
+    let mut a = resolve_axis(n, span, stride, padding, axis, false).map_err(|e| {
+        if dilation > 1 {
+            format!("{e} (the kernel {kernel} dilated by {dilation} spans {span})")
+        } else {
+            e
+        }
+    })?;
+    a.kernel = kernel;
+    a.dilation = dilation;
+    Ok(a)
 }
 
 /// The output shape of a layer given its input shapes, or the reason it has none.
@@ -241,6 +277,7 @@ pub fn output_shape(
             stride,
             padding,
             groups,
+            dilation,
             ..
         } => {
             let (h, w, c) = volume("Conv2D")?;
@@ -249,7 +286,11 @@ pub fn output_shape(
                     "input channels ({c}) must be divisible by groups ({groups})"
                 )));
             }
-            let axes = window(h, w, kernel, stride, *padding, false)?;
+            let axis = |i: usize, n: u64| {
+                let (k, d, s) = (kernel[i] as u64, dilation[i] as u64, stride[i] as u64);
+                resolve_dilated_axis(n, k, d, s, *padding, i).map_err(ShapeError::new)
+            };
+            let axes = [axis(0, h)?, axis(1, w)?];
             Ok((
                 Shape::Volume {
                     h: axes[0].output,
@@ -282,6 +323,7 @@ pub fn output_shape(
             stride,
             padding,
             ceil_mode,
+            ..
         } => {
             let (h, w, c) = volume(kind.display_name())?;
             let axes = window(h, w, kernel, stride, *padding, *ceil_mode)?;
@@ -311,12 +353,47 @@ pub fn output_shape(
                 Ok((Shape::Vector(*units as u64), None))
             }
         },
-        BatchNorm { .. } | Relu | LeakyRelu { .. } | Sigmoid | Tanh | Softmax | Dropout { .. } => {
-            Ok((single()?, None))
-        }
+        BatchNorm { .. }
+        | parameter_free_activation!()
+        | LeakyRelu { .. }
+        | Softmax
+        | Dropout { .. } => Ok((single()?, None)),
         Add => add_shape(inputs).map(|s| (s, None)),
         Concat => concat_shape(inputs).map(|s| (s, None)),
+        ChannelScale => channel_scale_shape(inputs).map(|s| (s, None)),
     }
+}
+
+/// Input 0 is the H×W×C volume, input 1 its gate: C values, as a vector or
+/// a 1×1×C volume. The output is the volume's shape.
+fn channel_scale_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
+    let [(_, volume), (_, gate)] = inputs else {
+        return Err(ShapeError::new(format!(
+            "ChannelScale needs exactly 2 inputs (the volume on input 0, the gate on input 1), has {}",
+            inputs.len()
+        )));
+    };
+    let Shape::Volume { c, .. } = *volume else {
+        return Err(ShapeError::new(format!(
+            "ChannelScale's input 0 must be an H×W×C volume, but it is a flat vector of {volume}"
+        )));
+    };
+    let gate_c = match *gate {
+        Shape::Vector(n) => n,
+        Shape::Volume { h: 1, w: 1, c } => c,
+        Shape::Volume { .. } => {
+            return Err(ShapeError::new(format!(
+                "ChannelScale's input 1 (the gate) must be 1×1×C or a vector of C, but it is {gate}; \
+                 is the volume wired to input 1?"
+            )));
+        }
+    };
+    if gate_c != c {
+        return Err(ShapeError::new(format!(
+            "ChannelScale's gate has {gate_c} values but the volume has {c} channels"
+        )));
+    }
+    Ok(*volume)
 }
 
 fn add_shape(inputs: &[(NodeId, Shape)]) -> Result<Shape, ShapeError> {
@@ -524,5 +601,59 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.fix, Some(FixIt::InsertFlatten { from: NodeId(3) }));
+    }
+
+    #[test]
+    fn dilated_windows_span_d_times_f_minus_1_plus_1() {
+        // 3×3 dilated by 2 with padding 2 keeps the size (DeepLab's atrous conv).
+        let a = resolve_dilated_axis(17, 3, 2, 1, Padding::symmetric(2), 0).unwrap();
+        assert_eq!((a.output, a.kernel, a.dilation), (17, 3, 2));
+        // ⌊(10 + 0 − 2·2 − 1)/2⌋ + 1 = 3.
+        let a = resolve_dilated_axis(10, 3, 2, 2, Padding::Valid, 0).unwrap();
+        assert_eq!(a.output, 3);
+        // `same` pads for the spanned window: 3 taps 3 apart span 7, pad 3 + 3.
+        let a = resolve_dilated_axis(9, 3, 3, 1, Padding::Same, 1).unwrap();
+        assert_eq!((a.output, a.pad_before, a.pad_after), (9, 3, 3));
+        // Dilation 1 is the plain rule.
+        assert_eq!(
+            resolve_dilated_axis(27, 5, 1, 1, Padding::symmetric(2), 0).unwrap(),
+            Axis {
+                dilation: 1,
+                ..resolve_axis(27, 5, 1, Padding::symmetric(2), 0, false).unwrap()
+            }
+        );
+        let err = resolve_dilated_axis(4, 3, 2, 1, Padding::Valid, 0).unwrap_err();
+        assert!(err.contains("spans 5"), "{err}");
+        let err = resolve_dilated_axis(4, 3, 0, 1, Padding::Valid, 1).unwrap_err();
+        assert_eq!(err, "dilation width must be at least 1, got 0");
+        let err = resolve_dilated_axis(4, u64::MAX, u64::MAX, 1, Padding::Valid, 0).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn channel_scale_takes_a_volume_and_its_gate() {
+        let scale = |ins: &[Shape]| {
+            let ins: Vec<(NodeId, Shape)> = ins.iter().map(|s| (NodeId(0), *s)).collect();
+            output_shape(&LayerKind::ChannelScale, &ins).map(|(s, _)| s)
+        };
+        assert_eq!(scale(&[vol(7, 5, 8), Shape::Vector(8)]), Ok(vol(7, 5, 8)));
+        assert_eq!(scale(&[vol(7, 5, 8), vol(1, 1, 8)]), Ok(vol(7, 5, 8)));
+        let err = scale(&[vol(7, 5, 8), Shape::Vector(4)]).unwrap_err();
+        assert!(
+            err.message.contains("4 values but the volume has 8"),
+            "{err:?}"
+        );
+        let err = scale(&[Shape::Vector(8), vol(7, 5, 8)]).unwrap_err();
+        assert!(
+            err.message.contains("input 0 must be an H×W×C volume"),
+            "{err:?}"
+        );
+        let err = scale(&[vol(1, 1, 8), vol(7, 5, 8)]).unwrap_err();
+        assert!(
+            err.message.contains("is the volume wired to input 1?"),
+            "{err:?}"
+        );
+        let err = scale(&[vol(7, 5, 8)]).unwrap_err();
+        assert!(err.message.contains("exactly 2 inputs"), "{err:?}");
     }
 }

@@ -19,7 +19,7 @@ pub mod proto;
 pub mod pytorch;
 pub mod pytorch_project;
 
-use crate::graph::{Graph, LayerKind, NodeId};
+use crate::graph::{Graph, LayerKind, NodeId, parameter_free_activation};
 use crate::infer::{Analysis, Shape};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -96,15 +96,14 @@ pub(crate) fn param_shapes(
         | LayerKind::MaxPool2d { .. }
         | LayerKind::AvgPool2d { .. }
         | LayerKind::GlobalAvgPool
-        | LayerKind::Relu
+        | parameter_free_activation!()
         | LayerKind::LeakyRelu { .. }
-        | LayerKind::Sigmoid
-        | LayerKind::Tanh
         | LayerKind::Softmax
         | LayerKind::Dropout { .. }
         | LayerKind::Flatten
         | LayerKind::Add
-        | LayerKind::Concat => Vec::new(),
+        | LayerKind::Concat
+        | LayerKind::ChannelScale => Vec::new(),
     }
 }
 
@@ -149,10 +148,8 @@ pub(crate) fn vector_orders(
                 Some(Shape::Vector(_)) => first,
                 _ => None,
             },
-            LayerKind::Relu
+            parameter_free_activation!()
             | LayerKind::LeakyRelu { .. }
-            | LayerKind::Sigmoid
-            | LayerKind::Tanh
             | LayerKind::Softmax
             | LayerKind::Dropout { .. }
             | LayerKind::BatchNorm { .. } => first,

@@ -234,11 +234,16 @@ fn module_source_with(graph: &Graph, logits: bool) -> Result<String, InteropErro
                 stride,
                 groups,
                 bias,
+                dilation,
                 ..
             } => {
                 let k = pair(kernel[0] as u64, kernel[1] as u64);
                 let s = pair(stride[0] as u64, stride[1] as u64);
                 let mut extra = String::new();
+                if *dilation != [1, 1] {
+                    let d = pair(dilation[0] as u64, dilation[1] as u64);
+                    let _ = write!(extra, ", dilation={d}");
+                }
                 if *groups != 1 {
                     let _ = write!(extra, ", groups={groups}");
                 }
@@ -288,8 +293,16 @@ fn module_source_with(graph: &Graph, logits: bool) -> Result<String, InteropErro
                 let k = pair(kernel[0] as u64, kernel[1] as u64);
                 let s = pair(stride[0] as u64, stride[1] as u64);
                 let ceil = if *ceil_mode { ", ceil_mode=True" } else { "" };
-                // Netloom's average pool divides by the in-bounds count.
-                let exclude = if !max && pads != [0; 4] {
+                // An average pool divides by the in-bounds count unless it
+                // includes the padding (PyTorch's default).
+                let include = matches!(
+                    node.kind,
+                    LayerKind::AvgPool2d {
+                        include_padding: true,
+                        ..
+                    }
+                );
+                let exclude = if !max && !include && pads != [0; 4] {
                     ", count_include_pad=False"
                 } else {
                     ""
@@ -311,7 +324,7 @@ fn module_source_with(graph: &Graph, logits: bool) -> Result<String, InteropErro
                         "        self.{me}_pad = nn.ConstantPad2d(({pl}, {pr}, {pt}, {pb}), {fill})"
                     );
                     module(format!("nn.{op}({k}, stride={s}{ceil})"));
-                    if max {
+                    if max || include {
                         line(format!("self.{me}(self.{me}_pad({x}))"));
                     } else {
                         // Divide by the in-bounds count, as Netloom does.
@@ -343,6 +356,10 @@ fn module_source_with(graph: &Graph, logits: bool) -> Result<String, InteropErro
             }
             LayerKind::Sigmoid => line(format!("torch.sigmoid({x})")),
             LayerKind::Tanh => line(format!("torch.tanh({x})")),
+            LayerKind::Relu6 => line(format!("F.relu6({x})")),
+            LayerKind::HardSigmoid => line(format!("F.hardsigmoid({x})")),
+            LayerKind::HardSwish => line(format!("F.hardswish({x})")),
+            LayerKind::Silu => line(format!("F.silu({x})")),
             LayerKind::Softmax => line(format!("torch.softmax({x}, dim=1)")),
             LayerKind::Dropout { rate } => {
                 module(format!("nn.Dropout(p={})", py_float(*rate)));
@@ -356,6 +373,13 @@ fn module_source_with(graph: &Graph, logits: bool) -> Result<String, InteropErro
                 line(format!("self.{me}({x})"));
             }
             LayerKind::Add => line(ins.join(" + ")),
+            LayerKind::ChannelScale => {
+                let gate = ins.get(1).cloned().unwrap_or_default();
+                match info.input_shapes.get(1).copied().flatten() {
+                    Some(Shape::Vector(_)) => line(format!("{x} * {gate}[:, :, None, None]")),
+                    _ => line(format!("{x} * {gate}")),
+                }
+            }
             LayerKind::Concat => line(format!("torch.cat([{}], dim=1)", ins.join(", "))),
         }
         init.push_str(&pad_init);

@@ -113,6 +113,91 @@ pub fn tanh_backward_inplace(y: &[f32], dy: &mut [f32]) {
     grad_inplace(y, dy, |y, g| g * (1.0 - y * y))
 }
 
+/// A parameter-free element-wise activation computed from the input alone,
+/// forward and backward. Each `match` arm calls a monomorphised loop over
+/// [`ELEM_CHUNK`]-sized chunks, so the per-element code is branch-light and
+/// vectorisable, and nothing allocates.
+///
+/// Derivatives at the kinks follow PyTorch's backward kernels exactly:
+/// - `Relu6` `min(max(x, 0), 6)`: `1` for `0 < x < 6`, else `0` (so `0` at
+///   `x = 0` and at `x = 6`; PyTorch's `hardtanh_backward`).
+/// - `HardSigmoid` `min(max(x + 3, 0), 6) / 6`: `1/6` for `−3 < x < 3`, else
+///   `0` (`0` at `x = ±3`).
+/// - `HardSwish` `x · min(max(x + 3, 0), 6) / 6`: `0` for `x < −3`,
+///   `x/3 + 1/2` for `−3 ≤ x ≤ 3`, `1` for `x > 3` (so `−1/2` at `x = −3` and
+///   `3/2` at `x = 3`, the one-sided values PyTorch picks).
+/// - `Silu` `x · σ(x)`: smooth, `σ(x)·(1 + x·(1 − σ(x)))`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elementwise {
+    Relu6,
+    HardSigmoid,
+    HardSwish,
+    Silu,
+}
+
+fn relu6_f(v: f32) -> f32 {
+    v.clamp(0.0, 6.0)
+}
+fn relu6_g(x: f32, g: f32) -> f32 {
+    if x > 0.0 && x < 6.0 { g } else { 0.0 }
+}
+fn hard_sigmoid_f(v: f32) -> f32 {
+    (v + 3.0).clamp(0.0, 6.0) / 6.0
+}
+fn hard_sigmoid_g(x: f32, g: f32) -> f32 {
+    if x > -3.0 && x < 3.0 { g / 6.0 } else { 0.0 }
+}
+fn hard_swish_f(v: f32) -> f32 {
+    // PyTorch's order of operations: x · relu6(x + 3), then / 6.
+    v * (v + 3.0).clamp(0.0, 6.0) / 6.0
+}
+fn hard_swish_g(x: f32, g: f32) -> f32 {
+    if x < -3.0 {
+        0.0
+    } else if x <= 3.0 {
+        g * (x / 3.0 + 0.5)
+    } else {
+        g
+    }
+}
+fn silu_f(v: f32) -> f32 {
+    v * sigmoid_f(v)
+}
+fn silu_g(x: f32, g: f32) -> f32 {
+    let s = sigmoid_f(x);
+    g * s * (1.0 + x * (1.0 - s))
+}
+
+impl Elementwise {
+    /// `y = f(x)`.
+    pub fn forward(self, x: &[f32], y: &mut [f32]) {
+        match self {
+            Elementwise::Relu6 => map(x, y, relu6_f),
+            Elementwise::HardSigmoid => map(x, y, hard_sigmoid_f),
+            Elementwise::HardSwish => map(x, y, hard_swish_f),
+            Elementwise::Silu => map(x, y, silu_f),
+        }
+    }
+
+    /// `dx = dy · f'(x)`, from the input `x`.
+    pub fn backward(self, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        match self {
+            Elementwise::Relu6 => grad(x, dy, dx, relu6_g),
+            Elementwise::HardSigmoid => grad(x, dy, dx, hard_sigmoid_g),
+            Elementwise::HardSwish => grad(x, dy, dx, hard_swish_g),
+            Elementwise::Silu => grad(x, dy, dx, silu_g),
+        }
+    }
+
+    /// Every function, for tests and tables.
+    pub const ALL: [Elementwise; 4] = [
+        Elementwise::Relu6,
+        Elementwise::HardSigmoid,
+        Elementwise::HardSwish,
+        Elementwise::Silu,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +238,61 @@ mod tests {
             sigmoid_backward(y, r, dx)
         });
         check_op("tanh", tanh_forward, |_, y, r, dx| tanh_backward(y, r, dx));
+    }
+
+    /// Finite differences away from the kinks: inputs spread over [-8, 8]
+    /// (past every kink at −3, 0, 3 and 6), none within 0.05 of one.
+    #[test]
+    fn elementwise_gradients() {
+        let kinks = [-3.0f32, 0.0, 3.0, 6.0];
+        let mut rng = Rng::new(33);
+        let x: Vec<f32> = (0..400)
+            .map(|_| rng.uniform() * 8.0)
+            .filter(|v| kinks.iter().all(|k| (v - k).abs() > 0.05))
+            .collect();
+        let r = rng.vec(x.len());
+        for f in Elementwise::ALL {
+            let mut dx = vec![0.0; x.len()];
+            f.backward(&x, &r, &mut dx);
+            let mut xs = x.clone();
+            check(&format!("{f:?}"), &mut xs, &dx, 1e-2, |x| {
+                let mut y = vec![0.0; x.len()];
+                f.forward(x, &mut y);
+                dot64(&y, &r)
+            });
+        }
+    }
+
+    /// Values and the derivatives at the kinks as PyTorch defines them.
+    #[test]
+    fn elementwise_values_and_kinks() {
+        let at = |f: Elementwise, x: f32| {
+            let (mut y, mut dx) = ([0.0], [0.0]);
+            f.forward(&[x], &mut y);
+            f.backward(&[x], &[1.0], &mut dx);
+            (y[0], dx[0])
+        };
+        use Elementwise::*;
+        assert_eq!(at(Relu6, -1.0), (0.0, 0.0));
+        assert_eq!(at(Relu6, 0.0), (0.0, 0.0));
+        assert_eq!(at(Relu6, 2.5), (2.5, 1.0));
+        assert_eq!(at(Relu6, 6.0), (6.0, 0.0));
+        assert_eq!(at(Relu6, 9.0), (6.0, 0.0));
+        assert_eq!(at(HardSigmoid, -3.0), (0.0, 0.0));
+        assert_eq!(at(HardSigmoid, 0.0), (0.5, 1.0 / 6.0));
+        assert_eq!(at(HardSigmoid, 3.0), (1.0, 0.0));
+        assert_eq!(at(HardSwish, -4.0), (-0.0, 0.0));
+        assert_eq!(at(HardSwish, -3.0), (-0.0, -0.5));
+        assert_eq!(at(HardSwish, 0.0), (0.0, 0.5));
+        assert_eq!(at(HardSwish, 3.0), (3.0, 1.5));
+        assert_eq!(at(HardSwish, 4.0), (4.0, 1.0));
+        assert_eq!(at(Silu, 0.0), (0.0, 0.5));
+        let (y, d) = at(Silu, 2.0);
+        let s = 1.0 / (1.0 + (-2.0f32).exp());
+        assert!((y - 2.0 * s).abs() < 1e-6 && (d - s * (1.0 + 2.0 * (1.0 - s))).abs() < 1e-6);
+        // Far tails stay finite.
+        assert_eq!(at(Silu, -1000.0), (-0.0, -0.0));
+        assert_eq!(at(Silu, 1000.0), (1000.0, 1.0));
     }
 
     #[test]

@@ -56,6 +56,7 @@ mod micro;
 pub mod misc;
 pub mod norm;
 pub mod pool;
+pub mod scale;
 
 pub use conv::{Conv2dGeometry, GeometryError};
 pub use isa::KernelSet;

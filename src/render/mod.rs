@@ -86,10 +86,18 @@ pub fn kind_rgb(kind: &LayerKind) -> [u8; 3] {
         ZeroPad2d { .. } => [100, 100, 120],
         MaxPool2d { .. } | AvgPool2d { .. } | GlobalAvgPool => [130, 90, 170],
         BatchNorm { .. } => [40, 140, 140],
-        Relu | LeakyRelu { .. } | Sigmoid | Tanh | Softmax => [190, 120, 50],
+        Relu
+        | LeakyRelu { .. }
+        | Sigmoid
+        | Tanh
+        | Relu6
+        | HardSigmoid
+        | HardSwish
+        | Silu
+        | Softmax => [190, 120, 50],
         Dropout { .. } | Flatten => [110, 110, 110],
         Dense { .. } => [160, 70, 110],
-        Add | Concat => [170, 150, 40],
+        Add | Concat | ChannelScale => [170, 150, 40],
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::forward::dropout_seed;
 use super::plan::{GradWrite, Head, Op, ParamTensor, Plan};
-use crate::kernels::{activation, conv, dense, loss, misc, norm, pool};
+use crate::kernels::{activation, conv, dense, loss, misc, norm, pool, scale};
 use std::time::Instant;
 
 impl Plan {
@@ -149,6 +149,7 @@ impl Plan {
                     }
                 }
             }
+            Op::ChannelScale { hw, c } => self.channel_scale_backward(i, dy, *hw, *c),
             _ => {
                 let mut target = self.take_input_grad(i, 0);
                 let u = self.steps[i].inputs.first().copied().unwrap_or(0);
@@ -157,12 +158,26 @@ impl Plan {
                 let y = &self.acts[i][..n * self.value_elems[i]];
                 let dx = target.as_mut().map(|t| &mut t[..in_len]);
                 match &mut op {
-                    Op::Input | Op::Add | Op::Concat { .. } => {}
+                    Op::Input | Op::Add | Op::Concat { .. } | Op::ChannelScale { .. } => {}
                     Op::Conv { geo, weight, bias } => {
                         let (mut dw, mut db) =
                             take_param_grads(&mut self.params, *weight, *bias, frozen);
                         conv::conv2d_backward(
                             &geo.with_batch(n),
+                            x,
+                            &self.params[*weight].data,
+                            dy,
+                            dx,
+                            (!frozen).then_some(dw.as_mut_slice()),
+                            (!frozen && bias.is_some()).then_some(db.as_mut_slice()),
+                            &mut self.workspace,
+                        );
+                        put_param_grads(&mut self.params, *weight, *bias, frozen, dw, db);
+                    }
+                    Op::DilatedConv { conv, weight, bias } => {
+                        let (mut dw, mut db) =
+                            take_param_grads(&mut self.params, *weight, *bias, frozen);
+                        conv.with_batch(n).backward(
                             x,
                             &self.params[*weight].data,
                             dy,
@@ -183,9 +198,12 @@ impl Plan {
                             pool::max_pool2d_backward(&geo.with_batch(n), x, y, dy, dx);
                         }
                     }
-                    Op::AvgPool { geo } => {
+                    Op::AvgPool {
+                        geo,
+                        include_padding,
+                    } => {
                         if let Some(dx) = dx {
-                            pool::avg_pool2d_backward(&geo.with_batch(n), dy, dx, false);
+                            pool::avg_pool2d_backward(&geo.with_batch(n), dy, dx, *include_padding);
                         }
                     }
                     Op::GlobalAvgPool { hw, c } => {
@@ -284,6 +302,11 @@ impl Plan {
                             activation::tanh_backward(y, dy, dx);
                         }
                     }
+                    Op::Elementwise(f) => {
+                        if let Some(dx) = dx {
+                            f.backward(x, dy, dx);
+                        }
+                    }
                     Op::Softmax { classes } => {
                         if let Some(dx) = dx {
                             loss::softmax_backward(y, dy, dx, *classes);
@@ -331,6 +354,36 @@ impl Plan {
         }
         self.steps[i].op = op;
         self.grad_slots[own_slot] = dy_buf;
+    }
+}
+
+impl Plan {
+    /// Both inputs' gradients of a channel scale, each written straight into
+    /// its gradient slot (overwritten or summed in, as compiled).
+    fn channel_scale_backward(&mut self, i: usize, dy: &[f32], hw: usize, c: usize) {
+        let n = self.batch;
+        let [volume, gate] = self.steps[i].inputs[..] else {
+            return;
+        };
+        for (k, u) in [(0, volume), (1, gate)] {
+            let accumulate = match self.steps[i].grad_writes[k] {
+                GradWrite::Skip | GradWrite::Shared => continue,
+                GradWrite::Overwrite => false,
+                GradWrite::Accumulate => true,
+            };
+            let Some(slot) = self.grad_slot[u] else {
+                continue;
+            };
+            let len = n * self.value_elems[u];
+            let dx = &mut self.grad_slots[slot][..len];
+            if k == 0 {
+                let s = &self.acts[gate][..n * c];
+                scale::channel_scale_backward_volume(s, dy, dx, n, hw, c, accumulate);
+            } else {
+                let x = &self.acts[volume][..n * hw * c];
+                scale::channel_scale_backward_gate(x, dy, dx, n, hw, c, accumulate);
+            }
+        }
     }
 }
 
@@ -494,6 +547,7 @@ mod tests {
                     padding: Padding::Explicit([1, 0, 1, 1]),
                     groups: 2,
                     bias: true,
+                    dilation: [1, 1],
                 },
                 &[x],
             )
@@ -509,6 +563,7 @@ mod tests {
             padding: Padding::Valid,
             groups: 1,
             bias: false,
+            dilation: [1, 1],
         }));
     }
 
@@ -536,6 +591,14 @@ mod tests {
             stride: [2, 2],
             padding: Padding::Same,
             ceil_mode: false,
+            include_padding: false,
+        }));
+        check(&single(LayerKind::AvgPool2d {
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: Padding::Same,
+            ceil_mode: true,
+            include_padding: true,
         }));
     }
 

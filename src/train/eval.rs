@@ -225,9 +225,37 @@ impl Model {
     }
 }
 
+/// Why a trained model could not be loaded for evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Weights(#[from] weights::WeightsError),
+    #[error(transparent)]
+    Prepare(#[from] super::prepare::PrepareError),
+    /// The plan would not fit the memory budget.
+    #[error("`{design}` {source}")]
+    Memory {
+        design: String,
+        source: memory::MemoryError,
+    },
+    #[error(transparent)]
+    Compile(#[from] super::CompileError),
+    /// The file's tensors do not fit the design.
+    #[error("{} does not fit `{design}`: {report}", path.display())]
+    Mismatch {
+        path: std::path::PathBuf,
+        design: String,
+        report: String,
+    },
+}
+
 /// Compiles `graph` for the classes `weights` was trained on and loads it.
 /// Every tensor of the design must be in the file with its shape.
-pub fn load_model(graph: &Graph, weights_path: &Path, max_batch: usize) -> Result<Model, String> {
+pub fn load_model(
+    graph: &Graph,
+    weights_path: &Path,
+    max_batch: usize,
+) -> Result<Model, EvalError> {
     load_model_within(graph, weights_path, max_batch, &Budget::new(None))
 }
 
@@ -237,8 +265,8 @@ pub fn load_model_within(
     weights_path: &Path,
     max_batch: usize,
     budget: &Budget,
-) -> Result<Model, String> {
-    let file = weights::read(weights_path).map_err(|e| e.to_string())?;
+) -> Result<Model, EvalError> {
+    let file = weights::read(weights_path)?;
     let meta = file.meta.clone().unwrap_or_default();
     let mut graph = graph.clone();
     let notice = if meta.classes.is_empty() {
@@ -255,16 +283,19 @@ pub fn load_model_within(
                 max_batch,
                 Purpose::Evaluate,
             ))
-            .map_err(|e| format!("`{}` {e}", graph.name))?;
+            .map_err(|source| EvalError::Memory {
+                design: graph.name.clone(),
+                source,
+            })?;
     }
-    let mut plan = Plan::compile(&graph, &analysis, max_batch, 0).map_err(|e| e.to_string())?;
+    let mut plan = Plan::compile(&graph, &analysis, max_batch, 0)?;
     let report = weights::apply(&file, &mut plan.params);
     if !report.is_complete() {
-        return Err(format!(
-            "{} does not fit `{}`: {report}",
-            weights_path.display(),
-            graph.name
-        ));
+        return Err(EvalError::Mismatch {
+            path: weights_path.to_path_buf(),
+            design: graph.name.clone(),
+            report: report.to_string(),
+        });
     }
     let ema_stats = file
         .tensors

@@ -1,7 +1,7 @@
 //! The forward pass: one walk of the plan's steps, one kernel call each.
 
 use super::plan::{Head, Op, Plan};
-use crate::kernels::{activation, conv, dense, loss, misc, norm, pool};
+use crate::kernels::{activation, conv, dense, loss, misc, norm, pool, scale};
 use std::time::Instant;
 
 /// Training uses batch statistics and dropout; evaluation uses running
@@ -198,10 +198,19 @@ impl Plan {
                     &mut self.workspace,
                 );
             }
+            Op::DilatedConv { conv, weight, bias } => {
+                let b = bias.map(|b| self.params[b].data.as_slice());
+                let w = &self.params[*weight].data;
+                conv.with_batch(n)
+                    .forward(x(0), w, b, None, out, &mut self.workspace);
+            }
             Op::ZeroPad { hwc, pad } => misc::zero_pad2d_forward(x(0), out, n, *hwc, *pad),
             Op::MaxPool { geo } => pool::max_pool2d_forward(&geo.with_batch(n), x(0), out),
-            Op::AvgPool { geo } => {
-                pool::avg_pool2d_forward(&geo.with_batch(n), x(0), out, false);
+            Op::AvgPool {
+                geo,
+                include_padding,
+            } => {
+                pool::avg_pool2d_forward(&geo.with_batch(n), x(0), out, *include_padding);
             }
             Op::GlobalAvgPool { hw, c } => pool::global_avg_pool_forward(x(0), out, *hw, *c),
             Op::BatchNorm {
@@ -253,6 +262,7 @@ impl Plan {
             Op::LeakyRelu { alpha } => activation::leaky_relu_forward(x(0), out, *alpha),
             Op::Sigmoid => activation::sigmoid_forward(x(0), out),
             Op::Tanh => activation::tanh_forward(x(0), out),
+            Op::Elementwise(f) => f.forward(x(0), out),
             Op::Softmax { classes } => loss::softmax_forward(x(0), out, *classes),
             Op::Dropout { rate, seed } => {
                 if mode == Mode::Train {
@@ -271,6 +281,7 @@ impl Plan {
                 let b = bias.map(|b| self.params[b].data.as_slice());
                 dense::dense_forward(x(0), &self.params[*weight].data, b, out, n, *n_in, *n_out);
             }
+            Op::ChannelScale { hw, c } => scale::channel_scale_forward(x(0), x(1), out, n, *hw, *c),
             Op::Add => misc::add_forward(self.steps[i].inputs.len(), x, out, relu),
             Op::Concat { channels } => misc::concat_channels_forward(x, channels, out),
         }

@@ -4,12 +4,13 @@
 //! [`estimate`] mirrors what [`Plan::compile`](super::Plan::compile) and the
 //! trainer allocate: per sample of the batch, every layer's activation, an
 //! equally large gradient buffer (an upper bound: gradient buffers are
-//! shared by liveness), the scratch buffer, max-pool indices and the class
-//! scores; once, the parameters and, when training, their gradients, the
+//! shared by liveness), the scratch buffer and the class scores (max-pool
+//! keeps no indices: its backward finds each window's winner again); once, the parameters and, when training, their gradients, the
 //! optimizer state and the copy kept to undo a non-finite step; and the
 //! convolution workspaces. [`Budget::check`] refuses an estimate above the
-//! budget with the batch that would fit, and then reserves the estimate
-//! (fallibly) so memory the system cannot give is an error, not an abort.
+//! budget with the batch that would fit; what slips past it is caught by
+//! the plan, which allocates every buffer fallibly
+//! ([`zeroed`](super::plan::zeroed)) and names the one the system refused.
 
 use crate::graph::{Graph, LayerKind};
 use crate::infer::{Analysis, Shape};
@@ -112,9 +113,6 @@ pub fn estimate(
         classes = out.channels();
         // The activation, and (training) a gradient buffer as large.
         per_sample.add_product(elems, if training { 8 } else { 4 });
-        if matches!(node.kind, LayerKind::MaxPool2d { .. }) {
-            per_sample.add_product(elems, 4);
-        }
         params.add(info.cost.weights.saturating_add(info.cost.running_stats));
         if !node.frozen {
             trainable = trainable.saturating_add(info.cost.weights);
@@ -215,11 +213,6 @@ pub enum MemoryError {
         budget: Budget,
         fits: Option<usize>,
     },
-    #[error(
-        "needs ~{} at batch {batch}, but the system refused to reserve it",
-        human_bytes(*.needs)
-    )]
-    Refused { needs: u64, batch: usize },
     #[error("--memory-limit `{0}`: expected a size such as 512M, 6G or 6.5GB")]
     BadSize(String),
 }
@@ -280,9 +273,7 @@ impl Budget {
         }
     }
 
-    /// Refuses an estimate above the budget, then reserves it for a moment
-    /// so that memory the system will not give is an error here instead of
-    /// an abort during compilation.
+    /// Refuses an estimate above the budget.
     pub fn check(&self, estimate: &MemoryEstimate) -> Result<(), MemoryError> {
         let needs = estimate.total();
         if needs > self.bytes {
@@ -293,17 +284,8 @@ impl Budget {
                 fits: estimate.batch_within(self.bytes),
             });
         }
-        reserve(needs).map_err(|_| MemoryError::Refused {
-            needs,
-            batch: estimate.batch,
-        })
+        Ok(())
     }
-}
-
-/// Reserves (without touching) `bytes` and gives them back.
-pub fn reserve(bytes: u64) -> Result<(), std::collections::TryReserveError> {
-    let mut probe: Vec<u8> = Vec::new();
-    probe.try_reserve_exact(usize::try_from(bytes).unwrap_or(usize::MAX))
 }
 
 /// Parses `512M`, `6G`, `6.5GB`, `2GiB` or a plain byte count.

@@ -1,7 +1,7 @@
 //! Optimizers and learning-rate schedules. State is keyed by parameter index
 //! in the plan, so a plan and its optimizer always travel together.
 
-use super::plan::{ParamRole, ParamTensor};
+use super::plan::{CompileError, ParamRole, ParamTensor, zeroed};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,25 +104,39 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
+    /// The optimizer with its state allocated as [`Optimizer::try_new`]
+    /// does (small plans, tests); runs use `try_new`.
+    ///
+    /// # Panics
+    /// When the system cannot give the state's memory.
     pub fn new(config: OptimizerConfig, params: &[ParamTensor]) -> Self {
+        Self::try_new(config, params).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The optimizer, its state (momentum / Adam moments per trainable
+    /// tensor) allocated fallibly: memory the system cannot give is an error
+    /// naming the tensor.
+    pub fn try_new(config: OptimizerConfig, params: &[ParamTensor]) -> Result<Self, CompileError> {
         let state = params
             .iter()
             .map(|p| {
                 if !p.is_trainable() {
-                    return (Vec::new(), Vec::new());
+                    return Ok((Vec::new(), Vec::new()));
                 }
+                let len = p.data.len();
+                let what = || format!("optimizer state of `{}`", p.name);
                 let second = match config.kind {
-                    OptimizerKind::Adam { .. } => vec![0.0; p.data.len()],
+                    OptimizerKind::Adam { .. } => zeroed(what, len)?,
                     OptimizerKind::Sgd { .. } => Vec::new(),
                 };
-                (vec![0.0; p.data.len()], second)
+                Ok((zeroed(what, len)?, second))
             })
-            .collect();
-        Optimizer {
+            .collect::<Result<_, CompileError>>()?;
+        Ok(Optimizer {
             config,
             state,
             step: 0,
-        }
+        })
     }
 
     /// Per-parameter state (momentum buffer / Adam `m`, and Adam `v`),

@@ -8,6 +8,8 @@
 
 use crate::graph::{Graph, LayerKind, Node, NodeId};
 use crate::infer::{Analysis, Axis, NodeInfo, Shape};
+use crate::kernels::activation::Elementwise;
+use crate::kernels::conv::DilatedConv2d;
 use crate::kernels::misc::{SplitMix64, mix64};
 use crate::kernels::{Conv2dGeometry, Pool2dGeometry};
 use thiserror::Error;
@@ -29,6 +31,29 @@ pub enum CompileError {
     Layer { node: String, message: String },
     #[error("batch size must be at least 1")]
     ZeroBatch,
+    /// A buffer the memory estimate allowed for could not be had.
+    #[error(
+        "out of memory: the system refused the {buffer} ({}); the design needs more memory than its estimate, so try a smaller batch",
+        super::memory::human_bytes(*.bytes)
+    )]
+    OutOfMemory { buffer: String, bytes: u64 },
+}
+
+/// A zeroed buffer of `len` floats: every buffer of a plan (and its
+/// optimizer state) is allocated through here, so memory the system cannot
+/// give is an error naming `buffer()`, never an abort.
+pub(crate) fn zeroed(
+    buffer: impl FnOnce() -> String,
+    len: usize,
+) -> Result<Vec<f32>, CompileError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| CompileError::OutOfMemory {
+            buffer: buffer(),
+            bytes: (len as u64).saturating_mul(4),
+        })?;
+    v.resize(len, 0.0);
+    Ok(v)
 }
 
 /// What a parameter tensor is, which decides its init, decay and update.
@@ -90,6 +115,12 @@ pub enum Op {
         weight: usize,
         bias: Option<usize>,
     },
+    /// A convolution with dilation above 1 (its own kernels; no fusions).
+    DilatedConv {
+        conv: DilatedConv2d,
+        weight: usize,
+        bias: Option<usize>,
+    },
     ZeroPad {
         hwc: (usize, usize, usize),
         /// `[top, left, bottom, right]` as the kernels take it.
@@ -101,6 +132,8 @@ pub enum Op {
     },
     AvgPool {
         geo: Pool2dGeometry,
+        /// Padded zeros count in each window's divisor.
+        include_padding: bool,
     },
     GlobalAvgPool {
         hw: usize,
@@ -123,6 +156,8 @@ pub enum Op {
     },
     Sigmoid,
     Tanh,
+    /// A parameter-free element-wise function whose backward reads the input.
+    Elementwise(Elementwise),
     Softmax {
         classes: usize,
     },
@@ -138,6 +173,11 @@ pub enum Op {
         bias: Option<usize>,
     },
     Add,
+    /// Input 0 (`hw` positions × `c` channels) times input 1's `c` gate values.
+    ChannelScale {
+        hw: usize,
+        c: usize,
+    },
     Concat {
         channels: Vec<usize>,
     },
@@ -285,30 +325,19 @@ struct ParamBuilder<'a> {
 }
 
 impl ParamBuilder<'_> {
-    fn add(&mut self, layer: &str, role: ParamRole, shape: Vec<usize>, frozen: bool) -> usize {
+    fn add(
+        &mut self,
+        layer: &str,
+        role: ParamRole,
+        shape: Vec<usize>,
+        frozen: bool,
+    ) -> Result<usize, CompileError> {
         let len: usize = shape.iter().product();
         let name = format!("{layer}.{}", role.suffix());
-        let data = match role {
-            ParamRole::Weight => {
-                let mut rng = SplitMix64::new(tensor_seed(self.seed, &name));
-                if shape.len() == 4 {
-                    // He normal for convs (ReLU networks): std = sqrt(2 / fan_in).
-                    let fan_in = (shape[0] * shape[1] * shape[2]) as f32;
-                    let std = (2.0 / fan_in).sqrt();
-                    (0..len).map(|_| rng.next_normal() * std).collect()
-                } else {
-                    // Glorot uniform for dense layers (Keras' default).
-                    let limit = (6.0 / (shape[0] + shape[1]) as f32).sqrt();
-                    (0..len)
-                        .map(|_| (rng.next_f32() * 2.0 - 1.0) * limit)
-                        .collect()
-                }
-            }
-            ParamRole::Gamma | ParamRole::RunningVar => vec![1.0; len],
-            ParamRole::Bias | ParamRole::Beta | ParamRole::RunningMean => vec![0.0; len],
-        };
+        let mut data = zeroed(|| format!("parameters `{name}`"), len)?;
+        initialise(&mut data, role, &shape, tensor_seed(self.seed, &name));
         let grad = if role.is_learned() && !frozen {
-            vec![0.0; len]
+            zeroed(|| format!("gradient of `{name}`"), len)?
         } else {
             Vec::new()
         };
@@ -321,7 +350,29 @@ impl ParamBuilder<'_> {
             grad,
             frozen,
         });
-        self.params.len() - 1
+        Ok(self.params.len() - 1)
+    }
+}
+
+/// A tensor's initial values for its role, drawn from `seed`.
+fn initialise(data: &mut [f32], role: ParamRole, shape: &[usize], seed: u64) {
+    match role {
+        ParamRole::Weight => {
+            let mut rng = SplitMix64::new(seed);
+            if shape.len() == 4 {
+                // He normal for convs (ReLU networks): std = sqrt(2 / fan_in).
+                let fan_in = (shape[0] * shape[1] * shape[2]) as f32;
+                let std = (2.0 / fan_in).sqrt();
+                data.iter_mut().for_each(|v| *v = rng.next_normal() * std);
+            } else {
+                // Glorot uniform for dense layers (Keras' default).
+                let limit = (6.0 / (shape[0] + shape[1]) as f32).sqrt();
+                data.iter_mut()
+                    .for_each(|v| *v = (rng.next_f32() * 2.0 - 1.0) * limit);
+            }
+        }
+        ParamRole::Gamma | ParamRole::RunningVar => data.fill(1.0),
+        ParamRole::Bias | ParamRole::Beta | ParamRole::RunningMean => data.fill(0.0),
     }
 }
 
@@ -341,14 +392,7 @@ impl Plan {
         fuse(&mut lowered.steps);
         let input_shape = input_shape(graph, &lowered.steps)?;
         let grads = assign_grad_slots(&mut lowered, max_batch);
-        Ok(allocate(
-            lowered,
-            grads,
-            output.head,
-            input_shape,
-            max_batch,
-            seed,
-        ))
+        allocate(lowered, grads, output.head, input_shape, max_batch, seed)
     }
 
     /// Learned parameters updated in training.
@@ -429,16 +473,8 @@ impl Plan {
 
     /// Resets parameters to their seeded initial values (and running stats).
     pub fn reinitialise(&mut self, seed: u64) {
-        let mut fresh = Vec::new();
-        let mut pb = ParamBuilder {
-            params: &mut fresh,
-            seed,
-        };
-        for p in &self.params {
-            pb.add(&p.layer, p.role, p.shape.clone(), p.frozen);
-        }
-        for (old, new) in self.params.iter_mut().zip(fresh) {
-            old.data = new.data;
+        for p in &mut self.params {
+            initialise(&mut p.data, p.role, &p.shape, tensor_seed(seed, &p.name));
         }
         self.seed = seed;
         self.iteration = 0;
@@ -614,6 +650,7 @@ fn lower_op(
             kernel,
             groups,
             bias,
+            dilation,
             ..
         } => {
             let (h, w, c) = input_dims()?;
@@ -639,9 +676,15 @@ fn lower_op(
                     *filters as usize,
                 ],
                 frozen,
-            );
-            let bias = bias.then(|| pb.add(name, ParamRole::Bias, vec![*filters as usize], frozen));
-            Op::Conv { geo, weight, bias }
+            )?;
+            let bias = bias
+                .then(|| pb.add(name, ParamRole::Bias, vec![*filters as usize], frozen))
+                .transpose()?;
+            if *dilation == [1, 1] {
+                Op::Conv { geo, weight, bias }
+            } else {
+                lower_dilated_conv(name, geo, &win, weight, bias)?
+            }
         }
         LayerKind::ZeroPad2d { padding } => {
             let hwc = input_dims()?;
@@ -669,10 +712,14 @@ fn lower_op(
                     "pool geometry disagrees with shape inference",
                 ));
             }
-            if matches!(node.kind, LayerKind::MaxPool2d { .. }) {
-                Op::MaxPool { geo }
-            } else {
-                Op::AvgPool { geo }
+            match node.kind {
+                LayerKind::AvgPool2d {
+                    include_padding, ..
+                } => Op::AvgPool {
+                    geo,
+                    include_padding,
+                },
+                _ => Op::MaxPool { geo },
             }
         }
         LayerKind::GlobalAvgPool => {
@@ -685,12 +732,12 @@ fn lower_op(
                 c,
                 eps: *epsilon as f32,
                 momentum: *momentum as f32,
-                gamma: pb.add(name, ParamRole::Gamma, vec![c], frozen),
-                beta: pb.add(name, ParamRole::Beta, vec![c], frozen),
-                running_mean: pb.add(name, ParamRole::RunningMean, vec![c], frozen),
-                running_var: pb.add(name, ParamRole::RunningVar, vec![c], frozen),
-                save_mean: vec![0.0; c],
-                save_invstd: vec![0.0; c],
+                gamma: pb.add(name, ParamRole::Gamma, vec![c], frozen)?,
+                beta: pb.add(name, ParamRole::Beta, vec![c], frozen)?,
+                running_mean: pb.add(name, ParamRole::RunningMean, vec![c], frozen)?,
+                running_var: pb.add(name, ParamRole::RunningVar, vec![c], frozen)?,
+                save_mean: zeroed(|| format!("batch mean of `{name}`"), c)?,
+                save_invstd: zeroed(|| format!("batch deviation of `{name}`"), c)?,
             }
         }
         LayerKind::Relu => Op::Relu,
@@ -699,6 +746,10 @@ fn lower_op(
         },
         LayerKind::Sigmoid => Op::Sigmoid,
         LayerKind::Tanh => Op::Tanh,
+        LayerKind::Relu6 => Op::Elementwise(Elementwise::Relu6),
+        LayerKind::HardSigmoid => Op::Elementwise(Elementwise::HardSigmoid),
+        LayerKind::HardSwish => Op::Elementwise(Elementwise::HardSwish),
+        LayerKind::Silu => Op::Elementwise(Elementwise::Silu),
         LayerKind::Softmax => Op::Softmax {
             classes: out.channels() as usize,
         },
@@ -710,8 +761,10 @@ fn lower_op(
         LayerKind::Dense { units, bias } => {
             let n_in = in_shape.map(|s| s.elements() as usize).unwrap_or(0);
             let n_out = *units as usize;
-            let weight = pb.add(name, ParamRole::Weight, vec![n_in, n_out], frozen);
-            let bias = bias.then(|| pb.add(name, ParamRole::Bias, vec![n_out], frozen));
+            let weight = pb.add(name, ParamRole::Weight, vec![n_in, n_out], frozen)?;
+            let bias = bias
+                .then(|| pb.add(name, ParamRole::Bias, vec![n_out], frozen))
+                .transpose()?;
             Op::Dense {
                 n_in,
                 n_out,
@@ -720,6 +773,13 @@ fn lower_op(
             }
         }
         LayerKind::Add => Op::Add,
+        LayerKind::ChannelScale => {
+            let c = out.channels() as usize;
+            Op::ChannelScale {
+                hw: out.elements() as usize / c.max(1),
+                c,
+            }
+        }
         LayerKind::Concat => Op::Concat {
             channels: info
                 .input_shapes
@@ -728,6 +788,27 @@ fn lower_op(
                 .collect(),
         },
     })
+}
+
+/// A conv whose taps are `win`'s dilation apart: `geo` (built for the
+/// undilated kernel) re-resolved for the dilated window, checked against
+/// inference.
+fn lower_dilated_conv(
+    name: &str,
+    geo: Conv2dGeometry,
+    win: &[Axis; 2],
+    weight: usize,
+    bias: Option<usize>,
+) -> Result<Op, CompileError> {
+    let dilation = (win[0].dilation as usize, win[1].dilation as usize);
+    let conv = DilatedConv2d::dilate(geo, dilation).map_err(|e| shape_err(name, e.to_string()))?;
+    if (conv.geo.out_h, conv.geo.out_w) != (win[0].output as usize, win[1].output as usize) {
+        return Err(shape_err(
+            name,
+            "conv geometry disagrees with shape inference",
+        ));
+    }
+    Ok(Op::DilatedConv { conv, weight, bias })
 }
 
 /// A window's padding as the kernels take it: `[top, left, bottom, right]`.
@@ -835,7 +916,8 @@ fn assign_grad_slots(lowered: &mut Lowered, max_batch: usize) -> GradSlots {
 }
 
 /// Allocates every buffer of the plan: activations, gradient slots, the
-/// scratch, the convolution workspace and the head's probabilities and targets.
+/// scratch, the convolution workspace and the head's probabilities and
+/// targets — each through [`zeroed`], so one the system refuses is named.
 fn allocate(
     lowered: Lowered,
     grads: GradSlots,
@@ -843,7 +925,7 @@ fn allocate(
     input_shape: (usize, usize, usize),
     max_batch: usize,
     seed: u64,
-) -> Plan {
+) -> Result<Plan, CompileError> {
     let Lowered {
         steps,
         params,
@@ -856,21 +938,30 @@ fn allocate(
         .iter()
         .map(|s| match &s.op {
             Op::Conv { geo, .. } => geo.workspace_len(),
+            Op::DilatedConv { conv, .. } => conv.workspace_len(),
             _ => 0,
         })
         .max()
         .unwrap_or(0);
-    Plan {
-        acts: value_elems
-            .iter()
-            .map(|&e| vec![0.0; e * max_batch])
-            .collect(),
-        grad_slots: grads.lens.iter().map(|&l| vec![0.0; l]).collect(),
+    let acts = steps
+        .iter()
+        .zip(&value_elems)
+        .map(|(s, &e)| zeroed(|| format!("activations of `{}`", s.name), e * max_batch))
+        .collect::<Result<_, _>>()?;
+    let grad_slots = grads
+        .lens
+        .iter()
+        .enumerate()
+        .map(|(k, &l)| zeroed(|| format!("gradient buffer {k}"), l))
+        .collect::<Result<_, _>>()?;
+    Ok(Plan {
+        acts,
+        grad_slots,
         grad_slot: grads.slot_of,
-        scratch: vec![0.0; max_elems],
-        workspace: vec![0.0; workspace_len],
-        probs: vec![0.0; classes * max_batch],
-        labels_f32: vec![0.0; classes * max_batch],
+        scratch: zeroed(|| "scratch buffer".into(), max_elems)?,
+        workspace: zeroed(|| "convolution workspace".into(), workspace_len)?,
+        probs: zeroed(|| "class probabilities".into(), classes * max_batch)?,
+        labels_f32: zeroed(|| "class targets".into(), classes * max_batch)?,
         step_nanos: vec![0; steps.len()],
         steps,
         params,
@@ -883,7 +974,7 @@ fn allocate(
         iteration: 0,
         seed,
         batch: 0,
-    }
+    })
 }
 
 /// The trainable BatchNorm whose backward can apply ReLU step `i`'s mask:
@@ -972,7 +1063,9 @@ fn fuse(steps: &mut [Step]) {
 /// Parameter indices a step reads.
 pub fn step_param_indices(op: &Op) -> Vec<usize> {
     match op {
-        Op::Conv { weight, bias, .. } | Op::Dense { weight, bias, .. } => {
+        Op::Conv { weight, bias, .. }
+        | Op::DilatedConv { weight, bias, .. }
+        | Op::Dense { weight, bias, .. } => {
             let mut v = vec![*weight];
             v.extend(bias);
             v

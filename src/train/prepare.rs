@@ -1,35 +1,75 @@
 //! Preparing a design for a dataset before it is compiled: fitting the
 //! output layer to the classes, freezing layers, reading the input size.
 
-use crate::graph::{Graph, LayerKind, NodeId};
+use crate::graph::{Graph, GraphError, LayerKind, NodeId};
 use crate::infer::{Shape, analyze};
+use thiserror::Error;
+
+/// Why a design cannot be prepared for a dataset.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum PrepareError {
+    #[error("the design needs exactly one output layer, it has {0}")]
+    OutputCount(usize),
+    #[error("the output `{node}` is a {shape} volume, not a vector of {classes} class scores")]
+    OutputVolume {
+        node: String,
+        shape: String,
+        classes: usize,
+    },
+    #[error("the design has errors; fix them before training: {0}")]
+    DesignErrors(String),
+    #[error("the design has a dangling output")]
+    DanglingOutput,
+    #[error("`{0}` has no input")]
+    NoInput(String),
+    #[error(
+        "the design outputs {outputs} values but the dataset has {classes} classes, and it does not end in a Dense layer whose units could be changed (`{node}` is {kind}); end the design in Dense({classes}) + Softmax"
+    )]
+    NoDenseHead {
+        outputs: usize,
+        classes: usize,
+        node: String,
+        kind: String,
+    },
+    #[error("--freeze: no layer named {} in `{design}`", quoted(.names))]
+    UnknownFreeze { names: Vec<String>, design: String },
+    #[error("no layer named `{name}` in `{design}`")]
+    NoSuchLayer { name: String, design: String },
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error("the design needs exactly one Input layer, it has {0}")]
+    InputCount(usize),
+}
+
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Makes the design's output fit `classes`: when the output size differs
 /// and the design ends in a Dense layer (possibly followed by Softmax,
 /// Sigmoid or Dropout), that Dense layer's units are changed. Returns a
 /// sentence saying what changed, or why the design cannot fit.
-pub fn fit_output(graph: &mut Graph, classes: usize) -> Result<Option<String>, String> {
+pub fn fit_output(graph: &mut Graph, classes: usize) -> Result<Option<String>, PrepareError> {
     let analysis = analyze(graph);
     let outputs = graph.outputs();
     let [output] = outputs[..] else {
-        return Err(format!(
-            "the design needs exactly one output layer, it has {}",
-            outputs.len()
-        ));
+        return Err(PrepareError::OutputCount(outputs.len()));
     };
     let out_size = match analysis.node(output).and_then(|n| n.output_shape) {
         Some(Shape::Vector(n)) => n as usize,
         Some(s @ Shape::Volume { .. }) => {
-            return Err(format!(
-                "the output `{}` is a {s} volume, not a vector of {classes} class scores",
-                graph.name_of(output)
-            ));
+            return Err(PrepareError::OutputVolume {
+                node: graph.name_of(output).to_string(),
+                shape: s.to_string(),
+                classes,
+            });
         }
         None => {
-            return Err(format!(
-                "the design has errors; fix them before training: {}",
-                analysis.error_summary(graph, 3)
-            ));
+            return Err(PrepareError::DesignErrors(analysis.error_summary(graph, 3)));
         }
     };
     let out_kind = graph.node(output).map(|n| n.kind.clone());
@@ -42,7 +82,7 @@ pub fn fit_output(graph: &mut Graph, classes: usize) -> Result<Option<String>, S
     let mut id: NodeId = output;
     loop {
         let Some(node) = graph.node(id) else {
-            return Err("the design has a dangling output".into());
+            return Err(PrepareError::DanglingOutput);
         };
         match node.kind {
             LayerKind::Dense { units, .. } => {
@@ -67,36 +107,32 @@ pub fn fit_output(graph: &mut Graph, classes: usize) -> Result<Option<String>, S
             | LayerKind::LeakyRelu { .. }
             | LayerKind::Tanh => match graph.inputs_of(id).first().copied().flatten() {
                 Some(prev) => id = prev,
-                None => return Err(format!("`{}` has no input", node.name)),
+                None => return Err(PrepareError::NoInput(node.name.clone())),
             },
             ref other => {
-                return Err(format!(
-                    "the design outputs {out_size} values but the dataset has {classes} classes, and it does not end in a Dense layer whose units could be changed (`{}` is {}); end the design in Dense({classes}) + Softmax",
-                    node.name,
-                    other.display_name()
-                ));
+                return Err(PrepareError::NoDenseHead {
+                    outputs: out_size,
+                    classes,
+                    node: node.name.clone(),
+                    kind: other.display_name().to_string(),
+                });
             }
         }
     }
 }
 
 /// Marks the named layers frozen; unknown names are an error that lists them.
-pub fn apply_freeze(graph: &mut Graph, names: &[String]) -> Result<(), String> {
-    let unknown: Vec<&str> = names
+pub fn apply_freeze(graph: &mut Graph, names: &[String]) -> Result<(), PrepareError> {
+    let unknown: Vec<String> = names
         .iter()
         .filter(|n| graph.find(n).is_none())
-        .map(String::as_str)
+        .cloned()
         .collect();
     if !unknown.is_empty() {
-        return Err(format!(
-            "--freeze: no layer named {} in `{}`",
-            unknown
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            graph.name
-        ));
+        return Err(PrepareError::UnknownFreeze {
+            names: unknown,
+            design: graph.name.clone(),
+        });
     }
     for name in names {
         if let Some(node) = graph.find(name).and_then(|id| graph.node_mut(id)) {
@@ -108,12 +144,15 @@ pub fn apply_freeze(graph: &mut Graph, names: &[String]) -> Result<(), String> {
 
 /// Every layer up to and including `last`, in topological order (for
 /// "freeze everything through `gap`").
-pub fn layers_through(graph: &Graph, last: &str) -> Result<Vec<String>, String> {
-    let order = graph.topological_order().map_err(|e| e.to_string())?;
+pub fn layers_through(graph: &Graph, last: &str) -> Result<Vec<String>, PrepareError> {
+    let order = graph.topological_order()?;
     let pos = order
         .iter()
         .position(|&id| graph.name_of(id) == last)
-        .ok_or_else(|| format!("no layer named `{last}` in `{}`", graph.name))?;
+        .ok_or_else(|| PrepareError::NoSuchLayer {
+            name: last.to_string(),
+            design: graph.name.clone(),
+        })?;
     Ok(order[..=pos]
         .iter()
         .map(|&id| graph.name_of(id).to_string())
@@ -121,7 +160,7 @@ pub fn layers_through(graph: &Graph, last: &str) -> Result<Vec<String>, String> 
 }
 
 /// The design's input `(h, w, c)`.
-pub fn input_hwc(graph: &Graph) -> Result<(usize, usize, usize), String> {
+pub fn input_hwc(graph: &Graph) -> Result<(usize, usize, usize), PrepareError> {
     let inputs = graph.input_nodes();
     match inputs
         .first()
@@ -133,9 +172,6 @@ pub fn input_hwc(graph: &Graph) -> Result<(usize, usize, usize), String> {
             width,
             channels,
         }) if inputs.len() == 1 => Ok((height as usize, width as usize, channels as usize)),
-        _ => Err(format!(
-            "the design needs exactly one Input layer, it has {}",
-            inputs.len()
-        )),
+        _ => Err(PrepareError::InputCount(inputs.len())),
     }
 }

@@ -26,7 +26,8 @@ use super::prepare::{apply_freeze, fit_output, input_hwc};
 use super::weights::{self, EMA_PREFIX, OPTIMIZER_PREFIX, WeightsMeta};
 use super::{Mode, Optimizer, OptimizerConfig, Schedule};
 use crate::data::{
-    self, AugmentConfig, Augmenter, BatchConfig, Dataset, LoadOptions, Prefetcher, Splits,
+    self, AugmentConfig, Augmenter, BatchConfig, ChannelStats, Dataset, LoadOptions, Prefetcher,
+    Splits,
 };
 use crate::graph::Graph;
 use crate::infer::{Analysis, Shape, analyze};
@@ -55,6 +56,8 @@ pub enum TrainError {
     Weights(#[from] weights::WeightsError),
     #[error(transparent)]
     Compile(#[from] super::CompileError),
+    #[error(transparent)]
+    Prepare(#[from] super::prepare::PrepareError),
     /// The plan would not fit the memory budget.
     #[error("training `{design}` {source}")]
     Memory {
@@ -756,58 +759,124 @@ fn io_err(e: std::io::Error) -> String {
     TrainError::Cache(e).to_string()
 }
 
+/// A run from its settings to its end: read the weight files, check the
+/// memory, load the splits, prepare the plan, initialise or resume, build
+/// the feeds, run the epochs, test, save, then linger if asked.
 fn run_inner(
     mut config: TrainConfig,
     ctl: &mut Control,
     ev: &Sender<Event>,
     out: &mut TrainOutcome,
 ) -> Result<RunEnd, TrainError> {
-    let mut graph = config.graph.clone();
-    let (h, w, c) = input_hwc(&graph)?;
+    let hwc = input_hwc(&config.graph)?;
     if config.batch_size == 0 {
         return Err("batch size must be at least 1".into());
     }
+    data::check_fractions(config.val_fraction, config.test_fraction)?;
+    let files = WeightFiles::read(&config)?;
     // Memory: the plan's estimate first (before any data is read), then
     // the dataset gets what is left of the budget.
-    data::check_fractions(config.val_fraction, config.test_fraction)?;
-    // Weight files are read (and checked) before the data, so a bad one is
-    // refused at once.
-    let init_file = config
-        .init_weights
-        .as_ref()
-        .map(|p| weights::read(p))
-        .transpose()?;
-    let resume_file = config
-        .resume
-        .as_ref()
-        .map(|p| weights::read(p))
-        .transpose()?;
     let budget = memory::Budget::new(config.memory_limit);
-    let plan_bytes = check_plan_memory(&graph, &config, &budget)?;
+    let plan_bytes = check_plan_memory(&config.graph, &config, &budget)?;
     let data_budget = Some(budget.bytes.saturating_sub(plan_bytes));
-    // Data.
+    let splits = load_splits(&mut config, hwc, data_budget, ev)?;
+    let classes = splits.class_names().to_vec();
+    let (graph, analysis, mut plan) = prepare_plan(&config, classes.len(), ev, out)?;
+    let stats = splits.train.channel_stats();
+    let meta = WeightsMeta {
+        design: graph.name.clone(),
+        classes: classes.clone(),
+        mean: stats.mean.clone(),
+        std: stats.std.clone(),
+        seed: config.seed,
+        val_fraction: config.val_fraction,
+        epoch: 0,
+        optimizer_step: 0,
+        precise_bn: false,
+    };
+    out.meta = meta.clone();
+    let (optimizer, first_epoch) =
+        init_or_resume(&mut config, &files, &mut plan, splits.train.len(), ev)?;
+    let feeds = build_feeds(splits, &stats, &mut plan, &config, ctl, ev)?;
+    let mut run = Run::start(
+        config,
+        Model {
+            graph,
+            analysis,
+            plan,
+            optimizer,
+            meta,
+        },
+        feeds,
+        &stats,
+        first_epoch,
+        classes,
+        ctl,
+        ev,
+    )?;
+    for epoch in first_epoch..run.config.epochs {
+        if let Some(end) = run.epoch(epoch, out)? {
+            return Ok(end);
+        }
+    }
+    drop(run.prefetch.take());
+    let result = run.test_phase(out)?;
+    save_final(out, &run.config, ev)?;
+    let _ = ev.send(Event::Finished(result.unwrap_or(TestResult {
+        test_loss: f32::NAN,
+        test_acc: f32::NAN,
+        test_acc_without_precise_bn: None,
+        confusion: Vec::new(),
+        samples: Vec::new(),
+        image_shape: hwc,
+    })));
+    run.linger();
+    Ok(RunEnd::Finished)
+}
+
+/// The weight files a run starts from, read (and checked) before the data
+/// so a bad one is refused at once.
+struct WeightFiles {
+    init: Option<weights::WeightsFile>,
+    resume: Option<weights::WeightsFile>,
+}
+
+impl WeightFiles {
+    fn read(config: &TrainConfig) -> Result<Self, TrainError> {
+        Ok(WeightFiles {
+            init: config
+                .init_weights
+                .as_deref()
+                .map(weights::read)
+                .transpose()?,
+            resume: config.resume.as_deref().map(weights::read).transpose()?,
+        })
+    }
+}
+
+/// The train/validation/test splits, conformed to the design's input,
+/// within `data_budget`; skipped files and conversions are announced.
+fn load_splits(
+    config: &mut TrainConfig,
+    (h, w, c): (usize, usize, usize),
+    data_budget: Option<u64>,
+    ev: &Sender<Event>,
+) -> Result<Splits, TrainError> {
+    let opts = LoadOptions {
+        val_fraction: config.val_fraction,
+        test_fraction: config.test_fraction,
+        seed: config.seed,
+        memory_budget: data_budget,
+        ..LoadOptions::for_input(h, w, c)
+    };
     let source = std::mem::replace(&mut config.data, DataSource::Path(PathBuf::new()));
     let splits = match source {
         DataSource::Splits(s) => {
-            let s = s.conform_within(data::Shape::new(h, w, c), data_budget)?;
-            let mut s = s;
-            s.hold_out(&LoadOptions {
-                val_fraction: config.val_fraction,
-                test_fraction: config.test_fraction,
-                seed: config.seed,
-                memory_budget: data_budget,
-                ..LoadOptions::for_input(h, w, c)
-            })?;
+            let mut s = s.conform_within(data::Shape::new(h, w, c), data_budget)?;
+            s.hold_out(&opts)?;
             s
         }
         DataSource::Path(path) => {
-            let opts = LoadOptions {
-                val_fraction: config.val_fraction,
-                test_fraction: config.test_fraction,
-                seed: config.seed,
-                memory_budget: data_budget,
-                ..LoadOptions::for_input(h, w, c)
-            };
             let mut last = Instant::now();
             data::load(&path, &opts, &mut |done, total| {
                 if done == total || last.elapsed() > Duration::from_millis(100) {
@@ -829,28 +898,39 @@ fn run_inner(
     if splits.train.is_empty() {
         return Err("the training split has no images".into());
     }
-    let classes = splits.class_names().to_vec();
-    if let Some(msg) = fit_output(&mut graph, classes.len())? {
+    Ok(splits)
+}
+
+/// The design as trained (its head fitted to the classes, the asked layers
+/// frozen; kept in `out`), its analysis and compiled plan.
+fn prepare_plan(
+    config: &TrainConfig,
+    classes: usize,
+    ev: &Sender<Event>,
+    out: &mut TrainOutcome,
+) -> Result<(Graph, Analysis, Plan), TrainError> {
+    let mut graph = config.graph.clone();
+    if let Some(msg) = fit_output(&mut graph, classes)? {
         let _ = ev.send(Event::Notice(msg));
     }
     apply_freeze(&mut graph, &config.freeze)?;
     out.graph = graph.clone();
     let analysis = analyze(&graph);
-    let mut plan = Plan::compile(&graph, &analysis, config.batch_size, config.seed)?;
-    let stats = splits.train.channel_stats();
-    let meta = WeightsMeta {
-        design: graph.name.clone(),
-        classes: classes.clone(),
-        mean: stats.mean.clone(),
-        std: stats.std.clone(),
-        seed: config.seed,
-        val_fraction: config.val_fraction,
-        epoch: 0,
-        optimizer_step: 0,
-        precise_bn: false,
-    };
-    out.meta = meta.clone();
-    if let (Some(path), Some(file)) = (&config.init_weights, &init_file) {
+    let plan = Plan::compile(&graph, &analysis, config.batch_size, config.seed)?;
+    Ok((graph, analysis, plan))
+}
+
+/// Applies the initial weights, converts the schedule's epochs to batches,
+/// and builds the optimizer, or resumes it (and the weights) from a
+/// checkpoint. Returns the optimizer and the first epoch to run.
+fn init_or_resume(
+    config: &mut TrainConfig,
+    files: &WeightFiles,
+    plan: &mut Plan,
+    train_images: usize,
+    ev: &Sender<Event>,
+) -> Result<(Optimizer, u64), TrainError> {
+    if let (Some(path), Some(file)) = (&config.init_weights, &files.init) {
         let report = weights::apply(file, &mut plan.params);
         let _ = ev.send(Event::Notice(format!(
             "initial weights from {}: {report}",
@@ -859,7 +939,7 @@ fn run_inner(
     }
     if config.schedule_in_epochs {
         let per_epoch = BatchConfig::train(config.batch_size, config.seed, None, None)
-            .batches_per_epoch(splits.train.len())
+            .batches_per_epoch(train_images)
             .max(1) as u64;
         config.optimizer.schedule = match config.optimizer.schedule {
             Schedule::Step { every, gamma } => Schedule::Step {
@@ -873,9 +953,9 @@ fn run_inner(
             Schedule::Constant => Schedule::Constant,
         };
     }
-    let mut optimizer = Optimizer::new(config.optimizer, &plan.params);
+    let mut optimizer = Optimizer::try_new(config.optimizer, &plan.params)?;
     let mut first_epoch = 0;
-    if let (Some(path), Some(file)) = (&config.resume, &resume_file) {
+    if let (Some(path), Some(file)) = (&config.resume, &files.resume) {
         let report = weights::apply(file, &mut plan.params);
         if !report.is_complete() {
             return Err(TrainError::Refused(format!(
@@ -909,394 +989,560 @@ fn run_inner(
             path.display()
         )));
     }
+    Ok((optimizer, first_epoch))
+}
 
-    // Feeds, with the frozen prefix cached when possible.
-    let augmenting = config.augment.any();
+/// Where each split's batches come from.
+struct Feeds {
+    train_ds: Arc<Dataset>,
+    train: Feed,
+    val: Option<Feed>,
+    test: Option<Feed>,
+    /// Probes read whole images (never the activation cache).
+    probe: Feed,
+    /// The cached frozen prefix: its last layer and the cache's bytes.
+    cache_info: Option<(String, usize)>,
+}
+
+/// The feeds of every split, with the frozen prefix's activations cached
+/// when possible.
+fn build_feeds(
+    splits: Splits,
+    stats: &ChannelStats,
+    plan: &mut Plan,
+    config: &TrainConfig,
+    ctl: &Control,
+    ev: &Sender<Event>,
+) -> Result<Feeds, TrainError> {
     let train_ds = Arc::new(splits.train);
-    let mut train_feed = Feed::new(Arc::clone(&train_ds), stats.clone());
-    let mut val_feed = splits
-        .val
-        .filter(|d| !d.is_empty())
-        .map(|d| Feed::new(Arc::new(d), stats.clone()));
-    let mut test_feed = splits
-        .test
-        .filter(|d| !d.is_empty())
-        .map(|d| Feed::new(Arc::new(d), stats.clone()));
-    // Probes read whole images (never the activation cache).
-    let probe_ds = test_feed
+    let feed = |d: Dataset| Feed::new(Arc::new(d), stats.clone());
+    let val = splits.val.filter(|d| !d.is_empty()).map(feed);
+    let test = splits.test.filter(|d| !d.is_empty()).map(feed);
+    let probe_ds = test
         .as_ref()
-        .or(val_feed.as_ref())
+        .or(val.as_ref())
         .map_or_else(|| Arc::clone(&train_ds), |f| Arc::clone(&f.ds));
-    let mut probe_feed = Feed::new(probe_ds, stats.clone());
-    let mut cache_info = None;
-    let cut = plan.frozen_cut();
-    if config.activation_cache
-        && let Some(cut) = cut
+    let mut feeds = Feeds {
+        train: Feed::new(Arc::clone(&train_ds), stats.clone()),
+        val,
+        test,
+        probe: Feed::new(probe_ds, stats.clone()),
+        train_ds,
+        cache_info: None,
+    };
+    if let Some(cut) = plan.frozen_cut()
+        && config.activation_cache
     {
-        if augmenting {
+        if config.augment.any() {
             let _ = ev.send(Event::Notice(format!(
                 "layers up to `{}` are frozen, but augmentation changes their input every epoch, so their activations are not cached",
                 plan.steps[cut].name
             )));
         } else {
-            let total = train_feed.len()
-                + val_feed.as_ref().map_or(0, Feed::len)
-                + test_feed.as_ref().map_or(0, Feed::len);
-            let mut done_before = 0;
-            let mut bytes = 0;
-            let mut on_disk = false;
-            for feed in std::iter::once(&mut train_feed)
-                .chain(val_feed.as_mut())
-                .chain(test_feed.as_mut())
-            {
-                let cache = ActivationCache::build(
-                    &mut plan,
-                    cut,
-                    &feed.ds,
-                    &stats,
-                    config.cache_memory_limit,
-                    &mut |d, _| {
-                        let _ = ev.send(Event::Caching {
-                            done: done_before + d,
-                            total,
-                        });
-                    },
-                )?;
-                done_before += feed.len();
-                bytes += feed.len() * cache.per_image() * 4;
-                on_disk |= cache.is_on_disk();
-                feed.cache = Some((cache, cut));
-                if ctl.stop {
-                    break;
-                }
-            }
-            let frozen_prefix = plan.steps[..=cut]
-                .iter()
-                .any(|s| !step_param_indices(&s.op).is_empty());
-            let _ = ev.send(Event::Notice(format!(
-                "{} up to `{}`: their activations were computed once ({:.1} MB{}); training runs only the layers after it",
-                if frozen_prefix {
-                    "frozen layers"
-                } else {
-                    "the layers without parameters"
-                },
-                plan.steps[cut].name,
-                bytes as f64 / 1e6,
-                if on_disk { ", in a temporary file" } else { "" }
-            )));
-            cache_info = Some((plan.steps[cut].name.clone(), bytes));
+            cache_frozen_prefix(&mut feeds, cut, stats, plan, config, ctl, ev)?;
         }
     }
-    let cached = train_feed.cache.is_some();
+    Ok(feeds)
+}
 
-    let train_cfg = BatchConfig::train(
-        config.batch_size,
-        config.seed,
-        if augmenting {
-            Some(Augmenter::new(config.augment, &train_ds)?)
-        } else {
-            None
-        },
-        Some(stats.clone()),
-    );
-    let batches = train_cfg.batches_per_epoch(train_ds.len());
-    let _ = ev.send(Event::Started(RunInfo {
-        design: graph.name.clone(),
-        classes: classes.clone(),
-        train_images: train_ds.len(),
-        val_images: val_feed.as_ref().map_or(0, Feed::len),
-        test_images: test_feed.as_ref().map_or(0, Feed::len),
-        batches_per_epoch: batches,
-        epochs: config.epochs,
-        first_epoch,
-        trainable_params: plan.trainable_param_count(),
-        total_params: plan.total_param_count(),
-        cache: cache_info,
-    }));
-    let _ = ev.send(Event::State(RunState::Waiting));
-    if config.autostart {
-        ctl.apply(Command::Start, ev);
-    }
-    let mut prefetch = if cached || first_epoch >= config.epochs {
-        None
-    } else {
-        Some(Prefetcher::spawn(
-            Arc::clone(&train_ds),
-            train_cfg.clone(),
-            first_epoch..config.epochs,
-            4,
-        )?)
-    };
-    let bn_stats = bn_stat_params(&plan);
-    let run_start = Instant::now();
-    let mut batches_done_total = 0usize;
-    let total_batches = (config.epochs.saturating_sub(first_epoch)) as usize * batches;
-    let mut cached_labels = Vec::new();
-    let mut last_good: Vec<Vec<f32>> = plan.params.iter().map(|p| p.data.clone()).collect();
-    let mut fused: Option<Vec<super::plan::Fusion>> = None;
-    // Compiled on the first Grad-CAM request.
-    let mut cam: Option<GradCam> = None;
-    let mut last_report = Instant::now();
-    let mut nanos_at_report = plan.step_nanos.clone();
-    let mut batches_since_report = 0usize;
-    for epoch in first_epoch..config.epochs {
-        let epoch_start = Instant::now();
-        let nanos_before = plan.step_nanos.clone();
-        let order = train_cfg.epoch_order(train_ds.len(), epoch);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for b in 0..batches {
-            if !ctl.gate(ev, &mut |ask| {
-                answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
-            }) {
-                let end = finish_stopped(&plan, out, &config, ev, epoch, b)?;
-                if config.linger {
-                    ctl.linger(ev, &mut |ask| {
-                        answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
-                    });
-                }
-                return Ok(end);
-            }
-            // Watching needs every layer's own output, which fused steps do
-            // not write; the training fusions are bit-identical, so runs do
-            // not change.
-            match (ctl.watch, fused.is_some()) {
-                (true, false) => {
-                    fused = Some(plan.steps.iter().map(|s| s.fusion).collect());
-                    plan.unfuse();
-                }
-                (false, true) => {
-                    for (s, f) in plan.steps.iter_mut().zip(fused.take().unwrap_or_default()) {
-                        s.fusion = f;
-                    }
-                }
-                _ => {}
-            }
-            // The weights to fall back on if this batch goes non-finite.
-            for (good, p) in last_good.iter_mut().zip(&plan.params) {
-                good.copy_from_slice(&p.data);
-            }
-            // Forward.
-            let labels: &[u32] = if cached {
-                let idx =
-                    &order[b * config.batch_size..((b + 1) * config.batch_size).min(order.len())];
-                cached_labels.clear();
-                cached_labels.extend_from_slice(train_feed.forward(&mut plan, idx, Mode::Train)?);
-                &cached_labels
-            } else {
-                let Some(batch) = prefetch.as_mut().and_then(Iterator::next) else {
-                    return Err("the batch thread ended early".into());
-                };
-                plan.forward(batch.images(), Mode::Train);
-                cached_labels.clear();
-                cached_labels.extend_from_slice(batch.labels());
-                if let Some(p) = &prefetch {
-                    p.recycle(batch);
-                }
-                &cached_labels
-            };
-            let lr = optimizer.learning_rate();
-            let loss = plan.loss_backward(labels);
-            let batch_correct = plan.correct(labels);
-            let mut bad = (!loss.is_finite()).then_some(loss);
-            if bad.is_none() {
-                plan.backward();
-                if plan
-                    .params
-                    .iter()
-                    .any(|p| p.is_trainable() && p.grad.iter().any(|g| !g.is_finite()))
-                {
-                    bad = Some(f32::NAN);
-                } else {
-                    optimizer.update(&mut plan.params);
-                    if plan
-                        .params
-                        .iter()
-                        .any(|p| p.data.iter().any(|v| !v.is_finite()))
-                    {
-                        bad = Some(0.0);
-                    }
-                }
-            }
-            if let Some(bad_loss) = bad {
-                // Running statistics move in the forward pass and weights in
-                // the update: put everything back as it was before this batch.
-                for (p, good) in plan.params.iter_mut().zip(&last_good) {
-                    p.data.copy_from_slice(good);
-                }
-                return Err(TrainError::Diverged(non_finite(
-                    &plan, out, &config, ev, bad_loss, epoch, b, lr,
-                )));
-            }
-            let n = labels.len();
-            loss_sum += loss as f64 * n as f64;
-            correct += batch_correct;
-            seen += n;
-            batches_done_total += 1;
-            let elapsed = epoch_start.elapsed().as_secs_f64();
-            let per_batch = run_start.elapsed().as_secs_f64() / batches_done_total as f64;
-            let _ = ev.send(Event::Batch {
-                epoch: epoch + 1,
-                batch: b + 1,
-                batches,
-                loss,
-                lr,
-                images_per_sec: seen as f64 / elapsed.max(1e-9),
-                eta: Duration::from_secs_f64(
-                    per_batch * total_batches.saturating_sub(batches_done_total) as f64,
-                ),
-            });
-            ctl.batch_done(ev);
-            batches_since_report += 1;
-            if last_report.elapsed() >= LAYER_REPORT_EVERY || b + 1 == batches {
-                let _ = ev.send(Event::Layers(layer_live(
-                    &plan,
-                    &nanos_at_report,
-                    batches_since_report,
-                    ctl.watch,
-                )));
-                nanos_at_report.clone_from(&plan.step_nanos);
-                batches_since_report = 0;
-                last_report = Instant::now();
-            }
+/// Computes the activations at `cut` once for every split's images.
+fn cache_frozen_prefix(
+    feeds: &mut Feeds,
+    cut: usize,
+    stats: &ChannelStats,
+    plan: &mut Plan,
+    config: &TrainConfig,
+    ctl: &Control,
+    ev: &Sender<Event>,
+) -> Result<(), TrainError> {
+    let total = feeds.train.len()
+        + feeds.val.as_ref().map_or(0, Feed::len)
+        + feeds.test.as_ref().map_or(0, Feed::len);
+    let mut done_before = 0;
+    let mut bytes = 0;
+    let mut on_disk = false;
+    for feed in std::iter::once(&mut feeds.train)
+        .chain(feeds.val.as_mut())
+        .chain(feeds.test.as_mut())
+    {
+        let cache = ActivationCache::build(
+            plan,
+            cut,
+            &feed.ds,
+            stats,
+            config.cache_memory_limit,
+            &mut |d, _| {
+                let _ = ev.send(Event::Caching {
+                    done: done_before + d,
+                    total,
+                });
+            },
+        )?;
+        done_before += feed.len();
+        bytes += feed.len() * cache.per_image() * 4;
+        on_disk |= cache.is_on_disk();
+        feed.cache = Some((cache, cut));
+        if ctl.stop {
+            break;
         }
-        let layer_times = layer_times(&plan, &nanos_before, batches);
-        // Validation, with precise BN statistics when asked.
-        let (val_loss, val_acc) = match val_feed.as_mut() {
-            Some(vf) => {
-                let ema: Vec<Vec<f32>> = bn_stats
-                    .iter()
-                    .map(|&i| plan.params[i].data.clone())
-                    .collect();
-                if config.precise_bn {
-                    recompute_bn_stats(
-                        &mut plan,
-                        &mut train_feed,
-                        config.precise_bn_images,
-                        config.seed ^ epoch,
-                    )?;
-                }
-                let (l, a, _) = vf.evaluate(&mut plan)?;
-                for (&i, d) in bn_stats.iter().zip(ema) {
-                    plan.params[i].data = d;
-                }
-                (Some(l), Some(a))
-            }
-            None => (None, None),
+    }
+    let frozen_prefix = plan.steps[..=cut]
+        .iter()
+        .any(|s| !step_param_indices(&s.op).is_empty());
+    let _ = ev.send(Event::Notice(format!(
+        "{} up to `{}`: their activations were computed once ({:.1} MB{}); training runs only the layers after it",
+        if frozen_prefix {
+            "frozen layers"
+        } else {
+            "the layers without parameters"
+        },
+        plan.steps[cut].name,
+        bytes as f64 / 1e6,
+        if on_disk { ", in a temporary file" } else { "" }
+    )));
+    feeds.cache_info = Some((plan.steps[cut].name.clone(), bytes));
+    Ok(())
+}
+
+/// What is trained: the design, its plan and optimizer, and the metadata
+/// its weights are saved with.
+struct Model {
+    graph: Graph,
+    analysis: Analysis,
+    plan: Plan,
+    optimizer: Optimizer,
+    meta: WeightsMeta,
+}
+
+/// A started run: the model, its feeds and the epoch loop's state.
+struct Run<'r> {
+    config: TrainConfig,
+    model: Model,
+    feeds: Feeds,
+    classes: Vec<String>,
+    train_cfg: BatchConfig,
+    prefetch: Option<Prefetcher>,
+    batches: usize,
+    bn_stats: Vec<usize>,
+    run_start: Instant,
+    batches_done_total: usize,
+    total_batches: usize,
+    cached_labels: Vec<u32>,
+    /// The weights before the current batch, to fall back on if it goes non-finite.
+    last_good: Vec<Vec<f32>>,
+    /// The plan's fusions while watching (which needs every layer's output).
+    fused: Option<Vec<super::plan::Fusion>>,
+    /// Compiled on the first Grad-CAM request.
+    cam: Option<GradCam>,
+    last_report: Instant,
+    nanos_at_report: Vec<u64>,
+    batches_since_report: usize,
+    ctl: &'r mut Control,
+    ev: &'r Sender<Event>,
+}
+
+/// How one epoch's training batches went.
+#[derive(Default)]
+struct EpochTally {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+}
+
+impl<'r> Run<'r> {
+    /// Announces the run, waits for Start unless autostarting, and starts
+    /// the batch thread (unless the training images come from the cache).
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        config: TrainConfig,
+        model: Model,
+        feeds: Feeds,
+        stats: &ChannelStats,
+        first_epoch: u64,
+        classes: Vec<String>,
+        ctl: &'r mut Control,
+        ev: &'r Sender<Event>,
+    ) -> Result<Self, TrainError> {
+        let train_cfg = BatchConfig::train(
+            config.batch_size,
+            config.seed,
+            if config.augment.any() {
+                Some(Augmenter::new(config.augment, &feeds.train_ds)?)
+            } else {
+                None
+            },
+            Some(stats.clone()),
+        );
+        let batches = train_cfg.batches_per_epoch(feeds.train_ds.len());
+        let plan = &model.plan;
+        let _ = ev.send(Event::Started(RunInfo {
+            design: model.graph.name.clone(),
+            classes: classes.clone(),
+            train_images: feeds.train_ds.len(),
+            val_images: feeds.val.as_ref().map_or(0, Feed::len),
+            test_images: feeds.test.as_ref().map_or(0, Feed::len),
+            batches_per_epoch: batches,
+            epochs: config.epochs,
+            first_epoch,
+            trainable_params: plan.trainable_param_count(),
+            total_params: plan.total_param_count(),
+            cache: feeds.cache_info.clone(),
+        }));
+        let _ = ev.send(Event::State(RunState::Waiting));
+        if config.autostart {
+            ctl.apply(Command::Start, ev);
+        }
+        let prefetch = if feeds.train.cache.is_some() || first_epoch >= config.epochs {
+            None
+        } else {
+            Some(Prefetcher::spawn(
+                Arc::clone(&feeds.train_ds),
+                train_cfg.clone(),
+                first_epoch..config.epochs,
+                4,
+            )?)
         };
+        // Filled before each batch; allocated fallibly like the plan's buffers.
+        let last_good = plan
+            .params
+            .iter()
+            .map(|p| super::plan::zeroed(|| format!("copy of `{}`", p.name), p.data.len()))
+            .collect::<Result<_, _>>()?;
+        Ok(Run {
+            bn_stats: bn_stat_params(plan),
+            run_start: Instant::now(),
+            batches_done_total: 0,
+            total_batches: (config.epochs.saturating_sub(first_epoch)) as usize * batches,
+            cached_labels: Vec::new(),
+            last_good,
+            fused: None,
+            cam: None,
+            last_report: Instant::now(),
+            nanos_at_report: plan.step_nanos.clone(),
+            batches_since_report: 0,
+            config,
+            model,
+            feeds,
+            classes,
+            train_cfg,
+            prefetch,
+            batches,
+            ctl,
+            ev,
+        })
+    }
+
+    /// Trains one epoch, validates, reports and checkpoints. `Some` when
+    /// the user stopped the run (saved and ended as the user asked).
+    fn epoch(&mut self, epoch: u64, out: &mut TrainOutcome) -> Result<Option<RunEnd>, TrainError> {
+        let epoch_start = Instant::now();
+        let nanos_before = self.model.plan.step_nanos.clone();
+        let order = self.train_cfg.epoch_order(self.feeds.train_ds.len(), epoch);
+        let mut tally = EpochTally::default();
+        for b in 0..self.batches {
+            let m = &mut self.model;
+            let (probe, cam) = (&mut self.feeds.probe, &mut self.cam);
+            if !self.ctl.gate(self.ev, &mut |ask| {
+                answer(&mut m.plan, probe, &m.analysis, &m.graph, cam, ask)
+            }) {
+                let end = finish_stopped(&self.model.plan, out, &self.config, self.ev, epoch, b)?;
+                self.linger();
+                return Ok(Some(end));
+            }
+            self.batch(epoch, b, &order, epoch_start, &mut tally, out)?;
+        }
+        let layer_times = layer_times(&self.model.plan, &nanos_before, self.batches);
+        let (val_loss, val_acc) = self.validate(epoch)?;
         let stats_epoch = EpochStats {
             epoch: epoch + 1,
-            train_loss: (loss_sum / seen.max(1) as f64) as f32,
-            train_acc: correct as f32 / seen.max(1) as f32,
+            train_loss: (tally.loss_sum / tally.seen.max(1) as f64) as f32,
+            train_acc: tally.correct as f32 / tally.seen.max(1) as f32,
             val_loss,
             val_acc,
             seconds: epoch_start.elapsed().as_secs_f64(),
-            learning_rate: optimizer.learning_rate(),
+            learning_rate: self.model.optimizer.learning_rate(),
             layer_times,
         };
         out.history.push(stats_epoch.clone());
-        let _ = ev.send(Event::Epoch(stats_epoch));
-        if let Some(path) = &config.checkpoint {
-            let moments: Vec<(String, Vec<usize>, &[f32])> = plan
-                .params
-                .iter()
-                .zip(optimizer.moments())
-                .flat_map(|(p, (m, v))| {
-                    [("m", m), ("v", v)]
-                        .into_iter()
-                        .filter(|(_, b)| !b.is_empty())
-                        .map(|(s, b)| {
-                            (
-                                format!("{OPTIMIZER_PREFIX}{}.{s}", p.name),
-                                p.shape.clone(),
-                                b.as_slice(),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let m = WeightsMeta {
-                epoch: epoch + 1,
-                optimizer_step: optimizer.step,
-                ..meta.clone()
+        let _ = self.ev.send(Event::Epoch(stats_epoch));
+        self.checkpoint(epoch);
+        Ok(None)
+    }
+
+    /// One training batch: forward, loss, backward and update, rolled back
+    /// (and the run ended with the reason) if anything goes non-finite.
+    fn batch(
+        &mut self,
+        epoch: u64,
+        b: usize,
+        order: &[usize],
+        epoch_start: Instant,
+        tally: &mut EpochTally,
+        out: &mut TrainOutcome,
+    ) -> Result<(), TrainError> {
+        self.follow_watch();
+        let plan = &mut self.model.plan;
+        for (good, p) in self.last_good.iter_mut().zip(&plan.params) {
+            good.copy_from_slice(&p.data);
+        }
+        // Forward.
+        self.cached_labels.clear();
+        if self.feeds.train.cache.is_some() {
+            let batch_size = self.config.batch_size;
+            let idx = &order[b * batch_size..((b + 1) * batch_size).min(order.len())];
+            let labels = self.feeds.train.forward(plan, idx, Mode::Train)?;
+            self.cached_labels.extend_from_slice(labels);
+        } else {
+            let Some(batch) = self.prefetch.as_mut().and_then(Iterator::next) else {
+                return Err("the batch thread ended early".into());
             };
-            // A failed checkpoint never ends the run: it is reported and
-            // written again after the next epoch.
-            if let Err(e) = weights::save_with_extra(path, &plan.params, &moments, &m) {
-                let _ = ev.send(Event::Notice(format!(
-                    "the checkpoint after epoch {} could not be written ({e}); training goes on and tries again after the next epoch",
-                    epoch + 1
-                )));
+            plan.forward(batch.images(), Mode::Train);
+            self.cached_labels.extend_from_slice(batch.labels());
+            if let Some(p) = &self.prefetch {
+                p.recycle(batch);
             }
         }
+        let labels = &self.cached_labels;
+        let optimizer = &mut self.model.optimizer;
+        let lr = optimizer.learning_rate();
+        let loss = plan.loss_backward(labels);
+        let batch_correct = plan.correct(labels);
+        let mut bad = (!loss.is_finite()).then_some(loss);
+        if bad.is_none() {
+            plan.backward();
+            if plan
+                .params
+                .iter()
+                .any(|p| p.is_trainable() && p.grad.iter().any(|g| !g.is_finite()))
+            {
+                bad = Some(f32::NAN);
+            } else {
+                optimizer.update(&mut plan.params);
+                if plan
+                    .params
+                    .iter()
+                    .any(|p| p.data.iter().any(|v| !v.is_finite()))
+                {
+                    bad = Some(0.0);
+                }
+            }
+        }
+        if let Some(bad_loss) = bad {
+            // Running statistics move in the forward pass and weights in
+            // the update: put everything back as it was before this batch.
+            for (p, good) in plan.params.iter_mut().zip(&self.last_good) {
+                p.data.copy_from_slice(good);
+            }
+            return Err(TrainError::Diverged(non_finite(
+                plan,
+                out,
+                &self.config,
+                self.ev,
+                bad_loss,
+                epoch,
+                b,
+                lr,
+            )));
+        }
+        let n = labels.len();
+        tally.loss_sum += loss as f64 * n as f64;
+        tally.correct += batch_correct;
+        tally.seen += n;
+        self.batches_done_total += 1;
+        let elapsed = epoch_start.elapsed().as_secs_f64();
+        let per_batch = self.run_start.elapsed().as_secs_f64() / self.batches_done_total as f64;
+        let _ = self.ev.send(Event::Batch {
+            epoch: epoch + 1,
+            batch: b + 1,
+            batches: self.batches,
+            loss,
+            lr,
+            images_per_sec: tally.seen as f64 / elapsed.max(1e-9),
+            eta: Duration::from_secs_f64(
+                per_batch * self.total_batches.saturating_sub(self.batches_done_total) as f64,
+            ),
+        });
+        self.ctl.batch_done(self.ev);
+        self.batches_since_report += 1;
+        if self.last_report.elapsed() >= LAYER_REPORT_EVERY || b + 1 == self.batches {
+            let plan = &self.model.plan;
+            let _ = self.ev.send(Event::Layers(layer_live(
+                plan,
+                &self.nanos_at_report,
+                self.batches_since_report,
+                self.ctl.watch,
+            )));
+            self.nanos_at_report.clone_from(&plan.step_nanos);
+            self.batches_since_report = 0;
+            self.last_report = Instant::now();
+        }
+        Ok(())
     }
-    drop(prefetch.take());
 
-    // Test: first with the training-time running statistics, then precise BN.
-    let mut result = None;
-    let mut used_precise = false;
-    let ema_stats: Vec<(String, Vec<f32>)> = bn_stats
-        .iter()
-        .map(|&i| (plan.params[i].name.clone(), plan.params[i].data.clone()))
-        .collect();
-    if let Some(tf) = test_feed.as_mut() {
-        let (l0, a0, p0) = tf.evaluate(&mut plan)?;
-        let mut without = None;
-        let (mut l, mut a, mut predictions) = (l0, a0, p0);
-        if config.precise_bn
-            && recompute_bn_stats(
-                &mut plan,
-                &mut train_feed,
+    /// Watching needs every layer's own output, which fused steps do not
+    /// write; the training fusions are bit-identical, so runs do not change.
+    fn follow_watch(&mut self) {
+        let plan = &mut self.model.plan;
+        match (self.ctl.watch, self.fused.is_some()) {
+            (true, false) => {
+                self.fused = Some(plan.steps.iter().map(|s| s.fusion).collect());
+                plan.unfuse();
+            }
+            (false, true) => {
+                for (s, f) in plan
+                    .steps
+                    .iter_mut()
+                    .zip(self.fused.take().unwrap_or_default())
+                {
+                    s.fusion = f;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Validation loss and accuracy, with precise BN statistics when asked
+    /// (the training-time statistics are put back afterwards).
+    fn validate(&mut self, epoch: u64) -> Result<(Option<f32>, Option<f32>), TrainError> {
+        let Some(vf) = self.feeds.val.as_mut() else {
+            return Ok((None, None));
+        };
+        let plan = &mut self.model.plan;
+        let ema: Vec<Vec<f32>> = self
+            .bn_stats
+            .iter()
+            .map(|&i| plan.params[i].data.clone())
+            .collect();
+        if self.config.precise_bn {
+            recompute_bn_stats(
+                plan,
+                &mut self.feeds.train,
+                self.config.precise_bn_images,
+                self.config.seed ^ epoch,
+            )?;
+        }
+        let (l, a, _) = vf.evaluate(plan)?;
+        for (&i, d) in self.bn_stats.iter().zip(ema) {
+            plan.params[i].data = d;
+        }
+        Ok((Some(l), Some(a)))
+    }
+
+    /// Writes the checkpoint after `epoch`, if one is asked for. A failed
+    /// checkpoint never ends the run: it is reported and written again
+    /// after the next epoch.
+    fn checkpoint(&self, epoch: u64) {
+        let Some(path) = &self.config.checkpoint else {
+            return;
+        };
+        let Model {
+            plan,
+            optimizer,
+            meta,
+            ..
+        } = &self.model;
+        let moments: Vec<(String, Vec<usize>, &[f32])> = plan
+            .params
+            .iter()
+            .zip(optimizer.moments())
+            .flat_map(|(p, (m, v))| {
+                [("m", m), ("v", v)]
+                    .into_iter()
+                    .filter(|(_, b)| !b.is_empty())
+                    .map(|(s, b)| {
+                        (
+                            format!("{OPTIMIZER_PREFIX}{}.{s}", p.name),
+                            p.shape.clone(),
+                            b.as_slice(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let m = WeightsMeta {
+            epoch: epoch + 1,
+            optimizer_step: optimizer.step,
+            ..meta.clone()
+        };
+        if let Err(e) = weights::save_with_extra(path, &plan.params, &moments, &m) {
+            let _ = self.ev.send(Event::Notice(format!(
+                "the checkpoint after epoch {} could not be written ({e}); training goes on and tries again after the next epoch",
+                epoch + 1
+            )));
+        }
+    }
+
+    /// Tests with the training-time running statistics, then with precise
+    /// BN statistics when asked; puts the trained weights in `out`.
+    fn test_phase(&mut self, out: &mut TrainOutcome) -> Result<Option<TestResult>, TrainError> {
+        let config = &self.config;
+        let plan = &mut self.model.plan;
+        let mut result = None;
+        let mut used_precise = false;
+        let ema_stats: Vec<(String, Vec<f32>)> = self
+            .bn_stats
+            .iter()
+            .map(|&i| (plan.params[i].name.clone(), plan.params[i].data.clone()))
+            .collect();
+        let train_feed = &mut self.feeds.train;
+        if let Some(tf) = self.feeds.test.as_mut() {
+            let (l0, a0, p0) = tf.evaluate(plan)?;
+            let mut without = None;
+            let (mut l, mut a, mut predictions) = (l0, a0, p0);
+            if config.precise_bn
+                && recompute_bn_stats(
+                    plan,
+                    train_feed,
+                    config.precise_bn_images,
+                    config.seed ^ 0xF1,
+                )? > 0
+            {
+                used_precise = true;
+                without = Some(a0);
+                (l, a, predictions) = tf.evaluate(plan)?;
+            }
+            let confusion = eval::confusion_matrix(&tf.ds.labels, &predictions, self.classes.len());
+            result = Some(TestResult {
+                test_loss: l,
+                test_acc: a,
+                test_acc_without_precise_bn: without,
+                confusion,
+                samples: gallery(&tf.ds, &predictions),
+                image_shape: (tf.ds.h, tf.ds.w, tf.ds.c),
+            });
+        } else if config.precise_bn {
+            used_precise = recompute_bn_stats(
+                plan,
+                train_feed,
                 config.precise_bn_images,
                 config.seed ^ 0xF1,
-            )? > 0
-        {
-            used_precise = true;
-            without = Some(a0);
-            (l, a, predictions) = tf.evaluate(&mut plan)?;
+            )? > 0;
         }
-        let confusion = eval::confusion_matrix(&tf.ds.labels, &predictions, classes.len());
-        result = Some(TestResult {
-            test_loss: l,
-            test_acc: a,
-            test_acc_without_precise_bn: without,
-            confusion,
-            samples: gallery(&tf.ds, &predictions),
-            image_shape: (tf.ds.h, tf.ds.w, tf.ds.c),
-        });
-    } else if config.precise_bn {
-        used_precise = recompute_bn_stats(
-            &mut plan,
-            &mut train_feed,
-            config.precise_bn_images,
-            config.seed ^ 0xF1,
-        )? > 0;
+        out.params.clone_from(&plan.params);
+        out.meta = WeightsMeta {
+            epoch: config.epochs,
+            optimizer_step: self.model.optimizer.step,
+            precise_bn: used_precise,
+            ..self.model.meta.clone()
+        };
+        out.test.clone_from(&result);
+        if used_precise {
+            out.ema_stats = ema_stats;
+        }
+        Ok(result)
     }
-    out.params.clone_from(&plan.params);
-    out.meta = WeightsMeta {
-        epoch: config.epochs,
-        optimizer_step: optimizer.step,
-        precise_bn: used_precise,
-        ..meta
-    };
-    out.test.clone_from(&result);
-    if used_precise {
-        out.ema_stats = ema_stats;
-    }
-    save_final(out, &config, ev)?;
-    let _ = ev.send(Event::Finished(result.unwrap_or(TestResult {
-        test_loss: f32::NAN,
-        test_acc: f32::NAN,
-        test_acc_without_precise_bn: None,
-        confusion: Vec::new(),
-        samples: Vec::new(),
-        image_shape: (h, w, c),
-    })));
-    if config.linger {
-        ctl.linger(ev, &mut |ask| {
-            answer(&mut plan, &mut probe_feed, &analysis, &graph, &mut cam, ask)
+
+    /// Keeps answering probes until closed, when the run was asked to linger.
+    fn linger(&mut self) {
+        if !self.config.linger {
+            return;
+        }
+        let m = &mut self.model;
+        let (probe, cam) = (&mut self.feeds.probe, &mut self.cam);
+        self.ctl.linger(self.ev, &mut |ask| {
+            answer(&mut m.plan, probe, &m.analysis, &m.graph, cam, ask)
         });
     }
-    Ok(RunEnd::Finished)
 }
 
 /// How often [`Event::Layers`] reports are sent while training.

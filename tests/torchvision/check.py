@@ -119,9 +119,20 @@ def first_error(stderr: str) -> str:
 
 
 def unsupported_lines(stderr: str) -> list[str]:
-    """The importer's `unsupported operator X ×N (left out)` lines, without the prefix."""
+    """What the importer could not represent, as `X ×N` per operator: from its
+    list of deviations (`  - X `node`: what it changes`), or from the older
+    `unsupported operator X ×N (left out)` lines."""
     p = "unsupported operator "
-    return [l.strip()[len(p):] for l in stderr.splitlines() if l.strip().startswith(p)]
+    old = [l.strip()[len(p):] for l in stderr.splitlines() if l.strip().startswith(p)]
+    if old:
+        return old
+    counts: dict[str, int] = {}
+    for l in stderr.splitlines():
+        l = l.strip()
+        if l.startswith("- ") and "`" in l:
+            what = l[2:].split(" `", 1)[0]
+            counts[what] = counts.get(what, 0) + 1
+    return [f"{k} ×{v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def warning_lines(stderr: str) -> list[str]:

@@ -31,6 +31,12 @@ pub fn export_bytes(graph: &Graph, weights: Option<&Tensors>) -> Result<Vec<u8>,
     Ok(export_model(graph, weights)?.encode_to_vec())
 }
 
+/// PyTorch's hard sigmoid `relu6(x + 3) / 6` as ONNX `HardSigmoid`
+/// (`max(0, min(1, αx + β))`).
+fn hard_sigmoid_attrs() -> Vec<AttributeProto> {
+    vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)]
+}
+
 fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, InteropError> {
     let analysis = infer::analyze(graph);
     if let Some(errors) = design_errors(graph, &analysis) {
@@ -82,10 +88,13 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
         let mut push =
             |op: &str, ins: Vec<String>, out: String, attrs: Vec<AttributeProto>, doc: &str| {
                 // Node names must be unique: the Flatten after a GlobalAveragePool
-                // (both from one GlobalAvgPool layer) gets a suffix.
+                // (both from one GlobalAvgPool layer) gets a suffix, and so does
+                // the gate node of a layer written as two (`HardSwish`, `SiLU`).
                 let node_name =
                     if op == "Flatten" && ins.first().is_some_and(|i| i.ends_with(".pooled")) {
                         format!("{name}/flatten")
+                    } else if out != name && op != "GlobalAveragePool" {
+                        format!("{name}/{}", op.to_lowercase())
                     } else {
                         name.clone()
                     };
@@ -134,7 +143,10 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
                 }
                 let mut attrs = window_attrs(false);
                 attrs.push(int("group", *groups as i64));
-                attrs.push(ints("dilations", &[1, 1]));
+                let [ah, aw] = info
+                    .window
+                    .map_or([1, 1], |[h, w]| [h.dilation, w.dilation]);
+                attrs.push(ints("dilations", &[ah as i64, aw as i64]));
                 push("Conv", [inputs, params].concat(), name.clone(), attrs, &doc);
             }
             LayerKind::ZeroPad2d {
@@ -165,9 +177,18 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
                 } else {
                     "AveragePool"
                 };
-                // Netloom's average pool divides by the in-bounds count (ONNX's
-                // default count_include_pad = 0).
-                let attrs = window_attrs(*ceil_mode && *padding != Padding::Same);
+                // An average pool divides by the in-bounds count (ONNX's default
+                // count_include_pad = 0) unless it includes the padding.
+                let mut attrs = window_attrs(*ceil_mode && *padding != Padding::Same);
+                if matches!(
+                    node.kind,
+                    LayerKind::AvgPool2d {
+                        include_padding: true,
+                        ..
+                    }
+                ) {
+                    attrs.push(int("count_include_pad", 1));
+                }
                 push(op, inputs, name.clone(), attrs, &doc);
             }
             LayerKind::GlobalAvgPool => {
@@ -201,6 +222,55 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
             ),
             LayerKind::Sigmoid => push("Sigmoid", inputs, name.clone(), vec![], ""),
             LayerKind::Tanh => push("Tanh", inputs, name.clone(), vec![], ""),
+            LayerKind::Relu6 => {
+                let (lo, hi) = (format!("{name}.min"), format!("{name}.max"));
+                g.initializer.push(float_tensor(&lo, &[], &[0.0]));
+                g.initializer.push(float_tensor(&hi, &[], &[6.0]));
+                push(
+                    "Clip",
+                    vec![inputs[0].clone(), lo, hi],
+                    name.clone(),
+                    vec![],
+                    "",
+                );
+            }
+            LayerKind::HardSigmoid => push(
+                "HardSigmoid",
+                inputs,
+                name.clone(),
+                hard_sigmoid_attrs(),
+                "",
+            ),
+            // Opset 13 has no HardSwish (it arrives in 14): x · HardSigmoid(x).
+            LayerKind::HardSwish => {
+                let gate = format!("{name}.gate");
+                push(
+                    "HardSigmoid",
+                    inputs.clone(),
+                    gate.clone(),
+                    hard_sigmoid_attrs(),
+                    "",
+                );
+                push(
+                    "Mul",
+                    vec![inputs[0].clone(), gate],
+                    name.clone(),
+                    vec![],
+                    "",
+                );
+            }
+            // x · Sigmoid(x), as PyTorch exports SiLU.
+            LayerKind::Silu => {
+                let gate = format!("{name}.sigmoid");
+                push("Sigmoid", inputs.clone(), gate.clone(), vec![], "");
+                push(
+                    "Mul",
+                    vec![inputs[0].clone(), gate],
+                    name.clone(),
+                    vec![],
+                    "",
+                );
+            }
             LayerKind::Softmax => push("Softmax", inputs, name.clone(), vec![int("axis", 1)], ""),
             LayerKind::Dropout { rate } => {
                 let ratio = format!("{name}.ratio");
@@ -225,6 +295,32 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
             LayerKind::Add => {
                 let op = if inputs.len() == 2 { "Add" } else { "Sum" };
                 push(op, inputs, name.clone(), vec![], "");
+            }
+            // Mul broadcasts from the last axis: a gate vector [N, C] is
+            // unsqueezed to [N, C, 1, 1] first.
+            LayerKind::ChannelScale => {
+                let gate = match info.input_shapes.get(1).copied().flatten() {
+                    Some(Shape::Vector(_)) => {
+                        let (axes, gate) = (format!("{name}.axes"), format!("{name}.gate"));
+                        g.initializer.push(int64_tensor(&axes, &[2], &[2, 3]));
+                        push(
+                            "Unsqueeze",
+                            vec![inputs[1].clone(), axes],
+                            gate.clone(),
+                            vec![],
+                            "",
+                        );
+                        gate
+                    }
+                    _ => inputs[1].clone(),
+                };
+                push(
+                    "Mul",
+                    vec![inputs[0].clone(), gate],
+                    name.clone(),
+                    vec![],
+                    "",
+                );
             }
             LayerKind::Concat => push("Concat", inputs, name.clone(), vec![int("axis", 1)], ""),
         }

@@ -15,23 +15,27 @@ use prost::Message;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-/// Reads an ONNX model into a design.
+/// Reads an ONNX model into a design; tensors in external data files are
+/// read from the model's folder (`external.rs`).
 ///
 /// Mapped operators: Conv (group, pads, strides, auto_pad), MaxPool and
-/// AveragePool (ceil_mode, pads, auto_pad), GlobalAveragePool,
-/// BatchNormalization, Relu, LeakyRelu, Sigmoid, Tanh, Softmax, Dropout,
-/// Identity, Flatten / Reshape / Squeeze to a vector, Gemm and MatMul (+ a
-/// constant Add) as Dense, Add and Sum (chains of binary Adds become one
-/// N-input Add; a constant Add after a bias-free Conv becomes its bias),
-/// Concat on the channel axis, and constant-zero Pad as ZeroPad2d.
-/// Transposes as tf2onnx writes them for Keras models are understood: an
-/// NHWC graph input followed by a Transpose to NCHW becomes an H×W×C Input,
-/// and a Transpose to NHWC before a Flatten/Reshape keeps the Dense rows in
-/// H·W·C order (otherwise Dense rows after a Flatten are reordered from
-/// C·H·W to Netloom's H·W·C). Shape
+/// AveragePool (ceil_mode, pads, auto_pad), GlobalAveragePool and
+/// ReduceMean over H,W (keepdims 0/1), BatchNormalization, Relu, LeakyRelu,
+/// Sigmoid, Tanh, Softmax, Dropout, Identity (also of shared initializers),
+/// Flatten / Reshape / Squeeze to a vector, Gemm (transB, alpha, beta) and
+/// MatMul (+ a constant Add) as Dense, Add and Sum (chains of binary Adds
+/// become one N-input Add; a constant Add after a bias-free Conv becomes its
+/// bias), Mul / Add by per-channel constants as a depthwise 1×1 conv, a
+/// volume rebuilt channel by channel (`import/channels.rs`), Concat on the channel
+/// axis, and constant-zero Pad as ZeroPad2d. Transposes as tf2onnx writes
+/// them for Keras models are understood: an NHWC graph input followed by a
+/// Transpose to NCHW becomes an H×W×C Input, and a Transpose to NHWC before
+/// a Flatten/Reshape keeps the Dense rows in H·W·C order (otherwise Dense
+/// rows after a Flatten are reordered from C·H·W to Netloom's H·W·C). Shape
 /// arithmetic on constants (Shape, Gather, Unsqueeze, Concat of shapes, …)
 /// is absorbed silently. Every other operator is listed in
-/// [`Imported::unsupported`]: element-wise ones are passed through (the
+/// [`Imported::unsupported`] and, with what it changes, in
+/// [`Imported::deviations`]: element-wise ones are passed through (the
 /// shape is kept), the others leave their consumers unconnected.
 pub fn import(path: &Path) -> Result<Imported, InteropError> {
     let bytes = std::fs::read(path).map_err(|source| InteropError::Io {
@@ -868,6 +872,7 @@ impl<'m> Importer<'m> {
             padding,
             groups,
             bias: bias.is_some(),
+            dilation: [1, 1],
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
         self.origin.insert(id, "Conv");
@@ -1032,6 +1037,7 @@ impl<'m> Importer<'m> {
                 stride,
                 padding,
                 ceil_mode,
+                include_padding: false,
             }
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
@@ -1057,6 +1063,7 @@ impl<'m> Importer<'m> {
                     stride: [1, 1],
                     padding: Padding::Valid,
                     ceil_mode: false,
+                    include_padding: false,
                 };
                 self.simple(node, name, kind)
             }
@@ -1139,6 +1146,7 @@ impl<'m> Importer<'m> {
             padding: Padding::Valid,
             groups: filters,
             bias: shift.is_some(),
+            dilation: [1, 1],
         };
         let (id, shape) = self.add(name, kind, &[Some(from)])?;
         self.origin.insert(id, "Conv");

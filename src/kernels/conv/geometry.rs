@@ -244,13 +244,15 @@ impl Conv2dGeometry {
     /// pixels (a partial of the whole dW per slot, zeroed, accumulated per
     /// tile and reduced): when the weight is at least as large as the input
     /// (ResNet-50's res4/res5 on 64×64 images) the partials' traffic
-    /// outweighs the arithmetic. Needs every pixel in one row table and the
-    /// whole batch's bands in a slot's share of the workspace.
+    /// outweighs the arithmetic, and for a pointwise conv (which reads its
+    /// input in place, no band to copy) whenever its pixels are few. Needs
+    /// every pixel in one row table and the whole batch's bands in a slot's
+    /// share of the workspace.
     pub(super) fn dw_by_rows(&self, tr: usize, band: usize) -> bool {
         let tiles = DirectTiles::new(self, tr).count;
         let slot = band.max(self.tile_len()) + self.weight_len() + self.out_c;
         self.rows() <= DIRECT_MAX_PIXELS
-            && self.weight_len() >= self.in_len()
+            && (band == 0 || self.weight_len() >= self.in_len())
             && tiles * band <= slot
     }
     /// Direct (implicit im2col) forward: output rows per tile and the floats

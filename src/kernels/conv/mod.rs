@@ -11,9 +11,13 @@
 //! Forward is im2col + GEMM, done in tiles of [`TILE_ROWS`] output pixels so
 //! the column tile stays in L2; 1×1 unpadded convolutions skip im2col and run
 //! the GEMM on the input directly (NHWC makes it a pixels × channels matrix;
-//! strides just skip rows). Backward: d_input = dY·Wᵀ then col2im, per image
-//! (no write races); d_weight = colᵀ·dY with per-slot partial sums reduced in
-//! slot order; d_bias = column sums of dY, likewise.
+//! strides just skip rows). Backward: d_input = the forward conv of dY with
+//! flipped weights (stride 1), or dY·Wᵀ then col2im over tiles of whole
+//! images (no write races); d_weight = colᵀ·dY, either with per-slot partial
+//! sums reduced in slot order or, when the weight outweighs the input or a
+//! pointwise conv has few pixels, with dW's row blocks split between threads
+//! (each element written once); d_bias = column sums of dY. Weights are
+//! packed once per call, in parallel.
 //!
 //! Files: `geometry` (shapes, workspace sizes, direct tiling and input
 //! bands), `forward` (im2col, direct and pointwise forward), `epilogue`
@@ -21,11 +25,13 @@
 //! (dX, dW, db).
 
 mod backward;
+mod dilated;
 mod epilogue;
 mod forward;
 mod geometry;
 
 pub use backward::conv2d_backward;
+pub use dilated::DilatedConv2d;
 pub use forward::{conv2d_forward, conv2d_forward_bn};
 pub(crate) use geometry::out_dim;
 pub use geometry::{Conv2dGeometry, GeometryError, TILE_ROWS};

@@ -76,6 +76,8 @@ fn cases() -> Vec<Conv2dGeometry> {
         // strided, several small images per slot: dX tiles of whole images
         Conv2dGeometry::new(12, (4, 4, 16), 32, (1, 1), (2, 2), [0; 4], 1).unwrap(),
         Conv2dGeometry::new(5, (6, 6, 8), 16, (3, 3), (2, 2), [1; 4], 1).unwrap(),
+        // pointwise with more pixels than one row table: dW by partials
+        Conv2dGeometry::new(2, (24, 24, 4), 16, (1, 1), (1, 1), [0; 4], 1).unwrap(),
         // input larger than the weight: dW by per-slot partials
         Conv2dGeometry::new(4, (9, 9, 4), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
     ]

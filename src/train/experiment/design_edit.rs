@@ -165,6 +165,7 @@ fn stem_to(
             padding: Padding::Same,
             groups: 1,
             bias: false,
+            dilation: [1, 1],
         },
         [at[0] - 240.0, at[1] + 40.0],
     )?;
