@@ -240,9 +240,26 @@ pub enum Command {
     /// Pick an ONNX model and open it as a new, unsaved design.
     ImportOnnx,
     ImportOnnxPath(PathBuf),
+    /// Pick a file and export the design as ONNX (with its newest run's weights).
+    ExportOnnx,
+    ExportOnnxTo(PathBuf),
+    /// Pick a file and write the design as a PyTorch module.
+    ExportPytorch,
+    ExportPytorchTo(PathBuf),
+    /// Pick a folder and write a PyTorch training project of the design there.
+    ExportPytorchProject,
+    ExportPytorchProjectTo(PathBuf),
     OpenPreset(&'static str),
     Save,
     SaveAs,
+    /// Save the active design to this file (refused for a shipped preset).
+    SaveAsPath(PathBuf),
+    // ---- help ----
+    ShowStartPage,
+    CloseStartPage,
+    ShowShortcuts,
+    /// Open the presets and panels of a start-page task.
+    Guided(super::start_page::GuidedTask),
     Recover,
     DiscardRecovery,
     Quit,
@@ -259,6 +276,8 @@ pub enum Command {
     ChooseDataset {
         folder: bool,
     },
+    /// Train the next run on this dataset folder or file.
+    UseDataset(PathBuf),
     /// Start a new run of the active design with the run setup.
     TrainStart,
     TrainPause,
@@ -359,6 +378,7 @@ impl Command {
             Command::SetBottomTab(_)
                 | Command::SetRunSetup(_)
                 | Command::ChooseDataset { .. }
+                | Command::UseDataset(_)
                 | Command::TrainStart
                 | Command::TrainPause
                 | Command::TrainResume
@@ -443,6 +463,11 @@ impl Command {
             Command::ImportOnnx => "Import ONNX…",
             Command::ExportDiagram => "Export diagram (SVG or PNG)…",
             Command::ExportPng => "Export canvas as PNG…",
+            Command::ExportOnnx => "ONNX…",
+            Command::ExportPytorch => "PyTorch code…",
+            Command::ExportPytorchProject => "PyTorch project…",
+            Command::ShowStartPage => "Start page",
+            Command::ShowShortcuts => "Keyboard shortcuts",
             Command::Save => "Save",
             Command::SaveAs => "Save As…",
             Command::Quit => "Quit",

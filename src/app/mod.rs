@@ -10,19 +10,24 @@ pub mod canvas;
 pub mod command;
 pub mod compare;
 pub mod cost_table;
+pub mod dialogs;
 pub mod document;
+pub mod export;
 pub mod files;
 pub mod find;
 pub mod frame_stats;
 pub mod inspector;
+pub mod loading;
 pub mod minimap;
 pub mod palette;
+pub mod start_page;
 pub mod training;
 
 use crate::graph::{Graph, NodeId, blocks, file};
 use crate::infer::Conventions;
 use canvas::{Canvas, CanvasInput};
 use command::{Command, Fragment, preset_graph};
+use dialogs::{PathKind, PathRequest};
 use document::Document;
 use egui::{Key, KeyboardShortcut, Modifiers, Ui};
 use files::{AppFiles, Recovery};
@@ -31,6 +36,24 @@ use std::path::{Path, PathBuf};
 
 /// Seconds between autosaves of a changed design.
 const AUTOSAVE_EVERY: f64 = 15.0;
+
+/// The eframe storage key remembering that the start page was seen.
+const START_PAGE_SEEN: &str = "netloom.start_page_seen";
+
+const DESIGN_FILES: &[(&str, &[&str])] = &[("Netloom design", &["json"])];
+const ONNX_FILES: &[(&str, &[&str])] = &[("ONNX model", &["onnx"])];
+const WEIGHT_FILES: &[(&str, &[&str])] = &[("safetensors weights", &["safetensors"])];
+const CSV_FILES: &[(&str, &[&str])] = &[("CSV", &["csv"])];
+
+/// Whether `path` is one of the preset files shipped with Netloom (saving
+/// over one would change every user's starting point).
+pub fn is_shipped_preset(path: &Path) -> bool {
+    let presets = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
+    let (Ok(file), Ok(presets)) = (path.canonicalize(), presets.canonicalize()) else {
+        return false;
+    };
+    file.parent() == Some(presets.as_path())
+}
 
 /// One open design with its own view.
 pub struct Tab {
@@ -134,6 +157,17 @@ pub struct NetloomApp {
     queue: Vec<Command>,
     /// Frame times being recorded (`--frame-stats`), and when to quit.
     frame_stats: Option<(frame_stats::FrameStats, Option<f64>)>,
+    /// Native file dialogs, or the in-app path field when there are none.
+    pub dialogs: dialogs::FileDialogs,
+    /// The path being asked for replaces the active design, which the user
+    /// already agreed to (its answer then does not ask again).
+    path_replaces_design: bool,
+    /// The start page is shown.
+    pub start_page: bool,
+    /// Help › Keyboard shortcuts is shown.
+    pub shortcuts_open: bool,
+    /// A design, ONNX model or weights file being read off the UI thread.
+    pub loading: Option<loading::Loading>,
 }
 
 /// How the designer starts (command-line options).
@@ -184,12 +218,215 @@ impl NetloomApp {
             title: String::new(),
             queue: Vec::new(),
             frame_stats: None,
+            dialogs: Default::default(),
+            path_replaces_design: false,
+            start_page: false,
+            shortcuts_open: false,
+            loading: None,
         }
     }
 
-    /// An app for tests: no recovery or recent files on disk.
+    /// An app for tests: no recovery or recent files on disk, and the
+    /// in-app path field instead of native dialogs.
     pub fn for_tests(graph: Graph) -> Self {
-        Self::new(graph, None, AppFiles::default())
+        let mut app = Self::new(graph, None, AppFiles::default());
+        app.dialogs = dialogs::FileDialogs::in_app();
+        app
+    }
+
+    /// Asks for a path (native dialog or the in-app field) and runs the
+    /// command of the answer when it comes. `replaces_design`: the command
+    /// replaces the active design and the user already agreed to that.
+    fn ask_path(&mut self, ctx: &egui::Context, request: PathRequest, replaces_design: bool) {
+        self.path_replaces_design = replaces_design;
+        if let Some(c) = self.dialogs.ask(request) {
+            self.run_path_answer(ctx, c);
+        }
+    }
+
+    fn run_path_answer(&mut self, ctx: &egui::Context, cmd: Command) {
+        self.discard_ok = self.path_replaces_design;
+        self.execute(ctx, cmd);
+        self.discard_ok = false;
+        self.path_replaces_design = false;
+    }
+
+    /// The folder of the active design's file, where its dialogs start.
+    fn doc_dir(&self) -> Option<PathBuf> {
+        self.doc()
+            .path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+    }
+
+    /// The weights file of the newest run of the active design as it is now.
+    fn weights_of_active_design(&self) -> Option<PathBuf> {
+        let doc = self.doc();
+        self.training
+            .runs
+            .iter()
+            .rev()
+            .find(|r| r.tab == self.active && r.generation == doc.generation)
+            .and_then(|r| r.weights.clone())
+            .filter(|w| w.is_file())
+    }
+
+    fn export_to(&mut self, ctx: &egui::Context, kind: export::ExportKind, path: &Path) {
+        let weights = match kind {
+            export::ExportKind::PytorchCode => None,
+            _ => self.weights_of_active_design(),
+        };
+        match export::export(kind, &self.doc().graph, weights.as_deref(), path) {
+            Ok(done) => self.notify(ctx, done, false),
+            Err(e) => {
+                self.error_modal = Some(format!("Could not export to {}:\n\n{e}", path.display()));
+            }
+        }
+    }
+
+    /// Starts reading `path` off the UI thread; applied at once when it is
+    /// quick, else when [`Self::poll_loading`] finds the answer.
+    fn start_loading(&mut self, ctx: &egui::Context, job: loading::Job, path: PathBuf) {
+        if let Some(l) = &self.loading {
+            let busy = format!("Still reading {}: wait or cancel first.", l.path.display());
+            return self.notify(ctx, busy, true);
+        }
+        match loading::start(job, path) {
+            Ok(progress) => self.loading_progress(ctx, progress),
+            Err(e) => self.error_modal = Some(e),
+        }
+    }
+
+    /// Takes the reading thread's answer if it came; draws the spinner.
+    fn poll_loading(&mut self, ctx: &egui::Context) {
+        let Some(l) = self.loading.take() else {
+            return;
+        };
+        if l.ui(ctx) {
+            self.notify(
+                ctx,
+                format!("Stopped waiting for {}", l.path.display()),
+                false,
+            );
+            return;
+        }
+        match l.poll() {
+            Ok(progress) => self.loading_progress(ctx, progress),
+            Err(e) => self.error_modal = Some(e),
+        }
+        if self.loading.is_some() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn loading_progress(&mut self, ctx: &egui::Context, progress: loading::Progress) {
+        match progress {
+            loading::Progress::Pending(l) => {
+                self.loading = Some(l);
+                ctx.request_repaint_after(std::time::Duration::from_millis(50));
+            }
+            loading::Progress::Done(path, outcome) => self.apply_loaded(ctx, path, outcome),
+        }
+    }
+
+    /// Applies what was read: the new design, the import, the weights to start from.
+    fn apply_loaded(&mut self, ctx: &egui::Context, path: PathBuf, outcome: loading::Outcome) {
+        match outcome {
+            loading::Outcome::Design(Ok(g)) => {
+                self.replace_active(g, Some(path.clone()));
+                self.recent = self.files.push_recent(&path);
+            }
+            loading::Outcome::Design(Err(e)) => {
+                self.error_modal = Some(format!(
+                    "Could not open {}:\n\n{e}\n\nThe current design is unchanged.",
+                    path.display()
+                ));
+            }
+            loading::Outcome::Onnx(Ok(imported)) => self.apply_import(ctx, &path, imported),
+            loading::Outcome::Onnx(Err(e)) => {
+                self.error_modal = Some(format!(
+                    "Could not import {}:\n\n{e}\n\nThe current design is unchanged.",
+                    path.display()
+                ));
+            }
+            loading::Outcome::Weights(Ok(tensors)) => {
+                let msg = self.training.start_from_file(path, tensors);
+                self.notify(ctx, msg, false);
+            }
+            loading::Outcome::Weights(Err(e)) => self.notify(ctx, e, true),
+        }
+    }
+
+    fn apply_import(
+        &mut self,
+        ctx: &egui::Context,
+        path: &Path,
+        mut imported: crate::interop::onnx::Imported,
+    ) {
+        let faithful = imported.is_faithful();
+        let list = imported.deviation_list(12);
+        if !faithful {
+            imported.mark_partial();
+        }
+        self.replace_active(imported.graph, None);
+        self.tab_mut().doc.dirty = true;
+        if faithful {
+            self.notify(ctx, format!("Imported {}", path.display()), false);
+        } else {
+            self.error_modal = Some(format!(
+                "Imported {} only in part: the design does not compute what the model does.\n\n{list}\n\nThe design is open, named as a partial import; fix or replace these layers before training.",
+                path.display()
+            ));
+        }
+    }
+
+    /// Opens what a start-page task needs, asking first about unsaved edits.
+    fn guided(&mut self, ctx: &egui::Context, task: start_page::GuidedTask) {
+        if self.tabs.iter().any(|t| t.doc.dirty) && !self.discard_ok {
+            self.confirm = Some(Command::Guided(task));
+            return;
+        }
+        let mut graphs = Vec::new();
+        for stem in task.presets() {
+            match preset_graph(stem) {
+                Some(g) => graphs.push(g),
+                None => return self.notify(ctx, format!("no preset named {stem}"), true),
+            }
+        }
+        self.tabs.truncate(1);
+        self.active = 0;
+        let mut graphs = graphs.into_iter();
+        if let Some(a) = graphs.next() {
+            self.replace_active(a, None);
+        }
+        for b in graphs {
+            let mut tab = Tab::new(Document::new(b, None));
+            tab.canvas.fit_requested = true;
+            self.tabs.push(tab);
+            self.active = self.tabs.len() - 1;
+        }
+        match task {
+            start_page::GuidedTask::CompareInception => {
+                self.show_cost_table = true;
+                self.bottom_tab = BottomTab::Costs;
+                self.notify(
+                    ctx,
+                    "A: the naive module, B: with 1×1 bottlenecks. The inspector compares them.",
+                    false,
+                );
+            }
+            start_page::GuidedTask::TrainResnet => {
+                self.training.setup.dataset = None;
+                self.show_cost_table = true;
+                self.bottom_tab = BottomTab::Training;
+                self.notify(
+                    ctx,
+                    "Press Train to start: the plots fill in as it learns.",
+                    false,
+                );
+            }
+        }
     }
 
     pub fn tab(&self) -> &Tab {
@@ -437,42 +674,24 @@ impl NetloomApp {
                 if !self.guard_replace(&Command::Open) {
                     return;
                 }
-                let mut dialog = rfd::FileDialog::new().add_filter("Netloom design", &["json"]);
-                if let Some(dir) = self.doc().path.as_ref().and_then(|p| p.parent()) {
-                    dialog = dialog.set_directory(dir);
-                }
-                if let Some(path) = dialog.pick_file() {
-                    self.discard_ok = true;
-                    self.execute(ctx, Command::OpenPath(path));
-                    self.discard_ok = false;
-                }
+                let request = PathRequest::new("Open design", PathKind::Open, Command::OpenPath)
+                    .filters(DESIGN_FILES)
+                    .dir(self.doc_dir().as_deref());
+                self.ask_path(ctx, request, true);
             }
             Command::OpenPath(path) => {
                 if !self.guard_replace(&Command::OpenPath(path.clone())) {
                     return;
                 }
-                match file::load(&path) {
-                    Ok(g) => {
-                        self.replace_active(g, Some(path.clone()));
-                        self.recent = self.files.push_recent(&path);
-                    }
-                    Err(e) => {
-                        self.error_modal = Some(format!(
-                            "Could not open {}:\n\n{e}\n\nThe current design is unchanged.",
-                            path.display()
-                        ));
-                    }
-                }
+                self.start_loading(ctx, loading::Job::Design, path);
             }
             Command::ExportPng => {
-                let name = format!("{}.png", self.doc().graph.name);
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("PNG image", &["png"])
-                    .set_file_name(name)
-                    .save_file()
-                {
-                    self.execute(ctx, Command::ExportPngTo(path));
-                }
+                let request =
+                    PathRequest::new("Export canvas as PNG", PathKind::Save, Command::ExportPngTo)
+                        .filters(&[("PNG image", &["png"])])
+                        .dir(self.doc_dir().as_deref())
+                        .file_name(format!("{}.png", self.doc().graph.name));
+                self.ask_path(ctx, request, false);
             }
             Command::ExportPngTo(path) => {
                 let (tx, rx) = std::sync::mpsc::channel();
@@ -485,15 +704,47 @@ impl NetloomApp {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
             }
             Command::ExportDiagram => {
-                let name = format!("{}.svg", self.doc().graph.name);
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("SVG drawing", &["svg"])
-                    .add_filter("PNG image", &["png"])
-                    .set_file_name(name)
-                    .save_file()
-                {
-                    self.execute(ctx, Command::ExportDiagramTo(path));
-                }
+                let request =
+                    PathRequest::new("Export diagram", PathKind::Save, Command::ExportDiagramTo)
+                        .filters(&[("SVG drawing", &["svg"]), ("PNG image", &["png"])])
+                        .dir(self.doc_dir().as_deref())
+                        .file_name(format!("{}.svg", self.doc().graph.name));
+                self.ask_path(ctx, request, false);
+            }
+            Command::ExportOnnx => {
+                let request =
+                    PathRequest::new("Export ONNX", PathKind::Save, Command::ExportOnnxTo)
+                        .filters(ONNX_FILES)
+                        .dir(self.doc_dir().as_deref())
+                        .file_name(format!("{}.onnx", self.doc().graph.name));
+                self.ask_path(ctx, request, false);
+            }
+            Command::ExportOnnxTo(path) => self.export_to(ctx, export::ExportKind::Onnx, &path),
+            Command::ExportPytorch => {
+                let request = PathRequest::new(
+                    "Export PyTorch code",
+                    PathKind::Save,
+                    Command::ExportPytorchTo,
+                )
+                .filters(&[("Python", &["py"])])
+                .dir(self.doc_dir().as_deref())
+                .file_name(format!("{}.py", self.doc().graph.name));
+                self.ask_path(ctx, request, false);
+            }
+            Command::ExportPytorchTo(path) => {
+                self.export_to(ctx, export::ExportKind::PytorchCode, &path)
+            }
+            Command::ExportPytorchProject => {
+                let request = PathRequest::new(
+                    "Export PyTorch project (a folder)",
+                    PathKind::Folder,
+                    Command::ExportPytorchProjectTo,
+                )
+                .dir(self.doc_dir().as_deref());
+                self.ask_path(ctx, request, false);
+            }
+            Command::ExportPytorchProjectTo(path) => {
+                self.export_to(ctx, export::ExportKind::PytorchProject, &path)
             }
             Command::ExportDiagramTo(path) => match self.export_diagram(&path) {
                 Ok(()) => self.notify(ctx, format!("Diagram saved to {}", path.display()), false),
@@ -503,44 +754,17 @@ impl NetloomApp {
                 if !self.guard_replace(&Command::ImportOnnx) {
                     return;
                 }
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("ONNX model", &["onnx"])
-                    .pick_file()
-                {
-                    self.discard_ok = true;
-                    self.execute(ctx, Command::ImportOnnxPath(path));
-                    self.discard_ok = false;
-                }
+                let request =
+                    PathRequest::new("Import ONNX", PathKind::Open, Command::ImportOnnxPath)
+                        .filters(ONNX_FILES)
+                        .dir(self.doc_dir().as_deref());
+                self.ask_path(ctx, request, true);
             }
             Command::ImportOnnxPath(path) => {
                 if !self.guard_replace(&Command::ImportOnnxPath(path.clone())) {
                     return;
                 }
-                match crate::interop::onnx::import(&path) {
-                    Ok(mut imported) => {
-                        let faithful = imported.is_faithful();
-                        let list = imported.deviation_list(12);
-                        if !faithful {
-                            imported.mark_partial();
-                        }
-                        self.replace_active(imported.graph, None);
-                        self.tab_mut().doc.dirty = true;
-                        if faithful {
-                            self.notify(ctx, format!("Imported {}", path.display()), false);
-                        } else {
-                            self.error_modal = Some(format!(
-                                "Imported {} only in part: the design does not compute what the model does.\n\n{list}\n\nThe design is open, named as a partial import; fix or replace these layers before training.",
-                                path.display()
-                            ));
-                        }
-                    }
-                    Err(e) => {
-                        self.error_modal = Some(format!(
-                            "Could not import {}:\n\n{e}\n\nThe current design is unchanged.",
-                            path.display()
-                        ));
-                    }
-                }
+                self.start_loading(ctx, loading::Job::Onnx, path);
             }
             Command::OpenPreset(stem) => {
                 if !self.guard_replace(&Command::OpenPreset(stem)) {
@@ -552,19 +776,48 @@ impl NetloomApp {
                 }
             }
             Command::Save => match self.doc().path.clone() {
+                Some(path) if is_shipped_preset(&path) => {
+                    self.notify(
+                        ctx,
+                        format!(
+                            "{} is a preset shipped with Netloom: save your design under a new name.",
+                            path.display()
+                        ),
+                        false,
+                    );
+                    self.execute(ctx, Command::SaveAs);
+                }
                 Some(path) => self.save_to(ctx, path),
                 None => self.execute(ctx, Command::SaveAs),
             },
             Command::SaveAs => {
-                let name = format!("{}.json", self.doc().graph.name);
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("Netloom design", &["json"])
-                    .set_file_name(name)
-                    .save_file()
-                {
-                    self.save_to(ctx, path);
-                }
+                // A shipped preset's copy goes to the user's folder, under a new name.
+                let preset = self.doc().path.as_deref().is_some_and(is_shipped_preset);
+                let dir = if preset { None } else { self.doc_dir() };
+                let stem = &self.doc().graph.name;
+                let name = if preset {
+                    format!("{stem}-copy.json")
+                } else {
+                    format!("{stem}.json")
+                };
+                let request =
+                    PathRequest::new("Save design as", PathKind::Save, Command::SaveAsPath)
+                        .filters(DESIGN_FILES)
+                        .dir(dir.as_deref())
+                        .file_name(name);
+                self.ask_path(ctx, request, false);
             }
+            Command::SaveAsPath(path) if is_shipped_preset(&path) => {
+                self.error_modal = Some(format!(
+                    "{} is a preset shipped with Netloom and is not overwritten: choose another name.",
+                    path.display()
+                ));
+            }
+            Command::SaveAsPath(path) => self.save_to(ctx, path),
+            Command::ShowStartPage => self.start_page = true,
+            Command::CloseStartPage => self.start_page = false,
+            Command::ShowShortcuts => self.shortcuts_open = true,
+            Command::Guided(task) => self.guided(ctx, task),
             Command::Recover => {
                 if let Some(r) = self.recovery.take() {
                     self.replace_active(r.graph, r.original);
@@ -626,17 +879,17 @@ impl NetloomApp {
                 Ok(())
             }
             Command::ChooseDataset { folder } => {
-                let dialog = rfd::FileDialog::new();
-                let picked = if folder {
-                    dialog.pick_folder()
+                let request = if folder {
+                    PathRequest::new("Dataset folder", PathKind::Folder, Command::UseDataset)
                 } else {
-                    dialog
-                        .add_filter("IDX or CIFAR-10", &["gz", "idx", "ubyte", "bin"])
-                        .pick_file()
+                    PathRequest::new("Dataset file", PathKind::Open, Command::UseDataset)
+                        .filters(&[("IDX or CIFAR-10", &["gz", "idx", "ubyte", "bin"])])
                 };
-                if let Some(p) = picked {
-                    self.training.setup.dataset = Some(p);
-                }
+                self.ask_path(ctx, request, false);
+                Ok(())
+            }
+            Command::UseDataset(path) => {
+                self.training.setup.dataset = Some(path);
                 Ok(())
             }
             Command::TrainStart => {
@@ -730,40 +983,35 @@ impl NetloomApp {
                 Ok(())
             }
             Command::SaveWeights => {
-                let name = format!("{}.safetensors", self.doc().graph.name);
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("safetensors weights", &["safetensors"])
-                    .set_file_name(name)
-                    .save_file()
-                {
-                    self.execute(ctx, Command::SaveWeightsTo(path));
-                }
+                let request =
+                    PathRequest::new("Save weights", PathKind::Save, Command::SaveWeightsTo)
+                        .filters(WEIGHT_FILES)
+                        .dir(self.doc_dir().as_deref())
+                        .file_name(format!("{}.safetensors", self.doc().graph.name));
+                self.ask_path(ctx, request, false);
                 Ok(())
             }
             Command::SaveWeightsTo(path) => self.training.save_weights(&path).map(|()| {
                 self.notify(ctx, format!("Weights saved to {}", path.display()), false);
             }),
             Command::LoadWeights => {
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("safetensors weights", &["safetensors"])
-                    .pick_file()
-                {
-                    self.execute(ctx, Command::LoadWeightsFrom(path));
-                }
+                let request =
+                    PathRequest::new("Load weights", PathKind::Open, Command::LoadWeightsFrom)
+                        .filters(WEIGHT_FILES)
+                        .dir(self.doc_dir().as_deref());
+                self.ask_path(ctx, request, false);
                 Ok(())
             }
-            Command::LoadWeightsFrom(path) => self
-                .training
-                .load_weights(path)
-                .map(|msg| self.notify(ctx, msg, false)),
+            Command::LoadWeightsFrom(path) => {
+                self.start_loading(ctx, loading::Job::Weights, path);
+                Ok(())
+            }
             Command::ExportMetrics => {
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("CSV", &["csv"])
-                    .set_file_name("netloom-runs.csv")
-                    .save_file()
-                {
-                    self.execute(ctx, Command::ExportMetricsTo(path));
-                }
+                let request =
+                    PathRequest::new("Export metrics", PathKind::Save, Command::ExportMetricsTo)
+                        .filters(CSV_FILES)
+                        .file_name("netloom-runs.csv");
+                self.ask_path(ctx, request, false);
                 Ok(())
             }
             Command::ExportMetricsTo(path) => {
@@ -778,13 +1026,14 @@ impl NetloomApp {
                 }
             }
             Command::ExportSweepCsv => {
-                if let Some(path) = rfd::FileDialog::new()
-                    .add_filter("CSV", &["csv"])
-                    .set_file_name("netloom-sweep.csv")
-                    .save_file()
-                {
-                    self.execute(ctx, Command::ExportSweepCsvTo(path));
-                }
+                let request = PathRequest::new(
+                    "Export sweep table",
+                    PathKind::Save,
+                    Command::ExportSweepCsvTo,
+                )
+                .filters(CSV_FILES)
+                .file_name("netloom-sweep.csv");
+                self.ask_path(ctx, request, false);
                 Ok(())
             }
             Command::ExportSweepCsvTo(path) => self.training.sweep_csv().and_then(|csv| {
@@ -978,15 +1227,21 @@ impl NetloomApp {
         let q = &mut self.queue;
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                for c in [
-                    Command::New,
-                    Command::Open,
-                    Command::ImportOnnx,
-                    Command::ExportDiagram,
-                    Command::ExportPng,
-                ] {
+                for c in [Command::New, Command::Open, Command::ImportOnnx] {
                     command_button_ui(ui, q, c, true);
                 }
+                ui.menu_button("Export", |ui| {
+                    for c in [
+                        Command::ExportOnnx,
+                        Command::ExportPytorch,
+                        Command::ExportPytorchProject,
+                        Command::SaveWeights,
+                        Command::ExportDiagram,
+                        Command::ExportPng,
+                    ] {
+                        command_button_ui(ui, q, c, true);
+                    }
+                });
                 ui.menu_button("Open recent", |ui| {
                     if self.recent.is_empty() {
                         ui.weak("No recent files");
@@ -1085,6 +1340,11 @@ impl NetloomApp {
                     .clicked()
                 {
                     q.push(Command::TrainBoth);
+                }
+            });
+            ui.menu_button("Help", |ui| {
+                for c in [Command::ShowStartPage, Command::ShowShortcuts] {
+                    command_button_ui(ui, q, c, true);
                 }
             });
             ui.menu_button("Compare", |ui| {
@@ -1568,6 +1828,17 @@ impl NetloomApp {
 
         let cmds = self.training_views.unsaved_weights_ui(&ctx, &self.training);
         self.queue.extend(cmds);
+        if self.start_page {
+            let cmds = start_page::start_page_ui(&ctx, &mut self.start_page);
+            self.queue.extend(cmds);
+        }
+        if self.shortcuts_open {
+            start_page::shortcuts_ui(&ctx, &mut self.shortcuts_open);
+        }
+        if let Some(c) = self.dialogs.ui(&ctx) {
+            self.run_path_answer(&ctx, c);
+        }
+        self.poll_loading(&ctx);
         self.modals_ui(&ctx);
         self.notice_ui(&ctx);
 
@@ -1585,6 +1856,11 @@ impl NetloomApp {
 }
 
 impl eframe::App for NetloomApp {
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        // Seen once is enough: the page stays reachable from Help.
+        eframe::set_value(storage, START_PAGE_SEEN, &true);
+    }
+
     fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
         if let Some((stats, quit_after)) = &mut self.frame_stats {
             stats.frame(frame.info().cpu_usage);
@@ -1660,6 +1936,12 @@ pub fn run(options: LaunchOptions) -> Result<(), String> {
                 dir: files::default_data_dir(),
             };
             let mut app = NetloomApp::new(graph, path, files);
+            let seen = cc
+                .storage
+                .and_then(|s| eframe::get_value::<bool>(s, START_PAGE_SEEN))
+                .unwrap_or(false);
+            // First launch without a design to open: the start page.
+            app.start_page = !seen && options.design.is_none() && !options.train;
             app.error_modal = load_error;
             if let Some(p) = options.frame_stats {
                 app.frame_stats = Some((frame_stats::FrameStats::new(p), options.quit_after));

@@ -886,12 +886,18 @@ impl TrainingSession {
     /// file is reported at once rather than when training starts).
     pub fn load_weights(&mut self, path: PathBuf) -> Result<String, SessionError> {
         let file = crate::train::weights::read(&path).map_err(|e| e.to_string())?;
-        self.setup.start_from = StartFrom::File(path.clone());
-        Ok(format!(
-            "The next run starts from {} ({} tensors; matched by layer name and shape).",
-            path.display(),
-            file.tensors.len()
-        ))
+        Ok(self.start_from_file(path, file.tensors.len()))
+    }
+
+    /// Makes the next run start from `path`, a weights file already read
+    /// (with `tensors` tensors); says so.
+    pub fn start_from_file(&mut self, path: PathBuf, tensors: usize) -> String {
+        let text = format!(
+            "The next run starts from {} ({tensors} tensors; matched by layer name and shape).",
+            path.display()
+        );
+        self.setup.start_from = StartFrom::File(path);
+        text
     }
 
     /// All runs' per-epoch metrics as one CSV file.
