@@ -1732,7 +1732,7 @@ fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> R
         .map(|(name, d)| (format!("{EMA_PREFIX}{name}"), vec![d.len()], d.as_slice()))
         .collect();
     if config.keep_unsaved {
-        return match weights::save_with_extra(path, &out.params, &extra, &out.meta) {
+        return match weights::save_trained(path, &out.params, &extra, &out.meta, &out.graph) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let unsaved = UnsavedWeights {
@@ -1760,7 +1760,7 @@ fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> R
     }
     let fallbacks = fallback_paths(path, &out.meta.design);
     save_with_fallback(path, &fallbacks, |p| {
-        weights::save_with_extra(p, &out.params, &extra, &out.meta)
+        weights::save_trained(p, &out.params, &extra, &out.meta, &out.graph)
     })?;
     let _ = ev.send(Event::Notice(format!(
         "weights saved to {}",

@@ -13,7 +13,7 @@ mod export;
 mod external;
 mod import;
 
-pub use export::{export, export_bytes};
+pub use export::{export, export_bytes, export_with_meta};
 pub use import::{import, import_bytes};
 
 use super::Tensors;
