@@ -684,6 +684,9 @@ impl<'m> Importer<'m> {
             "BatchNormalization" => self.batch_norm(node, &name),
             "Relu" => self.simple(node, &name, LayerKind::Relu),
             "Sigmoid" => self.simple(node, &name, LayerKind::Sigmoid),
+            "Clip" => self.clip(node, &name),
+            "HardSigmoid" => self.hard_sigmoid(node, &name),
+            "HardSwish" => self.simple(node, &name, LayerKind::HardSwish),
             "Tanh" => self.simple(node, &name, LayerKind::Tanh),
             "LeakyRelu" => {
                 let alpha = attr_f(node, "alpha").unwrap_or(0.01) as f64;
@@ -832,6 +835,52 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
+    /// `Clip` to `[0, 6]` is ReLU6 and `[0, ∞)` is ReLU; the bounds are
+    /// attributes before opset 11 and optional constant inputs from it on.
+    /// Any other range, or bounds computed from data, is refused by name.
+    fn clip(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let (min, max) = if self.opset < 11 {
+            (
+                attr_f(node, "min").map_or(f64::NEG_INFINITY, f64::from),
+                attr_f(node, "max").map_or(f64::INFINITY, f64::from),
+            )
+        } else {
+            let mut bound = |slot: usize, default: f64| -> Result<Option<f64>, InteropError> {
+                match node.input.get(slot).filter(|b| !b.is_empty()) {
+                    None => Ok(Some(default)),
+                    Some(b) => Ok(match self.konst(b)? {
+                        Some((dims, Some(v))) if v.len() == 1 && dims.len() <= 1 => Some(v[0]),
+                        _ => None,
+                    }),
+                }
+            };
+            match (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?) {
+                (Some(lo), Some(hi)) => (lo, hi),
+                _ => return self.unsupported(node, "Clip (bounds not constant)".into()),
+            }
+        };
+        if min == 0.0 && max == 6.0 {
+            self.simple(node, name, LayerKind::Relu6)
+        } else if min == 0.0 && max == f64::INFINITY {
+            self.simple(node, name, LayerKind::Relu)
+        } else {
+            self.unsupported(node, format!("Clip (min {min}, max {max})"))
+        }
+    }
+
+    /// `HardSigmoid` is `max(0, min(1, αx + β))`; PyTorch's (α = 1/6,
+    /// β = 1/2, written as f32) is Netloom's HardSigmoid. Other slopes and
+    /// offsets are refused by name.
+    fn hard_sigmoid(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let alpha = attr_f(node, "alpha").unwrap_or(0.2);
+        let beta = attr_f(node, "beta").unwrap_or(0.5);
+        if (alpha - 1.0 / 6.0).abs() <= 1e-7 && beta == 0.5 {
+            self.simple(node, name, LayerKind::HardSigmoid)
+        } else {
+            self.unsupported(node, format!("HardSigmoid (alpha {alpha}, beta {beta})"))
+        }
+    }
+
     fn store(&mut self, layer: NodeId, key: &str, dims: Vec<usize>, values: Option<Vec<f64>>) {
         if let Some(v) = values {
             let name = format!("{}.{key}", self.graph.name_of(layer));
@@ -849,9 +898,19 @@ impl<'m> Importer<'m> {
         if w_dims.len() != 4 {
             return self.unsupported(node, format!("Conv{}D", w_dims.len().saturating_sub(2)));
         }
-        if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-            return self.unsupported(node, "Conv (dilated)".into());
-        }
+        let dilation = match attr_ints(node, "dilations") {
+            None => [1, 1],
+            Some([dh, dw]) => [
+                positive_u32(node, "dilation", *dh)?,
+                positive_u32(node, "dilation", *dw)?,
+            ],
+            Some(d) => {
+                return Err(InteropError::InvalidModel(format!(
+                    "Conv `{}` has dilations {d:?}; a 2-D kernel takes 2",
+                    node_label(node)
+                )));
+            }
+        };
         let bias = match node.input.get(2).filter(|b| !b.is_empty()) {
             Some(b) => self.konst(b)?,
             None => None,
@@ -864,7 +923,20 @@ impl<'m> Importer<'m> {
         ];
         let filters = dim("filter count", w_dims[0])?;
         let input = self.data(&x)?;
-        let (padding, stride, _) = self.window(node, input.and_then(|(_, s)| s), kernel, false)?;
+        // The window a dilated kernel covers: (k - 1)·d + 1 taps wide.
+        let span = [0, 1].map(|a| {
+            (kernel[a] - 1)
+                .checked_mul(dilation[a])
+                .and_then(|s| s.checked_add(1))
+        });
+        let [Some(sh), Some(sw)] = span else {
+            return Err(InteropError::InvalidModel(format!(
+                "Conv `{}`: kernel {kernel:?} dilated by {dilation:?} is too large",
+                node_label(node)
+            )));
+        };
+        let (padding, stride, _) =
+            self.window(node, input.and_then(|(_, s)| s), [sh, sw], false)?;
         let kind = LayerKind::Conv2d {
             filters,
             kernel,
@@ -872,7 +944,7 @@ impl<'m> Importer<'m> {
             padding,
             groups,
             bias: bias.is_some(),
-            dilation: [1, 1],
+            dilation,
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
         self.origin.insert(id, "Conv");
@@ -1013,17 +1085,9 @@ impl<'m> Importer<'m> {
         let input = self.data(&x)?;
         let (padding, stride, ceil_mode) =
             self.window(node, input.and_then(|(_, s)| s), kernel, true)?;
+        // Counting the padding only matters where there is some.
         let padded = !matches!(padding, Padding::Valid | Padding::Explicit([0, 0, 0, 0]));
-        if node.op_type == "AveragePool"
-            && padded
-            && attr_i(node, "count_include_pad").unwrap_or(0) != 0
-        {
-            self.deviate(
-                node,
-                "AveragePool (count_include_pad)",
-                "read as excluding the padding from each average, so outputs at the borders differ",
-            );
-        }
+        let include_padding = padded && attr_i(node, "count_include_pad").unwrap_or(0) != 0;
         let kind = if node.op_type == "MaxPool" {
             LayerKind::MaxPool2d {
                 kernel,
@@ -1037,7 +1101,7 @@ impl<'m> Importer<'m> {
                 stride,
                 padding,
                 ceil_mode,
-                include_padding: false,
+                include_padding,
             }
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
@@ -1125,7 +1189,71 @@ impl<'m> Importer<'m> {
             }
             return self.unsupported(node, "Mul (by a constant that is not per channel)".into());
         }
+        if ins.len() == 2 && data.len() == 2 {
+            let (Some(a), Some(b)) = (self.data(&ins[0])?, self.data(&ins[1])?) else {
+                return self.unsupported(node, "Mul (of two tensors)".into());
+            };
+            // `x · sigmoid(x)` is SiLU, `x · hard_sigmoid(x)` hard-swish.
+            for (gate, other, gate_value) in [(a, b, &ins[1]), (b, a, &ins[0])] {
+                if self.gated_activation(node, gate.0, other.0, gate_value)? {
+                    return Ok(());
+                }
+            }
+            // A volume times a gate of one value per channel: squeeze-and-excitation.
+            let gate_of = |v: Option<Shape>, c: u64| match v {
+                Some(Shape::Vector(n)) => n == c,
+                Some(Shape::Volume { h: 1, w: 1, c: n }) => n == c,
+                _ => false,
+            };
+            for (volume, gate) in [(a, b), (b, a)] {
+                if let Some(Shape::Volume { c, .. }) = volume.1
+                    && gate_of(gate.1, c)
+                {
+                    let (id, shape) = self.add(
+                        name,
+                        LayerKind::ChannelScale,
+                        &[Some(volume.0), Some(gate.0)],
+                    )?;
+                    self.origin.insert(id, "Mul");
+                    self.set_outputs(node, Val::Data { node: id, shape });
+                    return Ok(());
+                }
+            }
+        }
         self.unsupported(node, "Mul (of two tensors)".into())
+    }
+
+    /// `Mul(x, g)` where `g` is the output of a Sigmoid (HardSigmoid) layer
+    /// reading `x` itself: SiLU (hard-swish). The gate layer becomes the
+    /// activation when nothing else reads it, else a new layer is added
+    /// beside it. `false` when the pattern does not apply.
+    fn gated_activation(
+        &mut self,
+        node: &NodeProto,
+        gate: NodeId,
+        other: NodeId,
+        gate_value: &str,
+    ) -> Result<bool, InteropError> {
+        let kind = match self.graph.node(gate).map(|n| &n.kind) {
+            Some(LayerKind::Sigmoid) => LayerKind::Silu,
+            Some(LayerKind::HardSigmoid) => LayerKind::HardSwish,
+            _ => return Ok(false),
+        };
+        if self.graph.inputs_of(gate).first().copied().flatten() != Some(other) {
+            return Ok(false);
+        }
+        let shape = self.shape_of(gate);
+        if self.single_use(gate_value) && !self.proto.output.iter().any(|o| o.name == gate_value) {
+            if let Some(n) = self.graph.node_mut(gate) {
+                n.kind = kind;
+            }
+            self.origin.insert(gate, "other");
+            self.set_outputs(node, Val::Data { node: gate, shape });
+        } else {
+            let (id, shape) = self.add(&layer_name(node), kind, &[Some(other)])?;
+            self.set_outputs(node, Val::Data { node: id, shape });
+        }
+        Ok(true)
     }
 
     /// `y = x·scale + shift` per channel as a depthwise 1×1 convolution.
