@@ -38,6 +38,33 @@ use std::path::Path;
 /// [`Imported::deviations`]: element-wise ones are passed through (the
 /// shape is kept), the others leave their consumers unconnected.
 pub fn import(path: &Path) -> Result<Imported, InteropError> {
+    import_with_options(path, &ImportOptions::default())
+}
+
+/// How [`import_with_options`] reads a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Convs into which the exporter folded an eval-mode BatchNorm (PyTorch's
+    /// two exporters do at their defaults; the folded tensors are named
+    /// `onnx::Conv_N` by the legacy one and `{conv}.weight_bias` by dynamo)
+    /// become a bias-free conv followed by a BatchNorm with γ = 1, β = the
+    /// folded bias, mean 0 and variance 1 − ε: the same function, the
+    /// parameter count PyTorch reports, and a BatchNorm to fine-tune. On by
+    /// default; off keeps the file's own layers (C conv biases where PyTorch
+    /// has 2·C BatchNorm parameters).
+    pub restore_batchnorm: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            restore_batchnorm: true,
+        }
+    }
+}
+
+/// [`import`] with [`ImportOptions`].
+pub fn import_with_options(path: &Path, options: &ImportOptions) -> Result<Imported, InteropError> {
     let bytes = std::fs::read(path).map_err(|source| InteropError::Io {
         path: path.to_path_buf(),
         source,
@@ -46,7 +73,7 @@ pub fn import(path: &Path) -> Result<Imported, InteropError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
-    import_with(&bytes, &stem, ExternalData::beside(path)).map_err(|e| match e {
+    import_with(&bytes, &stem, ExternalData::beside(path), options).map_err(|e| match e {
         InteropError::Decode { message, .. } => InteropError::Decode {
             path: path.to_path_buf(),
             message,
@@ -59,10 +86,24 @@ pub fn import(path: &Path) -> Result<Imported, InteropError> {
 /// Tensors stored in external files are refused (there is no folder to
 /// find them in): use [`import`] for those.
 pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Imported, InteropError> {
-    import_with(bytes, name, ExternalData::unavailable())
+    import_bytes_with_options(bytes, name, &ImportOptions::default())
 }
 
-fn import_with(bytes: &[u8], name: &str, external: ExternalData) -> Result<Imported, InteropError> {
+/// [`import_bytes`] with [`ImportOptions`].
+pub fn import_bytes_with_options(
+    bytes: &[u8],
+    name: &str,
+    options: &ImportOptions,
+) -> Result<Imported, InteropError> {
+    import_with(bytes, name, ExternalData::unavailable(), options)
+}
+
+fn import_with(
+    bytes: &[u8],
+    name: &str,
+    external: ExternalData,
+    options: &ImportOptions,
+) -> Result<Imported, InteropError> {
     let model = ModelProto::decode(bytes).map_err(|e| InteropError::Decode {
         path: "<memory>".into(),
         message: format!("protobuf decoding failed ({e}); the file may be truncated or not ONNX"),
@@ -90,6 +131,7 @@ fn import_with(bytes: &[u8], name: &str, external: ExternalData) -> Result<Impor
         graph.name.clone()
     };
     let mut importer = Importer::new(graph, opset, graph_name, external)?;
+    importer.options = *options;
     importer.run()?;
     importer.finish()
 }
@@ -142,6 +184,9 @@ struct Importer<'m> {
     order: Vec<usize>,
     /// Where tensors stored outside the model file are read from.
     external: ExternalData,
+    options: ImportOptions,
+    /// How many folded BatchNorms were restored.
+    restored_batchnorms: usize,
 }
 
 fn topo_sort(g: &GraphProto, known: &HashSet<&str>) -> Result<Vec<usize>, InteropError> {
@@ -365,6 +410,8 @@ impl<'m> Importer<'m> {
             warnings: Vec::new(),
             order,
             external,
+            options: ImportOptions::default(),
+            restored_batchnorms: 0,
         })
     }
 
@@ -382,10 +429,18 @@ impl<'m> Importer<'m> {
             weights,
             unsupported,
             mut deviations,
-            warnings,
+            mut warnings,
             hwc_flattens,
+            restored_batchnorms,
             ..
         } = self;
+        if restored_batchnorms > 0 {
+            warnings.push(format!(
+                "{restored_batchnorms} BatchNorm layer(s) restored after the convs the exporter had folded them into \
+                 (gamma 1, beta the folded bias, mean 0, variance 1 - epsilon): the same function, with \
+                 PyTorch's parameter count; `--keep-folded-batchnorm` keeps the file's convs with biases"
+            ));
+        }
         let mut graph = graph.compacted();
         // Blocks named by prefix (`layer1.0.*`) become groups.
         for (name, members) in crate::graph::group::groups_from_name_prefixes(&graph) {
@@ -728,6 +783,7 @@ impl<'m> Importer<'m> {
             "Concat" => self.concat(node, &name),
             "Pad" => self.pad(node, &name),
             "Transpose" => self.transpose(node),
+            "Unsqueeze" => self.unsqueeze(node),
             _ => self.unsupported(node, op.to_string()),
         }
     }
@@ -937,22 +993,67 @@ impl<'m> Importer<'m> {
         };
         let (padding, stride, _) =
             self.window(node, input.and_then(|(_, s)| s), [sh, sw], false)?;
+        let folded = self.options.restore_batchnorm
+            && bias.as_ref().is_some_and(|(dims, _)| {
+                dims.iter().product::<usize>() == filters as usize
+                    && folded_batchnorm(&w_name, node.input.get(2).map_or("", |b| b.as_str()))
+            });
         let kind = LayerKind::Conv2d {
             filters,
             kernel,
             stride,
             padding,
             groups,
-            bias: bias.is_some(),
+            bias: bias.is_some() && !folded,
             dilation,
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
         self.origin.insert(id, "Conv");
         self.store(id, "weight", w_dims, w_vals);
-        if let Some((dims, vals)) = bias {
-            let n: usize = dims.iter().product();
-            self.store(id, "bias", vec![n], vals);
+        match bias {
+            Some((_, vals)) if folded => {
+                return self.restore_batchnorm(node, name, (id, shape), filters as usize, vals);
+            }
+            Some((dims, vals)) => {
+                let n: usize = dims.iter().product();
+                self.store(id, "bias", vec![n], vals);
+            }
+            None => {}
         }
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    /// The BatchNorm an exporter folded into conv `conv`, as a layer after
+    /// it computing `x + bias` (γ 1, β = the folded bias, mean 0, variance
+    /// 1 − ε, so that `(x − 0) / √(var + ε) = x`).
+    fn restore_batchnorm(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        (conv, conv_shape): (NodeId, Option<Shape>),
+        channels: usize,
+        bias: Option<Vec<f64>>,
+    ) -> Result<(), InteropError> {
+        const EPSILON: f64 = 1e-5;
+        let kind = LayerKind::BatchNorm {
+            epsilon: EPSILON,
+            momentum: 0.9,
+        };
+        // The conv's value is not an ONNX value, so its shape is passed on
+        // here: a BatchNorm keeps it.
+        let (id, _) = self.add(&format!("{name}.bn"), kind, &[Some(conv)])?;
+        let shape = conv_shape;
+        self.origin.insert(id, "BatchNormalization");
+        if bias.is_some() {
+            let c = vec![channels];
+            self.store(id, "gamma", c.clone(), Some(vec![1.0; channels]));
+            self.store(id, "beta", c.clone(), bias);
+            self.store(id, "running_mean", c.clone(), Some(vec![0.0; channels]));
+            // Stored as f32: 1 − ε rounds so that var + ε is 1 within an ulp.
+            self.store(id, "running_var", c, Some(vec![1.0 - EPSILON; channels]));
+        }
+        self.restored_batchnorms += 1;
         self.set_outputs(node, Val::Data { node: id, shape });
         Ok(())
     }
@@ -1194,7 +1295,7 @@ impl<'m> Importer<'m> {
                 return self.unsupported(node, "Mul (of two tensors)".into());
             };
             // `x · sigmoid(x)` is SiLU, `x · hard_sigmoid(x)` hard-swish.
-            for (gate, other, gate_value) in [(a, b, &ins[1]), (b, a, &ins[0])] {
+            for (gate, other, gate_value) in [(a, b, &ins[0]), (b, a, &ins[1])] {
                 if self.gated_activation(node, gate.0, other.0, gate_value)? {
                     return Ok(());
                 }
@@ -1247,6 +1348,11 @@ impl<'m> Importer<'m> {
             if let Some(n) = self.graph.node_mut(gate) {
                 n.kind = kind;
             }
+            // Named after the Mul, the node that computes the activation's value.
+            let name = self.graph.unique_name(&layer_name(node));
+            self.graph
+                .rename(gate, &name)
+                .map_err(|e| InteropError::InvalidModel(e.to_string()))?;
             self.origin.insert(gate, "other");
             self.set_outputs(node, Val::Data { node: gate, shape });
         } else {
@@ -1663,6 +1769,45 @@ impl<'m> Importer<'m> {
         self.unsupported(node, label)
     }
 
+    /// A gate vector `[N, C]` unsqueezed to `[N, C, 1, 1]` for a `Mul` with
+    /// a volume (how a squeeze-and-excitation gate computed by Dense layers
+    /// is written): the vector itself, which [`LayerKind::ChannelScale`]
+    /// takes as its gate. Only when every reader is such a `Mul`.
+    fn unsqueeze(&mut self, node: &NodeProto) -> Result<(), InteropError> {
+        let axes: Option<Vec<i64>> = match attr_ints(node, "axes") {
+            Some(a) => Some(a.to_vec()),
+            None => match node.input.get(1).filter(|a| !a.is_empty()) {
+                Some(a) => self
+                    .konst(a)?
+                    .and_then(|(_, v)| v)
+                    .map(|v| v.iter().map(|&x| x as i64).collect()),
+                None => None,
+            },
+        };
+        let x = node.input.first().cloned().unwrap_or_default();
+        let out = node.output.first().cloned().unwrap_or_default();
+        let to_mul = self
+            .consumers
+            .get(&out)
+            .is_some_and(|ops| ops.iter().all(|op| *op == "Mul"));
+        let mut axes = axes.unwrap_or_default();
+        for a in &mut axes {
+            if *a < 0 {
+                *a += 4;
+            }
+        }
+        axes.sort_unstable();
+        if to_mul
+            && axes == [2, 3]
+            && let Some((id, shape @ Some(Shape::Vector(_)))) = self.data(&x)?
+        {
+            self.set_outputs(node, Val::Data { node: id, shape });
+            return Ok(());
+        }
+        let label = format!("Unsqueeze (axes {axes:?})");
+        self.unsupported(node, label)
+    }
+
     fn pad(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
         let mode = attr_s(node, "mode").unwrap_or("constant");
         if mode != "constant" {
@@ -1697,6 +1842,17 @@ impl<'m> Importer<'m> {
         let padding = [amount(p[2])?, amount(p[6])?, amount(p[3])?, amount(p[7])?];
         self.simple(node, name, LayerKind::ZeroPad2d { padding })
     }
+}
+
+/// Whether a conv's weight and bias are named as PyTorch's exporters name
+/// a conv they folded a BatchNorm into: `onnx::Conv_N` for both (the legacy
+/// exporter gives every folded tensor a fresh name) or `{conv}.weight` with
+/// `{conv}.weight_bias` (dynamo). A conv's own bias keeps its module name
+/// (`{conv}.bias`) with both.
+fn folded_batchnorm(weight: &str, bias: &str) -> bool {
+    let legacy = weight.starts_with("onnx::Conv_") && bias.starts_with("onnx::Conv_");
+    let dynamo = !weight.is_empty() && bias.strip_suffix("_bias") == Some(weight);
+    legacy || dynamo
 }
 
 /// The node's inputs that are given (ONNX marks a skipped optional one by `""`).
