@@ -189,6 +189,11 @@ enum Command {
         /// without it such an import writes nothing and exits 2.
         #[arg(long)]
         allow_partial: bool,
+        /// Keep convs with the BatchNorm the exporter folded into them as
+        /// the file has them (C biases), instead of restoring the BatchNorm
+        /// (same function, PyTorch's parameter count, trainable).
+        #[arg(long)]
+        keep_folded_batchnorm: bool,
     },
     /// Writes a design as ONNX (opset 13) or as PyTorch code on standard output.
     Export {
@@ -298,7 +303,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             output,
             weights,
             allow_partial,
-        }) => import(&model, &output, weights.as_deref(), allow_partial),
+            keep_folded_batchnorm,
+        }) => {
+            let options = crate::interop::onnx::ImportOptions {
+                restore_batchnorm: !keep_folded_batchnorm,
+            };
+            import(&model, &output, weights.as_deref(), allow_partial, &options)
+        }
         Some(Command::Export {
             design,
             weights,
@@ -463,12 +474,13 @@ fn import(
     output: &Path,
     weights: Option<&Path>,
     allow_partial: bool,
+    options: &crate::interop::onnx::ImportOptions,
 ) -> Result<ExitCode, CliError> {
     let mut outputs = vec![("-o", output)];
     outputs.extend(weights.map(|w| ("--weights", w)));
     file::check_outputs(&outputs, &[("the model", model)])?;
-    let mut imported =
-        crate::interop::onnx::import(model).map_err(|e| format!("{}: {e}", model.display()))?;
+    let mut imported = crate::interop::onnx::import_with_options(model, options)
+        .map_err(|e| format!("{}: {e}", model.display()))?;
     for warning in &imported.warnings {
         eprintln!("warning: {warning}");
     }

@@ -14,7 +14,9 @@ mod external;
 mod import;
 
 pub use export::{export, export_bytes, export_with_meta};
-pub use import::{import, import_bytes};
+pub use import::{
+    ImportOptions, import, import_bytes, import_bytes_with_options, import_with_options,
+};
 
 use super::Tensors;
 use crate::graph::Graph;
