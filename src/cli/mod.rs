@@ -787,11 +787,16 @@ fn render(args: RenderArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load(path: &Path) -> Result<Graph, CliError> {
-    file::load(path).map_err(|source| CliError::Load {
+/// Loads a design, saying on stderr what the reader repaired to open it.
+pub(crate) fn load(path: &Path) -> Result<Graph, CliError> {
+    let loaded = file::load_with_repairs(path).map_err(|source| CliError::Load {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    for repair in &loaded.ungrouped {
+        eprintln!("warning: {}: {repair}", path.display());
+    }
+    Ok(loaded.graph)
 }
 
 /// The design's report as one JSON line, from its analysis.

@@ -158,10 +158,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
 /// The run's settings from the command line (the design loaded, the
 /// layers to freeze resolved).
 fn config_from_args(args: &TrainArgs, data_path: &Path) -> Result<TrainConfig, CliError> {
-    let graph = file::load(&args.design).map_err(|source| CliError::Load {
-        path: args.design.clone(),
-        source,
-    })?;
+    let graph = super::load(&args.design)?;
     let mut config = TrainConfig::new(graph, DataSource::Path(data_path.to_path_buf()));
     config.epochs = args.epochs;
     config.batch_size = args.batch;
@@ -406,10 +403,7 @@ fn check_train_outputs(args: &TrainArgs, data_path: &Path) -> Result<(), CliErro
 
 /// Runs `netloom eval`.
 pub fn evaluate(args: EvalArgs) -> Result<ExitCode, CliError> {
-    let graph = file::load(&args.design).map_err(|source| CliError::Load {
-        path: args.design.clone(),
-        source,
-    })?;
+    let graph = super::load(&args.design)?;
     let mut paths: Vec<&Path> = vec![args.weights.as_path()];
     paths.extend(args.ensemble.iter().map(PathBuf::as_path));
     let budget = memory::Budget::new(args.memory_limit);
