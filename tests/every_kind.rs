@@ -194,23 +194,6 @@ fn check_onnx_structure(name: &str, graph: &Graph, kind: &LayerKind, bytes: &[u8
     );
 }
 
-/// Kinds (and parameters) the ONNX importer does not read back yet: their
-/// round trip is checked by the exported structure alone while the importer
-/// reports them unsupported, and in full as soon as it reads them.
-fn awaiting_import(kind: &LayerKind) -> bool {
-    match kind {
-        LayerKind::Conv2d { dilation, .. } => *dilation != [1, 1],
-        _ => matches!(
-            kind,
-            LayerKind::Relu6
-                | LayerKind::HardSigmoid
-                | LayerKind::HardSwish
-                | LayerKind::Silu
-                | LayerKind::ChannelScale
-        ),
-    }
-}
-
 /// `structure`: also compare the exported nodes with [`expected_onnx_nodes`]
 /// (which describes the catalogue graphs).
 fn check_onnx_round_trip(name: &str, graph: &Graph, kind: &LayerKind, structure: bool) {
@@ -223,29 +206,41 @@ fn check_onnx_round_trip(name: &str, graph: &Graph, kind: &LayerKind, structure:
     }
     let imported =
         onnx::import_bytes(&bytes, "every-kind").unwrap_or_else(|e| panic!("{name}: import: {e}"));
-    let kind_name = kind.display_name();
-    if awaiting_import(kind) && !imported.unsupported.is_empty() {
-        eprintln!(
-            "{name}: the importer does not read {:?} yet; checked the export's structure only",
-            imported.unsupported
-        );
-        return;
-    }
     assert!(
-        imported.unsupported.is_empty(),
-        "{name}: re-import left out {:?}",
-        imported.unsupported
+        imported.unsupported.is_empty() && imported.is_faithful(),
+        "{name}: re-import left out {:?}: {:?}",
+        imported.unsupported,
+        imported.deviations
     );
-    if awaiting_import(kind) {
-        let kinds: Vec<&str> = imported
+    // The layer itself comes back, with its parameters.
+    let back = imported.graph.find("kind_under_test").map(|id| {
+        imported
             .graph
-            .nodes()
-            .map(|(_, n)| n.kind.display_name())
-            .collect();
-        assert!(
-            kinds.contains(&kind_name),
-            "{name}: the re-imported design has no {kind_name} layer: {kinds:?}"
+            .node(id)
+            .map(|n| n.kind.clone())
+            .expect("node")
+    });
+    if !matches!(kind, LayerKind::Input { .. }) {
+        let back = back.unwrap_or_else(|| panic!("{name}: no `kind_under_test` after import"));
+        assert_eq!(
+            back.display_name(),
+            kind.display_name(),
+            "{name}: the re-imported design's `kind_under_test`"
         );
+        match (kind, &back) {
+            (LayerKind::Conv2d { dilation: a, .. }, LayerKind::Conv2d { dilation: b, .. }) => {
+                assert_eq!(a, b, "{name}: dilation")
+            }
+            (
+                LayerKind::AvgPool2d {
+                    include_padding: a, ..
+                },
+                LayerKind::AvgPool2d {
+                    include_padding: b, ..
+                },
+            ) => assert_eq!(a, b, "{name}: include_padding"),
+            _ => {}
+        }
     }
     let after_analysis = analyze(&imported.graph);
     assert!(

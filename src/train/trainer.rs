@@ -1784,7 +1784,7 @@ fn save_final(
         .map(|(name, d)| (format!("{EMA_PREFIX}{name}"), vec![d.len()], d.as_slice()))
         .collect();
     if config.keep_unsaved {
-        return match weights::save_with_extra(path, &out.params, &extra, &out.meta) {
+        return match weights::save_trained(path, &out.params, &extra, &out.meta, &out.graph) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let unsaved = UnsavedWeights {
@@ -1812,7 +1812,7 @@ fn save_final(
     }
     let fallbacks = fallback_paths(path, &out.meta.design);
     save_with_fallback(path, &fallbacks, |p| {
-        weights::save_with_extra(p, &out.params, &extra, &out.meta)
+        weights::save_trained(p, &out.params, &extra, &out.meta, &out.graph)
     })?;
     let _ = ev.send(Event::Notice(format!(
         "weights saved to {}",

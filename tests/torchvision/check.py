@@ -20,8 +20,11 @@ are equal and the round trip is within the tolerance. A failed step is a row, no
 a crash: the table shows how far each model got. The table also gives the ONNX
 file's own parameter count (see `onnx_params`): both exporters fold an eval-mode
 BatchNorm that follows a conv into that conv at their defaults, so the file holds
-C conv biases where torch has 2·C BatchNorm parameters; `--params-against onnx`
-checks the design against that count instead.
+C conv biases where torch has 2·C BatchNorm parameters. `netloom import` restores
+those BatchNorms by default (conv without bias, then BatchNorm with gamma 1, beta the
+folded bias, mean 0, variance 1 - eps: the same function with torch's count);
+`--params-against onnx` imports with `--keep-folded-batchnorm` and checks the design
+against the file's count instead.
 
 Nothing is downloaded. Models are built with `weights=None` (torchvision's own
 initialisation, seed 0), then BatchNorm statistics, BatchNorm affine parameters
@@ -315,7 +318,7 @@ def rel_diff(ref, got) -> float:
     return float(np.max(np.abs(got - ref))) / scale
 
 
-def netloom_roundtrip(netloom: str, onnx_path: Path, work: Path, x, ref, timeout: float) -> dict:
+def netloom_roundtrip(netloom: str, onnx_path: Path, work: Path, x, ref, timeout: float, import_flags: list[str] | None = None) -> dict:
     """`netloom import` of `onnx_path` into `work`, `summary --json`, `export --onnx`, and
     the round trip's output on `x` in onnxruntime against `ref`. Returns what each step
     did; `stage` is "done" when every step ran, else the step that stopped it (with
@@ -324,7 +327,7 @@ def netloom_roundtrip(netloom: str, onnx_path: Path, work: Path, x, ref, timeout
 
     design, weights, rt = work / "d.json", work / "w.safetensors", work / "rt.onnx"
     strip = lambda s: s.replace(f"{onnx_path.parent}/", "").replace(f"{work}/", "")  # noqa: E731
-    rc, out, err = run([netloom, "import", str(onnx_path), "-o", str(design), "--weights", str(weights)], timeout)
+    rc, out, err = run([netloom, "import", str(onnx_path), "-o", str(design), "--weights", str(weights), *(import_flags or [])], timeout)
     out, err = strip(out), strip(err)
     warns = warning_lines(err)
     res = {
@@ -417,7 +420,9 @@ def check_one(name: str, exporter: str, args, netloom: str) -> dict:
         row["ref_shape"] = list(ref.shape)
         row["orig_vs_torch"] = rel_diff(ref_torch, ref)
 
-        row.update(netloom_roundtrip(netloom, onnx_path, work, x, ref, args.timeout))
+        # Against the file's own count, the convs the exporter folded BatchNorm into stay so.
+        flags = ["--keep-folded-batchnorm"] if args.params_against == "onnx" else []
+        row.update(netloom_roundtrip(netloom, onnx_path, work, x, ref, args.timeout, flags))
         if row["stage"] != "done":
             return row
         ok = (
@@ -548,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep torchvision's initialisation as it is (zero biases, BatchNorm at 0/1) instead of seeded values")
     ap.add_argument("--params-against", choices=["torch", "onnx"], default="torch",
                     help="a row's parameter check: the design's count equals torch's sum(p.numel()) (default) "
-                    "or the ONNX file's count (which differs where the exporter folded BatchNorm)")
+                    "or the ONNX file's count (which differs where the exporter folded BatchNorm; "
+                    "imports with --keep-folded-batchnorm)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each netloom command")
     args = ap.parse_args(argv)
 

@@ -7,8 +7,10 @@ onnxruntime against the expected output saved beside each fixture. Prints a tabl
     python tests/torchvision/recheck_fixtures.py [--netloom PATH] [--only a,b] [--markdown F] [--record]
 
 Needs numpy and onnxruntime only. A row passes when the import exits 0, the design
-holds the file's own parameter count (`onnx_params`: torch's count is out of reach
-where an exporter folded BatchNorm into the convs) and the round trip is within 1e-4
+holds the file's own parameter count (`onnx_params`; the import runs with
+`--keep-folded-batchnorm`, so convs an exporter folded BatchNorm into stay as the file
+has them; `tests/interop_onnx_import.rs` checks the default, restored import against
+torch's count) and the round trip is within 1e-4
 (max |rt - expected| / max |expected|). Exits 0 only when every row passes.
 """
 
@@ -46,7 +48,9 @@ def main(argv=None) -> int:
             continue
         io = check.load_safetensors(args.dir / e["io_file"])
         with tempfile.TemporaryDirectory() as tmp:
-            res = check.netloom_roundtrip(netloom, args.dir / e["file"], Path(tmp), io["input"], io["expected"], args.timeout)
+            # The file's own count: convs with a folded BatchNorm stay as the file has them.
+            res = check.netloom_roundtrip(netloom, args.dir / e["file"], Path(tmp), io["input"], io["expected"],
+                                          args.timeout, ["--keep-folded-batchnorm"])
         ok = (
             res["stage"] == "done"
             and res["import_rc"] == 0

@@ -38,6 +38,33 @@ use std::path::Path;
 /// [`Imported::deviations`]: element-wise ones are passed through (the
 /// shape is kept), the others leave their consumers unconnected.
 pub fn import(path: &Path) -> Result<Imported, InteropError> {
+    import_with_options(path, &ImportOptions::default())
+}
+
+/// How [`import_with_options`] reads a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Convs into which the exporter folded an eval-mode BatchNorm (PyTorch's
+    /// two exporters do at their defaults; the folded tensors are named
+    /// `onnx::Conv_N` by the legacy one and `{conv}.weight_bias` by dynamo)
+    /// become a bias-free conv followed by a BatchNorm with γ = 1, β = the
+    /// folded bias, mean 0 and variance 1 − ε: the same function, the
+    /// parameter count PyTorch reports, and a BatchNorm to fine-tune. On by
+    /// default; off keeps the file's own layers (C conv biases where PyTorch
+    /// has 2·C BatchNorm parameters).
+    pub restore_batchnorm: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            restore_batchnorm: true,
+        }
+    }
+}
+
+/// [`import`] with [`ImportOptions`].
+pub fn import_with_options(path: &Path, options: &ImportOptions) -> Result<Imported, InteropError> {
     let bytes = std::fs::read(path).map_err(|source| InteropError::Io {
         path: path.to_path_buf(),
         source,
@@ -46,7 +73,7 @@ pub fn import(path: &Path) -> Result<Imported, InteropError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
-    import_with(&bytes, &stem, ExternalData::beside(path)).map_err(|e| match e {
+    import_with(&bytes, &stem, ExternalData::beside(path), options).map_err(|e| match e {
         InteropError::Decode { message, .. } => InteropError::Decode {
             path: path.to_path_buf(),
             message,
@@ -59,10 +86,24 @@ pub fn import(path: &Path) -> Result<Imported, InteropError> {
 /// Tensors stored in external files are refused (there is no folder to
 /// find them in): use [`import`] for those.
 pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Imported, InteropError> {
-    import_with(bytes, name, ExternalData::unavailable())
+    import_bytes_with_options(bytes, name, &ImportOptions::default())
 }
 
-fn import_with(bytes: &[u8], name: &str, external: ExternalData) -> Result<Imported, InteropError> {
+/// [`import_bytes`] with [`ImportOptions`].
+pub fn import_bytes_with_options(
+    bytes: &[u8],
+    name: &str,
+    options: &ImportOptions,
+) -> Result<Imported, InteropError> {
+    import_with(bytes, name, ExternalData::unavailable(), options)
+}
+
+fn import_with(
+    bytes: &[u8],
+    name: &str,
+    external: ExternalData,
+    options: &ImportOptions,
+) -> Result<Imported, InteropError> {
     let model = ModelProto::decode(bytes).map_err(|e| InteropError::Decode {
         path: "<memory>".into(),
         message: format!("protobuf decoding failed ({e}); the file may be truncated or not ONNX"),
@@ -90,6 +131,7 @@ fn import_with(bytes: &[u8], name: &str, external: ExternalData) -> Result<Impor
         graph.name.clone()
     };
     let mut importer = Importer::new(graph, opset, graph_name, external)?;
+    importer.options = *options;
     importer.run()?;
     importer.finish()
 }
@@ -142,6 +184,9 @@ struct Importer<'m> {
     order: Vec<usize>,
     /// Where tensors stored outside the model file are read from.
     external: ExternalData,
+    options: ImportOptions,
+    /// How many folded BatchNorms were restored.
+    restored_batchnorms: usize,
 }
 
 fn topo_sort(g: &GraphProto, known: &HashSet<&str>) -> Result<Vec<usize>, InteropError> {
@@ -365,6 +410,8 @@ impl<'m> Importer<'m> {
             warnings: Vec::new(),
             order,
             external,
+            options: ImportOptions::default(),
+            restored_batchnorms: 0,
         })
     }
 
@@ -382,10 +429,18 @@ impl<'m> Importer<'m> {
             weights,
             unsupported,
             mut deviations,
-            warnings,
+            mut warnings,
             hwc_flattens,
+            restored_batchnorms,
             ..
         } = self;
+        if restored_batchnorms > 0 {
+            warnings.push(format!(
+                "{restored_batchnorms} BatchNorm layer(s) restored after the convs the exporter had folded them into \
+                 (gamma 1, beta the folded bias, mean 0, variance 1 - epsilon): the same function, with \
+                 PyTorch's parameter count; `--keep-folded-batchnorm` keeps the file's convs with biases"
+            ));
+        }
         let mut graph = graph.compacted();
         // Blocks named by prefix (`layer1.0.*`) become groups.
         for (name, members) in crate::graph::group::groups_from_name_prefixes(&graph) {
@@ -684,6 +739,9 @@ impl<'m> Importer<'m> {
             "BatchNormalization" => self.batch_norm(node, &name),
             "Relu" => self.simple(node, &name, LayerKind::Relu),
             "Sigmoid" => self.simple(node, &name, LayerKind::Sigmoid),
+            "Clip" => self.clip(node, &name),
+            "HardSigmoid" => self.hard_sigmoid(node, &name),
+            "HardSwish" => self.simple(node, &name, LayerKind::HardSwish),
             "Tanh" => self.simple(node, &name, LayerKind::Tanh),
             "LeakyRelu" => {
                 let alpha = attr_f(node, "alpha").unwrap_or(0.01) as f64;
@@ -725,6 +783,7 @@ impl<'m> Importer<'m> {
             "Concat" => self.concat(node, &name),
             "Pad" => self.pad(node, &name),
             "Transpose" => self.transpose(node),
+            "Unsqueeze" => self.unsqueeze(node),
             _ => self.unsupported(node, op.to_string()),
         }
     }
@@ -832,6 +891,52 @@ impl<'m> Importer<'m> {
         Ok(())
     }
 
+    /// `Clip` to `[0, 6]` is ReLU6 and `[0, ∞)` is ReLU; the bounds are
+    /// attributes before opset 11 and optional constant inputs from it on.
+    /// Any other range, or bounds computed from data, is refused by name.
+    fn clip(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let (min, max) = if self.opset < 11 {
+            (
+                attr_f(node, "min").map_or(f64::NEG_INFINITY, f64::from),
+                attr_f(node, "max").map_or(f64::INFINITY, f64::from),
+            )
+        } else {
+            let mut bound = |slot: usize, default: f64| -> Result<Option<f64>, InteropError> {
+                match node.input.get(slot).filter(|b| !b.is_empty()) {
+                    None => Ok(Some(default)),
+                    Some(b) => Ok(match self.konst(b)? {
+                        Some((dims, Some(v))) if v.len() == 1 && dims.len() <= 1 => Some(v[0]),
+                        _ => None,
+                    }),
+                }
+            };
+            match (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?) {
+                (Some(lo), Some(hi)) => (lo, hi),
+                _ => return self.unsupported(node, "Clip (bounds not constant)".into()),
+            }
+        };
+        if min == 0.0 && max == 6.0 {
+            self.simple(node, name, LayerKind::Relu6)
+        } else if min == 0.0 && max == f64::INFINITY {
+            self.simple(node, name, LayerKind::Relu)
+        } else {
+            self.unsupported(node, format!("Clip (min {min}, max {max})"))
+        }
+    }
+
+    /// `HardSigmoid` is `max(0, min(1, αx + β))`; PyTorch's (α = 1/6,
+    /// β = 1/2, written as f32) is Netloom's HardSigmoid. Other slopes and
+    /// offsets are refused by name.
+    fn hard_sigmoid(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let alpha = attr_f(node, "alpha").unwrap_or(0.2);
+        let beta = attr_f(node, "beta").unwrap_or(0.5);
+        if (alpha - 1.0 / 6.0).abs() <= 1e-7 && beta == 0.5 {
+            self.simple(node, name, LayerKind::HardSigmoid)
+        } else {
+            self.unsupported(node, format!("HardSigmoid (alpha {alpha}, beta {beta})"))
+        }
+    }
+
     fn store(&mut self, layer: NodeId, key: &str, dims: Vec<usize>, values: Option<Vec<f64>>) {
         if let Some(v) = values {
             let name = format!("{}.{key}", self.graph.name_of(layer));
@@ -849,9 +954,19 @@ impl<'m> Importer<'m> {
         if w_dims.len() != 4 {
             return self.unsupported(node, format!("Conv{}D", w_dims.len().saturating_sub(2)));
         }
-        if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-            return self.unsupported(node, "Conv (dilated)".into());
-        }
+        let dilation = match attr_ints(node, "dilations") {
+            None => [1, 1],
+            Some([dh, dw]) => [
+                positive_u32(node, "dilation", *dh)?,
+                positive_u32(node, "dilation", *dw)?,
+            ],
+            Some(d) => {
+                return Err(InteropError::InvalidModel(format!(
+                    "Conv `{}` has dilations {d:?}; a 2-D kernel takes 2",
+                    node_label(node)
+                )));
+            }
+        };
         let bias = match node.input.get(2).filter(|b| !b.is_empty()) {
             Some(b) => self.konst(b)?,
             None => None,
@@ -864,23 +979,81 @@ impl<'m> Importer<'m> {
         ];
         let filters = dim("filter count", w_dims[0])?;
         let input = self.data(&x)?;
-        let (padding, stride, _) = self.window(node, input.and_then(|(_, s)| s), kernel, false)?;
+        // The window a dilated kernel covers: (k - 1)·d + 1 taps wide.
+        let span = [0, 1].map(|a| {
+            (kernel[a] - 1)
+                .checked_mul(dilation[a])
+                .and_then(|s| s.checked_add(1))
+        });
+        let [Some(sh), Some(sw)] = span else {
+            return Err(InteropError::InvalidModel(format!(
+                "Conv `{}`: kernel {kernel:?} dilated by {dilation:?} is too large",
+                node_label(node)
+            )));
+        };
+        let (padding, stride, _) =
+            self.window(node, input.and_then(|(_, s)| s), [sh, sw], false)?;
+        let folded = self.options.restore_batchnorm
+            && bias.as_ref().is_some_and(|(dims, _)| {
+                dims.iter().product::<usize>() == filters as usize
+                    && folded_batchnorm(&w_name, node.input.get(2).map_or("", |b| b.as_str()))
+            });
         let kind = LayerKind::Conv2d {
             filters,
             kernel,
             stride,
             padding,
             groups,
-            bias: bias.is_some(),
-            dilation: [1, 1],
+            bias: bias.is_some() && !folded,
+            dilation,
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
         self.origin.insert(id, "Conv");
         self.store(id, "weight", w_dims, w_vals);
-        if let Some((dims, vals)) = bias {
-            let n: usize = dims.iter().product();
-            self.store(id, "bias", vec![n], vals);
+        match bias {
+            Some((_, vals)) if folded => {
+                return self.restore_batchnorm(node, name, (id, shape), filters as usize, vals);
+            }
+            Some((dims, vals)) => {
+                let n: usize = dims.iter().product();
+                self.store(id, "bias", vec![n], vals);
+            }
+            None => {}
         }
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(())
+    }
+
+    /// The BatchNorm an exporter folded into conv `conv`, as a layer after
+    /// it computing `x + bias` (γ 1, β = the folded bias, mean 0, variance
+    /// 1 − ε, so that `(x − 0) / √(var + ε) = x`).
+    fn restore_batchnorm(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        (conv, conv_shape): (NodeId, Option<Shape>),
+        channels: usize,
+        bias: Option<Vec<f64>>,
+    ) -> Result<(), InteropError> {
+        const EPSILON: f64 = 1e-5;
+        let kind = LayerKind::BatchNorm {
+            epsilon: EPSILON,
+            momentum: 0.9,
+        };
+        // The conv's value is not an ONNX value, so its shape is passed on
+        // here: a BatchNorm keeps it.
+        let (id, _) = self.add(&format!("{name}.bn"), kind, &[Some(conv)])?;
+        let shape = conv_shape;
+        self.origin.insert(id, "BatchNormalization");
+        if bias.is_some() {
+            let c = vec![channels];
+            self.store(id, "gamma", c.clone(), Some(vec![1.0; channels]));
+            self.store(id, "beta", c.clone(), bias);
+            self.store(id, "running_mean", c.clone(), Some(vec![0.0; channels]));
+            // Stored as f32: 1 − ε rounds so that var + ε is 1 within an ulp.
+            self.store(id, "running_var", c, Some(vec![1.0 - EPSILON; channels]));
+        }
+        self.restored_batchnorms += 1;
         self.set_outputs(node, Val::Data { node: id, shape });
         Ok(())
     }
@@ -1013,17 +1186,9 @@ impl<'m> Importer<'m> {
         let input = self.data(&x)?;
         let (padding, stride, ceil_mode) =
             self.window(node, input.and_then(|(_, s)| s), kernel, true)?;
+        // Counting the padding only matters where there is some.
         let padded = !matches!(padding, Padding::Valid | Padding::Explicit([0, 0, 0, 0]));
-        if node.op_type == "AveragePool"
-            && padded
-            && attr_i(node, "count_include_pad").unwrap_or(0) != 0
-        {
-            self.deviate(
-                node,
-                "AveragePool (count_include_pad)",
-                "read as excluding the padding from each average, so outputs at the borders differ",
-            );
-        }
+        let include_padding = padded && attr_i(node, "count_include_pad").unwrap_or(0) != 0;
         let kind = if node.op_type == "MaxPool" {
             LayerKind::MaxPool2d {
                 kernel,
@@ -1037,7 +1202,7 @@ impl<'m> Importer<'m> {
                 stride,
                 padding,
                 ceil_mode,
-                include_padding: false,
+                include_padding,
             }
         };
         let (id, shape) = self.add(name, kind, &[input.map(|(id, _)| id)])?;
@@ -1125,7 +1290,76 @@ impl<'m> Importer<'m> {
             }
             return self.unsupported(node, "Mul (by a constant that is not per channel)".into());
         }
+        if ins.len() == 2 && data.len() == 2 {
+            let (Some(a), Some(b)) = (self.data(&ins[0])?, self.data(&ins[1])?) else {
+                return self.unsupported(node, "Mul (of two tensors)".into());
+            };
+            // `x · sigmoid(x)` is SiLU, `x · hard_sigmoid(x)` hard-swish.
+            for (gate, other, gate_value) in [(a, b, &ins[0]), (b, a, &ins[1])] {
+                if self.gated_activation(node, gate.0, other.0, gate_value)? {
+                    return Ok(());
+                }
+            }
+            // A volume times a gate of one value per channel: squeeze-and-excitation.
+            let gate_of = |v: Option<Shape>, c: u64| match v {
+                Some(Shape::Vector(n)) => n == c,
+                Some(Shape::Volume { h: 1, w: 1, c: n }) => n == c,
+                _ => false,
+            };
+            for (volume, gate) in [(a, b), (b, a)] {
+                if let Some(Shape::Volume { c, .. }) = volume.1
+                    && gate_of(gate.1, c)
+                {
+                    let (id, shape) = self.add(
+                        name,
+                        LayerKind::ChannelScale,
+                        &[Some(volume.0), Some(gate.0)],
+                    )?;
+                    self.origin.insert(id, "Mul");
+                    self.set_outputs(node, Val::Data { node: id, shape });
+                    return Ok(());
+                }
+            }
+        }
         self.unsupported(node, "Mul (of two tensors)".into())
+    }
+
+    /// `Mul(x, g)` where `g` is the output of a Sigmoid (HardSigmoid) layer
+    /// reading `x` itself: SiLU (hard-swish). The gate layer becomes the
+    /// activation when nothing else reads it, else a new layer is added
+    /// beside it. `false` when the pattern does not apply.
+    fn gated_activation(
+        &mut self,
+        node: &NodeProto,
+        gate: NodeId,
+        other: NodeId,
+        gate_value: &str,
+    ) -> Result<bool, InteropError> {
+        let kind = match self.graph.node(gate).map(|n| &n.kind) {
+            Some(LayerKind::Sigmoid) => LayerKind::Silu,
+            Some(LayerKind::HardSigmoid) => LayerKind::HardSwish,
+            _ => return Ok(false),
+        };
+        if self.graph.inputs_of(gate).first().copied().flatten() != Some(other) {
+            return Ok(false);
+        }
+        let shape = self.shape_of(gate);
+        if self.single_use(gate_value) && !self.proto.output.iter().any(|o| o.name == gate_value) {
+            if let Some(n) = self.graph.node_mut(gate) {
+                n.kind = kind;
+            }
+            // Named after the Mul, the node that computes the activation's value.
+            let name = self.graph.unique_name(&layer_name(node));
+            self.graph
+                .rename(gate, &name)
+                .map_err(|e| InteropError::InvalidModel(e.to_string()))?;
+            self.origin.insert(gate, "other");
+            self.set_outputs(node, Val::Data { node: gate, shape });
+        } else {
+            let (id, shape) = self.add(&layer_name(node), kind, &[Some(other)])?;
+            self.set_outputs(node, Val::Data { node: id, shape });
+        }
+        Ok(true)
     }
 
     /// `y = x·scale + shift` per channel as a depthwise 1×1 convolution.
@@ -1535,6 +1769,45 @@ impl<'m> Importer<'m> {
         self.unsupported(node, label)
     }
 
+    /// A gate vector `[N, C]` unsqueezed to `[N, C, 1, 1]` for a `Mul` with
+    /// a volume (how a squeeze-and-excitation gate computed by Dense layers
+    /// is written): the vector itself, which [`LayerKind::ChannelScale`]
+    /// takes as its gate. Only when every reader is such a `Mul`.
+    fn unsqueeze(&mut self, node: &NodeProto) -> Result<(), InteropError> {
+        let axes: Option<Vec<i64>> = match attr_ints(node, "axes") {
+            Some(a) => Some(a.to_vec()),
+            None => match node.input.get(1).filter(|a| !a.is_empty()) {
+                Some(a) => self
+                    .konst(a)?
+                    .and_then(|(_, v)| v)
+                    .map(|v| v.iter().map(|&x| x as i64).collect()),
+                None => None,
+            },
+        };
+        let x = node.input.first().cloned().unwrap_or_default();
+        let out = node.output.first().cloned().unwrap_or_default();
+        let to_mul = self
+            .consumers
+            .get(&out)
+            .is_some_and(|ops| ops.iter().all(|op| *op == "Mul"));
+        let mut axes = axes.unwrap_or_default();
+        for a in &mut axes {
+            if *a < 0 {
+                *a += 4;
+            }
+        }
+        axes.sort_unstable();
+        if to_mul
+            && axes == [2, 3]
+            && let Some((id, shape @ Some(Shape::Vector(_)))) = self.data(&x)?
+        {
+            self.set_outputs(node, Val::Data { node: id, shape });
+            return Ok(());
+        }
+        let label = format!("Unsqueeze (axes {axes:?})");
+        self.unsupported(node, label)
+    }
+
     fn pad(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
         let mode = attr_s(node, "mode").unwrap_or("constant");
         if mode != "constant" {
@@ -1569,6 +1842,17 @@ impl<'m> Importer<'m> {
         let padding = [amount(p[2])?, amount(p[6])?, amount(p[3])?, amount(p[7])?];
         self.simple(node, name, LayerKind::ZeroPad2d { padding })
     }
+}
+
+/// Whether a conv's weight and bias are named as PyTorch's exporters name
+/// a conv they folded a BatchNorm into: `onnx::Conv_N` for both (the legacy
+/// exporter gives every folded tensor a fresh name) or `{conv}.weight` with
+/// `{conv}.weight_bias` (dynamo). A conv's own bias keeps its module name
+/// (`{conv}.bias`) with both.
+fn folded_batchnorm(weight: &str, bias: &str) -> bool {
+    let legacy = weight.starts_with("onnx::Conv_") && bias.starts_with("onnx::Conv_");
+    let dynamo = !weight.is_empty() && bias.strip_suffix("_bias") == Some(weight);
+    legacy || dynamo
 }
 
 /// The node's inputs that are given (ONNX marks a skipped optional one by `""`).
