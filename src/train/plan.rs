@@ -11,7 +11,7 @@ use crate::infer::{Analysis, Axis, NodeInfo, Shape, param_tensors};
 use crate::kernels::activation::Elementwise;
 use crate::kernels::conv::DilatedConv2d;
 use crate::kernels::misc::{SplitMix64, mix64};
-use crate::kernels::{Conv2dGeometry, Pool2dGeometry};
+use crate::kernels::{Conv2dGeometry, GeometryError, Pads, Pool2dGeometry};
 use thiserror::Error;
 
 /// Why a design cannot be trained as it is.
@@ -113,8 +113,7 @@ pub enum Op {
     },
     ZeroPad {
         hwc: (usize, usize, usize),
-        /// `[top, left, bottom, right]` as the kernels take it.
-        pad: [usize; 4],
+        pad: Pads,
     },
     /// (Its backward finds each window's winner from its input and output.)
     MaxPool {
@@ -664,23 +663,13 @@ fn lower_op(
         LayerKind::Input { .. } => Op::Input,
         LayerKind::Conv2d {
             filters,
-            kernel,
             groups,
             dilation,
             ..
         } => {
-            let (h, w, c) = input_dims()?;
             let win = window()?;
-            let geo = Conv2dGeometry::new(
-                max_batch,
-                (h, w, c),
-                *filters as usize,
-                (kernel[0] as usize, kernel[1] as usize),
-                (win[0].stride as usize, win[1].stride as usize),
-                kernel_pads(&win),
-                *groups as usize,
-            )
-            .map_err(|e| shape_err(name, e.to_string()))?;
+            let geo = conv_geometry(max_batch, input_dims()?, *filters, &win, *groups)
+                .map_err(|e| shape_err(name, e.to_string()))?;
             let params = pb.add_layer(node, in_shape)?;
             let weight = params.need(name, ParamRole::Weight)?;
             let bias = params.get(ParamRole::Bias);
@@ -705,10 +694,10 @@ fn lower_op(
         }
         LayerKind::ZeroPad2d { padding } => {
             let hwc = input_dims()?;
-            let p = padding.map(|v| v as usize);
+            let [top, bottom, left, right] = padding.map(|v| v as usize);
             Op::ZeroPad {
                 hwc,
-                pad: [p[0], p[2], p[1], p[3]],
+                pad: Pads::new(top, bottom, left, right),
             }
         }
         LayerKind::MaxPool2d { ceil_mode, .. } | LayerKind::AvgPool2d { ceil_mode, .. } => {
@@ -719,7 +708,7 @@ fn lower_op(
                 (h, w, c),
                 (win[0].kernel as usize, win[1].kernel as usize),
                 (win[0].stride as usize, win[1].stride as usize),
-                kernel_pads(&win),
+                window_pads(&win),
                 *ceil_mode,
             )
             .map_err(|e| shape_err(name, e.to_string()))?;
@@ -807,14 +796,37 @@ fn lower_op(
     })
 }
 
-/// A window's padding as the kernels take it: `[top, left, bottom, right]`.
-fn kernel_pads(win: &[Axis; 2]) -> [usize; 4] {
-    [
+/// A window's padding as inference resolved it (axis 0 is the height).
+fn window_pads(win: &[Axis; 2]) -> Pads {
+    Pads::new(
         win[0].pad_before as usize,
-        win[1].pad_before as usize,
         win[0].pad_after as usize,
+        win[1].pad_before as usize,
         win[1].pad_after as usize,
-    ]
+    )
+}
+
+/// A convolution's geometry for batches of `batch`, compiled from
+/// inference's resolved window: taps, stride and padding all come from
+/// `win` (for a dilated conv, the undilated taps; see
+/// [`DilatedConv2d::dilate`]). The plan and the memory estimate both build
+/// conv geometry here.
+pub(crate) fn conv_geometry(
+    batch: usize,
+    input: (usize, usize, usize),
+    filters: u32,
+    win: &[Axis; 2],
+    groups: u32,
+) -> Result<Conv2dGeometry, GeometryError> {
+    Conv2dGeometry::new(
+        batch,
+        input,
+        filters as usize,
+        (win[0].kernel as usize, win[1].kernel as usize),
+        (win[0].stride as usize, win[1].stride as usize),
+        window_pads(win),
+        groups as usize,
+    )
 }
 
 /// The input `(h, w, c)`: the first step must be the design's Input layer.
