@@ -294,7 +294,7 @@ impl NetloomApp {
         }
         match loading::start(job, path) {
             Ok(progress) => self.loading_progress(ctx, progress),
-            Err(e) => self.error_modal = Some(e),
+            Err(e) => self.error_modal = Some(e.to_string()),
         }
     }
 
@@ -313,7 +313,7 @@ impl NetloomApp {
         }
         match l.poll() {
             Ok(progress) => self.loading_progress(ctx, progress),
-            Err(e) => self.error_modal = Some(e),
+            Err(e) => self.error_modal = Some(e.to_string()),
         }
         if self.loading.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(50));
@@ -354,7 +354,7 @@ impl NetloomApp {
                 let msg = self.training.start_from_file(path, tensors);
                 self.notify(ctx, msg, false);
             }
-            loading::Outcome::Weights(Err(e)) => self.notify(ctx, e, true),
+            loading::Outcome::Weights(Err(e)) => self.notify(ctx, e.to_string(), true),
         }
     }
 
@@ -369,10 +369,15 @@ impl NetloomApp {
         if !faithful {
             imported.mark_partial();
         }
+        // The model's weights become the next run's starting point.
+        let start = match self.training.start_from_import(&imported) {
+            Ok(note) => note.map(|n| format!(". {n}")).unwrap_or_default(),
+            Err(e) => format!(". {e}"),
+        };
         self.replace_active(imported.graph, None);
         self.tab_mut().doc.dirty = true;
         if faithful {
-            self.notify(ctx, format!("Imported {}", path.display()), false);
+            self.notify(ctx, format!("Imported {}{start}", path.display()), false);
         } else {
             self.error_modal = Some(format!(
                 "Imported {} only in part: the design does not compute what the model does.\n\n{list}\n\nThe design is open, named as a partial import; fix or replace these layers before training.",
@@ -868,7 +873,7 @@ impl NetloomApp {
     /// Applies the commands of the training panels.
     fn execute_training(&mut self, ctx: &egui::Context, cmd: Command) {
         use crate::train::Command as Trainer;
-        let result: Result<(), String> = match cmd {
+        let result: Result<(), training::SessionError> = match cmd {
             Command::SetBottomTab(t) => {
                 self.bottom_tab = t;
                 self.show_cost_table = true;
@@ -915,7 +920,7 @@ impl NetloomApp {
             Command::TrainBoth => {
                 let [a, b] = [&self.tabs[0], &self.tabs[self.tabs.len() - 1]];
                 let started = if self.tabs.len() < 2 {
-                    Err("Train both needs two designs: pin one as A first.".into())
+                    Err(training::SessionError::PairNeedsTwo)
                 } else {
                     self.training.train_pair([
                         (&a.doc.graph, 0, a.doc.generation),
@@ -945,17 +950,17 @@ impl NetloomApp {
                         self.show_cost_table = true;
                     }
                     // Said in the dialog, where the user is looking, with the values kept.
-                    Err(why) => self.sweep_dialog.refuse(why.clone()),
+                    Err(why) => self.sweep_dialog.refuse(why.to_string()),
                 }
                 started
             }
             Command::FindLearningRate => {
                 let doc = &self.tabs[self.active].doc;
                 match training::design_problem(&doc.graph, &doc.analysis) {
-                    Some(why) => Err(why),
+                    Some(why) => Err(training::SessionError::Design(why)),
                     None => {
                         let config = self.training.setup.train_config(&doc.graph);
-                        self.lr_finder.start(config)
+                        self.lr_finder.start(config).map_err(Into::into)
                     }
                 }
             }
@@ -1016,10 +1021,13 @@ impl NetloomApp {
             }
             Command::ExportMetricsTo(path) => {
                 if self.training.runs.is_empty() {
-                    Err("No runs yet: there are no metrics to export.".into())
+                    Err(training::SessionError::NoRuns)
                 } else {
                     std::fs::write(&path, self.training.metrics_csv())
-                        .map_err(|e| format!("Could not write {}: {e}", path.display()))
+                        .map_err(|source| training::SessionError::Write {
+                            path: path.clone(),
+                            source,
+                        })
                         .map(|()| {
                             self.notify(ctx, format!("Metrics saved to {}", path.display()), false);
                         })
@@ -1038,7 +1046,10 @@ impl NetloomApp {
             }
             Command::ExportSweepCsvTo(path) => self.training.sweep_csv().and_then(|csv| {
                 file::write_atomically(&path, csv.as_bytes())
-                    .map_err(|e| format!("Could not write {}: {e}", path.display()))
+                    .map_err(|source| training::SessionError::Write {
+                        path: path.clone(),
+                        source,
+                    })
                     .map(|()| {
                         self.notify(
                             ctx,
@@ -1051,6 +1062,7 @@ impl NetloomApp {
                 self.training.highlighted = run;
                 Ok(())
             }
+            Command::Evaluate(request) => self.training.evaluate(request, ctx),
             Command::SetWatch(on) => {
                 self.training.set_watch(on);
                 Ok(())
@@ -1073,7 +1085,7 @@ impl NetloomApp {
             _ => Ok(()),
         };
         if let Err(e) = result {
-            self.notify(ctx, e, true);
+            self.notify(ctx, e.to_string(), true);
         }
     }
 
@@ -1629,45 +1641,14 @@ impl NetloomApp {
                 }
             }
             BottomTab::Training => {
-                let changed = self
-                    .training
-                    .design_changed_since_run(self.active, tab.doc.generation);
-                let editable = !self.training.is_active();
-                ui.horizontal_top(|ui| {
-                    ui.vertical(|ui| {
-                        ui.set_width(300.0);
-                        egui::ScrollArea::vertical()
-                            .id_salt("setup_scroll")
-                            .show(ui, |ui| {
-                                let memory = training::panel::memory_estimate_text(
-                                    &tab.doc.graph,
-                                    &tab.doc.analysis,
-                                    &self.training.setup,
-                                );
-                                let time = self.training.time_estimate(
-                                    &tab.doc.graph,
-                                    &tab.doc.analysis,
-                                    self.active,
-                                    tab.doc.generation,
-                                );
-                                let cmds = training::panel::setup_ui(
-                                    ui,
-                                    &self.training.setup,
-                                    editable,
-                                    &memory,
-                                    &time,
-                                );
-                                self.queue.extend(cmds);
-                            });
-                    });
-                    ui.separator();
-                    ui.vertical(|ui| {
-                        let cmds = training::panel::controls_ui(ui, &self.training, changed);
-                        self.queue.extend(cmds);
-                        ui.separator();
-                        training::panel::plots_ui(ui, &self.training);
-                    });
-                });
+                let cmds = training::panel::training_tab_ui(
+                    ui,
+                    &mut self.training,
+                    &tab.doc.graph,
+                    &tab.doc.analysis,
+                    (self.active, tab.doc.generation),
+                );
+                self.queue.extend(cmds);
             }
             BottomTab::Runs => {
                 let cmds = self.training_views.runs_ui(ui, &self.training);
