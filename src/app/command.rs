@@ -307,6 +307,8 @@ pub enum Command {
     ExportSweepCsvTo(PathBuf),
     /// Draw run `0` (its id) highlighted in every plot (`None`: none).
     HighlightRun(Option<usize>),
+    /// The Runs tab's evaluations: multi-crop, ensembles, picking, cancel.
+    Evaluate(crate::app::training::evaluate::EvalRequest),
     /// Report activation statistics and gradient norms per layer.
     SetWatch(bool),
     /// Overlay run `run` (its id) in the plots.
@@ -400,6 +402,7 @@ impl Command {
                 | Command::ExportSweepCsv
                 | Command::ExportSweepCsvTo(_)
                 | Command::HighlightRun(_)
+                | Command::Evaluate(_)
                 | Command::SetWatch(_)
                 | Command::ShowRun { .. }
                 | Command::ProbeNode { .. }

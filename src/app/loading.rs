@@ -5,7 +5,9 @@
 //! waiting: the thread's answer, when it comes, is dropped.
 
 use crate::graph::{Graph, file};
+use crate::interop::InteropError;
 use crate::interop::onnx::Imported;
+use crate::train::weights::WeightsError;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
@@ -32,25 +34,34 @@ impl Job {
 
     fn run(self, path: &Path) -> Outcome {
         match self {
-            Job::Design => Outcome::Design(file::load(path).map_err(|e| e.to_string())),
-            Job::Onnx => {
-                Outcome::Onnx(crate::interop::onnx::import(path).map_err(|e| e.to_string()))
+            Job::Design => Outcome::Design(file::load(path)),
+            Job::Onnx => Outcome::Onnx(crate::interop::onnx::import(path)),
+            Job::Weights => {
+                Outcome::Weights(crate::train::weights::read(path).map(|f| f.tensors.len()))
             }
-            Job::Weights => Outcome::Weights(
-                crate::train::weights::read(path)
-                    .map(|f| f.tensors.len())
-                    .map_err(|e| e.to_string()),
-            ),
         }
     }
 }
 
 /// What the reading thread found.
 pub enum Outcome {
-    Design(Result<Graph, String>),
-    Onnx(Result<Imported, String>),
+    Design(Result<Graph, file::LoadError>),
+    Onnx(Result<Imported, InteropError>),
     /// The number of tensors of a readable weights file.
-    Weights(Result<usize, String>),
+    Weights(Result<usize, WeightsError>),
+}
+
+/// Why a read did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadingError {
+    #[error("Could not start a thread to read {}: {source}", path.display())]
+    Thread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Reading {} ended without an answer.", path.display())]
+    Ended { path: PathBuf },
 }
 
 /// A read in progress.
@@ -67,7 +78,7 @@ pub enum Progress {
 }
 
 /// Starts reading `path` on a thread and waits up to [`WAIT_IN_FRAME`] for it.
-pub fn start(job: Job, path: PathBuf) -> Result<Progress, String> {
+pub fn start(job: Job, path: PathBuf) -> Result<Progress, LoadingError> {
     let (tx, rx) = mpsc::channel();
     let on_thread = path.clone();
     std::thread::Builder::new()
@@ -75,7 +86,10 @@ pub fn start(job: Job, path: PathBuf) -> Result<Progress, String> {
         .spawn(move || {
             let _ = tx.send(job.run(&on_thread));
         })
-        .map_err(|e| format!("Could not start a thread to read {}: {e}", path.display()))?;
+        .map_err(|source| LoadingError::Thread {
+            path: path.clone(),
+            source,
+        })?;
     match rx.recv_timeout(WAIT_IN_FRAME) {
         Ok(outcome) => Ok(Progress::Done(path, outcome)),
         Err(RecvTimeoutError::Timeout) => Ok(Progress::Pending(Loading { job, path, rx })),
@@ -83,13 +97,15 @@ pub fn start(job: Job, path: PathBuf) -> Result<Progress, String> {
     }
 }
 
-fn ended_early(path: &Path) -> String {
-    format!("Reading {} ended without an answer.", path.display())
+fn ended_early(path: &Path) -> LoadingError {
+    LoadingError::Ended {
+        path: path.to_path_buf(),
+    }
 }
 
 impl Loading {
     /// The answer, if it has come.
-    pub fn poll(self) -> Result<Progress, String> {
+    pub fn poll(self) -> Result<Progress, LoadingError> {
         match self.rx.try_recv() {
             Ok(outcome) => Ok(Progress::Done(self.path, outcome)),
             Err(TryRecvError::Empty) => Ok(Progress::Pending(self)),
@@ -141,7 +157,11 @@ mod tests {
         loop {
             match progress {
                 Progress::Done(_, Outcome::Weights(Err(why))) => {
-                    assert!(why.contains("x.safetensors"), "{why}");
+                    assert!(
+                        matches!(why, WeightsError::Io { .. }),
+                        "a missing file is an I/O error: {why}"
+                    );
+                    assert!(why.to_string().contains("x.safetensors"), "{why}");
                     break;
                 }
                 Progress::Done(..) => panic!("a missing file read"),

@@ -292,7 +292,7 @@ impl NetloomApp {
         }
         match loading::start(job, path) {
             Ok(progress) => self.loading_progress(ctx, progress),
-            Err(e) => self.error_modal = Some(e),
+            Err(e) => self.error_modal = Some(e.to_string()),
         }
     }
 
@@ -311,7 +311,7 @@ impl NetloomApp {
         }
         match l.poll() {
             Ok(progress) => self.loading_progress(ctx, progress),
-            Err(e) => self.error_modal = Some(e),
+            Err(e) => self.error_modal = Some(e.to_string()),
         }
         if self.loading.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(50));
@@ -352,7 +352,7 @@ impl NetloomApp {
                 let msg = self.training.start_from_file(path, tensors);
                 self.notify(ctx, msg, false);
             }
-            loading::Outcome::Weights(Err(e)) => self.notify(ctx, e, true),
+            loading::Outcome::Weights(Err(e)) => self.notify(ctx, e.to_string(), true),
         }
     }
 
@@ -367,10 +367,15 @@ impl NetloomApp {
         if !faithful {
             imported.mark_partial();
         }
+        // The model's weights become the next run's starting point.
+        let start = match self.training.start_from_import(&imported) {
+            Ok(note) => note.map(|n| format!(". {n}")).unwrap_or_default(),
+            Err(e) => format!(". {e}"),
+        };
         self.replace_active(imported.graph, None);
         self.tab_mut().doc.dirty = true;
         if faithful {
-            self.notify(ctx, format!("Imported {}", path.display()), false);
+            self.notify(ctx, format!("Imported {}{start}", path.display()), false);
         } else {
             self.error_modal = Some(format!(
                 "Imported {} only in part: the design does not compute what the model does.\n\n{list}\n\nThe design is open, named as a partial import; fix or replace these layers before training.",
@@ -1020,10 +1025,11 @@ impl NetloomApp {
             | Command::ExportMetricsTo(_)
             | Command::ExportSweepCsv
             | Command::ExportSweepCsvTo(_) => self.training_files(ctx, cmd),
+            Command::Evaluate(request) => self.training.evaluate(request, ctx),
             _ => self.training_views_command(cmd),
         };
         if let Err(e) = result {
-            self.notify(ctx, e, true);
+            self.notify(ctx, e.to_string(), true);
         }
     }
 
@@ -1061,7 +1067,11 @@ impl NetloomApp {
     }
 
     /// Starting, pausing, stepping and stopping runs.
-    fn control_training(&mut self, ctx: &egui::Context, cmd: Command) -> Result<(), String> {
+    fn control_training(
+        &mut self,
+        ctx: &egui::Context,
+        cmd: Command,
+    ) -> Result<(), training::SessionError> {
         use crate::train::Command as Trainer;
         match cmd {
             Command::TrainStart => {
@@ -1074,7 +1084,7 @@ impl NetloomApp {
             }
             Command::TrainBoth => {
                 if self.tabs.len() < 2 {
-                    return Err("Train both needs two designs: pin one as A first.".into());
+                    return Err(training::SessionError::PairNeedsTwo);
                 }
                 let [a, b] = [&self.tabs[0], &self.tabs[self.tabs.len() - 1]];
                 self.training.train_pair([
@@ -1103,7 +1113,7 @@ impl NetloomApp {
     }
 
     /// Sweeps and the learning-rate finder.
-    fn run_experiment(&mut self, cmd: Command) -> Result<(), String> {
+    fn run_experiment(&mut self, cmd: Command) -> Result<(), training::SessionError> {
         match cmd {
             Command::OpenSweepDialog => {
                 let tab = &self.tabs[self.active];
@@ -1127,17 +1137,17 @@ impl NetloomApp {
                 match &started {
                     Ok(()) => self.show_bottom_tab(BottomTab::Sweep),
                     // Said in the dialog, where the user is looking, with the values kept.
-                    Err(why) => self.sweep_dialog.refuse(why.clone()),
+                    Err(why) => self.sweep_dialog.refuse(why.to_string()),
                 }
                 started
             }
             Command::FindLearningRate => {
                 let doc = &self.tabs[self.active].doc;
                 match training::design_problem(&doc.graph, &doc.analysis) {
-                    Some(why) => Err(why),
+                    Some(why) => Err(training::SessionError::Design(why)),
                     None => {
                         let config = self.training.setup.train_config(&doc.graph);
-                        self.lr_finder.start(config)
+                        self.lr_finder.start(config).map_err(Into::into)
                     }
                 }
             }
@@ -1146,7 +1156,11 @@ impl NetloomApp {
     }
 
     /// Weights and metrics files: each asks for a path, then reads or writes there.
-    fn training_files(&mut self, ctx: &egui::Context, cmd: Command) -> Result<(), String> {
+    fn training_files(
+        &mut self,
+        ctx: &egui::Context,
+        cmd: Command,
+    ) -> Result<(), training::SessionError> {
         match cmd {
             Command::SaveWeights => {
                 let request = self.export_request(
@@ -1180,10 +1194,14 @@ impl NetloomApp {
             }
             Command::ExportMetricsTo(path) => {
                 if self.training.runs.is_empty() {
-                    return Err("No runs yet: there are no metrics to export.".into());
+                    return Err(training::SessionError::NoRuns);
                 }
-                std::fs::write(&path, self.training.metrics_csv())
-                    .map_err(|e| format!("Could not write {}: {e}", path.display()))?;
+                std::fs::write(&path, self.training.metrics_csv()).map_err(|source| {
+                    training::SessionError::Write {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
                 self.notify(ctx, format!("Metrics saved to {}", path.display()), false);
             }
             Command::ExportSweepCsv => {
@@ -1198,8 +1216,12 @@ impl NetloomApp {
             }
             Command::ExportSweepCsvTo(path) => {
                 let csv = self.training.sweep_csv()?;
-                file::write_atomically(&path, csv.as_bytes())
-                    .map_err(|e| format!("Could not write {}: {e}", path.display()))?;
+                file::write_atomically(&path, csv.as_bytes()).map_err(|source| {
+                    training::SessionError::Write {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
                 self.notify(
                     ctx,
                     format!("Sweep table saved to {}", path.display()),
@@ -1212,7 +1234,7 @@ impl NetloomApp {
     }
 
     /// What the plots, the gallery and the feature-map view show.
-    fn training_views_command(&mut self, cmd: Command) -> Result<(), String> {
+    fn training_views_command(&mut self, cmd: Command) -> Result<(), training::SessionError> {
         match cmd {
             Command::HighlightRun(run) => self.training.highlighted = run,
             Command::SetWatch(on) => self.training.set_watch(on),
@@ -1779,45 +1801,14 @@ impl NetloomApp {
                 }
             }
             BottomTab::Training => {
-                let changed = self
-                    .training
-                    .design_changed_since_run(self.active, tab.doc.generation);
-                let editable = !self.training.is_active();
-                ui.horizontal_top(|ui| {
-                    ui.vertical(|ui| {
-                        ui.set_width(300.0);
-                        egui::ScrollArea::vertical()
-                            .id_salt("setup_scroll")
-                            .show(ui, |ui| {
-                                let memory = training::panel::memory_estimate_text(
-                                    &tab.doc.graph,
-                                    &tab.doc.analysis,
-                                    &self.training.setup,
-                                );
-                                let time = self.training.time_estimate(
-                                    &tab.doc.graph,
-                                    &tab.doc.analysis,
-                                    self.active,
-                                    tab.doc.generation,
-                                );
-                                let cmds = training::panel::setup_ui(
-                                    ui,
-                                    &self.training.setup,
-                                    editable,
-                                    &memory,
-                                    &time,
-                                );
-                                self.queue.extend(cmds);
-                            });
-                    });
-                    ui.separator();
-                    ui.vertical(|ui| {
-                        let cmds = training::panel::controls_ui(ui, &self.training, changed);
-                        self.queue.extend(cmds);
-                        ui.separator();
-                        training::panel::plots_ui(ui, &self.training);
-                    });
-                });
+                let cmds = training::panel::training_tab_ui(
+                    ui,
+                    &mut self.training,
+                    &tab.doc.graph,
+                    &tab.doc.analysis,
+                    (self.active, tab.doc.generation),
+                );
+                self.queue.extend(cmds);
             }
             BottomTab::Runs => {
                 let cmds = self.training_views.runs_ui(ui, &self.training);

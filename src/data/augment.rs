@@ -589,6 +589,82 @@ impl Augmenter {
     }
 }
 
+/// One augmentation of [`AugmentConfig`], for previews.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Augmentation {
+    Mirror,
+    Crop,
+    ColourShift,
+    Pca,
+    Rotate,
+    Shear,
+    Elastic,
+}
+
+impl Augmentation {
+    pub const ALL: [Augmentation; 7] = [
+        Augmentation::Mirror,
+        Augmentation::Crop,
+        Augmentation::ColourShift,
+        Augmentation::Pca,
+        Augmentation::Rotate,
+        Augmentation::Shear,
+        Augmentation::Elastic,
+    ];
+
+    /// `config` with only this augmentation switched on (strengths kept).
+    pub fn alone(self, config: &AugmentConfig) -> AugmentConfig {
+        let mut c = AugmentConfig {
+            mirror: false,
+            crop: false,
+            colour_shift: false,
+            pca: false,
+            rotate: false,
+            shear: false,
+            elastic: false,
+            ..*config
+        };
+        match self {
+            Augmentation::Mirror => c.mirror = true,
+            Augmentation::Crop => c.crop = true,
+            Augmentation::ColourShift => c.colour_shift = true,
+            Augmentation::Pca => c.pca = true,
+            Augmentation::Rotate => c.rotate = true,
+            Augmentation::Shear => c.shear = true,
+            Augmentation::Elastic => c.elastic = true,
+        }
+        c
+    }
+}
+
+/// `image` (HWC, raw pixels) under augmentation `which` alone, with the
+/// strengths of `config`, drawn from `seed`: one image as training would
+/// see it. The mirror is always applied (a preview of a coin that landed
+/// on "keep" would show nothing), and PCA colour uses the image's own RGB
+/// components (training uses the training split's).
+pub fn preview(
+    config: &AugmentConfig,
+    which: Augmentation,
+    image: &[f32],
+    s: Shape,
+    seed: u64,
+) -> Vec<f32> {
+    let mut out = image.to_vec();
+    if which == Augmentation::Mirror {
+        mirror(&mut out, s);
+        return out;
+    }
+    let pca = (which == Augmentation::Pca && s.c == 3)
+        .then(|| ColorPca::from_covariance(rgb_covariance(image)));
+    let augmenter = Augmenter {
+        config: which.alone(config),
+        pca,
+    };
+    let mut rng = Rng::derive(seed, &[which as u64]);
+    augmenter.apply(&mut out, s, &mut rng, &mut Vec::new());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,6 +684,45 @@ mod tests {
 
     fn at(img: &[f32], s: Shape, y: usize, x: usize, k: usize) -> f32 {
         img[(y * s.w + x) * s.c + k]
+    }
+
+    #[test]
+    fn previews_apply_one_augmentation_seeded() {
+        let s = Shape::new(6, 6, 3);
+        let src: Vec<f32> = ramp(s).iter().map(|v| v / 600.0).collect();
+        let cfg = AugmentConfig::default();
+        let mut flipped = src.clone();
+        mirror(&mut flipped, s);
+        assert_eq!(preview(&cfg, Augmentation::Mirror, &src, s, 1), flipped);
+        for which in Augmentation::ALL {
+            let a = preview(&cfg, which, &src, s, 7);
+            assert_eq!(a, preview(&cfg, which, &src, s, 7), "{which:?} is seeded");
+            assert_ne!(a, src, "{which:?} changes the image");
+            // The same draw as training with only this augmentation on.
+            if which != Augmentation::Mirror && which != Augmentation::Pca {
+                let mut b = src.clone();
+                let aug = Augmenter {
+                    config: which.alone(&cfg),
+                    pca: None,
+                };
+                aug.apply(
+                    &mut b,
+                    s,
+                    &mut Rng::derive(7, &[which as u64]),
+                    &mut Vec::new(),
+                );
+                assert_eq!(a, b, "{which:?}");
+            }
+        }
+        // A stronger setting gives a different preview.
+        let stronger = AugmentConfig {
+            rotate_max_deg: 40.0,
+            ..cfg
+        };
+        assert_ne!(
+            preview(&cfg, Augmentation::Rotate, &src, s, 7),
+            preview(&stronger, Augmentation::Rotate, &src, s, 7)
+        );
     }
 
     #[test]

@@ -30,9 +30,21 @@ pub struct StepTimer {
     pending: Option<Receiver<Result<f64, String>>>,
     /// Milliseconds per training step of the design last measured, or why not.
     pub ms_per_step: Option<Result<f64, String>>,
+    /// Never measures: the figure stays as set (for stable images in tests).
+    fixed: bool,
 }
 
 impl StepTimer {
+    /// A timer that reports `ms_per_step` and never measures (snapshot
+    /// images must not depend on this machine's speed).
+    pub fn fixed(ms_per_step: f64) -> Self {
+        StepTimer {
+            ms_per_step: Some(Ok(ms_per_step)),
+            fixed: true,
+            ..StepTimer::default()
+        }
+    }
+
     /// Measures again when the design, batch or optimizer changed (never
     /// while a run trains: it would slow the run and the figure both).
     pub fn refresh(
@@ -64,6 +76,7 @@ impl StepTimer {
         };
         // One measurement at a time: edits made meanwhile are measured next.
         if training
+            || self.fixed
             || self.pending.is_some()
             || self.key.as_ref() == Some(&key)
             || !analysis.is_valid()
@@ -333,6 +346,7 @@ mod tests {
             }),
             pending: None,
             ms_per_step: Some(Ok(12.0)),
+            fixed: false,
         };
         assert_eq!(timer.measured_for((0, 3), &setup), Some(12.0));
         assert_eq!(timer.measured_for((0, 4), &setup), None);

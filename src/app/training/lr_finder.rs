@@ -19,6 +19,15 @@ enum Message {
     Done(Result<LrCurve, String>),
 }
 
+/// Why the finder did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LrFinderError {
+    #[error("The learning-rate finder is already running.")]
+    Running,
+    #[error("Could not start the learning-rate finder: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// The finder's window and the test it runs.
 #[derive(Default)]
 pub struct LrFinder {
@@ -36,9 +45,9 @@ impl LrFinder {
     }
 
     /// Starts a range test of `config` (its design, data and optimizer).
-    pub fn start(&mut self, config: TrainConfig) -> Result<(), String> {
+    pub fn start(&mut self, config: TrainConfig) -> Result<(), LrFinderError> {
         if self.is_running() {
-            return Err("The learning-rate finder is already running.".into());
+            return Err(LrFinderError::Running);
         }
         let options = LrFindOptions::default();
         self.batches = options.batches;
@@ -57,7 +66,7 @@ impl LrFinder {
                 });
                 let _ = tx.send(Message::Done(result.map_err(|e| e.to_string())));
             })
-            .map_err(|e| format!("Could not start the learning-rate finder: {e}"))?;
+            .map_err(LrFinderError::Thread)?;
         self.messages = Some(rx);
         self.live.clear();
         self.result = None;

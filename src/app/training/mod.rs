@@ -7,7 +7,9 @@
 //! ([`panel`], [`views`]). Everything a user does here is a
 //! [`Command`](super::command::Command) applied by `NetloomApp::execute`.
 
+pub mod augment_preview;
 pub mod estimate;
+pub mod evaluate;
 pub mod lr_finder;
 pub mod pair;
 pub mod panel;
@@ -24,8 +26,9 @@ use crate::train::trainer::{
     TrainConfig, Trainer, TrainerHandle, UnsavedWeights,
 };
 use crate::train::{Command as TrainerCommand, OptimizerConfig, OptimizerKind, Schedule};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The optimizer choices the setup offers.
@@ -304,6 +307,10 @@ pub struct RunRecord {
     pub sweep: Option<(String, f64)>,
     /// The Run setup's time estimate for this design and setup, when it had one.
     pub estimate: Option<estimate::StartEstimate>,
+    /// The design the run trains (as it was when the run started).
+    pub graph: Option<Arc<Graph>>,
+    /// The run's test accuracy with ten views per image, once evaluated.
+    pub multi_crop: Option<evaluate::MultiCropResult>,
 }
 
 impl RunRecord {
@@ -330,6 +337,8 @@ impl RunRecord {
             visible: true,
             sweep: None,
             estimate: None,
+            graph: None,
+            multi_crop: None,
         }
     }
 
@@ -455,6 +464,16 @@ pub struct TrainingSession {
     pub pair: Option<pair::PairQueue>,
     /// The run (its id) clicked in the Runs table, drawn highlighted in every plot.
     pub highlighted: Option<usize>,
+    /// The runs picked in the Runs table for an ensemble.
+    pub picked: BTreeSet<usize>,
+    /// The multi-crop or ensemble evaluation in progress.
+    pub evaluation: Option<evaluate::EvalJob>,
+    /// Ensembles evaluated this session, oldest first.
+    pub ensembles: Vec<evaluate::EnsembleResult>,
+    /// Why the last evaluation did not finish.
+    pub eval_error: Option<String>,
+    /// The Run setup's augmentation previews.
+    pub previews: augment_preview::AugmentPreviews,
 }
 
 impl TrainingSession {
@@ -483,6 +502,11 @@ impl Default for TrainingSession {
             sweep: None,
             pair: None,
             highlighted: None,
+            picked: BTreeSet::new(),
+            evaluation: None,
+            ensembles: Vec::new(),
+            eval_error: None,
+            previews: Default::default(),
             runs_dir: std::env::temp_dir().join(format!(
                 "netloom-runs-{}-{}",
                 std::process::id(),
@@ -499,8 +523,101 @@ impl Drop for TrainingSession {
     }
 }
 
-/// A trainer command the session could not pass on.
-pub type SessionError = String;
+/// Why the training session refused or could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// A run is active; the text says what it prevents ("starting another").
+    #[error("A run is already in progress: stop it before {0}.")]
+    Busy(&'static str),
+    /// The design cannot be trained ([`design_problem`] says why).
+    #[error("{0}")]
+    Design(String),
+    /// One design of Train both cannot be trained.
+    #[error("{which} ({design}): {why}")]
+    PairDesign {
+        which: &'static str,
+        design: String,
+        why: String,
+    },
+    #[error("Train both needs two designs: pin one as A first.")]
+    PairNeedsTwo,
+    #[error(
+        "Train both starts A and B alike: choose fresh weights or a weights file, not the last run's."
+    )]
+    PairFromLastRun,
+    #[error("No earlier run left weights to continue from: choose fresh weights or load a file.")]
+    NoLastRunWeights,
+    #[error("Could not create {}: {source}", path.display())]
+    RunsFolder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Could not start the trainer thread: {0}")]
+    TrainerThread(#[source] std::io::Error),
+    #[error("No run is in progress.")]
+    NoActiveRun,
+    #[error("The trainer has ended.")]
+    TrainerEnded,
+    #[error("Train a run first: feature maps come from the trained network.")]
+    NothingToProbe,
+    #[error("Train a run first: Grad-CAM explains a trained network.")]
+    NoRunForGradCam,
+    #[error("Grad-CAM maps appear when the newest run has finished and shows its test images.")]
+    NoTestImages,
+    #[error("The newest run's trainer has ended: train again to see Grad-CAM maps.")]
+    GradCamTrainerEnded,
+    #[error("No run has finished or stopped yet, so there are no weights to save.")]
+    NoWeightsToSave,
+    #[error("Could not save weights to {}: {source}", path.display())]
+    SaveWeights {
+        path: PathBuf,
+        #[source]
+        source: crate::train::weights::WeightsError,
+    },
+    #[error("Could not save weights to {}: {source}", path.display())]
+    CopyWeights {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A weights file to start from could not be read.
+    #[error(transparent)]
+    Weights(#[from] crate::train::weights::WeightsError),
+    #[error("Could not keep the imported weights: {0}")]
+    ImportedWeights(String),
+    #[error("Could not write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("No runs yet: there are no metrics to export.")]
+    NoRuns,
+    #[error("The sweep has no values.")]
+    EmptySweep,
+    /// One value of a sweep gives a design that cannot be trained.
+    #[error("{target} = {value}: {why}")]
+    SweepValue {
+        target: String,
+        value: f64,
+        why: String,
+    },
+    #[error(transparent)]
+    SweepEdit(#[from] crate::train::experiment::DesignEditError),
+    #[error("batch size {0}: must be a whole number of at least 1")]
+    SweepBatchSize(f64),
+    #[error("learning rate {0}: must be positive")]
+    SweepLearningRate(f64),
+    #[error("No sweep yet: there is no sweep table to export.")]
+    NoSweep,
+    #[error("The sweep of {0} has no finished run yet: there is nothing to export.")]
+    SweepUnfinished(String),
+    #[error(transparent)]
+    Evaluation(#[from] evaluate::EvalJobError),
+    #[error(transparent)]
+    LrFinder(#[from] lr_finder::LrFinderError),
+}
 
 impl TrainingSession {
     /// The newest run, if any.
@@ -531,37 +648,27 @@ impl TrainingSession {
         generation: u64,
     ) -> Result<(), SessionError> {
         self.refusal = None;
-        let refuse = |session: &mut Self, why: String| {
-            session.refusal = Some(why.clone());
+        let refuse = |session: &mut Self, why: SessionError| {
+            session.refusal = Some(why.to_string());
             Err(why)
         };
         if self.is_active() {
-            return refuse(
-                self,
-                "A run is already in progress: stop it before starting another.".into(),
-            );
+            return refuse(self, SessionError::Busy("starting another"));
         }
         if let Some(why) = design_problem(graph, analysis) {
-            return refuse(self, why);
+            return refuse(self, SessionError::Design(why));
         }
         let init_weights = match &self.setup.start_from {
             StartFrom::Fresh => None,
             StartFrom::LastRun => match self.runs.iter().rev().find_map(|r| r.weights.clone()) {
                 Some(p) if p.exists() => Some(p),
-                _ => {
-                    return refuse(
-                        self,
-                        "No earlier run left weights to continue from: choose fresh weights or load a file.".into(),
-                    );
-                }
+                _ => return refuse(self, SessionError::NoLastRunWeights),
             },
             StartFrom::File(p) => Some(p.clone()),
         };
-        if let Err(e) = std::fs::create_dir_all(&self.runs_dir) {
-            return refuse(
-                self,
-                format!("Could not create {}: {e}", self.runs_dir.display()),
-            );
+        if let Err(source) = std::fs::create_dir_all(&self.runs_dir) {
+            let path = self.runs_dir.clone();
+            return refuse(self, SessionError::RunsFolder { path, source });
         }
         let id = self.runs.len() + 1;
         let weights = self.runs_dir.join(format!("run-{id}.safetensors"));
@@ -575,7 +682,7 @@ impl TrainingSession {
         drop(self.handle.take());
         let handle = match Trainer::spawn(config) {
             Ok(h) => h,
-            Err(e) => return refuse(self, format!("Could not start the trainer thread: {e}")),
+            Err(e) => return refuse(self, SessionError::TrainerThread(e)),
         };
         if self.watch {
             handle.send(TrainerCommand::Watch(true));
@@ -589,6 +696,7 @@ impl TrainingSession {
         };
         let macs = analysis.nodes.iter().flatten().map(|n| n.cost.macs).sum();
         let mut run = RunRecord::new(id, graph.name.clone(), macs, setup);
+        run.graph = Some(Arc::new(graph.clone()));
         run.params = analysis
             .totals(&crate::infer::Conventions::default())
             .total_params;
@@ -601,11 +709,11 @@ impl TrainingSession {
     /// Passes a control command to the active run.
     pub fn control(&mut self, command: TrainerCommand) -> Result<(), SessionError> {
         if !self.is_active() {
-            return Err("No run is in progress.".into());
+            return Err(SessionError::NoActiveRun);
         }
         match &self.handle {
             Some(h) if h.send(command) => Ok(()),
-            _ => Err("The trainer has ended.".into()),
+            _ => Err(SessionError::TrainerEnded),
         }
     }
 
@@ -631,7 +739,7 @@ impl TrainingSession {
                 self.probe.pending = true;
                 Ok(())
             }
-            _ => Err("Train a run first: feature maps come from the trained network.".into()),
+            _ => Err(SessionError::NothingToProbe),
         }
     }
 
@@ -645,13 +753,10 @@ impl TrainingSession {
             return Ok(());
         }
         let Some(run) = self.current() else {
-            return Err("Train a run first: Grad-CAM explains a trained network.".into());
+            return Err(SessionError::NoRunForGradCam);
         };
         let Some(test) = run.test.as_ref().filter(|t| !t.samples.is_empty()) else {
-            return Err(
-                "Grad-CAM maps appear when the newest run has finished and shows its test images."
-                    .into(),
-            );
+            return Err(SessionError::NoTestImages);
         };
         let request = GradCamRequest {
             layer: None,
@@ -665,9 +770,7 @@ impl TrainingSession {
                 self.cam.result = self.cam.result.take().filter(|(r, _)| *r == id);
                 Ok(())
             }
-            _ => {
-                Err("The newest run's trainer has ended: train again to see Grad-CAM maps.".into())
-            }
+            _ => Err(SessionError::GradCamTrainerEnded),
         }
     }
 
@@ -701,7 +804,114 @@ impl TrainingSession {
         {
             messages.push((format!("Training both designs stopped: {why}"), true));
         }
+        messages.extend(self.poll_evaluation());
         messages
+    }
+
+    /// Acts on a request of the Runs tab's evaluation controls; `ctx` is
+    /// asked for frames while the evaluation thread works.
+    pub fn evaluate(
+        &mut self,
+        request: evaluate::EvalRequest,
+        ctx: &egui::Context,
+    ) -> Result<(), SessionError> {
+        use evaluate::{EvalRequest, EvalTarget};
+        let target = match request {
+            EvalRequest::Pick { run, on } => {
+                if on {
+                    self.picked.insert(run);
+                } else {
+                    self.picked.remove(&run);
+                }
+                return Ok(());
+            }
+            EvalRequest::Cancel => {
+                if let Some(job) = &self.evaluation {
+                    job.cancel();
+                }
+                return Ok(());
+            }
+            EvalRequest::MultiCrop(run) => EvalTarget::MultiCrop(run),
+            EvalRequest::Ensemble { multi_crop } => EvalTarget::Ensemble {
+                runs: self.picked.iter().copied().collect(),
+                multi_crop,
+            },
+        };
+        if self.evaluation.is_some() {
+            return Err(evaluate::EvalJobError::Busy.into());
+        }
+        self.eval_error = None;
+        match evaluate::start(&self.runs, target, Some(ctx.clone())) {
+            Ok(job) => {
+                self.evaluation = Some(job);
+                Ok(())
+            }
+            Err(e) => {
+                self.eval_error = Some(e.to_string());
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Takes the evaluation's answer if it came: the multi-crop figure onto
+    /// its run, an ensemble into the list. Returns messages for the user.
+    fn poll_evaluation(&mut self) -> Vec<(String, bool)> {
+        use evaluate::{EnsembleResult, EvalJobError, EvalTarget, MultiCropResult};
+        let Some(answer) = self.evaluation.as_ref().and_then(|j| j.poll()) else {
+            return Vec::new();
+        };
+        let Some(job) = self.evaluation.take() else {
+            return Vec::new();
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(EvalJobError::Cancelled) => {
+                return vec![(
+                    format!("Stopped evaluating {}.", job.target.describe()),
+                    false,
+                )];
+            }
+            Err(e) => {
+                let text = format!("Evaluating {} failed: {e}", job.target.describe());
+                self.eval_error = Some(text.clone());
+                return vec![(text, true)];
+            }
+        };
+        let single = |id: usize| {
+            answer
+                .single
+                .iter()
+                .find(|(r, _)| *r == id)
+                .map_or(f32::NAN, |(_, e)| e.accuracy)
+        };
+        match &job.target {
+            EvalTarget::MultiCrop(id) => {
+                if let Some(run) = self.runs.iter_mut().find(|r| r.id == *id) {
+                    run.multi_crop = Some(MultiCropResult {
+                        accuracy: answer.combined.accuracy,
+                        single: single(*id),
+                        views: answer.combined.views,
+                        images: answer.combined.images,
+                    });
+                }
+            }
+            EvalTarget::Ensemble { runs, .. } => {
+                let design = self
+                    .runs
+                    .iter()
+                    .find(|r| Some(&r.id) == runs.first())
+                    .map_or_else(String::new, |r| r.design.clone());
+                self.ensembles.push(EnsembleResult {
+                    runs: runs.clone(),
+                    design,
+                    accuracy: answer.combined.accuracy,
+                    views: answer.combined.views,
+                    images: answer.combined.images,
+                    single: runs.iter().map(|&r| (r, single(r))).collect(),
+                });
+            }
+        }
+        Vec::new()
     }
 
     fn take_event(&mut self, event: Event, messages: &mut Vec<(String, bool)>) {
@@ -808,15 +1018,15 @@ impl TrainingSession {
             .rev()
             .find(|r| r.unsaved.is_some() || r.weights.is_some())
         else {
-            return Err(
-                "No run has finished or stopped yet, so there are no weights to save.".into(),
-            );
-        };
-        let failed = |e: &dyn std::fmt::Display| {
-            format!("Could not save weights to {}: {e}", path.display())
+            return Err(SessionError::NoWeightsToSave);
         };
         if let Some((_, weights)) = &run.unsaved {
-            weights.save(path).map_err(|e| failed(&e))?;
+            weights
+                .save(path)
+                .map_err(|source| SessionError::SaveWeights {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             run.unsaved = None;
             run.weights = Some(path.to_path_buf());
             return Ok(());
@@ -824,7 +1034,10 @@ impl TrainingSession {
         let from = run.weights.clone().unwrap_or_default();
         std::fs::copy(&from, path)
             .map(|_| ())
-            .map_err(|e| failed(&e))
+            .map_err(|source| SessionError::CopyWeights {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
     /// The Run setup's seconds-per-epoch line for the design of tab `tab`
@@ -885,7 +1098,7 @@ impl TrainingSession {
     /// Uses `path` as the next run's initial weights (checked now, so a bad
     /// file is reported at once rather than when training starts).
     pub fn load_weights(&mut self, path: PathBuf) -> Result<String, SessionError> {
-        let file = crate::train::weights::read(&path).map_err(|e| e.to_string())?;
+        let file = crate::train::weights::read(&path)?;
         Ok(self.start_from_file(path, file.tensors.len()))
     }
 
@@ -898,6 +1111,55 @@ impl TrainingSession {
         );
         self.setup.start_from = StartFrom::File(path);
         text
+    }
+
+    /// Makes the weights of an imported model the next run's starting
+    /// point: they are written to this session's runs folder as a weights
+    /// file, which the next run starts from (matched by layer name and
+    /// shape, as any weights file). Returns what to tell the user (nothing
+    /// when the model carries no weights).
+    pub fn start_from_import(
+        &mut self,
+        imported: &crate::interop::onnx::Imported,
+    ) -> Result<Option<String>, SessionError> {
+        if imported.weights.is_empty() {
+            return Ok(None);
+        }
+        let tensors: Vec<(String, Vec<usize>, &[f32])> = imported
+            .weights
+            .iter()
+            .map(|(name, (shape, data))| (name.clone(), shape.clone(), data.as_slice()))
+            .collect();
+        let bytes = crate::train::weights::to_safetensors(&tensors, None)
+            .map_err(|e| SessionError::ImportedWeights(e.to_string()))?;
+        std::fs::create_dir_all(&self.runs_dir).map_err(|source| SessionError::RunsFolder {
+            path: self.runs_dir.clone(),
+            source,
+        })?;
+        let stem: String = imported
+            .graph
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = self.runs_dir.join(format!("{stem}-imported.safetensors"));
+        crate::graph::file::write_atomically(&path, &bytes).map_err(|source| {
+            SessionError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        self.setup.start_from = StartFrom::File(path);
+        Ok(Some(format!(
+            "The next run starts from its {} imported weight tensors.",
+            tensors.len()
+        )))
     }
 
     /// All runs' per-epoch metrics as one CSV file.
@@ -1020,6 +1282,8 @@ mod tests {
         let a = analyze(&g);
         let mut s = TrainingSession::default();
         let why = s.start(&g, &a, 0, 0).expect_err("refused");
+        assert!(matches!(why, SessionError::Design(_)), "{why:?}");
+        let why = why.to_string();
         assert!(
             why.starts_with("Training needs a design without errors"),
             "{why}"

@@ -32,16 +32,18 @@ impl TrainingSession {
     /// cannot be trained.
     pub fn train_pair(&mut self, designs: [(&Graph, usize, u64); 2]) -> Result<(), SessionError> {
         if self.is_active() {
-            return Err(
-                "A run is already in progress: stop it before training both designs.".into(),
-            );
+            return Err(SessionError::Busy("training both designs"));
         }
         if self.setup.start_from == super::StartFrom::LastRun {
-            return Err("Train both starts A and B alike: choose fresh weights or a weights file, not the last run's.".into());
+            return Err(SessionError::PairFromLastRun);
         }
         for ((graph, _, _), which) in designs.iter().zip(["A", "B"]) {
             if let Some(why) = design_problem(graph, &analyze(graph)) {
-                return Err(format!("{which} ({}): {why}", graph.name));
+                return Err(SessionError::PairDesign {
+                    which,
+                    design: graph.name.clone(),
+                    why,
+                });
             }
         }
         for r in &mut self.runs {

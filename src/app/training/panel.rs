@@ -1,10 +1,13 @@
 //! The Training tab: run setup, controls with progress, and the live plots
 //! (loss raw and smoothed, accuracy, learning rate) overlaid across runs.
 
+use super::augment_preview::AugmentPreviews;
 use super::{
     OptimizerChoice, RunRecord, RunSetup, RunStatus, ScheduleChoice, StartFrom, TrainingSession,
 };
 use crate::app::command::Command;
+use crate::data::AugmentConfig;
+use crate::data::augment::Augmentation;
 use crate::graph::Graph;
 use crate::infer::Analysis;
 use crate::train::memory;
@@ -128,6 +131,7 @@ pub fn setup_ui(
     editable: bool,
     memory: &str,
     time: &str,
+    previews: &mut AugmentPreviews,
 ) -> Vec<Command> {
     let mut out = Vec::new();
     let mut s = setup.clone();
@@ -209,33 +213,7 @@ pub fn setup_ui(
                 );
                 ui.end_row();
                 ui.label("Augment");
-                // Fixed rows (a wrapped row in a grid overlapped the next row).
-                ui.vertical(|ui| {
-                    let a = &mut s.augment;
-                    ui.horizontal(|ui| {
-                        ui.checkbox(&mut a.mirror, "mirror")
-                            .on_hover_text("flip left-right with probability ½");
-                        ui.checkbox(&mut a.crop, "crop").on_hover_text(format!(
-                            "pad {} pixels, crop back at a random offset",
-                            a.crop_pad
-                        ));
-                        ui.checkbox(&mut a.rotate, "rotate")
-                            .on_hover_text(format!("rotate by up to ±{}°", a.rotate_max_deg));
-                    });
-                    ui.horizontal(|ui| {
-                        ui.checkbox(&mut a.colour_shift, "colour")
-                            .on_hover_text("shift each channel by a random offset");
-                        ui.checkbox(&mut a.pca, "PCA colour").on_hover_text(
-                            "AlexNet's colour augmentation along the RGB principal components",
-                        );
-                        ui.checkbox(&mut a.shear, "shear")
-                            .on_hover_text(format!("shear horizontally by up to ±{}", a.shear_max));
-                        ui.checkbox(&mut a.elastic, "local warp").on_hover_text(format!(
-                            "elastic distortion: pixels move by up to {} px along a smooth random field",
-                            a.elastic_alpha
-                        ));
-                    });
-                });
+                ui.vertical(|ui| augment_ui(ui, &mut s.augment, s.seed, previews));
                 ui.end_row();
                 labelled(ui, "Seed", DragValue::new(&mut s.seed));
                 ui.end_row();
@@ -269,6 +247,163 @@ pub fn setup_ui(
         out.push(Command::SetRunSetup(Box::new(s)));
     }
     out
+}
+
+/// The Training tab: the run setup on the left (scrolling when it is
+/// taller or wider than its column), the controls with progress and the
+/// live plots on the right. `at` is the design's tab and generation.
+pub fn training_tab_ui(
+    ui: &mut Ui,
+    session: &mut TrainingSession,
+    graph: &Graph,
+    analysis: &Analysis,
+    at: (usize, u64),
+) -> Vec<Command> {
+    let mut out = Vec::new();
+    let changed = session.design_changed_since_run(at.0, at.1);
+    let editable = !session.is_active();
+    if let Ok(hwc) = crate::train::prepare::input_hwc(graph) {
+        let dataset = session.setup.dataset.clone();
+        session.previews.want(ui.ctx(), dataset.as_deref(), hwc);
+    }
+    let height = ui.available_height();
+    ui.horizontal_top(|ui| {
+        ui.allocate_ui_with_layout(
+            egui::vec2(SETUP_WIDTH, height),
+            egui::Layout::top_down(egui::Align::Min),
+            |ui| {
+                ui.set_width(SETUP_WIDTH);
+                egui::ScrollArea::both()
+                    .id_salt("setup_scroll")
+                    .auto_shrink([false, false])
+                    .max_height(height)
+                    .show(ui, |ui| {
+                        let memory = memory_estimate_text(graph, analysis, &session.setup);
+                        let time = session.time_estimate(graph, analysis, at.0, at.1);
+                        let setup = session.setup.clone();
+                        out.extend(setup_ui(
+                            ui,
+                            &setup,
+                            editable,
+                            &memory,
+                            &time,
+                            &mut session.previews,
+                        ));
+                    });
+            },
+        );
+        ui.separator();
+        ui.vertical(|ui| {
+            out.extend(controls_ui(ui, session, changed));
+            ui.separator();
+            plots_ui(ui, session);
+        });
+    });
+    out
+}
+
+/// The width of the Run setup column.
+const SETUP_WIDTH: f32 = 330.0;
+
+/// Every augmentation the trainer has, one row each: its switch, its
+/// strength and a preview of the dataset's first image under it alone
+/// (seeded by the run's seed, drawn again when the strength or seed changes).
+fn augment_ui(ui: &mut Ui, a: &mut AugmentConfig, seed: u64, previews: &mut AugmentPreviews) {
+    const SIDE: f32 = 32.0;
+    if let Some(why) = previews.problem() {
+        ui.weak(why);
+    }
+    egui::Grid::new("augment_grid")
+        .num_columns(3)
+        .spacing([6.0, 2.0])
+        .show(ui, |ui| {
+            for which in Augmentation::ALL {
+                let (name, hover) = match which {
+                    Augmentation::Mirror => ("mirror", "flip left-right with probability ½".to_string()),
+                    Augmentation::Crop => ("crop", "pad by this many pixels, crop back at a random offset".into()),
+                    Augmentation::ColourShift => ("colour shift", "shift each channel by a random offset up to this".into()),
+                    Augmentation::Pca => ("PCA colour", "AlexNet's colour augmentation along the RGB principal components, this standard deviation per component (the preview uses the image's own components)".into()),
+                    Augmentation::Rotate => ("rotate", "rotate by a random angle up to this".into()),
+                    Augmentation::Shear => ("shear", "shear horizontally by a random factor up to this".into()),
+                    Augmentation::Elastic => ("local warp", "elastic distortion: pixels move by up to this many pixels along a smooth random field".into()),
+                };
+                let on = match which {
+                    Augmentation::Mirror => &mut a.mirror,
+                    Augmentation::Crop => &mut a.crop,
+                    Augmentation::ColourShift => &mut a.colour_shift,
+                    Augmentation::Pca => &mut a.pca,
+                    Augmentation::Rotate => &mut a.rotate,
+                    Augmentation::Shear => &mut a.shear,
+                    Augmentation::Elastic => &mut a.elastic,
+                };
+                let check = ui.checkbox(on, name).on_hover_text(&hover);
+                let strength = match which {
+                    Augmentation::Mirror => ui.weak("p = ½"),
+                    Augmentation::Crop => ui.add(
+                        DragValue::new(&mut a.crop_pad)
+                            .range(1..=32)
+                            .suffix(" px"),
+                    ),
+                    Augmentation::ColourShift => ui.add(
+                        DragValue::new(&mut a.colour_shift_max)
+                            .range(0.0..=1.0)
+                            .speed(0.005)
+                            .prefix("±"),
+                    ),
+                    Augmentation::Pca => ui.add(
+                        DragValue::new(&mut a.pca_sigma)
+                            .range(0.0..=2.0)
+                            .speed(0.005)
+                            .prefix("σ "),
+                    ),
+                    Augmentation::Rotate => ui.add(
+                        DragValue::new(&mut a.rotate_max_deg)
+                            .range(0.0..=180.0)
+                            .speed(0.5)
+                            .prefix("±")
+                            .suffix("°"),
+                    ),
+                    Augmentation::Shear => ui.add(
+                        DragValue::new(&mut a.shear_max)
+                            .range(0.0..=1.0)
+                            .speed(0.005)
+                            .prefix("±"),
+                    ),
+                    Augmentation::Elastic => ui.add(
+                        DragValue::new(&mut a.elastic_alpha)
+                            .range(0.0..=16.0)
+                            .speed(0.05)
+                            .suffix(" px"),
+                    ),
+                };
+                strength.labelled_by(check.id).on_hover_text(&hover);
+                match previews.texture(ui.ctx(), a, seed, which) {
+                    Some(tex) => {
+                        let image = egui::Image::new(egui::load::SizedTexture::new(
+                            tex.id(),
+                            egui::vec2(SIDE, SIDE),
+                        ))
+                        .sense(egui::Sense::hover());
+                        let resp = ui.add(image);
+                        let label = format!("{name} preview");
+                        resp.widget_info(|| {
+                            egui::WidgetInfo::labeled(egui::Role::Image, true, &label)
+                        });
+                        resp.on_hover_ui(|ui| {
+                            ui.label(format!("the dataset's first image under {name} alone, seed {seed}"));
+                            ui.add(egui::Image::new(egui::load::SizedTexture::new(
+                                tex.id(),
+                                egui::vec2(160.0, 160.0),
+                            )));
+                        });
+                    }
+                    None => {
+                        ui.allocate_exact_size(egui::vec2(SIDE, SIDE), egui::Sense::hover());
+                    }
+                }
+                ui.end_row();
+            }
+        });
 }
 
 /// Train / Pause / Resume / Step / Stop / Reset, the progress bar and the status.

@@ -61,15 +61,19 @@ impl TrainingSession {
         generation: u64,
     ) -> Result<(), SessionError> {
         if self.is_active() {
-            return Err("A run is already in progress: stop it before starting a sweep.".into());
+            return Err(SessionError::Busy("starting a sweep"));
         }
         if request.values.is_empty() {
-            return Err("The sweep has no values.".into());
+            return Err(SessionError::EmptySweep);
         }
         for &value in &request.values {
             let design = design_for(graph, &request.target, value)?;
             if let Some(why) = super::design_problem(&design, &analyze(&design)) {
-                return Err(format!("{} = {value}: {why}", request.target.label()));
+                return Err(SessionError::SweepValue {
+                    target: request.target.label(),
+                    value,
+                    why,
+                });
             }
         }
         self.sweep = Some(SweepQueue {
@@ -165,14 +169,10 @@ impl TrainingSession {
     /// The newest sweep's table as CSV (what its Export writes), or why there is none.
     pub fn sweep_csv(&self) -> Result<String, SessionError> {
         let labels = self.sweep_labels();
-        let label = labels
-            .last()
-            .ok_or("No sweep yet: there is no sweep table to export.")?;
+        let label = labels.last().ok_or(SessionError::NoSweep)?;
         let points = self.sweep_points(label);
         if points.is_empty() {
-            return Err(format!(
-                "The sweep of {label} has no finished run yet: there is nothing to export."
-            ));
+            return Err(SessionError::SweepUnfinished(label.clone()));
         }
         Ok(sweep_csv(label, points.iter().map(SweepRow::from)))
     }
@@ -207,14 +207,12 @@ impl From<&SweepPoint> for SweepRow {
 
 fn design_for(graph: &Graph, target: &SweepTarget, value: f64) -> Result<Graph, SessionError> {
     match target {
-        SweepTarget::Layer { node, param } => {
-            design_with(graph, node, param, value).map_err(|e| e.to_string())
+        SweepTarget::Layer { node, param } => Ok(design_with(graph, node, param, value)?),
+        SweepTarget::BatchSize if value < 1.0 || value.fract() != 0.0 => {
+            Err(SessionError::SweepBatchSize(value))
         }
-        SweepTarget::BatchSize if value < 1.0 || value.fract() != 0.0 => Err(format!(
-            "batch size {value}: must be a whole number of at least 1"
-        )),
         SweepTarget::LearningRate if !(value > 0.0 && value.is_finite()) => {
-            Err(format!("learning rate {value}: must be positive"))
+            Err(SessionError::SweepLearningRate(value))
         }
         SweepTarget::BatchSize | SweepTarget::LearningRate => Ok(graph.clone()),
     }

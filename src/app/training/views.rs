@@ -2,6 +2,7 @@
 //! scatter, the prediction gallery, the confusion matrix and feature maps.
 //! Drawing only; requests go out as commands.
 
+use super::evaluate::{self, EvalRequest};
 use super::panel::{name_plot, run_color, run_style};
 use super::{RunRecord, TrainingSession};
 use crate::app::command::Command;
@@ -26,6 +27,8 @@ pub struct TrainingViews {
     /// run the user put off saving.
     save_as: Option<(usize, String)>,
     save_later: Option<usize>,
+    /// The ensemble button evaluates ten views per image.
+    ensemble_multi_crop: bool,
 }
 
 /// The columns of the Runs table, each with its header and its cell text,
@@ -40,12 +43,14 @@ pub enum RunColumn {
     ValAcc,
     TestAcc,
     TestAccWithoutPreciseBn,
+    /// Test accuracy with ten views per image (beside the one-view figure).
+    MultiCrop,
     Seconds,
     Setup,
 }
 
 impl RunColumn {
-    pub const ALL: [RunColumn; 10] = [
+    pub const ALL: [RunColumn; 11] = [
         RunColumn::Run,
         RunColumn::Design,
         RunColumn::Macs,
@@ -54,6 +59,7 @@ impl RunColumn {
         RunColumn::ValAcc,
         RunColumn::TestAcc,
         RunColumn::TestAccWithoutPreciseBn,
+        RunColumn::MultiCrop,
         RunColumn::Seconds,
         RunColumn::Setup,
     ];
@@ -68,8 +74,19 @@ impl RunColumn {
             RunColumn::ValAcc => "Val acc",
             RunColumn::TestAcc => "Test acc",
             RunColumn::TestAccWithoutPreciseBn => "Test acc (no precise BN)",
+            RunColumn::MultiCrop => "Multi-crop acc",
             RunColumn::Seconds => "Seconds",
             RunColumn::Setup => "Setup",
+        }
+    }
+
+    /// The header's tooltip: what the column holds.
+    pub fn explain(self) -> &'static str {
+        match self {
+            RunColumn::MultiCrop => {
+                "test accuracy with ten views per image (corners, centre and their mirrors, softmax averaged), beside the same weights with one view; click to sort"
+            }
+            _ => "click to sort",
         }
     }
 
@@ -86,6 +103,7 @@ impl RunColumn {
             RunColumn::TestAccWithoutPreciseBn => {
                 pct(r.test.as_ref().and_then(|t| t.test_acc_without_precise_bn))
             }
+            RunColumn::MultiCrop => pct(r.multi_crop.map(|m| m.accuracy)),
             RunColumn::Seconds => SortKey::Number(r.seconds()),
             RunColumn::Design | RunColumn::Setup => SortKey::Text(self.cell(r)),
         }
@@ -105,6 +123,13 @@ impl RunColumn {
             RunColumn::TestAccWithoutPreciseBn => {
                 pct(r.test.as_ref().and_then(|t| t.test_acc_without_precise_bn))
             }
+            RunColumn::MultiCrop => r.multi_crop.map_or("–".into(), |m| {
+                format!(
+                    "{:.2}% (1 view {:.2}%)",
+                    100.0 * m.accuracy,
+                    100.0 * m.single
+                )
+            }),
             RunColumn::Seconds => format!("{:.1}", r.seconds()),
             RunColumn::Setup => r.setup.describe(),
         }
@@ -268,6 +293,63 @@ fn thumbnail(ui: &mut Ui, tex: &TextureHandle, size: f32, label: &str) -> egui::
     resp
 }
 
+/// Validation accuracy against MACs per image, one labelled point per
+/// shown run, filling the space it is given.
+fn tradeoff_ui(ui: &mut Ui, session: &TrainingSession) {
+    // The shown runs only, as in the other plots.
+    let with_acc: Vec<&RunRecord> = session
+        .runs
+        .iter()
+        .filter(|r| r.visible && r.val_acc().is_some())
+        .collect();
+    ui.add(
+        egui::Label::new(format!(
+            "Validation accuracy against MACs per image · {} runs",
+            with_acc.len()
+        ))
+        .truncate(),
+    );
+    let widest = with_acc.iter().map(|r| r.macs).max().unwrap_or(0) as f64 / 1e6;
+    let resp = Plot::new("tradeoff_plot")
+        .width(ui.available_width())
+        .height(ui.available_height().max(80.0))
+        .include_x(widest * 1.25)
+        .legend(Legend::default())
+        .x_axis_label("MACs per image (millions)")
+        .y_axis_label("validation accuracy")
+        .y_axis_formatter(|mark, _| format!("{:.0}%", 100.0 * mark.value))
+        .include_x(0.0)
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |p| {
+            for r in &with_acc {
+                let x = r.macs as f64 / 1e6;
+                let y = r.val_acc().unwrap_or(0.0) as f64;
+                let (c, wide) = run_style(session, r.id);
+                p.points(
+                    Points::new(r.label(), PlotPoints::from(vec![[x, y]]))
+                        .color(c)
+                        .radius(5.0 * wide),
+                );
+                p.text(
+                    Text::new(r.label(), [x, y].into(), format!("  {}", r.label()))
+                        .anchor(egui::Align2::LEFT_CENTER)
+                        .color(c),
+                );
+            }
+        });
+    let shown: Vec<String> = with_acc.iter().map(|r| format!("#{}", r.id)).collect();
+    name_plot(
+        &resp.response,
+        session,
+        format!(
+            "Accuracy against MACs plot with {} runs ({})",
+            with_acc.len(),
+            shown.join(", ")
+        ),
+    );
+}
+
 impl TrainingViews {
     /// A window while the newest unsaved run's weights are only in memory:
     /// why, and a path to save them to (typed, or chosen in a file dialog).
@@ -327,139 +409,205 @@ impl TrainingViews {
         out
     }
 
-    /// The run list (visibility toggles) and validation accuracy against MACs.
+    /// The Runs tab: the evaluation controls, the runs table (visibility,
+    /// ensemble picks, sortable columns) and validation accuracy against
+    /// MACs, each in its own part of the tab so every part stays on screen.
     pub fn runs_ui(&mut self, ui: &mut Ui, session: &TrainingSession) -> Vec<Command> {
         let mut out = Vec::new();
         if session.runs.is_empty() {
             ui.weak("No runs yet. Runs stay here for the session, so designs and settings can be compared.");
             return out;
         }
+        let avail = ui.available_size();
+        // The table gets most of the width and scrolls both ways inside it;
+        // the scatter keeps the rest.
+        let scatter_w = (avail.x * 0.36).clamp(220.0, 520.0).min(avail.x * 0.5);
+        let table_w = (avail.x - scatter_w - 16.0).max(200.0);
         ui.horizontal_top(|ui| {
-            ui.vertical(|ui| {
-                ui.set_width((ui.available_width() * 0.5).max(300.0));
-                egui::ScrollArea::vertical()
-                    .id_salt("runs_list")
-                    .show(ui, |ui| {
-                        let columns = RunColumn::ALL;
-                        egui::Grid::new("runs_grid")
-                            .striped(true)
-                            .num_columns(columns.len() + 1)
-                            .show(ui, |ui| {
-                                ui.label(RichText::new("Show").strong())
-                                    .on_hover_text("overlay the run in the plots");
-                                for column in columns {
-                                    let arrow = match self.runs_sort {
-                                        Some((c, true)) if c == column => " ^",
-                                        Some((c, false)) if c == column => " v",
-                                        _ => "",
-                                    };
-                                    let header = ui
-                                        .add(
-                                            egui::Label::new(
-                                                RichText::new(format!(
-                                                    "{}{arrow}",
-                                                    column.header()
-                                                ))
-                                                .strong(),
-                                            )
-                                            .sense(Sense::click()),
-                                        )
-                                        .on_hover_text("click to sort");
-                                    if header.clicked() {
-                                        self.runs_sort = match self.runs_sort {
-                                            Some((c, asc)) if c == column => Some((c, !asc)),
-                                            _ => Some((column, true)),
-                                        };
-                                    }
-                                }
-                                ui.end_row();
-                                for r in sorted_runs(&session.runs, self.runs_sort) {
-                                    let mut visible = r.visible;
-                                    if ui
-                                        .checkbox(&mut visible, "")
-                                        .on_hover_text("overlay in the plots")
-                                        .changed()
-                                    {
-                                        out.push(Command::ShowRun { run: r.id, visible });
-                                    }
-                                    for column in columns {
-                                        let text = column.cell(r);
-                                        match column {
-                                            RunColumn::Run => {
-                                                let on = session.highlighted == Some(r.id);
-                                                let cell = ui
-                                                    .add(egui::Button::selectable(
-                                                        on,
-                                                        RichText::new(text).color(run_color(r.id)),
-                                                    ))
-                                                    .on_hover_text(
-                                                        "click to highlight the run in every plot",
-                                                    );
-                                                if cell.clicked() {
-                                                    out.push(Command::HighlightRun(
-                                                        (!on).then_some(r.id),
-                                                    ));
-                                                }
-                                                cell
-                                            }
-                                            RunColumn::Setup => ui.weak(text),
-                                            _ => ui.label(text),
-                                        };
-                                    }
-                                    ui.end_row();
-                                }
-                            });
-                    });
-            });
-            ui.vertical(|ui| {
-                // The shown runs only, as in the other plots.
-                let with_acc: Vec<&RunRecord> = session
-                    .runs
-                    .iter()
-                    .filter(|r| r.visible && r.val_acc().is_some())
-                    .collect();
-                ui.label(format!(
-                    "Validation accuracy against MACs per image · {} runs",
-                    with_acc.len()
-                ));
-                let widest = with_acc.iter().map(|r| r.macs).max().unwrap_or(0) as f64 / 1e6;
-                let resp = Plot::new("tradeoff_plot")
-                    .include_x(widest * 1.25)
-                    .legend(Legend::default())
-                    .x_axis_label("MACs per image (millions)")
-                    .y_axis_label("validation accuracy")
-                    .include_x(0.0)
-                    .include_y(0.0)
-                    .include_y(1.0)
-                    .show(ui, |p| {
-                        for r in &with_acc {
-                            let x = r.macs as f64 / 1e6;
-                            let y = r.val_acc().unwrap_or(0.0) as f64;
-                            let (c, wide) = run_style(session, r.id);
-                            p.points(
-                                Points::new(r.label(), PlotPoints::from(vec![[x, y]]))
-                                    .color(c)
-                                    .radius(5.0 * wide),
-                            );
-                            p.text(
-                                Text::new(r.label(), [x, y].into(), format!("  {}", r.label()))
-                                    .anchor(egui::Align2::LEFT_CENTER)
-                                    .color(c),
-                            );
-                        }
-                    });
-                let shown: Vec<String> = with_acc.iter().map(|r| format!("#{}", r.id)).collect();
-                name_plot(
-                    &resp.response,
-                    session,
-                    format!(
-                        "Accuracy against MACs plot with {} runs ({})",
-                        with_acc.len(),
-                        shown.join(", ")
-                    ),
-                );
-            });
+            ui.allocate_ui_with_layout(
+                vec2(table_w, avail.y),
+                egui::Layout::top_down(egui::Align::Min),
+                |ui| {
+                    ui.set_width(table_w);
+                    out.extend(self.evaluation_ui(ui, session));
+                    egui::ScrollArea::both()
+                        .id_salt("runs_list")
+                        .auto_shrink([false, true])
+                        .max_height(ui.available_height())
+                        .show(ui, |ui| out.extend(self.runs_table_ui(ui, session)));
+                },
+            );
+            ui.separator();
+            ui.allocate_ui_with_layout(
+                vec2(ui.available_width(), avail.y),
+                egui::Layout::top_down(egui::Align::Min),
+                |ui| tradeoff_ui(ui, session),
+            );
         });
+        out
+    }
+
+    /// Multi-crop and ensemble evaluation: the ensemble button, the
+    /// progress of the evaluation in progress with Cancel, its error, and
+    /// the ensembles evaluated so far.
+    fn evaluation_ui(&mut self, ui: &mut Ui, session: &TrainingSession) -> Vec<Command> {
+        let mut out = Vec::new();
+        let picked: Vec<usize> = session.picked.iter().copied().collect();
+        ui.horizontal_wrapped(|ui| {
+            let busy = session.evaluation.is_some();
+            let enough = picked.len() >= 2;
+            let text = if enough {
+                format!("Ensemble {}", evaluate::run_list(&picked))
+            } else {
+                "Ensemble picked runs".into()
+            };
+            if ui
+                .add_enabled(enough && !busy, egui::Button::new(text))
+                .on_hover_text("average the softmax of the picked runs (one design) on the test split, beside each run alone")
+                .on_disabled_hover_text("pick two or more finished runs of one design in the Ensemble column")
+                .clicked()
+            {
+                out.push(Command::Evaluate(EvalRequest::Ensemble {
+                    multi_crop: self.ensemble_multi_crop,
+                }));
+            }
+            ui.checkbox(&mut self.ensemble_multi_crop, "with 10 views")
+                .on_hover_text("each member sees the four corners, the centre and their mirrors of every test image");
+            if let Some(job) = &session.evaluation {
+                ui.spinner();
+                ui.add(
+                    egui::ProgressBar::new(job.fraction())
+                        .desired_width(160.0)
+                        .text(format!("{} · {}", job.target.describe(), job.stage())),
+                );
+                if ui.button("Cancel evaluation").clicked() {
+                    out.push(Command::Evaluate(EvalRequest::Cancel));
+                }
+            }
+        });
+        if let Some(why) = &session.eval_error {
+            ui.colored_label(ui.visuals().error_fg_color, why);
+        }
+        for e in &session.ensembles {
+            ui.label(e.line());
+        }
+        out
+    }
+
+    /// The runs table: a row per run, a column per [`RunColumn`].
+    fn runs_table_ui(&mut self, ui: &mut Ui, session: &TrainingSession) -> Vec<Command> {
+        let mut out = Vec::new();
+        let columns = RunColumn::ALL;
+        egui::Grid::new("runs_grid")
+            .striped(true)
+            .num_columns(columns.len() + 2)
+            .show(ui, |ui| {
+                ui.label(RichText::new("Show").strong())
+                    .on_hover_text("overlay the run in the plots");
+                ui.label(RichText::new("Ensemble").strong())
+                    .on_hover_text("pick finished runs of one design to average");
+                for column in columns {
+                    let arrow = match self.runs_sort {
+                        Some((c, true)) if c == column => " ^",
+                        Some((c, false)) if c == column => " v",
+                        _ => "",
+                    };
+                    let header = ui
+                        .add(
+                            egui::Label::new(
+                                RichText::new(format!("{}{arrow}", column.header())).strong(),
+                            )
+                            .sense(Sense::click()),
+                        )
+                        .on_hover_text(column.explain());
+                    if header.clicked() {
+                        self.runs_sort = match self.runs_sort {
+                            Some((c, asc)) if c == column => Some((c, !asc)),
+                            _ => Some((column, true)),
+                        };
+                    }
+                }
+                ui.end_row();
+                for r in sorted_runs(&session.runs, self.runs_sort) {
+                    let mut visible = r.visible;
+                    if ui
+                        .checkbox(&mut visible, "")
+                        .on_hover_text("overlay in the plots")
+                        .changed()
+                    {
+                        out.push(Command::ShowRun { run: r.id, visible });
+                    }
+                    let evaluable = r.weights.as_ref().is_some_and(|w| w.is_file());
+                    if evaluable {
+                        let mut on = session.picked.contains(&r.id);
+                        let name = format!("Pick #{} for the ensemble", r.id);
+                        let resp = ui.checkbox(&mut on, "").on_hover_text(&name);
+                        resp.widget_info(|| {
+                            egui::WidgetInfo::selected(egui::Role::CheckBox, true, on, &name)
+                        });
+                        if resp.changed() {
+                            out.push(Command::Evaluate(EvalRequest::Pick { run: r.id, on }));
+                        }
+                    } else {
+                        ui.label("");
+                    }
+                    for column in columns {
+                        let text = column.cell(r);
+                        match column {
+                            RunColumn::Run => {
+                                let on = session.highlighted == Some(r.id);
+                                let cell = ui
+                                    .add(egui::Button::selectable(
+                                        on,
+                                        RichText::new(text).color(run_color(r.id)),
+                                    ))
+                                    .on_hover_text("click to highlight the run in every plot");
+                                if cell.clicked() {
+                                    out.push(Command::HighlightRun((!on).then_some(r.id)));
+                                }
+                            }
+                            RunColumn::MultiCrop if r.multi_crop.is_none() && evaluable => {
+                                let busy = session.evaluation.is_some();
+                                let resp = ui
+                                    .add_enabled(!busy, egui::Button::new("10 views").small())
+                                    .on_hover_text(format!(
+                                        "evaluate #{} on the test split with ten views per image (corners, centre, mirrors), softmax averaged",
+                                        r.id
+                                    ));
+                                resp.widget_info(|| {
+                                    egui::WidgetInfo::labeled(
+                                        egui::Role::Button,
+                                        !busy,
+                                        format!("Multi-crop #{}", r.id),
+                                    )
+                                });
+                                if resp.clicked() {
+                                    out.push(Command::Evaluate(EvalRequest::MultiCrop(r.id)));
+                                }
+                            }
+                            RunColumn::MultiCrop => {
+                                let resp = ui.label(text);
+                                if let Some(m) = &r.multi_crop {
+                                    resp.on_hover_text(format!(
+                                        "{} views per image on {} test images: {:.2}%; one view, same weights and images: {:.2}%",
+                                        m.views,
+                                        m.images,
+                                        100.0 * m.accuracy,
+                                        100.0 * m.single
+                                    ));
+                                }
+                            }
+                            RunColumn::Setup => {
+                                ui.weak(text);
+                            }
+                            _ => {
+                                ui.label(text);
+                            }
+                        }
+                    }
+                    ui.end_row();
+                }
+            });
         out
     }
 
