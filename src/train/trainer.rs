@@ -127,12 +127,12 @@ pub enum SaveError {
     SavedElsewhere {
         path: PathBuf,
         fallback: PathBuf,
-        source: weights::WeightsError,
+        source: Box<weights::WeightsError>,
     },
     #[error("could not save the weights to {} ({source}), nor to a fallback file ({})", path.display(), tried.join("; "))]
     NotSaved {
         path: PathBuf,
-        source: weights::WeightsError,
+        source: Box<weights::WeightsError>,
         /// Why each fallback failed.
         tried: Vec<String>,
     },
@@ -1831,6 +1831,7 @@ fn save_with_fallback(
     let Err(source) = save(path) else {
         return Ok(());
     };
+    let source = Box::new(source);
     let mut tried = Vec::new();
     for fallback in fallbacks {
         if let Some(dir) = fallback.parent() {

@@ -1,6 +1,8 @@
 //! Tiny designs and synthetic datasets shared by the trainer tests.
 #![allow(dead_code)]
 
+pub mod gradcheck;
+
 use netloom::data::{Dataset, Shape, Splits};
 use netloom::graph::{Graph, file};
 use netloom::kernels::misc::SplitMix64;
