@@ -578,7 +578,7 @@ fn write_tensors(
     let bytes = crate::train::weights::to_safetensors(&list, meta).map_err(|source| {
         crate::train::weights::WeightsError::Encode {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         }
     })?;
     file::write_atomically(path, &bytes).map_err(|source| CliError::Write {

@@ -47,7 +47,7 @@ pub enum WeightsError {
     Safetensors {
         path: PathBuf,
         #[source]
-        source: safetensors::SafeTensorError,
+        source: Box<safetensors::SafeTensorError>,
     },
     #[error("{}: tensor `{name}` is {dtype}; Netloom reads F32 tensors only", path.display())]
     Dtype {
@@ -68,13 +68,13 @@ pub enum WeightsError {
     Encode {
         path: PathBuf,
         #[source]
-        source: EncodeError,
+        source: Box<EncodeError>,
     },
     #[error("{}: the design stored with the weights is unreadable: {source}", path.display())]
     BadDesign {
         path: PathBuf,
         #[source]
-        source: file::LoadError,
+        source: Box<file::LoadError>,
     },
     /// The weights were trained as a design that differs from the one given
     /// in more than the head fitted to the dataset's classes.
@@ -327,7 +327,7 @@ fn write(
     tensors.extend(extra.iter().map(|(n, s, d)| (n.clone(), s.clone(), *d)));
     let bytes = encode(&tensors, Some(meta), design).map_err(|source| WeightsError::Encode {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     })?;
     file::write_atomically(path, &bytes).map_err(|source| WeightsError::Io {
         path: path.to_path_buf(),
@@ -339,7 +339,7 @@ fn write(
 pub fn from_safetensors(bytes: &[u8], path: &Path) -> Result<WeightsFile, WeightsError> {
     let format = |source| WeightsError::Safetensors {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(format)?;
     let Header { meta, design } = Header::from_metadata(header.metadata().as_ref(), path)?;
@@ -418,7 +418,7 @@ impl Header {
             .transpose()
             .map_err(|source| WeightsError::BadDesign {
                 path: path.to_path_buf(),
-                source,
+                source: Box::new(source),
             })
     }
 }
