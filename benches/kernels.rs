@@ -9,7 +9,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
-use netloom::kernels::conv::{Conv2dGeometry, conv2d_backward, conv2d_forward};
+use netloom::kernels::conv::{Conv2dGeometry, Pads, conv2d_backward, conv2d_forward};
 use netloom::kernels::gemm::{MatRef, par_sgemm};
 use std::hint::black_box;
 use std::time::Duration;
@@ -125,7 +125,9 @@ fn bench_gemm(c: &mut Criterion) {
 
 /// The conv layers of resnet-mini at batch 32.
 fn conv_shapes() -> Vec<(&'static str, Conv2dGeometry)> {
-    let g = |input, out_c, k, s, pad| {
+    // `pad` is written `[top, left, bottom, right]` below.
+    let g = |input, out_c, k, s, [top, left, bottom, right]: [usize; 4]| {
+        let pad = Pads::new(top, bottom, left, right);
         Conv2dGeometry::new(32, input, out_c, k, s, pad, 1).expect("geometry")
     };
     vec![
@@ -297,7 +299,9 @@ fn bench_cpu1(c: &mut Criterion) {
 /// benchmarks count for a whole step (`cargo bench --bench kernels -- step/`).
 /// The eight conv layers of resnet-mini at batch 32.
 fn step_layers() -> Vec<Conv2dGeometry> {
-    let g = |input, out_c, k, s, pad| {
+    // `pad` is written `[top, left, bottom, right]` below.
+    let g = |input, out_c, k, s, [top, left, bottom, right]: [usize; 4]| {
+        let pad = Pads::new(top, bottom, left, right);
         Conv2dGeometry::new(32, input, out_c, k, s, pad, 1).expect("geometry")
     };
     vec![

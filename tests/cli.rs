@@ -118,6 +118,33 @@ fn summary_of_a_design_with_errors_reports_them_and_exits_1() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A design saved after a wire broke one of its groups opens: the group
+/// is taken apart, every layer is kept, and stderr says which group and why.
+#[test]
+fn a_design_with_a_broken_group_opens_with_a_warning() {
+    let dir = std::env::temp_dir().join(format!("netloom-cli-group-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broken-group.json");
+    std::fs::write(
+        &path,
+        r#"{"format":"netloom-design","version":2,"name":"g","nodes":[
+{"name":"in","kind":"input","height":8,"width":8,"channels":3},
+{"name":"a","kind":"relu"},{"name":"b","kind":"relu"},{"name":"sum","kind":"add"}],
+"edges":[{"from":"in","to":"a"},{"from":"a","to":"b"},{"from":"a","to":"sum","input":0},{"from":"b","to":"sum","input":1}],
+"groups":[{"name":"pair","members":["a","sum"]}]}"#,
+    )
+    .unwrap();
+    let (code, out, err) = netloom(&["summary", path.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("group `pair` was ungrouped"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn export_then_import_onnx_keeps_the_costs() {
     let dir = std::env::temp_dir().join(format!("netloom-cli-onnx-{}", std::process::id()));

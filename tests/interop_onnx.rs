@@ -6,6 +6,9 @@ use netloom::infer::{Conventions, analyze};
 use netloom::interop::onnx;
 use std::collections::BTreeSet;
 
+#[path = "common/python.rs"]
+mod python;
+
 fn totals(g: &Graph) -> (u64, u64) {
     let a = analyze(g);
     assert!(a.is_valid(), "{}: {:?}", g.name, a.errors());
@@ -137,16 +140,9 @@ fn every_preset_round_trips_with_identical_params_and_macs() {
 /// onnxruntime is installed, the exports load and run.
 #[test]
 fn exports_pass_the_onnx_checker_when_available() {
-    let has = |module: &str| {
-        std::process::Command::new("python3")
-            .args(["-c", &format!("import {module}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !has("onnx") {
-        println!("skipped: python3 with the `onnx` package is not installed");
+    let Some(python) = python::or_skip(&["onnx"]) else {
         return;
-    }
+    };
     let dir = std::env::temp_dir().join(format!("netloom-onnx-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for preset in blocks::presets() {
@@ -171,10 +167,7 @@ s = ort.InferenceSession(sys.argv[1] + '/lenet5.onnx')
 feeds = {i.name: np.zeros([1 if isinstance(d, str) else d for d in i.shape], np.float32) for i in s.get_inputs()}
 print('lenet5 output', s.run(None, feeds)[0].shape)
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = python::run(&python, script, &[dir.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).ok();
     assert!(
         out.status.success(),
@@ -193,14 +186,9 @@ print('lenet5 output', s.run(None, feeds)[0].shape)
 fn exported_weights_give_the_same_logits_in_onnxruntime() {
     use netloom::graph::blocks::Builder;
     use netloom::interop::Tensors;
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import numpy, onnxruntime"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: python3 with numpy and onnxruntime is not installed");
+    let Some(python) = python::or_skip(&["numpy", "onnxruntime"]) else {
         return;
-    }
+    };
     // in 6×6×2 → conv 4 3×3 /2 same (pads 0,1) → relu → maxpool 2/1 → flatten 16 → BN → dense 5 → softmax
     let mut g = Graph::new("check");
     let mut b = Builder::new(&mut g);
@@ -342,15 +330,14 @@ x = np.array(json.loads(sys.argv[2]), np.float32).reshape(1, 6, 6, 2).transpose(
 s = ort.InferenceSession(sys.argv[1])
 print(json.dumps(s.run(None, {'x': np.ascontiguousarray(x)})[0][0].tolist()))
 "#;
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            script,
+    let out = python::run(
+        &python,
+        script,
+        &[
             model.to_str().unwrap(),
             &serde_json::to_string(&input).unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     std::fs::remove_dir_all(&dir).ok();
     assert!(
         out.status.success(),
@@ -374,14 +361,9 @@ print(json.dumps(s.run(None, {'x': np.ascontiguousarray(x)})[0][0].tolist()))
 fn exported_presets_match_netloom_forward_in_onnxruntime() {
     use netloom::interop::Tensors;
     use netloom::train::{Mode, ParamRole, Plan};
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import numpy, onnxruntime"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: python3 with numpy and onnxruntime is not installed");
+    let Some(python) = python::or_skip(&["numpy", "onnxruntime"]) else {
         return;
-    }
+    };
     let dir = std::env::temp_dir().join(format!("netloom-ort-fw-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for g in [
@@ -428,15 +410,11 @@ fn exported_presets_match_netloom_forward_in_onnxruntime() {
         let input = dir.join(format!("{}.bin", g.name));
         let bytes: Vec<u8> = image.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(&input, bytes).unwrap();
-        let out = std::process::Command::new("python3")
-            .args([
-                "-c",
-                &script,
-                model.to_str().unwrap(),
-                input.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let out = python::run(
+            &python,
+            &script,
+            &[model.to_str().unwrap(), input.to_str().unwrap()],
+        );
         assert!(
             out.status.success(),
             "{}: {}",

@@ -6,6 +6,9 @@ use netloom::infer::{Conventions, ParamStyle, analyze};
 use netloom::interop::{Tensors, pytorch};
 use std::collections::BTreeSet;
 
+#[path = "common/python.rs"]
+mod python;
+
 /// Zero-filled weights for every parameter (Netloom layouts).
 fn zero_weights(g: &Graph) -> Tensors {
     let a = analyze(g);
@@ -163,22 +166,14 @@ fn awkward_names_become_unique_identifiers() {
     );
 }
 
-fn python_has(module: &str) -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Optional: the generated code is valid Python (where python3 exists), and
 /// with PyTorch installed each small preset's module builds, loads its state
 /// dict strictly and runs.
 #[test]
 fn generated_code_parses_and_runs_when_python_is_available() {
-    if !python_has("ast") {
-        println!("skipped: python3 is not installed");
+    let Some(python) = python::or_skip(&["ast"]) else {
         return;
-    }
+    };
     let dir = std::env::temp_dir().join(format!("netloom-pt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for preset in blocks::presets() {
@@ -189,24 +184,20 @@ fn generated_code_parses_and_runs_when_python_is_available() {
         )
         .unwrap();
     }
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import ast, glob, sys\nfor f in glob.glob(sys.argv[1] + '/*.py'): ast.parse(open(f).read(), f)",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = python::run(
+        &python,
+        "import ast, glob, sys\nfor f in glob.glob(sys.argv[1] + '/*.py'): ast.parse(open(f).read(), f)",
+        &[dir.to_str().unwrap()],
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    if !python_has("torch") {
-        println!("skipped running the modules: PyTorch is not installed");
+    let Some(python) = python::or_skip(&["torch"]) else {
         std::fs::remove_dir_all(&dir).ok();
         return;
-    }
+    };
     for g in [
         blocks::lenet5(),
         blocks::resnet_mini(),
@@ -237,10 +228,7 @@ fn generated_code_parses_and_runs_when_python_is_available() {
             dir = dir.to_str().unwrap(),
             inputs = inputs.join(", ")
         );
-        let out = std::process::Command::new("python3")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
+        let out = python::run(&python, &script, &[]);
         assert!(
             out.status.success(),
             "{}: {}",
@@ -249,26 +237,6 @@ fn generated_code_parses_and_runs_when_python_is_available() {
         );
     }
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// A Python with PyTorch: `NETLOOM_TORCH_PYTHON`, the peer-benchmark venv,
-/// or `python3` when it has torch.
-fn torch_python() -> Option<std::path::PathBuf> {
-    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("NETLOOM_TORCH_PYTHON") {
-        candidates.push(p.into());
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates
-            .push(std::path::Path::new(&home).join(".cache/netloom-peers/venv-torch/bin/python"));
-    }
-    candidates.push("python3".into());
-    candidates.into_iter().find(|p| {
-        std::process::Command::new(p)
-            .args(["-c", "import torch"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
 }
 
 fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -333,8 +301,7 @@ fn new_kinds_design() -> Graph {
 #[test]
 fn new_kinds_compute_the_same_function_in_pytorch() {
     use netloom::train::{Mode, Plan};
-    let Some(python) = torch_python() else {
-        println!("skipped: no Python with PyTorch (set NETLOOM_TORCH_PYTHON)");
+    let Some(python) = python::or_skip(&["torch"]) else {
         return;
     };
     let g = new_kinds_design();
@@ -393,14 +360,11 @@ fn new_kinds_compute_the_same_function_in_pytorch() {
          for line in open({dir:?} + '/index.txt'):\n    name, off, n, shape = line.split()\n    t[name] = blob[int(off):int(off) + int(n)].reshape([int(d) for d in shape.split(',')]).clone()\n\
          x = t.pop('__images__').permute(0, 3, 1, 2).contiguous()\n\
          net.load_state_dict(t, strict=True)\nnet.eval()\n\
-         with torch.no_grad():\n    y = net(x)\n\
+         with torch.no_grad():\n    y = net.predict_proba(x)\n\
          print(' '.join(repr(float(v)) for v in y.flatten()))",
         dir = dir.to_str().unwrap()
     );
-    let out = std::process::Command::new(&python)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
+    let out = python::run(&python, &script, &[]);
     std::fs::remove_dir_all(&dir).ok();
     assert!(
         out.status.success(),
@@ -436,13 +400,7 @@ fn new_kinds_compute_the_same_function_in_pytorch() {
 fn new_kinds_export_to_onnx_runs_the_same_in_onnxruntime() {
     use netloom::interop::onnx;
     use netloom::train::{Mode, Plan};
-    let Some(python) = torch_python().filter(|p| {
-        std::process::Command::new(p)
-            .args(["-c", "import onnxruntime"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
-        println!("skipped: no Python with onnxruntime (set NETLOOM_TORCH_PYTHON)");
+    let Some(python) = python::or_skip(&["numpy", "onnxruntime"]) else {
         return;
     };
     let g = new_kinds_design();
@@ -477,10 +435,7 @@ fn new_kinds_export_to_onnx_runs_the_same_in_onnxruntime() {
          print(' '.join(repr(float(v)) for v in y.flatten()))",
         dir = dir.to_str().unwrap()
     );
-    let out = std::process::Command::new(&python)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
+    let out = python::run(&python, &script, &[]);
     std::fs::remove_dir_all(&dir).ok();
     assert!(
         out.status.success(),

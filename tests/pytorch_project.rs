@@ -9,6 +9,9 @@ use netloom::interop::{Tensors, pytorch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/python.rs"]
+mod python;
+
 const DESIGN: &str = r#"{"format":"netloom-design","version":1,"name":"tiny shapes","nodes":[
  {"name":"image","kind":"input","height":16,"width":16,"channels":3},
  {"name":"conv1","kind":"conv2d","filters":6,"kernel":[3,3],"stride":[1,1],"padding":"same"},
@@ -226,19 +229,6 @@ fn unknown_and_broken_designs_are_refused_clearly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A Python with torch: `NETLOOM_TORCH_PYTHON`, else `python3`.
-fn torch_python() -> Result<String, String> {
-    let py = std::env::var("NETLOOM_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    match Command::new(&py).args(["-c", "import torch, PIL"]).output() {
-        Ok(o) if o.status.success() => Ok(py),
-        Ok(o) => Err(format!(
-            "{py} cannot import torch and PIL: {}",
-            text(&o.stderr).lines().last().unwrap_or("")
-        )),
-        Err(e) => Err(format!("{py}: {e}")),
-    }
-}
-
 /// 3 classes of 16×16 images: a red square, a green bar, a blue cross, at
 /// random places on a noisy grey background; 40 of each.
 fn shapes_folder(root: &Path) {
@@ -289,12 +279,8 @@ fn field(line: &str, key: &str) -> Option<f64> {
 
 #[test]
 fn torchrun_trains_and_netloom_evaluates_the_same_accuracy() {
-    let py = match torch_python() {
-        Ok(p) => p,
-        Err(why) => {
-            println!("skipped: {why} (set NETLOOM_TORCH_PYTHON to a Python with torch)");
-            return;
-        }
+    let Some(py) = python::or_skip(&["torch", "PIL"]) else {
+        return;
     };
     let dir = scratch("torchrun");
     let design = write_design(&dir);

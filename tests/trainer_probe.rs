@@ -33,7 +33,7 @@ fn probe(
         image,
     });
     wait_for(t, |e| match e {
-        Event::FeatureMaps(m) => Some(m),
+        Event::FeatureMaps(m) => Some(m.map_err(|e| e.to_string())),
         _ => None,
     })
 }

@@ -85,3 +85,148 @@ fn resuming_a_checkpoint_continues_exactly() {
         assert_eq!(a.data, b.data, "{}", a.name);
     }
 }
+
+/// A design file with one layer's filters changed (a design other than the
+/// one a run trained).
+fn with_stem_filters(design: &str, filters: u32) -> String {
+    design.replacen(
+        r#""name":"stem","kind":"conv2d","filters":32"#,
+        &format!(r#""name":"stem","kind":"conv2d","filters":{filters}"#),
+        1,
+    )
+}
+
+/// `netloom train --save` on a dataset of 3 classes resizes resnet-mini's
+/// 6-unit head; every consumer that takes the design file and the run's
+/// weights (ONNX, PyTorch code and state dict, PyTorch project, eval) works
+/// from them, saying it uses the design as trained, and a design that
+/// differs otherwise is refused by name.
+#[test]
+fn a_runs_output_exports_and_evaluates_with_the_design_file_it_started_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    write_png_folder(&data);
+    let data = data.to_str().expect("utf-8 path");
+    let weights = dir.path().join("w.safetensors");
+    let w = weights.to_str().expect("utf-8 path");
+    let design = "presets/resnet-mini.json";
+    let (code, out, err) = netloom(&[
+        "train", design, "--data", data, "--epochs", "1", "--batch", "16", "--save", w, "--json",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let stored = weights::trained_design(&weights)
+        .expect("readable")
+        .expect("the run stores its design");
+    let fc = stored.find("fc").expect("fc");
+    assert!(
+        matches!(
+            stored.node(fc).map(|n| &n.kind),
+            Some(netloom::graph::LayerKind::Dense { units: 3, .. })
+        ),
+        "the stored design has the resized head"
+    );
+
+    let onnx = dir.path().join("m.onnx");
+    let (code, _, err) = netloom(&[
+        "export",
+        design,
+        "--onnx",
+        onnx.to_str().unwrap(),
+        "--weights",
+        w,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("using the design") && err.contains("changed to 3"),
+        "{err}"
+    );
+    let imported = netloom::interop::onnx::import(&onnx).expect("the export imports");
+    let (shape, _) = &imported.weights["fc.bias"];
+    assert_eq!(shape, &vec![3]);
+    // The run's class names and normalisation travel in the model's metadata.
+    use prost::Message;
+    let model = netloom::interop::proto::ModelProto::decode(
+        &std::fs::read(&onnx).expect("read the model")[..],
+    )
+    .expect("decodes");
+    let prop = |key: &str| {
+        model
+            .metadata_props
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.clone())
+    };
+    assert_eq!(prop("netloom.classes").as_deref(), Some(r#"["a","b","c"]"#));
+    let mean: Vec<f32> = serde_json::from_str(&prop("netloom.mean").expect("mean")).expect("json");
+    assert_eq!(mean.len(), 3);
+
+    let sd = dir.path().join("sd.safetensors");
+    let (code, module, err) = netloom(&[
+        "export",
+        design,
+        "--pytorch",
+        "--weights",
+        w,
+        "--state-dict",
+        sd.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(module.contains("self.fc = nn.Linear(64, 3)"), "{module}");
+    assert!(module.contains(r#"CLASSES = ["a", "b", "c"]"#), "{module}");
+    assert!(module.contains("def predict_proba"), "{module}");
+    assert!(
+        module.contains("--state-dict state_dict.safetensors"),
+        "{module}"
+    );
+    let dict = weights::read(&sd).expect("state dict");
+    assert_eq!(dict.get("fc.bias").map(|(s, _)| s.to_vec()), Some(vec![3]));
+    assert_eq!(
+        dict.meta.map(|m| m.classes),
+        Some(vec!["a".to_string(), "b".into(), "c".into()])
+    );
+
+    let project = dir.path().join("project");
+    let (code, _, err) = netloom(&[
+        "export",
+        design,
+        "--pytorch-project",
+        project.to_str().unwrap(),
+        "--weights",
+        w,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let model = std::fs::read_to_string(project.join("model.py")).expect("model.py");
+    assert!(model.contains("nn.Linear(64, 3)"), "{model}");
+
+    let (code, out, err) = netloom(&["eval", design, "--weights", w, "--data", data, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let e: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(e["images"], 15, "{out}");
+    assert!((0.0..=1.0).contains(&e["accuracy"].as_f64().expect("accuracy")));
+
+    // Another design (the stem's filters changed) is refused, not guessed.
+    let other = dir.path().join("other.json");
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(design))
+            .expect("preset");
+    std::fs::write(&other, with_stem_filters(&text, 16)).expect("write");
+    let other = other.to_str().unwrap();
+    let onnx2 = dir.path().join("m2.onnx");
+    let (code, _, err) = netloom(&[
+        "export",
+        other,
+        "--onnx",
+        onnx2.to_str().unwrap(),
+        "--weights",
+        w,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("was trained as a different design") && err.contains("`stem`"),
+        "{err}"
+    );
+    assert!(!onnx2.exists());
+    let (code, _, err) = netloom(&["eval", other, "--weights", w, "--data", data]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("was trained as a different design"), "{err}");
+}

@@ -3,7 +3,7 @@
 
 use egui::{Key, Modifiers, Pos2, vec2};
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use netloom::app::NetloomApp;
 use netloom::app::command::Command;
 use netloom::graph::{Graph, LayerKind, blocks};
@@ -353,4 +353,128 @@ fn close_compare_asks_before_dropping_the_other_tabs_unsaved_edits() {
     button(&h, "Don't save").click();
     h.run();
     assert!(!h.state().comparing());
+}
+
+/// inception-naive as A, inception-bottleneck as B, compared.
+fn naive_vs_bottleneck() -> Harness<'static, NetloomApp> {
+    let mut h = harness(blocks::resnet_mini());
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .execute(&ctx, Command::OpenPreset("inception-naive"));
+    h.state_mut().execute(&ctx, Command::PinAsA);
+    h.state_mut()
+        .execute(&ctx, Command::OpenPreset("inception-bottleneck"));
+    for _ in 0..3 {
+        h.run();
+    }
+    h
+}
+
+/// The accessible name of the canvas node `name` ("name · Kind …").
+fn node_label(h: &Harness<'_, NetloomApp>, name: &str) -> Vec<String> {
+    let prefix = format!("{name} · ");
+    h.query_all_by_label_contains(&prefix)
+        .filter_map(|n| n.accesskit_node().label().map(|l| l.to_string()))
+        .filter(|l| l.starts_with(&prefix))
+        .collect()
+}
+
+#[test]
+fn compare_draws_a_and_b_side_by_side_with_bs_changes_marked() {
+    let mut h = naive_vs_bottleneck();
+    assert_eq!(h.query_all_by_label("Design canvas").count(), 2);
+    // The bottleneck's new layers are marked on B; conv5x5 (same
+    // parameters, now fed 16 channels instead of 192) on both canvases.
+    for added in ["bottleneck1x1", "bottleneck_relu"] {
+        let labels = node_label(&h, added);
+        assert_eq!(labels.len(), 1, "{added}: {labels:?}");
+        assert!(labels[0].ends_with("(added in B)"), "{labels:?}");
+    }
+    let conv = node_label(&h, "conv5x5");
+    assert_eq!(conv.len(), 2, "conv5x5 on both canvases: {conv:?}");
+    assert!(
+        conv.iter().all(|l| l.ends_with("(cost changed)")),
+        "{conv:?}"
+    );
+    // Unchanged layers carry no mark.
+    for same in ["input", "relu"] {
+        let labels = node_label(&h, same);
+        assert_eq!(labels.len(), 2, "{same}: {labels:?}");
+        assert!(labels.iter().all(|l| !l.ends_with(')')), "{labels:?}");
+    }
+    assert!(has(&h, "B needs 9.68× fewer MACs than A"));
+
+    // Swap A/B is in the Compare menu and the compare section.
+    button(&h, "Compare").click();
+    h.run();
+    assert_eq!(
+        h.query_all_by_role_and_label(egui::Role::Button, "Swap A/B")
+            .count(),
+        2
+    );
+    h.key_press(Key::Escape);
+    h.run();
+    // Swapping flips the headline and the marks.
+    button(&h, "Swap A/B").click();
+    for _ in 0..3 {
+        h.run();
+    }
+    assert!(
+        has(&h, "B needs 9.68× more MACs than A"),
+        "the headline flips"
+    );
+    assert_eq!(h.state().tabs[0].doc.graph.name, "inception-bottleneck");
+    let gone = node_label(&h, "bottleneck1x1");
+    assert!(gone[0].ends_with("(not in B)"), "{gone:?}");
+    // And back with the keyboard shortcut.
+    h.key_press_modifiers(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::B);
+    h.run();
+    assert!(has(&h, "B needs 9.68× fewer MACs than A"));
+}
+
+#[test]
+fn compare_lists_per_branch_deltas_and_a_row_selects_on_both_canvases() {
+    use netloom::infer::compact;
+    let mut h = harness(blocks::resnet_mini());
+    let ctx = h.ctx.clone();
+    h.state_mut().execute(
+        &ctx,
+        Command::Guided(netloom::app::start_page::GuidedTask::CompareInception),
+    );
+    for _ in 0..3 {
+        h.run();
+    }
+    // One row per branch into the concat, named from B's first layer.
+    for row in [
+        "concat 0: 1x1",
+        "concat 1: 3x3_reduce",
+        "concat 2: 5x5_reduce",
+        "concat 3: pool",
+    ] {
+        assert!(has(&h, row), "branch row {row}");
+    }
+    // The 5×5 branch: 28·28·32·25·192 MACs in A; a 16-filter 1×1 reduction
+    // and the 5×5 over its 16 channels in B.
+    let f5 = 28 * 28 * 32 * 25;
+    let (a, b) = (f5 * 192, 28 * 28 * 16 * 192 + f5 * 16);
+    assert!(has(&h, &compact(a)), "{}", compact(a));
+    assert!(
+        has(&h, &format!("-{}", compact(a - b))),
+        "-{}",
+        compact(a - b)
+    );
+    // The block row pairs the two modules' groups.
+    assert!(has(&h, "inception / inception_3a"));
+
+    // A layer row selects that layer on both canvases.
+    h.get_by_label("~ 3x3").click();
+    h.run();
+    for tab in &h.state().tabs {
+        let names: Vec<&str> = tab
+            .selection
+            .iter()
+            .map(|&id| tab.doc.graph.name_of(id))
+            .collect();
+        assert_eq!(names, ["3x3"], "{}", tab.doc.graph.name);
+    }
 }

@@ -13,6 +13,7 @@
 //! [`Canvas::gestures_ui`] and [`Canvas::overlay_ui`].
 
 use super::command::{Command, PaletteItem};
+use super::compare::diff::Change;
 use super::find::FindBar;
 use super::minimap::Minimap;
 use crate::graph::group::{self, View};
@@ -94,6 +95,12 @@ pub struct Canvas {
     /// Screen rects of the group labels drawn this frame (names at low
     /// zoom keep off them).
     group_labels: Vec<Rect>,
+    /// The base of this canvas's widget ids, as of this frame (two canvases
+    /// side by side keep apart).
+    id: Id,
+    /// The layer the canvas is drawn in: screen-space labels and overlays
+    /// are its sublayers, so windows stay above them.
+    parent_layer: egui::LayerId,
 }
 
 impl Default for Canvas {
@@ -116,6 +123,8 @@ impl Default for Canvas {
             find: FindBar::default(),
             minimap: Minimap,
             group_labels: Vec::new(),
+            id: Id::unique("netloom_canvas"),
+            parent_layer: egui::LayerId::background(),
         }
     }
 }
@@ -130,6 +139,10 @@ pub struct CanvasInput<'a> {
     pub live: Option<&'a HashMap<String, LayerLive>>,
     /// Changes with every edit: routes are recomputed when it does.
     pub generation: u64,
+    /// The base of the canvas's widget ids (distinct for each canvas shown).
+    pub id: Id,
+    /// Compare: how each layer differs from the other design (highlighted).
+    pub marks: Option<&'a HashMap<NodeId, Change>>,
 }
 
 /// What the canvas draws, computed once per design change: the view (a
@@ -326,6 +339,8 @@ impl Canvas {
         let mut commands = Vec::new();
         let outer = ui.available_rect_before_wrap();
         self.screen_rect = outer;
+        self.id = input.id;
+        self.parent_layer = ui.layer_id();
         self.layout_pass(input);
         if self.fit_requested || self.fitted_to.is_some_and(|r| r != outer) {
             self.fit(outer.size());
@@ -363,7 +378,8 @@ impl Canvas {
             self.names_beside_blocks(ui, &rects, outer);
         }
         self.minimap_ui(ui, outer, &rects);
-        if let Some(c) = self.find.ui(ui, outer, input.graph) {
+        let area = overlay_area(ui, self.id.with("netloom_find"));
+        if let Some(c) = self.find.ui(ui, area, outer, input.graph) {
             commands.push(c);
         }
         commands
@@ -534,13 +550,20 @@ impl Canvas {
         });
     }
 
+    /// A painter in screen space over the canvas (clipped to `clip`) and
+    /// under every window: a sublayer of the canvas's layer.
+    fn label_painter(&self, ui: &Ui, name: &str, clip: Rect) -> egui::Painter {
+        let layer = egui::LayerId::new(self.parent_layer.order, self.id.with(name));
+        ui.ctx().set_sublayer(self.parent_layer, layer);
+        ui.ctx().layer_painter(layer).with_clip_rect(clip)
+    }
+
     /// At low zoom, names in screen space beside their blocks, skipping any
     /// that would overlap one already drawn.
     fn names_beside_blocks(&self, ui: &Ui, rects: &[Option<Rect>], outer: Rect) {
         let Some(picture) = &self.picture else { return };
         // Above the scene layer, below popups.
-        let layer = egui::LayerId::new(egui::Order::Middle, Id::unique("netloom_block_names"));
-        let painter = ui.ctx().layer_painter(layer).with_clip_rect(outer);
+        let painter = self.label_painter(ui, "netloom_block_names", outer);
         let font = FontId::proportional(10.5);
         let color = ui.visuals().text_color();
         let on_screen: Vec<(NodeId, Rect)> = rects
@@ -606,7 +629,8 @@ impl Canvas {
                 Some((rects.get(id.index()).copied().flatten()?, color))
             })
             .collect();
-        if let Some(center) = self.minimap.ui(ui, outer, &boxes, self.scene_rect) {
+        let area = overlay_area(ui, self.id.with("netloom_minimap"));
+        if let Some(center) = self.minimap.ui(ui, area, outer, &boxes, self.scene_rect) {
             self.center_on(center);
         }
     }
@@ -805,9 +829,8 @@ impl Canvas {
         pointer: Option<Pos2>,
         commands: &mut Vec<Command>,
     ) {
-        let layer = egui::LayerId::new(egui::Order::Middle, Id::unique("netloom_group_labels"));
         let outer = self.screen_rect;
-        let painter = ui.ctx().layer_painter(layer).with_clip_rect(outer);
+        let painter = self.label_painter(ui, "netloom_group_labels", outer);
         let font = FontId::proportional(12.0);
         let text_color = Color32::WHITE;
         let down = input.graph.orientation == Orientation::TopToBottom;
@@ -847,7 +870,7 @@ impl Canvas {
             let resp = ui
                 .interact(
                     scene_spot,
-                    Id::unique(("netloom_group_tab", g)),
+                    self.id.with(("netloom_group_tab", g)),
                     Sense::click_and_drag(),
                 )
                 .on_hover_text(
@@ -911,11 +934,15 @@ impl Canvas {
                 !members.is_empty() && members.iter().all(|m| input.selection.contains(m));
             let resp = ui.interact(
                 rect,
-                Id::unique(("netloom_node", id.0)),
+                self.id.with(("netloom_node", id.0)),
                 Sense::click_and_drag(),
             );
-            let label = &picture.labels[id.index()];
-            resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, label));
+            let mark = self.mark_of(input, &picture, id);
+            let label = match mark {
+                Some(m) => format!("{} ({})", picture.labels[id.index()], m.label()),
+                None => picture.labels[id.index()].clone(),
+            };
+            resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
             let stroke = node_stroke(
                 ui.visuals(),
                 selected,
@@ -940,6 +967,9 @@ impl Canvas {
                     );
                 }
             }
+            if let Some(m) = mark {
+                draw_mark(ui.painter(), rect, m, detailed);
+            }
             let group = picture.view.group(id);
             self.node_interaction(
                 ui, &resp, id, group, &members, selected, pointer, input, commands,
@@ -947,6 +977,18 @@ impl Canvas {
             self.ports_ui(ui, &picture, id, rect, pointer, commands);
         }
         self.picture = Some(picture);
+    }
+
+    /// The compare mark of view node `id`: its layer's, or for a collapsed
+    /// group the first of its members'.
+    fn mark_of(&self, input: &CanvasInput<'_>, picture: &Picture, id: NodeId) -> Option<Change> {
+        let marks = input.marks?;
+        match picture.view.group(id) {
+            Some(_) => members_of(input.graph, &picture.view, id)
+                .iter()
+                .find_map(|m| marks.get(m).copied()),
+            None => marks.get(&id).copied(),
+        }
     }
 
     fn has_error(&self, picture: &Picture, input: &CanvasInput<'_>, id: NodeId) -> bool {
@@ -993,7 +1035,7 @@ impl Canvas {
         lines.draw(ui, rect, stroke);
         let button = Rect::from_min_size(rect.right_top() + vec2(-30.0, 2.0), vec2(26.0, 16.0));
         let resp = ui
-            .interact(button, Id::unique(("netloom_expand", g)), Sense::click())
+            .interact(button, self.id.with(("netloom_expand", g)), Sense::click())
             .on_hover_text("Expand the group to show its layers");
         let label = format!("Expand {}", group.name);
         resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
@@ -1110,7 +1152,7 @@ impl Canvas {
             let pr = live.then(|| {
                 let pr = ui.interact(
                     r,
-                    Id::unique(("netloom_in", id.0, i)),
+                    self.id.with(("netloom_in", id.0, i)),
                     Sense::click_and_drag(),
                 );
                 let port_label = format!("{name} input {i}");
@@ -1150,7 +1192,7 @@ impl Canvas {
         let p = output_port_pos(rect, o);
         let r = Rect::from_center_size(p, Vec2::splat(PORT_RADIUS * 2.5));
         let or = live.then(|| {
-            let or = ui.interact(r, Id::unique(("netloom_out", id.0)), Sense::drag());
+            let or = ui.interact(r, self.id.with(("netloom_out", id.0)), Sense::drag());
             let port_label = format!("{name} output");
             or.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &port_label));
             or
@@ -1267,7 +1309,7 @@ impl Canvas {
         let rect = Rect::from_min_size(r.at + vec2(12.0, 12.0), galley.size()).expand(6.0);
         painter.rect_filled(rect, 4.0, Color32::from_rgb(150, 40, 40));
         painter.galley(rect.min + vec2(6.0, 6.0), galley, Color32::WHITE);
-        let resp = ui.interact(rect, Id::unique("netloom_refusal"), Sense::hover());
+        let resp = ui.interact(rect, self.id.with("netloom_refusal"), Sense::hover());
         let msg = r.message.clone();
         resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &msg));
         ui.ctx()
@@ -1478,6 +1520,51 @@ fn members_of(graph: &Graph, view: &View, id: NodeId) -> Vec<NodeId> {
     }
 }
 
+/// An area over the canvas drawn by `ui` and under every window (the
+/// minimap, the find bar): a sublayer of the canvas's layer.
+pub fn overlay_area(ui: &Ui, id: Id) -> egui::Area {
+    let parent = ui.layer_id();
+    ui.ctx()
+        .set_sublayer(parent, egui::LayerId::new(parent.order, id));
+    egui::Area::new(id).order(parent.order)
+}
+
+/// The colour a compare mark is drawn in.
+pub fn change_color(change: Change) -> Color32 {
+    match change {
+        Change::Added => Color32::from_rgb(90, 200, 120),
+        Change::Removed => Color32::from_rgb(235, 95, 95),
+        Change::Parameters => Color32::from_rgb(240, 180, 60),
+        Change::Cost => Color32::from_rgb(120, 175, 255),
+    }
+}
+
+/// A compare mark around a node: an outline in the change's colour and its
+/// words above the top-right corner.
+fn draw_mark(painter: &egui::Painter, rect: Rect, change: Change, detailed: bool) {
+    let color = change_color(change);
+    let zoom_width = if detailed { 2.5 } else { 1.5 };
+    painter.rect_stroke(
+        rect.expand(3.0),
+        8.0,
+        Stroke::new(zoom_width, color),
+        StrokeKind::Outside,
+    );
+    if detailed {
+        let galley = painter.layout_no_wrap(
+            change.label().to_string(),
+            FontId::proportional(10.0),
+            Color32::BLACK,
+        );
+        let badge = Rect::from_min_size(
+            rect.right_top() + vec2(-galley.size().x - 10.0, -galley.size().y - 6.0),
+            galley.size() + vec2(8.0, 2.0),
+        );
+        painter.rect_filled(badge, 3.0, color);
+        painter.galley(badge.min + vec2(4.0, 1.0), galley, Color32::BLACK);
+    }
+}
+
 /// Header colour of a group (its frame, its collapsed card).
 fn group_color() -> Color32 {
     let [r, g, b] = crate::render::GROUP_RGB;
@@ -1594,7 +1681,7 @@ fn node_card_ui(
         Color32::from_white_alpha(200),
     );
     if node.kind.has_weights() {
-        lock_ui(ui, id, node, rect, commands);
+        lock_ui(ui, input.id, id, node, rect, commands);
     }
     let summary = node.kind.summary();
     if !summary.is_empty() {
@@ -1651,6 +1738,7 @@ fn node_card_ui(
 /// The freeze lock at the card's top right: frozen layers are not trained.
 fn lock_ui(
     ui: &mut Ui,
+    canvas: Id,
     id: NodeId,
     node: &crate::graph::Node,
     rect: Rect,
@@ -1658,7 +1746,7 @@ fn lock_ui(
 ) {
     let r = Rect::from_min_size(rect.right_top() + vec2(-24.0, 22.0), vec2(18.0, 18.0));
     let lock = ui
-        .interact(r, Id::unique(("netloom_lock", id.0)), Sense::click())
+        .interact(r, canvas.with(("netloom_lock", id.0)), Sense::click())
         .on_hover_text(if node.frozen {
             "frozen: not trained (click to train it)"
         } else {

@@ -5,6 +5,7 @@
 //! graph for undo.
 
 use crate::graph::blocks::{self, Builder, InceptionFilters};
+use crate::graph::group::GroupError;
 use crate::graph::{Edge, Graph, GraphError, LayerKind, NodeId, Padding};
 use crate::infer::FixIt;
 use egui::{Key, KeyboardShortcut, Modifiers};
@@ -268,6 +269,11 @@ pub enum Command {
     PinAsA,
     SwitchTab(usize),
     CloseCompare,
+    /// Exchange A and B (the headline and every delta flip).
+    SwapCompare,
+    /// Select the layers of these names on both compare canvases and bring
+    /// them into view (a row of the compare tables).
+    SelectInCompare(Vec<String>),
     // ---- training ----
     /// Show this tab of the bottom panel (opening the panel).
     SetBottomTab(super::BottomTab),
@@ -451,6 +457,7 @@ pub const SHORTCUT_COMMANDS: &[Command] = &[
     Command::SelectAll,
     Command::FitView,
     Command::OpenFind,
+    Command::SwapCompare,
 ];
 
 impl Command {
@@ -497,6 +504,7 @@ impl Command {
             Command::TrainBoth => "Train both",
             Command::PinAsA => "Pin as A",
             Command::CloseCompare => "Close compare",
+            Command::SwapCompare => "Swap A/B",
             Command::GroupNodes(_) => "Group selection",
             Command::Ungroup(_) => "Ungroup",
             Command::SetGroupCollapsed {
@@ -529,6 +537,7 @@ impl Command {
             Command::SelectAll => const { &[ctrl(Key::A)] },
             Command::FitView => const { &[bare(Key::F)] },
             Command::OpenFind => const { &[ctrl(Key::F)] },
+            Command::SwapCompare => const { &[ctrl_shift(Key::B)] },
             _ => &[],
         }
     }
@@ -568,8 +577,37 @@ pub struct EditOutcome {
     pub select: Option<BTreeSet<NodeId>>,
 }
 
+/// Why an edit was refused (the graph is then unchanged). The message is
+/// what the user reads, beside the canvas or in a notice.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EditError {
+    /// The design refused the change (names, wires, cycles, groups).
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// A parameter out of range ([`LayerKind::validate`]).
+    #[error("{0}")]
+    Parameter(String),
+    #[error("no such wire")]
+    NoSuchWire,
+    #[error("no such group")]
+    NoSuchGroup,
+    #[error("cannot change the number of inputs of a layer")]
+    ArityChange,
+    #[error("only a one-input layer can go into a wire, not {kind}")]
+    NotOneInput { kind: String },
+    #[error("the fix refers to a layer that no longer exists")]
+    FixSourceGone,
+    #[error("the wire this fix repairs is gone")]
+    FixWireGone,
+    /// A command that is not an edit reached [`apply_edit`].
+    #[error("{0} is not an edit")]
+    NotAnEdit(String),
+}
+
 /// Applies an edit to `graph`. On error the graph is unchanged.
-pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, String> {
+pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, EditError> {
     let mut out = EditOutcome::default();
     match cmd {
         Command::AddItem { item, position } => {
@@ -588,25 +626,21 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
         Command::Connect { from, to, input } => connect_replacing(graph, *from, *to, *input)?,
         Command::Disconnect(edge) => {
             if !graph.disconnect(*edge) {
-                return Err("no such wire".into());
+                return Err(EditError::NoSuchWire);
             }
         }
         Command::MoveNodes { ids, delta } => graph.move_nodes(ids, *delta),
         Command::SetKind { id, kind } => {
-            kind.validate()?;
-            let node = graph
-                .node_mut(*id)
-                .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+            kind.validate().map_err(EditError::Parameter)?;
+            let node = graph.node_mut(*id).ok_or(GraphError::NoSuchNode)?;
             if node.kind.arity() != kind.arity() {
-                return Err("cannot change the number of inputs of a layer".into());
+                return Err(EditError::ArityChange);
             }
             node.kind = kind.clone();
         }
-        Command::Rename { id, name } => graph.rename(*id, name).map_err(|e| e.to_string())?,
+        Command::Rename { id, name } => graph.rename(*id, name)?,
         Command::SetFrozen { id, frozen } => {
-            let node = graph
-                .node_mut(*id)
-                .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+            let node = graph.node_mut(*id).ok_or(GraphError::NoSuchNode)?;
             node.frozen = *frozen;
         }
         Command::ApplyFix(fix) => {
@@ -615,16 +649,14 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
         Command::AutoLayout => crate::graph::layout::auto_layout(graph),
         Command::GroupNodes(ids) => {
             let name = graph.unique_group_name("group");
-            graph
-                .add_group(name, ids.iter().copied())
-                .map_err(|e| e.to_string())?;
+            graph.add_group(name, ids.iter().copied())?;
         }
         Command::Ungroup(g) => {
-            graph.remove_group(*g).ok_or("no such group")?;
+            graph.remove_group(*g).ok_or(EditError::NoSuchGroup)?;
         }
         Command::SetGroupCollapsed { group, collapsed } => {
             if !crate::graph::layout::set_collapsed_in_place(graph, *group, *collapsed) {
-                return Err("no such group".into());
+                return Err(EditError::NoSuchGroup);
             }
         }
         Command::SetAllGroupsCollapsed(collapsed) => {
@@ -641,18 +673,16 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
         } => out.select = Some(insert_on_wire(graph, *edge, kind, *position)?),
         Command::Rewire { old, to, input } => {
             if !graph.disconnect(*old) {
-                return Err("no such wire".into());
+                return Err(EditError::NoSuchWire);
             }
             connect_replacing(graph, old.from, *to, *input)?;
         }
         Command::InsertBefore { id, kind } => out.select = Some(insert_before(graph, *id, kind)?),
         Command::InsertAfter { id, kind } => out.select = Some(insert_after(graph, *id, kind)?),
         Command::ReplaceKind { id, kind } => {
-            let node = graph
-                .node_mut(*id)
-                .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+            let node = graph.node_mut(*id).ok_or(GraphError::NoSuchNode)?;
             if node.kind.arity() != kind.arity() {
-                return Err("cannot change the number of inputs of a layer".into());
+                return Err(EditError::ArityChange);
             }
             node.kind = carry_parameters(&node.kind, kind.clone());
         }
@@ -671,7 +701,7 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, Strin
                 graph.disconnect(e);
             }
         }
-        other => return Err(format!("{other:?} is not an edit")),
+        other => return Err(EditError::NotAnEdit(format!("{other:?}"))),
     }
     Ok(out)
 }
@@ -683,16 +713,14 @@ fn connect_replacing(
     from: NodeId,
     to: NodeId,
     input: Option<usize>,
-) -> Result<(), String> {
-    let node = graph
-        .node(to)
-        .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+) -> Result<(), EditError> {
+    let node = graph.node(to).ok_or(GraphError::NoSuchNode)?;
     let input = match (input, node.kind.arity()) {
         (_, crate::graph::Arity::None) => {
             return Err(GraphError::TakesNoInputs {
                 node: node.name.clone(),
             }
-            .to_string());
+            .into());
         }
         (Some(i), _) => i,
         (None, crate::graph::Arity::One) => 0,
@@ -709,26 +737,23 @@ fn connect_replacing(
         }
         graph.disconnect(old);
     }
-    graph.connect(from, to, input).map_err(|e| e.to_string())
+    Ok(graph.connect(from, to, input)?)
 }
 
 /// A fresh node of `kind` near `desired`, where it overlaps no other node.
-fn add_placed(graph: &mut Graph, kind: &LayerKind, desired: [f32; 2]) -> Result<NodeId, String> {
+fn add_placed(graph: &mut Graph, kind: &LayerKind, desired: [f32; 2]) -> Result<NodeId, EditError> {
     let name = graph.unique_name(&stem(kind));
     let at = crate::graph::layout::free_position(graph, desired);
-    graph
-        .add_node(name, kind.clone(), at)
-        .map_err(|e| e.to_string())
+    Ok(graph.add_node(name, kind.clone(), at)?)
 }
 
-fn one_input(kind: &LayerKind) -> Result<(), String> {
+fn one_input(kind: &LayerKind) -> Result<(), EditError> {
     if kind.arity() == crate::graph::Arity::One {
         Ok(())
     } else {
-        Err(format!(
-            "only a one-input layer can go into a wire, not {}",
-            kind.display_name()
-        ))
+        Err(EditError::NotOneInput {
+            kind: kind.display_name().to_string(),
+        })
     }
 }
 
@@ -737,23 +762,21 @@ fn insert_on_wire(
     edge: Edge,
     kind: &LayerKind,
     position: Option<[f32; 2]>,
-) -> Result<BTreeSet<NodeId>, String> {
+) -> Result<BTreeSet<NodeId>, EditError> {
     one_input(kind)?;
     let (Some(a), Some(b)) = (graph.node(edge.from), graph.node(edge.to)) else {
-        return Err(GraphError::NoSuchNode.to_string());
+        return Err(GraphError::NoSuchNode.into());
     };
     let desired = position.unwrap_or([
         (a.position[0] + b.position[0]) / 2.0,
         (a.position[1] + b.position[1]) / 2.0,
     ]);
     if !graph.disconnect(edge) {
-        return Err("no such wire".into());
+        return Err(EditError::NoSuchWire);
     }
     let id = add_placed(graph, kind, desired)?;
-    graph.connect(edge.from, id, 0).map_err(|e| e.to_string())?;
-    graph
-        .connect(id, edge.to, edge.input)
-        .map_err(|e| e.to_string())?;
+    graph.connect(edge.from, id, 0)?;
+    graph.connect(id, edge.to, edge.input)?;
     Ok(BTreeSet::from([id]))
 }
 
@@ -766,13 +789,14 @@ fn insert_before(
     graph: &mut Graph,
     id: NodeId,
     kind: &LayerKind,
-) -> Result<BTreeSet<NodeId>, String> {
+) -> Result<BTreeSet<NodeId>, EditError> {
     one_input(kind)?;
-    let node = graph
-        .node(id)
-        .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+    let node = graph.node(id).ok_or(GraphError::NoSuchNode)?;
     if node.kind.arity() == crate::graph::Arity::None {
-        return Err(format!("`{}` takes no inputs", node.name));
+        return Err(GraphError::TakesNoInputs {
+            node: node.name.clone(),
+        }
+        .into());
     }
     let desired = [node.position[0], node.position[1] - row_step()];
     let feed = graph
@@ -783,9 +807,9 @@ fn insert_before(
     let new = add_placed(graph, kind, desired)?;
     if let Some(e) = feed {
         graph.disconnect(e);
-        graph.connect(e.from, new, 0).map_err(|e| e.to_string())?;
+        graph.connect(e.from, new, 0)?;
     }
-    graph.connect(new, id, 0).map_err(|e| e.to_string())?;
+    graph.connect(new, id, 0)?;
     Ok(BTreeSet::from([new]))
 }
 
@@ -793,11 +817,9 @@ fn insert_after(
     graph: &mut Graph,
     id: NodeId,
     kind: &LayerKind,
-) -> Result<BTreeSet<NodeId>, String> {
+) -> Result<BTreeSet<NodeId>, EditError> {
     one_input(kind)?;
-    let node = graph
-        .node(id)
-        .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+    let node = graph.node(id).ok_or(GraphError::NoSuchNode)?;
     let desired = [node.position[0], node.position[1] + row_step()];
     let outs: Vec<Edge> = graph
         .edges()
@@ -808,22 +830,18 @@ fn insert_after(
     let new = add_placed(graph, kind, desired)?;
     for e in outs {
         graph.disconnect(e);
-        graph
-            .connect(new, e.to, e.input)
-            .map_err(|e| e.to_string())?;
+        graph.connect(new, e.to, e.input)?;
     }
-    graph.connect(id, new, 0).map_err(|e| e.to_string())?;
+    graph.connect(id, new, 0)?;
     Ok(BTreeSet::from([new]))
 }
 
-fn delete_and_bridge(graph: &mut Graph, id: NodeId) -> Result<(), String> {
+fn delete_and_bridge(graph: &mut Graph, id: NodeId) -> Result<(), EditError> {
     let producer = graph.inputs_of(id).first().copied().flatten();
-    let (_, edges) = graph
-        .remove_node(id)
-        .ok_or_else(|| GraphError::NoSuchNode.to_string())?;
+    let (_, edges) = graph.remove_node(id).ok_or(GraphError::NoSuchNode)?;
     if let Some(p) = producer {
         for e in edges.iter().filter(|e| e.from == id) {
-            graph.connect(p, e.to, e.input).map_err(|e| e.to_string())?;
+            graph.connect(p, e.to, e.input)?;
         }
     }
     Ok(())
@@ -1031,7 +1049,7 @@ fn copy_groups(
 }
 
 /// Applies a fix-it from shape inference; returns the inserted node.
-fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String> {
+fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, EditError> {
     let (from, kind, stem_name) = match fix {
         FixIt::InsertProjection {
             from,
@@ -1053,9 +1071,7 @@ fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String>
         ),
         FixIt::InsertFlatten { from } => (*from, LayerKind::Flatten, "flatten"),
     };
-    let from_node = graph
-        .node(from)
-        .ok_or_else(|| "the fix refers to a layer that no longer exists".to_string())?;
+    let from_node = graph.node(from).ok_or(EditError::FixSourceGone)?;
     let from_pos = from_node.position;
     // The wire the fix goes into: for a projection, the Add's input `input`
     // fed by `from`; for a flatten, every consumer of `from` that is Dense.
@@ -1084,7 +1100,7 @@ fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String>
             .collect(),
     };
     if targets.is_empty() {
-        return Err("the wire this fix repairs is gone".into());
+        return Err(EditError::FixWireGone);
     }
     let name = graph.unique_name(&format!("{}_{stem_name}", graph.name_of(from)));
     // Beside the main column, in the shortcut's lane, a row below the source.
@@ -1093,13 +1109,11 @@ fn apply_fix(graph: &mut Graph, fix: &FixIt) -> Result<BTreeSet<NodeId>, String>
         graph,
         [from_pos[0] + column, from_pos[1] + row_step()],
     );
-    let id = graph.add_node(name, kind, pos).map_err(|e| e.to_string())?;
-    graph.connect(from, id, 0).map_err(|e| e.to_string())?;
+    let id = graph.add_node(name, kind, pos)?;
+    graph.connect(from, id, 0)?;
     for e in targets {
         graph.disconnect(e);
-        graph
-            .connect(id, e.to, e.input)
-            .map_err(|e| e.to_string())?;
+        graph.connect(id, e.to, e.input)?;
     }
     Ok(BTreeSet::from([id]))
 }
@@ -1206,7 +1220,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(err.contains("cycle"), "{err}");
+        assert!(err.to_string().contains("cycle"), "{err}");
     }
 
     #[test]
@@ -1233,7 +1247,7 @@ mod tests {
         let mut g = Graph::new("t");
         let id = g.add_node("c", conv(8), [0.0, 0.0]).unwrap();
         let err = apply_edit(&mut g, &Command::SetKind { id, kind: conv(0) }).unwrap_err();
-        assert!(err.contains("filters"), "{err}");
+        assert!(err.to_string().contains("filters"), "{err}");
         assert_eq!(g.node(id).unwrap().kind, conv(8));
     }
 
@@ -1455,6 +1469,6 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(err.contains("one-input"), "{err}");
+        assert!(err.to_string().contains("one-input"), "{err}");
     }
 }

@@ -1,9 +1,14 @@
-//! Compare two designs: totals side by side, deltas, ratio, per-layer differences.
+//! Compare two designs: the headline ratio, totals side by side, and the
+//! branches, blocks and layers that differ ([`diff`]), which the two
+//! canvases highlight.
+
+pub mod diff;
 
 use super::command::Command;
 use super::document::Document;
 use super::training::TrainingSession;
 use crate::infer::{Conventions, Totals, compact, thousands};
+use diff::{Change, Diff};
 use egui::{RichText, Ui};
 
 /// `a / b` as shown to the user, e.g. `9.68×`.
@@ -76,87 +81,177 @@ pub fn train_both_ui(ui: &mut Ui, session: &TrainingSession) -> Option<Command> 
     out
 }
 
-pub fn compare_ui(ui: &mut Ui, a: &Document, b: &Document, conventions: &Conventions) {
+/// A change's one-character sign in the compare tables (`+` added, `-` not
+/// in B, `*` parameters, `~` cost).
+pub fn change_sign(change: Change) -> &'static str {
+    match change {
+        Change::Added => "+",
+        Change::Removed => "-",
+        Change::Parameters => "*",
+        Change::Cost => "~",
+    }
+}
+
+/// `b - a` in short form with its sign, e.g. `-110.4M`.
+fn signed_compact(a: u64, b: u64) -> String {
+    if b >= a {
+        format!("+{}", compact(b - a))
+    } else {
+        format!("-{}", compact(a - b))
+    }
+}
+
+/// A figure in short form, the exact count on hover; `-` when absent.
+fn figure_ui(ui: &mut Ui, v: Option<u64>) {
+    match v {
+        Some(v) => {
+            ui.monospace(compact(v)).on_hover_text(thousands(v));
+        }
+        None => {
+            ui.monospace("-");
+        }
+    }
+}
+
+/// The A, B and B - A cells of one row.
+fn delta_cells_ui(ui: &mut Ui, a: Option<u64>, b: Option<u64>) {
+    figure_ui(ui, a);
+    figure_ui(ui, b);
+    ui.monospace(signed_compact(a.unwrap_or(0), b.unwrap_or(0)))
+        .on_hover_text(delta_text(a.unwrap_or(0), b.unwrap_or(0)));
+}
+
+/// The compare section: headline, totals, then the branches, blocks and
+/// layers that differ, each row with its MACs in A and B and the change.
+/// Clicking a row selects its layers on both canvases.
+pub fn compare_ui(
+    ui: &mut Ui,
+    a: &Document,
+    b: &Document,
+    diff: &Diff,
+    conventions: &Conventions,
+) -> Option<Command> {
+    let mut out = None;
     let ta = a.analysis.totals(conventions);
     let tb = b.analysis.totals(conventions);
-    ui.label(
-        RichText::new(headline(&ta, &tb, conventions))
-            .strong()
-            .size(15.0),
+    ui.add(
+        egui::Label::new(
+            RichText::new(headline(&ta, &tb, conventions))
+                .strong()
+                .size(15.0),
+        )
+        .wrap(),
     );
     ui.add_space(4.0);
+    let unit = conventions.ops_unit();
     egui::Grid::new("compare_totals")
         .num_columns(5)
         .striped(true)
         .show(ui, |ui| {
-            ui.label("");
-            ui.label(RichText::new(format!("A: {}", a.title())).strong());
-            ui.label(RichText::new(format!("B: {}", b.title())).strong());
-            ui.label(RichText::new("B - A").strong());
-            ui.label(RichText::new("A / B").strong());
+            for h in ["", "A", "B", "B - A", "A / B"] {
+                ui.label(RichText::new(h).strong());
+            }
             ui.end_row();
             let rows = [
-                (
-                    conventions.ops_unit(),
-                    conventions.ops(ta.macs),
-                    conventions.ops(tb.macs),
-                ),
+                (unit, conventions.ops(ta.macs), conventions.ops(tb.macs)),
                 ("Params", ta.total_params, tb.total_params),
                 ("Trainable", ta.trainable_params, tb.trainable_params),
-                ("Activation bytes", ta.activation_bytes, tb.activation_bytes),
+                ("Activations", ta.activation_bytes, tb.activation_bytes),
                 ("Layers", a.graph.len() as u64, b.graph.len() as u64),
             ];
             for (what, x, y) in rows {
                 ui.label(what);
-                ui.monospace(thousands(x));
-                ui.monospace(thousands(y));
-                ui.monospace(delta_text(x, y));
+                delta_cells_ui(ui, Some(x), Some(y));
                 ui.monospace(ratio_text(x, y));
                 ui.end_row();
             }
         });
-    ui.add_space(6.0);
-    ui.label(RichText::new("Per layer (matched by name)").small().weak());
-    let mut names: Vec<String> = a.graph.nodes().map(|(_, n)| n.name.clone()).collect();
-    for (_, n) in b.graph.nodes() {
-        if a.graph.find(&n.name).is_none() {
-            names.push(n.name.clone());
-        }
-    }
-    let ops_of = |d: &Document, name: &str| {
-        d.graph
-            .find(name)
-            .and_then(|id| d.analysis.node(id))
-            .map(|n| conventions.ops(n.cost.macs))
-    };
-    egui::ScrollArea::vertical()
-        .id_salt("compare_layers")
-        .max_height(220.0)
-        .show(ui, |ui| {
-            egui::Grid::new("compare_layers_grid")
-                .num_columns(4)
-                .striped(true)
-                .show(ui, |ui| {
-                    ui.label(RichText::new("Layer").strong());
-                    ui.label(RichText::new("A").strong());
-                    ui.label(RichText::new("B").strong());
-                    ui.label(RichText::new("B - A").strong());
-                    ui.end_row();
-                    for name in names {
-                        let x = ops_of(a, &name);
-                        let y = ops_of(b, &name);
-                        if x == y {
-                            continue;
-                        }
-                        let show = |v: Option<u64>| v.map(thousands).unwrap_or_else(|| "-".into());
-                        ui.label(&name);
-                        ui.monospace(show(x));
-                        ui.monospace(show(y));
-                        ui.monospace(delta_text(x.unwrap_or(0), y.unwrap_or(0)));
-                        ui.end_row();
+    let ops = |f: Option<diff::Figures>| f.map(|f| conventions.ops(f.macs));
+    if !diff.branches.is_empty() {
+        ui.add_space(6.0);
+        ui.label(RichText::new(format!("Per branch ({unit})")).strong());
+        egui::Grid::new("compare_branches")
+            .num_columns(4)
+            .striped(true)
+            .show(ui, |ui| {
+                for branch in &diff.branches {
+                    let short = format!(
+                        "{} {}: {}",
+                        branch.merge,
+                        branch.input,
+                        branch.layers.first().map_or("identity", String::as_str)
+                    );
+                    if ui
+                        .selectable_label(false, short)
+                        .on_hover_text(branch.label())
+                        .clicked()
+                    {
+                        out = Some(Command::SelectInCompare(branch.layers.clone()));
                     }
-                });
+                    delta_cells_ui(ui, ops(branch.a), ops(branch.b));
+                    ui.end_row();
+                }
+            });
+    }
+    if !diff.blocks.is_empty() {
+        ui.add_space(6.0);
+        ui.label(RichText::new(format!("Per block ({unit})")).strong());
+        egui::Grid::new("compare_blocks")
+            .num_columns(4)
+            .striped(true)
+            .show(ui, |ui| {
+                for block in &diff.blocks {
+                    let members: Vec<String> = [(a, &block.a_name), (b, &block.b_name)]
+                        .into_iter()
+                        .filter_map(|(d, name)| {
+                            let g = d.graph.find_group(name.as_ref()?)?;
+                            Some(
+                                d.graph.groups()[g]
+                                    .members
+                                    .iter()
+                                    .map(|&id| d.graph.name_of(id).to_string())
+                                    .collect::<Vec<_>>(),
+                            )
+                        })
+                        .flatten()
+                        .collect();
+                    if ui.selectable_label(false, block.label()).clicked() {
+                        out = Some(Command::SelectInCompare(members));
+                    }
+                    delta_cells_ui(ui, ops(block.a), ops(block.b));
+                    ui.end_row();
+                }
+            });
+    }
+    ui.add_space(6.0);
+    ui.label(RichText::new(format!("Layers that differ ({unit})")).strong());
+    ui.label(
+        RichText::new("+ added in B, - not in B, * parameters, ~ cost (its input changed)")
+            .small()
+            .weak(),
+    );
+    egui::Grid::new("compare_layers_grid")
+        .num_columns(4)
+        .striped(true)
+        .show(ui, |ui| {
+            for layer in &diff.layers {
+                let text = RichText::new(format!("{} {}", change_sign(layer.change), layer.name))
+                    .color(super::canvas::change_color(layer.change));
+                if ui
+                    .selectable_label(false, text)
+                    .on_hover_text(layer.change.label())
+                    .clicked()
+                {
+                    out = Some(Command::SelectInCompare(vec![layer.name.clone()]));
+                }
+                delta_cells_ui(ui, ops(layer.a), ops(layer.b));
+                ui.end_row();
+            }
         });
+    if diff.layers.is_empty() {
+        ui.weak("A and B have the same layers.");
+    }
+    out
 }
 
 #[cfg(test)]

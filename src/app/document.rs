@@ -1,6 +1,6 @@
 //! One open design: the graph, its file, undo history and cached analysis.
 
-use super::command::{Command, EditOutcome, apply_edit};
+use super::command::{Command, EditError, EditOutcome, apply_edit};
 use crate::graph::Graph;
 use crate::infer::{Analysis, analyze};
 use std::path::PathBuf;
@@ -52,7 +52,7 @@ impl Document {
     }
 
     /// Applies an edit as one undoable step. On error nothing changes.
-    pub fn apply(&mut self, cmd: &Command) -> Result<EditOutcome, String> {
+    pub fn apply(&mut self, cmd: &Command) -> Result<EditOutcome, EditError> {
         let before = self.graph.clone();
         let outcome = match apply_edit(&mut self.graph, cmd) {
             Ok(o) => o,

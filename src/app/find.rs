@@ -93,14 +93,19 @@ impl FindBar {
     }
 
     /// Draws the bar in the top-left corner of `canvas` (screen rect) when open.
-    pub fn ui(&mut self, ui: &Ui, canvas: Rect, graph: &Graph) -> Option<Command> {
+    /// `area` is the canvas's overlay area the bar is drawn in.
+    pub fn ui(
+        &mut self,
+        ui: &Ui,
+        area: egui::Area,
+        canvas: Rect,
+        graph: &Graph,
+    ) -> Option<Command> {
         if !self.open {
             return None;
         }
         let mut out = None;
-        egui::Area::new(egui::Id::unique("netloom_find"))
-            .order(egui::Order::Foreground)
-            .fixed_pos(canvas.min + egui::vec2(8.0, 8.0))
+        area.fixed_pos(canvas.min + egui::vec2(8.0, 8.0))
             .show(ui.ctx(), |ui| {
                 egui::Frame::popup(ui.style()).show(ui, |ui| {
                     out = self.bar_ui(ui, graph);

@@ -11,12 +11,13 @@ const MAX_SIZE: egui::Vec2 = vec2(180.0, 180.0);
 pub struct Minimap;
 
 impl Minimap {
-    /// Draws the minimap in the bottom-right corner of `canvas` (screen
+    /// Draws the minimap in `area` at the bottom-right corner of `canvas` (screen
     /// rect) over `boxes` (scene rects and colours) with `view` (the visible
     /// scene rect) outlined; returns the scene point to centre the view on.
     pub fn ui(
         &mut self,
         ui: &Ui,
+        area: egui::Area,
         canvas: Rect,
         boxes: &[(Rect, Color32)],
         view: Rect,
@@ -37,9 +38,7 @@ impl Minimap {
         let scale = (MAX_SIZE.x / scene.width()).min(MAX_SIZE.y / scene.height());
         let size = scene.size() * scale;
         let mut out = None;
-        egui::Area::new(egui::Id::unique("netloom_minimap"))
-            .order(egui::Order::Foreground)
-            .fixed_pos(canvas.max - size - vec2(10.0, 10.0))
+        area.fixed_pos(canvas.max - size - vec2(10.0, 10.0))
             .show(ui.ctx(), |ui| {
                 let (rect, resp) = ui.allocate_exact_size(size, Sense::click_and_drag());
                 resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, "Minimap"));

@@ -245,9 +245,7 @@ impl NetloomApp {
     }
 
     fn run_path_answer(&mut self, ctx: &egui::Context, cmd: Command) {
-        self.discard_ok = self.path_replaces_design;
-        self.execute(ctx, cmd);
-        self.discard_ok = false;
+        self.execute_discarding(ctx, cmd, self.path_replaces_design);
         self.path_replaces_design = false;
     }
 
@@ -412,7 +410,7 @@ impl NetloomApp {
                 self.bottom_tab = BottomTab::Costs;
                 self.notify(
                     ctx,
-                    "A: the naive module, B: with 1×1 bottlenecks. The inspector compares them.",
+                    "A: the naive module, B: with 1×1 bottlenecks, side by side. The inspector compares them.",
                     false,
                 );
             }
@@ -556,45 +554,106 @@ impl NetloomApp {
         tab.selection.retain(|id| graph.node(*id).is_some());
     }
 
-    /// Applies one command. The only place where app state changes.
+    /// Applies one command. The only place where app state changes: each
+    /// family of commands has its handler below.
     pub fn execute(&mut self, ctx: &egui::Context, cmd: Command) {
         if cmd.is_training() {
-            self.execute_training(ctx, cmd);
-            return;
+            return self.execute_training(ctx, cmd);
         }
         if cmd.is_edit() {
-            let tab = self.tab_mut();
-            match tab.doc.apply(&cmd) {
-                Ok(outcome) => {
-                    if let Some(sel) = outcome.select {
-                        tab.selection = sel;
-                    }
-                    self.prune_selection();
-                }
-                Err(e) => {
-                    if matches!(cmd, Command::Connect { .. }) {
-                        let now = ctx.input(|i| i.time);
-                        self.tab_mut().canvas.refuse(e, now);
-                    } else {
-                        self.notify(ctx, e, true);
-                    }
-                }
-            }
-            return;
+            return self.apply_design_edit(ctx, &cmd);
         }
         match cmd {
-            Command::Undo => {
-                if !self.tab_mut().doc.undo() {
-                    self.notify(ctx, "Nothing to undo", false);
+            Command::Undo | Command::Redo => self.step_history(ctx, &cmd),
+            Command::Select(_)
+            | Command::SelectAll
+            | Command::Copy
+            | Command::PasteClipboard
+            | Command::Duplicate
+            | Command::DeleteSelection => self.execute_selection(ctx, cmd),
+            Command::FitView
+            | Command::FocusNode(_)
+            | Command::FocusGroup(_)
+            | Command::OpenFind
+            | Command::SetConventions(_)
+            | Command::ToggleCostTable => self.execute_view(ctx, cmd),
+            Command::New
+            | Command::Open
+            | Command::OpenPath(_)
+            | Command::ImportOnnx
+            | Command::ImportOnnxPath(_)
+            | Command::OpenPreset(_)
+            | Command::Recover
+            | Command::DiscardRecovery => self.execute_open(ctx, cmd),
+            Command::Save | Command::SaveAs | Command::SaveAsPath(_) => self.execute_save(ctx, cmd),
+            Command::ExportPng
+            | Command::ExportPngTo(_)
+            | Command::ExportDiagram
+            | Command::ExportDiagramTo(_)
+            | Command::ExportOnnx
+            | Command::ExportOnnxTo(_)
+            | Command::ExportPytorch
+            | Command::ExportPytorchTo(_)
+            | Command::ExportPytorchProject
+            | Command::ExportPytorchProjectTo(_) => self.execute_export(ctx, cmd),
+            Command::ShowStartPage => self.start_page = true,
+            Command::CloseStartPage => self.start_page = false,
+            Command::ShowShortcuts => self.shortcuts_open = true,
+            Command::Guided(task) => self.guided(ctx, task),
+            Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            Command::PinAsA
+            | Command::SwitchTab(_)
+            | Command::CloseCompare
+            | Command::SwapCompare
+            | Command::SelectInCompare(_) => self.execute_compare(ctx, cmd),
+            // Edits and training commands are handled above.
+            _ => {}
+        }
+    }
+
+    /// Runs `cmd` with the unsaved edits at stake already given up or not
+    /// (`discard`): the user answered "Don't save", or chose the file that
+    /// replaces the design. The previous answer holds again afterwards.
+    fn execute_discarding(&mut self, ctx: &egui::Context, cmd: Command, discard: bool) {
+        let before = std::mem::replace(&mut self.discard_ok, discard);
+        self.execute(ctx, cmd);
+        self.discard_ok = before;
+    }
+
+    /// An edit of the active design, as one undo step; a refused wire is
+    /// said where it was drawn, any other refusal in a notice.
+    fn apply_design_edit(&mut self, ctx: &egui::Context, cmd: &Command) {
+        let tab = self.tab_mut();
+        match tab.doc.apply(cmd) {
+            Ok(outcome) => {
+                if let Some(sel) = outcome.select {
+                    tab.selection = sel;
                 }
                 self.prune_selection();
             }
-            Command::Redo => {
-                if !self.tab_mut().doc.redo() {
-                    self.notify(ctx, "Nothing to redo", false);
-                }
-                self.prune_selection();
+            Err(e) if matches!(cmd, Command::Connect { .. }) => {
+                let now = ctx.input(|i| i.time);
+                self.tab_mut().canvas.refuse(e.to_string(), now);
             }
+            Err(e) => self.notify(ctx, e.to_string(), true),
+        }
+    }
+
+    /// Undo or Redo on the active design.
+    fn step_history(&mut self, ctx: &egui::Context, cmd: &Command) {
+        let (stepped, nothing) = match cmd {
+            Command::Undo => (self.tab_mut().doc.undo(), "Nothing to undo"),
+            _ => (self.tab_mut().doc.redo(), "Nothing to redo"),
+        };
+        if !stepped {
+            self.notify(ctx, nothing, false);
+        }
+        self.prune_selection();
+    }
+
+    /// Selection and the clipboard.
+    fn execute_selection(&mut self, ctx: &egui::Context, cmd: Command) {
+        match cmd {
             Command::Select(sel) => {
                 let tab = self.tab_mut();
                 tab.doc.break_coalescing();
@@ -617,6 +676,7 @@ impl NetloomApp {
                 if self.clipboard.is_empty() {
                     return;
                 }
+                // Each paste lands a step further from the original.
                 self.paste_count += 1;
                 let d = 40.0 * self.paste_count as f32;
                 let fragment = self.clipboard.clone();
@@ -648,133 +708,96 @@ impl NetloomApp {
                     self.execute(ctx, Command::Delete(sel));
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// The view: fit, focus a layer or group, find, cost conventions, the
+    /// bottom panel.
+    fn execute_view(&mut self, ctx: &egui::Context, cmd: Command) {
+        match cmd {
             Command::FitView => self.tab_mut().canvas.fit_requested = true,
-            Command::FocusNode(id) => {
-                let tab = self.tab_mut();
-                let graph = &tab.doc.graph;
-                if let Some(n) = graph.node(id) {
-                    // A layer inside a collapsed group is shown by its group.
-                    let at = graph
-                        .nesting()
-                        .drawn_in(id)
-                        .map_or(n.position, |g| graph.groups()[g].position);
-                    let rect = egui::Rect::from_min_size(at.into(), canvas::NODE_SIZE);
-                    tab.canvas.focus(rect);
-                    tab.selection = BTreeSet::from([id]);
-                }
-            }
+            Command::FocusNode(id) => self.focus_node(id),
             Command::FocusGroup(g) => self.focus_group(ctx, g),
             Command::OpenFind => self.tab_mut().canvas.find.open(),
             Command::SetConventions(c) => self.conventions = c,
             Command::ToggleCostTable => self.show_cost_table = !self.show_cost_table,
+            _ => {}
+        }
+    }
+
+    /// Selects layer `id` and brings it into view (inside a collapsed group:
+    /// the group's card).
+    fn focus_node(&mut self, id: NodeId) {
+        let tab = self.tab_mut();
+        let graph = &tab.doc.graph;
+        if let Some(n) = graph.node(id) {
+            let at = graph
+                .nesting()
+                .drawn_in(id)
+                .map_or(n.position, |g| graph.groups()[g].position);
+            let rect = egui::Rect::from_min_size(at.into(), canvas::NODE_SIZE);
+            tab.canvas.focus(rect);
+            tab.selection = BTreeSet::from([id]);
+        }
+    }
+
+    /// Commands that replace the active design (new, open, import, a
+    /// preset, recovered work), each asking first about unsaved edits.
+    fn execute_open(&mut self, ctx: &egui::Context, cmd: Command) {
+        match cmd {
             Command::New if self.guard_replace(&Command::New) => {
                 self.replace_active(Graph::new("untitled"), None);
             }
-            Command::Open => {
-                if !self.guard_replace(&Command::Open) {
-                    return;
-                }
+            Command::Open if self.guard_replace(&Command::Open) => {
                 let request = PathRequest::new("Open design", PathKind::Open, Command::OpenPath)
                     .filters(DESIGN_FILES)
                     .dir(self.doc_dir().as_deref());
                 self.ask_path(ctx, request, true);
             }
-            Command::OpenPath(path) => {
-                if !self.guard_replace(&Command::OpenPath(path.clone())) {
-                    return;
-                }
+            Command::OpenPath(path) if self.guard_replace(&Command::OpenPath(path.clone())) => {
                 self.start_loading(ctx, loading::Job::Design, path);
             }
-            Command::ExportPng => {
-                let request =
-                    PathRequest::new("Export canvas as PNG", PathKind::Save, Command::ExportPngTo)
-                        .filters(&[("PNG image", &["png"])])
-                        .dir(self.doc_dir().as_deref())
-                        .file_name(format!("{}.png", self.doc().graph.name));
-                self.ask_path(ctx, request, false);
-            }
-            Command::ExportPngTo(path) => {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let repaint = ctx.clone();
-                let callback = egui::ScreenshotCallback::new(move |image| {
-                    let _ = tx.send(image);
-                    repaint.request_repaint();
-                });
-                self.pending_png = Some((path, rx));
-                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
-            }
-            Command::ExportDiagram => {
-                let request =
-                    PathRequest::new("Export diagram", PathKind::Save, Command::ExportDiagramTo)
-                        .filters(&[("SVG drawing", &["svg"]), ("PNG image", &["png"])])
-                        .dir(self.doc_dir().as_deref())
-                        .file_name(format!("{}.svg", self.doc().graph.name));
-                self.ask_path(ctx, request, false);
-            }
-            Command::ExportOnnx => {
-                let request =
-                    PathRequest::new("Export ONNX", PathKind::Save, Command::ExportOnnxTo)
-                        .filters(ONNX_FILES)
-                        .dir(self.doc_dir().as_deref())
-                        .file_name(format!("{}.onnx", self.doc().graph.name));
-                self.ask_path(ctx, request, false);
-            }
-            Command::ExportOnnxTo(path) => self.export_to(ctx, export::ExportKind::Onnx, &path),
-            Command::ExportPytorch => {
-                let request = PathRequest::new(
-                    "Export PyTorch code",
-                    PathKind::Save,
-                    Command::ExportPytorchTo,
-                )
-                .filters(&[("Python", &["py"])])
-                .dir(self.doc_dir().as_deref())
-                .file_name(format!("{}.py", self.doc().graph.name));
-                self.ask_path(ctx, request, false);
-            }
-            Command::ExportPytorchTo(path) => {
-                self.export_to(ctx, export::ExportKind::PytorchCode, &path)
-            }
-            Command::ExportPytorchProject => {
-                let request = PathRequest::new(
-                    "Export PyTorch project (a folder)",
-                    PathKind::Folder,
-                    Command::ExportPytorchProjectTo,
-                )
-                .dir(self.doc_dir().as_deref());
-                self.ask_path(ctx, request, false);
-            }
-            Command::ExportPytorchProjectTo(path) => {
-                self.export_to(ctx, export::ExportKind::PytorchProject, &path)
-            }
-            Command::ExportDiagramTo(path) => match self.export_diagram(&path) {
-                Ok(()) => self.notify(ctx, format!("Diagram saved to {}", path.display()), false),
-                Err(e) => self.notify(ctx, format!("Could not save {}: {e}", path.display()), true),
-            },
-            Command::ImportOnnx => {
-                if !self.guard_replace(&Command::ImportOnnx) {
-                    return;
-                }
+            Command::ImportOnnx if self.guard_replace(&Command::ImportOnnx) => {
                 let request =
                     PathRequest::new("Import ONNX", PathKind::Open, Command::ImportOnnxPath)
                         .filters(ONNX_FILES)
                         .dir(self.doc_dir().as_deref());
                 self.ask_path(ctx, request, true);
             }
-            Command::ImportOnnxPath(path) => {
-                if !self.guard_replace(&Command::ImportOnnxPath(path.clone())) {
-                    return;
-                }
+            Command::ImportOnnxPath(path)
+                if self.guard_replace(&Command::ImportOnnxPath(path.clone())) =>
+            {
                 self.start_loading(ctx, loading::Job::Onnx, path);
             }
-            Command::OpenPreset(stem) => {
-                if !self.guard_replace(&Command::OpenPreset(stem)) {
-                    return;
-                }
+            Command::OpenPreset(stem) if self.guard_replace(&Command::OpenPreset(stem)) => {
                 match preset_graph(stem) {
                     Some(g) => self.replace_active(g, None),
                     None => self.notify(ctx, format!("no preset named {stem}"), true),
                 }
             }
+            Command::Recover => {
+                if let Some(r) = self.recovery.take() {
+                    self.replace_active(r.graph, r.original);
+                    self.tab_mut().doc.dirty = true;
+                    for (graph, path) in r.others {
+                        let mut tab = Tab::new(Document::new(graph, path));
+                        tab.doc.dirty = true;
+                        self.tabs.push(tab);
+                    }
+                }
+            }
+            Command::DiscardRecovery => {
+                self.recovery = None;
+                self.files.clear_recovery();
+            }
+            _ => {}
+        }
+    }
+
+    /// Save and Save As; a shipped preset is never overwritten.
+    fn execute_save(&mut self, ctx: &egui::Context, cmd: Command) {
+        match cmd {
             Command::Save => match self.doc().path.clone() {
                 Some(path) if is_shipped_preset(&path) => {
                     self.notify(
@@ -814,30 +837,102 @@ impl NetloomApp {
                 ));
             }
             Command::SaveAsPath(path) => self.save_to(ctx, path),
-            Command::ShowStartPage => self.start_page = true,
-            Command::CloseStartPage => self.start_page = false,
-            Command::ShowShortcuts => self.shortcuts_open = true,
-            Command::Guided(task) => self.guided(ctx, task),
-            Command::Recover => {
-                if let Some(r) = self.recovery.take() {
-                    self.replace_active(r.graph, r.original);
-                    self.tab_mut().doc.dirty = true;
-                    for (graph, path) in r.others {
-                        let mut tab = Tab::new(Document::new(graph, path));
-                        tab.doc.dirty = true;
-                        self.tabs.push(tab);
-                    }
-                }
+            _ => {}
+        }
+    }
+
+    /// A save-file request for an export of the active design, named after it.
+    fn export_request(
+        &self,
+        title: &'static str,
+        answer: fn(PathBuf) -> Command,
+        filters: &'static [(&'static str, &'static [&'static str])],
+        extension: &str,
+    ) -> PathRequest {
+        PathRequest::new(title, PathKind::Save, answer)
+            .filters(filters)
+            .dir(self.doc_dir().as_deref())
+            .file_name(format!("{}.{extension}", self.doc().graph.name))
+    }
+
+    /// File › Export: each asks for a path, then writes there.
+    fn execute_export(&mut self, ctx: &egui::Context, cmd: Command) {
+        match cmd {
+            Command::ExportPng => {
+                let request = self.export_request(
+                    "Export canvas as PNG",
+                    Command::ExportPngTo,
+                    &[("PNG image", &["png"])],
+                    "png",
+                );
+                self.ask_path(ctx, request, false);
             }
-            Command::DiscardRecovery => {
-                self.recovery = None;
-                self.files.clear_recovery();
+            Command::ExportPngTo(path) => self.request_canvas_png(ctx, path),
+            Command::ExportDiagram => {
+                let request = self.export_request(
+                    "Export diagram",
+                    Command::ExportDiagramTo,
+                    &[("SVG drawing", &["svg"]), ("PNG image", &["png"])],
+                    "svg",
+                );
+                self.ask_path(ctx, request, false);
             }
-            Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
-            Command::PinAsA => {
-                if self.comparing() {
-                    return;
-                }
+            Command::ExportDiagramTo(path) => match self.export_diagram(&path) {
+                Ok(()) => self.notify(ctx, format!("Diagram saved to {}", path.display()), false),
+                Err(e) => self.notify(ctx, format!("Could not save {}: {e}", path.display()), true),
+            },
+            Command::ExportOnnx => {
+                let request =
+                    self.export_request("Export ONNX", Command::ExportOnnxTo, ONNX_FILES, "onnx");
+                self.ask_path(ctx, request, false);
+            }
+            Command::ExportOnnxTo(path) => self.export_to(ctx, export::ExportKind::Onnx, &path),
+            Command::ExportPytorch => {
+                let request = self.export_request(
+                    "Export PyTorch code",
+                    Command::ExportPytorchTo,
+                    &[("Python", &["py"])],
+                    "py",
+                );
+                self.ask_path(ctx, request, false);
+            }
+            Command::ExportPytorchTo(path) => {
+                self.export_to(ctx, export::ExportKind::PytorchCode, &path)
+            }
+            Command::ExportPytorchProject => {
+                let request = PathRequest::new(
+                    "Export PyTorch project (a folder)",
+                    PathKind::Folder,
+                    Command::ExportPytorchProjectTo,
+                )
+                .dir(self.doc_dir().as_deref());
+                self.ask_path(ctx, request, false);
+            }
+            Command::ExportPytorchProjectTo(path) => {
+                self.export_to(ctx, export::ExportKind::PytorchProject, &path)
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks for a screenshot of the next frame; [`Self::save_pending_png`]
+    /// crops it to the canvas and writes `path`.
+    fn request_canvas_png(&mut self, ctx: &egui::Context, path: PathBuf) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let repaint = ctx.clone();
+        let callback = egui::ScreenshotCallback::new(move |image| {
+            let _ = tx.send(image);
+            repaint.request_repaint();
+        });
+        self.pending_png = Some((path, rx));
+        ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
+    }
+
+    /// Compare: pin the design as A, switch between A and B, swap them,
+    /// select a row's layers on both, close.
+    fn execute_compare(&mut self, ctx: &egui::Context, cmd: Command) {
+        match cmd {
+            Command::PinAsA if !self.comparing() => {
                 let a = self.doc();
                 let mut b = Graph::clone(&a.graph);
                 b.name = format!("{} (B)", a.graph.name);
@@ -860,24 +955,83 @@ impl NetloomApp {
                 self.tabs = vec![keep];
                 self.active = 0;
             }
-            // Edits are handled above.
+            Command::SwapCompare if self.tabs.len() == 2 => {
+                // The design being edited stays the one being edited.
+                self.tabs.swap(0, 1);
+                self.active = 1 - self.active;
+                for tab in &mut self.tabs {
+                    tab.canvas.fit_requested = true;
+                }
+            }
+            Command::SelectInCompare(names) => {
+                for tab in &mut self.tabs {
+                    let graph = &tab.doc.graph;
+                    let ids: BTreeSet<NodeId> =
+                        names.iter().filter_map(|n| graph.find(n)).collect();
+                    let rects: Vec<egui::Rect> = ids
+                        .iter()
+                        .filter_map(|&id| {
+                            let n = graph.node(id)?;
+                            let at = graph
+                                .nesting()
+                                .drawn_in(id)
+                                .map_or(n.position, |g| graph.groups()[g].position);
+                            Some(egui::Rect::from_min_size(at.into(), canvas::NODE_SIZE))
+                        })
+                        .collect();
+                    if let Some(r) = rects.into_iter().reduce(egui::Rect::union) {
+                        tab.canvas.focus(r);
+                    }
+                    tab.doc.break_coalescing();
+                    tab.selection = ids;
+                }
+            }
             _ => {}
         }
     }
 
-    /// Applies the commands of the training panels.
+    /// Applies the commands of the training panels; a refusal is said in a notice.
     fn execute_training(&mut self, ctx: &egui::Context, cmd: Command) {
-        use crate::train::Command as Trainer;
-        let result: Result<(), String> = match cmd {
-            Command::SetBottomTab(t) => {
-                self.bottom_tab = t;
-                self.show_cost_table = true;
+        let result = match cmd {
+            Command::SetBottomTab(_)
+            | Command::SetRunSetup(_)
+            | Command::ChooseDataset { .. }
+            | Command::UseDataset(_)
+            | Command::UseLearningRate(_) => {
+                self.set_up_training(ctx, cmd);
                 Ok(())
             }
-            Command::SetRunSetup(setup) => {
-                self.training.setup = *setup;
-                Ok(())
-            }
+            Command::TrainStart
+            | Command::TrainBoth
+            | Command::TrainPause
+            | Command::TrainResume
+            | Command::TrainStep
+            | Command::TrainStop
+            | Command::ResetWeights => self.control_training(ctx, cmd),
+            Command::OpenSweepDialog
+            | Command::OpenSweepOn { .. }
+            | Command::StartSweep(_)
+            | Command::FindLearningRate => self.run_experiment(cmd),
+            Command::SaveWeights
+            | Command::SaveWeightsTo(_)
+            | Command::LoadWeights
+            | Command::LoadWeightsFrom(_)
+            | Command::ExportMetrics
+            | Command::ExportMetricsTo(_)
+            | Command::ExportSweepCsv
+            | Command::ExportSweepCsvTo(_) => self.training_files(ctx, cmd),
+            _ => self.training_views_command(cmd),
+        };
+        if let Err(e) = result {
+            self.notify(ctx, e, true);
+        }
+    }
+
+    /// The run setup and the bottom panel's tab.
+    fn set_up_training(&mut self, ctx: &egui::Context, cmd: Command) {
+        match cmd {
+            Command::SetBottomTab(t) => self.show_bottom_tab(t),
+            Command::SetRunSetup(setup) => self.training.setup = *setup,
             Command::ChooseDataset { folder } => {
                 let request = if folder {
                     PathRequest::new("Dataset folder", PathKind::Folder, Command::UseDataset)
@@ -886,79 +1040,8 @@ impl NetloomApp {
                         .filters(&[("IDX or CIFAR-10", &["gz", "idx", "ubyte", "bin"])])
                 };
                 self.ask_path(ctx, request, false);
-                Ok(())
             }
-            Command::UseDataset(path) => {
-                self.training.setup.dataset = Some(path);
-                Ok(())
-            }
-            Command::TrainStart => {
-                let active = self.active;
-                let doc = &self.tabs[active].doc;
-                let started =
-                    self.training
-                        .start(&doc.graph, &doc.analysis, active, doc.generation);
-                if started.is_ok() {
-                    self.bottom_tab = BottomTab::Training;
-                    self.show_cost_table = true;
-                }
-                started
-            }
-            Command::OpenSweepDialog => {
-                let tab = &self.tabs[self.active];
-                let node = (tab.selection.len() == 1)
-                    .then(|| tab.selection.first().copied())
-                    .flatten();
-                self.sweep_dialog.open_for(&tab.doc.graph, node);
-                Ok(())
-            }
-            Command::TrainBoth => {
-                let [a, b] = [&self.tabs[0], &self.tabs[self.tabs.len() - 1]];
-                let started = if self.tabs.len() < 2 {
-                    Err("Train both needs two designs: pin one as A first.".into())
-                } else {
-                    self.training.train_pair([
-                        (&a.doc.graph, 0, a.doc.generation),
-                        (&b.doc.graph, 1, b.doc.generation),
-                    ])
-                };
-                if started.is_ok() {
-                    self.bottom_tab = BottomTab::Runs;
-                    self.show_cost_table = true;
-                }
-                started
-            }
-            Command::OpenSweepOn { node, param } => {
-                let graph = &self.tabs[self.active].doc.graph;
-                self.sweep_dialog.open_on(graph, node, &param);
-                Ok(())
-            }
-            Command::StartSweep(request) => {
-                let active = self.active;
-                let doc = &self.tabs[active].doc;
-                let started =
-                    self.training
-                        .start_sweep(&doc.graph, &request, active, doc.generation);
-                match &started {
-                    Ok(()) => {
-                        self.bottom_tab = BottomTab::Sweep;
-                        self.show_cost_table = true;
-                    }
-                    // Said in the dialog, where the user is looking, with the values kept.
-                    Err(why) => self.sweep_dialog.refuse(why.clone()),
-                }
-                started
-            }
-            Command::FindLearningRate => {
-                let doc = &self.tabs[self.active].doc;
-                match training::design_problem(&doc.graph, &doc.analysis) {
-                    Some(why) => Err(why),
-                    None => {
-                        let config = self.training.setup.train_config(&doc.graph);
-                        self.lr_finder.start(config)
-                    }
-                }
-            }
+            Command::UseDataset(path) => self.training.setup.dataset = Some(path),
             Command::UseLearningRate(lr) => {
                 self.training.setup.learning_rate = lr;
                 self.notify(
@@ -966,6 +1049,39 @@ impl NetloomApp {
                     format!("The next run trains with learning rate {lr:.1e}."),
                     false,
                 );
+            }
+            _ => {}
+        }
+    }
+
+    /// Opens the bottom panel on tab `t`.
+    fn show_bottom_tab(&mut self, t: BottomTab) {
+        self.bottom_tab = t;
+        self.show_cost_table = true;
+    }
+
+    /// Starting, pausing, stepping and stopping runs.
+    fn control_training(&mut self, ctx: &egui::Context, cmd: Command) -> Result<(), String> {
+        use crate::train::Command as Trainer;
+        match cmd {
+            Command::TrainStart => {
+                let active = self.active;
+                let doc = &self.tabs[active].doc;
+                self.training
+                    .start(&doc.graph, &doc.analysis, active, doc.generation)?;
+                self.show_bottom_tab(BottomTab::Training);
+                Ok(())
+            }
+            Command::TrainBoth => {
+                if self.tabs.len() < 2 {
+                    return Err("Train both needs two designs: pin one as A first.".into());
+                }
+                let [a, b] = [&self.tabs[0], &self.tabs[self.tabs.len() - 1]];
+                self.training.train_pair([
+                    (&a.doc.graph, 0, a.doc.generation),
+                    (&b.doc.graph, 1, b.doc.generation),
+                ])?;
+                self.show_bottom_tab(BottomTab::Runs);
                 Ok(())
             }
             Command::TrainPause => self.training.control(Trainer::Pause),
@@ -982,29 +1098,78 @@ impl NetloomApp {
                 );
                 Ok(())
             }
-            Command::SaveWeights => {
-                let request =
-                    PathRequest::new("Save weights", PathKind::Save, Command::SaveWeightsTo)
-                        .filters(WEIGHT_FILES)
-                        .dir(self.doc_dir().as_deref())
-                        .file_name(format!("{}.safetensors", self.doc().graph.name));
-                self.ask_path(ctx, request, false);
+            _ => Ok(()),
+        }
+    }
+
+    /// Sweeps and the learning-rate finder.
+    fn run_experiment(&mut self, cmd: Command) -> Result<(), String> {
+        match cmd {
+            Command::OpenSweepDialog => {
+                let tab = &self.tabs[self.active];
+                let node = (tab.selection.len() == 1)
+                    .then(|| tab.selection.first().copied())
+                    .flatten();
+                self.sweep_dialog.open_for(&tab.doc.graph, node);
                 Ok(())
             }
-            Command::SaveWeightsTo(path) => self.training.save_weights(&path).map(|()| {
+            Command::OpenSweepOn { node, param } => {
+                let graph = &self.tabs[self.active].doc.graph;
+                self.sweep_dialog.open_on(graph, node, &param);
+                Ok(())
+            }
+            Command::StartSweep(request) => {
+                let active = self.active;
+                let doc = &self.tabs[active].doc;
+                let started =
+                    self.training
+                        .start_sweep(&doc.graph, &request, active, doc.generation);
+                match &started {
+                    Ok(()) => self.show_bottom_tab(BottomTab::Sweep),
+                    // Said in the dialog, where the user is looking, with the values kept.
+                    Err(why) => self.sweep_dialog.refuse(why.clone()),
+                }
+                started
+            }
+            Command::FindLearningRate => {
+                let doc = &self.tabs[self.active].doc;
+                match training::design_problem(&doc.graph, &doc.analysis) {
+                    Some(why) => Err(why),
+                    None => {
+                        let config = self.training.setup.train_config(&doc.graph);
+                        self.lr_finder.start(config)
+                    }
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Weights and metrics files: each asks for a path, then reads or writes there.
+    fn training_files(&mut self, ctx: &egui::Context, cmd: Command) -> Result<(), String> {
+        match cmd {
+            Command::SaveWeights => {
+                let request = self.export_request(
+                    "Save weights",
+                    Command::SaveWeightsTo,
+                    WEIGHT_FILES,
+                    "safetensors",
+                );
+                self.ask_path(ctx, request, false);
+            }
+            Command::SaveWeightsTo(path) => {
+                self.training.save_weights(&path)?;
                 self.notify(ctx, format!("Weights saved to {}", path.display()), false);
-            }),
+            }
             Command::LoadWeights => {
                 let request =
                     PathRequest::new("Load weights", PathKind::Open, Command::LoadWeightsFrom)
                         .filters(WEIGHT_FILES)
                         .dir(self.doc_dir().as_deref());
                 self.ask_path(ctx, request, false);
-                Ok(())
             }
             Command::LoadWeightsFrom(path) => {
                 self.start_loading(ctx, loading::Job::Weights, path);
-                Ok(())
             }
             Command::ExportMetrics => {
                 let request =
@@ -1012,18 +1177,14 @@ impl NetloomApp {
                         .filters(CSV_FILES)
                         .file_name("netloom-runs.csv");
                 self.ask_path(ctx, request, false);
-                Ok(())
             }
             Command::ExportMetricsTo(path) => {
                 if self.training.runs.is_empty() {
-                    Err("No runs yet: there are no metrics to export.".into())
-                } else {
-                    std::fs::write(&path, self.training.metrics_csv())
-                        .map_err(|e| format!("Could not write {}: {e}", path.display()))
-                        .map(|()| {
-                            self.notify(ctx, format!("Metrics saved to {}", path.display()), false);
-                        })
+                    return Err("No runs yet: there are no metrics to export.".into());
                 }
+                std::fs::write(&path, self.training.metrics_csv())
+                    .map_err(|e| format!("Could not write {}: {e}", path.display()))?;
+                self.notify(ctx, format!("Metrics saved to {}", path.display()), false);
             }
             Command::ExportSweepCsv => {
                 let request = PathRequest::new(
@@ -1034,47 +1195,43 @@ impl NetloomApp {
                 .filters(CSV_FILES)
                 .file_name("netloom-sweep.csv");
                 self.ask_path(ctx, request, false);
-                Ok(())
             }
-            Command::ExportSweepCsvTo(path) => self.training.sweep_csv().and_then(|csv| {
+            Command::ExportSweepCsvTo(path) => {
+                let csv = self.training.sweep_csv()?;
                 file::write_atomically(&path, csv.as_bytes())
-                    .map_err(|e| format!("Could not write {}: {e}", path.display()))
-                    .map(|()| {
-                        self.notify(
-                            ctx,
-                            format!("Sweep table saved to {}", path.display()),
-                            false,
-                        );
-                    })
-            }),
-            Command::HighlightRun(run) => {
-                self.training.highlighted = run;
-                Ok(())
+                    .map_err(|e| format!("Could not write {}: {e}", path.display()))?;
+                self.notify(
+                    ctx,
+                    format!("Sweep table saved to {}", path.display()),
+                    false,
+                );
             }
-            Command::SetWatch(on) => {
-                self.training.set_watch(on);
-                Ok(())
-            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// What the plots, the gallery and the feature-map view show.
+    fn training_views_command(&mut self, cmd: Command) -> Result<(), String> {
+        match cmd {
+            Command::HighlightRun(run) => self.training.highlighted = run,
+            Command::SetWatch(on) => self.training.set_watch(on),
             Command::ShowRun { run, visible } => {
                 if let Some(r) = self.training.runs.iter_mut().find(|r| r.id == run) {
                     r.visible = visible;
                 }
-                Ok(())
             }
-            Command::ProbeNode { node, image } => self.training.probe(node, image),
-            Command::ShowGradCam { on, class } => self.training.show_grad_cam(on, class),
+            Command::ProbeNode { node, image } => return self.training.probe(node, image),
+            Command::ShowGradCam { on, class } => return self.training.show_grad_cam(on, class),
             Command::ShowFeatureMapsOf { image } => {
                 self.training.probe.image = image;
                 self.bottom_tab = BottomTab::FeatureMaps;
                 // The probe goes out from the view with the selected layer.
                 self.training.probe.result = None;
-                Ok(())
             }
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            self.notify(ctx, e, true);
+            _ => {}
         }
+        Ok(())
     }
 
     /// Expands the collapsed groups around group `g` (outermost first, each
@@ -1367,6 +1524,7 @@ impl NetloomApp {
                 {
                     q.push(Command::CloseCompare);
                 }
+                command_button_ui(ui, q, Command::SwapCompare, self.tabs.len() == 2);
             });
         });
     }
@@ -1374,17 +1532,11 @@ impl NetloomApp {
     fn toolbar_ui(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
             if self.tabs.len() > 1 {
-                for i in 0..self.tabs.len() {
-                    let label = format!(
-                        "{}: {}{}",
-                        if i == 0 { "A" } else { "B" },
-                        self.tabs[i].doc.title(),
-                        if self.tabs[i].doc.dirty { " *" } else { "" }
-                    );
-                    if ui.selectable_label(self.active == i, label).clicked() {
-                        self.queue.push(Command::SwitchTab(i));
-                    }
-                }
+                // The titles of A and B head their canvases.
+                ui.weak(format!(
+                    "Editing {}",
+                    if self.active == 0 { "A" } else { "B" }
+                ));
                 ui.separator();
             } else if ui
                 .button("Pin as A")
@@ -1509,12 +1661,10 @@ impl NetloomApp {
                 }
                 Some(2) => {
                     self.confirm = None;
-                    self.discard_ok = true;
                     if pending == Command::Quit {
                         self.allow_close = true;
                     }
-                    self.execute(ctx, pending);
-                    self.discard_ok = false;
+                    self.execute_discarding(ctx, pending, true);
                 }
                 Some(_) => self.confirm = None,
                 None => {}
@@ -1713,6 +1863,104 @@ impl NetloomApp {
         }
     }
 
+    /// What differs between A and B while comparing.
+    fn compare_diff(&self) -> Option<compare::diff::Diff> {
+        let [a, b] = self.tabs.as_slice() else {
+            return None;
+        };
+        fn side(t: &Tab) -> compare::diff::Side<'_> {
+            compare::diff::Side {
+                graph: &t.doc.graph,
+                analysis: &t.doc.analysis,
+            }
+        }
+        Some(compare::diff::diff(side(a), side(b), &self.conventions))
+    }
+
+    /// The canvas of tab `i`, its layers marked by `marks`; what the user
+    /// does on a canvas other than the active one makes it active first.
+    fn canvas_ui(
+        &mut self,
+        ui: &mut Ui,
+        i: usize,
+        marks: Option<&std::collections::HashMap<NodeId, compare::diff::Change>>,
+    ) {
+        let tab = &mut self.tabs[i];
+        let input = CanvasInput {
+            graph: &tab.doc.graph,
+            analysis: &tab.doc.analysis,
+            selection: &tab.selection,
+            conventions: self.conventions,
+            live: self
+                .training
+                .current()
+                .filter(|r| r.tab == i)
+                .map(|_| &self.training.live),
+            generation: tab.doc.generation,
+            id: egui::Id::unique(("netloom_canvas", i)),
+            marks,
+        };
+        let cmds = tab.canvas.ui(ui, &input);
+        if !cmds.is_empty() && i != self.active {
+            self.queue.push(Command::SwitchTab(i));
+        }
+        self.queue.extend(cmds);
+    }
+
+    /// Compare: A and B side by side, each under its title and totals, the
+    /// layers that differ highlighted on both.
+    fn compare_canvases_ui(&mut self, ui: &mut Ui, diff: &compare::diff::Diff) {
+        let full = ui.available_rect_before_wrap();
+        let gap = 6.0;
+        let half = ((full.width() - gap) / 2.0).max(0.0);
+        for i in 0..2 {
+            let rect = egui::Rect::from_min_size(
+                full.min + egui::vec2(i as f32 * (half + gap), 0.0),
+                egui::vec2(half, full.height()),
+            );
+            let mut column = ui.new_child(
+                egui::UiBuilder::new()
+                    .max_rect(rect)
+                    .layout(egui::Layout::top_down(egui::Align::Min)),
+            );
+            column.set_clip_rect(rect.intersect(ui.clip_rect()));
+            let doc = &self.tabs[i].doc;
+            let title = format!(
+                "{}: {}{}",
+                if i == 0 { "A" } else { "B" },
+                doc.title(),
+                if doc.dirty { " *" } else { "" }
+            );
+            let macs = self
+                .conventions
+                .ops(doc.analysis.totals(&self.conventions).macs);
+            let figures = format!(
+                "{} {} · {} layers",
+                crate::infer::compact(macs),
+                self.conventions.ops_unit(),
+                doc.graph.len()
+            );
+            let active = self.active == i;
+            column.horizontal(|ui| {
+                if ui.selectable_label(active, title).clicked() {
+                    self.queue.push(Command::SwitchTab(i));
+                }
+                ui.weak(figures);
+            });
+            let marks = if i == 0 { &diff.marks_a } else { &diff.marks_b };
+            self.canvas_ui(&mut column, i, Some(marks));
+        }
+        if full.is_positive() {
+            let x = full.min.x + half + gap / 2.0;
+            ui.painter().vline(
+                x,
+                full.y_range(),
+                ui.visuals().widgets.noninteractive.bg_stroke,
+            );
+        }
+        ui.allocate_rect(full, egui::Sense::hover());
+    }
+
     /// The whole UI for one frame (eframe and the UI tests both call this).
     pub fn ui(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
@@ -1754,11 +2002,17 @@ impl NetloomApp {
                 }
             });
 
+        let diff = self.compare_diff();
+        // The inspector never takes more than a third of the window: its
+        // content scrolls instead of pushing the canvas and the cost table
+        // out of view.
+        let max_inspector = (ui.available_width() / 3.0).max(260.0);
         egui::Panel::right("inspector")
             .resizable(true)
-            .default_size(310.0)
+            .default_size(330.0)
+            .max_size(max_inspector)
             .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| {
+                egui::ScrollArea::both().show(ui, |ui| {
                     ui.heading("Inspector");
                     let tab = &self.tabs[self.active];
                     let memory = training::panel::memory_estimate_text(
@@ -1770,15 +2024,19 @@ impl NetloomApp {
                         self.inspector
                             .ui(ui, &tab.doc, &tab.selection, &self.conventions, &memory);
                     self.queue.extend(cmds);
-                    if self.tabs.len() > 1 {
+                    if let Some(diff) = &diff {
                         ui.separator();
                         ui.heading("Compare");
-                        compare::compare_ui(
+                        if let Some(c) = compare::compare_ui(
                             ui,
                             &self.tabs[0].doc,
                             &self.tabs[1].doc,
+                            diff,
                             &self.conventions,
-                        );
+                        ) {
+                            self.queue.push(c);
+                        }
+                        command_button_ui(ui, &mut self.queue, Command::SwapCompare, true);
                         if let Some(c) = compare::train_both_ui(ui, &self.training) {
                             self.queue.push(c);
                         }
@@ -1809,21 +2067,10 @@ impl NetloomApp {
 
         egui::CentralPanel::default().show(ui, |ui| {
             self.toolbar_ui(ui);
-            let tab = &mut self.tabs[self.active];
-            let input = CanvasInput {
-                graph: &tab.doc.graph,
-                analysis: &tab.doc.analysis,
-                selection: &tab.selection,
-                conventions: self.conventions,
-                live: self
-                    .training
-                    .current()
-                    .filter(|r| r.tab == self.active)
-                    .map(|_| &self.training.live),
-                generation: tab.doc.generation,
-            };
-            let cmds = tab.canvas.ui(ui, &input);
-            self.queue.extend(cmds);
+            match &diff {
+                Some(diff) => self.compare_canvases_ui(ui, diff),
+                None => self.canvas_ui(ui, self.active, None),
+            }
         });
 
         let cmds = self.training_views.unsaved_weights_ui(&ctx, &self.training);

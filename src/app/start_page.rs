@@ -25,7 +25,7 @@ impl GuidedTask {
     pub fn description(self) -> &'static str {
         match self {
             GuidedTask::CompareInception => {
-                "Opens both modules side by side in compare: the inspector's Compare section shows how many multiplies the 1×1 bottlenecks save."
+                "Opens both modules side by side, what B changes highlighted: the inspector's Compare section shows how many multiplies the 1×1 bottlenecks save, per branch."
             }
             GuidedTask::TrainResnet => {
                 "Opens resnet-mini with the Training tab on the built-in hand-digits set: press Train and watch the loss, accuracy and per-layer times."

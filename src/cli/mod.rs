@@ -39,6 +39,32 @@ pub enum CliError {
     /// Trained weights that cannot be loaded for evaluation.
     #[error(transparent)]
     Eval(#[from] crate::train::eval::EvalError),
+    /// A weights file that cannot be read or written, or that belongs to
+    /// another design.
+    #[error(transparent)]
+    Weights(#[from] crate::train::weights::WeightsError),
+    /// A design or weights that cannot be exported.
+    #[error(transparent)]
+    Interop(#[from] crate::interop::InteropError),
+    /// The trainer thread could not be started.
+    #[error("could not start the trainer: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The progress bar's template (a bug if it happens).
+    #[error("the progress bar: {0}")]
+    Template(#[source] indicatif::style::TemplateError),
+    /// A result that cannot be written as JSON.
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// `eval` on a dataset without a test split.
+    #[error("{} has no test split", .0.display())]
+    NoTestSplit(PathBuf),
+    /// `--weights` that do not fit the design they are exported with.
+    #[error("--weights {}: {source}", path.display())]
+    WeightsDontFit {
+        path: PathBuf,
+        #[source]
+        source: crate::interop::InteropError,
+    },
     /// Anything else the command refuses, said in words for the terminal.
     #[error("{0}")]
     Refused(String),
@@ -175,7 +201,8 @@ enum Command {
         /// Write an ONNX model here.
         #[arg(long, conflicts_with = "pytorch")]
         onnx: Option<PathBuf>,
-        /// Print a PyTorch `nn.Module` with the same layers and wiring.
+        /// Print a PyTorch `nn.Module` with the same layers and wiring (`forward`
+        /// returns logits; with `--weights`, the run's class names and normalisation).
         #[arg(long)]
         pytorch: bool,
         /// Trained weights (safetensors): embedded in the ONNX model, or with
@@ -185,6 +212,10 @@ enum Command {
         /// With `--pytorch --weights`: write the state dict the generated module loads.
         #[arg(long, requires_all = ["pytorch", "weights"])]
         state_dict: Option<PathBuf>,
+        /// With `--pytorch`: `forward` returns the design's output (probabilities
+        /// after a final softmax or sigmoid) instead of logits.
+        #[arg(long, requires = "pytorch")]
+        probabilities: bool,
         /// Write a PyTorch project (model.py, train.py for torchrun, README)
         /// into this new or empty folder; `--weights` adds its class names,
         /// normalisation and initial weights.
@@ -291,13 +322,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             pytorch,
             weights,
             state_dict,
+            probabilities,
             pytorch_project: None,
         }) => export(
             &design,
-            onnx.as_deref(),
-            pytorch,
+            ExportTo {
+                onnx: onnx.as_deref(),
+                pytorch: pytorch.then_some(PyTorchForward {
+                    logits: !probabilities,
+                }),
+                state_dict: state_dict.as_deref(),
+            },
             weights.as_deref(),
-            state_dict.as_deref(),
         ),
         Some(Command::Render(args)) => render(args),
         Some(Command::Train(args)) => Ok(train::train(args)?),
@@ -485,7 +521,7 @@ fn import(
                 path.display()
             );
         } else {
-            let count = write_tensors(path, &imported.weights)?;
+            let count = write_tensors(path, &imported.weights, None)?;
             eprintln!("{count} weight tensors → {}", path.display());
         }
     }
@@ -528,13 +564,23 @@ fn with_note(json: &str, note: &str) -> String {
     out
 }
 
-/// Writes named tensors as safetensors; returns how many.
-fn write_tensors(path: &Path, tensors: &crate::interop::Tensors) -> Result<usize, CliError> {
+/// Writes named tensors as safetensors (with `meta` in the header when
+/// given); returns how many.
+fn write_tensors(
+    path: &Path,
+    tensors: &crate::interop::Tensors,
+    meta: Option<&crate::train::weights::WeightsMeta>,
+) -> Result<usize, CliError> {
     let list: Vec<(String, Vec<usize>, &[f32])> = tensors
         .iter()
         .map(|(name, (shape, data))| (name.clone(), shape.clone(), data.as_slice()))
         .collect();
-    let bytes = crate::train::weights::to_safetensors(&list, None)?;
+    let bytes = crate::train::weights::to_safetensors(&list, meta).map_err(|source| {
+        crate::train::weights::WeightsError::Encode {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     file::write_atomically(path, &bytes).map_err(|source| CliError::Write {
         path: path.to_path_buf(),
         source,
@@ -542,52 +588,67 @@ fn write_tensors(path: &Path, tensors: &crate::interop::Tensors) -> Result<usize
     Ok(list.len())
 }
 
+/// What `netloom export` writes (besides `--pytorch-project`).
+struct ExportTo<'a> {
+    onnx: Option<&'a Path>,
+    pytorch: Option<PyTorchForward>,
+    state_dict: Option<&'a Path>,
+}
+
+/// What the printed PyTorch module's `forward` returns.
+#[derive(Clone, Copy)]
+struct PyTorchForward {
+    logits: bool,
+}
+
 /// `netloom export`: ONNX to a file, or PyTorch source on standard output
-/// (and its state dict with `--state-dict`).
-fn export(
-    design: &Path,
-    onnx: Option<&Path>,
-    pytorch: bool,
-    weights: Option<&Path>,
-    state_dict: Option<&Path>,
-) -> Result<ExitCode, CliError> {
+/// (and its state dict with `--state-dict`). With `--weights`, the design
+/// is the one the weights were trained as (see [`design_for_weights`]).
+fn export(design: &Path, to: ExportTo, weights: Option<&Path>) -> Result<ExitCode, CliError> {
     let mut outputs: Vec<(&str, &Path)> = Vec::new();
-    outputs.extend(onnx.map(|p| ("--onnx", p)));
-    outputs.extend(state_dict.map(|p| ("--state-dict", p)));
+    outputs.extend(to.onnx.map(|p| ("--onnx", p)));
+    outputs.extend(to.state_dict.map(|p| ("--state-dict", p)));
     let mut inputs = vec![("the design", design)];
     inputs.extend(weights.map(|w| ("--weights", w)));
     file::check_outputs(&outputs, &inputs)?;
-    let graph = load(design)?;
-    let tensors = match weights {
+    if to.onnx.is_none() && to.pytorch.is_none() {
+        return Err(CliError::Refused(
+            "say what to export: --onnx FILE, --pytorch or --pytorch-project DIR".into(),
+        ));
+    }
+    let mut graph = load(design)?;
+    let (tensors, meta) = match weights {
         Some(w) => {
-            let file = crate::train::weights::read(w).map_err(|e| e.to_string())?;
-            Some(
-                file.tensors
-                    .into_iter()
-                    .map(|(name, shape, data)| (name, (shape, data)))
-                    .collect::<crate::interop::Tensors>(),
-            )
+            graph = design_for_weights(&graph, w)?;
+            let file = crate::train::weights::read(w)?;
+            let tensors: crate::interop::Tensors = file
+                .tensors
+                .into_iter()
+                .map(|(name, shape, data)| (name, (shape, data)))
+                .collect();
+            (Some(tensors), file.meta)
         }
-        None => None,
+        None => (None, None),
     };
-    if let (Some(out), Some(tensors)) = (state_dict, &tensors) {
-        let dict =
-            crate::interop::pytorch::state_dict(&graph, tensors).map_err(|e| e.to_string())?;
-        let count = write_tensors(out, &dict)?;
+    if let (Some(out), Some(tensors)) = (to.state_dict, &tensors) {
+        let dict = crate::interop::pytorch::state_dict(&graph, tensors)?;
+        let count = write_tensors(out, &dict, meta.as_ref())?;
         eprintln!("{count} tensors (PyTorch layouts) → {}", out.display());
     }
-    if let Some(path) = onnx {
-        crate::interop::onnx::export(&graph, tensors.as_ref(), path).map_err(|e| e.to_string())?;
+    if let Some(path) = to.onnx {
+        match &tensors {
+            Some(t) => crate::interop::onnx::export_with_meta(&graph, t, meta.as_ref(), path)?,
+            None => crate::interop::onnx::export(&graph, None, path)?,
+        }
         eprintln!("wrote {} (ONNX opset 13)", path.display());
-    } else if pytorch {
-        print!(
-            "{}",
-            crate::interop::pytorch::module_source(&graph).map_err(|e| e.to_string())?
-        );
-    } else {
-        return Err(CliError::Refused(
-            "say what to export: --onnx FILE or --pytorch".into(),
-        ));
+    } else if let Some(forward) = to.pytorch {
+        use crate::interop::pytorch::{ModuleOptions, module_source_with};
+        let options = ModuleOptions {
+            logits: forward.logits,
+            meta: meta.as_ref(),
+            ..ModuleOptions::default()
+        };
+        print!("{}", module_source_with(&graph, &options)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -599,20 +660,28 @@ fn pytorch_project(
     dir: &Path,
 ) -> Result<ExitCode, CliError> {
     use crate::interop::pytorch_project::{InitialWeights, write_project};
-    let graph = load(design)?;
+    let mut graph = load(design)?;
     let initial = match weights {
         Some(w) => {
-            let bytes = std::fs::read(w).map_err(|e| format!("{}: {e}", w.display()))?;
-            let file =
-                crate::train::weights::from_safetensors(&bytes, w).map_err(|e| e.to_string())?;
+            graph = design_for_weights(&graph, w)?;
+            let bytes =
+                std::fs::read(w).map_err(|source| crate::train::weights::WeightsError::Io {
+                    path: w.to_path_buf(),
+                    source,
+                })?;
+            let file = crate::train::weights::from_safetensors(&bytes, w)?;
             // The weights must fit the design before the project carries them.
             let tensors: crate::interop::Tensors = file
                 .tensors
                 .into_iter()
                 .map(|(name, shape, data)| (name, (shape, data)))
                 .collect();
-            crate::interop::pytorch::state_dict(&graph, &tensors)
-                .map_err(|e| format!("--weights {}: {e}", w.display()))?;
+            crate::interop::pytorch::state_dict(&graph, &tensors).map_err(|source| {
+                CliError::WeightsDontFit {
+                    path: w.to_path_buf(),
+                    source,
+                }
+            })?;
             Some((bytes, file.meta))
         }
         None => None,
@@ -621,7 +690,7 @@ fn pytorch_project(
         bytes,
         meta: meta.as_ref(),
     });
-    let written = write_project(&graph, initial.as_ref(), dir).map_err(|e| e.to_string())?;
+    let written = write_project(&graph, initial.as_ref(), dir)?;
     eprintln!(
         "wrote {} files into {}: torchrun --nproc_per_node=N {}/train.py --data FOLDER",
         written.len(),
@@ -629,6 +698,17 @@ fn pytorch_project(
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The design `weights` was trained as, from the design file named beside
+/// it (see [`crate::train::weights::design_for`]); what changed is said on
+/// standard error.
+pub(crate) fn design_for_weights(graph: &Graph, weights: &Path) -> Result<Graph, CliError> {
+    let fitted = crate::train::weights::design_for(graph, weights)?;
+    if let Some(notice) = &fitted.notice {
+        eprintln!("note: {notice}");
+    }
+    Ok(fitted.graph)
 }
 
 /// `netloom render`: the whole design as SVG or PNG.
@@ -707,11 +787,16 @@ fn render(args: RenderArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load(path: &Path) -> Result<Graph, CliError> {
-    file::load(path).map_err(|source| CliError::Load {
+/// Loads a design, saying on stderr what the reader repaired to open it.
+pub(crate) fn load(path: &Path) -> Result<Graph, CliError> {
+    let loaded = file::load_with_repairs(path).map_err(|source| CliError::Load {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    for repair in &loaded.ungrouped {
+        eprintln!("warning: {}: {repair}", path.display());
+    }
+    Ok(loaded.graph)
 }
 
 /// The design's report as one JSON line, from its analysis.

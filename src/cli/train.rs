@@ -86,8 +86,8 @@ pub struct TrainArgs {
 }
 
 /// `--memory-limit` as bytes.
-pub fn parse_memory_limit(text: &str) -> Result<u64, String> {
-    memory::parse_size(text).map_err(|e| e.to_string())
+pub fn parse_memory_limit(text: &str) -> Result<u64, memory::MemoryError> {
+    memory::parse_size(text)
 }
 
 /// `netloom eval` options.
@@ -142,13 +142,12 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
     let data_path = args.data.clone().unwrap_or_else(data::default_dataset_dir);
     check_train_outputs(&args, &data_path)?;
     let config = config_from_args(&args, &data_path)?;
-    let trainer =
-        Trainer::spawn(config).map_err(|e| format!("could not start the trainer: {e}"))?;
+    let trainer = Trainer::spawn(config).map_err(CliError::Spawn)?;
     let mut printer = Printer::new(&args, &data_path)?;
     for event in trainer.events() {
         printer.event(event);
     }
-    let outcome = trainer.join()?;
+    let outcome = trainer.join().map_err(|e| e.to_string())?;
     Ok(match outcome.end {
         RunEnd::Finished => ExitCode::SUCCESS,
         RunEnd::Stopped => ExitCode::from(1),
@@ -159,10 +158,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
 /// The run's settings from the command line (the design loaded, the
 /// layers to freeze resolved).
 fn config_from_args(args: &TrainArgs, data_path: &Path) -> Result<TrainConfig, CliError> {
-    let graph = file::load(&args.design).map_err(|source| CliError::Load {
-        path: args.design.clone(),
-        source,
-    })?;
+    let graph = super::load(&args.design)?;
     let mut config = TrainConfig::new(graph, DataSource::Path(data_path.to_path_buf()));
     config.epochs = args.epochs;
     config.batch_size = args.batch;
@@ -180,7 +176,7 @@ fn config_from_args(args: &TrainArgs, data_path: &Path) -> Result<TrainConfig, C
         ..OptimizerConfig::default()
     };
     if let Some(list) = &args.augment {
-        config.augment = AugmentConfig::parse(list).map_err(|e| e.to_string())?;
+        config.augment = AugmentConfig::parse(list)?;
     }
     config.freeze = args
         .freeze
@@ -223,7 +219,7 @@ impl<'a> Printer<'a> {
             ProgressBar::new(0).with_style(
                 ProgressStyle::default_bar()
                     .template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .map_err(|e| e.to_string())?
+                    .map_err(CliError::Template)?
                     .progress_chars("=> "),
             )
         };
@@ -407,17 +403,25 @@ fn check_train_outputs(args: &TrainArgs, data_path: &Path) -> Result<(), CliErro
 
 /// Runs `netloom eval`.
 pub fn evaluate(args: EvalArgs) -> Result<ExitCode, CliError> {
-    let graph = file::load(&args.design).map_err(|source| CliError::Load {
-        path: args.design.clone(),
-        source,
-    })?;
+    let graph = super::load(&args.design)?;
     let mut paths: Vec<&Path> = vec![args.weights.as_path()];
     paths.extend(args.ensemble.iter().map(PathBuf::as_path));
     let budget = memory::Budget::new(args.memory_limit);
-    let mut models = paths
-        .iter()
-        .map(|p| eval::load_model_within(&graph, p, args.batch.max(1), &budget))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut models = Vec::with_capacity(paths.len());
+    for path in paths {
+        let trained = crate::train::weights::design_for(&graph, path)?;
+        if let Some(n) = &trained.notice
+            && !args.json
+        {
+            eprintln!("note: {n}");
+        }
+        models.push(eval::load_model_within(
+            &trained.graph,
+            path,
+            args.batch.max(1),
+            &budget,
+        )?);
+    }
     let meta = models[0].meta.clone();
     if let Some(n) = &models[0].notice
         && !args.json
@@ -451,7 +455,7 @@ pub fn evaluate(args: EvalArgs) -> Result<ExitCode, CliError> {
     let test = splits
         .test
         .clone()
-        .ok_or_else(|| format!("{} has no test split", data_path.display()))?;
+        .ok_or_else(|| CliError::NoTestSplit(data_path.clone()))?;
     if args.no_precise_bn {
         for m in &mut models {
             m.use_ema_stats();
@@ -479,7 +483,7 @@ pub fn evaluate(args: EvalArgs) -> Result<ExitCode, CliError> {
         },
     );
     if args.json {
-        println!("{}", serde_json::to_string(&e).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string(&e)?);
     } else {
         println!(
             "{} test images · accuracy {:.2}% · loss {:.4} ({} model{}, {} view{} per image)",

@@ -20,7 +20,7 @@
 //! `groups` came with version 2 and is optional: version 1 files have none.
 //! Weights never live here: they go to a separate safetensors file keyed by node name.
 
-use super::group::{Group, GroupError};
+use super::group::{Group, GroupError, Ungrouped};
 use super::{Arity, Edge, Graph, GraphError, LayerKind, MAX_INPUTS, Node, NodeId};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -100,11 +100,25 @@ fn at_line(line: Option<usize>) -> String {
 
 /// Reads and checks a design file.
 pub fn load(path: &Path) -> Result<Graph, LoadError> {
+    load_with_repairs(path).map(|loaded| loaded.graph)
+}
+
+/// A design as read, with what the reader had to repair to open it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub graph: Graph,
+    /// Groups taken apart because a path leaves them and comes back (a
+    /// file saved after a wire broke a group): the layers are all there.
+    pub ungrouped: Vec<Ungrouped>,
+}
+
+/// Reads and checks a design file, saying what it repaired.
+pub fn load_with_repairs(path: &Path) -> Result<Loaded, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    from_json(&text)
+    from_json_with_repairs(&text)
 }
 
 /// Parses and checks design JSON: syntax, kinds, parameters, names, edges,
@@ -112,10 +126,18 @@ pub fn load(path: &Path) -> Result<Graph, LoadError> {
 /// ([`doc::DesignDoc`]); any other goes through the checked reader, whose
 /// error names the line and the field at fault.
 pub fn from_json(text: &str) -> Result<Graph, LoadError> {
-    match doc::DesignDoc::read(text) {
-        Some(doc) => from_doc(text, doc),
-        None => from_checked_value(text),
-    }
+    from_json_with_repairs(text).map(|loaded| loaded.graph)
+}
+
+/// [`from_json`], saying what it repaired (see [`Loaded`]).
+pub fn from_json_with_repairs(text: &str) -> Result<Loaded, LoadError> {
+    let mut graph = match doc::DesignDoc::read(text) {
+        Some(doc) => from_doc(text, doc)?,
+        None => from_checked_value(text)?,
+    };
+    let ungrouped = graph.ungroup_discontiguous();
+    graph.check_groups()?;
+    Ok(Loaded { graph, ungrouped })
 }
 
 /// Builds the graph of a typed document (its per-node checks passed).
@@ -162,7 +184,6 @@ fn from_doc(text: &str, doc: doc::DesignDoc) -> Result<Graph, LoadError> {
             position: group.position,
         });
     }
-    builder.graph.check_groups()?;
     Ok(builder.graph)
 }
 
@@ -327,7 +348,6 @@ fn from_checked_value(text: &str) -> Result<Graph, LoadError> {
             let group = parse_group(&builder.ids, index, value)?;
             builder.graph.push_group_unchecked(group);
         }
-        builder.graph.check_groups()?;
     }
     Ok(builder.graph)
 }
@@ -899,6 +919,45 @@ mod tests {
     }
 
     const INPUT: &str = r#"    {"name":"in","kind":"input","height":8,"width":8,"channels":3}"#;
+
+    /// A file saved after a wire broke a group (a path leaves it and comes
+    /// back) opens with the group taken apart and says so, instead of
+    /// refusing the whole design.
+    #[test]
+    fn a_broken_group_is_taken_apart_on_load_and_reported() {
+        let text = design(
+            &format!(
+                "{INPUT},\n    {{\"name\":\"a\",\"kind\":\"relu\"}},\n    {{\"name\":\"b\",\"kind\":\"relu\"}},\n    {{\"name\":\"sum\",\"kind\":\"add\"}}"
+            ),
+            r#"    {"from":"in","to":"a"},
+    {"from":"a","to":"b"},
+    {"from":"a","to":"sum","input":0},
+    {"from":"b","to":"sum","input":1}"#,
+        );
+        let text = text.replacen(
+            "\n}\n",
+            ",\n  \"groups\": [{\"name\":\"pair\",\"members\":[\"a\",\"sum\"]},{\"name\":\"whole\",\"members\":[\"a\",\"b\",\"sum\"]}]\n}\n",
+            1,
+        );
+        let loaded = from_json_with_repairs(&text).unwrap();
+        assert_eq!(loaded.graph.len(), 4);
+        assert_eq!(loaded.ungrouped.len(), 1, "{:?}", loaded.ungrouped);
+        let message = loaded.ungrouped[0].to_string();
+        assert!(
+            message.contains("group `pair` was ungrouped") && message.contains("through `b`"),
+            "{message}"
+        );
+        let names: Vec<&str> = loaded
+            .graph
+            .groups()
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        assert_eq!(names, ["whole"]);
+        // A file that needed no repair reports none.
+        let saved = to_json(&loaded.graph);
+        assert!(from_json_with_repairs(&saved).unwrap().ungrouped.is_empty());
+    }
 
     #[test]
     fn round_trip_is_stable() {

@@ -53,6 +53,18 @@ pub enum GroupError {
     NotContiguous { group: String, outside: String },
 }
 
+/// A group taken apart because a path now leaves it and comes back (a
+/// wire drawn after grouping): its layers stay, only the grouping goes, so
+/// the design still opens and nothing the user drew is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "group `{group}` was ungrouped (its layers are kept): a path leaves it and comes back through `{outside}`, so it could not be drawn as one node"
+)]
+pub struct Ungrouped {
+    pub group: String,
+    pub outside: String,
+}
+
 impl Graph {
     pub fn groups(&self) -> &[Group] {
         &self.groups
@@ -243,6 +255,27 @@ impl Graph {
             }
         }
         Ok(())
+    }
+
+    /// Removes every group that is no longer contiguous and says which,
+    /// in group order. Removing a group never breaks another one's
+    /// contiguity, so one pass suffices.
+    pub fn ungroup_discontiguous(&mut self) -> Vec<Ungrouped> {
+        let mut ungrouped = Vec::new();
+        let mut index = 0;
+        while index < self.groups.len() {
+            match self.reentry(&self.groups[index]) {
+                Some(outside) => {
+                    ungrouped.push(Ungrouped {
+                        group: self.groups[index].name.clone(),
+                        outside: self.name_of(outside).to_string(),
+                    });
+                    self.groups.remove(index);
+                }
+                None => index += 1,
+            }
+        }
+        ungrouped
     }
 
     /// A node outside `group` on a path that leaves the group and comes back.
@@ -756,6 +789,35 @@ mod tests {
             }
         );
         g.add_group("all", [a, b, c]).unwrap();
+    }
+
+    #[test]
+    fn a_wire_drawn_after_grouping_ungroups_only_the_group_it_breaks() {
+        // a → add and {a, add} grouped; then a → b → add: the path through
+        // b leaves the group and comes back.
+        let mut g = Graph::new("t");
+        let a = g.add_node("a", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        let b = g.add_node("b", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        let add = g.add_node("add", LayerKind::Add, [0.0, 0.0]).unwrap();
+        let after = g.add_node("after", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        g.connect(a, add, 0).unwrap();
+        g.connect(add, after, 0).unwrap();
+        g.add_group("pair", [a, add]).unwrap();
+        g.add_group("tail", [after]).unwrap();
+        assert!(g.ungroup_discontiguous().is_empty());
+        g.connect(a, b, 0).unwrap();
+        g.connect(b, add, 1).unwrap();
+        assert_eq!(
+            g.ungroup_discontiguous(),
+            vec![Ungrouped {
+                group: "pair".into(),
+                outside: "b".into()
+            }]
+        );
+        assert_eq!(g.groups().len(), 1);
+        assert_eq!(g.groups()[0].name, "tail");
+        assert_eq!(g.len(), 4, "no layer is lost");
+        g.check_groups().unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - Keras-style params (BatchNorm moving mean/variance counted, as
 //!   non-trainable) or PyTorch-style (running statistics are buffers, not params).
 
+use super::params::param_tensors;
 use super::shape::{Axis, Shape};
 use crate::graph::{LayerKind, parameter_free_activation};
 use serde::Serialize;
@@ -122,6 +123,24 @@ fn product(what: &str, factors: &[u64]) -> Result<u64, String> {
         })
 }
 
+/// `(learned, running statistics)`: the values of `kind`'s parameter
+/// tensors ([`param_tensors`]), or an error when a count overflows `u64`.
+fn tensor_counts(kind: &LayerKind, input: Option<Shape>) -> Result<(u64, u64), String> {
+    let mut counts = (0u64, 0u64);
+    for t in param_tensors(kind, input) {
+        let n = product("parameter count", &t.shape)?;
+        let sum = if t.role.is_learned() {
+            &mut counts.0
+        } else {
+            &mut counts.1
+        };
+        *sum = sum
+            .checked_add(n)
+            .ok_or("parameter count overflows 64-bit arithmetic")?;
+    }
+    Ok(counts)
+}
+
 /// The cost of `kind` with input shape `input` and output shape `output`,
 /// or why a count does not fit in `u64`.
 pub fn layer_cost(
@@ -141,10 +160,7 @@ pub fn layer_cost(
             let cin = input.map(|s| s.channels()).unwrap_or(0);
             let per_group = cin / (*groups as u64).max(1);
             let (kh, kw, f) = (kernel[0] as u64, kernel[1] as u64, *filters as u64);
-            let b = if *bias { f } else { 0 };
-            let weights = product("parameter count", &[kh, kw, per_group, f])?
-                .checked_add(b)
-                .ok_or("parameter count overflows 64-bit arithmetic")?;
+            let (weights, _) = tensor_counts(kind, input)?;
             let (oh, ow) = window.map_or((0, 0), |a| (a[0].output, a[1].output));
             let macs = product("multiply count", &[oh, ow, f, kh, kw, per_group])?;
             let cin_text = if *groups > 1 {
@@ -170,11 +186,8 @@ pub fn layer_cost(
         LayerKind::Dense { units, bias } => {
             let n = input.map(|s| s.elements()).unwrap_or(0);
             let u = *units as u64;
-            let b = if *bias { u } else { 0 };
             let macs = product("weight count", &[n, u])?;
-            let weights = macs
-                .checked_add(b)
-                .ok_or("parameter count overflows 64-bit arithmetic")?;
+            let (weights, _) = tensor_counts(kind, input)?;
             LayerCost {
                 weights,
                 running_stats: 0,
@@ -189,9 +202,10 @@ pub fn layer_cost(
         }
         LayerKind::BatchNorm { .. } => {
             let c = output.channels();
+            let (weights, running_stats) = tensor_counts(kind, input)?;
             LayerCost {
-                weights: 2 * c,
-                running_stats: 2 * c,
+                weights,
+                running_stats,
                 macs: 0,
                 macs_arithmetic: "not counted (normalisation)".into(),
                 params_arithmetic: format!(

@@ -6,9 +6,11 @@
 //! it belongs and every other node still infers.
 
 pub mod cost;
+pub mod params;
 pub mod shape;
 
 pub use cost::{Conventions, LayerCost, OpCount, ParamStyle, compact, thousands};
+pub use params::{ParamLayout, ParamRole, ParamSpec, param_tensors};
 pub use shape::{Axis, FixIt, Shape, ShapeError};
 
 use crate::graph::{Graph, NodeId};

@@ -20,7 +20,7 @@ pub mod pytorch;
 pub mod pytorch_project;
 
 use crate::graph::{Graph, LayerKind, NodeId, parameter_free_activation};
-use crate::infer::{Analysis, Shape};
+use crate::infer::{Analysis, ParamLayout, Shape, param_tensors};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use thiserror::Error;
@@ -47,64 +47,15 @@ pub enum InteropError {
 }
 
 /// Which parameter tensors a layer has, in Netloom key order, with their
-/// Netloom shapes, given the layer's input shape.
+/// Netloom shapes, given the layer's input shape: [`param_tensors`] by key.
 pub(crate) fn param_shapes(
     kind: &LayerKind,
     input: Option<Shape>,
 ) -> Vec<(&'static str, Vec<usize>)> {
-    let cin = input.map(|s| s.channels() as usize).unwrap_or(0);
-    match *kind {
-        LayerKind::Conv2d {
-            filters,
-            kernel,
-            groups,
-            bias,
-            ..
-        } => {
-            let f = filters as usize;
-            let mut v = vec![(
-                "weight",
-                vec![
-                    kernel[0] as usize,
-                    kernel[1] as usize,
-                    cin / (groups as usize).max(1),
-                    f,
-                ],
-            )];
-            if bias {
-                v.push(("bias", vec![f]));
-            }
-            v
-        }
-        LayerKind::Dense { units, bias } => {
-            let n = input.map(|s| s.elements() as usize).unwrap_or(0);
-            let u = units as usize;
-            let mut v = vec![("weight", vec![n, u])];
-            if bias {
-                v.push(("bias", vec![u]));
-            }
-            v
-        }
-        LayerKind::BatchNorm { .. } => ["gamma", "beta", "running_mean", "running_var"]
-            .into_iter()
-            .map(|k| (k, vec![cin]))
-            .collect(),
-        // Every kind without parameters, by name: a new kind must say here
-        // (or above) which tensors it has.
-        LayerKind::Input { .. }
-        | LayerKind::ZeroPad2d { .. }
-        | LayerKind::MaxPool2d { .. }
-        | LayerKind::AvgPool2d { .. }
-        | LayerKind::GlobalAvgPool
-        | parameter_free_activation!()
-        | LayerKind::LeakyRelu { .. }
-        | LayerKind::Softmax
-        | LayerKind::Dropout { .. }
-        | LayerKind::Flatten
-        | LayerKind::Add
-        | LayerKind::Concat
-        | LayerKind::ChannelScale => Vec::new(),
-    }
+    param_tensors(kind, input)
+        .into_iter()
+        .map(|t| (t.role.suffix(), t.dims()))
+        .collect()
 }
 
 /// For every node whose output is a flat vector, where each Netloom element
@@ -274,8 +225,9 @@ fn convert(
             .copied()
             .flatten()
             .and_then(|f| orders[f.index()].as_ref());
-        for (key, shape) in param_shapes(&node.kind, input) {
-            let name = format!("{}.{key}", node.name);
+        for spec in param_tensors(&node.kind, input) {
+            let shape = spec.dims();
+            let name = format!("{}.{}", node.name, spec.role.suffix());
             let Some((dims, values)) = tensors.get(&name) else {
                 continue;
             };
@@ -295,8 +247,8 @@ fn convert(
                 out.remove(&name);
                 continue;
             }
-            let converted = match (&node.kind, key) {
-                (LayerKind::Conv2d { .. }, "weight") => {
+            let converted = match spec.layout {
+                ParamLayout::ConvHwio => {
                     let [kh, kw, ci, co] = [shape[0], shape[1], shape[2], shape[3]];
                     let mut v = vec![0.0; expected];
                     for a in 0..kh {
@@ -319,7 +271,7 @@ fn convert(
                     };
                     (dims, v)
                 }
-                (LayerKind::Dense { .. }, "weight") => {
+                ParamLayout::DenseInOut => {
                     let [n, u] = [shape[0], shape[1]];
                     let mut v = vec![0.0; expected];
                     for r in 0..n {
@@ -337,7 +289,7 @@ fn convert(
                     };
                     (dims, v)
                 }
-                (LayerKind::BatchNorm { .. }, _) => {
+                ParamLayout::PerInput => {
                     let mut v = values.clone();
                     if let Some(p) = in_order {
                         for (r, &fr) in p.iter().enumerate() {
@@ -349,7 +301,7 @@ fn convert(
                     }
                     (shape.clone(), v)
                 }
-                _ => (shape.clone(), values.clone()),
+                ParamLayout::PerOutput => (shape.clone(), values.clone()),
             };
             out.insert(name, converted);
         }

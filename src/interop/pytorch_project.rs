@@ -1,9 +1,9 @@
 //! A PyTorch project for training a design beyond one machine:
 //! `netloom export DESIGN --pytorch-project DIR [--weights W]` writes
 //!
-//! - `model.py`: the module of [`super::pytorch::module_source_logits`]
+//! - `model.py`: the module of [`super::pytorch::module_source_with`]
 //!   (forward returns logits), with the class names and input normalisation
-//!   when known and a documented `preprocess`;
+//!   when known, a documented `preprocess` and `load_netloom_weights`;
 //! - `netloom.json`: the design's facts, Netloom's run defaults, and the
 //!   **layout table**: for every parameter tensor, its Netloom name and
 //!   shape, its PyTorch state-dict key and shape, and how one becomes the
@@ -15,7 +15,10 @@
 //! - `train.py`: `torchrun` training with DistributedDataParallel;
 //! - `README.md`; `initial.safetensors` (a copy of `--weights`) when given.
 
-use super::pytorch::{final_activation, identifiers, module_source_logits, state_dict};
+use super::pytorch::{
+    ModuleOptions, WeightsDoc, class_name, final_activation, identifiers, module_source_with,
+    normalisation, state_dict,
+};
 use super::{InteropError, Tensors, param_shapes};
 use crate::graph::{Graph, LayerKind};
 use crate::infer;
@@ -23,7 +26,6 @@ use crate::train::optim::{OptimizerConfig, OptimizerKind};
 use crate::train::weights::WeightsMeta;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 const TRAIN_PY: &str = include_str!("pytorch_project/train.py");
@@ -330,25 +332,6 @@ pub struct InitialWeights<'a> {
     pub meta: Option<&'a WeightsMeta>,
 }
 
-fn py_list<T: std::fmt::Display>(items: Option<&[T]>, quote: bool) -> String {
-    match items {
-        None => "None".into(),
-        Some(v) => {
-            let parts: Vec<String> = v
-                .iter()
-                .map(|x| {
-                    if quote {
-                        serde_json::to_string(&x.to_string()).unwrap_or_default()
-                    } else {
-                        format!("{x}")
-                    }
-                })
-                .collect();
-            format!("[{}]", parts.join(", "))
-        }
-    }
-}
-
 /// The project's files, name → contents.
 pub fn project_files(
     graph: &Graph,
@@ -389,12 +372,8 @@ pub fn project_files(
         .filter_map(|(id, _)| ids.get(&id).map(|i| format!("{i}.weight")))
         .collect();
     let meta = initial.and_then(|w| w.meta);
-    let known = |v: &'_ Vec<f32>| v.len() == channels as usize;
-    let mean = meta
-        .map(|m| &m.mean)
-        .filter(|v| known(v))
-        .map(Vec::as_slice);
-    let std = meta.map(|m| &m.std).filter(|v| known(v)).map(Vec::as_slice);
+    let stats = normalisation(meta, channels);
+    let (mean, std) = (stats.map(|(m, _)| m), stats.map(|(_, s)| s));
     let classes = meta.map(|m| m.classes.as_slice()).filter(|c| !c.is_empty());
     let final_act = final_activation(graph).map(|(_, e)| {
         if e.contains("softmax") {
@@ -403,12 +382,7 @@ pub fn project_files(
             "sigmoid"
         }
     });
-    let source = module_source_logits(graph)?;
-    let class = source
-        .lines()
-        .find_map(|l| l.strip_prefix("class ")?.split('(').next())
-        .unwrap_or("Net")
-        .to_string();
+    let class = class_name(&graph.name);
     let manifest = Manifest {
         format: "netloom-pytorch-project",
         version: 1,
@@ -434,34 +408,18 @@ pub fn project_files(
     };
     let json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| InteropError::Design(format!("cannot describe the project: {e}")))?;
-    // The module's docstring speaks of state dicts; in a project Netloom's own files load.
-    let mut model = source.replace(
-        "Weights exported by Netloom load directly (flattened features are in C·H·W order):\n    from safetensors.torch import load_file\n",
-        "Netloom weights files (train.py's output, `netloom train --save`) load with\n    from model import load_netloom_weights\n",
-    ).replace(
-        &format!("    model = {class}(); model.load_state_dict(load_file(\"weights.safetensors\"))\n"),
-        "    model, meta = load_netloom_weights(\"weights.safetensors\")\n",
-    );
-    let tail = MODEL_TAIL_PY
-        .replace("@CLASS@", &class)
-        .replace("@CLASSES@", &py_list(classes, true))
-        .replace("@MEAN@", &py_list(mean, false))
-        .replace("@STD@", &py_list(std, false))
-        .replace("@CHANNELS@", &channels.to_string())
-        .replace("@HEIGHT@", &height.to_string())
-        .replace("@WIDTH@", &width.to_string());
-    // The generated module's `__main__` block goes last, after the helpers.
-    let main_at = model
-        .find("\n\nif __name__ == \"__main__\":")
-        .unwrap_or(model.len());
-    let main = model.split_off(main_at);
-    model.push_str("\n\n");
-    model.push_str(&tail);
-    model.push_str(&main);
-    let mut layer_list = String::new();
-    for (_, node) in graph.nodes() {
-        let _ = write!(layer_list, "{} ", node.name);
-    }
+    // In a project Netloom's own weights files load, through the loader
+    // placed after `preprocess`.
+    let loader = MODEL_TAIL_PY.replace("@CLASS@", &class);
+    let model = module_source_with(
+        graph,
+        &ModuleOptions {
+            logits: true,
+            meta,
+            weights_doc: WeightsDoc::NetloomFile,
+            helpers: &loader,
+        },
+    )?;
     let readme = README_MD
         .replace("@DESIGN@", &graph.name)
         .replace("@CLASS@", &class)

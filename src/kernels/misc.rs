@@ -4,6 +4,7 @@
 //! Flatten needs no kernel: an NHWC tensor is already (batch × H·W·C) row-major.
 
 use super::ELEM_CHUNK;
+use super::conv::Pads;
 use rayon::prelude::*;
 
 /// splitmix64: a tiny, fast, seedable PRNG (Steele, Lea & Flood 2014).
@@ -161,16 +162,16 @@ pub fn concat_channels_backward(dy: &[f32], channels: &[usize], dxs: &mut [&mut 
     }
 }
 
-/// Zero padding of NHWC `x` (batch, h, w, c) by `pad` = [top, left, bottom, right].
+/// Zero padding of NHWC `x` (batch, h, w, c) by `pad`.
 pub fn zero_pad2d_forward(
     x: &[f32],
     y: &mut [f32],
     batch: usize,
     hwc: (usize, usize, usize),
-    pad: [usize; 4],
+    pad: Pads,
 ) {
     let (h, w, c) = hwc;
-    let (oh, ow) = (h + pad[0] + pad[2], w + pad[1] + pad[3]);
+    let (oh, ow) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
     assert_eq!(x.len(), batch * h * w * c, "zero_pad2d: input length");
     assert_eq!(y.len(), batch * oh * ow * c, "zero_pad2d: output length");
     y.par_chunks_mut(oh * ow * c)
@@ -178,7 +179,7 @@ pub fn zero_pad2d_forward(
         .for_each(|(y, x)| {
             y.fill(0.0);
             for iy in 0..h {
-                let d = ((iy + pad[0]) * ow + pad[1]) * c;
+                let d = ((iy + pad.top) * ow + pad.left) * c;
                 y[d..d + w * c].copy_from_slice(&x[iy * w * c..(iy + 1) * w * c]);
             }
         });
@@ -190,10 +191,10 @@ pub fn zero_pad2d_backward(
     dx: &mut [f32],
     batch: usize,
     hwc: (usize, usize, usize),
-    pad: [usize; 4],
+    pad: Pads,
 ) {
     let (h, w, c) = hwc;
-    let (oh, ow) = (h + pad[0] + pad[2], w + pad[1] + pad[3]);
+    let (oh, ow) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
     assert_eq!(
         dx.len(),
         batch * h * w * c,
@@ -208,7 +209,7 @@ pub fn zero_pad2d_backward(
         .zip(dy.par_chunks(oh * ow * c))
         .for_each(|(dx, dy)| {
             for iy in 0..h {
-                let s = ((iy + pad[0]) * ow + pad[1]) * c;
+                let s = ((iy + pad.top) * ow + pad.left) * c;
                 dx[iy * w * c..(iy + 1) * w * c].copy_from_slice(&dy[s..s + w * c]);
             }
         });
@@ -324,7 +325,7 @@ mod tests {
     fn zero_pad_gradient() {
         let mut rng = Rng::new(63);
         let (n, h, w, c) = (2, 3, 4, 2);
-        let pad = [1, 0, 2, 1];
+        let pad = Pads::new(1, 2, 0, 1);
         let ylen = n * (h + 3) * (w + 1) * c;
         let mut x = rng.vec(n * h * w * c);
         let r = rng.vec(ylen);

@@ -58,7 +58,7 @@ pub mod norm;
 pub mod pool;
 pub mod scale;
 
-pub use conv::{Conv2dGeometry, GeometryError};
+pub use conv::{Conv2dGeometry, GeometryError, Pads};
 pub use isa::KernelSet;
 pub use pool::Pool2dGeometry;
 

@@ -5,7 +5,7 @@
 //! results do not depend on the thread count.
 
 use super::ELEM_CHUNK;
-use super::conv::{GeometryError, out_dim};
+use super::conv::{GeometryError, Pads, out_dim};
 use super::isa::{active, with_set};
 use rayon::prelude::*;
 
@@ -29,32 +29,15 @@ pub struct Pool2dGeometry {
     pub ceil_mode: bool,
 }
 
-/// Output size with PyTorch's ceil rule: `ceil((n + pad − f)/s) + 1`, minus
-/// one if the last window would start past the input and its left padding.
-fn out_dim_ceil(
-    n: usize,
-    pad_lo: usize,
-    pad_hi: usize,
-    f: usize,
-    s: usize,
-) -> Result<usize, GeometryError> {
-    let floor = out_dim(n, pad_lo + pad_hi, f, s)?;
-    let mut out = (n + pad_lo + pad_hi - f).div_ceil(s) + 1;
-    if (out - 1) * s >= n + pad_lo {
-        out -= 1;
-    }
-    Ok(out.max(floor))
-}
-
 impl Pool2dGeometry {
-    /// `input` = (h, w, c), `kernel` = (k_h, k_w), `stride` = (s_h, s_w),
-    /// `pad` = [top, left, bottom, right]; each pad must be smaller than the window.
+    /// `input` = (h, w, c), `kernel` = (k_h, k_w), `stride` = (s_h, s_w);
+    /// each pad must be smaller than the window.
     pub fn new(
         batch: usize,
         input: (usize, usize, usize),
         kernel: (usize, usize),
         stride: (usize, usize),
-        pad: [usize; 4],
+        pad: Pads,
         ceil_mode: bool,
     ) -> Result<Self, GeometryError> {
         let (in_h, in_w, c) = input;
@@ -62,26 +45,17 @@ impl Pool2dGeometry {
             return Err(GeometryError::ZeroDim);
         }
         for (p, k) in [
-            (pad[0], kernel.0),
-            (pad[2], kernel.0),
-            (pad[1], kernel.1),
-            (pad[3], kernel.1),
+            (pad.top, kernel.0),
+            (pad.bottom, kernel.0),
+            (pad.left, kernel.1),
+            (pad.right, kernel.1),
         ] {
             if p >= k {
                 return Err(GeometryError::PadTooLarge { pad: p, window: k });
             }
         }
-        let (out_h, out_w) = if ceil_mode {
-            (
-                out_dim_ceil(in_h, pad[0], pad[2], kernel.0, stride.0)?,
-                out_dim_ceil(in_w, pad[1], pad[3], kernel.1, stride.1)?,
-            )
-        } else {
-            (
-                out_dim(in_h, pad[0] + pad[2], kernel.0, stride.0)?,
-                out_dim(in_w, pad[1] + pad[3], kernel.1, stride.1)?,
-            )
-        };
+        let out_h = out_dim(in_h, pad.top, pad.bottom, kernel.0, stride.0, ceil_mode)?;
+        let out_w = out_dim(in_w, pad.left, pad.right, kernel.1, stride.1, ceil_mode)?;
         Ok(Self {
             batch,
             in_h,
@@ -93,10 +67,10 @@ impl Pool2dGeometry {
             k_w: kernel.1,
             stride_h: stride.0,
             stride_w: stride.1,
-            pad_top: pad[0],
-            pad_left: pad[1],
-            pad_bottom: pad[2],
-            pad_right: pad[3],
+            pad_top: pad.top,
+            pad_left: pad.left,
+            pad_bottom: pad.bottom,
+            pad_right: pad.right,
             ceil_mode,
         })
     }
@@ -424,35 +398,38 @@ mod tests {
     #[test]
     fn ceil_mode_sizes_match_pytorch() {
         // nn.MaxPool2d(2, 2, ceil_mode=True) on 5 → 3 (floor mode → 2).
-        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), [0; 4], true).unwrap();
+        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), Pads::NONE, true).unwrap();
         assert_eq!((g.out_h, g.out_w), (3, 3));
-        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), [0; 4], false).unwrap();
+        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), Pads::NONE, false).unwrap();
         assert_eq!((g.out_h, g.out_w), (2, 2));
         // PyTorch: MaxPool2d(3, 2, padding=1, ceil_mode=True) on 6 → 4, on 7 → 4
-        let g = Pool2dGeometry::new(1, (6, 7, 1), (3, 3), (2, 2), [1; 4], true).unwrap();
+        let g = Pool2dGeometry::new(1, (6, 7, 1), (3, 3), (2, 2), Pads::uniform(1), true).unwrap();
         assert_eq!((g.out_h, g.out_w), (4, 4));
         // The rule that drops a window starting in the right padding:
         // n=5, k=2, s=2, p=1 → ceil(5/2)+1 = 4, but window 3 would start at 6 ≥ 5+1 → 3.
-        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), [1; 4], true).unwrap();
+        let g = Pool2dGeometry::new(1, (5, 5, 1), (2, 2), (2, 2), Pads::uniform(1), true).unwrap();
         assert_eq!((g.out_h, g.out_w), (3, 3));
-        assert!(Pool2dGeometry::new(1, (4, 4, 1), (2, 2), (2, 2), [2, 0, 0, 0], false).is_err());
+        assert!(
+            Pool2dGeometry::new(1, (4, 4, 1), (2, 2), (2, 2), Pads::new(2, 0, 0, 0), false)
+                .is_err()
+        );
     }
 
     fn geos() -> Vec<Pool2dGeometry> {
         vec![
-            Pool2dGeometry::new(2, (6, 6, 3), (2, 2), (2, 2), [0; 4], false).unwrap(),
+            Pool2dGeometry::new(2, (6, 6, 3), (2, 2), (2, 2), Pads::NONE, false).unwrap(),
             // leftover last row and column: not tiled, the scatter path
-            Pool2dGeometry::new(2, (7, 5, 3), (2, 2), (2, 2), [0; 4], false).unwrap(),
-            Pool2dGeometry::new(1, (4, 6, 3), (2, 3), (2, 3), [0; 4], false).unwrap(),
-            Pool2dGeometry::new(1, (5, 7, 2), (3, 3), (2, 2), [1, 1, 1, 1], true).unwrap(),
-            Pool2dGeometry::new(2, (5, 5, 2), (3, 2), (1, 2), [0, 1, 2, 0], true).unwrap(),
+            Pool2dGeometry::new(2, (7, 5, 3), (2, 2), (2, 2), Pads::NONE, false).unwrap(),
+            Pool2dGeometry::new(1, (4, 6, 3), (2, 3), (2, 3), Pads::NONE, false).unwrap(),
+            Pool2dGeometry::new(1, (5, 7, 2), (3, 3), (2, 2), Pads::new(1, 1, 1, 1), true).unwrap(),
+            Pool2dGeometry::new(2, (5, 5, 2), (3, 2), (1, 2), Pads::new(0, 2, 1, 0), true).unwrap(),
         ]
     }
 
     #[test]
     fn avg_pool_divisors() {
         // 3×3 input of ones, 2×2 window stride 2, pad 1 everywhere.
-        let g = Pool2dGeometry::new(1, (3, 3, 1), (2, 2), (2, 2), [1; 4], false).unwrap();
+        let g = Pool2dGeometry::new(1, (3, 3, 1), (2, 2), (2, 2), Pads::uniform(1), false).unwrap();
         let x = vec![1.0; 9];
         let mut y = vec![0.0; g.out_len()];
         avg_pool2d_forward(&g, &x, &mut y, true);
@@ -519,8 +496,9 @@ mod tests {
     #[test]
     fn max_pool_backward_routes_ties_and_nan_like_an_argmax() {
         let mut rng = Rng::new(14);
-        let tiled = Pool2dGeometry::new(2, (4, 6, 70), (2, 2), (2, 2), [0; 4], false).unwrap();
-        let general = Pool2dGeometry::new(1, (5, 5, 3), (3, 3), (2, 2), [1; 4], false).unwrap();
+        let tiled = Pool2dGeometry::new(2, (4, 6, 70), (2, 2), (2, 2), Pads::NONE, false).unwrap();
+        let general =
+            Pool2dGeometry::new(1, (5, 5, 3), (3, 3), (2, 2), Pads::uniform(1), false).unwrap();
         for geo in [tiled, general] {
             let mut x: Vec<f32> = rng
                 .vec(geo.in_len())

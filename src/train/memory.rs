@@ -14,7 +14,6 @@
 
 use crate::graph::{Graph, LayerKind};
 use crate::infer::{Analysis, Shape};
-use crate::kernels::conv::Conv2dGeometry;
 use std::fmt;
 use thiserror::Error;
 
@@ -169,10 +168,7 @@ fn workspace_bytes(graph: &Graph, analysis: &Analysis, batch: usize) -> u64 {
             continue;
         };
         let LayerKind::Conv2d {
-            filters,
-            kernel,
-            groups,
-            ..
+            filters, groups, ..
         } = node.kind
         else {
             continue;
@@ -182,20 +178,8 @@ fn workspace_bytes(graph: &Graph, analysis: &Analysis, batch: usize) -> u64 {
         else {
             continue;
         };
-        let geo = Conv2dGeometry::new(
-            batch,
-            (*h as usize, *w as usize, *c as usize),
-            filters as usize,
-            (kernel[0] as usize, kernel[1] as usize),
-            (win[0].stride as usize, win[1].stride as usize),
-            [
-                win[0].pad_before as usize,
-                win[1].pad_before as usize,
-                win[0].pad_after as usize,
-                win[1].pad_after as usize,
-            ],
-            groups as usize,
-        );
+        let input = (*h as usize, *w as usize, *c as usize);
+        let geo = super::plan::conv_geometry(batch, input, filters, &win, groups);
         if let Ok(geo) = geo {
             largest = largest.max(geo.workspace_len() as u64 * 4);
         }

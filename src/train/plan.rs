@@ -7,11 +7,11 @@
 //! step then allocates nothing.
 
 use crate::graph::{Graph, LayerKind, Node, NodeId};
-use crate::infer::{Analysis, Axis, NodeInfo, Shape};
+use crate::infer::{Analysis, Axis, NodeInfo, Shape, param_tensors};
 use crate::kernels::activation::Elementwise;
 use crate::kernels::conv::DilatedConv2d;
 use crate::kernels::misc::{SplitMix64, mix64};
-use crate::kernels::{Conv2dGeometry, Pool2dGeometry};
+use crate::kernels::{Conv2dGeometry, GeometryError, Pads, Pool2dGeometry};
 use thiserror::Error;
 
 /// Why a design cannot be trained as it is.
@@ -73,34 +73,7 @@ pub(crate) fn zeroed(
     Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }
 
-/// What a parameter tensor is, which decides its init, decay and update.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParamRole {
-    Weight,
-    Bias,
-    Gamma,
-    Beta,
-    RunningMean,
-    RunningVar,
-}
-
-impl ParamRole {
-    pub fn suffix(self) -> &'static str {
-        match self {
-            ParamRole::Weight => "weight",
-            ParamRole::Bias => "bias",
-            ParamRole::Gamma => "gamma",
-            ParamRole::Beta => "beta",
-            ParamRole::RunningMean => "running_mean",
-            ParamRole::RunningVar => "running_var",
-        }
-    }
-
-    /// Learned by gradient descent (running statistics are not).
-    pub fn is_learned(self) -> bool {
-        !matches!(self, ParamRole::RunningMean | ParamRole::RunningVar)
-    }
-}
+pub use crate::infer::ParamRole;
 
 /// One named tensor of the model: `{layer}.{role}`.
 #[derive(Clone, Debug)]
@@ -140,8 +113,7 @@ pub enum Op {
     },
     ZeroPad {
         hwc: (usize, usize, usize),
-        /// `[top, left, bottom, right]` as the kernels take it.
-        pad: [usize; 4],
+        pad: Pads,
     },
     /// (Its backward finds each window's winner from its input and output.)
     MaxPool {
@@ -341,7 +313,35 @@ struct ParamBuilder<'a> {
     seed: u64,
 }
 
+/// The indices in `Plan::params` of one layer's tensors, by role.
+struct LayerParams(Vec<(ParamRole, usize)>);
+
+impl LayerParams {
+    fn get(&self, role: ParamRole) -> Option<usize> {
+        self.0.iter().find(|(r, _)| *r == role).map(|&(_, i)| i)
+    }
+
+    /// The tensor of `role`, which the layer's kind always has.
+    fn need(&self, layer: &str, role: ParamRole) -> Result<usize, CompileError> {
+        self.get(role)
+            .ok_or_else(|| shape_err(layer, format!("has no {} tensor", role.suffix())))
+    }
+}
+
 impl ParamBuilder<'_> {
+    /// Adds every parameter tensor of `node` ([`param_tensors`]) given its input shape.
+    fn add_layer(
+        &mut self,
+        node: &Node,
+        input: Option<Shape>,
+    ) -> Result<LayerParams, CompileError> {
+        param_tensors(&node.kind, input)
+            .into_iter()
+            .map(|t| Ok((t.role, self.add(&node.name, t.role, t.dims(), node.frozen)?)))
+            .collect::<Result<_, _>>()
+            .map(LayerParams)
+    }
+
     fn add(
         &mut self,
         layer: &str,
@@ -650,7 +650,6 @@ fn lower_op(
 ) -> Result<Op, CompileError> {
     let in_shape = info.input_shapes.first().copied().flatten();
     let name = node.name.as_str();
-    let frozen = node.frozen;
     let input_dims = || {
         in_shape
             .map(dims)
@@ -664,39 +663,16 @@ fn lower_op(
         LayerKind::Input { .. } => Op::Input,
         LayerKind::Conv2d {
             filters,
-            kernel,
             groups,
-            bias,
             dilation,
             ..
         } => {
-            let (h, w, c) = input_dims()?;
             let win = window()?;
-            let geo = Conv2dGeometry::new(
-                max_batch,
-                (h, w, c),
-                *filters as usize,
-                (kernel[0] as usize, kernel[1] as usize),
-                (win[0].stride as usize, win[1].stride as usize),
-                kernel_pads(&win),
-                *groups as usize,
-            )
-            .map_err(|e| shape_err(name, e.to_string()))?;
-            let cin_g = c / *groups as usize;
-            let weight = pb.add(
-                name,
-                ParamRole::Weight,
-                vec![
-                    kernel[0] as usize,
-                    kernel[1] as usize,
-                    cin_g,
-                    *filters as usize,
-                ],
-                frozen,
-            )?;
-            let bias = bias
-                .then(|| pb.add(name, ParamRole::Bias, vec![*filters as usize], frozen))
-                .transpose()?;
+            let geo = conv_geometry(max_batch, input_dims()?, *filters, &win, *groups)
+                .map_err(|e| shape_err(name, e.to_string()))?;
+            let params = pb.add_layer(node, in_shape)?;
+            let weight = params.need(name, ParamRole::Weight)?;
+            let bias = params.get(ParamRole::Bias);
             if *dilation == [1, 1] {
                 Op::Conv { geo, weight, bias }
             } else {
@@ -718,10 +694,10 @@ fn lower_op(
         }
         LayerKind::ZeroPad2d { padding } => {
             let hwc = input_dims()?;
-            let p = padding.map(|v| v as usize);
+            let [top, bottom, left, right] = padding.map(|v| v as usize);
             Op::ZeroPad {
                 hwc,
-                pad: [p[0], p[2], p[1], p[3]],
+                pad: Pads::new(top, bottom, left, right),
             }
         }
         LayerKind::MaxPool2d { ceil_mode, .. } | LayerKind::AvgPool2d { ceil_mode, .. } => {
@@ -732,7 +708,7 @@ fn lower_op(
                 (h, w, c),
                 (win[0].kernel as usize, win[1].kernel as usize),
                 (win[0].stride as usize, win[1].stride as usize),
-                kernel_pads(&win),
+                window_pads(&win),
                 *ceil_mode,
             )
             .map_err(|e| shape_err(name, e.to_string()))?;
@@ -758,14 +734,15 @@ fn lower_op(
         }
         LayerKind::BatchNorm { epsilon, momentum } => {
             let c = out.channels() as usize;
+            let params = pb.add_layer(node, in_shape)?;
             Op::BatchNorm {
                 c,
                 eps: *epsilon as f32,
                 momentum: *momentum as f32,
-                gamma: pb.add(name, ParamRole::Gamma, vec![c], frozen)?,
-                beta: pb.add(name, ParamRole::Beta, vec![c], frozen)?,
-                running_mean: pb.add(name, ParamRole::RunningMean, vec![c], frozen)?,
-                running_var: pb.add(name, ParamRole::RunningVar, vec![c], frozen)?,
+                gamma: params.need(name, ParamRole::Gamma)?,
+                beta: params.need(name, ParamRole::Beta)?,
+                running_mean: params.need(name, ParamRole::RunningMean)?,
+                running_var: params.need(name, ParamRole::RunningVar)?,
                 save_mean: zeroed(|| format!("batch mean of `{name}`"), c)?,
                 save_invstd: zeroed(|| format!("batch deviation of `{name}`"), c)?,
             }
@@ -788,13 +765,12 @@ fn lower_op(
             seed: tensor_seed(seed, name),
         },
         LayerKind::Flatten => Op::Flatten,
-        LayerKind::Dense { units, bias } => {
+        LayerKind::Dense { units, .. } => {
             let n_in = in_shape.map(|s| s.elements() as usize).unwrap_or(0);
             let n_out = *units as usize;
-            let weight = pb.add(name, ParamRole::Weight, vec![n_in, n_out], frozen)?;
-            let bias = bias
-                .then(|| pb.add(name, ParamRole::Bias, vec![n_out], frozen))
-                .transpose()?;
+            let params = pb.add_layer(node, in_shape)?;
+            let weight = params.need(name, ParamRole::Weight)?;
+            let bias = params.get(ParamRole::Bias);
             Op::Dense {
                 n_in,
                 n_out,
@@ -820,14 +796,37 @@ fn lower_op(
     })
 }
 
-/// A window's padding as the kernels take it: `[top, left, bottom, right]`.
-fn kernel_pads(win: &[Axis; 2]) -> [usize; 4] {
-    [
+/// A window's padding as inference resolved it (axis 0 is the height).
+fn window_pads(win: &[Axis; 2]) -> Pads {
+    Pads::new(
         win[0].pad_before as usize,
-        win[1].pad_before as usize,
         win[0].pad_after as usize,
+        win[1].pad_before as usize,
         win[1].pad_after as usize,
-    ]
+    )
+}
+
+/// A convolution's geometry for batches of `batch`, compiled from
+/// inference's resolved window: taps, stride and padding all come from
+/// `win` (for a dilated conv, the undilated taps; see
+/// [`DilatedConv2d::dilate`]). The plan and the memory estimate both build
+/// conv geometry here.
+pub(crate) fn conv_geometry(
+    batch: usize,
+    input: (usize, usize, usize),
+    filters: u32,
+    win: &[Axis; 2],
+    groups: u32,
+) -> Result<Conv2dGeometry, GeometryError> {
+    Conv2dGeometry::new(
+        batch,
+        input,
+        filters as usize,
+        (win[0].kernel as usize, win[1].kernel as usize),
+        (win[0].stride as usize, win[1].stride as usize),
+        window_pads(win),
+        groups as usize,
+    )
 }
 
 /// The input `(h, w, c)`: the first step must be the design's Input layer.

@@ -50,6 +50,13 @@ pub enum TrainError {
     /// (no single input, an output that cannot fit the classes, batch 0, …).
     #[error("{0}")]
     Refused(String),
+    #[error("batch size must be at least 1")]
+    ZeroBatch,
+    #[error("the training split has no images")]
+    NoTrainingImages,
+    /// The prefetching thread stopped before the epoch's last batch.
+    #[error("the batch thread ended early")]
+    BatchThreadEnded,
     #[error(transparent)]
     Data(#[from] data::DataError),
     #[error(transparent)]
@@ -71,18 +78,64 @@ pub enum TrainError {
     /// Reading or writing the cached activations of the frozen prefix.
     #[error("activation cache: {0}")]
     Cache(#[from] std::io::Error),
+    /// The final weights could not be written where they were asked for.
+    #[error(transparent)]
+    Save(Box<SaveError>),
 }
 
-impl From<String> for TrainError {
-    fn from(message: String) -> Self {
-        TrainError::Refused(message)
+impl From<SaveError> for TrainError {
+    fn from(e: SaveError) -> Self {
+        TrainError::Save(Box::new(e))
     }
 }
 
-impl From<&str> for TrainError {
-    fn from(message: &str) -> Self {
-        TrainError::Refused(message.to_string())
-    }
+/// Why [`Command::Probe`] got no feature maps.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("`{0}` has no output in the trained network")]
+    UnknownLayer(String),
+    #[error("image {image} does not exist: the split has {images} images")]
+    NoSuchImage { image: usize, images: usize },
+    #[error("`{0}` has no known output shape")]
+    NoShape(String),
+    #[error("`{node}` produced {values} values for a {h}×{w}×{c} output")]
+    WrongSize {
+        node: String,
+        values: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+    },
+    /// Reading the image's cached activations (the I/O error's text).
+    #[error("activation cache: {0}")]
+    Cache(String),
+}
+
+/// Why [`TrainerHandle::join`] has no outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("the trainer thread panicked")]
+    Panicked,
+    #[error("already joined")]
+    AlreadyJoined,
+}
+
+/// Where the final weights went when `--save` could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("could not save the weights to {} ({source}); they were saved to {} instead", path.display(), fallback.display())]
+    SavedElsewhere {
+        path: PathBuf,
+        fallback: PathBuf,
+        source: weights::WeightsError,
+    },
+    #[error("could not save the weights to {} ({source}), nor to a fallback file ({})", path.display(), tried.join("; "))]
+    NotSaved {
+        path: PathBuf,
+        source: weights::WeightsError,
+        /// Why each fallback failed.
+        tried: Vec<String>,
+    },
 }
 
 pub const THREAD_NAME: &str = "netloom-trainer";
@@ -354,9 +407,9 @@ pub enum Event {
     /// Per-layer time (and statistics while watching), in plan order.
     Layers(Vec<LayerLive>),
     /// The answer to [`Command::Probe`], or why it failed.
-    FeatureMaps(Result<FeatureMaps, String>),
+    FeatureMaps(Result<FeatureMaps, ProbeError>),
     /// The answer to [`Command::GradCam`], or why it failed.
-    GradCam(Result<GradCamMaps, String>),
+    GradCam(Result<GradCamMaps, gradcam::GradCamError>),
     Finished(TestResult),
     /// Stopped on request after `epoch`/`batch`.
     Stopped {
@@ -531,12 +584,10 @@ impl TrainerHandle {
     }
 
     /// Waits for the thread and returns how the run ended.
-    pub fn join(mut self) -> Result<TrainOutcome, String> {
+    pub fn join(mut self) -> Result<TrainOutcome, JoinError> {
         match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| "the trainer thread panicked".to_string()),
-            None => Err("already joined".into()),
+            Some(t) => t.join().map_err(|_| JoinError::Panicked),
+            None => Err(JoinError::AlreadyJoined),
         }
     }
 }
@@ -755,10 +806,6 @@ fn check_plan_memory(
     Ok(estimate.total())
 }
 
-fn io_err(e: std::io::Error) -> String {
-    TrainError::Cache(e).to_string()
-}
-
 /// A run from its settings to its end: read the weight files, check the
 /// memory, load the splits, prepare the plan, initialise or resume, build
 /// the feeds, run the epochs, test, save, then linger if asked.
@@ -770,7 +817,7 @@ fn run_inner(
 ) -> Result<RunEnd, TrainError> {
     let hwc = input_hwc(&config.graph)?;
     if config.batch_size == 0 {
-        return Err("batch size must be at least 1".into());
+        return Err(TrainError::ZeroBatch);
     }
     data::check_fractions(config.val_fraction, config.test_fraction)?;
     let files = WeightFiles::read(&config)?;
@@ -896,7 +943,7 @@ fn load_splits(
         let _ = ev.send(Event::Notice(notice.clone()));
     }
     if splits.train.is_empty() {
-        return Err("the training split has no images".into());
+        return Err(TrainError::NoTrainingImages);
     }
     Ok(splits)
 }
@@ -1294,7 +1341,7 @@ impl<'r> Run<'r> {
             self.cached_labels.extend_from_slice(labels);
         } else {
             let Some(batch) = self.prefetch.as_mut().and_then(Iterator::next) else {
-                return Err("the batch thread ended early".into());
+                return Err(TrainError::BatchThreadEnded);
             };
             plan.forward(batch.images(), Mode::Train);
             self.cached_labels.extend_from_slice(batch.labels());
@@ -1622,17 +1669,18 @@ fn answer(
         }
         Ask::GradCam(request) => {
             let images = feed.len();
-            Event::GradCam(
-                gradcam::explain(
-                    cam,
-                    graph,
-                    &plan.params,
-                    &request,
-                    images,
-                    |p, indices, mode| feed.forward(p, indices, mode).map(|_| ()).map_err(io_err),
-                )
-                .map_err(|e| e.to_string()),
-            )
+            Event::GradCam(gradcam::explain(
+                cam,
+                graph,
+                &plan.params,
+                &request,
+                images,
+                |p, indices, mode| {
+                    feed.forward(p, indices, mode)
+                        .map(|_| ())
+                        .map_err(|e| TrainError::Cache(e).to_string())
+                },
+            ))
         }
     }
 }
@@ -1645,15 +1693,15 @@ fn feature_maps(
     analysis: &Analysis,
     node: &str,
     image: usize,
-) -> Result<FeatureMaps, String> {
+) -> Result<FeatureMaps, ProbeError> {
     let step = plan
         .step_of(node)
-        .ok_or_else(|| format!("`{node}` has no output in the trained network"))?;
+        .ok_or_else(|| ProbeError::UnknownLayer(node.to_string()))?;
     if image >= feed.len() {
-        return Err(format!(
-            "image {image} does not exist: the split has {} images",
-            feed.len()
-        ));
+        return Err(ProbeError::NoSuchImage {
+            image,
+            images: feed.len(),
+        });
     }
     let shape = match analysis
         .node(plan.steps[step].node)
@@ -1661,12 +1709,12 @@ fn feature_maps(
     {
         Some(Shape::Volume { h, w, c }) => (h as usize, w as usize, c as usize),
         Some(Shape::Vector(n)) => (1, 1, n as usize),
-        None => return Err(format!("`{node}` has no known output shape")),
+        None => return Err(ProbeError::NoShape(node.to_string())),
     };
     let nanos = plan.step_nanos.clone();
     let label = feed
         .forward(plan, &[image], Mode::Eval)
-        .map_err(io_err)?
+        .map_err(|e| ProbeError::Cache(e.to_string()))?
         .first()
         .copied()
         .unwrap_or(0);
@@ -1682,13 +1730,13 @@ fn feature_maps(
     plan.step_nanos = nanos;
     let values = plan.activation(step).to_vec();
     if values.len() != shape.0 * shape.1 * shape.2 {
-        return Err(format!(
-            "`{node}` produced {} values for a {}×{}×{} output",
-            values.len(),
-            shape.0,
-            shape.1,
-            shape.2
-        ));
+        return Err(ProbeError::WrongSize {
+            node: node.to_string(),
+            values: values.len(),
+            h: shape.0,
+            w: shape.1,
+            c: shape.2,
+        });
     }
     let ds = &feed.ds;
     Ok(FeatureMaps {
@@ -1719,7 +1767,11 @@ fn layer_times(plan: &Plan, before: &[u64], batches: usize) -> Vec<LayerTime> {
 
 /// Saves the final weights to `--save`; when that fails, to a fallback file
 /// (see [`fallback_path`]), and the error says where they went.
-fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> Result<(), String> {
+fn save_final(
+    out: &TrainOutcome,
+    config: &TrainConfig,
+    ev: &Sender<Event>,
+) -> Result<(), SaveError> {
     let Some(path) = &config.save else {
         return Ok(());
     };
@@ -1732,7 +1784,7 @@ fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> R
         .map(|(name, d)| (format!("{EMA_PREFIX}{name}"), vec![d.len()], d.as_slice()))
         .collect();
     if config.keep_unsaved {
-        return match weights::save_with_extra(path, &out.params, &extra, &out.meta) {
+        return match weights::save_trained(path, &out.params, &extra, &out.meta, &out.graph) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let unsaved = UnsavedWeights {
@@ -1760,7 +1812,7 @@ fn save_final(out: &TrainOutcome, config: &TrainConfig, ev: &Sender<Event>) -> R
     }
     let fallbacks = fallback_paths(path, &out.meta.design);
     save_with_fallback(path, &fallbacks, |p| {
-        weights::save_with_extra(p, &out.params, &extra, &out.meta)
+        weights::save_trained(p, &out.params, &extra, &out.meta, &out.graph)
     })?;
     let _ = ev.send(Event::Notice(format!(
         "weights saved to {}",
@@ -1775,8 +1827,8 @@ fn save_with_fallback(
     path: &Path,
     fallbacks: &[PathBuf],
     save: impl Fn(&Path) -> Result<(), weights::WeightsError>,
-) -> Result<(), String> {
-    let Err(e) = save(path) else {
+) -> Result<(), SaveError> {
+    let Err(source) = save(path) else {
         return Ok(());
     };
     let mut tried = Vec::new();
@@ -1786,20 +1838,20 @@ fn save_with_fallback(
         }
         match save(fallback) {
             Ok(()) => {
-                return Err(format!(
-                    "could not save the weights to {} ({e}); they were saved to {} instead",
-                    path.display(),
-                    fallback.display()
-                ));
+                return Err(SaveError::SavedElsewhere {
+                    path: path.to_path_buf(),
+                    fallback: fallback.clone(),
+                    source,
+                });
             }
             Err(f) => tried.push(f.to_string()),
         }
     }
-    Err(format!(
-        "could not save the weights to {} ({e}), nor to a fallback file ({})",
-        path.display(),
-        tried.join("; ")
-    ))
+    Err(SaveError::NotSaved {
+        path: path.to_path_buf(),
+        source,
+        tried,
+    })
 }
 
 /// Where weights go when `--save` cannot be written: the user's data folder
@@ -1843,7 +1895,7 @@ fn finish_stopped(
     ev: &Sender<Event>,
     epoch: u64,
     batch: usize,
-) -> Result<RunEnd, String> {
+) -> Result<RunEnd, SaveError> {
     out.params.clone_from(&plan.params);
     out.meta.epoch = epoch;
     save_final(out, config, ev)?;
@@ -1911,8 +1963,9 @@ mod tests {
         std::fs::create_dir_all(&target).unwrap();
         let fallback = dir.join("fallback").join("w.safetensors");
         let save = |p: &Path| weights::save(p, &[], &WeightsMeta::default());
-        let err =
-            save_with_fallback(&target, &[target.clone(), fallback.clone()], save).unwrap_err();
+        let err = save_with_fallback(&target, &[target.clone(), fallback.clone()], save)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!(
                 "they were saved to {} instead",
@@ -1921,7 +1974,9 @@ mod tests {
             "{err}"
         );
         assert!(weights::read(&fallback).is_ok());
-        let err = save_with_fallback(&target, std::slice::from_ref(&target), save).unwrap_err();
+        let err = save_with_fallback(&target, std::slice::from_ref(&target), save)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nor to a fallback file"), "{err}");
         assert!(save_with_fallback(&dir.join("ok.safetensors"), &[], save).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();

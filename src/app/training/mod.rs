@@ -777,7 +777,7 @@ impl TrainingSession {
             }
             Event::FeatureMaps(result) => {
                 self.probe.pending = false;
-                self.probe.result = Some(result);
+                self.probe.result = Some(result.map_err(|e| e.to_string()));
                 self.probe.version += 1;
             }
             Event::SaveFailed { message, weights } => {
@@ -792,7 +792,7 @@ impl TrainingSession {
                     messages.push((format!("Grad-CAM failed: {why}"), true));
                 }
                 self.cam.pending = false;
-                self.cam.result = Some((run.id, result));
+                self.cam.result = Some((run.id, result.map_err(|e| e.to_string())));
                 self.cam.version += 1;
             }
         }

@@ -6,9 +6,11 @@ use crate::graph::{Graph, LayerKind, Padding};
 use crate::infer::{self, Shape};
 use crate::interop::proto::{
     AttributeProto, DimValue, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto, data_type,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
+    ValueInfoProto, data_type,
 };
 use crate::interop::{InteropError, Tensors, design_errors, param_shapes, to_framework};
+use crate::train::weights::WeightsMeta;
 use prost::Message;
 use std::path::Path;
 
@@ -31,12 +33,60 @@ pub fn export_bytes(graph: &Graph, weights: Option<&Tensors>) -> Result<Vec<u8>,
     Ok(export_model(graph, weights)?.encode_to_vec())
 }
 
+/// [`export`] of a run's weights, with what the model's user needs from the
+/// run in the model's `metadata_props`: `netloom.classes` (class names in
+/// output order), `netloom.mean` and `netloom.std` (per-channel input
+/// normalisation of 0..1 pixel values), each as JSON.
+pub fn export_with_meta(
+    graph: &Graph,
+    weights: &Tensors,
+    meta: Option<&WeightsMeta>,
+    path: &Path,
+) -> Result<(), InteropError> {
+    let mut model = export_model(graph, Some(weights))?;
+    if let Some(meta) = meta {
+        model.metadata_props = metadata_props(meta);
+    }
+    crate::graph::file::write_atomically(path, &model.encode_to_vec()).map_err(|source| {
+        InteropError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// The run's class names and normalisation as model metadata (only what it knows).
+fn metadata_props(meta: &WeightsMeta) -> Vec<StringStringEntryProto> {
+    let mut props = Vec::new();
+    let mut put = |key: &str, value: String| {
+        props.push(StringStringEntryProto {
+            key: key.into(),
+            value,
+        })
+    };
+    if !meta.classes.is_empty() {
+        put("netloom.classes", json_list(&meta.classes));
+    }
+    if let Some(stats) = meta.stats() {
+        put("netloom.mean", json_list(&stats.mean));
+        put("netloom.std", json_list(&stats.std));
+    }
+    props
+}
+
+fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
 /// PyTorch's hard sigmoid `relu6(x + 3) / 6` as ONNX `HardSigmoid`
 /// (`max(0, min(1, αx + β))`).
 fn hard_sigmoid_attrs() -> Vec<AttributeProto> {
     vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)]
 }
 
+/// The model: every layer in order becomes its parameters (initializers or
+/// typed inputs), its node(s) and its output's declared shape; then the
+/// graph's outputs are declared and the graph wrapped in an opset-13 model.
 fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, InteropError> {
     let analysis = infer::analyze(graph);
     if let Some(errors) = design_errors(graph, &analysis) {
@@ -51,283 +101,299 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
         ..Default::default()
     };
     for &id in &analysis.order {
-        let Some(node) = graph.node(id) else { continue };
-        let Some(info) = analysis.node(id) else {
+        let (Some(node), Some(info)) = (graph.node(id), analysis.node(id)) else {
             continue;
         };
         let Some(out_shape) = info.output_shape else {
             continue;
         };
-        let name = node.name.clone();
         let inputs: Vec<String> = graph
             .inputs_of(id)
             .into_iter()
             .flatten()
             .map(|f| graph.name_of(f).to_string())
             .collect();
-        let in_shape = info.input_shapes.first().copied().flatten();
-        // Parameters: initializers when weights are given, else typed graph inputs.
-        let mut params: Vec<String> = Vec::new();
-        for (key, netloom_shape) in param_shapes(&node.kind, in_shape) {
-            let pname = format!("{name}.{key}");
-            let dims = framework_dims(&node.kind, key, &netloom_shape);
-            match &framework {
-                Some(tensors) => {
-                    let (_, values) = tensors
-                        .get(&pname)
-                        .ok_or_else(|| InteropError::Weights(format!("`{pname}` is missing")))?;
-                    g.initializer.push(float_tensor(&pname, &dims, values));
-                }
-                None => g
-                    .input
-                    .push(value_info(&pname, dims.iter().map(|&d| Some(d as i64)))),
-            }
-            params.push(pname);
-        }
-        let mut doc = String::new();
-        let mut push =
-            |op: &str, ins: Vec<String>, out: String, attrs: Vec<AttributeProto>, doc: &str| {
-                // Node names must be unique: the Flatten after a GlobalAveragePool
-                // (both from one GlobalAvgPool layer) gets a suffix, and so does
-                // the gate node of a layer written as two (`HardSwish`, `SiLU`).
-                let node_name =
-                    if op == "Flatten" && ins.first().is_some_and(|i| i.ends_with(".pooled")) {
-                        format!("{name}/flatten")
-                    } else if out != name && op != "GlobalAveragePool" {
-                        format!("{name}/{}", op.to_lowercase())
-                    } else {
-                        name.clone()
-                    };
-                g.node.push(NodeProto {
-                    input: ins,
-                    output: vec![out],
-                    name: node_name,
-                    op_type: op.into(),
-                    attribute: attrs,
-                    doc_string: doc.into(),
-                    ..Default::default()
-                });
-            };
-        let window_attrs = |ceil: bool| -> Vec<AttributeProto> {
-            let Some([ah, aw]) = info.window else {
-                return Vec::new();
-            };
-            let mut a = vec![
-                ints("kernel_shape", &[ah.kernel as i64, aw.kernel as i64]),
-                ints("strides", &[ah.stride as i64, aw.stride as i64]),
-                ints(
-                    "pads",
-                    &[
-                        ah.pad_before as i64,
-                        aw.pad_before as i64,
-                        ah.pad_after as i64,
-                        aw.pad_after as i64,
-                    ],
-                ),
-            ];
-            if ceil {
-                a.push(int("ceil_mode", 1));
-            }
-            a
+        let params = parameters(&mut g, node, info, framework.as_ref())?;
+        let mut nodes = LayerNodes {
+            g: &mut g,
+            name: &node.name,
         };
-        match &node.kind {
-            LayerKind::Input { .. } => {
-                let dims = nchw(out_shape);
-                g.input.push(value_info(&name, dims));
-            }
-            LayerKind::Conv2d {
-                groups, padding, ..
-            } => {
-                if *padding == Padding::Same {
-                    doc = SAME_HINT.into();
-                }
-                let mut attrs = window_attrs(false);
-                attrs.push(int("group", *groups as i64));
-                let [ah, aw] = info
-                    .window
-                    .map_or([1, 1], |[h, w]| [h.dilation, w.dilation]);
-                attrs.push(ints("dilations", &[ah as i64, aw as i64]));
-                push("Conv", [inputs, params].concat(), name.clone(), attrs, &doc);
-            }
-            LayerKind::ZeroPad2d {
-                padding: [t, b, l, r],
-            } => {
-                let pads_name = format!("{name}.pads");
-                let pads = [0, 0, *t as i64, *l as i64, 0, 0, *b as i64, *r as i64];
-                g.initializer.push(int64_tensor(&pads_name, &[8], &pads));
-                push(
-                    "Pad",
-                    vec![inputs[0].clone(), pads_name],
-                    name.clone(),
-                    vec![string("mode", "constant")],
-                    "",
-                );
-            }
-            LayerKind::MaxPool2d {
-                padding, ceil_mode, ..
-            }
-            | LayerKind::AvgPool2d {
-                padding, ceil_mode, ..
-            } => {
-                if *padding == Padding::Same {
-                    doc = SAME_HINT.into();
-                }
-                let op = if matches!(node.kind, LayerKind::MaxPool2d { .. }) {
-                    "MaxPool"
-                } else {
-                    "AveragePool"
-                };
-                // An average pool divides by the in-bounds count (ONNX's default
-                // count_include_pad = 0) unless it includes the padding.
-                let mut attrs = window_attrs(*ceil_mode && *padding != Padding::Same);
-                if matches!(
-                    node.kind,
-                    LayerKind::AvgPool2d {
-                        include_padding: true,
-                        ..
-                    }
-                ) {
-                    attrs.push(int("count_include_pad", 1));
-                }
-                push(op, inputs, name.clone(), attrs, &doc);
-            }
-            LayerKind::GlobalAvgPool => {
-                let pooled = format!("{name}.pooled");
-                push("GlobalAveragePool", inputs, pooled.clone(), vec![], "");
-                push(
-                    "Flatten",
-                    vec![pooled],
-                    name.clone(),
-                    vec![int("axis", 1)],
-                    "",
-                );
-            }
-            LayerKind::BatchNorm { epsilon, momentum } => push(
-                "BatchNormalization",
-                [inputs, params].concat(),
-                name.clone(),
-                vec![
-                    float("epsilon", *epsilon as f32),
-                    float("momentum", *momentum as f32),
-                ],
-                "",
-            ),
-            LayerKind::Relu => push("Relu", inputs, name.clone(), vec![], ""),
-            LayerKind::LeakyRelu { alpha } => push(
-                "LeakyRelu",
-                inputs,
-                name.clone(),
-                vec![float("alpha", *alpha as f32)],
-                "",
-            ),
-            LayerKind::Sigmoid => push("Sigmoid", inputs, name.clone(), vec![], ""),
-            LayerKind::Tanh => push("Tanh", inputs, name.clone(), vec![], ""),
-            LayerKind::Relu6 => {
-                let (lo, hi) = (format!("{name}.min"), format!("{name}.max"));
-                g.initializer.push(float_tensor(&lo, &[], &[0.0]));
-                g.initializer.push(float_tensor(&hi, &[], &[6.0]));
-                push(
-                    "Clip",
-                    vec![inputs[0].clone(), lo, hi],
-                    name.clone(),
-                    vec![],
-                    "",
-                );
-            }
-            LayerKind::HardSigmoid => push(
-                "HardSigmoid",
-                inputs,
-                name.clone(),
-                hard_sigmoid_attrs(),
-                "",
-            ),
-            // Opset 13 has no HardSwish (it arrives in 14): x · HardSigmoid(x).
-            LayerKind::HardSwish => {
-                let gate = format!("{name}.gate");
-                push(
-                    "HardSigmoid",
-                    inputs.clone(),
-                    gate.clone(),
-                    hard_sigmoid_attrs(),
-                    "",
-                );
-                push(
-                    "Mul",
-                    vec![inputs[0].clone(), gate],
-                    name.clone(),
-                    vec![],
-                    "",
-                );
-            }
-            // x · Sigmoid(x), as PyTorch exports SiLU.
-            LayerKind::Silu => {
-                let gate = format!("{name}.sigmoid");
-                push("Sigmoid", inputs.clone(), gate.clone(), vec![], "");
-                push(
-                    "Mul",
-                    vec![inputs[0].clone(), gate],
-                    name.clone(),
-                    vec![],
-                    "",
-                );
-            }
-            LayerKind::Softmax => push("Softmax", inputs, name.clone(), vec![int("axis", 1)], ""),
-            LayerKind::Dropout { rate } => {
-                let ratio = format!("{name}.ratio");
-                g.initializer
-                    .push(float_tensor(&ratio, &[], &[*rate as f32]));
-                push(
-                    "Dropout",
-                    vec![inputs[0].clone(), ratio],
-                    name.clone(),
-                    vec![],
-                    "",
-                );
-            }
-            LayerKind::Flatten => push("Flatten", inputs, name.clone(), vec![int("axis", 1)], ""),
-            LayerKind::Dense { .. } => push(
-                "Gemm",
-                [inputs, params].concat(),
-                name.clone(),
-                vec![int("transB", 1)],
-                "",
-            ),
-            LayerKind::Add => {
-                let op = if inputs.len() == 2 { "Add" } else { "Sum" };
-                push(op, inputs, name.clone(), vec![], "");
-            }
-            // Mul broadcasts from the last axis: a gate vector [N, C] is
-            // unsqueezed to [N, C, 1, 1] first.
-            LayerKind::ChannelScale => {
-                let gate = match info.input_shapes.get(1).copied().flatten() {
-                    Some(Shape::Vector(_)) => {
-                        let (axes, gate) = (format!("{name}.axes"), format!("{name}.gate"));
-                        g.initializer.push(int64_tensor(&axes, &[2], &[2, 3]));
-                        push(
-                            "Unsqueeze",
-                            vec![inputs[1].clone(), axes],
-                            gate.clone(),
-                            vec![],
-                            "",
-                        );
-                        gate
-                    }
-                    _ => inputs[1].clone(),
-                };
-                push(
-                    "Mul",
-                    vec![inputs[0].clone(), gate],
-                    name.clone(),
-                    vec![],
-                    "",
-                );
-            }
-            LayerKind::Concat => push("Concat", inputs, name.clone(), vec![int("axis", 1)], ""),
-        }
+        layer_nodes(&mut nodes, &node.kind, info, inputs, params);
         if !matches!(node.kind, LayerKind::Input { .. }) {
-            g.value_info.push(value_info(&name, nchw(out_shape)));
+            g.value_info.push(value_info(&node.name, nchw(out_shape)));
         }
     }
+    declare_outputs(&mut g, graph, &analysis);
+    Ok(model_proto(g))
+}
+
+/// A layer's parameter names, in ONNX input order: initializers when
+/// weights are given (every one must be there), else typed graph inputs.
+fn parameters(
+    g: &mut GraphProto,
+    node: &crate::graph::Node,
+    info: &infer::NodeInfo,
+    framework: Option<&Tensors>,
+) -> Result<Vec<String>, InteropError> {
+    let in_shape = info.input_shapes.first().copied().flatten();
+    let mut params = Vec::new();
+    for (key, netloom_shape) in param_shapes(&node.kind, in_shape) {
+        let pname = format!("{}.{key}", node.name);
+        let dims = framework_dims(&node.kind, key, &netloom_shape);
+        match framework {
+            Some(tensors) => {
+                let (_, values) = tensors
+                    .get(&pname)
+                    .ok_or_else(|| InteropError::Weights(format!("`{pname}` is missing")))?;
+                g.initializer.push(float_tensor(&pname, &dims, values));
+            }
+            None => g
+                .input
+                .push(value_info(&pname, dims.iter().map(|&d| Some(d as i64)))),
+        }
+        params.push(pname);
+    }
+    Ok(params)
+}
+
+/// Where one layer's ONNX nodes and constants go.
+struct LayerNodes<'a> {
+    g: &'a mut GraphProto,
+    /// The layer's name: its (last) node's output and, mostly, node name.
+    name: &'a str,
+}
+
+impl LayerNodes<'_> {
+    /// Adds a node. Node names must be unique: the Flatten after a
+    /// GlobalAveragePool (both from one GlobalAvgPool layer) gets a suffix,
+    /// and so does the gate node of a layer written as two (`HardSwish`, `SiLU`).
+    fn push(
+        &mut self,
+        op: &str,
+        ins: Vec<String>,
+        out: String,
+        attrs: Vec<AttributeProto>,
+        doc: &str,
+    ) {
+        let name = self.name;
+        let node_name = if op == "Flatten" && ins.first().is_some_and(|i| i.ends_with(".pooled")) {
+            format!("{name}/flatten")
+        } else if out != name && op != "GlobalAveragePool" {
+            format!("{name}/{}", op.to_lowercase())
+        } else {
+            name.to_string()
+        };
+        self.g.node.push(NodeProto {
+            input: ins,
+            output: vec![out],
+            name: node_name,
+            op_type: op.into(),
+            attribute: attrs,
+            doc_string: doc.into(),
+            ..Default::default()
+        });
+    }
+
+    /// A node whose output is the layer's.
+    fn layer(&mut self, op: &str, ins: Vec<String>, attrs: Vec<AttributeProto>) {
+        self.push(op, ins, self.name.to_string(), attrs, "");
+    }
+
+    /// A constant (`{layer}.{suffix}`); returns its name.
+    fn constant(&mut self, suffix: &str, tensor: impl FnOnce(&str) -> TensorProto) -> String {
+        let name = format!("{}.{suffix}", self.name);
+        self.g.initializer.push(tensor(&name));
+        name
+    }
+
+    /// `x · gate(x)` in two nodes: the gate (`{layer}.{suffix}`), then Mul.
+    fn gated(&mut self, x: &str, suffix: &str, gate_op: &str, attrs: Vec<AttributeProto>) {
+        let gate = format!("{}.{suffix}", self.name);
+        self.push(gate_op, vec![x.to_string()], gate.clone(), attrs, "");
+        self.layer("Mul", vec![x.to_string(), gate], vec![]);
+    }
+}
+
+/// The ONNX node(s) of one layer (the per-kind rule).
+fn layer_nodes(
+    nodes: &mut LayerNodes,
+    kind: &LayerKind,
+    info: &infer::NodeInfo,
+    inputs: Vec<String>,
+    params: Vec<String>,
+) {
+    let x = inputs.first().cloned().unwrap_or_default();
+    match kind {
+        LayerKind::Input { .. } => {
+            if let Some(shape) = info.output_shape {
+                nodes.g.input.push(value_info(nodes.name, nchw(shape)));
+            }
+        }
+        LayerKind::Conv2d {
+            groups, padding, ..
+        } => {
+            let doc = if *padding == Padding::Same {
+                SAME_HINT
+            } else {
+                ""
+            };
+            let mut attrs = window_attrs(info, false);
+            attrs.push(int("group", *groups as i64));
+            let [dh, dw] = info
+                .window
+                .map_or([1, 1], |[h, w]| [h.dilation, w.dilation]);
+            attrs.push(ints("dilations", &[dh as i64, dw as i64]));
+            let out = nodes.name.to_string();
+            nodes.push("Conv", [inputs, params].concat(), out, attrs, doc);
+        }
+        LayerKind::ZeroPad2d {
+            padding: [t, b, l, r],
+        } => {
+            let pads = [0, 0, *t as i64, *l as i64, 0, 0, *b as i64, *r as i64];
+            let pads = nodes.constant("pads", |n| int64_tensor(n, &[8], &pads));
+            nodes.layer("Pad", vec![x, pads], vec![string("mode", "constant")]);
+        }
+        LayerKind::MaxPool2d { .. } | LayerKind::AvgPool2d { .. } => {
+            pool_node(nodes, kind, info, inputs)
+        }
+        LayerKind::GlobalAvgPool => {
+            let pooled = format!("{}.pooled", nodes.name);
+            nodes.push("GlobalAveragePool", inputs, pooled.clone(), vec![], "");
+            nodes.layer("Flatten", vec![pooled], vec![int("axis", 1)]);
+        }
+        LayerKind::BatchNorm { epsilon, momentum } => nodes.layer(
+            "BatchNormalization",
+            [inputs, params].concat(),
+            vec![
+                float("epsilon", *epsilon as f32),
+                float("momentum", *momentum as f32),
+            ],
+        ),
+        LayerKind::Relu => nodes.layer("Relu", inputs, vec![]),
+        LayerKind::LeakyRelu { alpha } => {
+            nodes.layer("LeakyRelu", inputs, vec![float("alpha", *alpha as f32)])
+        }
+        LayerKind::Sigmoid => nodes.layer("Sigmoid", inputs, vec![]),
+        LayerKind::Tanh => nodes.layer("Tanh", inputs, vec![]),
+        LayerKind::Relu6 => {
+            let lo = nodes.constant("min", |n| float_tensor(n, &[], &[0.0]));
+            let hi = nodes.constant("max", |n| float_tensor(n, &[], &[6.0]));
+            nodes.layer("Clip", vec![x, lo, hi], vec![]);
+        }
+        LayerKind::HardSigmoid => nodes.layer("HardSigmoid", inputs, hard_sigmoid_attrs()),
+        // Opset 13 has no HardSwish (it arrives in 14): x · HardSigmoid(x).
+        LayerKind::HardSwish => nodes.gated(&x, "gate", "HardSigmoid", hard_sigmoid_attrs()),
+        // x · Sigmoid(x), as PyTorch exports SiLU.
+        LayerKind::Silu => nodes.gated(&x, "sigmoid", "Sigmoid", vec![]),
+        LayerKind::Softmax => nodes.layer("Softmax", inputs, vec![int("axis", 1)]),
+        LayerKind::Dropout { rate } => {
+            let ratio = nodes.constant("ratio", |n| float_tensor(n, &[], &[*rate as f32]));
+            nodes.layer("Dropout", vec![x, ratio], vec![]);
+        }
+        LayerKind::Flatten => nodes.layer("Flatten", inputs, vec![int("axis", 1)]),
+        LayerKind::Dense { .. } => {
+            nodes.layer("Gemm", [inputs, params].concat(), vec![int("transB", 1)])
+        }
+        LayerKind::Add => {
+            let op = if inputs.len() == 2 { "Add" } else { "Sum" };
+            nodes.layer(op, inputs, vec![]);
+        }
+        LayerKind::ChannelScale => channel_scale_nodes(nodes, info, inputs),
+        LayerKind::Concat => nodes.layer("Concat", inputs, vec![int("axis", 1)]),
+    }
+}
+
+/// A window's `kernel_shape`, `strides`, `pads` (and `ceil_mode` when asked).
+fn window_attrs(info: &infer::NodeInfo, ceil: bool) -> Vec<AttributeProto> {
+    let Some([ah, aw]) = info.window else {
+        return Vec::new();
+    };
+    let mut a = vec![
+        ints("kernel_shape", &[ah.kernel as i64, aw.kernel as i64]),
+        ints("strides", &[ah.stride as i64, aw.stride as i64]),
+        ints(
+            "pads",
+            &[
+                ah.pad_before as i64,
+                aw.pad_before as i64,
+                ah.pad_after as i64,
+                aw.pad_after as i64,
+            ],
+        ),
+    ];
+    if ceil {
+        a.push(int("ceil_mode", 1));
+    }
+    a
+}
+
+/// MaxPool or AveragePool. An average pool divides by the in-bounds count
+/// (ONNX's default `count_include_pad = 0`) unless it includes the padding.
+fn pool_node(
+    nodes: &mut LayerNodes,
+    kind: &LayerKind,
+    info: &infer::NodeInfo,
+    inputs: Vec<String>,
+) {
+    let (LayerKind::MaxPool2d {
+        padding, ceil_mode, ..
+    }
+    | LayerKind::AvgPool2d {
+        padding, ceil_mode, ..
+    }) = kind
+    else {
+        return;
+    };
+    let doc = if *padding == Padding::Same {
+        SAME_HINT
+    } else {
+        ""
+    };
+    let op = if matches!(kind, LayerKind::MaxPool2d { .. }) {
+        "MaxPool"
+    } else {
+        "AveragePool"
+    };
+    let mut attrs = window_attrs(info, *ceil_mode && *padding != Padding::Same);
+    if matches!(
+        kind,
+        LayerKind::AvgPool2d {
+            include_padding: true,
+            ..
+        }
+    ) {
+        attrs.push(int("count_include_pad", 1));
+    }
+    let out = nodes.name.to_string();
+    nodes.push(op, inputs, out, attrs, doc);
+}
+
+/// A volume times its channel gate. Mul broadcasts from the last axis: a
+/// gate vector [N, C] is unsqueezed to [N, C, 1, 1] first.
+fn channel_scale_nodes(nodes: &mut LayerNodes, info: &infer::NodeInfo, inputs: Vec<String>) {
+    let (Some(x), Some(gate)) = (inputs.first().cloned(), inputs.get(1).cloned()) else {
+        return;
+    };
+    let gate = match info.input_shapes.get(1).copied().flatten() {
+        Some(Shape::Vector(_)) => {
+            let axes = nodes.constant("axes", |n| int64_tensor(n, &[2], &[2, 3]));
+            let unsqueezed = format!("{}.gate", nodes.name);
+            nodes.push(
+                "Unsqueeze",
+                vec![gate, axes],
+                unsqueezed.clone(),
+                vec![],
+                "",
+            );
+            unsqueezed
+        }
+        _ => gate,
+    };
+    nodes.layer("Mul", vec![x, gate], vec![]);
+}
+
+/// The graph's outputs with their shapes (moved out of `value_info`).
+fn declare_outputs(g: &mut GraphProto, graph: &Graph, analysis: &infer::Analysis) {
     for id in graph.outputs() {
         if let Some(shape) = analysis.node(id).and_then(|i| i.output_shape) {
             let name = graph.name_of(id).to_string();
@@ -335,7 +401,11 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
             g.output.push(value_info(&name, nchw(shape)));
         }
     }
-    Ok(ModelProto {
+}
+
+/// `g` as an opset-[`EXPORT_OPSET`] model produced by Netloom.
+fn model_proto(g: GraphProto) -> ModelProto {
+    ModelProto {
         ir_version: EXPORT_IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
@@ -345,7 +415,7 @@ fn export_model(graph: &Graph, weights: Option<&Tensors>) -> Result<ModelProto, 
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(g),
         ..Default::default()
-    })
+    }
 }
 
 /// Framework (ONNX/PyTorch) dims of a parameter from its Netloom shape.

@@ -13,7 +13,7 @@ mod export;
 mod external;
 mod import;
 
-pub use export::{export, export_bytes};
+pub use export::{export, export_bytes, export_with_meta};
 pub use import::{
     ImportOptions, import, import_bytes, import_bytes_with_options, import_with_options,
 };

@@ -14,7 +14,7 @@
 //! `out = ⌊(n + p_total − d(f − 1) − 1)/s⌋ + 1`; the MACs per output are
 //! those of the undilated kernel.
 
-use super::geometry::{Conv2dGeometry, GeometryError, TILE_ROWS};
+use super::geometry::{Conv2dGeometry, GeometryError, Pads, TILE_ROWS};
 use crate::kernels::gemm::{MatRef, sgemm};
 use crate::kernels::norm::BnAffine;
 use rayon::prelude::*;
@@ -30,8 +30,7 @@ pub struct DilatedConv2d {
 }
 
 impl DilatedConv2d {
-    /// As [`Conv2dGeometry::new`] (`pad` = [top, left, bottom, right]), with
-    /// taps `dilation` apart.
+    /// As [`Conv2dGeometry::new`], with taps `dilation` apart.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         batch: usize,
@@ -39,7 +38,7 @@ impl DilatedConv2d {
         out_c: usize,
         kernel: (usize, usize),
         stride: (usize, usize),
-        pad: [usize; 4],
+        pad: Pads,
         groups: usize,
         dilation: (usize, usize),
     ) -> Result<Self, GeometryError> {
@@ -69,7 +68,7 @@ impl DilatedConv2d {
             geo.out_c,
             (geo.k_h, geo.k_w),
             (geo.stride_h, geo.stride_w),
-            [geo.pad_top, geo.pad_left, geo.pad_bottom, geo.pad_right],
+            geo.pads(),
             geo.groups,
             dilation,
         )
@@ -392,16 +391,23 @@ mod tests {
                     out_c,
                     (3, 2),
                     (1, 2),
-                    [2, 1, 1, 3],
+                    Pads::new(2, 1, 1, 3),
                     groups,
                     (2, 3),
                 )
                 .unwrap()
             })
-            .chain([
-                DilatedConv2d::new(3, (7, 7, 3), 5, (3, 3), (2, 2), [2, 2, 2, 2], 1, (2, 2))
-                    .unwrap(),
-            ])
+            .chain([DilatedConv2d::new(
+                3,
+                (7, 7, 3),
+                5,
+                (3, 3),
+                (2, 2),
+                Pads::uniform(2),
+                1,
+                (2, 2),
+            )
+            .unwrap()])
             .collect()
     }
 
@@ -411,9 +417,11 @@ mod tests {
         let c = &cases()[0];
         assert_eq!((c.geo.out_h, c.geo.out_w), (8, 5));
         assert_eq!(c.geo.weight_len(), 3 * 2 * 4 * 6);
-        let too_big = DilatedConv2d::new(1, (4, 4, 1), 1, (3, 3), (1, 1), [0; 4], 1, (2, 2));
+        let too_big = DilatedConv2d::new(1, (4, 4, 1), 1, (3, 3), (1, 1), Pads::NONE, 1, (2, 2));
         assert!(matches!(too_big, Err(GeometryError::WindowTooLarge { .. })));
-        assert!(DilatedConv2d::new(1, (4, 4, 1), 1, (3, 3), (1, 1), [0; 4], 1, (0, 1)).is_err());
+        assert!(
+            DilatedConv2d::new(1, (4, 4, 1), 1, (3, 3), (1, 1), Pads::NONE, 1, (0, 1)).is_err()
+        );
     }
 
     #[test]

@@ -51,8 +51,49 @@ pub struct Conv2dGeometry {
     pub slots: usize,
 }
 
-/// `floor((n + pad_total − f)/s) + 1`.
-pub(crate) fn out_dim(n: usize, pad: usize, f: usize, s: usize) -> Result<usize, GeometryError> {
+/// Zero padding around a window's input, in pixels on each side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pads {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Pads {
+    /// No padding.
+    pub const NONE: Pads = Pads::uniform(0);
+
+    /// `top, bottom, left, right` (the design file's order).
+    pub const fn new(top: usize, bottom: usize, left: usize, right: usize) -> Self {
+        Pads {
+            top,
+            bottom,
+            left,
+            right,
+        }
+    }
+
+    /// `p` on every side.
+    pub const fn uniform(p: usize) -> Self {
+        Pads::new(p, p, p, p)
+    }
+}
+
+/// The output size of a window of `f` taps (its span), stride `s`, over `n`
+/// inputs padded by `before` and `after`: `floor((n + pad_total − f)/s) + 1`,
+/// or with `ceil_mode` PyTorch's ceil rule — `ceil((n + pad_total − f)/s) + 1`,
+/// minus one if the last window would start past the input and its
+/// leading padding. Conv and pool geometry both size their outputs here.
+pub(crate) fn out_dim(
+    n: usize,
+    before: usize,
+    after: usize,
+    f: usize,
+    s: usize,
+    ceil_mode: bool,
+) -> Result<usize, GeometryError> {
+    let pad = before + after;
     if n == 0 || f == 0 || s == 0 {
         return Err(GeometryError::ZeroDim);
     }
@@ -62,19 +103,26 @@ pub(crate) fn out_dim(n: usize, pad: usize, f: usize, s: usize) -> Result<usize,
             padded: n + pad,
         });
     }
-    Ok((n + pad - f) / s + 1)
+    let floor = (n + pad - f) / s + 1;
+    if !ceil_mode {
+        return Ok(floor);
+    }
+    let mut out = (n + pad - f).div_ceil(s) + 1;
+    if (out - 1) * s >= n + before {
+        out -= 1;
+    }
+    Ok(out.max(floor))
 }
 
 impl Conv2dGeometry {
-    /// `input` = (h, w, c), `kernel` = (k_h, k_w), `stride` = (s_h, s_w),
-    /// `pad` = [top, left, bottom, right].
+    /// `input` = (h, w, c), `kernel` = (k_h, k_w), `stride` = (s_h, s_w).
     pub fn new(
         batch: usize,
         input: (usize, usize, usize),
         out_c: usize,
         kernel: (usize, usize),
         stride: (usize, usize),
-        pad: [usize; 4],
+        pad: Pads,
         groups: usize,
     ) -> Result<Self, GeometryError> {
         let (in_h, in_w, in_c) = input;
@@ -88,8 +136,8 @@ impl Conv2dGeometry {
                 groups,
             });
         }
-        let out_h = out_dim(in_h, pad[0] + pad[2], kernel.0, stride.0)?;
-        let out_w = out_dim(in_w, pad[1] + pad[3], kernel.1, stride.1)?;
+        let out_h = out_dim(in_h, pad.top, pad.bottom, kernel.0, stride.0, false)?;
+        let out_w = out_dim(in_w, pad.left, pad.right, kernel.1, stride.1, false)?;
         Ok(Self {
             batch,
             in_h,
@@ -102,10 +150,10 @@ impl Conv2dGeometry {
             k_w: kernel.1,
             stride_h: stride.0,
             stride_w: stride.1,
-            pad_top: pad[0],
-            pad_left: pad[1],
-            pad_bottom: pad[2],
-            pad_right: pad[3],
+            pad_top: pad.top,
+            pad_left: pad.left,
+            pad_bottom: pad.bottom,
+            pad_right: pad.right,
             groups,
             slots: rayon::current_num_threads().max(8),
         })
@@ -115,6 +163,10 @@ impl Conv2dGeometry {
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch;
         self
+    }
+    /// The input's zero padding.
+    pub fn pads(&self) -> Pads {
+        Pads::new(self.pad_top, self.pad_bottom, self.pad_left, self.pad_right)
     }
     pub fn in_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c

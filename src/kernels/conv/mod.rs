@@ -34,7 +34,7 @@ pub use backward::conv2d_backward;
 pub use dilated::DilatedConv2d;
 pub use forward::{conv2d_forward, conv2d_forward_bn};
 pub(crate) use geometry::out_dim;
-pub use geometry::{Conv2dGeometry, GeometryError, TILE_ROWS};
+pub use geometry::{Conv2dGeometry, GeometryError, Pads, TILE_ROWS};
 
 #[cfg(test)]
 mod tests;

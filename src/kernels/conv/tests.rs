@@ -45,41 +45,41 @@ fn reference(geo: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -
 
 fn cases() -> Vec<Conv2dGeometry> {
     vec![
-        Conv2dGeometry::new(2, (5, 6, 3), 4, (3, 3), (1, 1), [1, 1, 1, 1], 1).unwrap(),
-        Conv2dGeometry::new(2, (7, 5, 4), 6, (3, 2), (2, 1), [0, 1, 2, 0], 2).unwrap(),
-        Conv2dGeometry::new(1, (6, 6, 3), 5, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+        Conv2dGeometry::new(2, (5, 6, 3), 4, (3, 3), (1, 1), Pads::new(1, 1, 1, 1), 1).unwrap(),
+        Conv2dGeometry::new(2, (7, 5, 4), 6, (3, 2), (2, 1), Pads::new(0, 2, 1, 0), 2).unwrap(),
+        Conv2dGeometry::new(1, (6, 6, 3), 5, (1, 1), (1, 1), Pads::NONE, 1).unwrap(),
         // even outputs: the max-pool epilogue (tiles of 6 rows, and of 2)
-        Conv2dGeometry::new(2, (6, 8, 3), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
-        Conv2dGeometry::new(1, (6, 64, 3), 8, (3, 3), (1, 1), [1; 4], 1).unwrap(),
-        Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 2).unwrap(),
-        Conv2dGeometry::new(1, (6, 5, 4), 4, (3, 3), (2, 2), [1, 0, 1, 1], 4).unwrap(),
-        Conv2dGeometry::new(1, (4, 4, 2), 3, (4, 4), (1, 1), [0; 4], 1).unwrap(),
+        Conv2dGeometry::new(2, (6, 8, 3), 16, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap(),
+        Conv2dGeometry::new(1, (6, 64, 3), 8, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap(),
+        Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), Pads::NONE, 2).unwrap(),
+        Conv2dGeometry::new(1, (6, 5, 4), 4, (3, 3), (2, 2), Pads::new(1, 1, 0, 1), 4).unwrap(),
+        Conv2dGeometry::new(1, (4, 4, 2), 3, (4, 4), (1, 1), Pads::NONE, 1).unwrap(),
         // stride 1 with groups and asymmetric padding: dx via the flipped conv
-        Conv2dGeometry::new(2, (5, 6, 34), 6, (3, 2), (1, 1), [2, 0, 0, 1], 2).unwrap(),
+        Conv2dGeometry::new(2, (5, 6, 34), 6, (3, 2), (1, 1), Pads::new(2, 0, 0, 1), 2).unwrap(),
         // strided 1×1, groups 1: direct path with one segment per row
-        Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), [0; 4], 1).unwrap(),
+        Conv2dGeometry::new(2, (5, 7, 4), 4, (1, 1), (2, 2), Pads::NONE, 1).unwrap(),
         // output row wider than a tile: one output row per tile
-        Conv2dGeometry::new(1, (3, 130, 2), 3, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+        Conv2dGeometry::new(1, (3, 130, 2), 3, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap(),
         // out_c multiple of 16: direct dW path (stem-like seg of 9, and strided)
-        Conv2dGeometry::new(2, (5, 6, 3), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
-        Conv2dGeometry::new(1, (7, 6, 5), 32, (3, 3), (2, 2), [0, 0, 1, 1], 1).unwrap(),
+        Conv2dGeometry::new(2, (5, 6, 3), 16, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap(),
+        Conv2dGeometry::new(1, (7, 6, 5), 32, (3, 3), (2, 2), Pads::new(0, 1, 0, 1), 1).unwrap(),
         // padding ≥ kernel: dx via col2im
-        Conv2dGeometry::new(1, (4, 4, 2), 2, (2, 2), (1, 1), [2, 2, 0, 0], 1).unwrap(),
+        Conv2dGeometry::new(1, (4, 4, 2), 2, (2, 2), (1, 1), Pads::new(2, 0, 2, 0), 1).unwrap(),
         // pointwise, out_c a multiple of 16: the direct pointwise forward, dx and dW
-        Conv2dGeometry::new(2, (3, 5, 20), 32, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+        Conv2dGeometry::new(2, (3, 5, 20), 32, (1, 1), (1, 1), Pads::NONE, 1).unwrap(),
         // 48 outputs (a pair of panels and a single one), dW segments of 21
-        Conv2dGeometry::new(1, (4, 5, 7), 48, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+        Conv2dGeometry::new(1, (4, 5, 7), 48, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap(),
         // small images: direct tiles of 7 whole 4×4 images, the last of 2
         // (forward, pooled forward, dX, dW), and pointwise ones of 13 3×3 images
-        Conv2dGeometry::new(9, (4, 4, 16), 32, (3, 3), (1, 1), [1; 4], 1).unwrap(),
-        Conv2dGeometry::new(15, (3, 3, 16), 16, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+        Conv2dGeometry::new(9, (4, 4, 16), 32, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap(),
+        Conv2dGeometry::new(15, (3, 3, 16), 16, (1, 1), (1, 1), Pads::NONE, 1).unwrap(),
         // strided, several small images per slot: dX tiles of whole images
-        Conv2dGeometry::new(12, (4, 4, 16), 32, (1, 1), (2, 2), [0; 4], 1).unwrap(),
-        Conv2dGeometry::new(5, (6, 6, 8), 16, (3, 3), (2, 2), [1; 4], 1).unwrap(),
+        Conv2dGeometry::new(12, (4, 4, 16), 32, (1, 1), (2, 2), Pads::NONE, 1).unwrap(),
+        Conv2dGeometry::new(5, (6, 6, 8), 16, (3, 3), (2, 2), Pads::uniform(1), 1).unwrap(),
         // pointwise with more pixels than one row table: dW by partials
-        Conv2dGeometry::new(2, (24, 24, 4), 16, (1, 1), (1, 1), [0; 4], 1).unwrap(),
+        Conv2dGeometry::new(2, (24, 24, 4), 16, (1, 1), (1, 1), Pads::NONE, 1).unwrap(),
         // input larger than the weight: dW by per-slot partials
-        Conv2dGeometry::new(4, (9, 9, 4), 16, (3, 3), (1, 1), [1; 4], 1).unwrap(),
+        Conv2dGeometry::new(4, (9, 9, 4), 16, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap(),
     ]
 }
 
@@ -108,14 +108,23 @@ fn cases_cover_both_direct_dw_paths() {
 
 #[test]
 fn geometry_formula() {
-    let g = Conv2dGeometry::new(32, (64, 64, 3), 32, (3, 3), (1, 1), [1; 4], 1).unwrap();
+    let g = Conv2dGeometry::new(32, (64, 64, 3), 32, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap();
     assert_eq!((g.out_h, g.out_w), (64, 64));
-    let g = Conv2dGeometry::new(1, (32, 32, 32), 64, (3, 3), (2, 2), [0, 0, 1, 1], 1).unwrap();
+    let g = Conv2dGeometry::new(
+        1,
+        (32, 32, 32),
+        64,
+        (3, 3),
+        (2, 2),
+        Pads::new(0, 1, 0, 1),
+        1,
+    )
+    .unwrap();
     assert_eq!((g.out_h, g.out_w), (16, 16));
-    let g = Conv2dGeometry::new(1, (7, 7, 1), 1, (3, 3), (2, 2), [0; 4], 1).unwrap();
+    let g = Conv2dGeometry::new(1, (7, 7, 1), 1, (3, 3), (2, 2), Pads::NONE, 1).unwrap();
     assert_eq!((g.out_h, g.out_w), (3, 3));
-    assert!(Conv2dGeometry::new(1, (2, 2, 1), 1, (3, 3), (1, 1), [0; 4], 1).is_err());
-    assert!(Conv2dGeometry::new(1, (4, 4, 3), 4, (1, 1), (1, 1), [0; 4], 2).is_err());
+    assert!(Conv2dGeometry::new(1, (2, 2, 1), 1, (3, 3), (1, 1), Pads::NONE, 1).is_err());
+    assert!(Conv2dGeometry::new(1, (4, 4, 3), 4, (1, 1), (1, 1), Pads::NONE, 2).is_err());
 }
 
 #[test]
@@ -190,7 +199,7 @@ fn forward_with_bn_epilogue_equals_conv_then_bn() {
                     (geo.out_h, geo.out_w, c),
                     (2, 2),
                     (2, 2),
-                    [0; 4],
+                    Pads::NONE,
                     false,
                 )
                 .unwrap();
@@ -215,7 +224,7 @@ fn forward_with_bn_epilogue_equals_conv_then_bn() {
 #[test]
 fn large_tiles_and_threads_deterministic() {
     // Several tiles, multiple images per slot.
-    let geo = Conv2dGeometry::new(9, (13, 11, 8), 16, (3, 3), (1, 1), [1; 4], 1).unwrap();
+    let geo = Conv2dGeometry::new(9, (13, 11, 8), 16, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap();
     let mut rng = Rng::new(4);
     let x = rng.vec(geo.in_len());
     let w = rng.vec(geo.weight_len());
@@ -298,8 +307,8 @@ fn pack_flipped_is_pack_of_flipped_weights() {
     use crate::kernels::gemm::{MatRef, pack_b, packed_b_len};
     let mut rng = Rng::new(9);
     for geo in [
-        Conv2dGeometry::new(1, (4, 4, 20), 32, (3, 3), (1, 1), [1; 4], 1).unwrap(),
-        Conv2dGeometry::new(1, (3, 5, 64), 48, (3, 2), (1, 1), [1, 0, 0, 1], 1).unwrap(),
+        Conv2dGeometry::new(1, (4, 4, 20), 32, (3, 3), (1, 1), Pads::uniform(1), 1).unwrap(),
+        Conv2dGeometry::new(1, (3, 5, 64), 48, (3, 2), (1, 1), Pads::new(1, 0, 0, 1), 1).unwrap(),
     ] {
         let t = geo.transposed().unwrap();
         let w = rng.vec(geo.weight_len());

@@ -150,7 +150,9 @@ pub fn lr_find(
             _ => {}
         }
     }
-    let outcome = trainer.join().map_err(ExperimentError::Trainer)?;
+    let outcome = trainer
+        .join()
+        .map_err(|e| ExperimentError::Trainer(e.to_string()))?;
     if let RunEnd::Failed(why) = &outcome.end {
         failure.get_or_insert_with(|| why.clone());
     }
@@ -332,7 +334,9 @@ fn sweep_run(
             step_ms.push(1000.0 * batch / images_per_sec);
         }
     }
-    let outcome = trainer.join().map_err(ExperimentError::Trainer)?;
+    let outcome = trainer
+        .join()
+        .map_err(|e| ExperimentError::Trainer(e.to_string()))?;
     if let RunEnd::Failed(why) = outcome.end {
         return Err(ExperimentError::Trainer(format!("value {value}: {why}")));
     }
