@@ -36,7 +36,8 @@ fn harness(graph: Graph) -> Harness<'static, NetloomApp> {
 fn click(h: &mut Harness<'static, NetloomApp>, label: &str) {
     h.get_by_role_and_label(egui::Role::Button, label)
         .click_accesskit();
-    h.run();
+    // An evaluation in progress spins a spinner, which repaints every frame.
+    h.run_ok();
 }
 
 /// Runs frames until `done` holds (the trainer and evaluator work on their own threads).
@@ -47,7 +48,7 @@ fn wait_until(
 ) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(180) {
-        h.run();
+        h.run_ok();
         if done(h) {
             return;
         }
@@ -162,7 +163,7 @@ fn multi_crop_from_the_runs_tab_matches_the_evaluator_beside_the_single_view() {
     let m = run.multi_crop.expect("a result");
     assert_eq!(m.views, 10);
     let weights = run.weights.clone().expect("the run's weights");
-    let (ten, images) = library_eval(&tiny_design(3), &[weights.clone()], &dir, true);
+    let (ten, images) = library_eval(&tiny_design(3), std::slice::from_ref(&weights), &dir, true);
     let (one, _) = library_eval(&tiny_design(3), &[weights], &dir, false);
     assert_eq!(m.images, images);
     assert_eq!(m.accuracy, ten, "ten views, as the evaluator computes them");
