@@ -87,7 +87,12 @@ fn set_up(h: &mut Harness<'static, NetloomApp>, data: &Path, epochs: u64, batch:
 /// Trains one run to its end.
 fn train_one(h: &mut Harness<'static, NetloomApp>) {
     let n = h.state().training.runs.len();
-    click(h, "Training");
+    // Open the Training tab unless it is showing (a click on the open tab closes the panel).
+    if h.query_by_role_and_label(egui::Role::Button, "Train")
+        .is_none()
+    {
+        click(h, "Training");
+    }
     click(h, "Train");
     wait_until(h, "the run to finish", |h| {
         h.state().training.runs.len() == n + 1

@@ -1909,8 +1909,11 @@ impl NetloomApp {
                 full.min + egui::vec2(i as f32 * (half + gap), 0.0),
                 egui::vec2(half, full.height()),
             );
+            // Each column its own id: egui::Scene names its paint layer after
+            // the parent's scope, so two canvases must not share one.
             let mut column = ui.new_child(
                 egui::UiBuilder::new()
+                    .id_salt(("netloom_compare_column", i))
                     .max_rect(rect)
                     .layout(egui::Layout::top_down(egui::Align::Min)),
             );
