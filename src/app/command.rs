@@ -578,6 +578,9 @@ pub fn shortcut_table() -> Vec<(KeyboardShortcut, &'static Command)> {
 pub struct EditOutcome {
     /// Select these nodes afterwards.
     pub select: Option<BTreeSet<NodeId>>,
+    /// Groups the edit broke (a new path leaves them and comes back), taken
+    /// apart so the design stays drawable; one undo step restores them.
+    pub ungrouped: Vec<crate::graph::group::Ungrouped>,
 }
 
 /// Why an edit was refused (the graph is then unchanged). The message is
@@ -706,6 +709,7 @@ pub fn apply_edit(graph: &mut Graph, cmd: &Command) -> Result<EditOutcome, EditE
         }
         other => return Err(EditError::NotAnEdit(format!("{other:?}"))),
     }
+    out.ungrouped = graph.ungroup_discontiguous();
     Ok(out)
 }
 

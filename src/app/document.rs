@@ -195,6 +195,35 @@ mod tests {
         );
     }
 
+    /// A wire that makes a group leave and re-enter itself takes the group
+    /// apart (the design stays drawable and saves as it reopens); undo
+    /// brings the group back with the wire gone.
+    #[test]
+    fn a_wire_that_breaks_a_group_ungroups_it_in_one_undo_step() {
+        let mut g = Graph::new("t");
+        let a = g.add_node("a", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        let b = g.add_node("b", LayerKind::Relu, [0.0, 0.0]).unwrap();
+        let sum = g.add_node("sum", LayerKind::Add, [0.0, 0.0]).unwrap();
+        g.connect(a, sum, 0).unwrap();
+        g.connect(a, b, 0).unwrap();
+        g.add_group("pair", [a, sum]).unwrap();
+        let mut doc = Document::new(g, None);
+        let before = doc.graph.clone();
+        let outcome = doc
+            .apply(&Command::Connect {
+                from: b,
+                to: sum,
+                input: Some(1),
+            })
+            .unwrap();
+        assert_eq!(outcome.ungrouped.len(), 1);
+        assert_eq!(outcome.ungrouped[0].group, "pair");
+        assert!(doc.graph.groups().is_empty());
+        doc.graph.check_groups().unwrap();
+        assert!(doc.undo());
+        assert_eq!(doc.graph, before);
+    }
+
     #[test]
     fn failed_edits_change_nothing() {
         let mut doc = Document::new(Graph::new("t"), None);

@@ -635,6 +635,9 @@ impl NetloomApp {
                     tab.selection = sel;
                 }
                 self.prune_selection();
+                for broken in outcome.ungrouped {
+                    self.notify(ctx, format!("{broken}. Undo restores it."), false);
+                }
             }
             Err(e) if matches!(cmd, Command::Connect { .. }) => {
                 let now = ctx.input(|i| i.time);
