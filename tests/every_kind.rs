@@ -13,13 +13,13 @@ use netloom::infer::{Conventions, analyze};
 use netloom::interop::proto::{ModelProto, NodeProto};
 use netloom::interop::{onnx, pytorch};
 use netloom::kernels::misc::SplitMix64;
-use netloom::train::{Mode, Plan};
+use netloom::train::Plan;
 use prost::Message;
 
+mod common;
+use common::gradcheck;
+
 const BATCH: usize = 3;
-/// Central-difference step; see the gradient checks in `src/train/backward.rs`
-/// for why 1e-3 and these tolerances.
-const EPS: f32 = 1e-3;
 
 /// `input 6×6×4 → conv → [kind_under_test on the volume] → flatten → dense 3 → softmax`,
 /// or with it after the flatten (`vector`). Add and Concat join the conv
@@ -75,12 +75,6 @@ fn placed(kind: &LayerKind) -> Graph {
     panic!("{} fits neither test graph: {errors}", kind.display_name());
 }
 
-fn loss_at(plan: &mut Plan, images: &[f32], labels: &[u32]) -> f64 {
-    plan.restart_dropout_masks();
-    plan.forward(images, Mode::Train);
-    plan.loss_backward(labels) as f64
-}
-
 /// Checks 4 sampled entries of every trainable tensor against central differences.
 fn check_gradients(name: &str, graph: &Graph) {
     let analysis = analyze(graph);
@@ -92,34 +86,7 @@ fn check_gradients(name: &str, graph: &Graph) {
         .map(|_| rng.next_f32() * 2.0 - 1.0)
         .collect();
     let labels: Vec<u32> = (0..BATCH).map(|i| (i % plan.classes) as u32).collect();
-    let loss = loss_at(&mut plan, &images, &labels);
-    assert!(loss.is_finite(), "{name}: loss {loss}");
-    plan.backward();
-    let mut checked = 0;
-    for p in 0..plan.params.len() {
-        if !plan.params[p].is_trainable() {
-            continue;
-        }
-        let analytic = plan.params[p].grad.clone();
-        let len = plan.params[p].data.len();
-        for _ in 0..len.min(4) {
-            let j = (rng.next_u64() % len as u64) as usize;
-            let orig = plan.params[p].data[j];
-            plan.params[p].data[j] = orig + EPS;
-            let up = loss_at(&mut plan, &images, &labels);
-            plan.params[p].data[j] = orig - EPS;
-            let down = loss_at(&mut plan, &images, &labels);
-            plan.params[p].data[j] = orig;
-            let numeric = (up - down) / (2.0 * EPS as f64);
-            let a = analytic[j] as f64;
-            assert!(
-                (numeric - a).abs() <= 1e-3 + 0.05 * numeric.abs().max(a.abs()),
-                "{name}: {}[{j}]: numeric {numeric}, analytic {a}",
-                plan.params[p].name
-            );
-            checked += 1;
-        }
-    }
+    let checked = gradcheck::check_param_gradients(name, &mut plan, &images, &labels, 4, &mut rng);
     assert!(checked > 0, "{name}: nothing trainable to check");
 }
 
