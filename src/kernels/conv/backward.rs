@@ -3,6 +3,7 @@
 
 use super::forward::*;
 use super::geometry::*;
+use super::partials::{add_column_sums, reduce_slots, slot_partials};
 use crate::kernels::SendPtr;
 use crate::kernels::gemm::{MatRef, sgemm};
 use rayon::prelude::*;
@@ -76,9 +77,7 @@ pub(super) fn conv2d_backward_input_pointwise(
             let m0 = t * TILE_ROWS;
             let count = c.len() / ic;
             let mut rows = [0usize; TILE_ROWS];
-            for (i, r) in rows[..count].iter_mut().enumerate() {
-                *r = (m0 + i) * oc;
-            }
+            pixel_rows(&mut rows[..count], m0, oc);
             conv_rows(dy, &rows[..count], 1, oc, 0, wtp, ic, None, c, ic);
         });
 }
@@ -201,9 +200,7 @@ pub(super) fn conv2d_backward_input(
         // Columns dY·Wᵀ of output pixels m0 .. m0+count into buf.
         let columns = |m0: usize, count: usize, buf: &mut [f32]| {
             let mut rows = [0usize; TILE_ROWS];
-            for (i, r) in rows[..count].iter_mut().enumerate() {
-                *r = (m0 + i) * oc;
-            }
+            pixel_rows(&mut rows[..count], m0, oc);
             let c = &mut buf[..count * kc];
             crate::kernels::gemm::conv_rows(dy, &rows[..count], 1, oc, 0, wtp, kc, None, c, kc);
         };
@@ -350,30 +347,21 @@ pub(super) fn conv2d_backward_params_direct(
         .par_chunks_mut(per)
         .enumerate()
         .for_each(|(s, slot)| {
-            let (buf, rest) = slot.split_at_mut(scratch);
-            let (pw, pb) = rest.split_at_mut(wl);
-            pw.fill(0.0);
-            pb.fill(0.0);
+            let (buf, pw, pb) = slot_partials(slot, scratch, wl);
             let mut rows = [0usize; DIRECT_MAX_PIXELS];
-            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+            for t in slot_tiles(s, slots, tiles) {
                 let tile = plan.tile(geo, t);
                 let (m0, count) = tile.pixels(geo);
                 let dyt = &dy[m0 * oc..(m0 + count) * oc];
                 if want_db {
-                    for r in dyt.chunks_exact(oc) {
-                        for (p, v) in pb.iter_mut().zip(r) {
-                            *p += *v;
-                        }
-                    }
+                    add_column_sums(dyt, oc, pb);
                 }
                 if !want_dw {
                     continue;
                 }
                 // A pointwise conv's im2col rows are its input pixels.
                 let src: &[f32] = if band == 0 {
-                    for (i, r) in rows[..count].iter_mut().enumerate() {
-                        *r = (m0 + i) * ic;
-                    }
+                    pixel_rows(&mut rows[..count], m0, ic);
                     x
                 } else {
                     tile.fill_bands(geo, x, buf, &mut rows);
@@ -401,29 +389,13 @@ pub(super) fn conv2d_backward_params_direct(
                 }
             }
         });
-    let parts = &*ws;
     if let Some(dw) = dw {
         assert_eq!(dw.len(), wl, "conv2d_backward: dw length");
-        dw.par_chunks_mut(1024).enumerate().for_each(|(ci, out)| {
-            let i0 = ci * 1024;
-            out.fill(0.0);
-            for s in 0..slots {
-                let p = &parts[s * per + scratch + i0..][..out.len()];
-                for (o, v) in out.iter_mut().zip(p) {
-                    *o += *v;
-                }
-            }
-        });
+        reduce_slots(ws, slots, per, scratch, dw);
     }
     if let Some(db) = db {
         assert_eq!(db.len(), oc, "conv2d_backward: db length");
-        db.fill(0.0);
-        for s in 0..slots {
-            let p = &parts[s * per + scratch + wl..s * per + per];
-            for (o, v) in db.iter_mut().zip(p) {
-                *o += *v;
-            }
-        }
+        reduce_slots(ws, slots, per, scratch + wl, db);
     }
 }
 
@@ -447,7 +419,8 @@ pub(super) fn conv2d_backward_params_by_rows(
     let (oc, ic, pixels) = (geo.out_c, geo.in_c, geo.rows());
     if let Some(db) = db {
         assert_eq!(db.len(), oc, "conv2d_backward: db length");
-        column_sums(dy, oc, db);
+        db.fill(0.0);
+        add_column_sums(dy, oc, db);
     }
     let Some(dw) = dw else {
         return;
@@ -471,9 +444,7 @@ pub(super) fn conv2d_backward_params_by_rows(
             let rows = &mut rows[..pixels];
             // A pointwise conv's im2col rows are its input pixels.
             let src: &[f32] = if band == 0 {
-                for (p, r) in rows.iter_mut().enumerate() {
-                    *r = p * ic;
-                }
+                pixel_rows(rows, 0, ic);
                 x
             } else {
                 for t in 0..plan.count {
@@ -501,16 +472,6 @@ pub(super) fn conv2d_backward_params_by_rows(
         });
 }
 
-/// `out[j] = Σ_rows m[row][j]` over the rows of the row-major `m`, in row order.
-fn column_sums(m: &[f32], width: usize, out: &mut [f32]) {
-    out.fill(0.0);
-    for r in m.chunks_exact(width) {
-        for (o, v) in out.iter_mut().zip(r) {
-            *o += *v;
-        }
-    }
-}
-
 pub(super) fn conv2d_backward_params(
     geo: &Conv2dGeometry,
     x: &[f32],
@@ -534,19 +495,11 @@ pub(super) fn conv2d_backward_params(
         .par_chunks_mut(per)
         .enumerate()
         .for_each(|(s, slot)| {
-            let (buf, rest) = slot.split_at_mut(tl);
-            let (pw, pb) = rest.split_at_mut(wl);
-            pw.fill(0.0);
-            pb.fill(0.0);
-            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
-                let m0 = t * TILE_ROWS;
-                let count = TILE_ROWS.min(rows - m0);
+            let (buf, pw, pb) = slot_partials(slot, tl, wl);
+            for t in slot_tiles(s, slots, tiles) {
+                let (m0, count) = tile_span(t, rows);
                 if want_db {
-                    for r in dy[m0 * oc..(m0 + count) * oc].chunks_exact(oc) {
-                        for (p, v) in pb.iter_mut().zip(r) {
-                            *p += *v;
-                        }
-                    }
+                    add_column_sums(&dy[m0 * oc..(m0 + count) * oc], oc, pb);
                 }
                 if !want_dw {
                     continue;
@@ -600,12 +553,6 @@ pub(super) fn conv2d_backward_params(
     }
     if let Some(db) = db {
         assert_eq!(db.len(), oc, "conv2d_backward: db length");
-        db.fill(0.0);
-        for s in 0..slots {
-            let p = &parts[s * per + tl + wl..s * per + per];
-            for (o, v) in db.iter_mut().zip(p) {
-                *o += *v;
-            }
-        }
+        reduce_slots(parts, slots, per, tl + wl, db);
     }
 }

@@ -14,7 +14,8 @@
 //! `out = ⌊(n + p_total − d(f − 1) − 1)/s⌋ + 1`; the MACs per output are
 //! those of the undilated kernel.
 
-use super::geometry::{Conv2dGeometry, GeometryError, Pads, TILE_ROWS};
+use super::geometry::{Conv2dGeometry, GeometryError, Pads, TILE_ROWS, tile_span};
+use super::partials::{add_column_sums, reduce_slots, slot_partials};
 use crate::kernels::gemm::{MatRef, sgemm};
 use crate::kernels::norm::BnAffine;
 use rayon::prelude::*;
@@ -290,18 +291,12 @@ impl DilatedConv2d {
             .par_chunks_mut(slot_len)
             .enumerate()
             .for_each(|(s, slot)| {
-                let (buf, rest) = slot.split_at_mut(tl);
-                let (pw, pb) = rest.split_at_mut(wl);
-                pw.fill(0.0);
-                pb.fill(0.0);
+                let (buf, pw, pb) = slot_partials(slot, tl, wl);
                 let first = s * per_slot;
                 for t in first..(first + per_slot).min(tiles) {
-                    let m0 = t * TILE_ROWS;
-                    let count = TILE_ROWS.min(rows - m0);
+                    let (m0, count) = tile_span(t, rows);
                     let dyt = &dy[m0 * oc..(m0 + count) * oc];
-                    for r in dyt.chunks_exact(oc) {
-                        pb.iter_mut().zip(r).for_each(|(b, g)| *b += g);
-                    }
+                    add_column_sums(dyt, oc, pb);
                     if !want_dw {
                         continue;
                     }
@@ -313,22 +308,11 @@ impl DilatedConv2d {
                     }
                 }
             });
-        let partial = |s: usize| &ws[s * slot_len + tl..(s + 1) * slot_len];
         if let Some(dw) = dw {
-            dw.fill(0.0);
-            for s in 0..slots {
-                dw.iter_mut()
-                    .zip(&partial(s)[..wl])
-                    .for_each(|(d, p)| *d += p);
-            }
+            reduce_slots(ws, slots, slot_len, tl, dw);
         }
         if let Some(db) = db {
-            db.fill(0.0);
-            for s in 0..slots {
-                db.iter_mut()
-                    .zip(&partial(s)[wl..])
-                    .for_each(|(d, p)| *d += p);
-            }
+            reduce_slots(ws, slots, slot_len, tl + wl, db);
         }
     }
 }

@@ -207,8 +207,8 @@ pub fn conv2d_forward_bn(
     let tl = geo.tile_len();
     if tl == 0 {
         (0..tiles).into_par_iter().for_each(|t| {
-            let m0 = t * TILE_ROWS;
-            run_tile(m0, TILE_ROWS.min(rows - m0), &mut []);
+            let (m0, count) = tile_span(t, rows);
+            run_tile(m0, count, &mut []);
         });
         return;
     }
@@ -221,9 +221,9 @@ pub fn conv2d_forward_bn(
         .par_chunks_mut(tl)
         .enumerate()
         .for_each(|(s, buf)| {
-            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
-                let m0 = t * TILE_ROWS;
-                run_tile(m0, TILE_ROWS.min(rows - m0), buf);
+            for t in slot_tiles(s, slots, tiles) {
+                let (m0, count) = tile_span(t, rows);
+                run_tile(m0, count, buf);
             }
         });
 }
@@ -252,9 +252,7 @@ pub(super) fn conv2d_forward_pointwise(
             let m0 = t * TILE_ROWS;
             let count = c.len() / oc;
             let mut rows = [0usize; TILE_ROWS];
-            for (i, r) in rows[..count].iter_mut().enumerate() {
-                *r = (m0 + i) * ic;
-            }
+            pixel_rows(&mut rows[..count], m0, ic);
             conv_rows(x, &rows[..count], 1, ic, 0, wpack, oc, bias, c, oc);
             if let Some(bn) = bn {
                 bn.apply_inplace(c, m0 * oc);
@@ -338,7 +336,7 @@ pub(super) fn conv2d_forward_direct_packed(
         .for_each(|(s, buf)| {
             let (buf, tile_buf) = buf.split_at_mut(band);
             let mut rows = [0usize; DIRECT_MAX_PIXELS];
-            for t in (s * tiles / slots)..((s + 1) * tiles / slots) {
+            for t in slot_tiles(s, slots, tiles) {
                 let tile = plan.tile(geo, t);
                 let (m0, count) = tile.pixels(geo);
                 tile.fill_bands(geo, x, buf, &mut rows);

@@ -20,6 +20,26 @@ pub enum GeometryError {
 
 /// Output pixels per im2col tile.
 pub const TILE_ROWS: usize = 120;
+/// Output pixels `m0 .. m0 + count` of im2col tile `t` over `rows` pixels.
+pub(super) fn tile_span(t: usize, rows: usize) -> (usize, usize) {
+    let m0 = t * TILE_ROWS;
+    (m0, TILE_ROWS.min(rows - m0))
+}
+
+/// The tiles of work slot `s` when `tiles` are split evenly and in order
+/// between `slots` slots (each a contiguous run).
+pub(super) fn slot_tiles(s: usize, slots: usize, tiles: usize) -> std::ops::Range<usize> {
+    (s * tiles / slots)..((s + 1) * tiles / slots)
+}
+
+/// `rows[i] = (m0 + i)·stride`: the offsets of pixels `m0 ..` in a tensor
+/// with `stride` floats per pixel, as the row microkernels address them.
+pub(super) fn pixel_rows(rows: &mut [usize], m0: usize, stride: usize) {
+    for (i, r) in rows.iter_mut().enumerate() {
+        *r = (m0 + i) * stride;
+    }
+}
+
 /// Widest output row the direct path handles (its row table lives on the stack).
 pub(super) const DIRECT_MAX_PIXELS: usize = 1024;
 /// Most floats of input bands one direct tile of several small images

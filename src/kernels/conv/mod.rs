@@ -22,13 +22,15 @@
 //! Files: `geometry` (shapes, workspace sizes, direct tiling and input
 //! bands), `forward` (im2col, direct and pointwise forward), `epilogue`
 //! (what a forward tile does after its GEMM: the fused pool), `backward`
-//! (dX, dW, db).
+//! (dX, dW, db), `partials` (dW and db as per-slot partial sums reduced in
+//! slot order), `dilated` (taps `dilation` apart, im2col + GEMM).
 
 mod backward;
 mod dilated;
 mod epilogue;
 mod forward;
 mod geometry;
+mod partials;
 
 pub use backward::conv2d_backward;
 pub use dilated::DilatedConv2d;
