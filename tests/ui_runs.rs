@@ -7,8 +7,9 @@
 
 mod common;
 
+use common::app::*;
 use common::*;
-use egui::vec2;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use netloom::app::NetloomApp;
@@ -21,46 +22,6 @@ use netloom::train::eval::{self, EvalOptions};
 use netloom::train::trainer::DEFAULT_VAL_FRACTION;
 use netloom::train::{Mode, Plan};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-fn harness(graph: Graph) -> Harness<'static, NetloomApp> {
-    let app = NetloomApp::for_tests(graph);
-    let mut h = Harness::builder()
-        .with_size(vec2(1400.0, 900.0))
-        .with_max_steps(32)
-        .build_ui_state(|ui, app: &mut NetloomApp| app.ui(ui), app);
-    h.run();
-    h
-}
-
-fn click(h: &mut Harness<'static, NetloomApp>, label: &str) {
-    h.get_by_role_and_label(egui::Role::Button, label)
-        .click_accesskit();
-    // An evaluation in progress spins a spinner, which repaints every frame.
-    h.run_ok();
-}
-
-/// Runs frames until `done` holds (the trainer and evaluator work on their own threads).
-fn wait_until(
-    h: &mut Harness<'static, NetloomApp>,
-    what: &str,
-    done: impl Fn(&Harness<'static, NetloomApp>) -> bool,
-) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(180) {
-        h.run_ok();
-        if done(h) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let s = &h.state().training;
-    panic!(
-        "timed out waiting for {what}; runs {:?}, evaluation error {:?}",
-        s.runs.iter().map(|r| &r.status).collect::<Vec<_>>(),
-        s.eval_error
-    );
-}
 
 /// A folder of its own per test (tests run in parallel).
 fn temp_dir(what: &str) -> PathBuf {
@@ -91,9 +52,9 @@ fn train_one(h: &mut Harness<'static, NetloomApp>) {
     if h.query_by_role_and_label(egui::Role::Button, "Train")
         .is_none()
     {
-        click(h, "Training");
+        click_busy(h, "Training");
     }
-    click(h, "Train");
+    click_busy(h, "Train");
     wait_until(h, "the run to finish", |h| {
         h.state().training.runs.len() == n + 1
             && h.state().training.current().map(|r| &r.status) == Some(&RunStatus::Finished)
@@ -154,12 +115,12 @@ fn multi_crop_from_the_runs_tab_matches_the_evaluator_beside_the_single_view() {
     let mut h = harness(tiny_design(3));
     set_up(&mut h, &dir, 2, 8, 42);
     train_one(&mut h);
-    click(&mut h, "Runs");
+    click_busy(&mut h, "Runs");
     assert!(
         cell_under_header(&h, RunColumn::MultiCrop, "Multi-crop #1"),
         "the multi-crop button sits in its column"
     );
-    click(&mut h, "Multi-crop #1");
+    click_busy(&mut h, "Multi-crop #1");
     wait_until(&mut h, "the multi-crop result", |h| {
         h.state().training.runs[0].multi_crop.is_some()
     });
@@ -203,7 +164,7 @@ fn an_ensemble_of_picked_runs_matches_the_evaluator_and_shows_each_run_alone() {
     train_one(&mut h);
     set_up(&mut h, &dir, 2, 8, 7);
     train_one(&mut h);
-    click(&mut h, "Runs");
+    click_busy(&mut h, "Runs");
     let button = |h: &Harness<'static, NetloomApp>, label: &str| {
         h.query_by_role_and_label(egui::Role::Button, label)
             .is_some_and(|n| !n.accesskit_node().is_disabled())
@@ -218,7 +179,7 @@ fn an_ensemble_of_picked_runs_matches_the_evaluator_and_shows_each_run_alone() {
         h.run();
     }
     assert!(button(&h, "Ensemble #1 + #2"));
-    click(&mut h, "Ensemble #1 + #2");
+    click_busy(&mut h, "Ensemble #1 + #2");
     wait_until(&mut h, "the ensemble", |h| {
         !h.state().training.ensembles.is_empty()
     });
@@ -305,8 +266,8 @@ fn an_imported_onnx_models_weights_start_the_next_run() {
     // One batch holds the whole training split.
     let (batch, seed) = (64, 42);
     set_up(&mut h, &dir, 1, batch, seed);
-    click(&mut h, "Training");
-    click(&mut h, "Train");
+    click_busy(&mut h, "Training");
+    click_busy(&mut h, "Train");
     wait_until(&mut h, "the first batch", |h| {
         h.state()
             .training

@@ -6,69 +6,18 @@
 
 mod common;
 
+use common::app::*;
 use common::*;
-use egui::vec2;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use netloom::app::NetloomApp;
 use netloom::app::command::Command;
 use netloom::app::training::RunStatus;
 use netloom::app::training::views::RunColumn;
-use netloom::graph::{Graph, blocks};
+use netloom::graph::blocks;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-fn harness(graph: Graph) -> Harness<'static, NetloomApp> {
-    let app = NetloomApp::for_tests(graph);
-    let mut h = Harness::builder()
-        .with_size(vec2(1400.0, 900.0))
-        .with_max_steps(32)
-        .build_ui_state(|ui, app: &mut NetloomApp| app.ui(ui), app);
-    h.run();
-    h
-}
-
-fn has(h: &Harness<'_, NetloomApp>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
-
-/// The accessible labels that contain `text`.
-fn labels_containing(h: &Harness<'_, NetloomApp>, text: &str) -> Vec<String> {
-    h.query_all_by_label_contains(text)
-        .filter_map(|n| {
-            let node = n.accesskit_node();
-            node.label().or_else(|| node.value())
-        })
-        .collect()
-}
-
-fn click(h: &mut Harness<'static, NetloomApp>, label: &str) {
-    h.get_by_role_and_label(egui::Role::Button, label)
-        .click_accesskit();
-    h.run();
-}
-
-/// Runs frames until `done` holds (the trainer works on its own thread).
-fn wait_until(
-    h: &mut Harness<'static, NetloomApp>,
-    what: &str,
-    done: impl Fn(&Harness<'static, NetloomApp>) -> bool,
-) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(120) {
-        h.run();
-        if done(h) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let run = h.state().training.current();
-    panic!(
-        "timed out waiting for {what}; run status {:?}, {} batches",
-        run.map(|r| &r.status),
-        run.map_or(0, |r| r.batch_loss.len())
-    );
-}
+use std::time::Duration;
 
 /// The tiny design set up to train on a PNG folder of synthetic images.
 fn tiny_app(epochs: u64) -> (Harness<'static, NetloomApp>, PathBuf) {

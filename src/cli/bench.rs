@@ -214,10 +214,55 @@ fn layer_medians(plan: &Plan, per_layer: &mut [Vec<f64>], macs: &[u64]) -> Vec<L
     layers
 }
 
-/// Times `steps` training steps (after warm-up) and as many forward passes.
-pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<BenchReport, String> {
+/// Why a benchmark did not run or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("the design has errors: {0}")]
+    InvalidDesign(String),
+    #[error("benchmarking `{design}` {source}")]
+    OverBudget {
+        design: String,
+        source: crate::train::memory::MemoryError,
+    },
+    #[error(transparent)]
+    Compile(#[from] crate::train::CompileError),
+    #[error("loss became {0} during the benchmark")]
+    NonFiniteLoss(f32),
+}
+
+/// Refuses a benchmark whose plan would not fit the memory budget `limit`
+/// (or whose design has errors, naming the layer); else the bytes it needs.
+pub fn check_memory(graph: &Graph, batch: usize, limit: Option<u64>) -> Result<u64, BenchError> {
+    use crate::train::memory::{Budget, Purpose, estimate};
     let analysis = analyze(graph);
-    let mut plan = Plan::compile(graph, &analysis, batch, seed).map_err(|e| e.to_string())?;
+    if !analysis.is_valid() {
+        return Err(BenchError::InvalidDesign(analysis.error_summary(graph, 3)));
+    }
+    // The benchmark trains with SGD and momentum: one state tensor per parameter.
+    let e = estimate(
+        graph,
+        &analysis,
+        batch,
+        Purpose::Train { optimizer_slots: 1 },
+    );
+    Budget::new(limit)
+        .check(&e)
+        .map_err(|source| BenchError::OverBudget {
+            design: graph.name.clone(),
+            source,
+        })?;
+    Ok(e.total())
+}
+
+/// Times `steps` training steps (after warm-up) and as many forward passes.
+pub fn run(
+    graph: &Graph,
+    batch: usize,
+    steps: usize,
+    seed: u64,
+) -> Result<BenchReport, BenchError> {
+    let analysis = analyze(graph);
+    let mut plan = Plan::compile(graph, &analysis, batch, seed)?;
     let (h, w, c) = plan.input_shape;
     let mut rng = SplitMix64::new(seed);
     let images: Vec<f32> = (0..batch * h * w * c).map(|_| rng.next_f32()).collect();
@@ -233,8 +278,7 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
             schedule: Schedule::Constant,
         },
         &plan.params,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     for _ in 0..3 {
         plan.train_step(&images, &labels, &mut opt);
     }
@@ -247,7 +291,7 @@ pub fn run(graph: &Graph, batch: usize, steps: usize, seed: u64) -> Result<Bench
         let loss = plan.train_step(&images, &labels, &mut opt);
         train_ms.push(start.elapsed().as_secs_f64() * 1e3);
         if !loss.is_finite() {
-            return Err(format!("loss became {loss} during the benchmark"));
+            return Err(BenchError::NonFiniteLoss(loss));
         }
         for (acc, &ns) in per_layer.iter_mut().zip(&plan.step_nanos) {
             acc.push(ns as f64 / 1e6);

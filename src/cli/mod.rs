@@ -65,15 +65,36 @@ pub enum CliError {
         #[source]
         source: crate::interop::InteropError,
     },
+    /// An ONNX model that cannot be read.
+    #[error("{}: {source}", path.display())]
+    Import {
+        path: PathBuf,
+        source: crate::interop::InteropError,
+    },
+    /// A diagram that cannot be drawn.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    /// A drawn diagram that cannot be encoded as PNG.
+    #[error("cannot encode {}: {source}", path.display())]
+    EncodePng {
+        path: PathBuf,
+        source: image::ImageError,
+    },
+    /// A benchmark that could not run.
+    #[error(transparent)]
+    Bench(#[from] bench::BenchError),
+    /// `lr-find` or `sweep` stopped.
+    #[error(transparent)]
+    Experiment(#[from] crate::train::experiment::cli::ExperimentCliError),
+    /// The trainer thread ended without an outcome.
+    #[error(transparent)]
+    Join(#[from] crate::train::trainer::JoinError),
+    /// The designer window could not be opened (the windowing library's words).
+    #[error("{0}")]
+    Designer(String),
     /// Anything else the command refuses, said in words for the terminal.
     #[error("{0}")]
     Refused(String),
-}
-
-impl From<String> for CliError {
-    fn from(message: String) -> Self {
-        CliError::Refused(message)
-    }
 }
 
 impl CliError {
@@ -352,7 +373,8 @@ fn designer(cli: Cli) -> Result<ExitCode, CliError> {
         epochs: cli.epochs,
         frame_stats: cli.frame_stats,
         quit_after: cli.quit_after,
-    })?;
+    })
+    .map_err(CliError::Designer)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -413,7 +435,7 @@ fn bench_command(
 ) -> Result<ExitCode, CliError> {
     let path = design.unwrap_or_else(crate::default_design_path);
     let graph = load(&path)?;
-    let estimate = check_bench_memory(&graph, batch, memory_limit)?;
+    let estimate = bench::check_memory(&graph, batch, memory_limit)?;
     if !json {
         eprintln!(
             "timing {} at batch {batch}: 3 warm-up steps, then {steps} training steps and {steps} forward passes…",
@@ -422,7 +444,7 @@ fn bench_command(
     }
     let r = bench::run(&graph, batch, steps.max(1), seed)?;
     if json {
-        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string(&r)?);
     } else {
         print_bench(&r, estimate);
     }
@@ -479,8 +501,13 @@ fn import(
     let mut outputs = vec![("-o", output)];
     outputs.extend(weights.map(|w| ("--weights", w)));
     file::check_outputs(&outputs, &[("the model", model)])?;
-    let mut imported = crate::interop::onnx::import_with_options(model, options)
-        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let mut imported =
+        crate::interop::onnx::import_with_options(model, options).map_err(|source| {
+            CliError::Import {
+                path: model.to_path_buf(),
+                source,
+            }
+        })?;
     for warning in &imported.warnings {
         eprintln!("warning: {warning}");
     }
@@ -751,14 +778,17 @@ fn render(args: RenderArgs) -> Result<ExitCode, CliError> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     let out = args.output.display();
+    let write_error = |source| CliError::Write {
+        path: args.output.clone(),
+        source,
+    };
     match ext.as_deref() {
         Some("svg") => {
             file::write_atomically(&args.output, crate::render::svg(&diagram).as_bytes())
-                .map_err(|e| format!("cannot write {out}: {e}"))?
+                .map_err(write_error)?
         }
         Some("png") => {
-            let (image, scale) =
-                crate::render::png(&diagram, args.scale).map_err(|e| e.to_string())?;
+            let (image, scale) = crate::render::png(&diagram, args.scale)?;
             if scale < args.scale {
                 eprintln!("scaled to {scale:.2} pixels per unit to stay within the PNG size limit");
             }
@@ -768,9 +798,11 @@ fn render(args: RenderArgs) -> Result<ExitCode, CliError> {
                     &mut std::io::Cursor::new(&mut bytes),
                     image::ImageFormat::Png,
                 )
-                .map_err(|e| format!("cannot encode {out}: {e}"))?;
-            file::write_atomically(&args.output, &bytes)
-                .map_err(|e| format!("cannot write {out}: {e}"))?;
+                .map_err(|source| CliError::EncodePng {
+                    path: args.output.clone(),
+                    source,
+                })?;
+            file::write_atomically(&args.output, &bytes).map_err(write_error)?;
         }
         _ => {
             return Err(CliError::Refused(format!(
@@ -805,34 +837,11 @@ fn json_line(
     analysis: &Analysis,
     conventions: &Conventions,
 ) -> Result<String, CliError> {
-    Ok(
-        serde_json::to_string(&Report::new(graph, analysis, conventions))
-            .map_err(|e| e.to_string())?,
-    )
-}
-
-/// Refuses a benchmark whose plan would not fit the memory budget (or whose
-/// design has errors, naming the layer).
-fn check_bench_memory(graph: &Graph, batch: usize, limit: Option<u64>) -> Result<u64, String> {
-    use crate::train::memory::{Budget, Purpose, estimate};
-    let analysis = analyze(graph);
-    if !analysis.is_valid() {
-        return Err(format!(
-            "the design has errors: {}",
-            analysis.error_summary(graph, 3)
-        ));
-    }
-    // The benchmark trains with SGD and momentum: one state tensor per parameter.
-    let e = estimate(
+    Ok(serde_json::to_string(&Report::new(
         graph,
-        &analysis,
-        batch,
-        Purpose::Train { optimizer_slots: 1 },
-    );
-    Budget::new(limit)
-        .check(&e)
-        .map_err(|e| format!("benchmarking `{}` {e}", graph.name))?;
-    Ok(e.total())
+        analysis,
+        conventions,
+    ))?)
 }
 
 /// A conv/dense layer's GFLOP/s after its time in `bench`'s table (blank for other layers).

@@ -147,7 +147,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode, CliError> {
     for event in trainer.events() {
         printer.event(event);
     }
-    let outcome = trainer.join().map_err(|e| e.to_string())?;
+    let outcome = trainer.join()?;
     Ok(match outcome.end {
         RunEnd::Finished => ExitCode::SUCCESS,
         RunEnd::Stopped => ExitCode::from(1),

@@ -1,6 +1,8 @@
 //! Tiny designs and synthetic datasets shared by the trainer tests.
 #![allow(dead_code)]
 
+#[cfg(feature = "gui")]
+pub mod app;
 pub mod gradcheck;
 
 use netloom::data::{Dataset, Shape, Splits};

@@ -84,8 +84,8 @@ impl SweepDialog {
     /// The request the fields describe, or why they do not describe one.
     pub fn request(&self) -> Result<SweepRequest, String> {
         Ok(SweepRequest {
-            target: SweepTarget::parse(&self.target)?,
-            values: parse_values(&self.values)?,
+            target: SweepTarget::parse(&self.target).map_err(|e| e.to_string())?,
+            values: parse_values(&self.values).map_err(|e| e.to_string())?,
             epochs: self.epochs.max(1),
         })
     }

@@ -2,8 +2,8 @@
 //! ends (the binary only parses and dispatches).
 
 use super::{
-    ExperimentError, LrFindOptions, SweepRow, SweepRun, SweepTarget, add_classifier_head, lr_find,
-    sweep, sweep_csv,
+    ExperimentError, LrFindOptions, SweepRow, SweepRun, SweepSpecError, SweepTarget,
+    add_classifier_head, lr_find, sweep, sweep_csv,
 };
 use crate::cli::train::OptimizerArg;
 use crate::data::{self, AugmentConfig};
@@ -43,24 +43,50 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// Why `netloom lr-find` or `netloom sweep` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentCliError {
+    #[error("{}: {source}", path.display())]
+    Load {
+        path: PathBuf,
+        source: file::LoadError,
+    },
+    #[error("--head: {0}")]
+    Head(#[source] super::design_edit::DesignEditError),
+    #[error(transparent)]
+    Augment(#[from] data::DataError),
+    #[error(transparent)]
+    Spec(#[from] SweepSpecError),
+    #[error(transparent)]
+    Experiment(#[from] ExperimentError),
+    #[error("--csv {}: {source}", path.display())]
+    Csv {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl RunArgs {
-    fn design(&self, path: &std::path::Path) -> Result<Graph, String> {
-        let graph = file::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    fn design(&self, path: &std::path::Path) -> Result<Graph, ExperimentCliError> {
+        let graph = file::load(path).map_err(|source| ExperimentCliError::Load {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if self.head {
-            add_classifier_head(&graph).map_err(|e| format!("--head: {e}"))
+            add_classifier_head(&graph).map_err(ExperimentCliError::Head)
         } else {
             Ok(graph)
         }
     }
 
     /// The checked settings every run of the experiment shares.
-    fn settings(&self, learning_rate: Option<f32>) -> Result<RunSettings, String> {
+    fn settings(&self, learning_rate: Option<f32>) -> Result<RunSettings, ExperimentCliError> {
         let (kind, default_lr) = match self.optimizer {
             OptimizerArg::Sgd => (OptimizerKind::sgd_momentum(), 1e-2),
             OptimizerArg::Adam => (OptimizerKind::adam(), 1e-3),
         };
         let augment = match &self.augment {
-            Some(list) => AugmentConfig::parse(list).map_err(|e| e.to_string())?,
+            Some(list) => AugmentConfig::parse(list)?,
             None => AugmentConfig::default(),
         };
         Ok(RunSettings {
@@ -137,13 +163,13 @@ pub struct SweepArgs {
 }
 
 /// Parses `V1,V2,…`, `A..B*F` or `A..B+S` into values.
-pub fn parse_values(text: &str) -> Result<Vec<f64>, String> {
+pub fn parse_values(text: &str) -> Result<Vec<f64>, SweepSpecError> {
     let number = |s: &str| {
         s.trim()
             .parse::<f64>()
             .ok()
             .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("`{}` is not a number", s.trim()))
+            .ok_or_else(|| SweepSpecError::NotANumber(s.trim().to_string()))
     };
     let Some((start, rest)) = text.split_once("..") else {
         return text.split(',').map(number).collect();
@@ -152,9 +178,7 @@ pub fn parse_values(text: &str) -> Result<Vec<f64>, String> {
         (Some((end, f)), _) => (number(end)?, number(f)?, true),
         (_, Some((end, s))) => (number(end)?, number(s)?, false),
         _ => {
-            return Err(format!(
-                "`{text}`: a range needs a step, e.g. `8..64*2` or `8..64+8`"
-            ));
+            return Err(SweepSpecError::RangeWithoutStep(text.to_string()));
         }
     };
     let start = number(start)?;
@@ -164,9 +188,11 @@ pub fn parse_values(text: &str) -> Result<Vec<f64>, String> {
         step > 0.0
     };
     if !grows || end < start {
-        return Err(format!(
-            "`{text}`: the range does not grow from {start} to {end}"
-        ));
+        return Err(SweepSpecError::RangeDoesNotGrow {
+            text: text.to_string(),
+            start,
+            end,
+        });
     }
     let mut values = vec![start];
     while values.len() < 1000 {
@@ -181,7 +207,7 @@ pub fn parse_values(text: &str) -> Result<Vec<f64>, String> {
 }
 
 /// Runs `netloom lr-find`.
-pub fn lr_find_command(args: LrFindArgs) -> Result<ExitCode, String> {
+pub fn lr_find_command(args: LrFindArgs) -> Result<ExitCode, ExperimentCliError> {
     let graph = args.run.design(&args.design)?;
     let config = args.run.settings(None)?.config(graph);
     let options = LrFindOptions {
@@ -191,8 +217,7 @@ pub fn lr_find_command(args: LrFindArgs) -> Result<ExitCode, String> {
         ..LrFindOptions::default()
     };
     let json = args.run.json;
-    let curve = lr_find(config, &options, |event| report_progress(event, json))
-        .map_err(|e: ExperimentError| e.to_string())?;
+    let curve = lr_find(config, &options, |event| report_progress(event, json))?;
     if json {
         let points: Vec<[f32; 2]> = curve.points.iter().map(|p| [p.lr, p.loss]).collect();
         println!(
@@ -228,15 +253,15 @@ pub fn lr_find_command(args: LrFindArgs) -> Result<ExitCode, String> {
 }
 
 /// Runs `netloom sweep`.
-pub fn sweep_command(args: SweepArgs) -> Result<ExitCode, String> {
+pub fn sweep_command(args: SweepArgs) -> Result<ExitCode, ExperimentCliError> {
     let (target, values) = args
         .set
         .split_once('=')
-        .ok_or_else(|| format!("--set `{}`: expected NODE.PARAM=V1,V2,…", args.set))?;
+        .ok_or_else(|| SweepSpecError::NoValues(args.set.clone()))?;
     let target = SweepTarget::parse(target)?;
     let values = parse_values(values)?;
     if target == SweepTarget::BatchSize && values.iter().any(|v| *v < 1.0 || v.fract() != 0.0) {
-        return Err("batch sizes must be whole numbers of at least 1".into());
+        return Err(SweepSpecError::BatchSizes.into());
     }
     let graph = args.run.design(&args.design)?;
     let settings = args.run.settings(args.lr)?;
@@ -259,13 +284,14 @@ pub fn sweep_command(args: SweepArgs) -> Result<ExitCode, String> {
                     .map_or("–".into(), |a| format!("{:.2}%", 100.0 * a))
             );
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     print_sweep(&label, &runs, json);
     if let Some(path) = &args.csv {
         let csv = sweep_csv(&label, runs.iter().map(SweepRow::from));
-        file::write_atomically(path, csv.as_bytes())
-            .map_err(|e| format!("--csv {}: {e}", path.display()))?;
+        file::write_atomically(path, csv.as_bytes()).map_err(|source| ExperimentCliError::Csv {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -241,9 +241,26 @@ pub enum SweepTarget {
     LearningRate,
 }
 
+/// Why a sweep's `--set` (or the designer's sweep fields) describes no sweep.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SweepSpecError {
+    #[error("`{0}`: expected NODE.PARAM (e.g. `reduce.filters`), `batch` or `lr`")]
+    Target(String),
+    #[error("--set `{0}`: expected NODE.PARAM=V1,V2,…")]
+    NoValues(String),
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    #[error("`{0}`: a range needs a step, e.g. `8..64*2` or `8..64+8`")]
+    RangeWithoutStep(String),
+    #[error("`{text}`: the range does not grow from {start} to {end}")]
+    RangeDoesNotGrow { text: String, start: f64, end: f64 },
+    #[error("batch sizes must be whole numbers of at least 1")]
+    BatchSizes,
+}
+
 impl SweepTarget {
     /// Parses `NODE.PARAM`, `batch` or `lr`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SweepSpecError> {
         match text.trim() {
             "batch" | "batch_size" => Ok(SweepTarget::BatchSize),
             "lr" | "learning_rate" => Ok(SweepTarget::LearningRate),
@@ -254,9 +271,7 @@ impl SweepTarget {
                         param: param.to_string(),
                     })
                 }
-                _ => Err(format!(
-                    "`{other}`: expected NODE.PARAM (e.g. `reduce.filters`), `batch` or `lr`"
-                )),
+                _ => Err(SweepSpecError::Target(other.to_string())),
             },
         }
     }
