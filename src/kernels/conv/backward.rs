@@ -118,6 +118,8 @@ pub fn conv2d_backward(
     }
 }
 
+/// dX by the cheapest path the geometry allows: the transposed conv on the
+/// forward paths (stride 1), a GEMM (1×1 unpadded), or dY·Wᵀ then col2im.
 pub(super) fn conv2d_backward_input(
     geo: &Conv2dGeometry,
     w: &[f32],
@@ -125,122 +127,166 @@ pub(super) fn conv2d_backward_input(
     dx: &mut [f32],
     ws: &mut [f32],
 ) {
-    let oc = geo.out_c;
-    let (cg, og) = (geo.cin_g(), geo.cout_g());
-    let kc = geo.k_cols();
     if let Some(t) = geo.transposed() {
-        // dX = conv(dY, flipped Wᵀ): runs on the tiled forward path, no col2im.
-        if let Some((tr, band)) = t.direct_tiling() {
-            // Flipped and packed in one parallel pass, straight into the
-            // layout the direct path reads.
-            let packed = crate::kernels::gemm::packed_b_len(t.k_cols(), t.out_c);
-            let (wtp, rest) = ws.split_at_mut(packed);
-            pack_flipped(geo, w, wtp);
-            let tiling = DirectTiling {
-                tr,
-                band,
-                max_pool2: false,
-            };
-            return conv2d_forward_direct_packed(&t, dy, wtp, None, None, dx, rest, tiling);
-        }
-        let (wt, rest) = ws.split_at_mut(geo.weight_len());
-        flip_weights(geo, w, wt);
-        conv2d_forward(&t, dy, wt, None, dx, rest);
-        return;
+        return backward_input_transposed(geo, &t, w, dy, dx, ws);
     }
     if geo.is_direct_pointwise() {
         return conv2d_backward_input_pointwise(geo, w, dy, dx, ws);
     }
     if geo.is_pointwise() {
-        let stride1 = geo.stride_h == 1 && geo.stride_w == 1;
-        if !stride1 {
-            dx.par_chunks_mut(crate::kernels::ELEM_CHUNK)
-                .for_each(|c| c.fill(0.0));
-        }
-        let rows = geo.rows();
-        let tiles = rows.div_ceil(TILE_ROWS);
-        let dxp = SendPtr(dx.as_mut_ptr());
-        let dxlen = dx.len();
-        (0..tiles).into_par_iter().for_each(|t| {
-            let m0 = t * TILE_ROWS;
-            segments(geo, m0, (m0 + TILE_ROWS).min(rows), |s| {
-                for g in 0..geo.groups {
-                    let a = MatRef::row_major(&dy[s.m0 * oc + g * og..], oc);
-                    let b = MatRef {
-                        data: &w[g * og..],
-                        rs: 1,
-                        cs: oc,
-                    };
-                    let off = s.x_pix * geo.in_c + g * cg;
-                    // SAFETY: distinct output pixels of a 1×1 unpadded conv read
-                    // distinct input pixels, so segments write disjoint rows of dx.
-                    let c =
-                        unsafe { std::slice::from_raw_parts_mut(dxp.get().add(off), dxlen - off) };
-                    sgemm(s.count, cg, og, 1.0, a, b, 0.0, c, s.x_step * geo.in_c);
-                }
-            });
-        });
-        return;
+        return backward_input_pointwise_strided(geo, w, dy, dx);
     }
+    if geo.groups == 1 {
+        return backward_input_col2im_packed(geo, w, dy, dx, ws);
+    }
+    backward_input_col2im_grouped(geo, w, dy, dx, ws)
+}
+
+/// dX = conv(dY, flipped Wᵀ) (`t`, the transposed geometry): runs on the
+/// tiled forward path, no col2im.
+fn backward_input_transposed(
+    geo: &Conv2dGeometry,
+    t: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    ws: &mut [f32],
+) {
+    if let Some((tr, band)) = t.direct_tiling() {
+        // Flipped and packed in one parallel pass, straight into the
+        // layout the direct path reads.
+        let packed = crate::kernels::gemm::packed_b_len(t.k_cols(), t.out_c);
+        let (wtp, rest) = ws.split_at_mut(packed);
+        pack_flipped(geo, w, wtp);
+        let tiling = DirectTiling {
+            tr,
+            band,
+            max_pool2: false,
+        };
+        return conv2d_forward_direct_packed(t, dy, wtp, None, None, dx, rest, tiling);
+    }
+    let (wt, rest) = ws.split_at_mut(geo.weight_len());
+    flip_weights(geo, w, wt);
+    conv2d_forward(t, dy, wt, None, dx, rest);
+}
+
+/// dX of a 1×1 unpadded conv with strides (or groups): per tile, a GEMM
+/// per group written straight into the input pixels the outputs read.
+fn backward_input_pointwise_strided(geo: &Conv2dGeometry, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let oc = geo.out_c;
+    let (cg, og) = (geo.cin_g(), geo.cout_g());
+    let stride1 = geo.stride_h == 1 && geo.stride_w == 1;
+    if !stride1 {
+        dx.par_chunks_mut(crate::kernels::ELEM_CHUNK)
+            .for_each(|c| c.fill(0.0));
+    }
+    let rows = geo.rows();
+    let tiles = rows.div_ceil(TILE_ROWS);
+    let dxp = SendPtr(dx.as_mut_ptr());
+    let dxlen = dx.len();
+    (0..tiles).into_par_iter().for_each(|t| {
+        let m0 = t * TILE_ROWS;
+        segments(geo, m0, (m0 + TILE_ROWS).min(rows), |s| {
+            for g in 0..geo.groups {
+                let a = MatRef::row_major(&dy[s.m0 * oc + g * og..], oc);
+                let b = MatRef {
+                    data: &w[g * og..],
+                    rs: 1,
+                    cs: oc,
+                };
+                let off = s.x_pix * geo.in_c + g * cg;
+                // SAFETY: distinct output pixels of a 1×1 unpadded conv read
+                // distinct input pixels, so segments write disjoint rows of dx.
+                let c = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(off), dxlen - off) };
+                sgemm(s.count, cg, og, 1.0, a, b, 0.0, c, s.x_step * geo.in_c);
+            }
+        });
+    });
+}
+
+/// dX of a groups = 1 conv: Wᵀ packed once, each column tile dY·Wᵀ by the
+/// direct-conv microkernel (one segment of out_c per pixel), then col2im.
+/// Small images share a tile (the packed Wᵀ is streamed once per tile,
+/// not once per 4–16 pixels of ResNet-50's strided projections). Each
+/// slot owns whole images, so no two slots write one pixel of dX.
+fn backward_input_col2im_packed(
+    geo: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    ws: &mut [f32],
+) {
+    let (oc, kc) = (geo.out_c, geo.k_cols());
     let tl = geo.tile_len();
     let img_in = geo.in_h * geo.in_w * geo.in_c;
     let plane = geo.out_h * geo.out_w;
     let dxp = SendPtr(dx.as_mut_ptr());
-    // groups = 1: Wᵀ packed once, each column tile dY·Wᵀ by the
-    // direct-conv microkernel (one segment of out_c per pixel), then col2im.
-    // Small images share a tile (the packed Wᵀ is streamed once per tile,
-    // not once per 4–16 pixels of ResNet-50's strided projections).
     let wt_len = crate::kernels::gemm::packed_b_len(oc, kc);
-    if geo.groups == 1 {
-        let (wtp, rest) = ws.split_at_mut(wt_len);
-        crate::kernels::gemm::pack_b(oc, kc, MatRef::transposed(w, oc), wtp);
-        let wtp = &*wtp;
-        let imgs_per_tile = (TILE_ROWS / plane).max(1);
-        let slots = geo.slots.min(geo.batch.div_ceil(imgs_per_tile));
-        // Columns dY·Wᵀ of output pixels m0 .. m0+count into buf.
-        let columns = |m0: usize, count: usize, buf: &mut [f32]| {
-            let mut rows = [0usize; TILE_ROWS];
-            pixel_rows(&mut rows[..count], m0, oc);
-            let c = &mut buf[..count * kc];
-            crate::kernels::gemm::conv_rows(dy, &rows[..count], 1, oc, 0, wtp, kc, None, c, kc);
-        };
-        rest[..slots * tl]
-            .par_chunks_mut(tl)
-            .enumerate()
-            .for_each(|(s, buf)| {
-                let (mut b, b1) = (s * geo.batch / slots, (s + 1) * geo.batch / slots);
-                while b < b1 {
-                    let n = imgs_per_tile.min(b1 - b);
-                    // SAFETY: each image's gradient is written by exactly one slot.
-                    let dx_imgs = unsafe {
-                        std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), n * img_in)
-                    };
-                    dx_imgs.fill(0.0);
-                    if n * plane <= TILE_ROWS {
-                        columns(b * plane, n * plane, buf);
-                        for (i, dx_img) in dx_imgs.chunks_exact_mut(img_in).enumerate() {
-                            col2im_add(geo, &buf[i * plane * kc..], 0, 0, plane, dx_img);
-                        }
-                    } else {
-                        let mut p0 = 0;
-                        while p0 < plane {
-                            let count = TILE_ROWS.min(plane - p0);
-                            columns(b * plane + p0, count, buf);
-                            col2im_add(geo, buf, 0, p0, count, dx_imgs);
-                            p0 += count;
-                        }
+    let (wtp, rest) = ws.split_at_mut(wt_len);
+    crate::kernels::gemm::pack_b(oc, kc, MatRef::transposed(w, oc), wtp);
+    let wtp = &*wtp;
+    let imgs_per_tile = (TILE_ROWS / plane).max(1);
+    let slots = geo.slots.min(geo.batch.div_ceil(imgs_per_tile));
+    // Columns dY·Wᵀ of output pixels m0 .. m0+count into buf.
+    let columns = |m0: usize, count: usize, buf: &mut [f32]| {
+        let mut rows = [0usize; TILE_ROWS];
+        pixel_rows(&mut rows[..count], m0, oc);
+        let c = &mut buf[..count * kc];
+        crate::kernels::gemm::conv_rows(dy, &rows[..count], 1, oc, 0, wtp, kc, None, c, kc);
+    };
+    rest[..slots * tl]
+        .par_chunks_mut(tl)
+        .enumerate()
+        .for_each(|(s, buf)| {
+            let (mut b, b1) = (s * geo.batch / slots, (s + 1) * geo.batch / slots);
+            while b < b1 {
+                let n = imgs_per_tile.min(b1 - b);
+                // SAFETY: each image's gradient is written by exactly one slot.
+                let dx_imgs = unsafe {
+                    std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), n * img_in)
+                };
+                dx_imgs.fill(0.0);
+                if n * plane <= TILE_ROWS {
+                    columns(b * plane, n * plane, buf);
+                    for (i, dx_img) in dx_imgs.chunks_exact_mut(img_in).enumerate() {
+                        col2im_add(geo, &buf[i * plane * kc..], 0, 0, plane, dx_img);
                     }
-                    b += n;
+                } else {
+                    let mut p0 = 0;
+                    while p0 < plane {
+                        let count = TILE_ROWS.min(plane - p0);
+                        columns(b * plane + p0, count, buf);
+                        col2im_add(geo, buf, 0, p0, count, dx_imgs);
+                        p0 += count;
+                    }
                 }
-            });
-        return;
-    }
+                b += n;
+            }
+        });
+}
+
+/// dX of a grouped conv: per image, per tile and group, dY·Wᵀ by the GEMM
+/// then col2im onto that group's input channels.
+fn backward_input_col2im_grouped(
+    geo: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    ws: &mut [f32],
+) {
+    let oc = geo.out_c;
+    let og = geo.cout_g();
+    let kc = geo.k_cols();
+    let tl = geo.tile_len();
+    let img_in = geo.in_h * geo.in_w * geo.in_c;
+    let plane = geo.out_h * geo.out_w;
+    let dxp = SendPtr(dx.as_mut_ptr());
     let slots = geo.slots.min(geo.batch);
     ws[..slots * tl]
         .par_chunks_mut(tl)
         .enumerate()
         .for_each(|(s, buf)| {
-            for b in (s * geo.batch / slots)..((s + 1) * geo.batch / slots) {
+            for b in slot_tiles(s, slots, geo.batch) {
                 // SAFETY: each image's gradient is written by exactly one slot.
                 let dx_img =
                     unsafe { std::slice::from_raw_parts_mut(dxp.get().add(b * img_in), img_in) };
