@@ -10,7 +10,7 @@ pub mod layer;
 pub mod layout;
 pub mod route;
 
-pub(crate) use layer::parameter_free_activation;
+pub(crate) use layer::{parameter_free_activation, weightless_kind};
 pub use layer::{Arity, KindInfo, LayerKind, Padding};
 
 use serde::{Deserialize, Serialize};
