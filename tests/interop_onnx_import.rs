@@ -788,7 +788,13 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
         .node("ConstantOfShape", "w_flat", &["w_shape"], vec![])
         .ints("w_dims", &[4, 3, 3, 3])
         .node("Reshape", "w", &["w_flat", "w_dims"], vec![])
-        .node("Conv", "conv", &["x", "w"], vec![ai("pads", &[1, 1, 1, 1])])
+        .init("conv.b", &[4])
+        .node(
+            "Conv",
+            "conv",
+            &["x", "w", "conv.b"],
+            vec![ai("pads", &[1, 1, 1, 1])],
+        )
         .node(
             "BatchNormalization",
             "bn",
@@ -805,7 +811,7 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
     let a = analyze(&imp.graph);
     assert!(a.is_valid(), "{:?}", a.errors());
     let t = a.totals(&Conventions::default());
-    assert_eq!(t.total_params, 4 * 27 + 4 * 4);
+    assert_eq!(t.total_params, 4 * 27 + 4 + 4 * 4);
     assert_eq!(t.macs, 8 * 8 * 4 * 27);
     assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
     // Mul then Add, folded into one layer named after the Add.
@@ -825,7 +831,8 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
         "{:?}",
         imp.weights.keys()
     );
-    // The conv's and BatchNorm's values are not in the file: said, by tensor.
+    // The conv's weight and the BatchNorm's values are not in the file (its
+    // bias is): said, by tensor.
     let missing: Vec<&str> = imp.deviations.iter().map(|d| d.node.as_str()).collect();
     assert_eq!(
         missing,
