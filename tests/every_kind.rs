@@ -127,7 +127,10 @@ fn expected_onnx_nodes(kind: &LayerKind) -> Option<Vec<(&'static str, Vec<&'stat
         ],
         LayerKind::ChannelAffine { .. } => vec![
             ("Mul", vec!["x", "kind_under_test.scale"]),
-            ("Add", vec!["kind_under_test.scaled", "kind_under_test.shift"]),
+            (
+                "Add",
+                vec!["kind_under_test.scaled", "kind_under_test.shift"],
+            ),
         ],
         _ => return None,
     })

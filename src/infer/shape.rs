@@ -678,7 +678,8 @@ mod tests {
         assert_eq!(shape(vol(5, 4, 3)), Ok(vol(5, 4, 3)));
         let err = shape(vol(5, 4, 8)).unwrap_err();
         assert!(
-            err.message.contains("3 scales and shifts but its input has 8 channels"),
+            err.message
+                .contains("3 scales and shifts but its input has 8 channels"),
             "{err:?}"
         );
         let err = shape(Shape::Vector(3)).unwrap_err();

@@ -1903,7 +1903,10 @@ fn folded_batchnorm(weight: &str, bias: &str) -> bool {
 
 /// Axes of an N×C×H×W tensor counted from 0 (ONNX allows −4…−1), sorted.
 fn nchw_axes(axes: &[i64]) -> Vec<i64> {
-    let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+    let mut axes: Vec<i64> = axes
+        .iter()
+        .map(|&a| if a < 0 { a + 4 } else { a })
+        .collect();
     axes.sort_unstable();
     axes
 }
