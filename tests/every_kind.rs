@@ -51,6 +51,9 @@ fn graph_with(kind: &LayerKind, vector: bool) -> Graph {
             let gate = b.layer("gate", LayerKind::Sigmoid, &[excite]);
             b.layer("kind_under_test", kind.clone(), &[x, gate])
         }
+        // One scale and shift per channel of the conv: the catalogue's
+        // count (RGB) made the conv's, with constants that differ per channel.
+        LayerKind::ChannelAffine { .. } => b.layer("kind_under_test", affine_of(4), &[x]),
         _ => b.layer("kind_under_test", kind.clone(), &[x]),
     };
     let flat: NodeId = if vector {
@@ -61,6 +64,15 @@ fn graph_with(kind: &LayerKind, vector: bool) -> Graph {
     let fc = b.dense("fc", flat, 3);
     b.layer("softmax", LayerKind::Softmax, &[fc]);
     g
+}
+
+/// A ChannelAffine of `c` channels, each with its own scale (one of them
+/// negative, one zero) and shift.
+fn affine_of(c: usize) -> LayerKind {
+    LayerKind::ChannelAffine {
+        scale: (0..c).map(|i| [1.75, -0.5, 0.0, 2.25][i % 4]).collect(),
+        shift: (0..c).map(|i| 0.125 * i as f32 - 0.25).collect(),
+    }
 }
 
 /// The first of the two test graphs in which `kind` infers without errors.
@@ -112,6 +124,13 @@ fn expected_onnx_nodes(kind: &LayerKind) -> Option<Vec<(&'static str, Vec<&'stat
         LayerKind::ChannelScale => vec![
             ("Unsqueeze", vec!["gate", "kind_under_test.axes"]),
             ("Mul", vec!["x", "kind_under_test.gate"]),
+        ],
+        LayerKind::ChannelAffine { .. } => vec![
+            ("Mul", vec!["x", "kind_under_test.scale"]),
+            (
+                "Add",
+                vec!["kind_under_test.scaled", "kind_under_test.shift"],
+            ),
         ],
         _ => return None,
     })
@@ -206,6 +225,11 @@ fn check_onnx_round_trip(name: &str, graph: &Graph, kind: &LayerKind, structure:
                     include_padding: b, ..
                 },
             ) => assert_eq!(a, b, "{name}: include_padding"),
+            // The constants come back exactly (the graph holds `affine_of`'s).
+            (LayerKind::ChannelAffine { .. }, back) => {
+                let layer = graph.find("kind_under_test").and_then(|id| graph.node(id));
+                assert_eq!(Some(back), layer.map(|n| &n.kind), "{name}: constants");
+            }
             _ => {}
         }
     }

@@ -778,7 +778,8 @@ fn computed_reshape_is_read_as_flatten() {
 
 /// Weights given as shapes only (the ONNX test suite's "light" models):
 /// ConstantOfShape, a Reshape of a constant, BN parameters as graph inputs,
-/// and a caffe2-style per-channel Mul/Add (a depthwise 1×1 conv with a bias).
+/// and a caffe2-style per-channel Mul/Add (one ChannelAffine, constants
+/// with no parameters).
 #[test]
 fn weights_from_constant_of_shape_and_reshaped_constants() {
     let mut m = M::new("x", &[1, 3, 8, 8]);
@@ -787,7 +788,13 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
         .node("ConstantOfShape", "w_flat", &["w_shape"], vec![])
         .ints("w_dims", &[4, 3, 3, 3])
         .node("Reshape", "w", &["w_flat", "w_dims"], vec![])
-        .node("Conv", "conv", &["x", "w"], vec![ai("pads", &[1, 1, 1, 1])])
+        .init("conv.b", &[4])
+        .node(
+            "Conv",
+            "conv",
+            &["x", "w", "conv.b"],
+            vec![ai("pads", &[1, 1, 1, 1])],
+        )
         .node(
             "BatchNormalization",
             "bn",
@@ -804,11 +811,28 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
     let a = analyze(&imp.graph);
     assert!(a.is_valid(), "{:?}", a.errors());
     let t = a.totals(&Conventions::default());
-    assert_eq!(t.total_params, 4 * 27 + 4 * 4 + 4 + 4);
-    assert_eq!(t.macs, 8 * 8 * 4 * 27 + 8 * 8 * 4);
+    assert_eq!(t.total_params, 4 * 27 + 4 + 4 * 4);
+    assert_eq!(t.macs, 8 * 8 * 4 * 27);
     assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
-    assert_eq!(imp.weights["scaled.weight"].1, vec![0.0, 1.0, 2.0, 3.0]);
-    // The conv's and BatchNorm's values are not in the file: said, by tensor.
+    // Mul then Add, folded into one layer named after the Add.
+    assert_eq!(inputs(&imp.graph, "shifted"), vec!["bn"]);
+    assert_eq!(
+        kind(&imp.graph, "shifted"),
+        &LayerKind::ChannelAffine {
+            scale: vec![0.0, 1.0, 2.0, 3.0],
+            shift: vec![0.0, 1.0, 2.0, 3.0],
+        }
+    );
+    assert!(imp.graph.find("scaled").is_none());
+    assert!(
+        !imp.weights
+            .keys()
+            .any(|k| k.starts_with("scaled") || k.starts_with("shifted")),
+        "{:?}",
+        imp.weights.keys()
+    );
+    // The conv's weight and the BatchNorm's values are not in the file (its
+    // bias is): said, by tensor.
     let missing: Vec<&str> = imp.deviations.iter().map(|d| d.node.as_str()).collect();
     assert_eq!(
         missing,
@@ -816,6 +840,61 @@ fn weights_from_constant_of_shape_and_reshaped_constants() {
         "{:?}",
         imp.deviations
     );
+}
+
+/// A normalisation `(x − mean) / std` by per-channel constants is one
+/// ChannelAffine; a value read twice is not folded into; `k / x` is refused.
+#[test]
+fn constant_sub_and_div_become_one_channel_affine() {
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.init("mean", &[1, 2, 1, 1])
+        .init("std", &[2, 1, 1])
+        .node("Sub", "centred", &["x", "mean"], vec![])
+        .node("Div", "normed", &["centred", "std"], vec![])
+        .output("normed");
+    m.g.initializer
+        .iter_mut()
+        .find(|t| t.name == "std")
+        .unwrap()
+        .float_data = vec![0.5, 4.0];
+    let imp = m.import();
+    assert!(imp.is_faithful(), "{:?}", imp.deviations);
+    assert_eq!(imp.graph.len(), 2, "input and one layer");
+    // mean (0, 1), std (0.5, 4): x·2 − 0 and x/4 − 1/4.
+    assert_eq!(
+        kind(&imp.graph, "normed"),
+        &LayerKind::ChannelAffine {
+            scale: vec![2.0, 0.25],
+            shift: vec![0.0, -0.25],
+        }
+    );
+
+    // `centred` also feeds the output: the Div is a layer of its own.
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.init("k", &[1, 2, 1, 1])
+        .node("Sub", "centred", &["k", "x"], vec![])
+        .node("Mul", "scaled", &["centred", "k"], vec![])
+        .node("Add", "sum", &["centred", "scaled"], vec![])
+        .output("sum");
+    let imp = m.import();
+    assert!(imp.is_faithful(), "{:?}", imp.deviations);
+    assert_eq!(
+        kind(&imp.graph, "centred"),
+        &LayerKind::ChannelAffine {
+            scale: vec![-1.0, -1.0],
+            shift: vec![0.0, 1.0],
+        }
+    );
+    assert_eq!(inputs(&imp.graph, "scaled"), vec!["centred"]);
+    assert_eq!(inputs(&imp.graph, "sum"), vec!["centred", "scaled"]);
+
+    let mut m = M::new("x", &[1, 2, 3, 3]);
+    m.init("k", &[1, 2, 1, 1])
+        .node("Div", "inverse", &["k", "x"], vec![])
+        .output("inverse");
+    let imp = m.import();
+    assert!(!imp.is_faithful());
+    assert_eq!(imp.deviations[0].what, "Div", "{:?}", imp.deviations);
 }
 
 /// `Gemm` with `transB` 0, `alpha` and `beta`: Y = alpha·X·B + beta·C.
@@ -842,8 +921,8 @@ fn gemm_without_trans_b_scales_weights_and_bias() {
 }
 
 /// GoogLeNet's `transform_input`: channels picked one by one, scaled and
-/// shifted, put back together — a depthwise 1×1 conv, only when all of them
-/// come back in order.
+/// shifted, put back together — a ChannelAffine (no parameters, as in
+/// torch), only when all of them come back in order.
 #[test]
 fn per_channel_transform_of_the_input() {
     let build = |order: [&str; 2]| {
@@ -867,21 +946,15 @@ fn per_channel_transform_of_the_input() {
     };
     let imp = build(["m0", "a1"]);
     assert!(imp.is_faithful(), "{:?}", imp.deviations);
+    // `k` holds 0: channel 0 × 0; channel 1 × 1 + 2.
     assert_eq!(
         kind(&imp.graph, "cat"),
-        &LayerKind::Conv2d {
-            filters: 2,
-            kernel: [1, 1],
-            stride: [1, 1],
-            padding: Padding::Valid,
-            groups: 2,
-            bias: true,
-            dilation: [1, 1],
+        &LayerKind::ChannelAffine {
+            scale: vec![0.0, 1.0],
+            shift: vec![0.0, 2.0],
         }
     );
-    // `k` holds 0: channel 0 × 0; channel 1 × 1 + 2.
-    assert_eq!(imp.weights["cat.weight"].1, vec![0.0, 1.0]);
-    assert_eq!(imp.weights["cat.bias"].1, vec![0.0, 2.0]);
+    assert!(imp.weights.is_empty(), "{:?}", imp.weights.keys());
     let imp = build(["a1", "m0"]);
     assert!(!imp.is_faithful());
     assert!(
@@ -1246,24 +1319,6 @@ mod fixtures {
     /// Where the design's parameter count is not torch's `sum(p.numel())`
     /// (`torch_params`), by how much and why.
     const PARAMS_BEYOND_TORCH: &[(&str, i64, &str)] = &[
-        (
-            "googlenet_mini.dynamo.onnx",
-            6,
-            "`transform_input` (constant per-channel scale and shift of the input) becomes a depthwise 1×1 conv: 3 weights + 3 biases",
-        ),
-        ("googlenet_mini.legacy.onnx", 6, "as the dynamo file"),
-        (
-            "inception_v3_mini.dynamo.onnx",
-            6,
-            "`transform_input`, as GoogLeNet's",
-        ),
-        ("inception_v3_mini.legacy.onnx", 6, "as the dynamo file"),
-        (
-            "constant_scale.dynamo.onnx",
-            16,
-            "`x * s + b` with 1×C×1×1 constants (buffers in torch) becomes a depthwise 1×1 conv: C weights + C biases",
-        ),
-        ("constant_scale.legacy.onnx", 16, "as the dynamo file"),
         (
             "shared_initializers.dynamo.onnx",
             584,

@@ -246,8 +246,8 @@ fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// A design with every kind added for MobileNet/EfficientNet-style models:
-/// ReLU6, a dilated grouped conv, HardSwish, SiLU, HardSigmoid, a
+/// A design with every kind added for torchvision's models: a fixed
+/// per-channel input normalisation, ReLU6, a dilated grouped conv, HardSwish, SiLU, HardSigmoid, a
 /// squeeze-and-excitation channel scale, and an average pool that counts
 /// its padding.
 fn new_kinds_design() -> Graph {
@@ -256,7 +256,16 @@ fn new_kinds_design() -> Graph {
     let mut g = Graph::new("new-kinds");
     let mut b = Builder::new(&mut g);
     let input = b.input("in", 9, 9, 3);
-    let x = b.conv("c1", input, 8, 3, 1, Padding::Same);
+    // Fixed per-channel normalisation (torchvision's `transform_input`).
+    let norm = b.layer(
+        "norm",
+        LayerKind::ChannelAffine {
+            scale: vec![0.458, 0.448, 0.45],
+            shift: vec![-0.03, -0.088, -0.188],
+        },
+        &[input],
+    );
+    let x = b.conv("c1", norm, 8, 3, 1, Padding::Same);
     let x = b.layer("relu6", LayerKind::Relu6, &[x]);
     let x = b.layer(
         "c2",

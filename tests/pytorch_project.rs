@@ -159,6 +159,10 @@ fn the_project_files_are_written_and_the_table_covers_every_tensor() {
     assert_eq!(fc["rows"].as_array().map(Vec::len), Some(96));
     let graph = file::from_json(DESIGN).unwrap();
     check_table(&graph, &layout_table(&graph).unwrap());
+    // The design `train.py` stores with the weights it writes, and its key.
+    assert_eq!(manifest["design_key"], "netloom.design");
+    let stored = file::from_json(manifest["design_file"].as_str().unwrap()).unwrap();
+    assert_eq!(file::to_json(&stored), file::to_json(&graph));
 
     // A second export into the same, now non-empty, folder is refused.
     let again = netloom(&[
@@ -344,6 +348,20 @@ fn torchrun_trains_and_netloom_evaluates_the_same_accuracy() {
         "--json",
     ]);
     assert!(eval.status.success(), "{}", text(&eval.stderr));
+    // The weights carry the design they were trained as (as a Netloom run's
+    // do), so eval takes them without fitting a head to their class count.
+    let stored = netloom::train::weights::trained_design(&weights)
+        .unwrap()
+        .expect("a stored design");
+    assert_eq!(
+        file::to_json(&stored),
+        file::to_json(&file::from_json(DESIGN).unwrap())
+    );
+    assert!(
+        !text(&eval.stderr).contains("stores no design"),
+        "{}",
+        text(&eval.stderr)
+    );
     let e: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     println!(
         "PyTorch test accuracy {torch_acc:.4} on {torch_images} images; netloom eval {} on {}",

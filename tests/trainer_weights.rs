@@ -1,4 +1,5 @@
-//! Weights files: safetensors round trip, load reports, checkpoint and resume.
+//! Weights files: safetensors round trip, load reports, checkpoint and resume,
+//! and the design every saved file carries.
 
 mod common;
 
@@ -83,6 +84,52 @@ fn resuming_a_checkpoint_continues_exactly() {
     assert_eq!(batch_losses(&events).len(), 6, "only epoch 3 runs");
     for (a, b) in full.params.iter().zip(&resumed.params) {
         assert_eq!(a.data, b.data, "{}", a.name);
+    }
+}
+
+/// The units of the design's Dense layer `fc`.
+fn fc_units(graph: &netloom::graph::Graph) -> Option<u32> {
+    match graph.node(graph.find("fc")?).map(|n| &n.kind) {
+        Some(netloom::graph::LayerKind::Dense { units, .. }) => Some(*units),
+        _ => None,
+    }
+}
+
+/// A checkpoint, and weights the trainer could not save and the app saves
+/// later, store the design as trained (the 5-unit head resized to the 3
+/// classes), as the final save does: the 5-unit design file takes them.
+#[test]
+fn checkpoints_and_unsaved_weights_keep_the_design_as_trained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ckpt = dir.path().join("ckpt.safetensors");
+    let mut c = config(5, 1);
+    c.checkpoint = Some(ckpt.clone());
+    // A folder in the file's place: the final save fails, the weights are kept.
+    let blocked = dir.path().join("w.safetensors");
+    std::fs::create_dir_all(&blocked).expect("folder");
+    c.save = Some(blocked);
+    c.keep_unsaved = true;
+    let (events, out) = run(c);
+    assert_eq!(out.end, RunEnd::Finished);
+    assert_eq!(fc_units(&out.graph), Some(3));
+    let unsaved = events
+        .iter()
+        .find_map(|e| match e {
+            netloom::train::trainer::Event::SaveFailed { weights, .. } => Some(weights.clone()),
+            _ => None,
+        })
+        .expect("the final save fails");
+    let later = dir.path().join("later.safetensors");
+    unsaved.save(&later).expect("saved later");
+    for path in [&ckpt, &later] {
+        let stored = weights::trained_design(path)
+            .expect("readable")
+            .unwrap_or_else(|| panic!("{} stores no design", path.display()));
+        assert_eq!(fc_units(&stored), Some(3), "{}", path.display());
+        let fitted = weights::design_for(&tiny_design(5), path).expect("takes the design file");
+        assert_eq!(fc_units(&fitted.graph), Some(3));
+        let notice = fitted.notice.unwrap_or_default();
+        assert!(notice.contains("using the design"), "{notice}");
     }
 }
 

@@ -407,6 +407,23 @@ pub fn kind_editor_ui(ui: &mut Ui, kind: &mut LayerKind, sweep: &mut SweepAsk) -
             c | f64_ui(ui, "Momentum", "momentum", momentum, 0.001, sweep)
         }
         LeakyRelu { alpha } => f64_ui(ui, "Alpha", "alpha", alpha, 0.001, sweep),
+        ChannelAffine { scale, shift } => {
+            // One row per channel: its scale and its shift.
+            let mut c = false;
+            for (i, (a, b)) in scale.iter_mut().zip(shift.iter_mut()).enumerate() {
+                let l = ui.label(format!("Channel {i}: scale, shift"));
+                ui.horizontal(|ui| {
+                    for v in [a, b] {
+                        c |= ui
+                            .add(DragValue::new(v).speed(0.001))
+                            .labelled_by(l.id)
+                            .changed();
+                    }
+                });
+                ui.end_row();
+            }
+            c
+        }
         Dropout { rate } => f64_ui(ui, "Rate", "rate", rate, 0.01, sweep),
         Dense { units, bias } => {
             let c = u32_ui(ui, "Units", "units", units, sweep);

@@ -18,7 +18,9 @@ fn group_of(kind: &LayerKind) -> &'static str {
         Input { .. } => "Input",
         Conv2d { .. } | ZeroPad2d { .. } => "Convolution",
         MaxPool2d { .. } | AvgPool2d { .. } | GlobalAvgPool => "Pooling",
-        BatchNorm { .. } | Dropout { .. } => "Normalisation & regularisation",
+        BatchNorm { .. } | ChannelAffine { .. } | Dropout { .. } => {
+            "Normalisation & regularisation"
+        }
         parameter_free_activation!() | LeakyRelu { .. } | Softmax => "Activation",
         Flatten | Dense { .. } => "Dense",
         Add | Concat | ChannelScale => "Merge",

@@ -160,6 +160,13 @@ pub enum LayerKind {
     /// value of input 1 (a gate of C values, as a vector or 1×1×C):
     /// squeeze-and-excitation.
     ChannelScale,
+    /// Each channel `c` of an H×W×C volume mapped to `x·scale[c] + shift[c]`
+    /// by constants of the design, not trained weights (no parameters):
+    /// fixed input normalisation such as torchvision's `transform_input`.
+    ChannelAffine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
 }
 
 /// The parameter-free element-wise activation kinds, as one pattern: the one
@@ -180,6 +187,30 @@ macro_rules! parameter_free_activation {
     };
 }
 pub(crate) use parameter_free_activation;
+
+/// The kinds without parameter tensors, as one pattern: what
+/// `infer::param_tensors`, cost and [`LayerKind::has_weights`] match on, so
+/// a new kind is listed once (here, or with its tensors in
+/// `infer/params.rs`) and every one of those `match`es stays exhaustive.
+macro_rules! weightless_kind {
+    () => {
+        $crate::graph::LayerKind::Input { .. }
+            | $crate::graph::LayerKind::ZeroPad2d { .. }
+            | $crate::graph::LayerKind::MaxPool2d { .. }
+            | $crate::graph::LayerKind::AvgPool2d { .. }
+            | $crate::graph::LayerKind::GlobalAvgPool
+            | $crate::graph::parameter_free_activation!()
+            | $crate::graph::LayerKind::LeakyRelu { .. }
+            | $crate::graph::LayerKind::Softmax
+            | $crate::graph::LayerKind::Dropout { .. }
+            | $crate::graph::LayerKind::Flatten
+            | $crate::graph::LayerKind::Add
+            | $crate::graph::LayerKind::Concat
+            | $crate::graph::LayerKind::ChannelScale
+            | $crate::graph::LayerKind::ChannelAffine { .. }
+    };
+}
+pub(crate) use weightless_kind;
 
 /// A kind's catalogue entry, from [`LayerKind::info`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,6 +294,11 @@ impl LayerKind {
             Add,
             Concat,
             ChannelScale,
+            // The identity on RGB; its constants are edited in the design file.
+            ChannelAffine {
+                scale: vec![1.0; 3],
+                shift: vec![0.0; 3],
+            },
         ]
     }
 
@@ -394,6 +430,12 @@ impl LayerKind {
                 "Each channel of input 0 times the matching gate value of input 1 (squeeze-and-excitation).",
                 "H×W×C (input 0) × C or 1×1×C (input 1) -> H×W×C",
             ),
+            ChannelAffine { .. } => (
+                "channel_affine",
+                "ChannelAffine",
+                "Each channel times a fixed scale plus a fixed shift (constants, not trained): input normalisation.",
+                "unchanged; C = the number of scales and shifts",
+            ),
         };
         KindInfo {
             tag,
@@ -493,6 +535,7 @@ impl LayerKind {
             LeakyRelu { alpha } => format!("α {alpha}"),
             Dropout { rate } => format!("rate {rate}"),
             Dense { units, .. } => format!("{units} units"),
+            ChannelAffine { scale, .. } => format!("×/+ {} ch", scale.len()),
             GlobalAvgPool
             | parameter_free_activation!()
             | Softmax
@@ -514,10 +557,12 @@ impl LayerKind {
 
     /// Whether the layer holds trainable parameters.
     pub fn has_weights(&self) -> bool {
-        matches!(
-            self,
-            LayerKind::Conv2d { .. } | LayerKind::Dense { .. } | LayerKind::BatchNorm { .. }
-        )
+        match self {
+            LayerKind::Conv2d { .. } | LayerKind::Dense { .. } | LayerKind::BatchNorm { .. } => {
+                true
+            }
+            weightless_kind!() => false,
+        }
     }
 
     /// Checks parameters that are wrong whatever the layer is connected to.
@@ -592,6 +637,19 @@ impl LayerKind {
                 }
             }
             Dense { units, .. } => positive("units", *units),
+            ChannelAffine { scale, shift } => {
+                if scale.is_empty() || scale.len() != shift.len() {
+                    return Err(format!(
+                        "needs one scale and one shift per channel, got {} scales and {} shifts",
+                        scale.len(),
+                        shift.len()
+                    ));
+                }
+                match scale.iter().chain(shift).find(|v| !v.is_finite()) {
+                    Some(v) => Err(format!("scales and shifts must be finite, got {v}")),
+                    None => Ok(()),
+                }
+            }
             ZeroPad2d { .. }
             | GlobalAvgPool
             | parameter_free_activation!()
@@ -670,5 +728,21 @@ mod tests {
             ceil_mode: false,
         };
         assert!(pool.validate().unwrap_err().contains("stride width"));
+    }
+
+    #[test]
+    fn channel_affine_needs_matching_finite_constants() {
+        let affine = |scale: Vec<f32>, shift: Vec<f32>| LayerKind::ChannelAffine { scale, shift };
+        assert!(affine(vec![2.0, 0.5], vec![-1.0, 0.0]).validate().is_ok());
+        let err = affine(vec![1.0; 3], vec![0.0; 2]).validate().unwrap_err();
+        assert!(err.contains("3 scales and 2 shifts"), "{err}");
+        assert!(affine(vec![], vec![]).validate().is_err());
+        let err = affine(vec![f32::NAN], vec![0.0]).validate().unwrap_err();
+        assert!(err.contains("finite"), "{err}");
+        let text = serde_json::to_string(&affine(vec![0.458, 1.0], vec![-0.03, 0.0])).unwrap();
+        assert_eq!(
+            text,
+            r#"{"kind":"channel_affine","scale":[0.458,1.0],"shift":[-0.03,0.0]}"#
+        );
     }
 }

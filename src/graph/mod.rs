@@ -10,8 +10,8 @@ pub mod layer;
 pub mod layout;
 pub mod route;
 
-pub(crate) use layer::parameter_free_activation;
 pub use layer::{Arity, KindInfo, LayerKind, Padding};
+pub(crate) use layer::{parameter_free_activation, weightless_kind};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

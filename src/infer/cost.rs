@@ -8,7 +8,7 @@
 
 use super::params::param_tensors;
 use super::shape::{Axis, Shape};
-use crate::graph::{LayerKind, parameter_free_activation};
+use crate::graph::{LayerKind, weightless_kind};
 use serde::Serialize;
 
 /// How operations are counted.
@@ -215,21 +215,7 @@ pub fn layer_cost(
                 ),
             }
         }
-        // Every kind without weights, by name: a new kind must say here
-        // (or above) what it costs.
-        LayerKind::Input { .. }
-        | LayerKind::ZeroPad2d { .. }
-        | LayerKind::MaxPool2d { .. }
-        | LayerKind::AvgPool2d { .. }
-        | LayerKind::GlobalAvgPool
-        | parameter_free_activation!()
-        | LayerKind::LeakyRelu { .. }
-        | LayerKind::Softmax
-        | LayerKind::Dropout { .. }
-        | LayerKind::Flatten
-        | LayerKind::Add
-        | LayerKind::Concat
-        | LayerKind::ChannelScale => LayerCost {
+        weightless_kind!() => LayerCost {
             macs_arithmetic: "0 (no weights)".into(),
             params_arithmetic: "0".into(),
             ..Default::default()
@@ -266,6 +252,17 @@ mod tests {
         assert_eq!(cost.params(ParamStyle::Keras, false), (64, 64));
         assert_eq!(cost.params(ParamStyle::PyTorch, false), (64, 0));
         assert_eq!(cost.params(ParamStyle::Keras, true), (0, 128));
+    }
+
+    #[test]
+    fn a_channel_affine_costs_nothing() {
+        let affine = LayerKind::ChannelAffine {
+            scale: vec![2.0; 3],
+            shift: vec![1.0; 3],
+        };
+        let v = Shape::Volume { h: 8, w: 8, c: 3 };
+        let cost = layer_cost(&affine, Some(v), v, None).unwrap();
+        assert_eq!((cost.weights, cost.running_stats, cost.macs), (0, 0, 0));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! read [`param_tensors`].
 
 use super::shape::Shape;
-use crate::graph::{LayerKind, parameter_free_activation};
+use crate::graph::{LayerKind, weightless_kind};
 
 /// What a parameter tensor is, which decides its key suffix, its init,
 /// weight decay and update.
@@ -123,21 +123,7 @@ pub fn param_tensors(kind: &LayerKind, input: Option<Shape>) -> Vec<ParamSpec> {
         .into_iter()
         .map(|role| spec(role, vec![cin], ParamLayout::PerInput))
         .collect(),
-        // Every kind without parameters, by name: a new kind must say here
-        // (or above) which tensors it has.
-        LayerKind::Input { .. }
-        | LayerKind::ZeroPad2d { .. }
-        | LayerKind::MaxPool2d { .. }
-        | LayerKind::AvgPool2d { .. }
-        | LayerKind::GlobalAvgPool
-        | parameter_free_activation!()
-        | LayerKind::LeakyRelu { .. }
-        | LayerKind::Softmax
-        | LayerKind::Dropout { .. }
-        | LayerKind::Flatten
-        | LayerKind::Add
-        | LayerKind::Concat
-        | LayerKind::ChannelScale => Vec::new(),
+        weightless_kind!() => Vec::new(),
     }
 }
 

@@ -361,6 +361,17 @@ pub fn output_shape(
         Add => add_shape(inputs).map(|s| (s, None)),
         Concat => concat_shape(inputs).map(|s| (s, None)),
         ChannelScale => channel_scale_shape(inputs).map(|s| (s, None)),
+        ChannelAffine { scale, .. } => {
+            let (_, _, c) = volume("ChannelAffine")?;
+            if scale.len() as u64 != c {
+                return Err(ShapeError::new(format!(
+                    "ChannelAffine has {} scales and shifts but its input has {c} channels; \
+                     give it one of each per channel",
+                    scale.len()
+                )));
+            }
+            Ok((single()?, None))
+        }
     }
 }
 
@@ -655,5 +666,23 @@ mod tests {
         );
         let err = scale(&[vol(7, 5, 8)]).unwrap_err();
         assert!(err.message.contains("exactly 2 inputs"), "{err:?}");
+    }
+
+    #[test]
+    fn channel_affine_keeps_a_volume_with_one_constant_pair_per_channel() {
+        let affine = LayerKind::ChannelAffine {
+            scale: vec![2.0; 3],
+            shift: vec![0.5; 3],
+        };
+        let shape = |s: Shape| output_shape(&affine, &[(NodeId(0), s)]).map(|(s, _)| s);
+        assert_eq!(shape(vol(5, 4, 3)), Ok(vol(5, 4, 3)));
+        let err = shape(vol(5, 4, 8)).unwrap_err();
+        assert!(
+            err.message
+                .contains("3 scales and shifts but its input has 8 channels"),
+            "{err:?}"
+        );
+        let err = shape(Shape::Vector(3)).unwrap_err();
+        assert!(err.message.contains("needs an H×W×C volume"), "{err:?}");
     }
 }

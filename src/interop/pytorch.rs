@@ -139,12 +139,21 @@ pub(crate) fn class_name(name: &str) -> String {
 }
 
 fn py_float(v: f64) -> String {
-    let s = format!("{v}");
+    py_float_text(format!("{v}"))
+}
+
+/// A float's text made a Python float literal (`2` → `2.0`).
+fn py_float_text(s: String) -> String {
     if s.contains(['.', 'e', 'E']) || s.contains("inf") || s.contains("NaN") {
         s
     } else {
         format!("{s}.0")
     }
+}
+
+/// An `f32` as the shortest Python literal that reads back as it.
+fn py_f32(v: f32) -> String {
+    py_float_text(format!("{v}"))
 }
 
 fn pair(a: u64, b: u64) -> String {
@@ -425,6 +434,21 @@ fn layer_code(code: &mut LayerCode, kind: &LayerKind, info: &infer::NodeInfo, in
                 Some(Shape::Vector(_)) => code.line(format!("{x} * {gate}[:, :, None, None]")),
                 _ => code.line(format!("{x} * {gate}")),
             }
+        }
+        LayerKind::ChannelAffine { scale, shift } => {
+            // Buffers that are not saved: constants of the module, as
+            // torchvision's `transform_input`, so the state dict (and its
+            // strict loading) holds the trained tensors only.
+            let c = scale.len();
+            for (what, values) in [("scale", scale), ("shift", shift)] {
+                let list: Vec<String> = values.iter().map(|&v| py_f32(v)).collect();
+                let _ = writeln!(
+                    code.init,
+                    "        self.register_buffer(\"{me}_{what}\", torch.tensor([{}]).view(1, {c}, 1, 1), persistent=False)",
+                    list.join(", ")
+                );
+            }
+            code.line(format!("{x} * self.{me}_scale + self.{me}_shift"));
         }
         LayerKind::Concat => code.line(format!("torch.cat([{}], dim=1)", ins.join(", "))),
     }

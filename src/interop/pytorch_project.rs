@@ -323,6 +323,12 @@ struct Manifest<'a> {
     decayed: Vec<String>,
     defaults: Defaults,
     tensors: &'a [TensorLayout],
+    /// The design as a design file, stored by `train.py` in the header of
+    /// the weights it writes (under `design_key`), as Netloom's own runs
+    /// store the design they trained: `netloom eval`/`export` then take the
+    /// weights as they are.
+    design_file: String,
+    design_key: &'static str,
 }
 
 /// What `--weights` contributes to a project.
@@ -405,6 +411,8 @@ pub fn project_files(
         decayed,
         defaults: defaults(),
         tensors: &tensors,
+        design_file: crate::graph::file::to_json(graph),
+        design_key: crate::train::weights::DESIGN_KEY,
     };
     let json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| InteropError::Design(format!("cannot describe the project: {e}")))?;

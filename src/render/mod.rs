@@ -85,7 +85,7 @@ pub fn kind_rgb(kind: &LayerKind) -> [u8; 3] {
         Conv2d { .. } => [60, 110, 180],
         ZeroPad2d { .. } => [100, 100, 120],
         MaxPool2d { .. } | AvgPool2d { .. } | GlobalAvgPool => [130, 90, 170],
-        BatchNorm { .. } => [40, 140, 140],
+        BatchNorm { .. } | ChannelAffine { .. } => [40, 140, 140],
         Relu
         | LeakyRelu { .. }
         | Sigmoid

@@ -327,6 +327,11 @@ impl Plan {
                             dx.copy_from_slice(dy);
                         }
                     }
+                    Op::ChannelAffine { scale: a, .. } => {
+                        if let Some(dx) = dx {
+                            scale::channel_affine_backward(a, dy, dx);
+                        }
+                    }
                     Op::Dense {
                         n_in,
                         n_out,
@@ -621,6 +626,16 @@ mod tests {
         check(&single(LayerKind::LeakyRelu { alpha: 0.1 }));
         check(&single(LayerKind::Sigmoid));
         check(&single(LayerKind::Tanh));
+    }
+
+    /// The conv before it learns through `dx = scale · dy` (the constants
+    /// have no gradient of their own).
+    #[test]
+    fn channel_affine() {
+        check(&single(LayerKind::ChannelAffine {
+            scale: vec![2.0, -0.5, 0.0, 1.5],
+            shift: vec![0.25, 1.0, -2.0, 0.0],
+        }));
     }
 
     #[test]

@@ -282,6 +282,9 @@ impl Plan {
                 dense::dense_forward(x(0), &self.params[*weight].data, b, out, n, *n_in, *n_out);
             }
             Op::ChannelScale { hw, c } => scale::channel_scale_forward(x(0), x(1), out, n, *hw, *c),
+            Op::ChannelAffine { scale, shift } => {
+                scale::channel_affine_forward(x(0), scale, shift, out)
+            }
             Op::Add => misc::add_forward(self.steps[i].inputs.len(), x, out, relu),
             Op::Concat { channels } => misc::concat_channels_forward(x, channels, out),
         }

@@ -167,6 +167,11 @@ pub enum Op {
         hw: usize,
         c: usize,
     },
+    /// `x · scale + shift` per channel, by the design's constants.
+    ChannelAffine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
     Concat {
         channels: Vec<usize>,
     },
@@ -786,6 +791,10 @@ fn lower_op(
                 c,
             }
         }
+        LayerKind::ChannelAffine { scale, shift } => Op::ChannelAffine {
+            scale: scale.clone(),
+            shift: shift.clone(),
+        },
         LayerKind::Concat => Op::Concat {
             channels: info
                 .input_shapes

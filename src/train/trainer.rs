@@ -435,11 +435,14 @@ pub struct UnsavedWeights {
     /// Extra tensors (the training-time BatchNorm statistics), by file name.
     pub extra: Vec<(String, Vec<f32>)>,
     pub meta: WeightsMeta,
+    /// The design as trained, stored with them as the final save does.
+    pub design: Graph,
 }
 
 impl PartialEq for UnsavedWeights {
     fn eq(&self, other: &Self) -> bool {
         self.meta == other.meta
+            && self.design == other.design
             && self.extra == other.extra
             && self.params.len() == other.params.len()
             && self
@@ -458,7 +461,7 @@ impl UnsavedWeights {
             .iter()
             .map(|(name, d)| (name.clone(), vec![d.len()], d.as_slice()))
             .collect();
-        weights::save_with_extra(path, &self.params, &extra, &self.meta)
+        weights::save_trained(path, &self.params, &extra, &self.meta, &self.design)
     }
 }
 
@@ -1483,6 +1486,7 @@ impl<'r> Run<'r> {
             return;
         };
         let Model {
+            graph,
             plan,
             optimizer,
             meta,
@@ -1511,7 +1515,9 @@ impl<'r> Run<'r> {
             optimizer_step: optimizer.step,
             ..meta.clone()
         };
-        if let Err(e) = weights::save_with_extra(path, &plan.params, &moments, &m) {
+        // With the design as trained, as the final save: a checkpoint
+        // exports and evaluates as the run's output does.
+        if let Err(e) = weights::save_trained(path, &plan.params, &moments, &m, graph) {
             let _ = self.ev.send(Event::Notice(format!(
                 "the checkpoint after epoch {} could not be written ({e}); training goes on and tries again after the next epoch",
                 epoch + 1
@@ -1801,6 +1807,7 @@ fn save_final(
                         .map(|(name, _, d)| (name.clone(), d.to_vec()))
                         .collect(),
                     meta: out.meta.clone(),
+                    design: out.graph.clone(),
                 };
                 let _ = ev.send(Event::SaveFailed {
                     message: format!("could not save the weights to {} ({e})", path.display()),

@@ -325,7 +325,20 @@ fn write(
         .map(|p| (p.name.clone(), p.shape.clone(), p.data.as_slice()))
         .collect();
     tensors.extend(extra.iter().map(|(n, s, d)| (n.clone(), s.clone(), *d)));
-    let bytes = encode(&tensors, Some(meta), design).map_err(|source| WeightsError::Encode {
+    save_tensors(path, &tensors, Some(meta), design)
+}
+
+/// Writes named tensors (Netloom layouts) as a weights file, atomically,
+/// with `meta` and `design` in its header when given: the one place a
+/// weights file is written ([`save_with_extra`], [`save_trained`], and
+/// weights that come from elsewhere, such as an imported model's).
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    meta: Option<&WeightsMeta>,
+    design: Option<&Graph>,
+) -> Result<(), WeightsError> {
+    let bytes = encode(tensors, meta, design).map_err(|source| WeightsError::Encode {
         path: path.to_path_buf(),
         source: Box::new(source),
     })?;

@@ -1130,8 +1130,6 @@ impl TrainingSession {
             .iter()
             .map(|(name, (shape, data))| (name.clone(), shape.clone(), data.as_slice()))
             .collect();
-        let bytes = crate::train::weights::to_safetensors(&tensors, None)
-            .map_err(|e| SessionError::ImportedWeights(e.to_string()))?;
         std::fs::create_dir_all(&self.runs_dir).map_err(|source| SessionError::RunsFolder {
             path: self.runs_dir.clone(),
             source,
@@ -1149,12 +1147,8 @@ impl TrainingSession {
             })
             .collect();
         let path = self.runs_dir.join(format!("{stem}-imported.safetensors"));
-        crate::graph::file::write_atomically(&path, &bytes).map_err(|source| {
-            SessionError::Write {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        crate::train::weights::save_tensors(&path, &tensors, None, None)
+            .map_err(|e| SessionError::ImportedWeights(e.to_string()))?;
         self.setup.start_from = StartFrom::File(path);
         Ok(Some(format!(
             "The next run starts from its {} imported weight tensors.",

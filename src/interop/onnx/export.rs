@@ -299,6 +299,15 @@ fn layer_nodes(
             nodes.layer(op, inputs, vec![]);
         }
         LayerKind::ChannelScale => channel_scale_nodes(nodes, info, inputs),
+        // Constant C×1×1 tensors (broadcast over N×C×H×W), not parameters.
+        LayerKind::ChannelAffine { scale, shift } => {
+            let dims = [scale.len(), 1, 1];
+            let a = nodes.constant("scale", |n| float_tensor(n, &dims, scale));
+            let b = nodes.constant("shift", |n| float_tensor(n, &dims, shift));
+            let scaled = format!("{}.scaled", nodes.name);
+            nodes.push("Mul", vec![x, a], scaled.clone(), vec![], "");
+            nodes.layer("Add", vec![scaled, b], vec![]);
+        }
         LayerKind::Concat => nodes.layer("Concat", inputs, vec![int("axis", 1)]),
     }
 }

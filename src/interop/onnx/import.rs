@@ -25,8 +25,9 @@ use std::path::Path;
 /// Flatten / Reshape / Squeeze to a vector, Gemm (transB, alpha, beta) and
 /// MatMul (+ a constant Add) as Dense, Add and Sum (chains of binary Adds
 /// become one N-input Add; a constant Add after a bias-free Conv becomes its
-/// bias), Mul / Add by per-channel constants as a depthwise 1×1 conv, a
-/// volume rebuilt channel by channel (`import/channels.rs`), Concat on the channel
+/// bias), Mul / Add / Sub / Div by per-channel constants as a ChannelAffine
+/// (successive ones folded into one), a volume rebuilt channel by channel
+/// (`import/channels.rs`), Concat on the channel
 /// axis, and constant-zero Pad as ZeroPad2d. Transposes as tf2onnx writes
 /// them for Keras models are understood: an NHWC graph input followed by a
 /// Transpose to NCHW becomes an H×W×C Input, and a Transpose to NHWC before
@@ -735,6 +736,7 @@ impl<'m> Importer<'m> {
             "GlobalAveragePool" => self.global_pool(node, &name),
             "ReduceMean" => self.reduce_mean(node, &name),
             "Mul" => self.mul_op(node, &name),
+            "Sub" | "Div" => self.sub_div(node, &name),
             "Gather" => self.gather(node),
             "BatchNormalization" => self.batch_norm(node, &name),
             "Relu" => self.simple(node, &name, LayerKind::Relu),
@@ -1236,30 +1238,31 @@ impl<'m> Importer<'m> {
         }
     }
 
+    /// A node's `axes`: its attribute (Unsqueeze before opset 13,
+    /// ReduceMean before 18) or its second input; `None` when neither
+    /// gives them.
+    fn axes(&mut self, node: &NodeProto) -> Result<Option<Vec<i64>>, InteropError> {
+        if let Some(a) = attr_ints(node, "axes") {
+            return Ok(Some(a.to_vec()));
+        }
+        let Some(input) = node.input.get(1).filter(|a| !a.is_empty()) else {
+            return Ok(None);
+        };
+        Ok(self
+            .konst(input)?
+            .and_then(|(_, v)| v)
+            .map(|v| v.iter().map(|&x| x as i64).collect()))
+    }
+
     /// `ReduceMean` over H and W (the dynamo exporter's global average
     /// pool, and `x.mean((2, 3))`): axes from the attribute (opset < 18) or
     /// the second input; `keepdims` 0 gives a vector, 1 a 1×1×C volume.
     fn reduce_mean(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
         let keepdims = attr_i(node, "keepdims").unwrap_or(1) != 0;
-        let axes: Option<Vec<i64>> = match attr_ints(node, "axes") {
-            Some(a) => Some(a.to_vec()),
-            None => match node.input.get(1).filter(|a| !a.is_empty()) {
-                Some(a) => self
-                    .konst(a)?
-                    .and_then(|(_, v)| v)
-                    .map(|v| v.iter().map(|&x| x as i64).collect()),
-                None => None,
-            },
-        };
+        let axes = self.axes(node)?;
         let x = node.input.first().cloned().unwrap_or_default();
         let shape = self.data(&x)?.and_then(|(_, s)| s);
-        let mut over = axes.clone().unwrap_or_default();
-        for a in &mut over {
-            if *a < 0 {
-                *a += 4;
-            }
-        }
-        over.sort_unstable();
+        let over = nchw_axes(axes.as_deref().unwrap_or_default());
         if !(matches!(shape, Some(Shape::Volume { .. })) && over == [2, 3]) {
             let label = match axes {
                 Some(a) => format!("ReduceMean (axes {a:?})"),
@@ -1274,19 +1277,15 @@ impl<'m> Importer<'m> {
         }
     }
 
-    /// `Mul` of a volume by a per-channel or scalar constant: a depthwise
-    /// 1×1 convolution holding the factors (a following constant `Add`
-    /// becomes its bias).
+    /// `Mul` of a volume by a per-channel or scalar constant
+    /// ([`Importer::constant_affine`]), of a volume by its channel gate
+    /// (squeeze-and-excitation), or of a value by its own (hard) sigmoid.
     fn mul_op(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
         let ins = present_inputs(node);
         let data: Vec<String> = ins.iter().filter(|i| self.is_data(i)).cloned().collect();
         if ins.len() == 2 && data.len() == 1 {
-            let c_name = if ins[0] == data[0] { &ins[1] } else { &ins[0] };
-            if let Some((id, Some(Shape::Volume { c, .. }))) = self.data(&data[0])?
-                && let Some((dims, vals)) = self.konst(c_name)?
-                && let Some(scale) = channel_constant(&dims, vals, c as usize)
-            {
-                return self.channel_affine(node, name, id, c, Some(scale), None);
+            if self.constant_affine(node, name, &data[0])? {
+                return Ok(());
             }
             return self.unsupported(node, "Mul (by a constant that is not per channel)".into());
         }
@@ -1362,33 +1361,100 @@ impl<'m> Importer<'m> {
         Ok(true)
     }
 
-    /// `y = x·scale + shift` per channel as a depthwise 1×1 convolution.
+    /// `Sub` or `Div` of a volume and a per-channel or scalar constant
+    /// ([`Importer::constant_affine`]); anything else is unsupported.
+    fn sub_div(&mut self, node: &NodeProto, name: &str) -> Result<(), InteropError> {
+        let ins = present_inputs(node);
+        let data: Vec<String> = ins.iter().filter(|i| self.is_data(i)).cloned().collect();
+        if ins.len() == 2 && data.len() == 1 && self.constant_affine(node, name, &data[0])? {
+            return Ok(());
+        }
+        self.unsupported(node, node.op_type.clone())
+    }
+
+    /// `x ∘ k` for a volume `x` (the value `data`) and a constant `k` of one
+    /// value per channel or one for all, `∘` being Mul, Add, Sub or Div (`x`
+    /// on either side, except `k / x`): a [`LayerKind::ChannelAffine`], or
+    /// folded into the ChannelAffine that computes `x` when this node is its
+    /// only reader (caffe2's `x·s + b`, a normalisation's `(x − m) / s`).
+    /// `false` when it does not apply.
+    fn constant_affine(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        data: &str,
+    ) -> Result<bool, InteropError> {
+        let ins = present_inputs(node);
+        let data_first = ins.first().map(String::as_str) == Some(data);
+        let Some(konst) = ins.iter().find(|i| i.as_str() != data) else {
+            return Ok(false);
+        };
+        let Some((id, shape @ Some(Shape::Volume { c, .. }))) = self.data(data)? else {
+            return Ok(false);
+        };
+        let Some(k) = self
+            .konst(konst)?
+            .and_then(|(dims, vals)| channel_constant(&dims, vals, c as usize))
+        else {
+            return Ok(false);
+        };
+        // This node's map `x ↦ a·x + b`, per channel.
+        let (a, b): (Vec<f64>, Vec<f64>) = match (node.op_type.as_str(), data_first) {
+            ("Mul", _) => (k, vec![0.0; c as usize]),
+            ("Add", _) => (vec![1.0; c as usize], k),
+            ("Sub", true) => (vec![1.0; c as usize], k.iter().map(|v| -v).collect()),
+            ("Sub", false) => (vec![-1.0; c as usize], k),
+            ("Div", true) if k.iter().all(|&v| v != 0.0) => {
+                (k.iter().map(|v| 1.0 / v).collect(), vec![0.0; c as usize])
+            }
+            _ => return Ok(false),
+        };
+        let before = match self.graph.node(id).map(|n| &n.kind) {
+            Some(LayerKind::ChannelAffine { scale, shift })
+                if self.single_use(data) && !self.proto.output.iter().any(|o| o.name == data) =>
+            {
+                Some((scale.clone(), shift.clone()))
+            }
+            _ => None,
+        };
+        let Some((scale0, shift0)) = before else {
+            return self.channel_affine(node, name, id, a, b).map(|()| true);
+        };
+        // a·(s·x + t) + b
+        let scale: Vec<f64> = scale0.iter().zip(&a).map(|(&s, a)| a * s as f64).collect();
+        let shift: Vec<f64> = (shift0.iter().zip(&a).zip(&b))
+            .map(|((&t, a), b)| a * t as f64 + b)
+            .collect();
+        let Some(kind) = affine_kind(scale, shift) else {
+            self.unsupported(node, format!("{} (constants beyond f32)", node.op_type))?;
+            return Ok(true);
+        };
+        if let Some(n) = self.graph.node_mut(id) {
+            n.kind = kind;
+        }
+        // Named after the last node, the one that computes the value.
+        let name = self.graph.unique_name(name);
+        self.graph
+            .rename(id, &name)
+            .map_err(|e| InteropError::InvalidModel(e.to_string()))?;
+        self.set_outputs(node, Val::Data { node: id, shape });
+        Ok(true)
+    }
+
+    /// `y = x·scale + shift` per channel: a [`LayerKind::ChannelAffine`],
+    /// whose constants are part of the design (not weights).
     fn channel_affine(
         &mut self,
         node: &NodeProto,
         name: &str,
         from: NodeId,
-        channels: u64,
-        scale: Option<Vec<f64>>,
-        shift: Option<Vec<f64>>,
+        scale: Vec<f64>,
+        shift: Vec<f64>,
     ) -> Result<(), InteropError> {
-        let filters = positive_u32(node, "channel count", i64::try_from(channels).unwrap_or(-1))?;
-        let kind = LayerKind::Conv2d {
-            filters,
-            kernel: [1, 1],
-            stride: [1, 1],
-            padding: Padding::Valid,
-            groups: filters,
-            bias: shift.is_some(),
-            dilation: [1, 1],
+        let Some(kind) = affine_kind(scale, shift) else {
+            return self.unsupported(node, format!("{} (constants beyond f32)", node.op_type));
         };
         let (id, shape) = self.add(name, kind, &[Some(from)])?;
-        self.origin.insert(id, "Conv");
-        let c = channels as usize;
-        self.store(id, "weight", vec![c, 1, 1, 1], scale);
-        if shift.is_some() {
-            self.store(id, "bias", vec![c], shift);
-        }
         self.set_outputs(node, Val::Data { node: id, shape });
         Ok(())
     }
@@ -1600,13 +1666,6 @@ impl<'m> Importer<'m> {
                 };
                 // A 1-D constant broadcasts over W in NCHW, not over channels.
                 let fits = fits || (is_conv && n == 1);
-                if !fits && let Some(Shape::Volume { c, .. }) = shape {
-                    let ones = vec![1.0; c as usize];
-                    let channel = channel_constant(&dims, vals.clone(), c as usize);
-                    if let Some(bias) = channel {
-                        return self.channel_affine(node, name, id, c, Some(ones), Some(bias));
-                    }
-                }
                 if fits {
                     if let Some(node_mut) = self.graph.node_mut(id) {
                         match &mut node_mut.kind {
@@ -1626,6 +1685,9 @@ impl<'m> Importer<'m> {
                     self.set_outputs(node, Val::Data { node: id, shape });
                     return Ok(());
                 }
+            }
+            if self.constant_affine(node, name, &d)? {
+                return Ok(());
             }
             return self.unsupported(node, format!("{} (constant)", node.op_type));
         }
@@ -1774,29 +1836,13 @@ impl<'m> Importer<'m> {
     /// is written): the vector itself, which [`LayerKind::ChannelScale`]
     /// takes as its gate. Only when every reader is such a `Mul`.
     fn unsqueeze(&mut self, node: &NodeProto) -> Result<(), InteropError> {
-        let axes: Option<Vec<i64>> = match attr_ints(node, "axes") {
-            Some(a) => Some(a.to_vec()),
-            None => match node.input.get(1).filter(|a| !a.is_empty()) {
-                Some(a) => self
-                    .konst(a)?
-                    .and_then(|(_, v)| v)
-                    .map(|v| v.iter().map(|&x| x as i64).collect()),
-                None => None,
-            },
-        };
+        let axes = nchw_axes(self.axes(node)?.as_deref().unwrap_or_default());
         let x = node.input.first().cloned().unwrap_or_default();
         let out = node.output.first().cloned().unwrap_or_default();
         let to_mul = self
             .consumers
             .get(&out)
             .is_some_and(|ops| ops.iter().all(|op| *op == "Mul"));
-        let mut axes = axes.unwrap_or_default();
-        for a in &mut axes {
-            if *a < 0 {
-                *a += 4;
-            }
-        }
-        axes.sort_unstable();
         if to_mul
             && axes == [2, 3]
             && let Some((id, shape @ Some(Shape::Vector(_)))) = self.data(&x)?
@@ -1855,6 +1901,16 @@ fn folded_batchnorm(weight: &str, bias: &str) -> bool {
     legacy || dynamo
 }
 
+/// Axes of an N×C×H×W tensor counted from 0 (ONNX allows −4…−1), sorted.
+fn nchw_axes(axes: &[i64]) -> Vec<i64> {
+    let mut axes: Vec<i64> = axes
+        .iter()
+        .map(|&a| if a < 0 { a + 4 } else { a })
+        .collect();
+    axes.sort_unstable();
+    axes
+}
+
 /// The node's inputs that are given (ONNX marks a skipped optional one by `""`).
 fn present_inputs(node: &NodeProto) -> Vec<String> {
     node.input
@@ -1879,6 +1935,20 @@ fn channel_constant(dims: &[usize], values: Option<Vec<f64>>, channels: usize) -
         _ => false,
     };
     (per_channel && values.len() == channels).then_some(values)
+}
+
+/// A [`LayerKind::ChannelAffine`] of these constants, `None` when one is
+/// not a finite `f32`.
+fn affine_kind(scale: Vec<f64>, shift: Vec<f64>) -> Option<LayerKind> {
+    let to_f32 = |v: Vec<f64>| -> Option<Vec<f32>> {
+        v.into_iter()
+            .map(|x| Some(x as f32).filter(|x| x.is_finite()))
+            .collect()
+    };
+    Some(LayerKind::ChannelAffine {
+        scale: to_f32(scale)?,
+        shift: to_f32(shift)?,
+    })
 }
 
 /// Layers whose parameter tensors are not all among the imported weights.

@@ -3,7 +3,8 @@
 Netloom stores weights as safetensors, one F32 tensor per parameter named
 `{layer}.{role}` in Netloom layouts (conv HWIO, dense [in, out], vectors
 after a Flatten in H·W·C order) with run facts (class names, normalisation,
-split seed) as JSON under the metadata key `netloom`. The table was written
+split seed) as JSON under the metadata key `netloom`, and the design they
+belong to under `netloom.design`. The table was written
 by Netloom from its own layout conversion; this file only applies it.
 Only torch is needed (the `safetensors` package is not).
 """
@@ -122,11 +123,17 @@ def from_netloom(tensors, table=None):
     return out
 
 
-def save_netloom(model, path, meta):
+def save_netloom(model, path, meta, project=None):
     """Writes `model`'s weights as a Netloom weights file with `meta` (a dict of
-    Netloom's WeightsMeta fields) under the `netloom` metadata key."""
+    Netloom's WeightsMeta fields) under the `netloom` metadata key, and the
+    design they belong to (netloom.json's `design_file`) under its key, as
+    Netloom stores a run's trained design."""
     m = model.module if hasattr(model, "module") else model
-    write_safetensors(path, to_netloom(m.state_dict()), {"netloom": json.dumps(meta)})
+    project = project or manifest()
+    metadata = {"netloom": json.dumps(meta)}
+    if project.get("design_file"):
+        metadata[project["design_key"]] = project["design_file"]
+    write_safetensors(path, to_netloom(m.state_dict(), project["tensors"]), metadata)
 
 
 def load_netloom(model, path, strict=True):

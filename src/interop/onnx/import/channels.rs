@@ -8,14 +8,15 @@
 //!
 //! ONNX spells it `Gather(axis 1)` → `Unsqueeze([1])` → `Mul`/`Add` by
 //! scalars → `Concat(axis 1)`. Each selected channel is tracked as a
-//! [`Val::Channel`]; a Concat of all of them in order becomes one depthwise
-//! 1×1 convolution holding the scales and shifts. Anything else done to a
-//! selected channel is refused by name.
+//! [`Val::Channel`]; a Concat of all of them in order becomes one
+//! [`LayerKind::ChannelAffine`](crate::graph::LayerKind::ChannelAffine)
+//! holding the scales and shifts (constants, as in torch: no parameters).
+//! Anything else done to a selected channel is refused by name.
 
 use super::{Importer, Val, present_inputs};
 use crate::infer::Shape;
 use crate::interop::InteropError;
-use crate::interop::onnx::attributes::{attr_i, attr_ints};
+use crate::interop::onnx::attributes::attr_i;
 use crate::interop::proto::NodeProto;
 
 /// One channel taken out of a volume, with the affine map applied so far.
@@ -97,14 +98,8 @@ impl<'m> Importer<'m> {
         node: &NodeProto,
         c: Channel,
     ) -> Result<Option<Channel>, InteropError> {
-        let axes: Option<Vec<f64>> = match attr_ints(node, "axes") {
-            Some(a) => Some(a.iter().map(|&v| v as f64).collect()),
-            None => match node.input.get(1).filter(|a| !a.is_empty()) {
-                Some(a) => self.konst(a)?.and_then(|(_, v)| v),
-                None => None,
-            },
-        };
-        let ok = !c.kept && axes.is_some_and(|a| a == [1.0] || a == [-3.0]);
+        let axes = self.axes(node)?;
+        let ok = !c.kept && axes.is_some_and(|a| a == [1] || a == [-3]);
         Ok(ok.then_some(Channel { kept: true, ..c }))
     }
 
@@ -135,8 +130,8 @@ impl<'m> Importer<'m> {
         Ok(next.map(|(scale, shift)| Channel { scale, shift, ..c }))
     }
 
-    /// All channels of one source, in order, back together: a depthwise
-    /// 1×1 convolution with their scales and shifts.
+    /// All channels of one source, in order, back together: a ChannelAffine
+    /// with their scales and shifts.
     fn concat_channels(&mut self, node: &NodeProto, parts: &[Channel]) -> Result<(), InteropError> {
         let axis = attr_i(node, "axis").unwrap_or(1);
         let first = parts[0];
@@ -155,13 +150,6 @@ impl<'m> Importer<'m> {
         let name = super::layer_name(node);
         let scale = parts.iter().map(|p| p.scale).collect();
         let shift = parts.iter().map(|p| p.shift).collect();
-        self.channel_affine(
-            node,
-            &name,
-            first.source,
-            first.channels,
-            Some(scale),
-            Some(shift),
-        )
+        self.channel_affine(node, &name, first.source, scale, shift)
     }
 }
