@@ -355,19 +355,22 @@ fn close_compare_asks_before_dropping_the_other_tabs_unsaved_edits() {
     assert!(!h.state().comparing());
 }
 
-/// inception-naive as A, inception-bottleneck as B, compared.
-fn naive_vs_bottleneck() -> Harness<'static, NetloomApp> {
+/// Preset `a` as compare design A, preset `b` as B.
+fn compared(a: &'static str, b: &'static str) -> Harness<'static, NetloomApp> {
     let mut h = harness(blocks::resnet_mini());
     let ctx = h.ctx.clone();
-    h.state_mut()
-        .execute(&ctx, Command::OpenPreset("inception-naive"));
+    h.state_mut().execute(&ctx, Command::OpenPreset(a));
     h.state_mut().execute(&ctx, Command::PinAsA);
-    h.state_mut()
-        .execute(&ctx, Command::OpenPreset("inception-bottleneck"));
+    h.state_mut().execute(&ctx, Command::OpenPreset(b));
     for _ in 0..3 {
         h.run();
     }
     h
+}
+
+/// inception-naive as A, inception-bottleneck as B, compared.
+fn naive_vs_bottleneck() -> Harness<'static, NetloomApp> {
+    compared("inception-naive", "inception-bottleneck")
 }
 
 /// The accessible name of the canvas node `name` ("name · Kind …").
@@ -439,15 +442,7 @@ fn compare_draws_a_and_b_side_by_side_with_bs_changes_marked() {
 #[test]
 fn compare_lists_per_branch_deltas_and_a_row_selects_on_both_canvases() {
     use netloom::infer::compact;
-    let mut h = harness(blocks::resnet_mini());
-    let ctx = h.ctx.clone();
-    h.state_mut().execute(
-        &ctx,
-        Command::Guided(netloom::app::start_page::GuidedTask::CompareInception),
-    );
-    for _ in 0..3 {
-        h.run();
-    }
+    let mut h = compared("inception-module-naive", "inception-module-bottleneck");
     // One row per branch into the concat, named from B's first layer.
     for row in [
         "concat 0: 1x1",
@@ -481,4 +476,42 @@ fn compare_lists_per_branch_deltas_and_a_row_selects_on_both_canvases() {
             .collect();
         assert_eq!(names, ["3x3"], "{}", tab.doc.graph.name);
     }
+}
+
+/// The diff of A and B is computed once for a pair of designs, not every
+/// frame, and again after an edit of B (and its undo).
+#[test]
+fn the_compare_diff_is_kept_between_frames_and_follows_edits_of_b() {
+    use netloom::app::compare::diff::Change;
+    use std::sync::Arc;
+    let mut h = naive_vs_bottleneck();
+    let first = h.state_mut().compare_diff().expect("comparing");
+    for _ in 0..3 {
+        h.run();
+    }
+    let again = h.state_mut().compare_diff().expect("comparing");
+    assert!(Arc::ptr_eq(&first, &again), "frames reuse the diff");
+    assert_eq!(first.change_of("bottleneck1x1"), Some(Change::Added));
+    assert!(has(&h, "+ bottleneck1x1"), "its row in the compare section");
+
+    // Delete B's bottleneck conv.
+    h.get_by_label_contains("bottleneck1x1 · ")
+        .click_accesskit();
+    h.run();
+    h.key_press(Key::Delete);
+    h.run();
+    let edited = h.state_mut().compare_diff().expect("comparing");
+    assert!(
+        !Arc::ptr_eq(&first, &edited),
+        "an edit of B computes it again"
+    );
+    assert_eq!(edited.change_of("bottleneck1x1"), None);
+    assert_eq!(edited.change_of("bottleneck_relu"), Some(Change::Added));
+    assert!(!has(&h, "+ bottleneck1x1"), "the row went with the layer");
+
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    let undone = h.state_mut().compare_diff().expect("comparing");
+    assert_eq!(*undone, *first, "undo brings back the first diff");
+    assert!(has(&h, "+ bottleneck1x1"));
 }

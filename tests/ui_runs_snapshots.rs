@@ -127,10 +127,16 @@ fn run(id: usize, design: &str, macs: u64, epochs_done: u64, epochs: u64, speed:
 #[test]
 fn the_training_panel_mid_run_with_two_runs() {
     let mut h = harness();
-    h.state_mut().training.runs = vec![
+    let mut runs = vec![
         run(1, "resnet-mini", 55_968_128, 8, 8, 0.45),
         run(2, "resnet-mini", 55_968_128, 3, 8, 0.7),
     ];
+    // Runs of the design on the canvas as it is (not an earlier version).
+    let generation = h.state().doc().generation;
+    for r in &mut runs {
+        r.generation = generation;
+    }
+    h.state_mut().training.runs = runs;
     let ctx = h.ctx.clone();
     h.state_mut()
         .execute(&ctx, Command::SetBottomTab(BottomTab::Training));

@@ -6,7 +6,7 @@
 
 use egui::vec2;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use netloom::app::command::Command;
 use netloom::app::{BottomTab, NetloomApp};
 use netloom::graph::blocks;
@@ -116,12 +116,15 @@ fn the_start_page_opens_each_guided_task_and_help_brings_it_back() {
         .iter()
         .map(|t| t.doc.graph.name.clone())
         .collect();
-    assert_eq!(
-        names,
-        ["inception-module-naive", "inception-module-bottleneck"]
-    );
+    assert_eq!(names, ["inception-naive", "inception-bottleneck"]);
     assert!(h.state().comparing());
     assert!(has(&h, "Compare"), "the inspector's Compare section");
+    // The course's figure: 28·28·32·5·5·192 MACs against a 16-channel
+    // bottleneck and the 5×5 over it.
+    assert!(
+        has(&h, "B needs 9.68× fewer MACs than A (120.4M vs 12.4M)"),
+        "the guided compare shows the course's 9.68×"
+    );
 
     menu(&mut h, &["Help", "Start page"]);
     assert!(h.state().start_page);
@@ -366,6 +369,51 @@ fn a_slow_open_shows_a_spinner_and_cancel_keeps_the_design() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A file saved after a wire broke a group: the reader takes the group
+/// apart to open it, and the designer says so where the user looks, the
+/// design marked unsaved until the repair is saved.
+#[test]
+fn opening_a_design_with_a_broken_group_says_what_was_repaired() {
+    let dir = temp_dir("broken-group");
+    let path = dir.join("broken-group.json");
+    std::fs::write(
+        &path,
+        r#"{"format":"netloom-design","version":2,"name":"g","nodes":[
+{"name":"in","kind":"input","height":8,"width":8,"channels":3},
+{"name":"a","kind":"relu"},{"name":"b","kind":"relu"},{"name":"sum","kind":"add"}],
+"edges":[{"from":"in","to":"a"},{"from":"a","to":"b"},{"from":"a","to":"sum","input":0},{"from":"b","to":"sum","input":1}],
+"groups":[{"name":"pair","members":["a","sum"]}]}"#,
+    )
+    .expect("the design file");
+    let mut h = harness(vec2(1280.0, 800.0));
+    let ctx = h.ctx.clone();
+    h.state_mut().execute(&ctx, Command::Open);
+    h.run();
+    answer_path(&mut h, &path, "Open");
+    assert_eq!(h.state().doc().path.as_deref(), Some(path.as_path()));
+    assert_eq!(h.state().doc().graph.len(), 4, "every layer kept");
+    assert!(h.state().doc().graph.groups().is_empty());
+    assert!(h.state().doc().dirty, "the design differs from its file");
+    let notice = h
+        .query_all_by_label_contains("group `pair` was ungrouped")
+        // A label's text is its accessible value.
+        .filter_map(|n| n.accesskit_node().value())
+        .next()
+        .expect("a notice names the repaired group");
+    assert!(notice.contains("Repaired"), "{notice}");
+    assert!(notice.contains("through `b`"), "{notice}");
+    // Saved, the repair is in the file: it opens as it is.
+    h.state_mut().execute(&ctx, Command::Save);
+    h.run();
+    assert!(!h.state().doc().dirty, "saved");
+    h.state_mut().execute(&ctx, Command::OpenPath(path.clone()));
+    for _ in 0..3 {
+        h.run();
+    }
+    assert!(!h.state().doc().dirty);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Snapshot images (tests/snapshots, refreshed with `UPDATE_SNAPSHOTS=1`):
 /// layout regressions of the main views at 1280×800 show as image diffs.
 mod snapshots {
@@ -458,10 +506,15 @@ mod snapshots {
     fn the_compare_view() {
         let mut h = harness(SIZE);
         let ctx = h.ctx.clone();
-        h.state_mut().execute(
-            &ctx,
-            Command::Guided(netloom::app::start_page::GuidedTask::CompareInception),
-        );
+        // The modules: every table of the compare section has rows (branches,
+        // the block, layers), the widest content the inspector holds.
+        for cmd in [
+            Command::OpenPreset("inception-module-naive"),
+            Command::PinAsA,
+            Command::OpenPreset("inception-module-bottleneck"),
+        ] {
+            h.state_mut().execute(&ctx, cmd);
+        }
         let mut h = settled(h);
         snap(&mut h, "compare_inception");
     }

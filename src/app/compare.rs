@@ -8,8 +8,36 @@ use super::command::Command;
 use super::document::Document;
 use super::training::TrainingSession;
 use crate::infer::{Conventions, Totals, compact, thousands};
-use diff::{Change, Diff};
+use diff::{Change, Diff, Side};
 use egui::{RichText, Ui};
+use std::sync::Arc;
+
+/// The diff of A and B, computed again only when either design (its
+/// generation) or the conventions change: it matches every layer by name,
+/// work a large design should not redo every frame.
+#[derive(Default)]
+pub struct DiffCache {
+    key: Option<(u64, u64, Conventions)>,
+    diff: Arc<Diff>,
+}
+
+impl DiffCache {
+    /// The diff of `a` and `b`, from the cache when neither changed.
+    pub fn get(&mut self, a: &Document, b: &Document, conventions: &Conventions) -> Arc<Diff> {
+        let key = (a.generation, b.generation, *conventions);
+        if self.key != Some(key) {
+            fn side(d: &Document) -> Side<'_> {
+                Side {
+                    graph: &d.graph,
+                    analysis: &d.analysis,
+                }
+            }
+            self.diff = Arc::new(diff::diff(side(a), side(b), conventions));
+            self.key = Some(key);
+        }
+        Arc::clone(&self.diff)
+    }
+}
 
 /// `a / b` as shown to the user, e.g. `9.68×`.
 pub fn ratio_text(a: u64, b: u64) -> String {
@@ -56,7 +84,7 @@ pub fn headline(a: &Totals, b: &Totals, conventions: &Conventions) -> String {
 /// and the state of the last such pair.
 pub fn train_both_ui(ui: &mut Ui, session: &TrainingSession) -> Option<Command> {
     let mut out = None;
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let busy = session.is_active() || session.pair_in_progress();
         if ui
             .add_enabled(!busy, egui::Button::new("Train both"))
@@ -121,6 +149,17 @@ fn delta_cells_ui(ui: &mut Ui, a: Option<u64>, b: Option<u64>) {
         .on_hover_text(delta_text(a.unwrap_or(0), b.unwrap_or(0)));
 }
 
+/// The widest a name may be in a table of name, A, B and B - A: what the
+/// three figure columns leave of `ui`'s width, so the table fits the
+/// inspector and long names wrap (a narrow inspector scrolls instead).
+fn name_column_width(ui: &Ui) -> f32 {
+    let font = egui::TextStyle::Monospace.resolve(ui.style());
+    // "-110.4M": the widest figure `signed_compact` writes below 10G.
+    let figure = ui.ctx().fonts_mut(|f| f.glyph_width(&font, '0')) * 7.0;
+    let spacing = ui.spacing().item_spacing.x;
+    (ui.available_width() - 3.0 * (figure + spacing)).max(80.0)
+}
+
 /// The compare section: headline, totals, then the branches, blocks and
 /// layers that differ, each row with its MACs in A and B and the change.
 /// Clicking a row selects its layers on both canvases.
@@ -167,11 +206,13 @@ pub fn compare_ui(
             }
         });
     let ops = |f: Option<diff::Figures>| f.map(|f| conventions.ops(f.macs));
+    let name_width = name_column_width(ui);
     if !diff.branches.is_empty() {
         ui.add_space(6.0);
         ui.label(RichText::new(format!("Per branch ({unit})")).strong());
         egui::Grid::new("compare_branches")
             .num_columns(4)
+            .max_col_width(name_width)
             .striped(true)
             .show(ui, |ui| {
                 for branch in &diff.branches {
@@ -198,6 +239,7 @@ pub fn compare_ui(
         ui.label(RichText::new(format!("Per block ({unit})")).strong());
         egui::Grid::new("compare_blocks")
             .num_columns(4)
+            .max_col_width(name_width)
             .striped(true)
             .show(ui, |ui| {
                 for block in &diff.blocks {
@@ -232,6 +274,7 @@ pub fn compare_ui(
     );
     egui::Grid::new("compare_layers_grid")
         .num_columns(4)
+        .max_col_width(name_width)
         .striped(true)
         .show(ui, |ui| {
             for layer in &diff.layers {

@@ -4,9 +4,16 @@ use super::command::{Command, EditError, EditOutcome, apply_edit};
 use crate::graph::Graph;
 use crate::infer::{Analysis, analyze};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How many undo steps are kept.
 const HISTORY_LIMIT: usize = 200;
+
+/// A generation no document has had yet.
+fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 pub struct Document {
     pub graph: Graph,
@@ -16,7 +23,10 @@ pub struct Document {
     pub dirty: bool,
     /// Shapes and costs of `graph`, recomputed after every change.
     pub analysis: Analysis,
-    /// Increments on every change of `graph` (for caches and autosave).
+    /// Identifies this state of `graph` for caches (the compare diff, the
+    /// canvas picture) and autosave: a fresh value on every change, drawn
+    /// from one counter for all documents, so a design opened into a tab
+    /// never reuses the value of the design it replaced.
     pub generation: u64,
     undo: Vec<Graph>,
     redo: Vec<Graph>,
@@ -32,7 +42,7 @@ impl Document {
             path,
             dirty: false,
             analysis,
-            generation: 0,
+            generation: next_generation(),
             undo: Vec::new(),
             redo: Vec::new(),
             last_key: None,
@@ -112,7 +122,7 @@ impl Document {
 
     fn changed(&mut self) {
         self.dirty = true;
-        self.generation += 1;
+        self.generation = next_generation();
         self.analysis = analyze(&self.graph);
     }
 
@@ -154,6 +164,21 @@ mod tests {
         assert_eq!(doc.graph, two);
         assert!(!doc.redo());
         assert!(doc.dirty);
+    }
+
+    /// A generation names one state of one document: caches keyed by it
+    /// see an edit, an undo and a design opened in place of another.
+    #[test]
+    fn every_change_and_every_new_document_gets_a_new_generation() {
+        let mut doc = Document::new(Graph::new("t"), None);
+        let mut seen = vec![doc.generation];
+        add_relu(&mut doc, 0.0);
+        seen.push(doc.generation);
+        assert!(doc.undo());
+        seen.push(doc.generation);
+        seen.push(Document::new(Graph::new("t"), None).generation);
+        let distinct: std::collections::BTreeSet<u64> = seen.iter().copied().collect();
+        assert_eq!(distinct.len(), seen.len(), "{seen:?}");
     }
 
     #[test]

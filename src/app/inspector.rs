@@ -49,8 +49,10 @@ impl Inspector {
         egui::Grid::new("design_totals")
             .num_columns(2)
             .show(ui, |ui| {
+                // Values wrap at the inspector's edge: a long one would
+                // widen everything below it past the window.
                 ui.label("Design");
-                ui.label(RichText::new(&doc.graph.name).strong());
+                ui.add(egui::Label::new(RichText::new(&doc.graph.name).strong()).wrap());
                 ui.end_row();
                 ui.label("Layers");
                 ui.label(doc.graph.len().to_string());
@@ -70,7 +72,7 @@ impl Inspector {
                 ));
                 ui.end_row();
                 ui.label("Training memory");
-                ui.label(training_memory)
+                ui.add(egui::Label::new(training_memory).wrap())
                     .on_hover_text("the estimate the trainer checks before a run with the Run setup's batch and optimizer: activations and gradients × batch, parameters, optimizer state, workspaces");
                 ui.end_row();
             });

@@ -4,7 +4,7 @@
 //! spinner with Cancel while the window stays responsive. Cancel stops
 //! waiting: the thread's answer, when it comes, is dropped.
 
-use crate::graph::{Graph, file};
+use crate::graph::file;
 use crate::interop::InteropError;
 use crate::interop::onnx::Imported;
 use crate::train::weights::WeightsError;
@@ -34,7 +34,7 @@ impl Job {
 
     fn run(self, path: &Path) -> Outcome {
         match self {
-            Job::Design => Outcome::Design(file::load(path)),
+            Job::Design => Outcome::Design(file::load_with_repairs(path)),
             Job::Onnx => Outcome::Onnx(crate::interop::onnx::import(path)),
             Job::Weights => {
                 Outcome::Weights(crate::train::weights::read(path).map(|f| f.tensors.len()))
@@ -45,7 +45,8 @@ impl Job {
 
 /// What the reading thread found.
 pub enum Outcome {
-    Design(Result<Graph, file::LoadError>),
+    /// The design with what the reader repaired to open it.
+    Design(Result<file::Loaded, file::LoadError>),
     Onnx(Result<Imported, InteropError>),
     /// The number of tensors of a readable weights file.
     Weights(Result<usize, WeightsError>),
@@ -149,7 +150,10 @@ mod tests {
             }
         };
         match outcome {
-            Outcome::Design(Ok(g)) => assert_eq!(g.name, "lenet5"),
+            Outcome::Design(Ok(loaded)) => {
+                assert_eq!(loaded.graph.name, "lenet5");
+                assert!(loaded.ungrouped.is_empty());
+            }
             _ => panic!("lenet5 did not load"),
         }
         let missing = Path::new("/nonexistent/netloom/x.safetensors").to_path_buf();

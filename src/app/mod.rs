@@ -33,6 +33,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, Ui};
 use files::{AppFiles, Recovery};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Seconds between autosaves of a changed design.
 const AUTOSAVE_EVERY: f64 = 15.0;
@@ -110,8 +111,17 @@ impl BottomTab {
 
 struct Notice {
     text: String,
-    error: bool,
+    level: NoticeLevel,
     until: f64,
+}
+
+/// How a notice is shown: a warning (something was changed for the user)
+/// and an error stay long enough to be read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NoticeLevel {
+    Info,
+    Warning,
+    Error,
 }
 
 /// The whole app state.
@@ -168,6 +178,8 @@ pub struct NetloomApp {
     pub shortcuts_open: bool,
     /// A design, ONNX model or weights file being read off the UI thread.
     pub loading: Option<loading::Loading>,
+    /// The last diff of compare designs A and B.
+    compare_cache: compare::DiffCache,
 }
 
 /// How the designer starts (command-line options).
@@ -223,6 +235,7 @@ impl NetloomApp {
             start_page: false,
             shortcuts_open: false,
             loading: None,
+            compare_cache: Default::default(),
         }
     }
 
@@ -331,9 +344,10 @@ impl NetloomApp {
     /// Applies what was read: the new design, the import, the weights to start from.
     fn apply_loaded(&mut self, ctx: &egui::Context, path: PathBuf, outcome: loading::Outcome) {
         match outcome {
-            loading::Outcome::Design(Ok(g)) => {
-                self.replace_active(g, Some(path.clone()));
+            loading::Outcome::Design(Ok(loaded)) => {
+                self.replace_active(loaded.graph, Some(path.clone()));
                 self.recent = self.files.push_recent(&path);
+                self.opened_with_repairs(ctx, &path, &loaded.ungrouped);
             }
             loading::Outcome::Design(Err(e)) => {
                 self.error_modal = Some(format!(
@@ -354,6 +368,30 @@ impl NetloomApp {
             }
             loading::Outcome::Weights(Err(e)) => self.notify(ctx, e.to_string(), true),
         }
+    }
+
+    /// Says what the reader repaired to open `path` (the active design):
+    /// the design shown differs from the file, so it counts as unsaved and
+    /// Save writes the repaired design.
+    fn opened_with_repairs(
+        &mut self,
+        ctx: &egui::Context,
+        path: &Path,
+        ungrouped: &[crate::graph::group::Ungrouped],
+    ) {
+        if ungrouped.is_empty() {
+            return;
+        }
+        self.tab_mut().doc.dirty = true;
+        let what: Vec<String> = ungrouped.iter().map(|u| u.to_string()).collect();
+        self.warn(
+            ctx,
+            format!(
+                "Repaired {} on opening: {}. Save to keep the repair.",
+                path.display(),
+                what.join("; ")
+            ),
+        );
     }
 
     fn apply_import(
@@ -415,7 +453,7 @@ impl NetloomApp {
                 self.bottom_tab = BottomTab::Costs;
                 self.notify(
                     ctx,
-                    "A: the naive module, B: with 1×1 bottlenecks, side by side. The inspector compares them.",
+                    "A: the 5×5 convolution alone, B: after a 1×1 bottleneck, side by side. The inspector compares them.",
                     false,
                 );
             }
@@ -512,11 +550,29 @@ impl NetloomApp {
     }
 
     fn notify(&mut self, ctx: &egui::Context, text: impl Into<String>, error: bool) {
+        let level = if error {
+            NoticeLevel::Error
+        } else {
+            NoticeLevel::Info
+        };
+        self.notice_with(ctx, text.into(), level);
+    }
+
+    /// A notice of something the app changed on its own (a repair).
+    fn warn(&mut self, ctx: &egui::Context, text: impl Into<String>) {
+        self.notice_with(ctx, text.into(), NoticeLevel::Warning);
+    }
+
+    fn notice_with(&mut self, ctx: &egui::Context, text: String, level: NoticeLevel) {
         let now = ctx.input(|i| i.time);
+        let seconds = match level {
+            NoticeLevel::Info => 3.0,
+            NoticeLevel::Warning | NoticeLevel::Error => 8.0,
+        };
         self.notice = Some(Notice {
-            text: text.into(),
-            error,
-            until: now + if error { 8.0 } else { 3.0 },
+            text,
+            level,
+            until: now + seconds,
         });
     }
 
@@ -636,7 +692,7 @@ impl NetloomApp {
                 }
                 self.prune_selection();
                 for broken in outcome.ungrouped {
-                    self.notify(ctx, format!("{broken}. Undo restores it."), false);
+                    self.warn(ctx, format!("{broken}. Undo restores it."));
                 }
             }
             Err(e) if matches!(cmd, Command::Connect { .. }) => {
@@ -1746,11 +1802,14 @@ impl NetloomApp {
             .order(egui::Order::Foreground)
             .show(ctx, |ui| {
                 egui::Frame::popup(ui.style()).show(ui, |ui| {
-                    if n.error {
-                        ui.colored_label(ui.visuals().error_fg_color, &n.text);
-                    } else {
-                        ui.label(&n.text);
-                    }
+                    // A long notice wraps instead of running off the window.
+                    ui.set_max_width((ctx.content_rect().width() - 80.0).clamp(200.0, 720.0));
+                    let color = match n.level {
+                        NoticeLevel::Info => ui.visuals().text_color(),
+                        NoticeLevel::Warning => ui.visuals().warn_fg_color,
+                        NoticeLevel::Error => ui.visuals().error_fg_color,
+                    };
+                    ui.add(egui::Label::new(egui::RichText::new(&n.text).color(color)).wrap());
                 });
             });
     }
@@ -1857,18 +1916,14 @@ impl NetloomApp {
         }
     }
 
-    /// What differs between A and B while comparing.
-    fn compare_diff(&self) -> Option<compare::diff::Diff> {
+    /// What differs between A and B while comparing (computed again only
+    /// after either design changed).
+    pub fn compare_diff(&mut self) -> Option<Arc<compare::diff::Diff>> {
         let [a, b] = self.tabs.as_slice() else {
+            self.compare_cache = compare::DiffCache::default();
             return None;
         };
-        fn side(t: &Tab) -> compare::diff::Side<'_> {
-            compare::diff::Side {
-                graph: &t.doc.graph,
-                analysis: &t.doc.analysis,
-            }
-        }
-        Some(compare::diff::diff(side(a), side(b), &self.conventions))
+        Some(self.compare_cache.get(&a.doc, &b.doc, &self.conventions))
     }
 
     /// The canvas of tab `i`, its layers marked by `marks`; what the user
@@ -2151,9 +2206,13 @@ fn command_button_ui(ui: &mut Ui, queue: &mut Vec<Command>, command: Command, en
 /// Opens the designer window as `options` say (design, training at once, frame statistics).
 pub fn run(options: LaunchOptions) -> Result<(), String> {
     let mut load_error = None;
+    let mut repairs = Vec::new();
     let (graph, path) = match options.design.clone() {
-        Some(p) => match file::load(&p) {
-            Ok(g) => (g, Some(p)),
+        Some(p) => match file::load_with_repairs(&p) {
+            Ok(loaded) => {
+                repairs = loaded.ungrouped;
+                (loaded.graph, Some(p))
+            }
             Err(e) => {
                 load_error = Some(format!(
                     "Could not open {}:\n\n{e}\n\nShowing the resnet-mini preset instead.",
@@ -2179,7 +2238,11 @@ pub fn run(options: LaunchOptions) -> Result<(), String> {
             let files = AppFiles {
                 dir: files::default_data_dir(),
             };
+            let opened = path.clone();
             let mut app = NetloomApp::new(graph, path, files);
+            if let Some(p) = &opened {
+                app.opened_with_repairs(&cc.egui_ctx, p, &repairs);
+            }
             let seen = cc
                 .storage
                 .and_then(|s| eframe::get_value::<bool>(s, START_PAGE_SEEN))

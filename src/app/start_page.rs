@@ -8,7 +8,9 @@ use egui::{RichText, Ui};
 /// A guided task of the start page: which presets and panels it opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuidedTask {
-    /// The naive Inception module as A, the bottleneck one as B, in compare.
+    /// The course's bottleneck example in compare: A a 5×5 convolution
+    /// straight over 28×28×192, B the same after a 1×1 reduction to 16
+    /// channels (9.68× fewer multiplies).
     CompareInception,
     /// resnet-mini with the Training tab open on the built-in data.
     TrainResnet,
@@ -25,7 +27,7 @@ impl GuidedTask {
     pub fn description(self) -> &'static str {
         match self {
             GuidedTask::CompareInception => {
-                "Opens both modules side by side, what B changes highlighted: the inspector's Compare section shows how many multiplies the 1×1 bottlenecks save, per branch."
+                "Opens the course's example side by side: a 5×5 convolution over 192 channels (A), and the same after a 1×1 bottleneck to 16 channels (B), what B changes highlighted. The inspector's Compare section shows how many multiplies the bottleneck saves."
             }
             GuidedTask::TrainResnet => {
                 "Opens resnet-mini with the Training tab on the built-in hand-digits set: press Train and watch the loss, accuracy and per-layer times."
@@ -36,9 +38,7 @@ impl GuidedTask {
     /// The presets the task opens: A, then B when it compares.
     pub fn presets(self) -> &'static [&'static str] {
         match self {
-            GuidedTask::CompareInception => {
-                &["inception-module-naive", "inception-module-bottleneck"]
-            }
+            GuidedTask::CompareInception => &["inception-naive", "inception-bottleneck"],
             GuidedTask::TrainResnet => &["resnet-mini"],
         }
     }
