@@ -369,6 +369,46 @@ fn a_slow_open_shows_a_spinner_and_cancel_keeps_the_design() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// At 1280×800 the compare section fits the inspector: the headline wraps
+/// and every table row, names and figures, ends inside the window.
+#[test]
+fn the_compare_section_fits_the_inspector_at_1280x800() {
+    let size = vec2(1280.0, 800.0);
+    let mut h = harness(size);
+    let ctx = h.ctx.clone();
+    for cmd in [
+        Command::OpenPreset("inception-module-naive"),
+        Command::PinAsA,
+        Command::OpenPreset("inception-module-bottleneck"),
+    ] {
+        h.state_mut().execute(&ctx, cmd);
+    }
+    for _ in 0..4 {
+        h.run();
+    }
+    let inspector_left = h.get_by_label("Inspector").rect().left();
+    let mut checked = 0;
+    for text in [
+        "B needs 2.37× fewer MACs than A (303.5M vs 128.0M)",
+        "Training memory",
+        "concat 1: 3x3_reduce",
+        "inception / inception_3a",
+        "-175.4M",
+        "~ 3x3",
+        "-110.4M",
+    ] {
+        for node in h.query_all_by_label_contains(text) {
+            let r = node.rect();
+            assert!(
+                r.left() >= inspector_left && r.right() <= size.x,
+                "{text} at {r:?}: outside the inspector (from x {inspector_left}) or the window"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked} widgets checked");
+}
+
 /// A file saved after a wire broke a group: the reader takes the group
 /// apart to open it, and the designer says so where the user looks, the
 /// design marked unsaved until the repair is saved.

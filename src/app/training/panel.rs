@@ -218,11 +218,12 @@ pub fn setup_ui(
                 labelled(ui, "Seed", DragValue::new(&mut s.seed));
                 ui.end_row();
                 ui.label("Memory");
-                ui.label(memory)
+                // Wrapped: the setup column is narrow and these run long.
+                ui.add(egui::Label::new(memory).wrap())
                     .on_hover_text("estimated before training: activations and gradients × batch, parameters, optimizer state, workspaces");
                 ui.end_row();
                 ui.label("Time");
-                ui.label(time).on_hover_text(
+                ui.add(egui::Label::new(time).wrap()).on_hover_text(
                     "a few training steps of this design at this batch, timed on this machine, × the batches of an epoch",
                 );
                 ui.end_row();
