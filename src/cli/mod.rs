@@ -602,16 +602,7 @@ fn write_tensors(
         .iter()
         .map(|(name, (shape, data))| (name.clone(), shape.clone(), data.as_slice()))
         .collect();
-    let bytes = crate::train::weights::to_safetensors(&list, meta).map_err(|source| {
-        crate::train::weights::WeightsError::Encode {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        }
-    })?;
-    file::write_atomically(path, &bytes).map_err(|source| CliError::Write {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    crate::train::weights::save_tensors(path, &list, meta, None)?;
     Ok(list.len())
 }
 
