@@ -125,15 +125,7 @@ fn a_design_with_a_broken_group_opens_with_a_warning() {
     let dir = std::env::temp_dir().join(format!("netloom-cli-group-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("broken-group.json");
-    std::fs::write(
-        &path,
-        r#"{"format":"netloom-design","version":2,"name":"g","nodes":[
-{"name":"in","kind":"input","height":8,"width":8,"channels":3},
-{"name":"a","kind":"relu"},{"name":"b","kind":"relu"},{"name":"sum","kind":"add"}],
-"edges":[{"from":"in","to":"a"},{"from":"a","to":"b"},{"from":"a","to":"sum","input":0},{"from":"b","to":"sum","input":1}],
-"groups":[{"name":"pair","members":["a","sum"]}]}"#,
-    )
-    .unwrap();
+    std::fs::write(&path, common::BROKEN_GROUP_DESIGN).unwrap();
     let (code, out, err) = netloom(&["summary", path.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{err}");
     assert!(

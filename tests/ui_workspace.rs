@@ -4,6 +4,8 @@
 //! when no native file dialog is available.
 #![cfg(feature = "gui")]
 
+mod common;
+
 use egui::vec2;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -15,6 +17,9 @@ fn harness(size: egui::Vec2) -> Harness<'static, NetloomApp> {
     let app = NetloomApp::for_tests(blocks::resnet_mini());
     let mut h = Harness::builder()
         .with_size(size)
+        // Opening the Training tab starts the step-time estimate, which
+        // repaints four times a second until it is measured.
+        .with_max_steps(32)
         .build_ui_state(|ui, app: &mut NetloomApp| app.ui(ui), app);
     h.run();
     h
@@ -369,12 +374,8 @@ fn a_slow_open_shows_a_spinner_and_cancel_keeps_the_design() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// At 1280×800 the compare section fits the inspector: the headline wraps
-/// and every table row, names and figures, ends inside the window.
-#[test]
-fn the_compare_section_fits_the_inspector_at_1280x800() {
-    let size = vec2(1280.0, 800.0);
-    let mut h = harness(size);
+/// Compare with the naive Inception module as A and the bottleneck one as B.
+fn compare_the_inception_modules(h: &mut Harness<'static, NetloomApp>) {
     let ctx = h.ctx.clone();
     for cmd in [
         Command::OpenPreset("inception-module-naive"),
@@ -383,6 +384,15 @@ fn the_compare_section_fits_the_inspector_at_1280x800() {
     ] {
         h.state_mut().execute(&ctx, cmd);
     }
+}
+
+/// At 1280×800 the compare section fits the inspector: the headline wraps
+/// and every table row, names and figures, ends inside the window.
+#[test]
+fn the_compare_section_fits_the_inspector_at_1280x800() {
+    let size = vec2(1280.0, 800.0);
+    let mut h = harness(size);
+    compare_the_inception_modules(&mut h);
     for _ in 0..4 {
         h.run();
     }
@@ -416,15 +426,7 @@ fn the_compare_section_fits_the_inspector_at_1280x800() {
 fn opening_a_design_with_a_broken_group_says_what_was_repaired() {
     let dir = temp_dir("broken-group");
     let path = dir.join("broken-group.json");
-    std::fs::write(
-        &path,
-        r#"{"format":"netloom-design","version":2,"name":"g","nodes":[
-{"name":"in","kind":"input","height":8,"width":8,"channels":3},
-{"name":"a","kind":"relu"},{"name":"b","kind":"relu"},{"name":"sum","kind":"add"}],
-"edges":[{"from":"in","to":"a"},{"from":"a","to":"b"},{"from":"a","to":"sum","input":0},{"from":"b","to":"sum","input":1}],
-"groups":[{"name":"pair","members":["a","sum"]}]}"#,
-    )
-    .expect("the design file");
+    std::fs::write(&path, common::BROKEN_GROUP_DESIGN).expect("the design file");
     let mut h = harness(vec2(1280.0, 800.0));
     let ctx = h.ctx.clone();
     h.state_mut().execute(&ctx, Command::Open);
@@ -545,16 +547,9 @@ mod snapshots {
     #[test]
     fn the_compare_view() {
         let mut h = harness(SIZE);
-        let ctx = h.ctx.clone();
         // The modules: every table of the compare section has rows (branches,
         // the block, layers), the widest content the inspector holds.
-        for cmd in [
-            Command::OpenPreset("inception-module-naive"),
-            Command::PinAsA,
-            Command::OpenPreset("inception-module-bottleneck"),
-        ] {
-            h.state_mut().execute(&ctx, cmd);
-        }
+        super::compare_the_inception_modules(&mut h);
         let mut h = settled(h);
         snap(&mut h, "compare_inception");
     }

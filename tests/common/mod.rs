@@ -13,6 +13,14 @@ use netloom::train::trainer::{Event, TrainConfig, TrainOutcome, Trainer};
 
 pub const H: usize = 8;
 
+/// A design saved after a wire made its group `pair` (`a`, `sum`)
+/// non-contiguous: `b` lies on a path between them outside the group.
+pub const BROKEN_GROUP_DESIGN: &str = r#"{"format":"netloom-design","version":2,"name":"g","nodes":[
+{"name":"in","kind":"input","height":8,"width":8,"channels":3},
+{"name":"a","kind":"relu"},{"name":"b","kind":"relu"},{"name":"sum","kind":"add"}],
+"edges":[{"from":"in","to":"a"},{"from":"a","to":"b"},{"from":"a","to":"sum","input":0},{"from":"b","to":"sum","input":1}],
+"groups":[{"name":"pair","members":["a","sum"]}]}"#;
+
 /// conv(4) → BN → ReLU → conv(6) → BN → ReLU → GAP → Dense(`units`) → Softmax on 8×8×3.
 pub fn tiny_design(units: u32) -> Graph {
     let json = format!(
